@@ -1,0 +1,236 @@
+"""The ``embedlab`` command line: a thin layer over the library."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from embedlab import __version__
+from embedlab.errors import EmbedlabError
+
+app = typer.Typer(
+    name="embedlab",
+    help=(
+        "Machine learning on top of a frozen embedding model.\n\n"
+        "Start with [bold]embedlab demo[/], then encode your own data:\n\n"
+        "  embedlab encode data.csv -o space/\n\n"
+        "  embedlab info space/"
+    ),
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Print library errors as one readable line and exit 2, without a traceback."""
+    try:
+        yield
+    except EmbedlabError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
+        force=True,
+    )
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"embedlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        Optional[bool],  # noqa: UP045 (typer needs Optional here)
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = None,
+) -> None:
+    _setup_logging()
+
+
+@app.command()
+def encode(
+    data: Annotated[Path, typer.Argument(help="CSV, TSV, JSONL, JSON or Parquet file of texts.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write the EmbeddingSet to.")],
+    text_col: Annotated[str, typer.Option(help="Column holding the texts.")] = "text",
+    label_col: Annotated[str, typer.Option(help="Column holding labels (skipped when absent).")] = "label",
+    id_col: Annotated[Optional[str], typer.Option(help="Column of unique row ids (default: row number).")] = None,  # noqa: UP045
+    split: Annotated[Optional[list[str]], typer.Option(help="Split(s) of a split-layout JSON such as CLINC150's (repeatable).")] = None,  # noqa: UP045
+    model: Annotated[Optional[Path], typer.Option(help="Local sentence-transformers model directory (default: packaged all-MiniLM-L6-v2).")] = None,  # noqa: UP045
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
+    normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", help="L2-normalise the vectors.")] = False,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse vectors of texts encoded before ($EMBEDLAB_CACHE).")] = True,
+    skip_empty: Annotated[bool, typer.Option(help="Drop empty texts (and report how many) instead of failing.")] = False,
+    keep_text: Annotated[bool, typer.Option("--keep-text/--no-keep-text", help="Store the texts in rows.parquet.")] = True,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")] = False,
+) -> None:
+    """Encode the texts of DATA into an EmbeddingSet directory.
+
+    Row i of OUTPUT/vectors.npy is the vector of data row i; ids, labels, texts and any
+    other columns go to OUTPUT/rows.parquet, and OUTPUT/manifest.json records the encoder.
+
+    [bold]Examples[/]
+
+      embedlab encode intents.csv -o space/
+
+      embedlab encode tickets.jsonl -o space/ --text-col body --label-col queue
+
+      embedlab encode ../shared/data/clinc150/data_full.json --split train -o clinc-train/
+    """
+    from embedlab.encoders import SentenceTransformerEncoder
+    from embedlab.encoding import encode_table
+    from embedlab.readers import read_texts
+
+    with _user_errors():
+        if output.exists() and not force:
+            raise EmbedlabError(f"{output} already exists; pass --force to replace it")
+        table = read_texts(data, text_col=text_col, label_col=label_col, id_col=id_col,
+                           on_empty="skip" if skip_empty else "error", splits=split)
+        if table.skipped_rows:
+            err_console.print(
+                f"[yellow]skipped {len(table.skipped_rows)} empty text(s)[/] at rows "
+                f"{table.skipped_rows[:10]}{' ...' if len(table.skipped_rows) > 10 else ''}"
+            )
+        encoder = SentenceTransformerEncoder(model, batch_size=batch_size, normalize=normalize,
+                                             cache=cache)
+        t0 = time.perf_counter()
+        es = encode_table(table, encoder, keep_text=keep_text)
+        secs = time.perf_counter() - t0
+        es.save(output, overwrite=force)
+        st = encoder.last_stats
+        rate = f", {st['texts_per_second']:,.0f} texts/s" if st["encoded"] else ""
+        console.print(
+            f"wrote {output}: {es.n} × {es.dim} float32 from {encoder.name} "
+            f"({st['encoded']} encoded, {st['cached']} from cache, {secs:.1f} s{rate})"
+        )
+
+
+@app.command("import")
+def import_vectors(
+    vectors: Annotated[Path, typer.Argument(help=".npy, Parquet or CSV file of precomputed vectors.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write the EmbeddingSet to.")],
+    vector_col: Annotated[Optional[str], typer.Option(help="Parquet list column holding the vectors.")] = None,  # noqa: UP045
+    id_col: Annotated[str, typer.Option(help="Id column, if present.")] = "id",
+    label_col: Annotated[str, typer.Option(help="Label column, if present.")] = "label",
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")] = False,
+) -> None:
+    """Turn precomputed vectors into an EmbeddingSet directory.
+
+    Parquet: a list column (vector / embedding) or all numeric columns; CSV: all numeric
+    columns except id and label; .npy: an (n, d) array.
+
+    [bold]Example[/]
+
+      embedlab import clip_vectors.parquet -o space/
+    """
+    from embedlab.space import EmbeddingSet
+
+    with _user_errors():
+        if output.exists() and not force:
+            raise EmbedlabError(f"{output} already exists; pass --force to replace it")
+        es = EmbeddingSet.from_file(vectors, vector_col=vector_col, id_col=id_col,
+                                    label_col=label_col)
+        es.save(output, overwrite=force)
+        console.print(f"wrote {output}: {es.n} × {es.dim} float32")
+
+
+@app.command()
+def info(
+    space: Annotated[Path, typer.Argument(help="An EmbeddingSet directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check file checksums.")] = True,
+) -> None:
+    """Show an EmbeddingSet's shape, provenance and label counts.
+
+    [bold]Example[/]
+
+      embedlab info space/
+    """
+    from embedlab.space import EmbeddingSet, read_manifest
+
+    with _user_errors():
+        es = EmbeddingSet.load(space, verify=verify)
+        manifest = read_manifest(space)
+        prov = es.provenance
+        counts = es.label_counts()
+        if as_json:
+            print(json.dumps({
+                "path": str(space), "n": es.n, "dim": es.dim, "dtype": "float32",
+                "provenance": prov.to_dict(), "label_counts": counts,
+                "texts": es.texts is not None,
+                "metadata": [] if es.metadata is None else es.metadata.column_names,
+                "saved": manifest.get("saved"), "embedlab_version": manifest.get("embedlab_version"),
+            }, indent=2))
+            return
+        enc = prov.encoder or {}
+        table = Table(show_header=False, title=f"EmbeddingSet {space}", title_justify="left")
+        table.add_row("shape", f"{es.n} × {es.dim} float32")
+        table.add_row("encoder", f"{enc.get('name', 'unknown')} ({enc.get('kind', 'precomputed')})"
+                      if enc else "unknown (precomputed vectors)")
+        if enc.get("fingerprint"):
+            table.add_row("fingerprint", enc["fingerprint"])
+        table.add_row("layer", "last" if prov.layer is None else str(prov.layer))
+        table.add_row("normalized", str(prov.normalized))
+        table.add_row("source", str(prov.source))
+        table.add_row("created", prov.created)
+        table.add_row("texts kept", "yes" if es.texts is not None else "no")
+        if es.metadata is not None:
+            table.add_row("metadata", ", ".join(es.metadata.column_names))
+        if counts:
+            shown = ", ".join(f"{k}: {v}" for k, v in list(counts.items())[:12])
+            more = f" … ({len(counts)} labels)" if len(counts) > 12 else ""
+            table.add_row("labels", shown + more)
+        else:
+            table.add_row("labels", "none")
+        console.print(table)
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the demo's outputs.")] = Path("embedlab-demo"),
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached vectors.")] = True,
+) -> None:
+    """Run the main job on the packaged encoder and the packaged demo intents.
+
+    Encodes the demo's train and test splits with all-MiniLM-L6-v2, saves both as
+    EmbeddingSets and shows how the space separates intents and out-of-scope queries.
+
+    [bold]Example[/]
+
+      embedlab demo -o /tmp/embedlab-demo
+    """
+    from embedlab.demo import run_demo
+
+    with _user_errors():
+        run_demo(output, cache=cache, console=console)
+
+
+def main() -> None:
+    """Entry point of the ``embedlab`` script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The Encoder protocol and the text checks every encoder applies at its boundary."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from embedlab.errors import EncoderError
+
+__all__ = ["DEFAULT_MAX_CHARS", "Encoder", "check_texts"]
+
+log = logging.getLogger("embedlab")
+
+#: Characters kept per text before tokenising. Transformer encoders truncate to a few hundred
+#: tokens anyway; cutting megabyte-long strings first keeps tokenisation from stalling.
+DEFAULT_MAX_CHARS = 100_000
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Anything that turns texts into a float32 matrix.
+
+    ``dim`` is the output dimension, ``spec`` a JSON-able dict that identifies the encoder
+    (its ``fingerprint`` key, when present, changes whenever the vectors would).
+    """
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def spec(self) -> dict[str, Any]: ...
+
+    def encode(self, texts: Sequence[str], *, progress: bool | None = None) -> np.ndarray: ...
+
+
+def check_texts(texts: Any, *, max_chars: int = DEFAULT_MAX_CHARS) -> list[str]:
+    """Return ``texts`` as a list of non-empty strings, cut to ``max_chars`` characters.
+
+    Raises EncoderError naming the rows for non-strings, bytes that are not UTF-8, and
+    empty or whitespace-only texts. Logs one warning with a count when texts were cut.
+    """
+    if isinstance(texts, str):
+        raise EncoderError("encode() takes a list of texts, not a single string; wrap it: [text]")
+    out: list[str] = []
+    bad_type: list[int] = []
+    empty: list[int] = []
+    cut = 0
+    for i, t in enumerate(texts):
+        if isinstance(t, bytes):
+            try:
+                t = t.decode("utf-8")
+            except UnicodeDecodeError:
+                raise EncoderError(f"text at row {i} is not valid UTF-8") from None
+        if not isinstance(t, str):
+            bad_type.append(i)
+            continue
+        if not t.strip():
+            empty.append(i)
+        if len(t) > max_chars:
+            t = t[:max_chars]
+            cut += 1
+        out.append(t)
+    if bad_type:
+        raise EncoderError(f"texts must be strings; rows {bad_type[:10]} are not")
+    if empty:
+        raise EncoderError(
+            f"{len(empty)} empty or whitespace-only text(s) at rows {empty[:10]}"
+            + (" ..." if len(empty) > 10 else "")
+            + "; remove them (the CLI's --skip-empty does this and reports the count)"
+        )
+    if cut:
+        log.warning("%d text(s) longer than %d characters were cut to that length", cut, max_chars)
+    return out

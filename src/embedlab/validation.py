@@ -1,0 +1,93 @@
+"""Input checks shared by every boundary (EmbeddingSet, readers, heads, detectors).
+
+Each check raises :class:`~embedlab.errors.ValidationError` with a message that names the
+problem and where it is, so the numerical code behind a boundary can trust its arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from embedlab.errors import ValidationError
+
+__all__ = ["check_ids", "check_labels", "check_vectors"]
+
+
+def _preview(items: Sequence[Any], limit: int = 5) -> str:
+    shown = ", ".join(repr(x) for x in list(items)[:limit])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+def check_vectors(
+    X: Any,
+    *,
+    name: str = "vectors",
+    dim: int | None = None,
+    allow_empty: bool = False,
+    copy: bool = False,
+) -> np.ndarray:
+    """Return ``X`` as a 2-D float32 array, or raise a ValidationError naming what is wrong.
+
+    Rejects non-numeric input, arrays that are not 2-D, a dimension other than ``dim`` when
+    given, zero rows (unless ``allow_empty``), and NaN or infinite values (naming the rows).
+    Memory-mapped float32 input is returned without a copy unless ``copy`` is true.
+    """
+    if isinstance(X, np.ndarray) and X.dtype == np.float32 and not copy:
+        arr = X
+    else:
+        try:
+            arr = np.array(X, dtype=np.float32, copy=copy or None)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"{name} must be numeric: {exc}") from None
+    if arr.ndim == 1 and arr.size and dim is not None and arr.shape[0] == dim:
+        raise ValidationError(
+            f"{name} is 1-D with {arr.shape[0]} values; pass a 2-D array (n, {dim}), "
+            "e.g. X.reshape(1, -1) for one vector"
+        )
+    if arr.ndim != 2:
+        raise ValidationError(f"{name} must be a 2-D array (n, d); got shape {arr.shape}")
+    if arr.shape[0] == 0 and not allow_empty:
+        raise ValidationError(f"{name} is empty (0 rows)")
+    if arr.shape[1] == 0:
+        raise ValidationError(f"{name} has 0 dimensions")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValidationError(
+            f"{name} has dimension {arr.shape[1]}, expected {dim}"
+        )
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValidationError(
+            f"{name} contains NaN or infinite values in {bad.size} row(s): rows {_preview(bad.tolist())}"
+        )
+    return arr
+
+
+def check_ids(ids: Any, n: int, *, name: str = "ids") -> np.ndarray:
+    """Return ``ids`` as an object array of ``n`` unique strings, or raise."""
+    arr = np.asarray([str(i) for i in ids], dtype=object)
+    if arr.shape != (n,):
+        raise ValidationError(f"{name} has {arr.shape[0]} entries for {n} rows")
+    uniq, counts = np.unique(arr.astype(str), return_counts=True)
+    if uniq.size != n:
+        dups = uniq[counts > 1]
+        raise ValidationError(f"{name} must be unique; duplicated: {_preview(dups.tolist())}")
+    return arr
+
+
+def check_labels(labels: Any, n: int, *, name: str = "labels") -> np.ndarray:
+    """Return ``labels`` as an object array of ``n`` non-empty strings, or raise."""
+    raw = list(labels)
+    if len(raw) != n:
+        raise ValidationError(f"{name} has {len(raw)} entries for {n} rows")
+    missing = [i for i, v in enumerate(raw) if v is None or (isinstance(v, float) and v != v)]
+    if missing:
+        raise ValidationError(f"{name} are missing in {len(missing)} row(s): rows {_preview(missing)}")
+    arr = np.asarray([str(v) for v in raw], dtype=object)
+    empty = np.flatnonzero(np.char.str_len(arr.astype(str)) == 0) if n else np.array([], int)
+    if empty.size:
+        raise ValidationError(f"{name} are empty in {empty.size} row(s): rows {_preview(empty.tolist())}")
+    return arr

@@ -1,0 +1,64 @@
+"""Shared fixtures: an isolated cache per test, a counting fake encoder, the real encoder."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own EMBEDLAB_CACHE so tests never see each other's vectors."""
+    monkeypatch.setenv("EMBEDLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+class FakeEncoder:
+    """Deterministic hash-based vectors; counts how many texts reached the 'model'."""
+
+    def __init__(self, dim: int = 8) -> None:
+        self._dim = dim
+        self.calls = 0
+        self.texts_seen = 0
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def spec(self) -> dict:
+        return {"kind": "fake", "name": "fake", "fingerprint": f"fake-{self._dim}", "dim": self._dim}
+
+    def encode(self, texts, *, progress=None) -> np.ndarray:
+        self.calls += 1
+        self.texts_seen += len(texts)
+        rows = [np.frombuffer(hashlib.sha256(t.encode()).digest()[: self._dim], dtype=np.uint8)
+                for t in texts]
+        return (np.stack(rows).astype(np.float32) / 255.0) - 0.5
+
+
+@pytest.fixture
+def fake_encoder() -> FakeEncoder:
+    return FakeEncoder()
+
+
+@pytest.fixture(scope="session")
+def st_encoder_uncached():
+    """The packaged all-MiniLM-L6-v2 with no cache, loaded once per test session."""
+    from embedlab.encoders import SentenceTransformerEncoder
+
+    enc = SentenceTransformerEncoder(cache=False)
+    _ = enc.model
+    return enc
+
+
+def shared_data(*parts: str) -> Path:
+    """Path under ../shared/data, or skip the test when the shared data is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not available at {path}")
+    return path
