@@ -31,13 +31,20 @@ class FakeEncoder:
 
     @property
     def spec(self) -> dict:
-        return {"kind": "fake", "name": "fake", "fingerprint": f"fake-{self._dim}", "dim": self._dim}
+        return {
+            "kind": "fake",
+            "name": "fake",
+            "fingerprint": f"fake-{self._dim}",
+            "dim": self._dim,
+        }
 
     def encode(self, texts, *, progress=None) -> np.ndarray:
         self.calls += 1
         self.texts_seen += len(texts)
-        rows = [np.frombuffer(hashlib.sha256(t.encode()).digest()[: self._dim], dtype=np.uint8)
-                for t in texts]
+        rows = [
+            np.frombuffer(hashlib.sha256(t.encode()).digest()[: self._dim], dtype=np.uint8)
+            for t in texts
+        ]
         return (np.stack(rows).astype(np.float32) / 255.0) - 0.5
 
 
@@ -56,9 +63,14 @@ def st_encoder_uncached():
     return enc
 
 
-def shared_data(*parts: str) -> Path:
-    """Path under ../shared/data, or skip the test when the shared data is absent."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"shared data not available at {path}")
-    return path
+@pytest.fixture
+def shared_data():
+    """``shared_data(*parts)``: a path under ../shared/data, or skip when the data is absent."""
+
+    def locate(*parts: str) -> Path:
+        path = SHARED_DATA.joinpath(*parts)
+        if not path.exists():
+            pytest.skip(f"shared data not available at {path}")
+        return path
+
+    return locate

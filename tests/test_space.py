@@ -76,9 +76,14 @@ def test_constructor_rejects_bad_input():
 
 
 def test_concat(es):
-    other = EmbeddingSet(np.ones((2, 4)), ids=["s0", "s1"], labels=["z", "a"],
-                         texts=["t", "u"], metadata={"extra": [True, False]},
-                         provenance=es.provenance)
+    other = EmbeddingSet(
+        np.ones((2, 4)),
+        ids=["s0", "s1"],
+        labels=["z", "a"],
+        texts=["t", "u"],
+        metadata={"extra": [True, False]},
+        provenance=es.provenance,
+    )
     both = EmbeddingSet.concat([es, other])
     assert both.n == 8
     assert both.ids.tolist()[-2:] == ["s0", "s1"]
@@ -98,8 +103,12 @@ def test_concat_rejects_mismatches(es):
         EmbeddingSet.concat([es, EmbeddingSet(np.eye(3), ids=["q0", "q1", "q2"])])
     with pytest.raises(ValidationError, match="duplicated"):
         EmbeddingSet.concat([es, es])
-    other = EmbeddingSet(np.ones((1, 4)), ids=["o"], labels=["a"],
-                         provenance=Provenance(encoder={"name": "other", "fingerprint": "g"}))
+    other = EmbeddingSet(
+        np.ones((1, 4)),
+        ids=["o"],
+        labels=["a"],
+        provenance=Provenance(encoder={"name": "other", "fingerprint": "g"}),
+    )
     with pytest.raises(ValidationError, match="another encoder"):
         EmbeddingSet.concat([es, other])
     unl = EmbeddingSet(np.ones((1, 4)), ids=["o"], provenance=es.provenance)

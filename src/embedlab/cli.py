@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -63,7 +63,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     version: Annotated[
-        Optional[bool],  # noqa: UP045 (typer needs Optional here)
+        bool | None,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = None,
 ) -> None:
@@ -73,18 +73,45 @@ def _main(
 @app.command()
 def encode(
     data: Annotated[Path, typer.Argument(help="CSV, TSV, JSONL, JSON or Parquet file of texts.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write the EmbeddingSet to.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory to write the EmbeddingSet to.")
+    ],
     text_col: Annotated[str, typer.Option(help="Column holding the texts.")] = "text",
-    label_col: Annotated[str, typer.Option(help="Column holding labels (skipped when absent).")] = "label",
-    id_col: Annotated[Optional[str], typer.Option(help="Column of unique row ids (default: row number).")] = None,  # noqa: UP045
-    split: Annotated[Optional[list[str]], typer.Option(help="Split(s) of a split-layout JSON such as CLINC150's (repeatable).")] = None,  # noqa: UP045
-    model: Annotated[Optional[Path], typer.Option(help="Local sentence-transformers model directory (default: packaged all-MiniLM-L6-v2).")] = None,  # noqa: UP045
+    label_col: Annotated[
+        str, typer.Option(help="Column holding labels (skipped when absent).")
+    ] = "label",
+    id_col: Annotated[
+        str | None, typer.Option(help="Column of unique row ids (default: row number).")
+    ] = None,
+    split: Annotated[
+        list[str] | None,
+        typer.Option(help="Split(s) of a split-layout JSON such as CLINC150's (repeatable)."),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="Local sentence-transformers model directory (default: packaged all-MiniLM-L6-v2)."
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
-    normalize: Annotated[bool, typer.Option("--normalize/--no-normalize", help="L2-normalise the vectors.")] = False,
-    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse vectors of texts encoded before ($EMBEDLAB_CACHE).")] = True,
-    skip_empty: Annotated[bool, typer.Option(help="Drop empty texts (and report how many) instead of failing.")] = False,
-    keep_text: Annotated[bool, typer.Option("--keep-text/--no-keep-text", help="Store the texts in rows.parquet.")] = True,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")] = False,
+    normalize: Annotated[
+        bool, typer.Option("--normalize/--no-normalize", help="L2-normalise the vectors.")
+    ] = False,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache/--no-cache", help="Reuse vectors of texts encoded before ($EMBEDLAB_CACHE)."
+        ),
+    ] = True,
+    skip_empty: Annotated[
+        bool, typer.Option(help="Drop empty texts (and report how many) instead of failing.")
+    ] = False,
+    keep_text: Annotated[
+        bool, typer.Option("--keep-text/--no-keep-text", help="Store the texts in rows.parquet.")
+    ] = True,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")
+    ] = False,
 ) -> None:
     """Encode the texts of DATA into an EmbeddingSet directory.
 
@@ -106,15 +133,22 @@ def encode(
     with _user_errors():
         if output.exists() and not force:
             raise EmbedlabError(f"{output} already exists; pass --force to replace it")
-        table = read_texts(data, text_col=text_col, label_col=label_col, id_col=id_col,
-                           on_empty="skip" if skip_empty else "error", splits=split)
+        table = read_texts(
+            data,
+            text_col=text_col,
+            label_col=label_col,
+            id_col=id_col,
+            on_empty="skip" if skip_empty else "error",
+            splits=split,
+        )
         if table.skipped_rows:
             err_console.print(
                 f"[yellow]skipped {len(table.skipped_rows)} empty text(s)[/] at rows "
                 f"{table.skipped_rows[:10]}{' ...' if len(table.skipped_rows) > 10 else ''}"
             )
-        encoder = SentenceTransformerEncoder(model, batch_size=batch_size, normalize=normalize,
-                                             cache=cache)
+        encoder = SentenceTransformerEncoder(
+            model, batch_size=batch_size, normalize=normalize, cache=cache
+        )
         t0 = time.perf_counter()
         es = encode_table(table, encoder, keep_text=keep_text)
         secs = time.perf_counter() - t0
@@ -129,12 +163,20 @@ def encode(
 
 @app.command("import")
 def import_vectors(
-    vectors: Annotated[Path, typer.Argument(help=".npy, Parquet or CSV file of precomputed vectors.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write the EmbeddingSet to.")],
-    vector_col: Annotated[Optional[str], typer.Option(help="Parquet list column holding the vectors.")] = None,  # noqa: UP045
+    vectors: Annotated[
+        Path, typer.Argument(help=".npy, Parquet or CSV file of precomputed vectors.")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory to write the EmbeddingSet to.")
+    ],
+    vector_col: Annotated[
+        str | None, typer.Option(help="Parquet list column holding the vectors.")
+    ] = None,
     id_col: Annotated[str, typer.Option(help="Id column, if present.")] = "id",
     label_col: Annotated[str, typer.Option(help="Label column, if present.")] = "label",
-    force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")
+    ] = False,
 ) -> None:
     """Turn precomputed vectors into an EmbeddingSet directory.
 
@@ -150,8 +192,9 @@ def import_vectors(
     with _user_errors():
         if output.exists() and not force:
             raise EmbedlabError(f"{output} already exists; pass --force to replace it")
-        es = EmbeddingSet.from_file(vectors, vector_col=vector_col, id_col=id_col,
-                                    label_col=label_col)
+        es = EmbeddingSet.from_file(
+            vectors, vector_col=vector_col, id_col=id_col, label_col=label_col
+        )
         es.save(output, overwrite=force)
         console.print(f"wrote {output}: {es.n} × {es.dim} float32")
 
@@ -160,7 +203,9 @@ def import_vectors(
 def info(
     space: Annotated[Path, typer.Argument(help="An EmbeddingSet directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check file checksums.")] = True,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Check file checksums.")
+    ] = True,
 ) -> None:
     """Show an EmbeddingSet's shape, provenance and label counts.
 
@@ -176,19 +221,33 @@ def info(
         prov = es.provenance
         counts = es.label_counts()
         if as_json:
-            print(json.dumps({
-                "path": str(space), "n": es.n, "dim": es.dim, "dtype": "float32",
-                "provenance": prov.to_dict(), "label_counts": counts,
-                "texts": es.texts is not None,
-                "metadata": [] if es.metadata is None else es.metadata.column_names,
-                "saved": manifest.get("saved"), "embedlab_version": manifest.get("embedlab_version"),
-            }, indent=2))
+            print(
+                json.dumps(
+                    {
+                        "path": str(space),
+                        "n": es.n,
+                        "dim": es.dim,
+                        "dtype": "float32",
+                        "provenance": prov.to_dict(),
+                        "label_counts": counts,
+                        "texts": es.texts is not None,
+                        "metadata": [] if es.metadata is None else es.metadata.column_names,
+                        "saved": manifest.get("saved"),
+                        "embedlab_version": manifest.get("embedlab_version"),
+                    },
+                    indent=2,
+                )
+            )
             return
         enc = prov.encoder or {}
         table = Table(show_header=False, title=f"EmbeddingSet {space}", title_justify="left")
         table.add_row("shape", f"{es.n} × {es.dim} float32")
-        table.add_row("encoder", f"{enc.get('name', 'unknown')} ({enc.get('kind', 'precomputed')})"
-                      if enc else "unknown (precomputed vectors)")
+        table.add_row(
+            "encoder",
+            f"{enc.get('name', 'unknown')} ({enc.get('kind', 'precomputed')})"
+            if enc
+            else "unknown (precomputed vectors)",
+        )
         if enc.get("fingerprint"):
             table.add_row("fingerprint", enc["fingerprint"])
         table.add_row("layer", "last" if prov.layer is None else str(prov.layer))
@@ -209,7 +268,9 @@ def info(
 
 @app.command()
 def demo(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the demo's outputs.")] = Path("embedlab-demo"),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the demo's outputs.")
+    ] = Path("embedlab-demo"),
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached vectors.")] = True,
 ) -> None:
     """Run the main job on the packaged encoder and the packaged demo intents.

@@ -28,7 +28,7 @@ def load_demo(split: Literal["train", "test"]) -> TextTable:
 
 
 def clinc150_path() -> Path:
-    """``data_full.json`` of CLINC150: ``$EMBEDLAB_DATA/clinc150`` or ``../shared/data/clinc150``."""
+    """CLINC150 ``data_full.json`` from ``$EMBEDLAB_DATA/clinc150`` or ``../shared/data``."""
     roots = [os.environ.get("EMBEDLAB_DATA")] if os.environ.get("EMBEDLAB_DATA") else []
     here = Path(__file__).resolve()
     roots += [str(p / "shared" / "data") for p in here.parents]

@@ -17,8 +17,9 @@ from embedlab.space import EmbeddingSet
 __all__ = ["run_demo"]
 
 
-def run_demo(out_dir: str | Path = "embedlab-demo", *, cache: bool = True,
-             console: Console | None = None) -> dict[str, EmbeddingSet]:
+def run_demo(
+    out_dir: str | Path = "embedlab-demo", *, cache: bool = True, console: Console | None = None
+) -> dict[str, EmbeddingSet]:
     """Encode the demo train and test splits, save both sets under ``out_dir``, print a tour.
 
     Returns the two EmbeddingSets by split name.
@@ -26,8 +27,10 @@ def run_demo(out_dir: str | Path = "embedlab-demo", *, cache: bool = True,
     console = console or Console()
     out_dir = Path(out_dir)
     encoder = SentenceTransformerEncoder(cache=cache)
-    console.print(f"[bold]embedlab demo[/] — encoder {encoder.name} (dim {encoder.dim}), "
-                  f"model files at {encoder.model_path}")
+    console.print(
+        f"[bold]embedlab demo[/] — encoder {encoder.name} (dim {encoder.dim}), "
+        f"model files at {encoder.model_path}"
+    )
     sets: dict[str, EmbeddingSet] = {}
     for split in ("train", "test"):
         table = load_demo(split)
@@ -45,8 +48,10 @@ def run_demo(out_dir: str | Path = "embedlab-demo", *, cache: bool = True,
         sets[split] = es
     train, test = sets["train"], sets["test"]
     counts = train.label_counts()
-    console.print(f"  {len(counts) - (OOS_LABEL in counts)} intents + {counts.get(OOS_LABEL, 0)} "
-                  f"out-of-scope ('{OOS_LABEL}') examples in train")
+    console.print(
+        f"  {len(counts) - (OOS_LABEL in counts)} intents + {counts.get(OOS_LABEL, 0)} "
+        f"out-of-scope ('{OOS_LABEL}') examples in train"
+    )
 
     # A first look at the space: each test query's nearest training example by cosine.
     known = train.where_label(OOS_LABEL, exclude=True)
@@ -59,10 +64,17 @@ def run_demo(out_dir: str | Path = "embedlab-demo", *, cache: bool = True,
     rng = np.random.default_rng(0)
     in_scope = np.flatnonzero(test.labels != OOS_LABEL)
     oos = np.flatnonzero(test.labels == OOS_LABEL)
-    show = np.concatenate([rng.choice(in_scope, 4, replace=False), rng.choice(oos, 2, replace=False)])
+    show = np.concatenate(
+        [rng.choice(in_scope, 4, replace=False), rng.choice(oos, 2, replace=False)]
+    )
     for i in show:
-        table.add_row(test.texts[i], test.labels[i], known.texts[best[i]], known.labels[best[i]],
-                      f"{top[i]:.2f}")
+        table.add_row(
+            test.texts[i],
+            test.labels[i],
+            known.texts[best[i]],
+            known.labels[best[i]],
+            f"{top[i]:.2f}",
+        )
     console.print(table)
     acc = float(np.mean(known.labels[best[in_scope]] == test.labels[in_scope]))
     console.print(

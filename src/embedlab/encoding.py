@@ -47,6 +47,12 @@ def encode_file(
     Returns the EmbeddingSet and the TextTable it came from (its ``skipped_rows`` lists the
     empty texts dropped with ``on_empty="skip"``).
     """
-    table = read_texts(path, text_col=text_col, label_col=label_col, id_col=id_col,
-                       on_empty=on_empty, splits=splits)
+    table = read_texts(
+        path,
+        text_col=text_col,
+        label_col=label_col,
+        id_col=id_col,
+        on_empty=on_empty,
+        splits=splits,
+    )
     return encode_table(table, encoder, keep_text=keep_text, progress=progress), table

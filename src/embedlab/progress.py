@@ -19,7 +19,9 @@ __all__ = ["progress_bar"]
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, description: str, *, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+def progress_bar(
+    total: int, description: str, *, enabled: bool = True
+) -> Iterator[Callable[[int], None]]:
     """Yield ``advance(n)``; draws a bar with rate and ETA on stderr when ``enabled``."""
     if not enabled:
         yield lambda n: None

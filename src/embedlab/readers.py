@@ -27,8 +27,15 @@ from embedlab.errors import DataFormatError
 
 __all__ = ["TextTable", "read_table", "read_texts", "read_vector_file", "write_table"]
 
-TEXT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-                ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
+TEXT_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 
 
 @dataclass
@@ -86,8 +93,13 @@ def _columns_table(columns: dict[str, list[Any]]) -> pa.Table:
         try:
             out[name] = pa.array(values)
         except (pa.ArrowException, TypeError, ValueError):
-            out[name] = pa.array([None if v is None else json.dumps(v) if not isinstance(v, str)
-                                  else v for v in values], type=pa.string())
+            out[name] = pa.array(
+                [
+                    None if v is None else json.dumps(v) if not isinstance(v, str) else v
+                    for v in values
+                ],
+                type=pa.string(),
+            )
     return pa.table(out)
 
 
@@ -113,7 +125,9 @@ def _read_delimited(path: Path, delimiter: str) -> pa.Table:
     if not rows:
         raise DataFormatError(f"{path} has a header but no data rows")
     cols = list(zip(*rows, strict=True))
-    return pa.table({h: pa.array(list(c), type=pa.string()) for h, c in zip(header, cols, strict=True)})
+    return pa.table(
+        {h: pa.array(list(c), type=pa.string()) for h, c in zip(header, cols, strict=True)}
+    )
 
 
 def _read_jsonl(path: Path) -> pa.Table:
@@ -169,11 +183,14 @@ def _read_json(path: Path, splits: Sequence[str] | None) -> pa.Table:
                 split_col.append(split)
         if not texts:
             raise DataFormatError(f"{path}: the selected split(s) {chosen} are empty")
-        return pa.table({"text": pa.array(texts), "label": pa.array(labels, type=pa.string()),
-                         "split": pa.array(split_col)})
-    raise DataFormatError(
-        f"{path}: expected a list of objects or {{split: [[text, label], ...]}}"
-    )
+        return pa.table(
+            {
+                "text": pa.array(texts),
+                "label": pa.array(labels, type=pa.string()),
+                "split": pa.array(split_col),
+            }
+        )
+    raise DataFormatError(f"{path}: expected a list of objects or {{split: [[text, label], ...]}}")
 
 
 def read_table(path: str | os.PathLike, *, splits: Sequence[str] | None = None) -> pa.Table:
@@ -250,18 +267,22 @@ def read_texts(
     raw = _string_column(path, table, text_col, "text")
     bad = [i for i, t in enumerate(raw) if t is not None and not isinstance(t, str)]
     if bad:
-        raise DataFormatError(f"{path}: text column {text_col!r} holds non-text values at rows {bad[:10]}")
+        raise DataFormatError(
+            f"{path}: text column {text_col!r} holds non-text values at rows {bad[:10]}"
+        )
     empty = [i for i, t in enumerate(raw) if t is None or not t.strip()]
     if empty and on_empty != "skip":
         more = " ..." if len(empty) > 10 else ""
         raise DataFormatError(
-            f"{path}: {len(empty)} empty text(s) in column {text_col!r} at rows {empty[:10]}{more}; "
+            f"{path}: {len(empty)} empty text(s) in column {text_col!r} "
+            f"at rows {empty[:10]}{more}; "
             "fix them or pass --skip-empty to drop them"
         )
     keep = np.setdiff1d(np.arange(len(raw)), np.asarray(empty, dtype=np.int64))
     ids = (
         [str(v) for v in _string_column(path, table, id_col, "id")]
-        if id_col is not None else [str(i) for i in range(len(raw))]
+        if id_col is not None
+        else [str(i) for i in range(len(raw))]
     )
     labels = None
     if label_col is not None and label_col in names:
@@ -319,12 +340,18 @@ def read_vector_file(
     names = table.column_names
     ids = table.column(id_col).to_pylist() if id_col and id_col in names else None
     labels = table.column(label_col).to_pylist() if label_col and label_col in names else None
-    list_cols = [n for n in names if pa.types.is_list(table.column(n).type)
-                 or pa.types.is_fixed_size_list(table.column(n).type)
-                 or pa.types.is_large_list(table.column(n).type)]
+    list_cols = [
+        n
+        for n in names
+        if pa.types.is_list(table.column(n).type)
+        or pa.types.is_fixed_size_list(table.column(n).type)
+        or pa.types.is_large_list(table.column(n).type)
+    ]
     if vector_col is None:
-        vector_col = next((c for c in ("vector", "embedding", "embeddings") if c in list_cols),
-                          list_cols[0] if len(list_cols) == 1 else None)
+        vector_col = next(
+            (c for c in ("vector", "embedding", "embeddings") if c in list_cols),
+            list_cols[0] if len(list_cols) == 1 else None,
+        )
     if vector_col is not None:
         if vector_col not in names:
             raise DataFormatError(f"{path}: no vector column {vector_col!r}; columns are {names}")
@@ -332,13 +359,21 @@ def read_vector_file(
         lengths = {len(v) if v is not None else -1 for v in values}
         if len(lengths) != 1 or -1 in lengths:
             raise DataFormatError(
-                f"{path}: vectors in column {vector_col!r} have different lengths {sorted(lengths)[:5]}"
+                f"{path}: vectors in column {vector_col!r} have different lengths "
+                f"{sorted(lengths)[:5]}"
             )
         arr = np.asarray(values, dtype=np.float32)
     else:
         skip = {id_col, label_col}
-        num = [n for n in names if n not in skip and (pa.types.is_floating(table.column(n).type)
-                                                       or pa.types.is_integer(table.column(n).type))]
+        num = [
+            n
+            for n in names
+            if n not in skip
+            and (
+                pa.types.is_floating(table.column(n).type)
+                or pa.types.is_integer(table.column(n).type)
+            )
+        ]
         other = [n for n in names if n not in skip and n not in num]
         if not num:
             raise DataFormatError(f"{path}: found no numeric vector columns among {names}")
@@ -350,8 +385,9 @@ def read_vector_file(
         arr = np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in num]).astype(
             np.float32
         )
-    return EmbeddingSet(arr, ids=ids, labels=labels,
-                        provenance=Provenance(source=prov.source, dim=arr.shape[1]))
+    return EmbeddingSet(
+        arr, ids=ids, labels=labels, provenance=Provenance(source=prov.source, dim=arr.shape[1])
+    )
 
 
 def write_table(table: pa.Table, path: str | os.PathLike) -> Path:

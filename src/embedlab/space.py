@@ -74,7 +74,11 @@ class Provenance:
     def same_encoder(self, other: Provenance) -> bool:
         """True when both sets come from the same encoder, layer and dimension."""
         fp = lambda e: None if e is None else e.get("fingerprint", e)  # noqa: E731
-        return (fp(self.encoder), self.layer, self.dim) == (fp(other.encoder), other.layer, other.dim)
+        return (fp(self.encoder), self.layer, self.dim) == (
+            fp(other.encoder),
+            other.layer,
+            other.dim,
+        )
 
 
 def _sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -181,10 +185,14 @@ class EmbeddingSet:
             idx = np.asarray(indices)
             if idx.dtype == bool:
                 if idx.shape != (self.n,):
-                    raise ValidationError(f"boolean mask has shape {idx.shape}, expected ({self.n},)")
+                    raise ValidationError(
+                        f"boolean mask has shape {idx.shape}, expected ({self.n},)"
+                    )
                 idx = np.flatnonzero(idx)
             elif idx.size and not np.issubdtype(idx.dtype, np.integer):
-                raise ValidationError(f"row indices must be integers or a boolean mask, got {idx.dtype}")
+                raise ValidationError(
+                    f"row indices must be integers or a boolean mask, got {idx.dtype}"
+                )
             idx = idx.astype(np.int64).reshape(-1)
             if idx.size and (idx.max() >= self.n or idx.min() < -self.n):
                 raise ValidationError(f"row index out of range for {self.n} rows")
@@ -237,9 +245,7 @@ class EmbeddingSet:
 
     # ---------------------------------------------------------- combination
     @classmethod
-    def concat(
-        cls, sets: Iterable[EmbeddingSet], *, check_provenance: bool = True
-    ) -> EmbeddingSet:
+    def concat(cls, sets: Iterable[EmbeddingSet], *, check_provenance: bool = True) -> EmbeddingSet:
         """Stack sets row-wise. Dimensions must agree; ids must stay unique.
 
         Labels and texts are kept only when every set has them (a mix raises). Metadata
@@ -329,8 +335,14 @@ class EmbeddingSet:
             normalized=spec.get("normalize"),
             source=source,
         )
-        return cls(vectors, ids=ids, labels=labels, texts=list(texts) if keep_text else None,
-                   metadata=metadata, provenance=prov)
+        return cls(
+            vectors,
+            ids=ids,
+            labels=labels,
+            texts=list(texts) if keep_text else None,
+            metadata=metadata,
+            provenance=prov,
+        )
 
     # ----------------------------------------------------------- persistence
     def rows_table(self) -> pa.Table:
@@ -354,7 +366,9 @@ class EmbeddingSet:
         """
         path = Path(path)
         if path.exists() and not overwrite:
-            raise StoreError(f"{path} already exists (pass overwrite=True, or --force, to replace it)")
+            raise StoreError(
+                f"{path} already exists (pass overwrite=True, or --force, to replace it)"
+            )
         with atomic_directory(path, overwrite=overwrite) as tmp:
             np.save(tmp / VECTORS_FILE, np.ascontiguousarray(self.vectors, dtype=np.float32))
             pq.write_table(self.rows_table(), tmp / ROWS_FILE)
@@ -381,7 +395,9 @@ class EmbeddingSet:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, mmap: bool = True, verify: bool = True) -> EmbeddingSet:
+    def load(
+        cls, path: str | os.PathLike, *, mmap: bool = True, verify: bool = True
+    ) -> EmbeddingSet:
         """Load a saved set. ``mmap`` maps vectors.npy read-only instead of reading it.
 
         ``verify`` checks each file's size and sha256 against the manifest. A missing,
@@ -401,10 +417,13 @@ class EmbeddingSet:
                     "(truncated or replaced file)"
                 )
             if verify and _sha256(f) != expected["sha256"]:
-                raise StoreError(f"{path}: checksum mismatch for {name} (file changed or corrupted)")
+                raise StoreError(
+                    f"{path}: checksum mismatch for {name} (file changed or corrupted)"
+                )
         try:
-            vectors = np.load(path / VECTORS_FILE, mmap_mode="r" if mmap else None,
-                              allow_pickle=False)
+            vectors = np.load(
+                path / VECTORS_FILE, mmap_mode="r" if mmap else None, allow_pickle=False
+            )
         except (ValueError, OSError, EOFError) as exc:
             raise StoreError(f"{path}: cannot read {VECTORS_FILE}: {exc}") from None
         shape = tuple(manifest["shape"])
@@ -418,17 +437,25 @@ class EmbeddingSet:
         except (pa.ArrowException, OSError) as exc:
             raise StoreError(f"{path}: cannot read {ROWS_FILE}: {exc}") from None
         if rows.num_rows != shape[0]:
-            raise StoreError(f"{path}: {ROWS_FILE} has {rows.num_rows} rows, vectors have {shape[0]}")
+            raise StoreError(
+                f"{path}: {ROWS_FILE} has {rows.num_rows} rows, vectors have {shape[0]}"
+            )
         cols = manifest["columns"]
         try:
             meta_names = list(cols.get("metadata", []))
             out = object.__new__(cls)
             out.vectors = vectors
             out.ids = np.asarray(rows.column("id").to_pylist(), dtype=object)
-            out.labels = (np.asarray(rows.column("label").to_pylist(), dtype=object)
-                          if cols.get("labels") else None)
-            out.texts = (np.asarray(rows.column("text").to_pylist(), dtype=object)
-                         if cols.get("texts") else None)
+            out.labels = (
+                np.asarray(rows.column("label").to_pylist(), dtype=object)
+                if cols.get("labels")
+                else None
+            )
+            out.texts = (
+                np.asarray(rows.column("text").to_pylist(), dtype=object)
+                if cols.get("texts")
+                else None
+            )
             out.metadata = rows.select(meta_names) if meta_names else None
             out.provenance = Provenance.from_dict(manifest.get("provenance") or {})
         except (KeyError, TypeError) as exc:
@@ -442,7 +469,9 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     if not path.exists():
         raise StoreError(f"no EmbeddingSet at {path}: directory does not exist")
     if not path.is_dir():
-        raise StoreError(f"{path} is a file; an EmbeddingSet is a directory (made by `embedlab encode`)")
+        raise StoreError(
+            f"{path} is a file; an EmbeddingSet is a directory (made by `embedlab encode`)"
+        )
     mfile = path / MANIFEST_FILE
     if not mfile.is_file():
         raise StoreError(f"{path} is not an EmbeddingSet directory: {MANIFEST_FILE} is missing")
@@ -460,10 +489,14 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
         )
     try:
         shape = manifest["shape"]
-        ok = (len(shape) == 2 and all(isinstance(v, int) and v >= 0 for v in shape)
-              and all(set(manifest["files"][f]) >= {"sha256", "bytes"}
-                      for f in (VECTORS_FILE, ROWS_FILE))
-              and isinstance(manifest["columns"], dict))
+        ok = (
+            len(shape) == 2
+            and all(isinstance(v, int) and v >= 0 for v in shape)
+            and all(
+                set(manifest["files"][f]) >= {"sha256", "bytes"} for f in (VECTORS_FILE, ROWS_FILE)
+            )
+            and isinstance(manifest["columns"], dict)
+        )
     except (KeyError, TypeError):
         ok = False
     if not ok:
@@ -475,8 +508,10 @@ def _as_metadata(metadata: Any, n: int) -> pa.Table | None:
     if metadata is None:
         return None
     try:
-        table = metadata if isinstance(metadata, pa.Table) else pa.table(
-            {k: pa.array(list(v)) for k, v in dict(metadata).items()}
+        table = (
+            metadata
+            if isinstance(metadata, pa.Table)
+            else pa.table({k: pa.array(list(v)) for k, v in dict(metadata).items()})
         )
     except (pa.ArrowException, TypeError, ValueError) as exc:
         raise ValidationError(f"metadata cannot be stored as columns: {exc}") from None
@@ -484,7 +519,9 @@ def _as_metadata(metadata: Any, n: int) -> pa.Table | None:
         return None
     clash = [c for c in table.column_names if c in RESERVED_COLUMNS]
     if clash:
-        raise ValidationError(f"metadata column(s) {clash} clash with reserved names {RESERVED_COLUMNS}")
+        raise ValidationError(
+            f"metadata column(s) {clash} clash with reserved names {RESERVED_COLUMNS}"
+        )
     if table.num_rows != n:
         raise ValidationError(f"metadata has {table.num_rows} rows for {n} vectors")
     return table

@@ -54,14 +54,13 @@ def check_vectors(
     if arr.shape[1] == 0:
         raise ValidationError(f"{name} has 0 dimensions")
     if dim is not None and arr.shape[1] != dim:
-        raise ValidationError(
-            f"{name} has dimension {arr.shape[1]}, expected {dim}"
-        )
+        raise ValidationError(f"{name} has dimension {arr.shape[1]}, expected {dim}")
     finite = np.isfinite(arr).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
         raise ValidationError(
-            f"{name} contains NaN or infinite values in {bad.size} row(s): rows {_preview(bad.tolist())}"
+            f"{name} contains NaN or infinite values in {bad.size} row(s): "
+            f"rows {_preview(bad.tolist())}"
         )
     return arr
 
@@ -85,9 +84,13 @@ def check_labels(labels: Any, n: int, *, name: str = "labels") -> np.ndarray:
         raise ValidationError(f"{name} has {len(raw)} entries for {n} rows")
     missing = [i for i, v in enumerate(raw) if v is None or (isinstance(v, float) and v != v)]
     if missing:
-        raise ValidationError(f"{name} are missing in {len(missing)} row(s): rows {_preview(missing)}")
+        raise ValidationError(
+            f"{name} are missing in {len(missing)} row(s): rows {_preview(missing)}"
+        )
     arr = np.asarray([str(v) for v in raw], dtype=object)
     empty = np.flatnonzero(np.char.str_len(arr.astype(str)) == 0) if n else np.array([], int)
     if empty.size:
-        raise ValidationError(f"{name} are empty in {empty.size} row(s): rows {_preview(empty.tolist())}")
+        raise ValidationError(
+            f"{name} are empty in {empty.size} row(s): rows {_preview(empty.tolist())}"
+        )
     return arr

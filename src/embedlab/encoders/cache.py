@@ -69,8 +69,9 @@ class EmbeddingCache:
             )
         except (sqlite3.Error, OSError) as exc:
             self._broken = str(exc)
-            log.warning("embedding cache at %s is unusable (%s); continuing without it",
-                        self.path, exc)
+            log.warning(
+                "embedding cache at %s is unusable (%s); continuing without it", self.path, exc
+            )
             yield None
             return
         try:
@@ -92,7 +93,7 @@ class EmbeddingCache:
                 return found
             try:
                 for start in range(0, len(unique), _CHUNK):
-                    chunk = unique[start:start + _CHUNK]
+                    chunk = unique[start : start + _CHUNK]
                     marks = ",".join("?" * len(chunk))
                     rows = conn.execute(
                         f"SELECT key, dim, vec FROM vectors WHERE model = ? AND key IN ({marks})",
@@ -137,8 +138,9 @@ class EmbeddingCache:
                 return 0
             if model is None:
                 return int(conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
-            return int(conn.execute("SELECT COUNT(*) FROM vectors WHERE model = ?",
-                                    (model,)).fetchone()[0])
+            return int(
+                conn.execute("SELECT COUNT(*) FROM vectors WHERE model = ?", (model,)).fetchone()[0]
+            )
 
     def clear(self) -> None:
         """Delete every cached vector."""

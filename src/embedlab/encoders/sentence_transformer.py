@@ -59,7 +59,8 @@ def model_fingerprint(path: str | os.PathLike) -> str:
         sorted(
             (str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
             for p in root.rglob("*")
-            if p.is_file() and p.name not in _SKIP_FILES
+            if p.is_file()
+            and p.name not in _SKIP_FILES
             and not any(part.startswith(".") for part in p.relative_to(root).parts)
         )
     )
@@ -201,8 +202,8 @@ class SentenceTransformerEncoder:
             vectors = np.empty((len(todo), self.dim), dtype=np.float32)
             with progress_bar(len(todo), "encoding", enabled=show) as advance:
                 for s in range(0, len(todo), _CHUNK):
-                    chunk = [texts[i] for i in todo[s:s + _CHUNK]]
-                    vectors[s:s + len(chunk)] = self._forward(chunk)
+                    chunk = [texts[i] for i in todo[s : s + _CHUNK]]
+                    vectors[s : s + len(chunk)] = self._forward(chunk)
                     advance(len(chunk))
             for j, i in enumerate(todo):
                 out[missing[keys[i]]] = vectors[j]
@@ -252,17 +253,25 @@ def _read_model_config(path: Path) -> dict[str, Any]:
         if pooling_dir:
             pooling = json.loads((path / pooling_dir / "config.json").read_text(encoding="utf-8"))
         st_config_file = path / "sentence_bert_config.json"
-        st_config = (json.loads(st_config_file.read_text(encoding="utf-8"))
-                     if st_config_file.is_file() else {})
+        st_config = (
+            json.loads(st_config_file.read_text(encoding="utf-8"))
+            if st_config_file.is_file()
+            else {}
+        )
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise EncoderError(f"cannot read the model configuration in {path}: {exc}") from None
     if "Dense" in types:
         dim = None  # projected output: ask the model
     else:
         dim = pooling.get("word_embedding_dimension") or config.get("hidden_size")
-    mode = next((k.removeprefix("pooling_mode_").removesuffix("_token").removesuffix("_tokens")
-                 for k, v in pooling.items() if k.startswith("pooling_mode_") and v is True),
-                "unknown")
+    mode = next(
+        (
+            k.removeprefix("pooling_mode_").removesuffix("_token").removesuffix("_tokens")
+            for k, v in pooling.items()
+            if k.startswith("pooling_mode_") and v is True
+        ),
+        "unknown",
+    )
     info = {
         "dim": dim,
         "pooling": mode,
