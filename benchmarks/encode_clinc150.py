@@ -59,9 +59,11 @@ def main() -> None:
             times[name].append(time.perf_counter() - t0)
     anchor = "sentence-transformers encode"
     base = len(texts) / statistics.median(times[anchor])
-    print(f"machine: {platform.processor() or platform.machine()}, torch threads "
-          f"{torch.get_num_threads()}, {len(texts)} CLINC150 train utterances, "
-          f"batch {args.batch_size}, median of {args.repeats}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch threads "
+        f"{torch.get_num_threads()}, {len(texts)} CLINC150 train utterances, "
+        f"batch {args.batch_size}, median of {args.repeats}"
+    )
     print(f"{'run':32s} {'texts/s':>10s} {'vs anchor':>10s} {'max |diff|':>11s}")
     for name in runs:
         rate = len(texts) / statistics.median(times[name])

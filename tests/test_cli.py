@@ -28,7 +28,7 @@ def invoke(*args):
 
 
 def test_help_teaches_with_examples():
-    for cmd in ([], ["encode"], ["info"], ["demo"], ["import"]):
+    for cmd in ([], ["encode"], ["info"], ["demo"], ["import"], ["fit"], ["predict"], ["evaluate"]):
         res = invoke(*cmd, "--help")
         assert res.exit_code == 0, res.output
         assert "Example" in res.output or "embedlab demo" in res.output
@@ -112,6 +112,7 @@ def test_demo_runs(tmp_path):
     assert res.exit_code == 0, res.output
     assert "178 texts" in res.output and "102 texts" in res.output
     assert "1-nearest-neighbour accuracy" in res.output
+    assert "Test metrics" in res.output and "oos_auroc" in res.output
     train = EmbeddingSet.load(tmp_path / "demo" / "train")
     assert train.n == 178 and len(train.classes) == 13
 
@@ -119,3 +120,110 @@ def test_demo_runs(tmp_path):
 def test_version():
     res = invoke("--version")
     assert res.exit_code == 0 and "embedlab" in res.output
+
+
+@pytest.fixture
+def demo_csvs():
+    from embedlab.datasets import demo_path
+
+    return demo_path("train"), demo_path("test")
+
+
+def test_fit_predict_evaluate(tmp_path, demo_csvs):
+    train, test = demo_csvs
+    model = tmp_path / "model"
+    res = invoke("fit", train, "-o", model, "--no-adapt", "--time-budget", "20")
+    assert res.exit_code == 0, res.output
+    assert "12 classes from 178 rows (10 out-of-scope)" in res.output
+
+    res = invoke("evaluate", model, test, "--json")
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.output)
+    for key in (
+        "n",
+        "accuracy",
+        "macro_f1",
+        "oos_auroc",
+        "fpr_at_95_tpr",
+        "oos_recall",
+        "oos_precision",
+        "overall_accuracy",
+        "seconds",
+    ):
+        assert key in m
+    assert m["n"] == 102 and m["accuracy"] > 0.8
+
+    res = invoke("evaluate", model, test)
+    assert res.exit_code == 0 and "overall_accuracy" in res.output
+
+    for ext in ("csv", "jsonl", "parquet"):
+        out = tmp_path / f"pred.{ext}"
+        res = invoke("predict", model, test, "-o", out)
+        assert res.exit_code == 0, res.output
+        from embedlab.readers import read_table
+
+        table = read_table(out)
+        assert table.num_rows == 102
+        assert {
+            "label",
+            "score",
+            "out_of_scope",
+            "top1_label",
+            "top1_prob",
+            "top3_label",
+            "top3_prob",
+        } <= set(table.column_names)
+
+
+def test_fit_with_named_components(tmp_path, demo_csvs):
+    res = invoke(
+        "fit",
+        demo_csvs[0],
+        "-o",
+        tmp_path / "m",
+        "--no-adapt",
+        "--head",
+        "linear",
+        "--detector",
+        "energy",
+    )
+    assert res.exit_code == 0, res.output
+    assert "head linear" in res.output and "detector energy" in res.output
+
+
+def test_fit_bad_input(tmp_path):
+    f = tmp_path / "one.csv"
+    f.write_text("text,label\nhello,greet\nhi,greet\n")
+    res = invoke("fit", f, "-o", tmp_path / "m", "--no-adapt")
+    assert res.exit_code == 2 and "only one in-scope class" in res.output
+    f.write_text("text,label\nhello,oos\nhi,oos\n")
+    res = invoke("fit", f, "-o", tmp_path / "m", "--no-adapt")
+    assert res.exit_code == 2 and "every training row is labelled 'oos'" in res.output
+    f.write_text("text\nhello\n")
+    res = invoke("fit", f, "-o", tmp_path / "m", "--no-adapt")
+    assert res.exit_code == 2 and "no label column" in res.output
+    res = invoke("fit", f, "-o", tmp_path / "m", "--head", "svm")
+    assert res.exit_code == 2
+
+
+def test_evaluate_unknown_label_and_bad_bundle(tmp_path, demo_csvs):
+    model = tmp_path / "model"
+    invoke(
+        "fit",
+        demo_csvs[0],
+        "-o",
+        model,
+        "--no-adapt",
+        "--head",
+        "prototype",
+        "--detector",
+        "max-cosine",
+    )
+    f = tmp_path / "t.csv"
+    f.write_text("text,label\nhello,never_seen\n")
+    res = invoke("evaluate", model, f)
+    assert res.exit_code == 2 and "not seen in training" in res.output
+    res = invoke("predict", tmp_path / "nope", f, "-o", tmp_path / "p.csv")
+    assert res.exit_code == 2 and "no model bundle" in res.output
+    res = invoke("predict", model, f, "-o", tmp_path / "p.xlsx")
+    assert res.exit_code == 2 and "must end in .csv, .jsonl or .parquet" in res.output

@@ -31,7 +31,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 
@@ -264,6 +264,210 @@ def info(
         else:
             table.add_row("labels", "none")
         console.print(table)
+
+
+@app.command()
+def fit(
+    data: Annotated[
+        Path, typer.Argument(help="Labelled training data (CSV, TSV, JSONL, JSON, Parquet).")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory to write the model bundle to.")
+    ],
+    text_col: Annotated[str, typer.Option(help="Column holding the texts.")] = "text",
+    label_col: Annotated[str, typer.Option(help="Column holding the labels.")] = "label",
+    oos_label: Annotated[
+        str, typer.Option(help="Label of out-of-scope rows: used only for calibration.")
+    ] = "oos",
+    split: Annotated[
+        list[str] | None, typer.Option(help="Split(s) of a split-layout JSON (repeatable).")
+    ] = None,
+    adapt: Annotated[
+        bool | None,
+        typer.Option(
+            "--adapt/--no-adapt",
+            help="Fine-tune the encoder on the labels first (default: automatic).",
+        ),
+    ] = None,
+    head: Annotated[
+        str, typer.Option(help="auto, prototype, knn, linear, gaussian or qda.")
+    ] = "auto",
+    detector: Annotated[
+        str,
+        typer.Option(
+            help="auto, max-cosine, knn, mahalanobis, relative-mahalanobis, max-prob or energy."
+        ),
+    ] = "auto",
+    target_fpr: Annotated[
+        float, typer.Option(help="Share of in-scope inputs the threshold may reject.")
+    ] = 0.05,
+    time_budget: Annotated[
+        float, typer.Option(help="Seconds for the automatic head/detector selection.")
+    ] = 120.0,
+    adapt_budget: Annotated[
+        float, typer.Option(help="Seconds the encoder adaptation may take.")
+    ] = 600.0,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="Local sentence-transformers model directory (default: packaged all-MiniLM-L6-v2)."
+        ),
+    ] = None,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached vectors.")] = True,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")
+    ] = False,
+) -> None:
+    """Fit a classifier that also says when an input is none of the known classes.
+
+    Rows labelled with --oos-label are never learned as a class; they only help choose the
+    detector and check its threshold. The head and detector are chosen by cross-validation
+    on the training data unless named.
+
+    [bold]Examples[/]
+
+      embedlab fit train.csv -o model/
+
+      embedlab fit ../shared/data/clinc150/data_full.json --split train --split oos_train -o model/
+
+      embedlab fit tickets.jsonl -o model/ --text-col body --label-col queue --no-adapt
+    """
+    from embedlab.adapt import AdaptConfig
+    from embedlab.encoders import SentenceTransformerEncoder
+    from embedlab.openset import OpenSetClassifier
+    from embedlab.pipeline import Pipeline
+    from embedlab.readers import read_texts
+
+    with _user_errors():
+        if output.exists() and not force:
+            raise EmbedlabError(f"{output} already exists; pass --force to replace it")
+        table = read_texts(
+            data, text_col=text_col, label_col=label_col, splits=split, require_labels=True
+        )
+        clf = OpenSetClassifier(
+            head=head,
+            detector=detector,
+            target_fpr=target_fpr,
+            oos_label=oos_label,
+            time_budget=time_budget,
+        )
+        pipe = Pipeline(
+            encoder=SentenceTransformerEncoder(model, cache=cache),
+            classifier=clf,
+            adapt="auto" if adapt is None else adapt,
+            adapt_config=AdaptConfig(time_budget=adapt_budget),
+        )
+        t0 = time.perf_counter()
+        pipe.fit(table.texts, table.labels)
+        pipe.save(output, overwrite=force)
+        info = pipe.info
+        adapted = info.get("adapted")
+        console.print(
+            f"wrote {output}: {len(pipe.classes_)} classes from {info['training']['n']} rows "
+            f"({info['training']['n_oos']} out-of-scope), head [bold]{info['head']}[/], "
+            f"detector [bold]{info['detector']}[/], threshold {info['threshold']:.4g} at "
+            f"target FPR {target_fpr:g}; "
+            + (
+                f"encoder adapted in {adapted['seconds']:.0f} s ({adapted['steps']} steps); "
+                if adapted
+                else "encoder frozen; "
+            )
+            + f"{time.perf_counter() - t0:.1f} s in all"
+        )
+
+
+def _prediction_table(details: dict, ids: list[str]):
+    import pyarrow as pa
+
+    cols = {"id": pa.array(ids, type=pa.string())}
+    for k, v in details.items():
+        cols[k] = pa.array(v.tolist())
+    return pa.table(cols)
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="A model bundle made by `embedlab fit`.")],
+    data: Annotated[Path, typer.Argument(help="Texts to label (CSV, TSV, JSONL, JSON, Parquet).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output file: .csv, .jsonl or .parquet.")
+    ],
+    text_col: Annotated[str, typer.Option(help="Column holding the texts.")] = "text",
+    id_col: Annotated[str | None, typer.Option(help="Column of row ids to carry over.")] = None,
+    split: Annotated[
+        list[str] | None, typer.Option(help="Split(s) of a split-layout JSON (repeatable).")
+    ] = None,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached vectors.")] = True,
+) -> None:
+    """Label texts with a fitted model; out-of-scope inputs get the model's oos label.
+
+    Columns: id, label, score (novelty: higher = more out of scope), out_of_scope, and the
+    top-3 labels with their probabilities.
+
+    [bold]Example[/]
+
+      embedlab predict model/ new.csv -o predictions.csv
+    """
+    from embedlab.pipeline import Pipeline
+    from embedlab.readers import read_texts, write_table
+
+    with _user_errors():
+        pipe = Pipeline.load(model_dir, cache=cache)
+        table = read_texts(data, text_col=text_col, label_col=None, id_col=id_col, splits=split)
+        details = pipe.predict(table.texts)
+        write_table(_prediction_table(details, table.ids), output)
+        n_oos = int(details["out_of_scope"].sum())
+        console.print(f"wrote {output}: {len(table)} predictions, {n_oos} out of scope")
+
+
+@app.command()
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="A model bundle made by `embedlab fit`.")],
+    data: Annotated[
+        Path, typer.Argument(help="Labelled test data; out-of-scope rows carry the oos label.")
+    ],
+    text_col: Annotated[str, typer.Option(help="Column holding the texts.")] = "text",
+    label_col: Annotated[str, typer.Option(help="Column holding the labels.")] = "label",
+    split: Annotated[
+        list[str] | None, typer.Option(help="Split(s) of a split-layout JSON (repeatable).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached vectors.")] = True,
+) -> None:
+    """Measure accuracy and out-of-scope detection on labelled data.
+
+    accuracy: in-scope rows, a rejection counts as an error; overall_accuracy: all rows, an
+    out-of-scope row is correct when rejected; oos_auroc and fpr_at_95_tpr from the
+    novelty scores.
+
+    [bold]Example[/]
+
+      embedlab evaluate model/ test.csv --json
+    """
+    from embedlab.pipeline import Pipeline
+    from embedlab.readers import read_texts
+
+    with _user_errors():
+        pipe = Pipeline.load(model_dir, cache=cache)
+        table = read_texts(
+            data, text_col=text_col, label_col=label_col, splits=split, require_labels=True
+        )
+        metrics = pipe.evaluate(table.texts, table.labels)
+        if as_json:
+            print(json.dumps(metrics))
+            return
+        _print_metrics(metrics, title=f"{model_dir} on {data}")
+
+
+def _print_metrics(metrics: dict, title: str) -> None:
+    table = Table(title=title, title_justify="left", show_header=False)
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            shown = f"{value:.2f} s" if key == "seconds" else f"{value:.4f}"
+        else:
+            shown = "n/a" if value is None else str(value)
+        table.add_row(key, shown)
+    console.print(table)
 
 
 @app.command()

@@ -1,0 +1,17 @@
+"""Out-of-scope / novelty detectors: score_samples (higher = more novel), threshold_, predict."""
+
+from embedlab.detect.base import NoveltyDetector, threshold_at_fpr
+from embedlab.detect.cosine import MaxCosineDetector
+from embedlab.detect.head import EnergyDetector, MaxProbDetector
+from embedlab.detect.knn import KNNDistanceDetector
+from embedlab.detect.mahalanobis import MahalanobisDetector
+
+__all__ = [
+    "EnergyDetector",
+    "KNNDistanceDetector",
+    "MahalanobisDetector",
+    "MaxCosineDetector",
+    "MaxProbDetector",
+    "NoveltyDetector",
+    "threshold_at_fpr",
+]

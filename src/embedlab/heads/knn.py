@@ -1,0 +1,105 @@
+"""KNNClassifier: cosine k-nearest neighbours, optionally interpolated with another head."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from embedlab.covariance import unit_rows
+from embedlab.heads.base import EmbeddingClassifier
+
+__all__ = ["KNNClassifier", "top_k_cosine"]
+
+
+def top_k_cosine(
+    Q: np.ndarray, R: np.ndarray, k: int, *, chunk: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and cosine similarities of the ``k`` most similar rows of R for each row of Q.
+
+    Both inputs must already be unit rows. Exact, chunked over Q; sorted by similarity.
+    """
+    k = min(k, R.shape[0])
+    idx = np.empty((Q.shape[0], k), dtype=np.int64)
+    sim = np.empty((Q.shape[0], k), dtype=np.float32)
+    for s in range(0, Q.shape[0], chunk):
+        S = Q[s : s + chunk] @ R.T
+        part = (
+            np.argpartition(-S, k - 1, axis=1)[:, :k]
+            if k < R.shape[0]
+            else np.tile(np.arange(R.shape[0]), (S.shape[0], 1))
+        )
+        ps = np.take_along_axis(S, part, axis=1)
+        order = np.argsort(-ps, axis=1)
+        idx[s : s + chunk] = np.take_along_axis(part, order, axis=1)
+        sim[s : s + chunk] = np.take_along_axis(ps, order, axis=1)
+    return idx, sim
+
+
+class KNNClassifier(EmbeddingClassifier):
+    """Cosine k-nearest-neighbour vote; with ``head``, p = λ·p_kNN + (1−λ)·p_head.
+
+    Parameters
+    ----------
+    n_neighbors : int, default 10
+    weights : {"distance", "uniform"}, default "distance"
+        "distance" weighs each neighbour by exp(cosine / temperature).
+    temperature : float, default 0.05
+    head : classifier, optional
+        Another head (e.g. LinearClassifier) to interpolate with; fitted on the same data.
+    lam : float, default 0.5
+        Weight λ of the kNN probabilities when ``head`` is given.
+    """
+
+    def __init__(
+        self,
+        n_neighbors: int = 10,
+        weights: str = "distance",
+        temperature: float = 0.05,
+        head: Any = None,
+        lam: float = 0.5,
+    ):
+        self.n_neighbors = n_neighbors
+        self.weights = weights
+        self.temperature = temperature
+        self.head = head
+        self.lam = lam
+
+    def fit(self, X: Any, y: Any) -> KNNClassifier:
+        X, y_idx = self._validate_fit(X, y)
+        if self.weights not in ("distance", "uniform"):
+            raise ValueError(f"weights must be 'distance' or 'uniform', got {self.weights!r}")
+        self.X_ = unit_rows(X)
+        self.y_ = y_idx.astype(np.int64)
+        self.head_ = None if self.head is None else clone(self.head).fit(X, y)
+        return self
+
+    def _knn_proba(self, X: np.ndarray) -> np.ndarray:
+        idx, sim = top_k_cosine(unit_rows(X), self.X_, int(self.n_neighbors))
+        if self.weights == "distance":
+            w = np.exp((sim - sim[:, :1]) / float(self.temperature))
+        else:
+            w = np.ones_like(sim)
+        P = np.zeros((X.shape[0], len(self.classes_)), dtype=np.float64)
+        rows = np.repeat(np.arange(X.shape[0]), idx.shape[1])
+        np.add.at(P, (rows, self.y_[idx].ravel()), w.ravel())
+        P /= P.sum(axis=1, keepdims=True)
+        return P
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """kNN vote shares (interpolated with the head's probabilities when set)."""
+        X = self._validate_predict(X)
+        P = self._knn_proba(X)
+        if self.head_ is not None:
+            P = self.lam * P + (1 - self.lam) * self.head_.predict_proba(X)
+        return P
+
+    def class_scores(self, X: Any) -> np.ndarray:
+        """Log probabilities (floored at 1e-12), so argmax agrees with predict_proba."""
+        return np.log(np.maximum(self.predict_proba(X), 1e-12))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The class with the largest (interpolated) vote share."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]

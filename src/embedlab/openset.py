@@ -1,0 +1,214 @@
+"""OpenSetClassifier: a head and a detector that together answer a class or "none of them"."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from embedlab.errors import ValidationError
+
+__all__ = ["DETECTORS", "HEADS", "OpenSetClassifier", "make_detector", "make_head"]
+
+log = logging.getLogger("embedlab")
+
+
+def _heads() -> dict[str, Any]:
+    from embedlab.heads import (
+        GaussianClassifier,
+        KNNClassifier,
+        LinearClassifier,
+        PrototypeClassifier,
+    )
+
+    return {
+        "prototype": PrototypeClassifier(),
+        "knn": KNNClassifier(head=LinearClassifier()),
+        "linear": LinearClassifier(),
+        "gaussian": GaussianClassifier(),
+        "qda": GaussianClassifier(covariance="diagonal"),
+    }
+
+
+def _detectors() -> dict[str, Any]:
+    from embedlab.detect import (
+        EnergyDetector,
+        KNNDistanceDetector,
+        MahalanobisDetector,
+        MaxCosineDetector,
+        MaxProbDetector,
+    )
+
+    return {
+        "max-cosine": MaxCosineDetector(),
+        "knn": KNNDistanceDetector(),
+        "mahalanobis": MahalanobisDetector(),
+        "relative-mahalanobis": MahalanobisDetector(relative=True),
+        "max-prob": MaxProbDetector(),
+        "energy": EnergyDetector(),
+    }
+
+
+HEADS = ("prototype", "knn", "linear", "gaussian", "qda")
+DETECTORS = ("max-cosine", "knn", "mahalanobis", "relative-mahalanobis", "max-prob", "energy")
+
+
+def make_head(name: str) -> Any:
+    """A fresh head by name (one of HEADS)."""
+    table = _heads()
+    if name not in table:
+        raise ValidationError(f"unknown head {name!r}; choose one of: auto, {', '.join(HEADS)}")
+    return table[name]
+
+
+def make_detector(name: str) -> Any:
+    """A fresh detector by name (one of DETECTORS)."""
+    table = _detectors()
+    if name not in table:
+        raise ValidationError(
+            f"unknown detector {name!r}; choose one of: auto, {', '.join(DETECTORS)}"
+        )
+    return table[name]
+
+
+class OpenSetClassifier(ClassifierMixin, BaseEstimator):
+    """Predict one of the known classes, or ``oos_label`` when the detector flags the row.
+
+    Parameters
+    ----------
+    head : str or classifier, default "auto"
+        A head name (see HEADS), an estimator, or "auto" to choose by cross-validation.
+    detector : str or detector, default "auto"
+        A detector name (see DETECTORS), an estimator, or "auto".
+    target_fpr : float, default 0.05
+        Share of in-scope rows the calibrated threshold may reject (measured on held-out
+        in-scope training rows).
+    oos_label : str, default "oos"
+        Label of out-of-scope rows. Training rows with this label are never learned as a
+        class: they serve only for choosing the detector and for reporting calibration.
+    cv : int, default 3
+        Folds of the automatic selection.
+    time_budget : float, default 120
+        Seconds the automatic selection may spend.
+    random_state : int, default 0
+    """
+
+    def __init__(
+        self,
+        head: Any = "auto",
+        detector: Any = "auto",
+        target_fpr: float = 0.05,
+        oos_label: str = "oos",
+        cv: int = 3,
+        time_budget: float = 120.0,
+        random_state: int = 0,
+    ):
+        self.head = head
+        self.detector = detector
+        self.target_fpr = target_fpr
+        self.oos_label = oos_label
+        self.cv = cv
+        self.time_budget = time_budget
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any) -> OpenSetClassifier:
+        """Fit on in-scope rows; rows labelled ``oos_label`` only inform selection/calibration."""
+        X, y = validate_data(self, X, y, dtype=[np.float32, np.float64], ensure_min_samples=2)
+        X = np.asarray(X, dtype=np.float32)
+        y = np.asarray([str(v) for v in y], dtype=object)
+        is_oos = y == str(self.oos_label)
+        if is_oos.all():
+            raise ValidationError(
+                f"every training row is labelled {self.oos_label!r} (out of scope); "
+                "in-scope examples of at least 2 classes are needed"
+            )
+        X_in, y_in, X_oos = X[~is_oos], y[~is_oos], X[is_oos]
+        classes, counts = np.unique(y_in, return_counts=True)
+        if len(classes) < 2:
+            raise ValidationError(
+                f"only one in-scope class ({str(classes[0])!r}); a classifier needs at least 2. "
+                "To model a single class, use a detector from embedlab.detect"
+            )
+        singles = classes[counts < 2]
+        if singles.size:
+            log.warning(
+                "%d class(es) have a single example (%s); they are kept, but their "
+                "prototypes are that one point",
+                singles.size,
+                ", ".join(map(str, singles[:5])),
+            )
+        self.selection_ = None
+        head, detector = self.head, self.detector
+        if head == "auto" or detector == "auto":
+            from embedlab.selection import select_head_and_detector
+
+            sel = select_head_and_detector(
+                X_in,
+                y_in,
+                X_oos,
+                n_folds=self.cv,
+                time_budget=self.time_budget,
+                random_state=self.random_state,
+            )
+            self.selection_ = asdict(sel)
+            head = sel.head if head == "auto" else head
+            detector = sel.detector if detector == "auto" else detector
+        self.head_name_ = head if isinstance(head, str) else type(head).__name__
+        self.detector_name_ = detector if isinstance(detector, str) else type(detector).__name__
+        self.head_ = (make_head(head) if isinstance(head, str) else clone(head)).fit(X_in, y_in)
+        det = make_detector(detector) if isinstance(detector, str) else clone(detector)
+        det.set_params(target_fpr=self.target_fpr)
+        self.detector_ = det.fit(X_in, y_in)
+        self.classes_ = self.head_.classes_
+        self.threshold_ = float(self.detector_.threshold_)
+        self.n_oos_train_ = int(is_oos.sum())
+        if self.n_oos_train_:
+            s = self.detector_.score_samples(X_oos)
+            self.oos_train_recall_ = float((s > self.threshold_).mean())
+        else:
+            self.oos_train_recall_ = None
+        return self
+
+    def calibrate(self, X_in: Any, target_fpr: float | None = None) -> OpenSetClassifier:
+        """Re-set the threshold from held-out in-scope rows (e.g. a validation split)."""
+        check_is_fitted(self, "detector_")
+        self.detector_.calibrate(X_in, self.target_fpr if target_fpr is None else target_fpr)
+        self.threshold_ = float(self.detector_.threshold_)
+        return self
+
+    def _X(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "detector_")
+        X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
+        return np.asarray(X, dtype=np.float32)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Novelty score of each row (higher = more likely out of scope)."""
+        return self.detector_.score_samples(self._X(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """The head's probabilities over the in-scope ``classes_`` (out-of-scope aside)."""
+        return self.head_.predict_proba(self._X(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """A class of ``classes_`` per row, or ``oos_label`` where the detector rejects it."""
+        return self.predict_details(X, top_k=1)["label"]
+
+    def predict_details(self, X: Any, top_k: int = 3) -> dict[str, np.ndarray]:
+        """Label, novelty score, out-of-scope flag, and the top-k classes with probabilities."""
+        X = self._X(X)
+        proba = self.head_.predict_proba(X)
+        scores = self.detector_.score_samples(X)
+        oos = scores > self.threshold_
+        k = min(top_k, proba.shape[1])
+        top = np.argsort(-proba, axis=1)[:, :k]
+        label = np.asarray(self.classes_[top[:, 0]], dtype=object)
+        label[oos] = str(self.oos_label)
+        out = {"label": label, "score": scores, "out_of_scope": oos}
+        for j in range(k):
+            out[f"top{j + 1}_label"] = np.asarray(self.classes_[top[:, j]], dtype=object)
+            out[f"top{j + 1}_prob"] = proba[np.arange(len(X)), top[:, j]].astype(np.float32)
+        return out

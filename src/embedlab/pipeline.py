@@ -1,0 +1,332 @@
+"""Pipeline: texts → encoder → OpenSetClassifier, fitted as one unit and saved as a bundle.
+
+A bundle is a directory::
+
+    bundle.json          format, versions, encoder spec, label set, training fingerprint,
+                         selection results, and every estimator's parameters / attributes
+    arrays.safetensors   the estimators' numeric arrays
+    encoder/             the adapted encoder (only when the pipeline was fitted with adapt)
+
+Loading verifies checksums and versions and never unpickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from embedlab.atomic import atomic_directory
+from embedlab.bundle import estimator_from_state, estimator_to_state, json_sha256
+from embedlab.encoders import SentenceTransformerEncoder
+from embedlab.encoders.base import check_texts
+from embedlab.errors import StoreError, ValidationError
+from embedlab.metrics import evaluate_open_set
+from embedlab.openset import OpenSetClassifier
+from embedlab.validation import check_labels
+
+__all__ = ["BUNDLE_FORMAT_VERSION", "Pipeline", "should_adapt"]
+
+log = logging.getLogger("embedlab")
+
+BUNDLE_FORMAT = "embedlab.bundle"
+BUNDLE_FORMAT_VERSION = 1
+BUNDLE_JSON = "bundle.json"
+ARRAYS_FILE = "arrays.safetensors"
+ENCODER_DIR = "encoder"
+
+#: ``adapt="auto"`` fine-tunes the encoder when each class has at least this many examples
+#: on average and the whole set fits the time budget; see docs/benchmarks.md for why.
+AUTO_ADAPT_MIN_PER_CLASS = 5
+
+
+def should_adapt(n_texts: int, n_classes: int) -> bool:
+    """The ``adapt="auto"`` rule (measured on CLINC150, see docs/benchmarks.md)."""
+    return n_classes >= 2 and n_texts / n_classes >= AUTO_ADAPT_MIN_PER_CLASS
+
+
+def training_fingerprint(texts: Sequence[str], labels: Sequence[str]) -> str:
+    """sha256 over the (text, label) rows, in order."""
+    h = hashlib.sha256()
+    for t, y in zip(texts, labels, strict=True):
+        h.update(t.encode("utf-8"))
+        h.update(b"\x1f")
+        h.update(str(y).encode("utf-8"))
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+class Pipeline:
+    """Texts in, labels (or out-of-scope) out.
+
+    Parameters
+    ----------
+    encoder : SentenceTransformerEncoder, optional
+        Default: the packaged all-MiniLM-L6-v2.
+    classifier : OpenSetClassifier, optional
+        Default: ``OpenSetClassifier()`` (automatic head and detector).
+    adapt : bool or "auto", default "auto"
+        Fine-tune the encoder on the labelled in-scope texts first (see :mod:`embedlab.adapt`).
+    adapt_config : AdaptConfig, optional
+    """
+
+    def __init__(
+        self,
+        encoder: SentenceTransformerEncoder | None = None,
+        classifier: OpenSetClassifier | None = None,
+        adapt: bool | str = "auto",
+        adapt_config: Any = None,
+    ) -> None:
+        self.encoder = encoder
+        self.classifier = classifier if classifier is not None else OpenSetClassifier()
+        self.adapt = adapt
+        self.adapt_config = adapt_config
+        self.info: dict[str, Any] = {}
+        self._adapted_dir: Path | None = None
+
+    @property
+    def oos_label(self) -> str:
+        return str(self.classifier.oos_label)
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return self.classifier.classes_
+
+    def _encoder(self) -> SentenceTransformerEncoder:
+        if self.encoder is None:
+            self.encoder = SentenceTransformerEncoder()
+        return self.encoder
+
+    def fit(
+        self, texts: Sequence[str], labels: Sequence[Any], *, progress: bool | None = None
+    ) -> Pipeline:
+        """Fit on labelled texts; rows labelled ``oos_label`` only calibrate and select."""
+        start = time.perf_counter()
+        texts = check_texts(texts)
+        labels = check_labels(labels, len(texts)).astype(str)
+        is_oos = labels == self.oos_label
+        in_classes = np.unique(labels[~is_oos])
+        encoder = self._encoder()
+        do_adapt = self.adapt if isinstance(self.adapt, bool) else None
+        if self.adapt == "auto":
+            do_adapt = should_adapt(int((~is_oos).sum()), len(in_classes))
+        elif not isinstance(self.adapt, bool):
+            raise ValidationError(f"adapt must be True, False or 'auto', not {self.adapt!r}")
+        adapt_report = None
+        if do_adapt and len(in_classes) >= 2:
+            from embedlab.adapt import adapt_encoder
+
+            work = Path(tempfile.mkdtemp(prefix="embedlab-adapt-"))
+            in_texts = [t for t, o in zip(texts, is_oos, strict=True) if not o]
+            encoder, adapt_report = adapt_encoder(
+                encoder,
+                in_texts,
+                labels[~is_oos],
+                work / ENCODER_DIR,
+                self.adapt_config,
+                progress=progress,
+            )
+            self.encoder = encoder
+            self._adapted_dir = work / ENCODER_DIR
+        t_enc = time.perf_counter()
+        X = encoder.encode(texts, progress=progress)
+        encode_s = time.perf_counter() - t_enc
+        t_fit = time.perf_counter()
+        self.classifier.fit(X, labels)
+        fit_s = time.perf_counter() - t_fit
+        counts = dict(zip(*np.unique(labels, return_counts=True), strict=True))
+        self.info = {
+            "training": {
+                "fingerprint": training_fingerprint(texts, labels),
+                "n": len(texts),
+                "n_oos": int(is_oos.sum()),
+                "label_counts": {str(k): int(v) for k, v in counts.items()},
+            },
+            "adapted": adapt_report,
+            "timings": {
+                "encode_seconds": round(encode_s, 2),
+                "classifier_fit_seconds": round(fit_s, 2),
+                "total_seconds": round(time.perf_counter() - start, 2),
+            },
+            "head": self.classifier.head_name_,
+            "detector": self.classifier.detector_name_,
+            "threshold": self.classifier.threshold_,
+            "selection": self.classifier.selection_,
+        }
+        return self
+
+    def _vectors(self, texts: Sequence[str], progress: bool | None) -> np.ndarray:
+        if not hasattr(self.classifier, "detector_"):
+            raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
+        return self._encoder().encode(check_texts(texts), progress=progress)
+
+    def predict(
+        self, texts: Sequence[str], *, top_k: int = 3, progress: bool | None = None
+    ) -> dict[str, np.ndarray]:
+        """Per text: label (or ``oos_label``), novelty score, out_of_scope, top-k labels/probs."""
+        return self.classifier.predict_details(self._vectors(texts, progress), top_k=top_k)
+
+    def evaluate(
+        self, texts: Sequence[str], labels: Sequence[Any], *, progress: bool | None = None
+    ) -> dict[str, Any]:
+        """Open-set metrics on labelled texts (see :func:`embedlab.metrics.evaluate_open_set`).
+
+        Labels that are neither a known class nor ``oos_label`` raise a ValidationError.
+        """
+        start = time.perf_counter()
+        labels = check_labels(labels, len(texts)).astype(str)
+        known = set(map(str, self.classes_)) | {self.oos_label}
+        unknown = sorted(set(labels.tolist()) - known)
+        if unknown:
+            raise ValidationError(
+                f"{len(unknown)} label(s) were not seen in training: {unknown[:10]}; relabel "
+                f"them {self.oos_label!r} to count them as out of scope"
+            )
+        details = self.predict(texts, progress=progress)
+        metrics = evaluate_open_set(labels, details["label"], details["score"], self.oos_label)
+        metrics["seconds"] = round(time.perf_counter() - start, 3)
+        return metrics
+
+    # ------------------------------------------------------------------ bundle
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the fitted pipeline as a bundle directory (atomically)."""
+        if not hasattr(self.classifier, "detector_"):
+            raise ValidationError("cannot save an unfitted pipeline")
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise StoreError(f"{path} already exists (pass overwrite=True, or --force)")
+        from embedlab import __version__
+
+        arrays: dict[str, np.ndarray] = {}
+        classifier_state = estimator_to_state(self.classifier, "classifier", arrays)
+        encoder = self._encoder()
+        spec = dict(encoder.spec)
+        with atomic_directory(path, overwrite=overwrite) as tmp:
+            model_dir = Path(encoder.model_path)
+            if self._adapted_dir is not None or (model_dir.parent / BUNDLE_JSON).is_file():
+                shutil.copytree(encoder.model_path, tmp / ENCODER_DIR)
+                spec["path"] = ENCODER_DIR  # relative to the bundle
+            save_file(arrays, str(tmp / ARRAYS_FILE))
+            doc = {
+                "format": BUNDLE_FORMAT,
+                "format_version": BUNDLE_FORMAT_VERSION,
+                "embedlab_version": __version__,
+                "encoder": spec,
+                "transforms": [],
+                "oos_label": self.oos_label,
+                "classes": [str(c) for c in self.classes_],
+                "info": self.info,
+                "classifier": classifier_state,
+                "arrays_sha256": _file_sha256(tmp / ARRAYS_FILE),
+            }
+            doc["checksum"] = json_sha256(doc)
+            (tmp / BUNDLE_JSON).write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, cache: bool = True) -> Pipeline:
+        """Load a bundle; raises StoreError for a missing, edited, corrupted or newer bundle."""
+        from embedlab import __version__
+
+        path = Path(path)
+        doc = _read_bundle_json(path)
+        if _file_sha256(path / ARRAYS_FILE) != doc.get("arrays_sha256"):
+            raise StoreError(
+                f"{path}: {ARRAYS_FILE} does not match bundle.json (corrupted or replaced)"
+            )
+        major = lambda v: str(v).split(".")[0]  # noqa: E731
+        if major(doc.get("embedlab_version")) != major(__version__):
+            raise StoreError(
+                f"{path} was made by embedlab {doc.get('embedlab_version')}, incompatible with "
+                f"this embedlab {__version__}; re-fit it with this version"
+            )
+        try:
+            arrays = load_file(str(path / ARRAYS_FILE))
+        except Exception as exc:  # safetensors raises its own error types
+            raise StoreError(f"{path}: cannot read {ARRAYS_FILE}: {exc}") from None
+        classifier = estimator_from_state(doc["classifier"], arrays)
+        if not isinstance(classifier, OpenSetClassifier):
+            raise StoreError(f"{path}: bundle does not hold an OpenSetClassifier")
+        spec = doc["encoder"]
+        model_path = Path(spec["path"])
+        if not model_path.is_absolute():
+            model_path = path / model_path
+        encoder = _encoder_from_spec(spec, model_path, cache)
+        n_features = getattr(classifier, "n_features_in_", None)
+        if n_features != encoder.dim or [str(c) for c in classifier.classes_] != doc["classes"]:
+            raise StoreError(
+                f"{path}: classifier expects {n_features}-d vectors and classes "
+                f"{len(classifier.classes_)}, but the encoder gives {encoder.dim}-d / bundle lists "
+                f"{len(doc['classes'])} classes"
+            )
+        pipe = cls(encoder=encoder, classifier=classifier, adapt=False)
+        pipe.info = doc.get("info", {})
+        return pipe
+
+
+def _encoder_from_spec(
+    spec: dict[str, Any], model_path: Path, cache: bool
+) -> SentenceTransformerEncoder:
+    if spec.get("kind") != "sentence-transformers":
+        raise StoreError(f"unsupported encoder kind {spec.get('kind')!r} in bundle")
+    if not model_path.exists() and spec.get("name") == "all-MiniLM-L6-v2":
+        from embedlab.encoders import default_model_path
+
+        model_path = default_model_path()  # the packaged model moved (another venv)
+    encoder = SentenceTransformerEncoder(model_path, cache=cache)
+    if encoder.fingerprint != spec.get("fingerprint"):
+        raise StoreError(
+            f"the encoder at {model_path} is not the one this bundle was fitted with "
+            f"(fingerprint {encoder.fingerprint} != {spec.get('fingerprint')})"
+        )
+    return encoder
+
+
+def _file_sha256(path: Path) -> str:
+    if not path.is_file():
+        raise StoreError(f"{path} is missing")
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_bundle_json(path: Path) -> dict[str, Any]:
+    f = path / BUNDLE_JSON
+    if not path.is_dir():
+        raise StoreError(f"no model bundle at {path} (make one with `embedlab fit`)")
+    if not f.is_file():
+        raise StoreError(f"{path} is not a model bundle: {BUNDLE_JSON} is missing")
+    try:
+        doc = json.loads(f.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{f} is corrupted (not valid JSON: {exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
+        raise StoreError(f"{f} is not an embedlab model bundle")
+    version = doc.get("format_version")
+    if not isinstance(version, int) or version > BUNDLE_FORMAT_VERSION:
+        raise StoreError(
+            f"{f} has bundle format {version!r}; this embedlab reads up to "
+            f"{BUNDLE_FORMAT_VERSION} (upgrade embedlab)"
+        )
+    checksum = doc.pop("checksum", None)
+    if checksum != json_sha256(doc):
+        raise StoreError(
+            f"{f} was modified after it was saved (checksum mismatch); re-fit the model "
+            "rather than editing the bundle by hand"
+        )
+    for key in ("encoder", "classifier", "classes", "oos_label"):
+        if key not in doc:
+            raise StoreError(f"{f} lacks {key!r}")
+    return doc

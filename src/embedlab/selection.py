@@ -1,0 +1,141 @@
+"""Choosing a head and a detector by cross-validation on the training data alone.
+
+Each fold hides a random ~20 % of the classes: a head is scored by its accuracy on held-out
+rows of the known classes, a detector by its AUROC at telling those rows from the rows of
+the hidden classes (plus any real out-of-scope rows). No test data is involved.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import train_test_split
+
+from embedlab.metrics import auroc
+
+__all__ = ["Selection", "default_candidates", "select_head_and_detector"]
+
+log = logging.getLogger("embedlab")
+
+
+def default_candidates() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The heads and detectors ``auto`` considers, cheapest first."""
+    from embedlab.detect import (
+        EnergyDetector,
+        KNNDistanceDetector,
+        MahalanobisDetector,
+        MaxCosineDetector,
+    )
+    from embedlab.heads import GaussianClassifier, LinearClassifier, PrototypeClassifier
+
+    heads = {
+        "prototype": PrototypeClassifier(),
+        "gaussian": GaussianClassifier(),
+        "linear": LinearClassifier(),
+    }
+    detectors = {
+        "max-cosine": MaxCosineDetector(calibration_split=0.0),
+        "relative-mahalanobis": MahalanobisDetector(relative=True, calibration_split=0.0),
+        "mahalanobis": MahalanobisDetector(calibration_split=0.0),
+        "knn": KNNDistanceDetector(calibration_split=0.0),
+        "energy": EnergyDetector(calibration_split=0.0),
+    }
+    return heads, detectors
+
+
+@dataclass
+class Selection:
+    """What cross-validation chose, with every candidate's mean score."""
+
+    head: str
+    detector: str
+    head_scores: dict[str, float] = field(default_factory=dict)
+    detector_scores: dict[str, float] = field(default_factory=dict)
+    folds: int = 0
+    seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)
+
+
+def _folds(y: np.ndarray, n_folds: int, seed: int):
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    n_hide = max(1, min(len(classes) - 2, round(0.2 * len(classes))))
+    for _ in range(n_folds):
+        hidden = rng.choice(classes, n_hide, replace=False)
+        novel = np.isin(y, hidden)
+        known = np.flatnonzero(~novel)
+        yk = y[known]
+        _, counts = np.unique(yk, return_counts=True)
+        strat = yk if counts.min() >= 2 else None
+        test_size = max(0.2, len(counts) / len(known)) if strat is not None else 0.2
+        tr, va = train_test_split(
+            known,
+            test_size=min(test_size, 0.5),
+            stratify=strat,
+            random_state=int(rng.integers(1 << 31)),
+        )
+        yield tr, va, np.flatnonzero(novel)
+
+
+def select_head_and_detector(
+    X: np.ndarray,
+    y: np.ndarray,
+    X_oos: np.ndarray | None = None,
+    *,
+    heads: dict[str, Any] | None = None,
+    detectors: dict[str, Any] | None = None,
+    n_folds: int = 3,
+    time_budget: float = 120.0,
+    random_state: int = 0,
+) -> Selection:
+    """Cross-validate candidate heads (accuracy) and detectors (AUROC); return the best of each.
+
+    Candidates are tried cheapest first; once ``time_budget`` seconds have passed, the
+    remaining ones are skipped (and listed in ``Selection.skipped``) and no further fold
+    starts. The first head and detector are always evaluated on the first fold.
+    """
+    default_heads, default_detectors = default_candidates()
+    heads = default_heads if heads is None else heads
+    detectors = default_detectors if detectors is None else detectors
+    start = time.perf_counter()
+    h_scores: dict[str, list[float]] = {k: [] for k in heads}
+    d_scores: dict[str, list[float]] = {k: [] for k in detectors}
+    skipped: set[str] = set()
+    folds = 0
+    for tr, va, nov in _folds(np.asarray(y), n_folds, random_state):
+        folds += 1
+        Xn = X[nov] if X_oos is None or len(X_oos) == 0 else np.vstack([X[nov], X_oos])
+        for name, est in heads.items():
+            over = time.perf_counter() - start > time_budget
+            if over and not h_scores[name] and any(h_scores.values()):
+                skipped.add(f"head:{name}")
+                continue
+            model = clone(est).fit(X[tr], y[tr])
+            h_scores[name].append(float((model.predict(X[va]) == y[va]).mean()))
+        for name, est in detectors.items():
+            over = time.perf_counter() - start > time_budget
+            if over and not d_scores[name] and any(d_scores.values()):
+                skipped.add(f"detector:{name}")
+                continue
+            det = clone(est).fit(X[tr], y[tr])
+            d_scores[name].append(auroc(det.score_samples(X[va]), det.score_samples(Xn)))
+        if time.perf_counter() - start > time_budget:
+            break
+    h_mean = {k: float(np.mean(v)) for k, v in h_scores.items() if v}
+    d_mean = {k: float(np.mean(v)) for k, v in d_scores.items() if v}
+    sel = Selection(
+        head=max(h_mean, key=h_mean.get),
+        detector=max(d_mean, key=d_mean.get),
+        head_scores=h_mean,
+        detector_scores=d_mean,
+        folds=folds,
+        seconds=round(time.perf_counter() - start, 2),
+        skipped=sorted(skipped),
+    )
+    log.info("selected head %s (%s) and detector %s (%s)", sel.head, h_mean, sel.detector, d_mean)
+    return sel

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from embedlab.covariance import mahalanobis_to_means, shrunk_covariance, unit_rows
+from embedlab.errors import ValidationError
+
+
+def test_mahalanobis_matches_direct_formula():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(5, 5))
+    cov = A @ A.T + 5 * np.eye(5)
+    P = np.linalg.inv(cov)
+    X = rng.normal(size=(7, 5)).astype(np.float32)
+    M = rng.normal(size=(3, 5)).astype(np.float32)
+    D = mahalanobis_to_means(X, M, P, chunk=3)
+    direct = np.array([[(x - m) @ P @ (x - m) for m in M] for x in X])
+    np.testing.assert_allclose(D, direct, rtol=1e-4, atol=1e-4)
+
+
+def test_known_distance_under_diagonal_covariance():
+    # Var 4 along x, 1 along y: the point (2, 0) is 1 unit away, (0, 2) is 4 units away.
+    P = np.linalg.inv(np.diag([4.0, 1.0]))
+    D = mahalanobis_to_means(np.array([[2.0, 0.0], [0.0, 2.0]]), np.zeros((1, 2)), P)
+    np.testing.assert_allclose(D[:, 0], [1.0, 4.0], rtol=1e-6)
+
+
+def test_shrinkage_estimators():
+    rng = np.random.default_rng(1)
+    R = rng.normal(size=(50, 20))
+    for method in ("ledoit-wolf", "oas", 0.3):
+        cov, alpha = shrunk_covariance(R, method)
+        assert np.all(np.linalg.eigvalsh(cov) > 0)
+        assert 0 <= alpha <= 1
+    cov, alpha = shrunk_covariance(R, 1.0)
+    np.testing.assert_allclose(cov, np.eye(20) * np.trace(R.T @ R / 50) / 20, rtol=1e-5)
+    with pytest.raises(ValidationError, match="unknown shrinkage"):
+        shrunk_covariance(R, "magic")
+    with pytest.raises(ValidationError, match=r"in \[0, 1\]"):
+        shrunk_covariance(R, 2.0)
+
+
+def test_singular_residuals_stay_invertible():
+    R = np.zeros((10, 3))
+    R[:, 0] = np.arange(10)
+    cov, _ = shrunk_covariance(R, 0.0)
+    assert np.isfinite(np.linalg.inv(cov)).all()
+
+
+def test_unit_rows_handles_zero():
+    U = unit_rows(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    np.testing.assert_allclose(U, [[0.6, 0.8], [0, 0]])

@@ -1,0 +1,158 @@
+"""Pipeline fit / predict / evaluate on the demo data, and bundle save / load safety."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from embedlab.adapt import AdaptConfig
+from embedlab.datasets import load_demo
+from embedlab.encoders import SentenceTransformerEncoder
+from embedlab.errors import StoreError, ValidationError
+from embedlab.openset import OpenSetClassifier
+from embedlab.pipeline import Pipeline, should_adapt
+
+
+@pytest.fixture(scope="module")
+def fitted(st_encoder_uncached):
+    train = load_demo("train")
+    enc = SentenceTransformerEncoder(cache=False)
+    enc._model = st_encoder_uncached.model
+    pipe = Pipeline(encoder=enc, classifier=OpenSetClassifier(time_budget=30), adapt=False)
+    return pipe.fit(train.texts, train.labels)
+
+
+def test_fit_evaluate_on_demo(fitted):
+    test = load_demo("test")
+    m = fitted.evaluate(test.texts, test.labels)
+    assert m["n"] == 102
+    assert m["accuracy"] >= 0.8 and m["oos_auroc"] >= 0.9 and m["overall_accuracy"] >= 0.8
+    assert fitted.info["training"]["n_oos"] == 10
+    assert fitted.info["adapted"] is None
+
+
+def test_predict_details(fitted):
+    out = fitted.predict(["book me a flight to oslo", "who painted the sistine chapel"])
+    assert out["label"][0] == "book_flight"
+    assert out["score"][1] > out["score"][0]
+    assert out["top1_label"].shape == (2,)
+
+
+def test_bundle_round_trip(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model")
+    assert sorted(p.name for p in path.iterdir()) == ["arrays.safetensors", "bundle.json"]
+    loaded = Pipeline.load(path, cache=False)
+    loaded.encoder._model = fitted.encoder.model
+    texts = load_demo("test").texts
+    a, b = fitted.predict(texts), loaded.predict(texts)
+    np.testing.assert_array_equal(a["label"], b["label"])
+    np.testing.assert_allclose(a["score"], b["score"], rtol=1e-6)
+    doc = json.loads((path / "bundle.json").read_text())
+    assert doc["encoder"]["name"] == "all-MiniLM-L6-v2"
+    assert doc["info"]["training"]["fingerprint"]
+    # Nothing in the bundle is a pickle.
+    assert b"pickle" not in (path / "arrays.safetensors").read_bytes()[:200]
+
+
+def test_bundle_edited_by_hand_is_rejected(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model")
+    doc = json.loads((path / "bundle.json").read_text())
+    doc["classifier"]["attributes"]["threshold_"] = -1.0
+    (path / "bundle.json").write_text(json.dumps(doc))
+    with pytest.raises(StoreError, match="modified after it was saved"):
+        Pipeline.load(path)
+
+
+def test_bundle_arrays_replaced_is_rejected(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model")
+    other = fitted.save(tmp_path / "other")
+    data = bytearray((other / "arrays.safetensors").read_bytes())
+    data[-1] ^= 1
+    (path / "arrays.safetensors").write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="does not match bundle.json"):
+        Pipeline.load(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(format_version=99), "upgrade embedlab"),
+        (lambda d: d.update(embedlab_version="9.0.0"), "incompatible"),
+        (lambda d: d.update(format="other"), "not an embedlab model bundle"),
+    ],
+)
+def test_bundle_versions(fitted, tmp_path, edit, message):
+    from embedlab.bundle import json_sha256
+
+    path = fitted.save(tmp_path / "model")
+    doc = json.loads((path / "bundle.json").read_text())
+    doc.pop("checksum")
+    edit(doc)
+    doc["checksum"] = json_sha256(doc)  # a consistent edit: only the version is wrong
+    (path / "bundle.json").write_text(json.dumps(doc))
+    with pytest.raises(StoreError, match=message):
+        Pipeline.load(path)
+
+
+def test_bundle_cannot_name_arbitrary_classes(fitted, tmp_path):
+    from embedlab.bundle import json_sha256
+
+    path = fitted.save(tmp_path / "model")
+    doc = json.loads((path / "bundle.json").read_text())
+    doc.pop("checksum")
+    doc["classifier"]["class"] = "os.system"
+    doc["checksum"] = json_sha256(doc)
+    (path / "bundle.json").write_text(json.dumps(doc))
+    with pytest.raises(StoreError, match="unknown estimator"):
+        Pipeline.load(path)
+
+
+def test_missing_and_corrupt_bundles(tmp_path):
+    with pytest.raises(StoreError, match="no model bundle"):
+        Pipeline.load(tmp_path / "nope")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "bundle.json").write_text("{oops")
+    with pytest.raises(StoreError, match="not valid JSON"):
+        Pipeline.load(tmp_path / "m")
+
+
+def test_vectors_of_another_dimension(fitted):
+    with pytest.raises(ValueError, match="384 features"):
+        fitted.classifier.predict(np.zeros((2, 10), dtype=np.float32))
+
+
+def test_unknown_labels_at_evaluation(fitted):
+    with pytest.raises(ValidationError, match=r"not seen in training: \['brand_new'\]"):
+        fitted.evaluate(["hello there"], ["brand_new"])
+
+
+def test_unfitted_pipeline():
+    with pytest.raises(ValidationError, match="not fitted"):
+        Pipeline(encoder=SentenceTransformerEncoder(cache=False)).predict(["x"])
+
+
+def test_should_adapt_rule():
+    assert should_adapt(150 * 10, 150) and not should_adapt(12 * 2, 12)
+
+
+def test_adapted_pipeline_saves_its_encoder(tmp_path, st_encoder_uncached):
+    train = load_demo("train")
+    enc = SentenceTransformerEncoder(cache=False)
+    enc._model = st_encoder_uncached.model
+    pipe = Pipeline(
+        encoder=enc,
+        classifier=OpenSetClassifier(head="prototype", detector="max-cosine"),
+        adapt=True,
+        adapt_config=AdaptConfig(epochs=0.1, min_steps=2, batch_size=8),
+    ).fit(train.texts, train.labels, progress=False)
+    assert pipe.info["adapted"]["steps"] == 2
+    path = pipe.save(tmp_path / "model")
+    assert (path / "encoder" / "model.safetensors").is_file()
+    loaded = Pipeline.load(path, cache=False)
+    assert loaded.encoder.model_path == path / "encoder"
+    texts = load_demo("test").texts[:8]
+    np.testing.assert_array_equal(pipe.predict(texts)["label"], loaded.predict(texts)["label"])
+    # A copied bundle still works (the encoder path is relative).
+    shutil.copytree(path, tmp_path / "copy")
+    assert Pipeline.load(tmp_path / "copy", cache=False).encoder.dim == 384
