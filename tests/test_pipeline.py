@@ -156,3 +156,30 @@ def test_adapted_pipeline_saves_its_encoder(tmp_path, st_encoder_uncached):
     # A copied bundle still works (the encoder path is relative).
     shutil.copytree(path, tmp_path / "copy")
     assert Pipeline.load(tmp_path / "copy", cache=False).encoder.dim == 384
+
+
+def test_calibration_holdout_is_stratified():
+    from embedlab.pipeline import calibration_holdout
+
+    labels = np.array(["a"] * 20 + ["b"] * 10 + ["c"] + ["oos"] * 5, dtype=object)
+    is_oos = labels == "oos"
+    mask = calibration_holdout(labels, is_oos, 0.1)
+    assert mask[labels == "a"].sum() == 2 and mask[labels == "b"].sum() == 1
+    assert mask[labels == "c"].sum() == 0 and not mask[is_oos].any()
+    np.testing.assert_array_equal(mask, calibration_holdout(labels, is_oos, 0.1))
+
+
+def test_openset_calibration_mask_sets_threshold_from_those_rows():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(50, 8)) + 4 * np.eye(8)[i] for i in range(3)]).astype(
+        np.float32
+    )
+    y = np.repeat(["a", "b", "c"], 50).astype(object)
+    mask = np.zeros(150, dtype=bool)
+    mask[::5] = True
+    clf = OpenSetClassifier(head="prototype", detector="max-cosine", target_fpr=0.1)
+    clf.fit(X, y, calibration_mask=mask)
+    assert len(clf.detector_.calibration_scores_) == 30
+    assert (clf.detector_.calibration_scores_ > clf.threshold_).mean() <= 0.1
+    with pytest.raises(ValidationError, match="calibration_mask has shape"):
+        clf.fit(X, y, calibration_mask=mask[:10])

@@ -19,6 +19,9 @@ from embedlab.errors import (
     StoreError,
     ValidationError,
 )
+from embedlab.metrics import evaluate_open_set
+from embedlab.openset import OpenSetClassifier
+from embedlab.pipeline import Pipeline
 from embedlab.readers import TextTable, read_texts, write_table
 from embedlab.space import EmbeddingSet, Provenance
 
@@ -29,6 +32,8 @@ __all__ = [
     "EmbedlabError",
     "Encoder",
     "EncoderError",
+    "OpenSetClassifier",
+    "Pipeline",
     "Provenance",
     "SentenceTransformerEncoder",
     "StoreError",
@@ -36,6 +41,7 @@ __all__ = [
     "ValidationError",
     "__version__",
     "encode_file",
+    "evaluate_open_set",
     "read_texts",
     "write_table",
 ]

@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from embedlab.detect.base import threshold_at_fpr
 from embedlab.errors import ValidationError
 
 __all__ = ["DETECTORS", "HEADS", "OpenSetClassifier", "make_detector", "make_head"]
@@ -115,12 +116,26 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         self.time_budget = time_budget
         self.random_state = random_state
 
-    def fit(self, X: Any, y: Any) -> OpenSetClassifier:
-        """Fit on in-scope rows; rows labelled ``oos_label`` only inform selection/calibration."""
+    def fit(self, X: Any, y: Any, calibration_mask: Any = None) -> OpenSetClassifier:
+        """Fit on in-scope rows; rows labelled ``oos_label`` only inform selection/calibration.
+
+        ``calibration_mask`` marks in-scope rows whose vectors come from an encoder that never
+        saw them (e.g. rows held out of encoder adaptation). When given, the threshold is set
+        on those rows, scored by a detector fitted on the other rows; otherwise the detector
+        holds out its own ``calibration_split`` of the training rows.
+        """
         X, y = validate_data(self, X, y, dtype=[np.float32, np.float64], ensure_min_samples=2)
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray([str(v) for v in y], dtype=object)
         is_oos = y == str(self.oos_label)
+        calib = None
+        if calibration_mask is not None:
+            calib = np.asarray(calibration_mask, dtype=bool)
+            if calib.shape != y.shape:
+                raise ValidationError(
+                    f"calibration_mask has shape {calib.shape}, expected {y.shape}"
+                )
+            calib = calib[~is_oos]
         if is_oos.all():
             raise ValidationError(
                 f"every training row is labelled {self.oos_label!r} (out of scope); "
@@ -162,7 +177,14 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         self.head_ = (make_head(head) if isinstance(head, str) else clone(head)).fit(X_in, y_in)
         det = make_detector(detector) if isinstance(detector, str) else clone(detector)
         det.set_params(target_fpr=self.target_fpr)
-        self.detector_ = det.fit(X_in, y_in)
+        if calib is not None and 0 < calib.sum() and (~calib).sum() >= 2:
+            det.set_params(calibration_split=0.0)
+            held = clone(det).fit(X_in[~calib], y_in[~calib]).score_samples(X_in[calib])
+            self.detector_ = det.fit(X_in, y_in)
+            self.detector_.calibration_scores_ = held
+            self.detector_.threshold_ = threshold_at_fpr(held, self.target_fpr)
+        else:
+            self.detector_ = det.fit(X_in, y_in)
         self.classes_ = self.head_.classes_
         self.threshold_ = float(self.detector_.threshold_)
         self.n_oos_train_ = int(is_oos.sum())

@@ -55,6 +55,22 @@ def should_adapt(n_texts: int, n_classes: int) -> bool:
     return n_classes >= 2 and n_texts / n_classes >= AUTO_ADAPT_MIN_PER_CLASS
 
 
+def calibration_holdout(
+    labels: np.ndarray, is_oos: np.ndarray, fraction: float, seed: int = 0
+) -> np.ndarray:
+    """Mask of in-scope rows to keep out of adaptation: ``fraction`` of each class (rounded,
+    at most half the class), chosen with a fixed seed; a class of one row keeps it."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(labels), dtype=bool)
+    order = rng.permutation(np.flatnonzero(~is_oos))
+    rows = order[np.argsort(labels[order], kind="stable")]
+    _, starts, counts = np.unique(labels[rows], return_index=True, return_counts=True)
+    take = np.minimum(np.floor(fraction * counts + 0.5), counts // 2).astype(int)
+    for start, k in zip(starts, take, strict=True):  # a loop over classes, not rows
+        mask[rows[start : start + k]] = True
+    return mask
+
+
 def training_fingerprint(texts: Sequence[str], labels: Sequence[str]) -> str:
     """sha256 over the (text, label) rows, in order."""
     h = hashlib.sha256()
@@ -78,6 +94,9 @@ class Pipeline:
     adapt : bool or "auto", default "auto"
         Fine-tune the encoder on the labelled in-scope texts first (see :mod:`embedlab.adapt`).
     adapt_config : AdaptConfig, optional
+    calibration_fraction : float, default 0.1
+        With adaptation, this share of each in-scope class (at most half of it) is kept out
+        of fine-tuning and used to set the out-of-scope threshold.
     """
 
     def __init__(
@@ -86,8 +105,10 @@ class Pipeline:
         classifier: OpenSetClassifier | None = None,
         adapt: bool | str = "auto",
         adapt_config: Any = None,
+        calibration_fraction: float = 0.1,
     ) -> None:
         self.encoder = encoder
+        self.calibration_fraction = calibration_fraction
         self.classifier = classifier if classifier is not None else OpenSetClassifier()
         self.adapt = adapt
         self.adapt_config = adapt_config
@@ -123,26 +144,31 @@ class Pipeline:
         elif not isinstance(self.adapt, bool):
             raise ValidationError(f"adapt must be True, False or 'auto', not {self.adapt!r}")
         adapt_report = None
+        calibration_mask = None
         if do_adapt and len(in_classes) >= 2:
             from embedlab.adapt import adapt_encoder
 
+            # Rows the adapted encoder has seen look more in-scope than new inputs will, so a
+            # threshold set on them rejects too much: hold some out of adaptation to calibrate.
+            calibration_mask = calibration_holdout(labels, is_oos, self.calibration_fraction)
+            train_rows = ~is_oos & ~calibration_mask
             work = Path(tempfile.mkdtemp(prefix="embedlab-adapt-"))
-            in_texts = [t for t, o in zip(texts, is_oos, strict=True) if not o]
             encoder, adapt_report = adapt_encoder(
                 encoder,
-                in_texts,
-                labels[~is_oos],
+                [t for t, keep in zip(texts, train_rows, strict=True) if keep],
+                labels[train_rows],
                 work / ENCODER_DIR,
                 self.adapt_config,
                 progress=progress,
             )
+            adapt_report["calibration_rows"] = int(calibration_mask.sum())
             self.encoder = encoder
             self._adapted_dir = work / ENCODER_DIR
         t_enc = time.perf_counter()
         X = encoder.encode(texts, progress=progress)
         encode_s = time.perf_counter() - t_enc
         t_fit = time.perf_counter()
-        self.classifier.fit(X, labels)
+        self.classifier.fit(X, labels, calibration_mask=calibration_mask)
         fit_s = time.perf_counter() - t_fit
         counts = dict(zip(*np.unique(labels, return_counts=True), strict=True))
         self.info = {

@@ -47,10 +47,7 @@ class GaussianClassifier(EmbeddingClassifier):
         else:
             pooled = (R.astype(np.float64) ** 2).mean(axis=0)
             alpha = 0.5 if isinstance(self.shrinkage, str) else float(self.shrinkage)
-            sq = np.zeros((k, Z.shape[1]))
-            np.add.at(sq, y_idx, R.astype(np.float64) ** 2)
-            counts = np.bincount(y_idx, minlength=k)[:, None]
-            var = (1 - alpha) * sq / np.maximum(counts, 1) + alpha * pooled[None, :]
+            var = (1 - alpha) * class_means(R**2, y_idx, k) + alpha * pooled[None, :]
             self.variances_ = np.maximum(var, 1e-8).astype(np.float32)
             self.shrinkage_ = alpha
         return self

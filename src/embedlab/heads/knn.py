@@ -81,9 +81,9 @@ class KNNClassifier(EmbeddingClassifier):
             w = np.exp((sim - sim[:, :1]) / float(self.temperature))
         else:
             w = np.ones_like(sim)
-        P = np.zeros((X.shape[0], len(self.classes_)), dtype=np.float64)
-        rows = np.repeat(np.arange(X.shape[0]), idx.shape[1])
-        np.add.at(P, (rows, self.y_[idx].ravel()), w.ravel())
+        n, c = X.shape[0], len(self.classes_)
+        flat = (np.arange(n)[:, None] * c + self.y_[idx]).ravel()
+        P = np.bincount(flat, weights=w.ravel().astype(np.float64), minlength=n * c).reshape(n, c)
         P /= P.sum(axis=1, keepdims=True)
         return P
 
