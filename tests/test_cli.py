@@ -227,3 +227,28 @@ def test_evaluate_unknown_label_and_bad_bundle(tmp_path, demo_csvs):
     assert res.exit_code == 2 and "no model bundle" in res.output
     res = invoke("predict", model, f, "-o", tmp_path / "p.xlsx")
     assert res.exit_code == 2 and "must end in .csv, .jsonl or .parquet" in res.output
+
+
+def test_fit_with_validation_file(tmp_path, demo_csvs):
+    train, test = demo_csvs
+    res = invoke(
+        "fit",
+        train,
+        "-o",
+        tmp_path / "m",
+        "--no-adapt",
+        "--head",
+        "prototype",
+        "--detector",
+        "max-cosine",
+        "--val",
+        test,
+        "--target-fpr",
+        "0.1",
+    )
+    assert res.exit_code == 0, res.output
+    from embedlab.pipeline import Pipeline
+
+    pipe = Pipeline.load(tmp_path / "m")
+    assert pipe.info["calibrated_on"] == "validation data"
+    assert len(pipe.classifier.detector_.calibration_scores_) == 72  # test's in-scope rows

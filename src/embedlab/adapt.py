@@ -23,6 +23,7 @@ import numpy as np
 from embedlab.atomic import atomic_directory
 from embedlab.covariance import unit_rows
 from embedlab.encoders import SentenceTransformerEncoder
+from embedlab.encoders.sentence_transformer import quiet_transformers
 from embedlab.errors import ValidationError
 from embedlab.heads.prototype import class_means
 from embedlab.progress import progress_bar
@@ -82,6 +83,7 @@ def adapt_encoder(
     frozen = unit_rows(encoder.encode(texts, progress=progress))
     init = unit_rows(class_means(frozen, y_idx, len(classes)))
 
+    quiet_transformers()
     model = SentenceTransformer(str(encoder.model_path), device="cpu", local_files_only=True)
     model.train()
     if cfg.freeze_embeddings:

@@ -282,6 +282,13 @@ def fit(
     split: Annotated[
         list[str] | None, typer.Option(help="Split(s) of a split-layout JSON (repeatable).")
     ] = None,
+    val: Annotated[
+        Path | None,
+        typer.Option(help="Validation data: its in-scope rows set the out-of-scope threshold."),
+    ] = None,
+    val_split: Annotated[
+        list[str] | None, typer.Option(help="Split(s) of --val when it is a split-layout JSON.")
+    ] = None,
     adapt: Annotated[
         bool | None,
         typer.Option(
@@ -330,6 +337,8 @@ def fit(
 
       embedlab fit ../shared/data/clinc150/data_full.json --split train --split oos_train -o model/
 
+      embedlab fit train.csv --val val.csv -o model/     (threshold set on val's in-scope rows)
+
       embedlab fit tickets.jsonl -o model/ --text-col body --label-col queue --no-adapt
     """
     from embedlab.adapt import AdaptConfig
@@ -357,8 +366,14 @@ def fit(
             adapt="auto" if adapt is None else adapt,
             adapt_config=AdaptConfig(time_budget=adapt_budget),
         )
+        validation = None
+        if val is not None:
+            vt = read_texts(
+                val, text_col=text_col, label_col=label_col, splits=val_split, require_labels=True
+            )
+            validation = (vt.texts, vt.labels)
         t0 = time.perf_counter()
-        pipe.fit(table.texts, table.labels)
+        pipe.fit(table.texts, table.labels, validation=validation)
         pipe.save(output, overwrite=force)
         info = pipe.info
         adapted = info.get("adapted")

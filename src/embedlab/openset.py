@@ -177,7 +177,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         self.head_ = (make_head(head) if isinstance(head, str) else clone(head)).fit(X_in, y_in)
         det = make_detector(detector) if isinstance(detector, str) else clone(detector)
         det.set_params(target_fpr=self.target_fpr)
-        if calib is not None and 0 < calib.sum() and (~calib).sum() >= 2:
+        if calib is not None and calib.sum() > 0 and (~calib).sum() >= 2:
             det.set_params(calibration_split=0.0)
             held = clone(det).fit(X_in[~calib], y_in[~calib]).score_samples(X_in[calib])
             self.detector_ = det.fit(X_in, y_in)

@@ -129,9 +129,18 @@ class Pipeline:
         return self.encoder
 
     def fit(
-        self, texts: Sequence[str], labels: Sequence[Any], *, progress: bool | None = None
+        self,
+        texts: Sequence[str],
+        labels: Sequence[Any],
+        *,
+        validation: tuple[Sequence[str], Sequence[Any]] | None = None,
+        progress: bool | None = None,
     ) -> Pipeline:
-        """Fit on labelled texts; rows labelled ``oos_label`` only calibrate and select."""
+        """Fit on labelled texts; rows labelled ``oos_label`` only calibrate and select.
+
+        ``validation`` = (texts, labels): when given, the out-of-scope threshold is set on its
+        in-scope rows instead of on rows held out of the training data.
+        """
         start = time.perf_counter()
         texts = check_texts(texts)
         labels = check_labels(labels, len(texts)).astype(str)
@@ -169,6 +178,13 @@ class Pipeline:
         encode_s = time.perf_counter() - t_enc
         t_fit = time.perf_counter()
         self.classifier.fit(X, labels, calibration_mask=calibration_mask)
+        if validation is not None:
+            v_texts = check_texts(validation[0])
+            v_labels = check_labels(validation[1], len(v_texts)).astype(str)
+            v_in = [t for t, y in zip(v_texts, v_labels, strict=True) if y != self.oos_label]
+            if not v_in:
+                raise ValidationError("the validation data has no in-scope rows to calibrate on")
+            self.classifier.calibrate(encoder.encode(v_in, progress=progress))
         fit_s = time.perf_counter() - t_fit
         counts = dict(zip(*np.unique(labels, return_counts=True), strict=True))
         self.info = {
@@ -187,6 +203,13 @@ class Pipeline:
             "head": self.classifier.head_name_,
             "detector": self.classifier.detector_name_,
             "threshold": self.classifier.threshold_,
+            "calibrated_on": "validation data"
+            if validation is not None
+            else (
+                "rows held out of adaptation"
+                if calibration_mask is not None
+                else "a held-out split of the training rows"
+            ),
             "selection": self.classifier.selection_,
         }
         return self

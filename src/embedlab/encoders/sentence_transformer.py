@@ -158,11 +158,9 @@ class SentenceTransformerEncoder:
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             t0 = time.perf_counter()
             try:
-                import transformers
                 from sentence_transformers import SentenceTransformer
 
-                transformers.logging.set_verbosity_error()
-                transformers.logging.disable_progress_bar()
+                quiet_transformers()
                 self._model = SentenceTransformer(
                     str(self.model_path), device=self.device, local_files_only=True
                 )
@@ -232,6 +230,18 @@ class SentenceTransformerEncoder:
             convert_to_numpy=True,
         )
         return np.asarray(vecs, dtype=np.float32)
+
+
+def quiet_transformers() -> None:
+    """Silence transformers / huggingface_hub progress bars and info logs (we draw our own)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import huggingface_hub.utils
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    huggingface_hub.utils.disable_progress_bars()
 
 
 def _read_model_config(path: Path) -> dict[str, Any]:
