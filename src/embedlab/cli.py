@@ -307,7 +307,7 @@ def fit(
     ] = "auto",
     target_fpr: Annotated[
         float, typer.Option(help="Share of in-scope inputs the threshold may reject.")
-    ] = 0.05,
+    ] = 0.02,
     time_budget: Annotated[
         float, typer.Option(help="Seconds for the automatic head/detector selection.")
     ] = 120.0,

@@ -85,7 +85,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         A head name (see HEADS), an estimator, or "auto" to choose by cross-validation.
     detector : str or detector, default "auto"
         A detector name (see DETECTORS), an estimator, or "auto".
-    target_fpr : float, default 0.05
+    target_fpr : float, default 0.02
         Share of in-scope rows the calibrated threshold may reject (measured on held-out
         in-scope training rows).
     oos_label : str, default "oos"
@@ -102,7 +102,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         self,
         head: Any = "auto",
         detector: Any = "auto",
-        target_fpr: float = 0.05,
+        target_fpr: float = 0.02,
         oos_label: str = "oos",
         cv: int = 3,
         time_budget: float = 120.0,
