@@ -13,6 +13,7 @@ from rich.table import Table
 from embedlab.datasets import OOS_LABEL, load_demo
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.encoding import encode_table
+from embedlab.metrics import HEADLINE_METRICS
 from embedlab.pipeline import Pipeline
 
 __all__ = ["run_demo"]
@@ -106,17 +107,7 @@ def run_demo(
     results = Table(title="Test metrics (in-scope accuracy counts a rejection as an error)")
     results.add_column("metric")
     results.add_column("value", justify="right")
-    for key in (
-        "n",
-        "accuracy",
-        "macro_f1",
-        "oos_auroc",
-        "fpr_at_95_tpr",
-        "oos_recall",
-        "oos_precision",
-        "overall_accuracy",
-        "seconds",
-    ):
+    for key in (*HEADLINE_METRICS, "seconds"):
         value = metrics[key]
         results.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
     console.print(results)

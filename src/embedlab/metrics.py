@@ -7,7 +7,19 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import f1_score, roc_auc_score, roc_curve
 
-__all__ = ["auroc", "evaluate_open_set", "fpr_at_tpr"]
+__all__ = ["HEADLINE_METRICS", "auroc", "evaluate_open_set", "fpr_at_tpr"]
+
+#: The metrics reports and the CLI show first, in this order.
+HEADLINE_METRICS = (
+    "n",
+    "accuracy",
+    "macro_f1",
+    "oos_auroc",
+    "fpr_at_95_tpr",
+    "oos_recall",
+    "oos_precision",
+    "overall_accuracy",
+)
 
 
 def auroc(in_scope_scores: np.ndarray, oos_scores: np.ndarray) -> float | None:

@@ -31,6 +31,7 @@ from embedlab.bundle import estimator_from_state, estimator_to_state, json_sha25
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.encoders.base import check_texts
 from embedlab.errors import StoreError, ValidationError
+from embedlab.manifest import read_versioned_json, sha256_file
 from embedlab.metrics import evaluate_open_set
 from embedlab.openset import OpenSetClassifier
 from embedlab.validation import check_labels
@@ -276,7 +277,7 @@ class Pipeline:
                 "classes": [str(c) for c in self.classes_],
                 "info": self.info,
                 "classifier": classifier_state,
-                "arrays_sha256": _file_sha256(tmp / ARRAYS_FILE),
+                "arrays_sha256": sha256_file(tmp / ARRAYS_FILE),
             }
             doc["checksum"] = json_sha256(doc)
             (tmp / BUNDLE_JSON).write_text(json.dumps(doc, indent=1), encoding="utf-8")
@@ -289,7 +290,7 @@ class Pipeline:
 
         path = Path(path)
         doc = _read_bundle_json(path)
-        if _file_sha256(path / ARRAYS_FILE) != doc.get("arrays_sha256"):
+        if sha256_file(path / ARRAYS_FILE) != doc.get("arrays_sha256"):
             raise StoreError(
                 f"{path}: {ARRAYS_FILE} does not match bundle.json (corrupted or replaced)"
             )
@@ -341,34 +342,13 @@ def _encoder_from_spec(
     return encoder
 
 
-def _file_sha256(path: Path) -> str:
-    if not path.is_file():
-        raise StoreError(f"{path} is missing")
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _read_bundle_json(path: Path) -> dict[str, Any]:
     f = path / BUNDLE_JSON
     if not path.is_dir():
         raise StoreError(f"no model bundle at {path} (make one with `embedlab fit`)")
     if not f.is_file():
         raise StoreError(f"{path} is not a model bundle: {BUNDLE_JSON} is missing")
-    try:
-        doc = json.loads(f.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StoreError(f"{f} is corrupted (not valid JSON: {exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
-        raise StoreError(f"{f} is not an embedlab model bundle")
-    version = doc.get("format_version")
-    if not isinstance(version, int) or version > BUNDLE_FORMAT_VERSION:
-        raise StoreError(
-            f"{f} has bundle format {version!r}; this embedlab reads up to "
-            f"{BUNDLE_FORMAT_VERSION} (upgrade embedlab)"
-        )
+    doc = read_versioned_json(f, BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, "an embedlab model bundle")
     checksum = doc.pop("checksum", None)
     if checksum != json_sha256(doc):
         raise StoreError(

@@ -82,6 +82,14 @@ def _folds(y: np.ndarray, n_folds: int, seed: int):
         yield tr, va, np.flatnonzero(novel)
 
 
+def _accuracy(head: Any, X: np.ndarray, y: np.ndarray) -> float:
+    return float((head.predict(X) == y).mean())
+
+
+def _separation(detector: Any, X_in: np.ndarray, X_novel: np.ndarray) -> float:
+    return auroc(detector.score_samples(X_in), detector.score_samples(X_novel))
+
+
 def select_head_and_detector(
     X: np.ndarray,
     y: np.ndarray,
@@ -107,23 +115,27 @@ def select_head_and_detector(
     d_scores: dict[str, list[float]] = {k: [] for k in detectors}
     skipped: set[str] = set()
     folds = 0
+
+    def run(
+        kind: str,
+        candidates: dict[str, Any],
+        scores: dict[str, list[float]],
+        train: np.ndarray,
+        score: Any,
+        *score_args: Any,
+    ) -> None:
+        for name, est in candidates.items():
+            over = time.perf_counter() - start > time_budget
+            if over and not scores[name] and any(scores.values()):
+                skipped.add(f"{kind}:{name}")
+                continue
+            scores[name].append(score(clone(est).fit(X[train], y[train]), *score_args))
+
     for tr, va, nov in _folds(np.asarray(y), n_folds, random_state):
         folds += 1
         Xn = X[nov] if X_oos is None or len(X_oos) == 0 else np.vstack([X[nov], X_oos])
-        for name, est in heads.items():
-            over = time.perf_counter() - start > time_budget
-            if over and not h_scores[name] and any(h_scores.values()):
-                skipped.add(f"head:{name}")
-                continue
-            model = clone(est).fit(X[tr], y[tr])
-            h_scores[name].append(float((model.predict(X[va]) == y[va]).mean()))
-        for name, est in detectors.items():
-            over = time.perf_counter() - start > time_budget
-            if over and not d_scores[name] and any(d_scores.values()):
-                skipped.add(f"detector:{name}")
-                continue
-            det = clone(est).fit(X[tr], y[tr])
-            d_scores[name].append(auroc(det.score_samples(X[va]), det.score_samples(Xn)))
+        run("head", heads, h_scores, tr, _accuracy, X[va], y[va])
+        run("detector", detectors, d_scores, tr, _separation, X[va], Xn)
         if time.perf_counter() - start > time_budget:
             break
     h_mean = {k: float(np.mean(v)) for k, v in h_scores.items() if v}

@@ -12,7 +12,6 @@ Saving is atomic (see :mod:`embedlab.atomic`); loading verifies sizes, checksums
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,6 +25,7 @@ import pyarrow.parquet as pq
 
 from embedlab.atomic import atomic_directory
 from embedlab.errors import StoreError, ValidationError
+from embedlab.manifest import read_versioned_json, sha256_file
 from embedlab.validation import check_ids, check_labels, check_vectors
 
 __all__ = ["EmbeddingSet", "Provenance"]
@@ -79,14 +79,6 @@ class Provenance:
             other.layer,
             other.dim,
         )
-
-
-def _sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class EmbeddingSet:
@@ -373,7 +365,7 @@ class EmbeddingSet:
             np.save(tmp / VECTORS_FILE, np.ascontiguousarray(self.vectors, dtype=np.float32))
             pq.write_table(self.rows_table(), tmp / ROWS_FILE)
             files = {
-                name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
+                name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
                 for name in (VECTORS_FILE, ROWS_FILE)
             }
             manifest = {
@@ -416,7 +408,7 @@ class EmbeddingSet:
                     f"{path}: {name} has {size} bytes, manifest says {expected['bytes']} "
                     "(truncated or replaced file)"
                 )
-            if verify and _sha256(f) != expected["sha256"]:
+            if verify and sha256_file(f) != expected["sha256"]:
                 raise StoreError(
                     f"{path}: checksum mismatch for {name} (file changed or corrupted)"
                 )
@@ -475,18 +467,7 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     mfile = path / MANIFEST_FILE
     if not mfile.is_file():
         raise StoreError(f"{path} is not an EmbeddingSet directory: {MANIFEST_FILE} is missing")
-    try:
-        manifest = json.loads(mfile.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StoreError(f"{mfile} is corrupted (not valid JSON: {exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise StoreError(f"{mfile} is not an EmbeddingSet manifest (format != {FORMAT!r})")
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise StoreError(
-            f"{mfile} has format_version {version!r}; this embedlab reads up to "
-            f"{FORMAT_VERSION} (upgrade embedlab)"
-        )
+    manifest = read_versioned_json(mfile, FORMAT, FORMAT_VERSION, "an EmbeddingSet manifest")
     try:
         shape = manifest["shape"]
         ok = (

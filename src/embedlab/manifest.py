@@ -1,0 +1,43 @@
+"""Reading the JSON documents that describe saved directories, and file checksums."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from embedlab.errors import StoreError
+
+__all__ = ["read_versioned_json", "sha256_file"]
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes; StoreError when the file is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"{path} is missing")
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_versioned_json(file: Path, fmt: str, max_version: int, what: str) -> dict[str, Any]:
+    """Parse ``file`` and check its ``format`` is ``fmt`` and ``format_version`` is at most
+    ``max_version``; every failure is a StoreError that names the file and the problem."""
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{file} is corrupted (not valid JSON: {exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise StoreError(f"{file} is not {what} (format != {fmt!r})")
+    version = doc.get("format_version")
+    if not isinstance(version, int) or version > max_version:
+        raise StoreError(
+            f"{file} has format_version {version!r}; this embedlab reads up to "
+            f"{max_version} (upgrade embedlab)"
+        )
+    return doc
