@@ -17,6 +17,9 @@ def test_evaluate_open_set_hand_computed():
     # in-scope scores .1 .9 .2 vs oos .8 .3: pairs won = (.8>.1,.8>.2,.3>.1,.3>.2) = 4 of 6
     assert m["oos_auroc"] == pytest.approx(4 / 6)
     assert m["in_scope_rejected"] == pytest.approx(1 / 3)
+    assert m["head_accuracy"] is None
+    m = evaluate_open_set(y_true, y_pred, novelty, y_top1=["a", "a", "a", "b", "a"])
+    assert m["head_accuracy"] == pytest.approx(2 / 3)  # the rejected "a" was top-1 right
 
 
 def test_perfect_separation():

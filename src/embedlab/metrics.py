@@ -42,7 +42,7 @@ def fpr_at_tpr(
 
 
 def evaluate_open_set(
-    y_true: Any, y_pred: Any, novelty: Any, oos_label: str = "oos"
+    y_true: Any, y_pred: Any, novelty: Any, oos_label: str = "oos", y_top1: Any = None
 ) -> dict[str, Any]:
     """Metrics of open-set predictions.
 
@@ -50,6 +50,8 @@ def evaluate_open_set(
     all rows, an out-of-scope row is correct when rejected. ``macro_f1``: macro F1 over all
     classes including the out-of-scope label. ``oos_auroc`` / ``fpr_at_95_tpr``: from the
     novelty scores. ``oos_recall`` / ``oos_precision``: of the out-of-scope decisions.
+    ``head_accuracy`` (when ``y_top1``, the head's best class per row, is given): in-scope
+    accuracy with no rejection, comparable with closed-set classifiers.
     Metrics that need both in-scope and out-of-scope rows are None when one side is absent.
     """
     y_true = np.asarray([str(v) for v in y_true], dtype=object)
@@ -60,6 +62,10 @@ def evaluate_open_set(
     n_in, n_oos = int((~is_oos).sum()), int(is_oos.sum())
     correct = y_true == y_pred
     labels = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
+    head_acc = None
+    if y_top1 is not None and n_in:
+        top1 = np.asarray([str(v) for v in y_top1], dtype=object)
+        head_acc = float((top1 == y_true)[~is_oos].mean())
     return {
         "n": len(y_true),
         "n_in_scope": n_in,
@@ -74,4 +80,5 @@ def evaluate_open_set(
         "oos_precision": float(is_oos[pred_oos].mean()) if pred_oos.any() else None,
         "in_scope_rejected": float(pred_oos[~is_oos].mean()) if n_in else None,
         "overall_accuracy": float(correct.mean()),
+        "head_accuracy": head_acc,
     }

@@ -243,7 +243,9 @@ class Pipeline:
                 f"them {self.oos_label!r} to count them as out of scope"
             )
         details = self.predict(texts, progress=progress)
-        metrics = evaluate_open_set(labels, details["label"], details["score"], self.oos_label)
+        metrics = evaluate_open_set(
+            labels, details["label"], details["score"], self.oos_label, details["top1_label"]
+        )
         metrics["seconds"] = round(time.perf_counter() - start, 3)
         return metrics
 
