@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,9 @@ class Pipeline:
             calibration_mask = calibration_holdout(labels, is_oos, self.calibration_fraction)
             train_rows = ~is_oos & ~calibration_mask
             work = Path(tempfile.mkdtemp(prefix="embedlab-adapt-"))
+            # The adapted model lives here until save() copies it into a bundle; it is
+            # deleted with this pipeline.
+            weakref.finalize(self, shutil.rmtree, work, ignore_errors=True)
             encoder, adapt_report = adapt_encoder(
                 encoder,
                 [t for t, keep in zip(texts, train_rows, strict=True) if keep],
