@@ -39,6 +39,18 @@ def test_shrinkage_estimators():
         shrunk_covariance(R, 2.0)
 
 
+def test_ledoit_wolf_matches_scikit_learn():
+    from sklearn.covariance import ledoit_wolf
+
+    rng = np.random.default_rng(3)
+    for n, d in [(50, 20), (500, 30), (10, 40)]:
+        R = rng.normal(size=(n, d)) * rng.uniform(0.5, 2, size=d)
+        ours, a = shrunk_covariance(R, "ledoit-wolf")
+        ref, b = ledoit_wolf(R, assume_centered=True)
+        assert a == pytest.approx(b, rel=1e-6)
+        np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6 * np.trace(ref) / d)
+
+
 def test_singular_residuals_stay_invertible():
     R = np.zeros((10, 3))
     R[:, 0] = np.arange(10)

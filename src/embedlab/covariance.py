@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from sklearn.covariance import ledoit_wolf, oas
+from sklearn.covariance import oas
 
 from embedlab.errors import ValidationError
 
@@ -34,7 +34,7 @@ def shrunk_covariance(
         raise ValidationError("a covariance needs at least 2 samples")
     if isinstance(shrinkage, str):
         if shrinkage == "ledoit-wolf":
-            cov, alpha = ledoit_wolf(R, assume_centered=True)
+            cov, alpha = _ledoit_wolf(R)
         elif shrinkage == "oas":
             cov, alpha = oas(R, assume_centered=True)
         else:
@@ -48,6 +48,24 @@ def shrunk_covariance(
     emp = R.T @ R / R.shape[0]
     mu = np.trace(emp) / emp.shape[0]
     return _ridge((1 - alpha) * emp + alpha * mu * np.eye(emp.shape[0])), alpha
+
+
+def _ledoit_wolf(R: np.ndarray) -> tuple[np.ndarray, float]:
+    """Ledoit-Wolf shrinkage of centred rows in closed form (one d×d product, O(n·d) more).
+
+    Same estimate as ``sklearn.covariance.ledoit_wolf(R, assume_centered=True)``, using
+    Σ_i ||x_i x_iᵀ − S||²_F = Σ_i ||x_i||⁴ − n·||S||²_F instead of a second d×d product.
+    """
+    n, d = R.shape
+    S = R.T @ R / n
+    mu = np.trace(S) / d
+    s_norm2 = float(np.sum(S * S))
+    delta = (s_norm2 - 2 * mu * np.trace(S) + d * mu**2) / d  # ||S - mu I||^2 / d
+    beta = (float(np.sum(np.einsum("nd,nd->n", R, R) ** 2)) / n - s_norm2) / (d * n)
+    alpha = 0.0 if delta == 0 else min(beta, delta) / delta
+    cov = (1 - alpha) * S
+    cov.flat[:: d + 1] += alpha * mu
+    return cov, float(alpha)
 
 
 def _ridge(cov: np.ndarray) -> np.ndarray:
