@@ -18,32 +18,30 @@ from sklearn.model_selection import train_test_split
 
 from embedlab.metrics import auroc
 
-__all__ = ["Selection", "default_candidates", "select_head_and_detector"]
+__all__ = [
+    "AUTO_DETECTORS",
+    "AUTO_HEADS",
+    "Selection",
+    "default_candidates",
+    "select_head_and_detector",
+]
 
 log = logging.getLogger("embedlab")
 
 
-def default_candidates() -> tuple[dict[str, Any], dict[str, Any]]:
-    """The heads and detectors ``auto`` considers, cheapest first."""
-    from embedlab.detect import (
-        EnergyDetector,
-        KNNDistanceDetector,
-        MahalanobisDetector,
-        MaxCosineDetector,
-    )
-    from embedlab.heads import GaussianClassifier, LinearClassifier, PrototypeClassifier
+#: What ``auto`` tries, cheapest first (names as in embedlab.openset.HEADS / DETECTORS).
+AUTO_HEADS = ("prototype", "gaussian", "linear")
+AUTO_DETECTORS = ("max-cosine", "relative-mahalanobis", "mahalanobis", "knn", "energy")
 
-    heads = {
-        "prototype": PrototypeClassifier(),
-        "gaussian": GaussianClassifier(),
-        "linear": LinearClassifier(),
-    }
+
+def default_candidates() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fresh estimators for the heads and detectors ``auto`` considers."""
+    from embedlab.openset import make_detector, make_head
+
+    heads = {name: make_head(name) for name in AUTO_HEADS}
+    # Selection scores detectors by AUROC only: no threshold, so no calibration split.
     detectors = {
-        "max-cosine": MaxCosineDetector(calibration_split=0.0),
-        "relative-mahalanobis": MahalanobisDetector(relative=True, calibration_split=0.0),
-        "mahalanobis": MahalanobisDetector(calibration_split=0.0),
-        "knn": KNNDistanceDetector(calibration_split=0.0),
-        "energy": EnergyDetector(calibration_split=0.0),
+        name: make_detector(name).set_params(calibration_split=0.0) for name in AUTO_DETECTORS
     }
     return heads, detectors
 
