@@ -252,3 +252,18 @@ def test_fit_with_validation_file(tmp_path, demo_csvs):
     pipe = Pipeline.load(tmp_path / "m")
     assert pipe.info["calibrated_on"] == "validation data"
     assert len(pipe.classifier.detector_.calibration_scores_) == 72  # test's in-scope rows
+
+
+def test_encode_layer_and_dim(tmp_path, data_csv):
+    out = tmp_path / "s"
+    res = invoke("encode", data_csv, "-o", out, "--layer", "3", "--dim", "128")
+    assert res.exit_code == 0, res.output
+    es = EmbeddingSet.load(out)
+    assert es.shape == (3, 128)
+    assert es.provenance.layer == 3 and es.provenance.dim == 128
+    np.testing.assert_allclose(np.linalg.norm(es.vectors, axis=1), 1.0, atol=1e-5)
+    res = invoke("info", out, "--json")
+    info = json.loads(res.output)
+    assert info["provenance"]["layer"] == 3 and info["dim"] == 128
+    res = invoke("encode", data_csv, "-o", tmp_path / "t", "--layer", "9")
+    assert res.exit_code == 2 and "layers 1..6" in res.output

@@ -183,3 +183,17 @@ def test_openset_calibration_mask_sets_threshold_from_those_rows():
     assert (clf.detector_.calibration_scores_ > clf.threshold_).mean() <= 0.1
     with pytest.raises(ValidationError, match="calibration_mask has shape"):
         clf.fit(X, y, calibration_mask=mask[:10])
+
+
+def test_auto_adapt_skips_elastic_encoders(st_encoder_uncached, tmp_path):
+    train = load_demo("train")
+    enc = SentenceTransformerEncoder(cache=False, layer=4, dim=96)
+    enc._model = st_encoder_uncached.model
+    pipe = Pipeline(
+        encoder=enc, classifier=OpenSetClassifier(head="prototype", detector="max-cosine")
+    ).fit(train.texts, train.labels)
+    assert pipe.info["adapted"] is None
+    path = pipe.save(tmp_path / "m")
+    loaded = Pipeline.load(path, cache=False)
+    assert loaded.encoder.layer == 4 and loaded.encoder.dim == 96
+    assert loaded.classifier.n_features_in_ == 96

@@ -76,6 +76,10 @@ def adapt_encoder(
     from sentence_transformers import SentenceTransformer
 
     cfg = config or AdaptConfig()
+    if getattr(encoder, "elastic", False):
+        raise ValidationError(
+            "encoder adaptation trains the full model: use it without layer / dim (or --no-adapt)"
+        )
     texts = list(texts)
     labels_arr = np.asarray([str(v) for v in labels], dtype=object)
     if len(texts) != len(labels_arr) or not texts:

@@ -109,6 +109,19 @@ def encode(
     keep_text: Annotated[
         bool, typer.Option("--keep-text/--no-keep-text", help="Store the texts in rows.parquet.")
     ] = True,
+    layer: Annotated[
+        int | None,
+        typer.Option(
+            help="Mean-pool this transformer layer (1..L) instead of the last; only k layers run."
+        ),
+    ] = None,
+    dim: Annotated[
+        int | None,
+        typer.Option(help="Keep the first DIM dimensions (Matryoshka truncation), renormalised."),
+    ] = None,
+    first_last_average: Annotated[
+        bool, typer.Option(help="Average the first layer with the chosen (or last) layer.")
+    ] = False,
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")
     ] = False,
@@ -125,6 +138,8 @@ def encode(
       embedlab encode tickets.jsonl -o space/ --text-col body --label-col queue
 
       embedlab encode ../shared/data/clinc150/data_full.json --split train -o clinc-train/
+
+      embedlab encode intents.csv -o space-l4-d128/ --layer 4 --dim 128
     """
     from embedlab.encoders import SentenceTransformerEncoder
     from embedlab.encoding import encode_table
@@ -147,7 +162,13 @@ def encode(
                 f"{table.skipped_rows[:10]}{' ...' if len(table.skipped_rows) > 10 else ''}"
             )
         encoder = SentenceTransformerEncoder(
-            model, batch_size=batch_size, normalize=normalize, cache=cache
+            model,
+            batch_size=batch_size,
+            normalize=normalize,
+            cache=cache,
+            layer=layer,
+            dim=dim,
+            first_last_average=first_last_average,
         )
         t0 = time.perf_counter()
         es = encode_table(table, encoder, keep_text=keep_text)

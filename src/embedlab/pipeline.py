@@ -151,7 +151,9 @@ class Pipeline:
         encoder = self._encoder()
         do_adapt = self.adapt if isinstance(self.adapt, bool) else None
         if self.adapt == "auto":
-            do_adapt = should_adapt(int((~is_oos).sum()), len(in_classes))
+            do_adapt = should_adapt(int((~is_oos).sum()), len(in_classes)) and not getattr(
+                encoder, "elastic", False
+            )
         elif not isinstance(self.adapt, bool):
             raise ValidationError(f"adapt must be True, False or 'auto', not {self.adapt!r}")
         adapt_report = None
@@ -339,7 +341,13 @@ def _encoder_from_spec(
         from embedlab.encoders import default_model_path
 
         model_path = default_model_path()  # the packaged model moved (another venv)
-    encoder = SentenceTransformerEncoder(model_path, cache=cache)
+    encoder = SentenceTransformerEncoder(
+        model_path,
+        cache=cache,
+        layer=spec.get("layer"),
+        dim=spec.get("truncate_dim"),
+        first_last_average=bool(spec.get("first_last_average")),
+    )
     if encoder.fingerprint != spec.get("fingerprint"):
         raise StoreError(
             f"the encoder at {model_path} is not the one this bundle was fitted with "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -101,6 +102,9 @@ class SentenceTransformerEncoder:
         cache: bool | EmbeddingCache = True,
         device: str = "cpu",
         max_chars: int = DEFAULT_MAX_CHARS,
+        layer: int | None = None,
+        dim: int | None = None,
+        first_last_average: bool = False,
     ) -> None:
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         self.batch_size = int(batch_size)
@@ -111,6 +115,9 @@ class SentenceTransformerEncoder:
         self.device = device
         self.max_chars = int(max_chars)
         self._config = _read_model_config(self.model_path)
+        self.layer, self.out_dim = _check_elastic(self._config, layer, dim, first_last_average)
+        self.first_last_average = bool(first_last_average)
+        self._truncated: dict[int, Any] = {}
         self._model: Any = None
         self._load_seconds = 0.0
         self.last_stats: dict[str, Any] = {}
@@ -124,7 +131,13 @@ class SentenceTransformerEncoder:
 
     @property
     def dim(self) -> int:
-        return int(self._config["dim"])
+        """Output dimension (the ``dim`` asked for, else the model's)."""
+        return int(self.out_dim or self._config["dim"])
+
+    @property
+    def elastic(self) -> bool:
+        """True when encoding stops early, averages layers or truncates dimensions."""
+        return self.layer is not None or self.out_dim is not None or self.first_last_average
 
     @property
     def fingerprint(self) -> str:
@@ -140,14 +153,21 @@ class SentenceTransformerEncoder:
             "dim": self.dim,
             "max_seq_length": self._config["max_seq_length"],
             "pooling": self._config["pooling"],
-            "normalize": self.normalize or self._config["normalized"],
+            "normalize": self.normalize or self._config["normalized"] or self.elastic,
+            "layer": self.layer,
+            "truncate_dim": self.out_dim,
+            "num_layers": self._config["num_layers"],
+            "first_last_average": self.first_last_average,
         }
 
     def __repr__(self) -> str:
         return f"SentenceTransformerEncoder({self.name!r}, dim={self.dim})"
 
     def _cache_model_key(self) -> str:
-        return f"st:{self.fingerprint}:len{self._config['max_seq_length']}"
+        key = f"st:{self.fingerprint}:len{self._config['max_seq_length']}"
+        if self.elastic:
+            key += f":layer{self.layer}:fl{int(self.first_last_average)}:dim{self.dim}"
+        return key
 
     # ------------------------------------------------------------------- model
     @property
@@ -223,6 +243,8 @@ class SentenceTransformerEncoder:
         return out
 
     def _forward(self, texts: list[str]) -> np.ndarray:
+        if self.elastic:
+            return self._forward_elastic(texts)
         vecs = self.model.encode(
             texts,
             batch_size=self.batch_size,
@@ -230,6 +252,65 @@ class SentenceTransformerEncoder:
             convert_to_numpy=True,
         )
         return np.asarray(vecs, dtype=np.float32)
+
+    def _truncated_model(self, k: int) -> Any:
+        """The transformer with only its first k layers (parameters shared, no copy)."""
+        if k not in self._truncated:
+            import torch
+
+            bert = self.model[0].auto_model
+            encoder = copy.copy(bert.encoder)
+            encoder._modules = dict(encoder._modules)
+            encoder._modules["layer"] = torch.nn.ModuleList(list(bert.encoder.layer)[:k])
+            model = copy.copy(bert)
+            model._modules = dict(model._modules)
+            model._modules["encoder"] = encoder
+            self._truncated[k] = model
+        return self._truncated[k]
+
+    def _forward_elastic(self, texts: list[str]) -> np.ndarray:
+        """Mean-pool layer ``layer`` (optionally averaged with layer 1), cut to ``dim``, L2."""
+        import torch
+
+        st = self.model
+        tokenize = getattr(st, "preprocess", None) or st.tokenize
+        k = self.layer or int(self._config["num_layers"])
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for s in range(0, len(texts), self.batch_size):
+                feats = tokenize(texts[s : s + self.batch_size])
+                inputs = {
+                    n: feats[n]
+                    for n in ("input_ids", "attention_mask", "token_type_ids")
+                    if n in feats
+                }
+                mask = inputs["attention_mask"].unsqueeze(-1).to(torch.float32)
+                hidden = self._truncated_model(k)(**inputs).last_hidden_state
+                if self.first_last_average:
+                    hidden = (hidden + self._truncated_model(1)(**inputs).last_hidden_state) / 2
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled[:, : self.dim], dim=1)
+                out[s : s + len(pooled)] = pooled.numpy()
+        return out
+
+
+def _check_elastic(
+    config: dict[str, Any], layer: int | None, dim: int | None, first_last: bool
+) -> tuple[int | None, int | None]:
+    """Validate an elastic (layer, dim) request against the model; clear errors otherwise."""
+    if layer is None and dim is None and not first_last:
+        return None, None
+    n_layers, full_dim = config.get("num_layers"), int(config["dim"])
+    if config["pooling"] != "mean" or config.get("has_dense") or not n_layers:
+        raise EncoderError(
+            "--layer / --dim / first-last averaging need a mean-pooled BERT-style model "
+            f"without a Dense head; this one pools by {config['pooling']!r}"
+        )
+    if layer is not None and not 1 <= int(layer) <= int(n_layers):
+        raise EncoderError(f"layer {layer} is out of range: this model has layers 1..{n_layers}")
+    if dim is not None and not 1 <= int(dim) <= full_dim:
+        raise EncoderError(f"dim {dim} is out of range: this model's vectors have 1..{full_dim}")
+    return (None if layer is None else int(layer)), (None if dim is None else int(dim))
 
 
 def quiet_transformers() -> None:
@@ -289,6 +370,7 @@ def _read_model_config(path: Path) -> dict[str, Any]:
         "normalized": "Normalize" in types,
         "architecture": (config.get("architectures") or [config.get("model_type")])[0],
         "num_layers": config.get("num_hidden_layers"),
+        "has_dense": "Dense" in types,
     }
     if info["dim"] is None:
         raise EncoderError(f"cannot tell the output dimension of the model in {path}")
