@@ -24,6 +24,7 @@ from embedlab.openset import OpenSetClassifier
 from embedlab.pipeline import Pipeline
 from embedlab.readers import TextTable, read_texts, write_table
 from embedlab.space import EmbeddingSet, Provenance
+from embedlab.transforms import TransformChain
 
 __all__ = [
     "DataFormatError",
@@ -38,6 +39,7 @@ __all__ = [
     "SentenceTransformerEncoder",
     "StoreError",
     "TextTable",
+    "TransformChain",
     "ValidationError",
     "__version__",
     "encode_file",

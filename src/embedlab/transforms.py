@@ -1,0 +1,252 @@
+"""Vector transforms composed from one spec string, in the spirit of FAISS ``index_factory``.
+
+``TransformChain.from_spec("layer4,center,whiten,dim128,int8")`` parses, in one place, a
+comma-separated list of steps:
+
+=============  ==========================================================  ============
+token          what it does                                                output
+=============  ==========================================================  ============
+``layerK``     encode with transformer layer K (read by the encoder)        —
+``center``     subtract the training mean                                   float
+``whiten``     PCA-whitening fitted on data (unit variance per component)   float
+``pcaK``       project onto the top K principal components                  float
+``dimK``       keep the first K dimensions (Matryoshka truncation)          float
+``norm``       scale rows to unit L2 length                                  float
+``int8``       per-dimension calibrated scalar quantisation to int8         codes
+``binary``     sign bits, packed 8 per byte                                 codes
+``pqM``        FAISS product quantisation, M sub-vectors × 8 bits           codes
+=============  ==========================================================  ============
+
+Float steps compose freely; a code step (int8, binary, pq) must come last. Every step is
+fitted on data, saves as JSON + arrays, and reports its bytes per vector.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from embedlab.errors import ValidationError
+from embedlab.validation import check_vectors
+
+__all__ = ["TOKENS", "Step", "TransformChain", "parse_spec"]
+
+TOKENS = ("layerK", "center", "whiten", "pcaK", "dimK", "norm", "int8", "binary", "pqM")
+CODE_STEPS = ("int8", "binary", "pq")
+
+
+@dataclass
+class Step:
+    """One fitted (or not yet fitted) step of a chain: its name, argument and arrays."""
+
+    name: str
+    arg: int | None = None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def token(self) -> str:
+        return self.name + ("" if self.arg is None else str(self.arg))
+
+    @property
+    def makes_codes(self) -> bool:
+        return self.name in CODE_STEPS
+
+
+_TOKEN = re.compile(r"^(layer|pca|dim|pq)(\d+)$|^(center|whiten|norm|int8|binary)$")
+
+
+def parse_spec(spec: str) -> tuple[int | None, list[Step]]:
+    """Parse a spec string into (layer or None, steps); raises naming the bad token."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValidationError(f"empty transform spec; use tokens like {', '.join(TOKENS)}")
+    layer, steps = None, []
+    for raw in spec.split(","):
+        token = raw.strip().lower()
+        m = _TOKEN.match(token)
+        if not m:
+            raise ValidationError(
+                f"unknown transform {raw.strip()!r} in {spec!r}; valid tokens: {', '.join(TOKENS)}"
+            )
+        name, arg = (m.group(1), int(m.group(2))) if m.group(1) else (m.group(3), None)
+        if arg is not None and arg < 1:
+            raise ValidationError(f"{token!r}: the number must be at least 1")
+        if steps and steps[-1].makes_codes:
+            raise ValidationError(
+                f"{steps[-1].token!r} turns vectors into codes, so {token!r} cannot follow it; "
+                "put int8 / binary / pq last"
+            )
+        if name == "layer":
+            if steps or layer is not None:
+                raise ValidationError(f"{token!r} must come first in {spec!r}")
+            layer = arg
+            continue
+        steps.append(Step(name, arg))
+    return layer, steps
+
+
+class TransformChain:
+    """A parsed spec: ``fit(X)``, ``transform(X)``, ``bytes_per_vector``, save / load state."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.layer, self.steps = parse_spec(spec)
+        self.fitted = False
+        self.dim_in: int | None = None
+
+    @classmethod
+    def from_spec(cls, spec: str) -> TransformChain:
+        return cls(spec)
+
+    @property
+    def makes_codes(self) -> bool:
+        """True when the output is int8 / binary / PQ codes rather than float vectors."""
+        return bool(self.steps) and self.steps[-1].makes_codes
+
+    def fit(self, X: Any) -> TransformChain:
+        """Fit every step on the output of the previous one."""
+        Z = check_vectors(X, name="training vectors", copy=True)
+        self.dim_in = Z.shape[1]
+        for i, step in enumerate(self.steps):
+            _fit_step(step, Z)
+            if i < len(self.steps) - 1:
+                Z = _apply(step, Z)
+        self.fitted = True
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """float32 vectors, or uint8 / int8 codes when the chain ends in a code step."""
+        if not self.fitted:
+            raise ValidationError(f"transform chain {self.spec!r} is not fitted: call fit() first")
+        Z = check_vectors(X, dim=self.dim_in)
+        for step in self.steps:
+            Z = _apply(step, Z)
+        return Z
+
+    def fit_transform(self, X: Any) -> np.ndarray:
+        return self.fit(X).transform(X)
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Approximate float vectors from int8 or PQ codes (binary: ±1 per dimension)."""
+        if not self.makes_codes:
+            return np.asarray(codes, dtype=np.float32)
+        return _decode(self.steps[-1], codes)
+
+    def output_dim(self) -> int:
+        """Dimension of the float vectors before any code step."""
+        if self.dim_in is None:
+            raise ValidationError("fit the chain first")
+        d = self.dim_in
+        for step in self.steps:
+            if step.name in ("pca", "dim"):
+                d = step.arg
+        return d
+
+    def bytes_per_vector(self) -> float:
+        """Storage of one transformed vector in bytes."""
+        d = self.output_dim()
+        if not self.makes_codes:
+            return 4.0 * d
+        last = self.steps[-1]
+        if last.name == "int8":
+            return float(d)
+        if last.name == "binary":
+            return float(-(-d // 8))
+        return float(last.arg)  # pq: one byte per sub-vector
+
+    # ---------------------------------------------------------------- persistence
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """JSON config and named arrays (for bundles: no pickle)."""
+        arrays = {f"step{i}.{k}": v for i, s in enumerate(self.steps) for k, v in s.arrays.items()}
+        return {"spec": self.spec, "dim_in": self.dim_in, "fitted": self.fitted}, arrays
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> TransformChain:
+        chain = cls(config["spec"])
+        chain.dim_in, chain.fitted = config.get("dim_in"), bool(config.get("fitted"))
+        for i, step in enumerate(chain.steps):
+            prefix = f"step{i}."
+            step.arrays = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+        return chain
+
+    def __repr__(self) -> str:
+        return f"TransformChain({self.spec!r})"
+
+
+def _fit_step(step: Step, Z: np.ndarray) -> None:
+    n, d = Z.shape
+    if step.name in ("pca", "dim") and step.arg > d:
+        raise ValidationError(f"{step.token!r} asks for {step.arg} dimensions; the input has {d}")
+    if step.name == "center":
+        step.arrays = {"mean": Z.mean(axis=0).astype(np.float32)}
+    elif step.name in ("whiten", "pca"):
+        if n < 2:
+            raise ValidationError(f"{step.token!r} needs at least 2 training vectors")
+        mean = Z.mean(axis=0)
+        cov = np.cov((Z - mean).astype(np.float64), rowvar=False).reshape(d, d)
+        evals, evecs = np.linalg.eigh(cov)
+        order = np.argsort(evals)[::-1]
+        evals, evecs = np.maximum(evals[order], 0.0), evecs[:, order]
+        if step.name == "pca":
+            proj = evecs[:, : step.arg]
+        else:  # whitening keeps every direction, each scaled to unit variance
+            proj = evecs / np.sqrt(evals + 1e-6 * max(evals.max(), 1e-12))[None, :]
+        step.arrays = {"mean": mean.astype(np.float32), "projection": proj.astype(np.float32)}
+    elif step.name == "int8":
+        lo, hi = np.percentile(Z, [0.1, 99.9], axis=0)
+        hi = np.where(hi - lo < 1e-12, lo + 1e-12, hi)
+        step.arrays = {"low": lo.astype(np.float32), "high": hi.astype(np.float32)}
+    elif step.name == "pq":
+        import faiss
+
+        if d % step.arg:
+            raise ValidationError(
+                f"{step.token!r}: {d} dimensions do not split into {step.arg} equal sub-vectors"
+            )
+        if n < 256:
+            raise ValidationError(f"{step.token!r} needs at least 256 training vectors, got {n}")
+        pq = faiss.ProductQuantizer(d, step.arg, 8)
+        pq.verbose = False
+        pq.train(np.ascontiguousarray(Z, dtype=np.float32))
+        centroids = faiss.vector_to_array(pq.centroids).astype(np.float32)
+        step.arrays = {"centroids": centroids.reshape(step.arg, 256, d // step.arg)}
+
+
+def _apply(step: Step, Z: np.ndarray) -> np.ndarray:
+    a = step.arrays
+    if step.name == "center":
+        return Z - a["mean"]
+    if step.name in ("whiten", "pca"):
+        return ((Z - a["mean"]) @ a["projection"]).astype(np.float32)
+    if step.name == "dim":
+        return np.ascontiguousarray(Z[:, : step.arg])
+    if step.name == "norm":
+        return Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
+    if step.name == "int8":
+        scaled = (Z - a["low"]) / (a["high"] - a["low"]) * 255.0 - 128.0
+        return np.clip(np.rint(scaled), -128, 127).astype(np.int8)
+    if step.name == "binary":
+        return np.packbits(Z > 0, axis=1)
+    if step.name == "pq":
+        return _pq(step).compute_codes(np.ascontiguousarray(Z, dtype=np.float32))
+    raise ValidationError(f"unknown step {step.name!r}")  # pragma: no cover
+
+
+def _pq(step: Step) -> Any:
+    import faiss
+
+    m, _, dsub = step.arrays["centroids"].shape
+    pq = faiss.ProductQuantizer(m * dsub, m, 8)
+    faiss.copy_array_to_vector(step.arrays["centroids"].ravel(), pq.centroids)
+    return pq
+
+
+def _decode(step: Step, codes: np.ndarray) -> np.ndarray:
+    a = step.arrays
+    if step.name == "int8":
+        return (codes.astype(np.float32) + 128.0) / 255.0 * (a["high"] - a["low"]) + a["low"]
+    if step.name == "binary":
+        return np.unpackbits(codes, axis=1).astype(np.float32) * 2.0 - 1.0
+    return _pq(step).decode(np.ascontiguousarray(codes, dtype=np.uint8))
