@@ -19,6 +19,7 @@ from embedlab.errors import (
     StoreError,
     ValidationError,
 )
+from embedlab.index import Index
 from embedlab.metrics import evaluate_open_set
 from embedlab.openset import OpenSetClassifier
 from embedlab.pipeline import Pipeline
@@ -33,6 +34,7 @@ __all__ = [
     "EmbedlabError",
     "Encoder",
     "EncoderError",
+    "Index",
     "OpenSetClassifier",
     "Pipeline",
     "Provenance",

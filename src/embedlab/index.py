@@ -1,0 +1,269 @@
+"""Vector search: exact, HNSW, IVF-PQ, binary Hamming + rescoring, low-dimension shortlist +
+full-dimension rerank — one ``Index`` API chosen by a spec string.
+
+=====================  =======================================================
+spec                   index
+=====================  =======================================================
+``flat``               exact inner product (FAISS ``IndexFlatIP``)
+``hnswM``              FAISS HNSW graph with M links per node (``efSearch`` 64)
+``ivfN,pqM[xB]``       FAISS IVF with N lists, PQ with M codes of B bits (default 8;
+                       ``nprobe`` 16)
+``binary,rescoreR``    Hamming search on sign bits for R·k candidates, rescored
+                       with the float vectors
+``dimD,rerankR``       exact search on the first D dimensions (renormalised) for
+                       R·k candidates, reranked with all dimensions
+=====================  =======================================================
+
+Vectors are L2-normalised on the way in, so scores are cosine similarities (higher =
+closer). An index saves to a directory of ``index.json`` + arrays (FAISS's own binary
+format for FAISS indexes, never pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedlab.atomic import atomic_directory
+from embedlab.covariance import unit_rows
+from embedlab.errors import StoreError, ValidationError
+from embedlab.manifest import read_versioned_json, sha256_file
+from embedlab.validation import check_vectors
+
+__all__ = ["INDEX_SPECS", "Index"]
+
+INDEX_SPECS = ("flat", "hnswM", "ivfN,pqM[xB]", "binary,rescoreR", "dimD,rerankR")
+FORMAT = "embedlab.index"
+FORMAT_VERSION = 1
+
+_PATTERNS = {
+    "flat": re.compile(r"^flat$"),
+    "hnsw": re.compile(r"^hnsw(\d+)$"),
+    "ivfpq": re.compile(r"^ivf(\d+),pq(\d+)(?:x(\d+))?$"),
+    "binary": re.compile(r"^binary,rescore(\d+)$"),
+    "shortlist": re.compile(r"^dim(\d+),rerank(\d+)$"),
+}
+
+
+def _parse(spec: str) -> tuple[str, tuple[int, ...]]:
+    s = spec.replace(" ", "").lower()
+    for kind, pattern in _PATTERNS.items():
+        m = pattern.match(s)
+        if m:
+            args = tuple(int(g) for g in m.groups() if g is not None)
+            if kind == "ivfpq" and len(args) == 2:
+                args = (*args, 8)
+            return kind, args
+    raise ValidationError(f"unknown index spec {spec!r}; use one of: {', '.join(INDEX_SPECS)}")
+
+
+class Index:
+    """Add vectors with ids, search by vector; see the module doc for the specs.
+
+    Parameters
+    ----------
+    spec : str
+        Which index (default "flat").
+    dim : int
+        Vector dimension.
+    encoder : dict, optional
+        Spec of the encoder that made the vectors; queries must come from the same one.
+    """
+
+    def __init__(
+        self, spec: str = "flat", dim: int | None = None, encoder: dict[str, Any] | None = None
+    ) -> None:
+        self.kind, self.args = _parse(spec)
+        self.spec = spec
+        if dim is None or int(dim) < 1:
+            raise ValidationError("an index needs the vector dimension (dim >= 1)")
+        self.dim = int(dim)
+        self.encoder = encoder
+        if self.kind == "shortlist" and self.args[0] > self.dim:
+            raise ValidationError(f"dim{self.args[0]} exceeds the vectors' dimension {self.dim}")
+        if self.kind == "ivfpq" and not 1 <= self.args[2] <= 16:
+            raise ValidationError(f"PQ codes take 1..16 bits, not {self.args[2]}")
+        if self.kind == "ivfpq" and self.dim % self.args[1]:
+            raise ValidationError(f"pq{self.args[1]} must divide the dimension {self.dim}")
+        self.ids = np.empty(0, dtype=object)
+        self.vectors = np.empty((0, self.dim), dtype=np.float32)  # kept for rescoring kinds
+        self._faiss: Any = None
+        self._codes = np.empty((0, -(-self.dim // 8)), dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"Index({self.spec!r}, dim={self.dim}, n={len(self)})"
+
+    # ---------------------------------------------------------------- building
+    def add(self, vectors: Any, ids: Any = None) -> Index:
+        """Add vectors (n, dim) with optional ids (default: running row numbers)."""
+        X = unit_rows(check_vectors(vectors, dim=self.dim))
+        new_ids = (
+            np.arange(len(self), len(self) + len(X)).astype(str)
+            if ids is None
+            else np.asarray([str(i) for i in ids], dtype=object)
+        )
+        if len(new_ids) != len(X):
+            raise ValidationError(f"{len(new_ids)} ids for {len(X)} vectors")
+        self.ids = np.concatenate([self.ids, new_ids.astype(object)])
+        if self.kind in ("binary", "shortlist"):
+            self.vectors = np.vstack([self.vectors, X])
+            if self.kind == "binary":
+                self._codes = np.vstack([self._codes, np.packbits(X > 0, axis=1)])
+        else:
+            self._faiss_index(X).add(X)
+        return self
+
+    def _faiss_index(self, first: np.ndarray) -> Any:
+        import faiss
+
+        if self._faiss is None:
+            ip = faiss.METRIC_INNER_PRODUCT
+            if self.kind == "flat":
+                self._faiss = faiss.IndexFlatIP(self.dim)
+            elif self.kind == "hnsw":
+                self._faiss = faiss.IndexHNSWFlat(self.dim, self.args[0], ip)
+            else:
+                nlist, m, bits = self.args
+                need = max(nlist, 2**bits)
+                if len(first) < need:
+                    raise ValidationError(
+                        f"{self.spec} trains on the first batch added: it needs at least "
+                        f"{need} vectors, got {len(first)}"
+                    )
+                self._faiss = faiss.index_factory(self.dim, f"IVF{nlist},PQ{m}x{bits}", ip)
+                self._faiss.train(first)
+            self._tune()
+        return self._faiss
+
+    def _tune(self) -> None:
+        """Search-time settings: HNSW efSearch 64, IVF nprobe 16 (at most nlist)."""
+        import faiss
+
+        if self.kind == "hnsw":
+            self._faiss.hnsw.efSearch = 64
+        elif self.kind == "ivfpq":
+            faiss.extract_index_ivf(self._faiss).nprobe = min(16, self.args[0])
+
+    # ---------------------------------------------------------------- searching
+    def search(self, queries: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Ids (nq, k) and cosine scores (nq, k) of the k best matches, best first.
+
+        Fewer than k stored vectors: the missing places hold id "" and score -inf.
+        """
+        if len(self) == 0:
+            raise ValidationError("the index is empty: add vectors first")
+        Q = unit_rows(check_vectors(queries, name="queries", dim=self.dim))
+        k = int(k)
+        if k < 1:
+            raise ValidationError("k must be at least 1")
+        if self.kind == "binary":
+            rows, scores = self._binary_search(Q, k)
+        elif self.kind == "shortlist":
+            rows, scores = self._shortlist_search(Q, k)
+        else:
+            scores, rows = self._faiss.search(Q, min(k, len(self)))
+        return self._pad(rows, scores, k)
+
+    def _rescore(self, Q: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        sims = np.einsum("qd,qcd->qc", Q, self.vectors[cand])  # (nq, c): c = R·k, small
+        order = np.argsort(-sims, axis=1)[:, :k]
+        return np.take_along_axis(cand, order, 1), np.take_along_axis(sims, order, 1)
+
+    def _binary_search(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        c = min(len(self), k * self.args[0])
+        index = faiss.IndexBinaryFlat(self._codes.shape[1] * 8)
+        index.add(self._codes)
+        _, cand = index.search(np.packbits(Q > 0, axis=1), c)
+        return self._rescore(Q, cand, k)
+
+    def _shortlist_search(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        from embedlab.heads.knn import top_k_cosine
+
+        d, r = self.args
+        cand, _ = top_k_cosine(
+            unit_rows(Q[:, :d]), unit_rows(self.vectors[:, :d]), min(len(self), k * r)
+        )
+        return self._rescore(Q, cand, k)
+
+    def _pad(self, rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        nq = rows.shape[0]
+        ids = np.full((nq, k), "", dtype=object)
+        out = np.full((nq, k), -np.inf, dtype=np.float32)
+        w = min(k, rows.shape[1])
+        valid = rows[:, :w] >= 0
+        ids[:, :w][valid] = self.ids[rows[:, :w][valid]]
+        out[:, :w][valid] = scores[:, :w][valid]
+        return ids, out
+
+    def bytes_per_vector(self) -> float:
+        """Bytes one stored vector costs in the search structure (rescoring copies aside)."""
+        if self.kind in ("flat", "hnsw"):
+            return 4.0 * self.dim
+        if self.kind == "ivfpq":
+            return self.args[1] * self.args[2] / 8.0
+        if self.kind == "binary":
+            return float(-(-self.dim // 8))
+        return 4.0 * self.args[0]
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the index to a directory (atomic)."""
+        import faiss
+
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise StoreError(f"{path} already exists (pass overwrite=True, or --force)")
+        with atomic_directory(path, overwrite=overwrite) as tmp:
+            arrays = {"ids.npy": np.asarray(self.ids.astype(str))}
+            if self.kind in ("binary", "shortlist"):
+                arrays["vectors.npy"] = self.vectors
+            if self._faiss is not None:
+                arrays["faiss.npy"] = faiss.serialize_index(self._faiss)
+            for name, arr in arrays.items():
+                np.save(tmp / name, arr, allow_pickle=False)
+            doc = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "spec": self.spec,
+                "dim": self.dim,
+                "n": len(self),
+                "encoder": self.encoder,
+                "files": {n: sha256_file(tmp / n) for n in arrays},
+            }
+            (tmp / "index.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Index:
+        """Load a saved index, verifying its checksums."""
+        import faiss
+
+        path = Path(path)
+        if not (path / "index.json").is_file():
+            raise StoreError(f"no index at {path} (make one with `embedlab index`)")
+        doc = read_versioned_json(path / "index.json", FORMAT, FORMAT_VERSION, "an embedlab index")
+        for name, digest in doc["files"].items():
+            if sha256_file(path / name) != digest:
+                raise StoreError(f"{path}: checksum mismatch for {name} (corrupted or replaced)")
+        index = cls(doc["spec"], doc["dim"], doc.get("encoder"))
+        index.ids = np.load(path / "ids.npy", allow_pickle=False).astype(object)
+        if (path / "vectors.npy").exists() and "vectors.npy" in doc["files"]:
+            index.vectors = np.load(path / "vectors.npy", allow_pickle=False)
+            if index.kind == "binary":
+                index._codes = np.packbits(index.vectors > 0, axis=1)
+        if "faiss.npy" in doc["files"]:
+            index._faiss = faiss.deserialize_index(np.load(path / "faiss.npy", allow_pickle=False))
+            index._tune()
+        if len(index.ids) != doc["n"]:
+            raise StoreError(f"{path}: {len(index.ids)} ids, index.json says {doc['n']}")
+        return index

@@ -1,0 +1,106 @@
+"""Index: exactness of flat search, recall of the approximate kinds, persistence, errors."""
+
+import numpy as np
+import pytest
+
+from embedlab.errors import StoreError, ValidationError
+from embedlab.index import Index
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(50, 64))
+    X = (centers[rng.integers(0, 50, 3000)] + 0.5 * rng.normal(size=(3000, 64))).astype(np.float32)
+    Q = (centers[rng.integers(0, 50, 100)] + 0.5 * rng.normal(size=(100, 64))).astype(np.float32)
+    return X, Q
+
+
+def exact(X, Q, k):
+    U = X / np.linalg.norm(X, axis=1, keepdims=True)
+    V = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+    return np.argsort(-(V @ U.T), axis=1)[:, :k]
+
+
+def recall(ids, truth):
+    return np.mean(
+        [len(set(a) & set(map(str, b))) / len(b) for a, b in zip(ids, truth, strict=True)]
+    )
+
+
+def test_flat_is_exact(data):
+    X, Q = data
+    index = Index("flat", 64).add(X)
+    ids, scores = index.search(Q, 10)
+    truth = exact(X, Q, 10)
+    assert recall(ids, truth) == 1.0
+    assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
+    assert scores.max() <= 1.0 + 1e-5
+
+
+@pytest.mark.parametrize(
+    ("spec", "minimum"),
+    [("hnsw16", 0.9), ("ivf16,pq16x4", 0.2), ("binary,rescore10", 0.8), ("dim16,rerank10", 0.8)],
+)
+def test_approximate_recall(data, spec, minimum):
+    # ivf16,pq16x4 keeps 8 bytes per 64-d vector: far from exact, far above chance (0.003).
+    X, Q = data
+    index = Index(spec, 64).add(X, ids=[f"doc{i}" for i in range(len(X))])
+    ids, _ = index.search(Q, 10)
+    truth = [[f"doc{j}" for j in row] for row in exact(X, Q, 10)]
+    assert recall(ids, truth) >= minimum
+
+
+@pytest.mark.parametrize(
+    "spec", ["flat", "hnsw16", "ivf16,pq16x4", "binary,rescore4", "dim16,rerank4"]
+)
+def test_save_load_same_results(data, tmp_path, spec):
+    X, Q = data
+    index = Index(spec, 64, encoder={"name": "fake", "fingerprint": "f"}).add(X)
+    a = index.search(Q, 5)
+    loaded = Index.load(index.save(tmp_path / "idx"))
+    b = loaded.search(Q, 5)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-6)
+    assert loaded.encoder == {"name": "fake", "fingerprint": "f"} and len(loaded) == 3000
+
+
+def test_bytes_per_vector():
+    assert Index("flat", 384).bytes_per_vector() == 1536
+    assert Index("binary,rescore10", 384).bytes_per_vector() == 48
+    assert Index("ivf64,pq16", 384).bytes_per_vector() == 16
+    assert Index("ivf64,pq16x4", 384).bytes_per_vector() == 8
+    assert Index("dim64,rerank10", 384).bytes_per_vector() == 256
+
+
+def test_fewer_vectors_than_k_are_padded():
+    index = Index("flat", 4).add(np.eye(4, dtype=np.float32)[:2], ids=["a", "b"])
+    ids, scores = index.search(np.eye(4, dtype=np.float32)[:1], 3)
+    assert ids.tolist() == [["a", "b", ""]] and scores[0, 2] == -np.inf
+
+
+def test_errors(data, tmp_path):
+    X, Q = data
+    with pytest.raises(ValidationError, match=r"unknown index spec 'annoy'; use one of: flat"):
+        Index("annoy", 64)
+    with pytest.raises(ValidationError, match="dim128 exceeds"):
+        Index("dim128,rerank4", 64)
+    with pytest.raises(ValidationError, match="pq7 must divide"):
+        Index("ivf4,pq7", 64)
+    with pytest.raises(ValidationError, match="empty"):
+        Index("flat", 64).search(Q, 3)
+    index = Index("flat", 64).add(X)
+    with pytest.raises(ValidationError, match="dimension 32, expected 64"):
+        index.search(Q[:, :32], 3)
+    with pytest.raises(ValidationError, match="needs at least 256 vectors"):
+        Index("ivf16,pq16", 64).add(X[:100])
+    with pytest.raises(ValidationError, match="1..16 bits"):
+        Index("ivf16,pq16x20", 64)
+    path = index.save(tmp_path / "i")
+    data_bytes = bytearray((path / "ids.npy").read_bytes())
+    data_bytes[-1] ^= 1
+    (path / "ids.npy").write_bytes(bytes(data_bytes))
+    with pytest.raises(StoreError, match="checksum mismatch for ids.npy"):
+        Index.load(path)
+    with pytest.raises(StoreError, match="no index at"):
+        Index.load(tmp_path / "nope")
