@@ -267,3 +267,43 @@ def test_encode_layer_and_dim(tmp_path, data_csv):
     assert info["provenance"]["layer"] == 3 and info["dim"] == 128
     res = invoke("encode", data_csv, "-o", tmp_path / "t", "--layer", "9")
     assert res.exit_code == 2 and "layers 1..6" in res.output
+
+
+def test_index_and_search(tmp_path, data_csv):
+    space = tmp_path / "space"
+    assert invoke("encode", data_csv, "-o", space).exit_code == 0
+    for spec in ("flat", "binary,rescore2", "dim64,rerank2", "hnsw8"):
+        out = tmp_path / spec.replace(",", "_")
+        res = invoke("index", space, "-o", out, "--spec", spec)
+        assert res.exit_code == 0, res.output
+        res = invoke("search", out, "a plane ticket to japan", "-k", "2", "--json")
+        assert res.exit_code == 0, res.output
+        hits = [json.loads(line) for line in res.output.splitlines()]
+        assert [h["rank"] for h in hits] == [1, 2]
+        assert hits[0]["label"] == "travel" and hits[0]["text"] == "fly me to tokyo"
+    res = invoke("search", tmp_path / "flat", "jazz please")
+    assert res.exit_code == 0 and "play jazz" in res.output
+
+
+def test_index_errors(tmp_path, data_csv):
+    space = tmp_path / "space"
+    invoke("encode", data_csv, "-o", space)
+    res = invoke("index", space, "-o", tmp_path / "i", "--spec", "annoy")
+    assert res.exit_code == 2 and "unknown index spec 'annoy'" in res.output
+    np.save(tmp_path / "v.npy", np.eye(4, dtype=np.float32))
+    invoke("import", tmp_path / "v.npy", "-o", tmp_path / "pre")
+    invoke("index", tmp_path / "pre", "-o", tmp_path / "pre-i")
+    res = invoke("search", tmp_path / "pre-i", "hello")
+    assert res.exit_code == 2 and "precomputed" in res.output
+
+
+def test_index_refuses_queries_from_another_encoder(tmp_path, data_csv):
+    from embedlab.errors import ValidationError
+    from embedlab.index import Index
+
+    invoke("encode", data_csv, "-o", tmp_path / "space")
+    es = EmbeddingSet.load(tmp_path / "space")
+    idx = Index("flat", es.dim, encoder=es.provenance.encoder).add(es.vectors)
+    other = dict(es.provenance.encoder, layer=3)
+    with pytest.raises(ValidationError, match="layer: query 3 vs index None"):
+        idx.search(es.vectors[:1], 1, encoder=other)

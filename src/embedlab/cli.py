@@ -507,6 +507,98 @@ def _print_metrics(metrics: dict, title: str) -> None:
 
 
 @app.command()
+def index(
+    space: Annotated[
+        Path, typer.Argument(help="An EmbeddingSet directory (from `embedlab encode`).")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory to write the index to.")
+    ],
+    spec: Annotated[
+        str, typer.Option(help="flat, hnswM, ivfN,pqM[xB], binary,rescoreR or dimD,rerankR.")
+    ] = "flat",
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")
+    ] = False,
+) -> None:
+    """Build a search index over an EmbeddingSet.
+
+    [bold]Examples[/]
+
+      embedlab index space/ -o index/                          (exact)
+
+      embedlab index space/ -o index/ --spec binary,rescore10  (32x smaller, rescored)
+
+      embedlab index space/ -o index/ --spec ivf256,pq16       (FAISS IVF-PQ)
+    """
+    from embedlab.index import Index
+    from embedlab.space import EmbeddingSet
+
+    with _user_errors():
+        if output.exists() and not force:
+            raise EmbedlabError(f"{output} already exists; pass --force to replace it")
+        es = EmbeddingSet.load(space)
+        t0 = time.perf_counter()
+        idx = Index(spec, es.dim, encoder=es.provenance.encoder).add(es.vectors, ids=es.ids)
+        idx.save(output, overwrite=force, rows=es.rows_table())
+        console.print(
+            f"wrote {output}: {spec} index of {len(idx)} × {es.dim} vectors, "
+            f"{idx.bytes_per_vector():g} bytes/vector, built in {time.perf_counter() - t0:.1f} s"
+        )
+
+
+@app.command()
+def search(
+    index_dir: Annotated[Path, typer.Argument(help="An index made by `embedlab index`.")],
+    query: Annotated[str, typer.Argument(help="The query text.")],
+    k: Annotated[int, typer.Option("-k", help="How many results.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Find the stored texts closest to a query, encoded with the index's own encoder.
+
+    [bold]Example[/]
+
+      embedlab search index/ "book me a flight to rome" -k 5
+    """
+    from embedlab.encoders.sentence_transformer import encoder_from_spec
+    from embedlab.index import Index
+
+    with _user_errors():
+        idx = Index.load(index_dir)
+        encoder = encoder_from_spec(idx.encoder)
+        ids, scores = idx.search(encoder.encode([query]), k, encoder=encoder.spec)
+        rows = {}
+        if idx.rows is not None:
+            rows = {r["id"]: r for r in idx.rows.to_pylist()}
+        results = [
+            {
+                "rank": r + 1,
+                "id": i,
+                "score": float(s),
+                **{c: v for c, v in rows.get(i, {}).items() if c in ("label", "text")},
+            }
+            for r, (i, s) in enumerate(zip(ids[0], scores[0], strict=True))
+            if i != ""
+        ]
+        if as_json:
+            for res in results:
+                print(json.dumps(res, ensure_ascii=False))
+            return
+        table = Table(title=f"{query!r} in {index_dir}", title_justify="left")
+        for col in ("rank", "score", "id", "label", "text"):
+            table.add_column(col)
+        for res in results:
+            table.add_row(
+                str(res["rank"]),
+                f"{res['score']:.3f}",
+                res["id"],
+                str(res.get("label", "")),
+                str(res.get("text", "")),
+            )
+        console.print(table)
+
+
+@app.command()
 def demo(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to write the demo's outputs.")

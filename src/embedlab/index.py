@@ -93,6 +93,7 @@ class Index:
         self.ids = np.empty(0, dtype=object)
         self.vectors = np.empty((0, self.dim), dtype=np.float32)  # kept for rescoring kinds
         self._faiss: Any = None
+        self.rows: Any = None  # optional pyarrow Table of id / label / text for display
         self._codes = np.empty((0, -(-self.dim // 8)), dtype=np.uint8)
 
     def __len__(self) -> int:
@@ -153,11 +154,16 @@ class Index:
             faiss.extract_index_ivf(self._faiss).nprobe = min(16, self.args[0])
 
     # ---------------------------------------------------------------- searching
-    def search(self, queries: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: Any, k: int = 10, *, encoder: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Ids (nq, k) and cosine scores (nq, k) of the k best matches, best first.
 
         Fewer than k stored vectors: the missing places hold id "" and score -inf.
+        ``encoder``: the spec of the encoder that made the queries; refused when it differs
+        from the index's (another model, layer or dimension).
         """
+        self.check_encoder(encoder)
         if len(self) == 0:
             raise ValidationError("the index is empty: add vectors first")
         Q = unit_rows(check_vectors(queries, name="queries", dim=self.dim))
@@ -171,6 +177,20 @@ class Index:
         else:
             scores, rows = self._faiss.search(Q, min(k, len(self)))
         return self._pad(rows, scores, k)
+
+    def check_encoder(self, spec: dict[str, Any] | None) -> None:
+        """Raise when query vectors from encoder ``spec`` cannot be compared with the index."""
+        if spec is None or self.encoder is None:
+            return
+        keys = ("fingerprint", "layer", "truncate_dim", "first_last_average")
+        mine = {k: self.encoder.get(k) for k in keys}
+        theirs = {k: spec.get(k) for k in keys}
+        if mine != theirs:
+            diff = {k: (theirs[k], mine[k]) for k in keys if mine[k] != theirs[k]}
+            raise ValidationError(
+                "the queries come from another encoder than the index "
+                + ", ".join(f"{k}: query {a!r} vs index {b!r}" for k, (a, b) in diff.items())
+            )
 
     def _rescore(self, Q: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         sims = np.einsum("qd,qcd->qc", Q, self.vectors[cand])  # (nq, c): c = R·k, small
@@ -216,9 +236,11 @@ class Index:
         return 4.0 * self.args[0]
 
     # ---------------------------------------------------------------- persistence
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write the index to a directory (atomic)."""
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False, rows: Any = None) -> Path:
+        """Write the index to a directory (atomic); ``rows`` (a pyarrow Table with an ``id``
+        column, e.g. ``EmbeddingSet.rows_table()``) is kept beside it for showing results."""
         import faiss
+        import pyarrow.parquet as pq
 
         path = Path(path)
         if path.exists() and not overwrite:
@@ -231,6 +253,9 @@ class Index:
                 arrays["faiss.npy"] = faiss.serialize_index(self._faiss)
             for name, arr in arrays.items():
                 np.save(tmp / name, arr, allow_pickle=False)
+            if rows is not None:
+                pq.write_table(rows, tmp / "rows.parquet")
+                arrays["rows.parquet"] = None
             doc = {
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
@@ -257,6 +282,10 @@ class Index:
                 raise StoreError(f"{path}: checksum mismatch for {name} (corrupted or replaced)")
         index = cls(doc["spec"], doc["dim"], doc.get("encoder"))
         index.ids = np.load(path / "ids.npy", allow_pickle=False).astype(object)
+        if "rows.parquet" in doc["files"]:
+            import pyarrow.parquet as pq
+
+            index.rows = pq.read_table(path / "rows.parquet")
         if (path / "vectors.npy").exists() and "vectors.npy" in doc["files"]:
             index.vectors = np.load(path / "vectors.npy", allow_pickle=False)
             if index.kind == "binary":

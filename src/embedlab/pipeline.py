@@ -31,6 +31,7 @@ from embedlab.atomic import atomic_directory
 from embedlab.bundle import estimator_from_state, estimator_to_state, json_sha256
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.encoders.base import check_texts
+from embedlab.encoders.sentence_transformer import encoder_from_spec
 from embedlab.errors import StoreError, ValidationError
 from embedlab.manifest import read_versioned_json, sha256_file
 from embedlab.metrics import evaluate_open_set
@@ -315,11 +316,7 @@ class Pipeline:
         classifier = estimator_from_state(doc["classifier"], arrays)
         if not isinstance(classifier, OpenSetClassifier):
             raise StoreError(f"{path}: bundle does not hold an OpenSetClassifier")
-        spec = doc["encoder"]
-        model_path = Path(spec["path"])
-        if not model_path.is_absolute():
-            model_path = path / model_path
-        encoder = _encoder_from_spec(spec, model_path, cache)
+        encoder = encoder_from_spec(doc["encoder"], base_dir=path, cache=cache)
         n_features = getattr(classifier, "n_features_in_", None)
         if n_features != encoder.dim or [str(c) for c in classifier.classes_] != doc["classes"]:
             raise StoreError(
@@ -330,30 +327,6 @@ class Pipeline:
         pipe = cls(encoder=encoder, classifier=classifier, adapt=False)
         pipe.info = doc.get("info", {})
         return pipe
-
-
-def _encoder_from_spec(
-    spec: dict[str, Any], model_path: Path, cache: bool
-) -> SentenceTransformerEncoder:
-    if spec.get("kind") != "sentence-transformers":
-        raise StoreError(f"unsupported encoder kind {spec.get('kind')!r} in bundle")
-    if not model_path.exists() and spec.get("name") == "all-MiniLM-L6-v2":
-        from embedlab.encoders import default_model_path
-
-        model_path = default_model_path()  # the packaged model moved (another venv)
-    encoder = SentenceTransformerEncoder(
-        model_path,
-        cache=cache,
-        layer=spec.get("layer"),
-        dim=spec.get("truncate_dim"),
-        first_last_average=bool(spec.get("first_last_average")),
-    )
-    if encoder.fingerprint != spec.get("fingerprint"):
-        raise StoreError(
-            f"the encoder at {model_path} is not the one this bundle was fitted with "
-            f"(fingerprint {encoder.fingerprint} != {spec.get('fingerprint')})"
-        )
-    return encoder
 
 
 def _read_bundle_json(path: Path) -> dict[str, Any]:

@@ -294,6 +294,43 @@ class SentenceTransformerEncoder:
         return out
 
 
+def encoder_from_spec(
+    spec: dict[str, Any] | None, *, base_dir: str | os.PathLike | None = None, cache: Any = True
+) -> SentenceTransformerEncoder:
+    """Rebuild the encoder a saved spec describes; its fingerprint must match.
+
+    A relative ``path`` is resolved against ``base_dir`` (a bundle keeps its adapted encoder
+    inside). The packaged default model is found again if it moved to another environment.
+    """
+    from embedlab.errors import StoreError
+
+    if not spec:
+        raise StoreError(
+            "these vectors were not made by an embedlab encoder (precomputed), so texts "
+            "cannot be encoded for them; pass vectors instead"
+        )
+    if spec.get("kind") != "sentence-transformers":
+        raise StoreError(f"unsupported encoder kind {spec.get('kind')!r}")
+    model_path = Path(spec["path"])
+    if not model_path.is_absolute() and base_dir is not None:
+        model_path = Path(base_dir) / model_path
+    if not model_path.exists() and spec.get("name") == DEFAULT_MODEL_NAME:
+        model_path = default_model_path()  # the packaged model moved (another venv)
+    encoder = SentenceTransformerEncoder(
+        model_path,
+        cache=cache,
+        layer=spec.get("layer"),
+        dim=spec.get("truncate_dim"),
+        first_last_average=bool(spec.get("first_last_average")),
+    )
+    if encoder.fingerprint != spec.get("fingerprint"):
+        raise StoreError(
+            f"the encoder at {model_path} is not the one these vectors came from "
+            f"(fingerprint {encoder.fingerprint} != {spec.get('fingerprint')})"
+        )
+    return encoder
+
+
 def _check_elastic(
     config: dict[str, Any], layer: int | None, dim: int | None, first_last: bool
 ) -> tuple[int | None, int | None]:
