@@ -93,6 +93,7 @@ class Index:
         self.ids = np.empty(0, dtype=object)
         self.vectors = np.empty((0, self.dim), dtype=np.float32)  # kept for rescoring kinds
         self._faiss: Any = None
+        self._binary: Any = None  # FAISS Hamming index over _codes, built on first search
         self.rows: Any = None  # optional pyarrow Table of id / label / text for display
         self._codes = np.empty((0, -(-self.dim // 8)), dtype=np.uint8)
 
@@ -193,7 +194,12 @@ class Index:
             )
 
     def _rescore(self, Q: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        sims = np.einsum("qd,qcd->qc", Q, self.vectors[cand])  # (nq, c): c = R·k, small
+        """Exact scores of each query's candidates, in query chunks so that the gathered
+        (chunk, R·k, d) block stays small."""
+        sims = np.empty(cand.shape, dtype=np.float32)
+        for s in range(0, len(Q), 128):
+            block = self.vectors[cand[s : s + 128]]  # (≤128, c, d)
+            sims[s : s + 128] = np.einsum("qd,qcd->qc", Q[s : s + 128], block)
         order = np.argsort(-sims, axis=1)[:, :k]
         return np.take_along_axis(cand, order, 1), np.take_along_axis(sims, order, 1)
 
@@ -201,9 +207,10 @@ class Index:
         import faiss
 
         c = min(len(self), k * self.args[0])
-        index = faiss.IndexBinaryFlat(self._codes.shape[1] * 8)
-        index.add(self._codes)
-        _, cand = index.search(np.packbits(Q > 0, axis=1), c)
+        if self._binary is None or self._binary.ntotal != len(self._codes):
+            self._binary = faiss.IndexBinaryFlat(self._codes.shape[1] * 8)
+            self._binary.add(self._codes)
+        _, cand = self._binary.search(np.packbits(Q > 0, axis=1), c)
         return self._rescore(Q, cand, k)
 
     def _shortlist_search(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,151 @@
+"""CLINC150 under compression: same-intent retrieval and classification, beside float32 and
+sentence-transformers' ``quantize_embeddings`` + FAISS flat, in one process.
+
+Usage: .venv/bin/python benchmarks/compression_clinc150.py
+
+Retrieval: each in-scope test utterance queries the 15,000 training utterances; a hit is a
+training row of the same intent. recall@10 = share of queries with a same-intent row in the
+top 10; MRR@10 = mean 1/rank of the first one; P@10 = share of same-intent rows in the top
+10. Classification: prototype head (class means) and max-cosine OOS detector fitted on the
+(de)compressed training vectors, scored on test / oos_test. Bytes per vector are what the
+search structure stores (rescoring steps also read the float32 vectors of the shortlist).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import faiss
+import numpy as np
+
+from embedlab.datasets import load_clinc150
+from embedlab.detect import MaxCosineDetector
+from embedlab.encoders import SentenceTransformerEncoder
+from embedlab.heads import PrototypeClassifier
+from embedlab.index import Index
+from embedlab.metrics import auroc
+from embedlab.transforms import TransformChain
+
+K = 10
+
+
+def retrieval(ranked_labels: np.ndarray, query_labels: np.ndarray) -> dict[str, float]:
+    same = ranked_labels[:, :K] == query_labels[:, None]
+    first = np.where(same.any(1), same.argmax(1) + 1, np.inf)
+    return {
+        "recall@10": float(same.any(1).mean()),
+        "mrr@10": float(np.mean(1.0 / first)),
+        "p@10": float(same.mean()),
+    }
+
+
+def classify(Xtr, Xte, Xoo, ytr, yte) -> dict[str, float]:
+    head = PrototypeClassifier().fit(Xtr, ytr)
+    det = MaxCosineDetector(calibration_split=0).fit(Xtr, ytr)
+    return {
+        "accuracy": float((head.predict(Xte) == yte).mean()),
+        "auroc": auroc(det.score_samples(Xte), det.score_samples(Xoo)),
+    }
+
+
+def main() -> None:
+    enc = SentenceTransformerEncoder()
+    tr, te, oo = (load_clinc150(s) for s in ("train", "test", "oos_test"))
+    Xtr, Xte, Xoo = enc.encode(tr.texts), enc.encode(te.texts), enc.encode(oo.texts)
+    ytr, yte = np.asarray(tr.labels, dtype=object), np.asarray(te.labels, dtype=object)
+    rows = []
+
+    def run(name, bytes_per_vector, search, decoded):
+        t0 = time.perf_counter()
+        ranked = search(Xte)
+        qps = len(Xte) / (time.perf_counter() - t0)
+        rows.append(
+            {
+                "method": name,
+                "bytes": bytes_per_vector,
+                "qps": qps,
+                **retrieval(ytr[ranked], yte),
+                **classify(*decoded, ytr, yte),
+            }
+        )
+
+    def embedlab_index(spec):
+        idx = Index(spec, Xtr.shape[1]).add(Xtr)
+        return idx, lambda Q: idx.search(Q, K)[0].astype(int)
+
+    idx, fn = embedlab_index("flat")
+    run("float32, embedlab flat", idx.bytes_per_vector(), fn, (Xtr, Xte, Xoo))
+    for spec, name in (
+        ("binary,rescore10", "embedlab binary + rescore (r=10)"),
+        ("dim96,rerank10", "embedlab dim96 shortlist + rerank (r=10)"),
+    ):
+        idx, fn = embedlab_index(spec)
+        chain = TransformChain("binary" if spec.startswith("binary") else "dim96,norm").fit(Xtr)
+        dec = tuple(chain.decode(chain.transform(X)) for X in (Xtr, Xte, Xoo))
+        run(name, idx.bytes_per_vector(), fn, dec)
+    for spec in ("int8", "dim96,norm", "pq48", "binary"):
+        chain = TransformChain(spec).fit(Xtr)
+        dec = tuple(chain.decode(chain.transform(X)) for X in (Xtr, Xte, Xoo))
+        flat = faiss.IndexFlatIP(dec[0].shape[1])
+        flat.add(np.ascontiguousarray(dec[0]))
+        run(
+            f"embedlab {spec} (decoded, exact search)",
+            chain.bytes_per_vector(),
+            lambda Q, c=chain, f=flat: f.search(np.ascontiguousarray(c.decode(c.transform(Q))), K)[
+                1
+            ],
+            dec,
+        )
+    # Anchor: sentence-transformers quantize_embeddings + FAISS flat, same vectors.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from sentence_transformers.quantization import quantize_embeddings
+    ub = {n: quantize_embeddings(X, "ubinary") for n, X in (("tr", Xtr), ("te", Xte))}
+    bidx = faiss.IndexBinaryFlat(Xtr.shape[1])
+    bidx.add(ub["tr"])
+    signs = tuple(
+        np.unpackbits(quantize_embeddings(X, "ubinary"), axis=1).astype(np.float32) * 2 - 1
+        for X in (Xtr, Xte, Xoo)
+    )
+    run(
+        "anchor: ST quantize ubinary + FAISS binary flat",
+        Xtr.shape[1] / 8,
+        lambda Q: bidx.search(quantize_embeddings(Q, "ubinary"), K)[1],
+        signs,
+    )
+    i8 = tuple(
+        quantize_embeddings(X, "int8", calibration_embeddings=Xtr).astype(np.float32)
+        for X in (Xtr, Xte, Xoo)
+    )
+    fidx = faiss.IndexFlatIP(Xtr.shape[1])
+    fidx.add(i8[0])
+    run(
+        "anchor: ST quantize int8 + FAISS flat",
+        float(Xtr.shape[1]),
+        lambda Q: fidx.search(
+            quantize_embeddings(Q, "int8", calibration_embeddings=Xtr).astype(np.float32), K
+        )[1],
+        i8,
+    )
+
+    base = rows[0]
+    print(f"{len(Xte)} queries over {len(Xtr)} training rows; k = {K}")
+    print(
+        "| method | bytes/vector | × smaller | recall@10 | MRR@10 | P@10 | prototype acc | "
+        "max-cos AUROC | quality kept (P@10 / acc) | queries/s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        kept = (
+            f"{100 * r['p@10'] / base['p@10']:.1f}% / {100 * r['accuracy'] / base['accuracy']:.1f}%"
+        )
+        print(
+            f"| {r['method']} | {r['bytes']:g} | {base['bytes'] / r['bytes']:.0f} | "
+            f"{100 * r['recall@10']:.2f}% | {100 * r['mrr@10']:.2f}% | {100 * r['p@10']:.2f}% | "
+            f"{100 * r['accuracy']:.2f}% | {100 * r['auroc']:.2f}% | {kept} | {r['qps']:,.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
