@@ -94,6 +94,7 @@ class Index:
         self.vectors = np.empty((0, self.dim), dtype=np.float32)  # kept for rescoring kinds
         self._faiss: Any = None
         self._binary: Any = None  # FAISS Hamming index over _codes, built on first search
+        self._prefix: Any = None  # FAISS flat index over the normalised first D dimensions
         self.rows: Any = None  # optional pyarrow Table of id / label / text for display
         self._codes = np.empty((0, -(-self.dim // 8)), dtype=np.uint8)
 
@@ -214,12 +215,13 @@ class Index:
         return self._rescore(Q, cand, k)
 
     def _shortlist_search(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        from embedlab.heads.knn import top_k_cosine
+        import faiss
 
         d, r = self.args
-        cand, _ = top_k_cosine(
-            unit_rows(Q[:, :d]), unit_rows(self.vectors[:, :d]), min(len(self), k * r)
-        )
+        if self._prefix is None or self._prefix.ntotal != len(self.vectors):
+            self._prefix = faiss.IndexFlatIP(d)
+            self._prefix.add(unit_rows(self.vectors[:, :d]))
+        _, cand = self._prefix.search(unit_rows(Q[:, :d]), min(len(self), k * r))
         return self._rescore(Q, cand, k)
 
     def _pad(self, rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
