@@ -45,6 +45,12 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+def _refuse_existing(output: Path, force: bool) -> None:
+    """Stop before any work when OUTPUT exists and --force was not given."""
+    if output.exists() and not force:
+        raise EmbedlabError(f"{output} already exists; pass --force to replace it")
+
+
 def _setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -146,8 +152,7 @@ def encode(
     from embedlab.readers import read_texts
 
     with _user_errors():
-        if output.exists() and not force:
-            raise EmbedlabError(f"{output} already exists; pass --force to replace it")
+        _refuse_existing(output, force)
         table = read_texts(
             data,
             text_col=text_col,
@@ -211,8 +216,7 @@ def import_vectors(
     from embedlab.space import EmbeddingSet
 
     with _user_errors():
-        if output.exists() and not force:
-            raise EmbedlabError(f"{output} already exists; pass --force to replace it")
+        _refuse_existing(output, force)
         es = EmbeddingSet.from_file(
             vectors, vector_col=vector_col, id_col=id_col, label_col=label_col
         )
@@ -369,8 +373,7 @@ def fit(
     from embedlab.readers import read_texts
 
     with _user_errors():
-        if output.exists() and not force:
-            raise EmbedlabError(f"{output} already exists; pass --force to replace it")
+        _refuse_existing(output, force)
         table = read_texts(
             data, text_col=text_col, label_col=label_col, splits=split, require_labels=True
         )
@@ -535,8 +538,7 @@ def index(
     from embedlab.space import EmbeddingSet
 
     with _user_errors():
-        if output.exists() and not force:
-            raise EmbedlabError(f"{output} already exists; pass --force to replace it")
+        _refuse_existing(output, force)
         es = EmbeddingSet.load(space)
         t0 = time.perf_counter()
         idx = Index(spec, es.dim, encoder=es.provenance.encoder).add(es.vectors, ids=es.ids)
