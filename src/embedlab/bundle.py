@@ -37,6 +37,13 @@ def _registry() -> dict[str, type]:
 REGISTRY: dict[str, type] = {}
 
 
+def _registered(name: str) -> type | None:
+    """The allow-listed class called ``name`` (the registry fills on first use)."""
+    if not REGISTRY:
+        REGISTRY.update(_registry())
+    return REGISTRY.get(name)
+
+
 def _is_estimator(v: Any) -> bool:
     return hasattr(v, "get_params") and hasattr(v, "fit")
 
@@ -90,7 +97,7 @@ def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
 def estimator_to_state(est: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """JSON-able description of a (fitted) estimator; its arrays are added to ``arrays``."""
     name = type(est).__name__
-    if name not in (REGISTRY or REGISTRY.update(_registry()) or REGISTRY):
+    if _registered(name) is None:
         raise StoreError(f"{name} cannot be saved in a bundle (not an embedlab estimator)")
     params = {
         k: _encode(v, f"{prefix}.params.{k}", arrays) for k, v in est.get_params(deep=False).items()
@@ -105,10 +112,10 @@ def estimator_to_state(est: Any, prefix: str, arrays: dict[str, np.ndarray]) -> 
 
 def estimator_from_state(state: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
     """Rebuild an estimator saved by :func:`estimator_to_state`."""
-    if not REGISTRY:
-        REGISTRY.update(_registry())
+    cls = _registered(str(state.get("class")))
+    if cls is None:
+        raise StoreError(f"bundle names an unknown estimator: {state.get('class')!r}")
     try:
-        cls = REGISTRY[state["class"]]
         params = {k: _decode(v, arrays) for k, v in state["params"].items()}
         est = cls(**params)
         for k, v in state["attributes"].items():
