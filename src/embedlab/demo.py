@@ -34,8 +34,8 @@ def run_demo(
         f"model files at {encoder.model_path}"
     )
     sets: dict[str, Any] = {}
-    for split in ("train", "test"):
-        table = load_demo(split)
+    tables = {split: load_demo(split) for split in ("train", "test")}
+    for split, table in tables.items():
         t0 = time.perf_counter()
         es = encode_table(table, encoder)
         secs = time.perf_counter() - t0
@@ -87,7 +87,7 @@ def run_demo(
 
     # The main job: fit an open-set classifier on train, evaluate on test, save the bundle.
     t0 = time.perf_counter()
-    pipe = Pipeline(encoder=encoder).fit(load_demo("train").texts, load_demo("train").labels)
+    pipe = Pipeline(encoder=encoder).fit(tables["train"].texts, tables["train"].labels)
     fit_s = time.perf_counter() - t0
     model_dir = pipe.save(out_dir / "model", overwrite=True)
     info = pipe.info
@@ -102,8 +102,7 @@ def run_demo(
         )
         + f" → {model_dir}"
     )
-    test_table = load_demo("test")
-    metrics = pipe.evaluate(test_table.texts, test_table.labels)
+    metrics = pipe.evaluate(tables["test"].texts, tables["test"].labels)
     results = Table(title="Test metrics (in-scope accuracy counts a rejection as an error)")
     results.add_column("metric")
     results.add_column("value", justify="right")
