@@ -319,7 +319,6 @@ def read_vector_file(
 
     path = Path(path)
     suffix = path.suffix.lower()
-    prov = Provenance(source=str(path))
     if suffix == ".npy":
         _read_bytes(path)
         try:
@@ -386,7 +385,7 @@ def read_vector_file(
             np.float32
         )
     return EmbeddingSet(
-        arr, ids=ids, labels=labels, provenance=Provenance(source=prov.source, dim=arr.shape[1])
+        arr, ids=ids, labels=labels, provenance=Provenance(source=str(path), dim=arr.shape[1])
     )
 
 
