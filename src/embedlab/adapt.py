@@ -73,7 +73,6 @@ def adapt_encoder(
     seconds, losses), also written to ``.embedlab_adapt.json`` in ``out_dir``.
     """
     import torch
-    from sentence_transformers import SentenceTransformer
 
     cfg = config or AdaptConfig()
     if getattr(encoder, "elastic", False):
@@ -95,7 +94,9 @@ def adapt_encoder(
     frozen = unit_rows(encoder.encode(texts, progress=progress))
     init = unit_rows(class_means(frozen, y_idx, len(classes)))
 
-    quiet_transformers()
+    quiet_transformers()  # before huggingface_hub is imported: offline, no progress bars
+    from sentence_transformers import SentenceTransformer
+
     model = SentenceTransformer(str(encoder.model_path), device="cpu", local_files_only=True)
     model.train()
     if cfg.freeze_embeddings:

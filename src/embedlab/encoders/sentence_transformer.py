@@ -174,13 +174,11 @@ class SentenceTransformerEncoder:
     def model(self) -> Any:
         """The loaded SentenceTransformer (loaded on first use)."""
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             t0 = time.perf_counter()
             try:
+                quiet_transformers()  # sets HF_HUB_OFFLINE before huggingface_hub is imported
                 from sentence_transformers import SentenceTransformer
 
-                quiet_transformers()
                 self._model = SentenceTransformer(
                     str(self.model_path), device=self.device, local_files_only=True
                 )
