@@ -225,7 +225,7 @@ class Pipeline:
     def _vectors(self, texts: Sequence[str], progress: bool | None) -> np.ndarray:
         if not hasattr(self.classifier, "detector_"):
             raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
-        return self._encoder().encode(check_texts(texts), progress=progress)
+        return self._encoder().encode(texts, progress=progress)  # encode() validates
 
     def predict(
         self, texts: Sequence[str], *, top_k: int = 3, progress: bool | None = None
