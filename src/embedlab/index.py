@@ -262,9 +262,10 @@ class Index:
                 arrays["faiss.npy"] = faiss.serialize_index(self._faiss)
             for name, arr in arrays.items():
                 np.save(tmp / name, arr, allow_pickle=False)
+            files = list(arrays)
             if rows is not None:
                 pq.write_table(rows, tmp / "rows.parquet")
-                arrays["rows.parquet"] = None
+                files.append("rows.parquet")
             doc = {
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
@@ -272,7 +273,7 @@ class Index:
                 "dim": self.dim,
                 "n": len(self),
                 "encoder": self.encoder,
-                "files": {n: sha256_file(tmp / n) for n in arrays},
+                "files": {n: sha256_file(tmp / n) for n in files},
             }
             (tmp / "index.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
         return path
