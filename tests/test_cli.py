@@ -113,6 +113,9 @@ def test_demo_runs(tmp_path):
     assert "178 texts" in res.output and "102 texts" in res.output
     assert "1-nearest-neighbour accuracy" in res.output
     assert "Test metrics" in res.output and "oos_auroc" in res.output
+    assert "Search (48 bytes/vector, binary + rescore)" in res.output
+    res = invoke("search", tmp_path / "demo" / "index", "wake me up at seven", "-k", "1", "--json")
+    assert res.exit_code == 0 and json.loads(res.output)["label"] == "set_alarm"
     train = EmbeddingSet.load(tmp_path / "demo" / "train")
     assert train.n == 178 and len(train.classes) == 13
 

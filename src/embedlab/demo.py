@@ -13,6 +13,7 @@ from rich.table import Table
 from embedlab.datasets import OOS_LABEL, load_demo
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.encoding import encode_table
+from embedlab.index import Index
 from embedlab.metrics import HEADLINE_METRICS
 from embedlab.pipeline import Pipeline
 
@@ -110,9 +111,22 @@ def run_demo(
         value = metrics[key]
         results.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
     console.print(results)
+
+    # Search: 32x smaller binary codes, rescored with the float vectors.
+    index = Index("binary,rescore10", train.dim, encoder=train.provenance.encoder)
+    index.add(train.vectors, ids=train.ids)
+    index_dir = index.save(out_dir / "index", overwrite=True, rows=train.rows_table())
+    query = "I'd like to fly to Lisbon next week"
+    ids, scores = index.search(encoder.encode([query]), 3, encoder=encoder.spec)
+    text_of = dict(zip(train.ids.tolist(), train.texts.tolist(), strict=True))
+    hits = "; ".join(f"{text_of[i]!r} ({s:.2f})" for i, s in zip(ids[0], scores[0], strict=True))
+    console.print(
+        f"Search ({index.bytes_per_vector():g} bytes/vector, binary + rescore) → {index_dir}: "
+        f"{query!r} → {hits}"
+    )
     console.print(
         f"Next: [bold]embedlab predict {model_dir} my_texts.csv -o predictions.csv[/] "
-        f"or [bold]embedlab info {out_dir / 'train'}[/]"
+        f'or [bold]embedlab search {out_dir / "index"} "your query"[/]'
     )
     sets["metrics"] = metrics
     return sets
