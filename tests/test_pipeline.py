@@ -197,3 +197,51 @@ def test_auto_adapt_skips_elastic_encoders(st_encoder_uncached, tmp_path):
     loaded = Pipeline.load(path, cache=False)
     assert loaded.encoder.layer == 4 and loaded.encoder.dim == 96
     assert loaded.classifier.n_features_in_ == 96
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["center,whiten,pca64,norm", "layer4,dim128,norm,int8"])
+def test_transform_chain_is_fitted_saved_and_reloaded(st_encoder_uncached, tmp_path, spec):
+    train, test = load_demo("train"), load_demo("test")
+    layer = 4 if spec.startswith("layer4") else None
+    enc = SentenceTransformerEncoder(cache=False, layer=layer)
+    enc._model = st_encoder_uncached.model
+    clf = OpenSetClassifier(head="prototype", detector="max-cosine")
+    pipe = Pipeline(encoder=enc, classifier=clf, adapt=False, transform=spec)
+    pipe.fit(train.texts, train.labels)
+    assert pipe.classifier.n_features_in_ == (64 if "pca64" in spec else 128)
+    assert pipe.evaluate(test.texts, test.labels)["accuracy"] >= 0.7
+    path = pipe.save(tmp_path / "m")
+    doc = json.loads((path / "bundle.json").read_text())
+    assert doc["transforms"]["spec"] == spec and doc["info"]["transform"] == spec
+    loaded = Pipeline.load(path, cache=False)
+    loaded.encoder._model = st_encoder_uncached.model
+    assert loaded.transform == spec and loaded.chain_.fitted
+    a, b = pipe.predict(test.texts), loaded.predict(test.texts)
+    np.testing.assert_array_equal(a["label"], b["label"])
+    np.testing.assert_allclose(a["score"], b["score"], rtol=1e-5, atol=1e-6)
+
+
+def test_transform_layer_must_match_the_encoder(fake_encoder):
+    pipe = Pipeline(encoder=SentenceTransformerEncoder(cache=False), transform="layer3,norm")
+    with pytest.raises(ValidationError, match="asks for layer 3"):
+        pipe.fit(["a b", "c d", "e f", "g h"], ["x", "x", "y", "y"])
+    assert Pipeline(transform="layer2,dim64")._encoder().layer == 2
+
+
+def test_bundle_with_a_damaged_transform_is_refused(st_encoder_uncached, tmp_path):
+    from embedlab.bundle import json_sha256
+
+    train = load_demo("train")
+    enc = SentenceTransformerEncoder(cache=False)
+    enc._model = st_encoder_uncached.model
+    clf = OpenSetClassifier(head="prototype", detector="max-cosine")
+    pipe = Pipeline(encoder=enc, classifier=clf, adapt=False, transform="center,pca32")
+    path = pipe.fit(train.texts, train.labels).save(tmp_path / "m")
+    doc = json.loads((path / "bundle.json").read_text())
+    doc.pop("checksum")
+    doc["transforms"]["spec"] = "center,pca32,binary,whiten"
+    doc["checksum"] = json_sha256(doc)
+    (path / "bundle.json").write_text(json.dumps(doc))
+    with pytest.raises(StoreError, match="saved transform cannot be rebuilt"):
+        Pipeline.load(path, cache=False)

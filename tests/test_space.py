@@ -241,3 +241,18 @@ def test_from_texts_records_provenance(fake_encoder):
 def test_metadata_accepts_arrow_table():
     es = EmbeddingSet(np.eye(2), metadata=pa.table({"m": [1, 2]}))
     assert es.metadata.column("m").to_pylist() == [1, 2]
+
+
+def test_transform_returns_float_rows_and_records_the_spec():
+    rng = np.random.default_rng(0)
+    es = EmbeddingSet(rng.standard_normal((300, 16)), labels=["a", "b", "c"] * 100)
+    out = es.transform("center,pca8,norm")
+    assert out.shape == (300, 8) and out.labels is es.labels
+    np.testing.assert_allclose(np.linalg.norm(out.vectors, axis=1), 1.0, rtol=1e-5)
+    assert out.provenance.dim == 8 and out.provenance.extra["transforms"] == ["center,pca8,norm"]
+    assert es.provenance.dim == 16  # the source set is unchanged
+    coded = es.transform("int8")
+    err = np.abs(coded.vectors - es.vectors)
+    assert coded.vectors.dtype == np.float32 and np.median(err) < 0.01  # tails are clipped
+    with pytest.raises(ValidationError, match="names layer 3"):
+        es.transform("layer3,norm")

@@ -109,3 +109,23 @@ def test_state_round_trip(X, spec):
     config, arrays = chain.state()
     back = TransformChain.from_state(config, arrays)
     np.testing.assert_array_equal(back.transform(X[:50]), chain.transform(X[:50]))
+
+
+def test_saved_state_survives_safetensors_byte_for_byte(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((400, 24)).astype(np.float32)
+    chain = TransformChain("center,whiten,pca8,norm").fit(X)
+    config, arrays = chain.state()
+    save_file(arrays, str(tmp_path / "a.safetensors"))
+    again = TransformChain.from_state(config, load_file(str(tmp_path / "a.safetensors")))
+    np.testing.assert_array_equal(again.transform(X), chain.transform(X))
+
+
+def test_from_state_refuses_missing_arrays():
+    chain = TransformChain("center,pca4").fit(np.random.default_rng(0).random((50, 8)))
+    config, arrays = chain.state()
+    del arrays["step1.projection"]
+    with pytest.raises(ValidationError, match="lacks its fitted arrays"):
+        TransformChain.from_state(config, arrays)

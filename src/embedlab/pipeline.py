@@ -36,6 +36,7 @@ from embedlab.errors import StoreError, ValidationError
 from embedlab.manifest import read_versioned_json, sha256_file
 from embedlab.metrics import evaluate_open_set
 from embedlab.openset import OpenSetClassifier
+from embedlab.transforms import TransformChain
 from embedlab.validation import check_labels
 
 __all__ = ["BUNDLE_FORMAT_VERSION", "Pipeline", "should_adapt"]
@@ -100,6 +101,12 @@ class Pipeline:
     calibration_fraction : float, default 0.1
         With adaptation, this share of each in-scope class (at most half of it) is kept out
         of fine-tuning and used to set the out-of-scope threshold.
+    transform : str, optional
+        A :class:`~embedlab.transforms.TransformChain` spec applied between the encoder and
+        the classifier, e.g. ``"layer4,dim128,norm"`` or ``"center,whiten,int8"``. It is
+        fitted on the in-scope training vectors. A chain ending in a code step (int8,
+        binary, pqM) is applied as encode-then-decode, so the classifier sees exactly what
+        that storage keeps. ``layerK`` picks the encoder layer (and then no adaptation).
     """
 
     def __init__(
@@ -109,8 +116,11 @@ class Pipeline:
         adapt: bool | str = "auto",
         adapt_config: Any = None,
         calibration_fraction: float = 0.1,
+        transform: str | None = None,
     ) -> None:
         self.encoder = encoder
+        self.transform = transform
+        self.chain_: TransformChain | None = None
         self.calibration_fraction = calibration_fraction
         self.classifier = classifier if classifier is not None else OpenSetClassifier()
         self.adapt = adapt
@@ -128,8 +138,15 @@ class Pipeline:
 
     def _encoder(self) -> SentenceTransformerEncoder:
         if self.encoder is None:
-            self.encoder = SentenceTransformerEncoder()
+            layer = TransformChain(self.transform).layer if self.transform else None
+            self.encoder = SentenceTransformerEncoder(layer=layer)
         return self.encoder
+
+    def _features(self, X: np.ndarray) -> np.ndarray:
+        """Encoder output → what the classifier sees (the fitted transform chain, if any)."""
+        if self.chain_ is None:
+            return X
+        return self.chain_.decode(self.chain_.transform(X))
 
     def fit(
         self,
@@ -150,6 +167,13 @@ class Pipeline:
         is_oos = labels == self.oos_label
         in_classes = np.unique(labels[~is_oos])
         encoder = self._encoder()
+        chain = TransformChain(self.transform) if self.transform else None
+        if chain is not None and chain.layer is not None and encoder.layer != chain.layer:
+            raise ValidationError(
+                f"transform {self.transform!r} asks for layer {chain.layer} but the encoder "
+                f"gives layer {encoder.layer or 'last'}; pass an encoder with layer="
+                f"{chain.layer}, or drop layer{chain.layer} from the spec"
+            )
         do_adapt = self.adapt if isinstance(self.adapt, bool) else None
         if self.adapt == "auto":
             do_adapt = should_adapt(int((~is_oos).sum()), len(in_classes)) and not getattr(
@@ -185,6 +209,8 @@ class Pipeline:
         X = encoder.encode(texts, progress=progress)
         encode_s = time.perf_counter() - t_enc
         t_fit = time.perf_counter()
+        self.chain_ = chain.fit(X[~is_oos] if (~is_oos).any() else X) if chain else None
+        X = self._features(X)
         self.classifier.fit(X, labels, calibration_mask=calibration_mask)
         if validation is not None:
             v_texts = check_texts(validation[0])
@@ -192,7 +218,7 @@ class Pipeline:
             v_in = [t for t, y in zip(v_texts, v_labels, strict=True) if y != self.oos_label]
             if not v_in:
                 raise ValidationError("the validation data has no in-scope rows to calibrate on")
-            self.classifier.calibrate(encoder.encode(v_in, progress=progress))
+            self.classifier.calibrate(self._features(encoder.encode(v_in, progress=progress)))
         fit_s = time.perf_counter() - t_fit
         counts = dict(zip(*np.unique(labels, return_counts=True), strict=True))
         self.info = {
@@ -208,6 +234,7 @@ class Pipeline:
                 "classifier_fit_seconds": round(fit_s, 2),
                 "total_seconds": round(time.perf_counter() - start, 2),
             },
+            "transform": self.transform,
             "head": self.classifier.head_name_,
             "detector": self.classifier.detector_name_,
             "threshold": self.classifier.threshold_,
@@ -225,7 +252,7 @@ class Pipeline:
     def _vectors(self, texts: Sequence[str], progress: bool | None) -> np.ndarray:
         if not hasattr(self.classifier, "detector_"):
             raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
-        return self._encoder().encode(texts, progress=progress)  # encode() validates
+        return self._features(self._encoder().encode(texts, progress=progress))  # validates
 
     def predict(
         self, texts: Sequence[str], *, top_k: int = 3, progress: bool | None = None
@@ -268,6 +295,10 @@ class Pipeline:
 
         arrays: dict[str, np.ndarray] = {}
         classifier_state = estimator_to_state(self.classifier, "classifier", arrays)
+        transforms = None
+        if self.chain_ is not None:
+            transforms, chain_arrays = self.chain_.state()
+            arrays.update({f"transform.{k}": v for k, v in chain_arrays.items()})
         encoder = self._encoder()
         spec = dict(encoder.spec)
         with atomic_directory(path, overwrite=overwrite) as tmp:
@@ -275,13 +306,15 @@ class Pipeline:
             if self._adapted_dir is not None or (model_dir.parent / BUNDLE_JSON).is_file():
                 shutil.copytree(encoder.model_path, tmp / ENCODER_DIR)
                 spec["path"] = ENCODER_DIR  # relative to the bundle
-            save_file(arrays, str(tmp / ARRAYS_FILE))
+            save_file(
+                {k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / ARRAYS_FILE)
+            )
             doc = {
                 "format": BUNDLE_FORMAT,
                 "format_version": BUNDLE_FORMAT_VERSION,
                 "embedlab_version": __version__,
                 "encoder": spec,
-                "transforms": [],
+                "transforms": transforms,
                 "oos_label": self.oos_label,
                 "classes": [str(c) for c in self.classes_],
                 "info": self.info,
@@ -317,16 +350,46 @@ class Pipeline:
         if not isinstance(classifier, OpenSetClassifier):
             raise StoreError(f"{path}: bundle does not hold an OpenSetClassifier")
         encoder = encoder_from_spec(doc["encoder"], base_dir=path, cache=cache)
+        chain = None
+        if doc.get("transforms"):
+            chain = _chain_from_state(path, doc["transforms"], arrays)
+            if chain.dim_in != encoder.dim:
+                raise StoreError(
+                    f"{path}: the transform expects {chain.dim_in}-d vectors but the encoder "
+                    f"gives {encoder.dim}-d"
+                )
         n_features = getattr(classifier, "n_features_in_", None)
-        if n_features != encoder.dim or [str(c) for c in classifier.classes_] != doc["classes"]:
+        if (
+            n_features != (chain.output_dim() if chain else encoder.dim)
+            or [str(c) for c in classifier.classes_] != doc["classes"]
+        ):
             raise StoreError(
                 f"{path}: classifier expects {n_features}-d vectors and classes "
                 f"{len(classifier.classes_)}, but the encoder gives {encoder.dim}-d / bundle lists "
                 f"{len(doc['classes'])} classes"
             )
-        pipe = cls(encoder=encoder, classifier=classifier, adapt=False)
+        pipe = cls(
+            encoder=encoder,
+            classifier=classifier,
+            adapt=False,
+            transform=chain.spec if chain else None,
+        )
+        pipe.chain_ = chain
         pipe.info = doc.get("info", {})
         return pipe
+
+
+def _chain_from_state(path: Path, config: Any, arrays: dict[str, np.ndarray]) -> TransformChain:
+    prefix = "transform."
+    try:
+        chain = TransformChain.from_state(
+            config, {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+        )
+    except (ValidationError, KeyError, TypeError) as exc:
+        raise StoreError(f"{path}: the saved transform cannot be rebuilt: {exc}") from None
+    if not chain.fitted or chain.dim_in is None:
+        raise StoreError(f"{path}: the saved transform {chain.spec!r} is not fitted")
+    return chain
 
 
 def _read_bundle_json(path: Path) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import datetime as _dt
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +233,39 @@ class EmbeddingSet:
         out.texts = parts["texts"]
         out.metadata = parts["metadata"]
         out.provenance = self.provenance
+        return out
+
+    def transform(self, chain: Any, *, fit: bool = False) -> EmbeddingSet:
+        """These rows through a :class:`~embedlab.transforms.TransformChain` (or spec string).
+
+        ``fit=True`` fits the chain on these vectors first (a spec string is always fitted
+        here). A chain ending in a code step gives its decoded float vectors; the
+        provenance records the spec and the new dimension.
+        """
+        from embedlab.transforms import TransformChain
+
+        if isinstance(chain, str):
+            chain, fit = TransformChain(chain), True
+        if chain.layer is not None and chain.layer != self.provenance.layer:
+            raise ValidationError(
+                f"{chain.spec!r} names layer {chain.layer}, but these vectors come from layer "
+                f"{self.provenance.layer or 'last'}; encode with --layer {chain.layer} instead"
+            )
+        if fit:
+            chain.fit(self.vectors)
+        vectors = np.ascontiguousarray(chain.decode(chain.transform(self.vectors)))
+        out = self._derive(
+            vectors, ids=self.ids, labels=self.labels, texts=self.texts, metadata=self.metadata
+        )
+        out.provenance = replace(
+            self.provenance,
+            dim=int(vectors.shape[1]),
+            normalized=bool(chain.steps) and chain.steps[-1].name == "norm",
+            extra={
+                **self.provenance.extra,
+                "transforms": [*self.provenance.extra.get("transforms", []), chain.spec],
+            },
+        )
         return out
 
     # ---------------------------------------------------------- combination

@@ -36,6 +36,13 @@ __all__ = ["TOKENS", "Step", "TransformChain", "parse_spec"]
 
 TOKENS = ("layerK", "center", "whiten", "pcaK", "dimK", "norm", "int8", "binary", "pqM")
 CODE_STEPS = ("int8", "binary", "pq")
+_ARRAYS = {
+    "center": ("mean",),
+    "whiten": ("mean", "projection"),
+    "pca": ("mean", "projection"),
+    "int8": ("low", "high"),
+    "pq": ("centroids",),
+}
 
 
 @dataclass
@@ -159,7 +166,11 @@ class TransformChain:
     # ---------------------------------------------------------------- persistence
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """JSON config and named arrays (for bundles: no pickle)."""
-        arrays = {f"step{i}.{k}": v for i, s in enumerate(self.steps) for k, v in s.arrays.items()}
+        arrays = {
+            f"step{i}.{k}": np.ascontiguousarray(v)  # safetensors writes memory order as is
+            for i, s in enumerate(self.steps)
+            for k, v in s.arrays.items()
+        }
         return {"spec": self.spec, "dim_in": self.dim_in, "fitted": self.fitted}, arrays
 
     @classmethod
@@ -169,6 +180,9 @@ class TransformChain:
         for i, step in enumerate(chain.steps):
             prefix = f"step{i}."
             step.arrays = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            missing = [n for n in _ARRAYS.get(step.name, ()) if n not in step.arrays]
+            if chain.fitted and missing:
+                raise ValidationError(f"step {step.token!r} lacks its fitted arrays {missing}")
         return chain
 
     def __repr__(self) -> str:
@@ -193,7 +207,10 @@ def _fit_step(step: Step, Z: np.ndarray) -> None:
             proj = evecs[:, : step.arg]
         else:  # whitening keeps every direction, each scaled to unit variance
             proj = evecs / np.sqrt(evals + 1e-6 * max(evals.max(), 1e-12))[None, :]
-        step.arrays = {"mean": mean.astype(np.float32), "projection": proj.astype(np.float32)}
+        step.arrays = {
+            "mean": mean.astype(np.float32),
+            "projection": np.ascontiguousarray(proj, dtype=np.float32),
+        }
     elif step.name == "int8":
         lo, hi = np.percentile(Z, [0.1, 99.9], axis=0)
         hi = np.where(hi - lo < 1e-12, lo + 1e-12, hi)

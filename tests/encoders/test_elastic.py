@@ -102,3 +102,26 @@ def test_adaptation_refuses_elastic_encoders(tmp_path):
         adapt_encoder(
             SentenceTransformerEncoder(cache=False, layer=3), ["a", "b"], ["x", "y"], tmp_path / "m"
         )
+
+
+def test_encode_layers_matches_every_hidden_state_in_one_pass(st_encoder_uncached, refs):
+    texts = [*TEXTS, TEXTS[0]]  # a repeated text is encoded once and returned twice
+    enc = SentenceTransformerEncoder()
+    enc._model = st_encoder_uncached.model
+    out = enc.encode_layers(texts)
+    assert sorted(out) == [1, 2, 3, 4, 5, 6]
+    for k, vecs in out.items():
+        assert vecs.shape == (4, 384) and vecs.dtype == np.float32
+        np.testing.assert_allclose(vecs[:3], unit(refs[k]), atol=1e-5)
+        np.testing.assert_array_equal(vecs[3], vecs[0])
+    # Each layer is cached under the elastic encoder's key: layer 2 needs no model now.
+    again = SentenceTransformerEncoder(layer=2)
+    np.testing.assert_array_equal(again.encode(TEXTS), out[2][:3])
+    assert again.last_stats["cached"] == 3 and again._model is None
+
+
+def test_encode_layers_rejects_layers_out_of_range(st_encoder_uncached):
+    enc = elastic(st_encoder_uncached)
+    with pytest.raises(EncoderError, match=r"layers 1\.\.6"):
+        enc.encode_layers(TEXTS, [0, 2])
+    assert sorted(enc.encode_layers(TEXTS, [5, 2])) == [2, 5]

@@ -240,6 +240,101 @@ class SentenceTransformerEncoder:
         }
         return out
 
+    def encode_layers(
+        self,
+        texts: Sequence[str],
+        layers: Sequence[int] | None = None,
+        *,
+        progress: bool | None = None,
+    ) -> dict[int, np.ndarray]:
+        """Mean-pooled, L2-normalised vectors of every requested layer from one forward pass.
+
+        Returns {layer: float32 (len(texts), model dim)}; layer L equals ``encode`` with
+        ``layer=L``. Each layer's vectors are cached under the same key as that elastic
+        encoder, so a later ``SentenceTransformerEncoder(layer=k)`` reuses them.
+        """
+        n_layers = int(self._config["num_layers"] or 0)
+        _check_elastic(self._config, n_layers, None, False)
+        layers = sorted(set(range(1, n_layers + 1) if layers is None else map(int, layers)))
+        for k in layers:
+            _check_elastic(self._config, k, None, False)
+        texts = check_texts(texts, max_chars=self.max_chars)
+        full = int(self._config["dim"])
+        keys = [text_key(t) for t in texts]
+        distinct = list(dict.fromkeys(keys))
+        first: dict[bytes, int] = {}
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
+        model_keys = {
+            k: f"st:{self.fingerprint}:len{self._config['max_seq_length']}:layer{k}:fl0:dim{full}"
+            for k in layers
+        }
+        per_layer = {k: np.empty((len(distinct), full), dtype=np.float32) for k in layers}
+        todo: set[int] = set()
+        for k in layers:
+            found = self.cache.get_many(model_keys[k], distinct, full) if self.cache else {}
+            for j, vec in found.items():
+                per_layer[k][j] = vec
+            todo.update(j for j in range(len(distinct)) if j not in found)
+        order = sorted(todo, key=lambda j: -len(texts[first[distinct[j]]]))
+        if order:
+            show = len(order) > 1000 if progress is None else progress
+            with progress_bar(len(order), "encoding all layers", enabled=show) as advance:
+                for s in range(0, len(order), _CHUNK):
+                    rows = order[s : s + _CHUNK]
+                    pooled = self._forward_layers([texts[first[distinct[j]]] for j in rows], layers)
+                    for k in layers:
+                        per_layer[k][rows] = pooled[k]
+                    advance(len(rows))
+            if self.cache:
+                for k in layers:
+                    self.cache.put_many(
+                        model_keys[k], [distinct[j] for j in order], per_layer[k][order]
+                    )
+        position = {k: j for j, k in enumerate(distinct)}
+        rows_of = np.fromiter((position[k] for k in keys), dtype=np.int64, count=len(keys))
+        return {k: per_layer[k][rows_of] for k in layers}
+
+    def _forward_layers(self, texts: list[str], layers: Sequence[int]) -> dict[int, np.ndarray]:
+        """One pass through the first max(layers) layers, pooling each requested one."""
+        import torch
+
+        st = self.model
+        tokenize = getattr(st, "preprocess", None) or st.tokenize
+        deepest = max(layers)
+        blocks = list(st[0].auto_model.encoder.layer)
+        out = {k: np.empty((len(texts), int(self._config["dim"])), np.float32) for k in layers}
+        captured: dict[int, Any] = {}
+
+        def hook(k: int):
+            def grab(_module: Any, _inputs: Any, output: Any) -> None:
+                captured[k] = output[0] if isinstance(output, tuple) else output
+
+            return grab
+
+        handles = [blocks[k - 1].register_forward_hook(hook(k)) for k in layers]
+        try:
+            with torch.inference_mode():
+                for s in range(0, len(texts), self.batch_size):
+                    feats = tokenize(texts[s : s + self.batch_size])
+                    inputs = {
+                        n: feats[n]
+                        for n in ("input_ids", "attention_mask", "token_type_ids")
+                        if n in feats
+                    }
+                    mask = inputs["attention_mask"].unsqueeze(-1).to(torch.float32)
+                    captured.clear()
+                    self._truncated_model(deepest)(**inputs)
+                    for k in layers:
+                        pooled = (captured[k] * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                        out[k][s : s + len(pooled)] = torch.nn.functional.normalize(
+                            pooled, dim=1
+                        ).numpy()
+        finally:
+            for h in handles:
+                h.remove()
+        return out
+
     def _forward(self, texts: list[str]) -> np.ndarray:
         if self.elastic:
             return self._forward_elastic(texts)
