@@ -194,6 +194,20 @@ def test_fit_with_named_components(tmp_path, demo_csvs):
     assert "head linear" in res.output and "detector energy" in res.output
 
 
+def test_fit_with_a_transform(tmp_path, demo_csvs):
+    train, test = demo_csvs
+    args = ("--head", "prototype", "--detector", "max-cosine")
+    res = invoke("fit", train, "-o", tmp_path / "m", "--transform", "layer3,dim128,int8", *args)
+    assert res.exit_code == 0, res.output
+    assert "transform layer3,dim128,int8" in res.output and "encoder frozen" in res.output
+    res = invoke("evaluate", tmp_path / "m", test, "--json")
+    assert res.exit_code == 0 and json.loads(res.output)["accuracy"] > 0.7
+    res = invoke("fit", train, "-o", tmp_path / "n", "--transform", "binary,whiten", *args)
+    assert res.exit_code == 2 and "cannot follow it" in res.output
+    res = invoke("fit", train, "-o", tmp_path / "n", "--transform", "layer9", *args)
+    assert res.exit_code == 2 and "layers 1..6" in res.output
+
+
 def test_fit_bad_input(tmp_path):
     f = tmp_path / "one.csv"
     f.write_text("text,label\nhello,greet\nhi,greet\n")

@@ -339,6 +339,13 @@ def fit(
     adapt_budget: Annotated[
         float, typer.Option(help="Seconds the encoder adaptation may take.")
     ] = 600.0,
+    transform: Annotated[
+        str | None,
+        typer.Option(
+            help="Vector transform between encoder and classifier, e.g. 'layer4,dim128,norm' or "
+            "'center,whiten,int8' (see `embedlab plan` to choose one)."
+        ),
+    ] = None,
     model: Annotated[
         Path | None,
         typer.Option(
@@ -365,12 +372,15 @@ def fit(
       embedlab fit train.csv --val val.csv -o model/     (threshold set on val's in-scope rows)
 
       embedlab fit tickets.jsonl -o model/ --text-col body --label-col queue --no-adapt
+
+      embedlab fit train.csv -o small/ --transform layer3,dim128,norm,int8   (cheaper vectors)
     """
     from embedlab.adapt import AdaptConfig
     from embedlab.encoders import SentenceTransformerEncoder
     from embedlab.openset import OpenSetClassifier
     from embedlab.pipeline import Pipeline
     from embedlab.readers import read_texts
+    from embedlab.transforms import TransformChain
 
     with _user_errors():
         _refuse_existing(output, force)
@@ -384,11 +394,13 @@ def fit(
             oos_label=oos_label,
             time_budget=time_budget,
         )
+        layer = TransformChain(transform).layer if transform else None
         pipe = Pipeline(
-            encoder=SentenceTransformerEncoder(model, cache=cache),
+            encoder=SentenceTransformerEncoder(model, cache=cache, layer=layer),
             classifier=clf,
             adapt="auto" if adapt is None else adapt,
             adapt_config=AdaptConfig(time_budget=adapt_budget),
+            transform=transform,
         )
         validation = None
         if val is not None:
@@ -406,6 +418,7 @@ def fit(
             f"({info['training']['n_oos']} out-of-scope), head [bold]{info['head']}[/], "
             f"detector [bold]{info['detector']}[/], threshold {info['threshold']:.4g} at "
             f"target FPR {target_fpr:g}; "
+            + (f"transform {transform}; " if transform else "")
             + (
                 f"encoder adapted in {adapted['seconds']:.0f} s ({adapted['steps']} steps); "
                 if adapted
