@@ -40,7 +40,14 @@ def test_flat_is_exact(data):
 
 @pytest.mark.parametrize(
     ("spec", "minimum"),
-    [("hnsw16", 0.9), ("ivf16,pq16x4", 0.2), ("binary,rescore10", 0.8), ("dim16,rerank10", 0.8)],
+    [
+        ("hnsw16", 0.9),
+        ("sq8", 0.9),
+        ("pq16x4", 0.2),
+        ("ivf16,pq16x4", 0.2),
+        ("binary,rescore10", 0.8),
+        ("dim16,rerank10", 0.8),
+    ],
 )
 def test_approximate_recall(data, spec, minimum):
     # ivf16,pq16x4 keeps 8 bytes per 64-d vector: far from exact, far above chance (0.003).
@@ -52,7 +59,7 @@ def test_approximate_recall(data, spec, minimum):
 
 
 @pytest.mark.parametrize(
-    "spec", ["flat", "hnsw16", "ivf16,pq16x4", "binary,rescore4", "dim16,rerank4"]
+    "spec", ["flat", "sq8", "pq8x4", "hnsw16", "ivf16,pq16x4", "binary,rescore4", "dim16,rerank4"]
 )
 def test_save_load_same_results(data, tmp_path, spec):
     X, Q = data
@@ -71,6 +78,8 @@ def test_bytes_per_vector():
     assert Index("ivf64,pq16", 384).bytes_per_vector() == 16
     assert Index("ivf64,pq16x4", 384).bytes_per_vector() == 8
     assert Index("dim64,rerank10", 384).bytes_per_vector() == 256
+    assert Index("sq8", 384).bytes_per_vector() == 384
+    assert Index("pq48", 384).bytes_per_vector() == 48
 
 
 def test_fewer_vectors_than_k_are_padded():
@@ -85,8 +94,12 @@ def test_errors(data, tmp_path):
         Index("annoy", 64)
     with pytest.raises(ValidationError, match="dim128 exceeds"):
         Index("dim128,rerank4", 64)
-    with pytest.raises(ValidationError, match="pq7 must divide"):
+    with pytest.raises(ValidationError, match="pq7: the number of sub-vectors must divide"):
         Index("ivf4,pq7", 64)
+    with pytest.raises(ValidationError, match="must divide the dimension 64"):
+        Index("pq5", 64)
+    with pytest.raises(ValidationError, match="needs at least 16 vectors"):
+        Index("pq8x4", 64).add(X[:10])
     with pytest.raises(ValidationError, match="empty"):
         Index("flat", 64).search(Q, 3)
     index = Index("flat", 64).add(X)

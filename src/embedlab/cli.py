@@ -531,7 +531,10 @@ def index(
         Path, typer.Option("--output", "-o", help="Directory to write the index to.")
     ],
     spec: Annotated[
-        str, typer.Option(help="flat, hnswM, ivfN,pqM[xB], binary,rescoreR or dimD,rerankR.")
+        str,
+        typer.Option(
+            help="flat, sq8, pqM[xB], hnswM, ivfN,pqM[xB], binary,rescoreR or dimD,rerankR."
+        ),
     ] = "flat",
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")

@@ -5,6 +5,10 @@ full-dimension rerank — one ``Index`` API chosen by a spec string.
 spec                   index
 =====================  =======================================================
 ``flat``               exact inner product (FAISS ``IndexFlatIP``)
+``sq8``                scalar quantisation, one byte per dimension (FAISS
+                       ``IndexScalarQuantizer`` QT_8bit, ranges trained on the data)
+``pqM[xB]``            product quantisation, M codes of B bits (default 8; FAISS
+                       ``IndexPQ``), exhaustive search over the codes
 ``hnswM``              FAISS HNSW graph with M links per node (``efSearch`` 64)
 ``ivfN,pqM[xB]``       FAISS IVF with N lists, PQ with M codes of B bits (default 8;
                        ``nprobe`` 16)
@@ -37,12 +41,14 @@ from embedlab.validation import check_vectors
 
 __all__ = ["INDEX_SPECS", "Index"]
 
-INDEX_SPECS = ("flat", "hnswM", "ivfN,pqM[xB]", "binary,rescoreR", "dimD,rerankR")
+INDEX_SPECS = ("flat", "sq8", "pqM[xB]", "hnswM", "ivfN,pqM[xB]", "binary,rescoreR", "dimD,rerankR")
 FORMAT = "embedlab.index"
 FORMAT_VERSION = 1
 
 _PATTERNS = {
     "flat": re.compile(r"^flat$"),
+    "sq8": re.compile(r"^sq8$"),
+    "pq": re.compile(r"^pq(\d+)(?:x(\d+))?$"),
     "hnsw": re.compile(r"^hnsw(\d+)$"),
     "ivfpq": re.compile(r"^ivf(\d+),pq(\d+)(?:x(\d+))?$"),
     "binary": re.compile(r"^binary,rescore(\d+)$"),
@@ -57,6 +63,8 @@ def _parse(spec: str) -> tuple[str, tuple[int, ...]]:
         if m:
             args = tuple(int(g) for g in m.groups() if g is not None)
             if kind == "ivfpq" and len(args) == 2:
+                args = (*args, 8)
+            if kind == "pq" and len(args) == 1:
                 args = (*args, 8)
             return kind, args
     raise ValidationError(f"unknown index spec {spec!r}; use one of: {', '.join(INDEX_SPECS)}")
@@ -86,10 +94,13 @@ class Index:
         self.encoder = encoder
         if self.kind == "shortlist" and self.args[0] > self.dim:
             raise ValidationError(f"dim{self.args[0]} exceeds the vectors' dimension {self.dim}")
-        if self.kind == "ivfpq" and not 1 <= self.args[2] <= 16:
-            raise ValidationError(f"PQ codes take 1..16 bits, not {self.args[2]}")
-        if self.kind == "ivfpq" and self.dim % self.args[1]:
-            raise ValidationError(f"pq{self.args[1]} must divide the dimension {self.dim}")
+        m_bits = {"ivfpq": self.args[1:], "pq": self.args}.get(self.kind)
+        if m_bits and not 1 <= m_bits[1] <= 16:
+            raise ValidationError(f"PQ codes take 1..16 bits, not {m_bits[1]}")
+        if m_bits and (m_bits[0] < 1 or self.dim % m_bits[0]):
+            raise ValidationError(
+                f"pq{m_bits[0]}: the number of sub-vectors must divide the dimension {self.dim}"
+            )
         self.ids = np.empty(0, dtype=object)
         self.vectors = np.empty((0, self.dim), dtype=np.float32)  # kept for rescoring kinds
         self._faiss: Any = None
@@ -134,14 +145,19 @@ class Index:
             elif self.kind == "hnsw":
                 self._faiss = faiss.IndexHNSWFlat(self.dim, self.args[0], ip)
             else:
-                nlist, m, bits = self.args
-                need = max(nlist, 2**bits)
+                if self.kind == "sq8":
+                    need, factory = 2, "SQ8"
+                elif self.kind == "pq":
+                    need, factory = 2 ** self.args[1], f"PQ{self.args[0]}x{self.args[1]}"
+                else:
+                    nlist, m, bits = self.args
+                    need, factory = max(nlist, 2**bits), f"IVF{nlist},PQ{m}x{bits}"
                 if len(first) < need:
                     raise ValidationError(
                         f"{self.spec} trains on the first batch added: it needs at least "
                         f"{need} vectors, got {len(first)}"
                     )
-                self._faiss = faiss.index_factory(self.dim, f"IVF{nlist},PQ{m}x{bits}", ip)
+                self._faiss = faiss.index_factory(self.dim, factory, ip)
                 self._faiss.train(first)
             self._tune()
         return self._faiss
@@ -238,6 +254,10 @@ class Index:
         """Bytes one stored vector costs in the search structure (rescoring copies aside)."""
         if self.kind in ("flat", "hnsw"):
             return 4.0 * self.dim
+        if self.kind == "sq8":
+            return float(self.dim)
+        if self.kind == "pq":
+            return self.args[0] * self.args[1] / 8.0
         if self.kind == "ivfpq":
             return self.args[1] * self.args[2] / 8.0
         if self.kind == "binary":
