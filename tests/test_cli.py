@@ -324,3 +324,65 @@ def test_index_refuses_queries_from_another_encoder(tmp_path, data_csv):
     other = dict(es.provenance.encoder, layer=3)
     with pytest.raises(ValidationError, match="layer: query 3 vs index None"):
         idx.search(es.vectors[:1], 1, encoder=other)
+
+
+def test_plan_classify_and_sts(tmp_path, demo_csvs):
+    out = tmp_path / "plan"
+    res = invoke("plan", demo_csvs[0], "-o", out, "--layers", "3,6", "--dims", "384,64", "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["task"] == "classify" and len(doc["rows"]) == 2 * 2 * 3  # pq left out: 178 rows
+    assert doc["recommended"]["transform"].startswith("layer")
+    assert {p.name for p in out.iterdir()} == {"plan.csv", "plan.json", "plan.png"}
+    res = invoke("plan", demo_csvs[0], "-o", out, "--layers", "6", "--dims", "64", "--no-plot")
+    assert res.exit_code == 0, res.output
+    assert "recommended:" in res.output and "embedlab fit DATA -o model/ --transform" in res.output
+    pairs = tmp_path / "pairs.csv"
+    rows = [("a man is playing a guitar", "a man plays guitar", 4.8)] * 6 + [
+        ("the cat sleeps on the sofa", "stock markets fell sharply today", 0.2)
+    ] * 6
+    pairs.write_text(
+        "sentence1,sentence2,score\n"
+        + "".join(f"{a} {i},{b} {i},{s}\n" for i, (a, b, s) in enumerate(rows))
+    )
+    res = invoke(
+        "plan",
+        pairs,
+        "--task",
+        "sts",
+        "-o",
+        out,
+        "--layers",
+        "6",
+        "--dims",
+        "32",
+        "--json",
+        "--storage",
+        "float32",
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["metric"] == "spearman"
+
+
+def test_plan_bad_input(tmp_path, demo_csvs):
+    res = invoke("plan", demo_csvs[0], "-o", tmp_path / "p", "--dims", "500")
+    assert res.exit_code == 2 and "this encoder has 1..384" in res.output
+    res = invoke("plan", demo_csvs[0], "-o", tmp_path / "p", "--layers", "7")
+    assert res.exit_code == 2 and "layers 1..6" in res.output
+    res = invoke("plan", demo_csvs[0], "-o", tmp_path / "p", "--layers", "two")
+    assert res.exit_code == 2 and "comma-separated integers" in res.output
+    res = invoke("plan", demo_csvs[0], "-o", tmp_path / "p", "--task", "rank")
+    assert res.exit_code == 2 and "choose one of: classify, retrieve, sts" in res.output
+    res = invoke(
+        "plan",
+        demo_csvs[0],
+        "-o",
+        tmp_path / "p",
+        "--max-bytes",
+        "1",
+        "--dims",
+        "64",
+        "--layers",
+        "1",
+    )
+    assert res.exit_code == 1 and "no configuration meets the limits" in res.output

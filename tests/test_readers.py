@@ -199,3 +199,39 @@ def test_write_table_round_trip(tmp_path, ext):
     path = write_table(table, tmp_path / f"out.{ext}")
     back = read_table(path)
     assert back.column("text").to_pylist() == ["a", "b"]
+
+
+def test_read_pairs_stsb_layout_and_columns(tmp_path):
+    from embedlab.readers import read_pairs
+
+    f = tmp_path / "sts.csv"
+    f.write_text(
+        "main-captions\tMSRvid\t2012test\t0001\t5.000\tA man is dancing.\tA man dances.\n"
+        "main-news\theadlines\t2013\t0002\t0.500\tStocks fall.\tA cat sleeps.\tsrc\tsrc\n",
+        encoding="utf-8",
+    )
+    pairs = read_pairs(f)
+    assert pairs.first == ["A man is dancing.", "Stocks fall."]
+    assert pairs.second[1] == "A cat sleeps." and pairs.scores.tolist() == [5.0, 0.5]
+    g = tmp_path / "pairs.jsonl"
+    g.write_text('{"a": "x y", "b": "y z", "s": 0.3}\n{"a": "p", "b": "q", "s": "1"}\n')
+    pairs = read_pairs(g, first_col="a", second_col="b", score_col="s")
+    assert len(pairs) == 2 and pairs.scores.tolist() == [0.3, 1.0]
+
+
+def test_read_pairs_bad_input(tmp_path):
+    from embedlab.readers import read_pairs
+
+    g = tmp_path / "pairs.csv"
+    g.write_text("sentence1,sentence2,score\nhello,world,high\n")
+    with pytest.raises(DataFormatError, match="non-number at row 0: 'high'"):
+        read_pairs(g)
+    g.write_text("sentence1,sentence2,score\nhello,,1\n")
+    with pytest.raises(DataFormatError, match=r"empty text at rows \[0\]"):
+        read_pairs(g)
+    g.write_text("s1,s2,score\nhello,world,1\n")
+    with pytest.raises(DataFormatError, match=r"no column\(s\) \['sentence1', 'sentence2'\]"):
+        read_pairs(g)
+    g.write_text("a\tb\tc\td\t3.0\tonly six fields\n")  # not STS-B: read as a header
+    with pytest.raises(DataFormatError, match="has a header but no data rows"):
+        read_pairs(g)

@@ -116,6 +116,17 @@ class Index:
         return f"Index({self.spec!r}, dim={self.dim}, n={len(self)})"
 
     # ---------------------------------------------------------------- building
+    def train(self, vectors: Any) -> Index:
+        """Learn the quantiser (sq8, pq, ivf-pq) from ``vectors`` without adding them; by
+        default the first batch given to :meth:`add` trains it. Other kinds need no training."""
+        X = unit_rows(check_vectors(vectors, dim=self.dim))
+        if self.kind in ("sq8", "pq", "ivfpq"):
+            if self._faiss is not None and len(self):
+                raise ValidationError("this index already holds vectors; train it before add()")
+            self._faiss = None
+            self._faiss_index(X)
+        return self
+
     def add(self, vectors: Any, ids: Any = None) -> Index:
         """Add vectors (n, dim) with optional ids (default: running row numbers)."""
         X = unit_rows(check_vectors(vectors, dim=self.dim))

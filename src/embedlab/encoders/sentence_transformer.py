@@ -295,6 +295,22 @@ class SentenceTransformerEncoder:
         rows_of = np.fromiter((position[k] for k in keys), dtype=np.int64, count=len(keys))
         return {k: per_layer[k][rows_of] for k in layers}
 
+    def layer_timings(self, texts: Sequence[str], layers: Sequence[int]) -> dict[int, float]:
+        """Milliseconds per text to encode ``texts`` stopping at each layer (cache bypassed,
+        after a warm-up batch): what ``layer=k`` costs on this machine."""
+        texts = check_texts(texts, max_chars=self.max_chars)
+        out = {}
+        for k in layers:
+            enc = SentenceTransformerEncoder(
+                self.model_path, cache=False, layer=int(k), batch_size=self.batch_size
+            )
+            enc._model = self.model  # share the loaded weights
+            enc.encode(texts[:8], progress=False)
+            t0 = time.perf_counter()
+            enc.encode(texts, progress=False)
+            out[int(k)] = 1000.0 * (time.perf_counter() - t0) / len(texts)
+        return out
+
     def _forward_layers(self, texts: list[str], layers: Sequence[int]) -> dict[int, np.ndarray]:
         """One pass through the first max(layers) layers, pooling each requested one."""
         import torch
