@@ -89,7 +89,17 @@ def main() -> None:
         chain = TransformChain("binary" if spec.startswith("binary") else "dim96,norm").fit(Xtr)
         dec = tuple(chain.decode(chain.transform(X)) for X in (Xtr, Xte, Xoo))
         run(name, idx.bytes_per_vector(), fn, dec)
-    for spec in ("int8", "dim192,norm,int8", "dim96,norm", "dim48,norm", "pq96", "pq48", "binary"):
+    for spec in (
+        "int8",
+        "dim192,norm,int8",
+        "center,pca192,norm,int8",
+        "dim96,norm",
+        "dim48,norm",
+        "pq192",
+        "pq96",
+        "pq48",
+        "binary",
+    ):
         chain = TransformChain(spec).fit(Xtr)
         dec = tuple(chain.decode(chain.transform(X)) for X in (Xtr, Xte, Xoo))
         flat = faiss.IndexFlatIP(dec[0].shape[1])

@@ -63,7 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--specs", default=",".join(DEFAULT_SPECS).replace(",", ";"))
+    ap.add_argument("--specs", default=";".join(DEFAULT_SPECS), help="specs separated by ;")
     args = ap.parse_args()
     specs = [s for s in args.specs.split(";") if s]
     t0 = time.perf_counter()

@@ -159,10 +159,10 @@ class Index:
                 if self.kind == "sq8":
                     need, factory = 2, "SQ8"
                 elif self.kind == "pq":
-                    need, factory = 2 ** self.args[1], f"PQ{self.args[0]}x{self.args[1]}"
+                    need, factory = 2 ** self.args[1], f"PQ{self.args[0]}x{self.args[1]}np"
                 else:
                     nlist, m, bits = self.args
-                    need, factory = max(nlist, 2**bits), f"IVF{nlist},PQ{m}x{bits}"
+                    need, factory = max(nlist, 2**bits), f"IVF{nlist},PQ{m}x{bits}np"
                 if len(first) < need:
                     raise ValidationError(
                         f"{self.spec} trains on the first batch added: it needs at least "

@@ -573,33 +573,41 @@ def plot_plan(p: Plan, path: str | os.PathLike) -> Path:
 
     from embedlab.atomic import atomic_write_bytes
 
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    fig, ax = plt.subplots(figsize=(8.5, 5), dpi=110)
     markers = {"float32": "o", "int8": "s", "binary": "^", "pq": "D"}
+    lo, hi = min(r.layer for r in p.rows), max(r.layer for r in p.rows)
+    points = None
     for storage in STORAGES:
         rs = [r for r in p.rows if r.storage == storage]
         if rs:
-            ax.scatter(
+            points = ax.scatter(
                 [r.bytes_per_vector for r in rs],
                 [r.quality for r in rs],
                 c=[r.layer for r in rs],
                 cmap="viridis",
-                vmin=min(r.layer for r in p.rows),
-                vmax=max(r.layer for r in p.rows),
+                vmin=lo,
+                vmax=max(hi, lo + 1),
                 marker=markers[storage],
                 s=[12 + r.dim / 8 for r in rs],
-                alpha=0.75,
-                label=storage,
+                alpha=0.8,
                 edgecolors="none",
             )
-    front = sorted((r for r in p.rows if r.pareto), key=lambda r: r.bytes_per_vector)
-    if front:
-        ax.plot(
-            [r.bytes_per_vector for r in front],
-            [r.quality for r in front],
+            ax.scatter([], [], marker=markers[storage], c="grey", label=storage)
+    # The best quality reachable within each byte budget (the 2-D front of this view).
+    envelope, top = [], -math.inf
+    for r in sorted(p.rows, key=lambda r: (r.bytes_per_vector, -r.quality)):
+        if r.feasible and r.quality > top:
+            envelope.append(r)
+            top = r.quality
+    if envelope:
+        ax.step(
+            [r.bytes_per_vector for r in envelope],
+            [r.quality for r in envelope],
+            where="post",
             color="crimson",
             lw=1,
             ls="--",
-            label="Pareto front",
+            label="best within a byte budget",
         )
     rec = p.recommended
     if rec is not None:
@@ -610,10 +618,15 @@ def plot_plan(p: Plan, path: str | os.PathLike) -> Path:
             f"recommended: {rec.name}",
             (rec.bytes_per_vector, rec.quality),
             textcoords="offset points",
-            xytext=(10, -14),
+            xytext=(-12, -18),
+            ha="right",
             fontsize=8,
             color="crimson",
+            bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "crimson", "alpha": 0.85},
         )
+    if points is not None:
+        bar = fig.colorbar(points, ax=ax, pad=0.01)
+        bar.set_label("layer")
     if p.max_bytes is not None:
         ax.axvline(p.max_bytes, color="grey", lw=0.8, ls=":")
     ax.set_xscale("log", base=2)

@@ -118,6 +118,10 @@ def test_encode_layers_matches_every_hidden_state_in_one_pass(st_encoder_uncache
     again = SentenceTransformerEncoder(layer=2)
     np.testing.assert_array_equal(again.encode(TEXTS), out[2][:3])
     assert again.last_stats["cached"] == 3 and again._model is None
+    # The last layer of this (mean-pooled, normalising) model is its plain output.
+    plain = SentenceTransformerEncoder()
+    np.testing.assert_array_equal(plain.encode(TEXTS), out[6][:3])
+    assert plain.last_stats["cached"] == 3 and plain._model is None
 
 
 def test_encode_layers_rejects_layers_out_of_range(st_encoder_uncached):

@@ -164,10 +164,25 @@ class SentenceTransformerEncoder:
         return f"SentenceTransformerEncoder({self.name!r}, dim={self.dim})"
 
     def _cache_model_key(self) -> str:
-        key = f"st:{self.fingerprint}:len{self._config['max_seq_length']}"
         if self.elastic:
-            key += f":layer{self.layer}:fl{int(self.first_last_average)}:dim{self.dim}"
-        return key
+            if self.first_last_average or self.out_dim is not None:
+                return (
+                    f"st:{self.fingerprint}:len{self._config['max_seq_length']}:layer{self.layer}"
+                    f":fl{int(self.first_last_average)}:dim{self.dim}"
+                )
+            return self._layer_cache_key(self.layer or int(self._config["num_layers"]))
+        return f"st:{self.fingerprint}:len{self._config['max_seq_length']}"
+
+    def _layer_cache_key(self, k: int) -> str:
+        """Cache key of the mean-pooled, normalised full-width vectors of layer k. For the last
+        layer of a mean-pooled, normalising model these are the model's own output, so they
+        share its key (an ``encode`` then reuses what ``encode_layers`` stored)."""
+        base = f"st:{self.fingerprint}:len{self._config['max_seq_length']}"
+        cfg = self._config
+        plain = cfg["pooling"] == "mean" and cfg["normalized"] and not cfg["has_dense"]
+        if k == int(cfg["num_layers"] or 0) and plain:
+            return base
+        return f"{base}:layer{k}:fl0:dim{cfg['dim']}"
 
     # ------------------------------------------------------------------- model
     @property
@@ -265,10 +280,7 @@ class SentenceTransformerEncoder:
         first: dict[bytes, int] = {}
         for i, key in enumerate(keys):
             first.setdefault(key, i)
-        model_keys = {
-            k: f"st:{self.fingerprint}:len{self._config['max_seq_length']}:layer{k}:fl0:dim{full}"
-            for k in layers
-        }
+        model_keys = {k: self._layer_cache_key(k) for k in layers}
         per_layer = {k: np.empty((len(distinct), full), dtype=np.float32) for k in layers}
         todo: set[int] = set()
         for k in layers:
