@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,28 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def pytest_configure(config):
+    # Module- and session-scoped fixtures build encoders before any per-test environment
+    # is set: make torch the suite's default backend from the start.
+    os.environ["EMBEDLAB_BACKEND"] = "torch"
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory) -> Path:
+    """One folder of exported ONNX graphs for the whole session (exports take seconds)."""
+    return tmp_path_factory.mktemp("onnx")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test gets its own EMBEDLAB_CACHE so tests never see each other's vectors."""
+def _isolated_cache(tmp_path_factory, monkeypatch, onnx_cache):
+    """Every test gets its own EMBEDLAB_CACHE so tests never see each other's vectors.
+
+    Tests run the torch backend unless they ask for another (their numeric references are
+    torch's); tests/encoders/test_onnx_backend.py covers the ONNX backends and ``auto``.
+    """
     monkeypatch.setenv("EMBEDLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("EMBEDLAB_ONNX_CACHE", str(onnx_cache))
+    monkeypatch.setenv("EMBEDLAB_BACKEND", "torch")
 
 
 class FakeEncoder:
@@ -58,7 +77,7 @@ def st_encoder_uncached():
     """The packaged all-MiniLM-L6-v2 with no cache, loaded once per test session."""
     from embedlab.encoders import SentenceTransformerEncoder
 
-    enc = SentenceTransformerEncoder(cache=False)
+    enc = SentenceTransformerEncoder(cache=False, backend="torch")
     _ = enc.model
     return enc
 

@@ -128,6 +128,13 @@ def encode(
     first_last_average: Annotated[
         bool, typer.Option(help="Average the first layer with the chosen (or last) layer.")
     ] = False,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="How the encoder runs: auto (fastest backend that passes a quality check "
+            "against torch), torch, onnx or onnx-int8."
+        ),
+    ] = "auto",
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")
     ] = False,
@@ -174,6 +181,7 @@ def encode(
             layer=layer,
             dim=dim,
             first_last_average=first_last_average,
+            backend=backend,
         )
         t0 = time.perf_counter()
         es = encode_table(table, encoder, keep_text=keep_text)
@@ -183,7 +191,8 @@ def encode(
         rate = f", {st['texts_per_second']:,.0f} texts/s" if st["encoded"] else ""
         console.print(
             f"wrote {output}: {es.n} × {es.dim} float32 from {encoder.name} "
-            f"({st['encoded']} encoded, {st['cached']} from cache, {secs:.1f} s{rate})"
+            f"({st['encoded']} encoded, {st['cached']} from cache, {secs:.1f} s{rate}; "
+            f"backend {encoder.resolved_backend})"
         )
 
 
@@ -339,6 +348,13 @@ def fit(
     adapt_budget: Annotated[
         float, typer.Option(help="Seconds the encoder adaptation may take.")
     ] = 600.0,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="How the encoder runs: auto (fastest backend that passes a quality check "
+            "against torch), torch, onnx or onnx-int8."
+        ),
+    ] = "auto",
     transform: Annotated[
         str | None,
         typer.Option(
@@ -396,7 +412,7 @@ def fit(
         )
         layer = TransformChain(transform).layer if transform else None
         pipe = Pipeline(
-            encoder=SentenceTransformerEncoder(model, cache=cache, layer=layer),
+            encoder=SentenceTransformerEncoder(model, cache=cache, layer=layer, backend=backend),
             classifier=clf,
             adapt="auto" if adapt is None else adapt,
             adapt_config=AdaptConfig(time_budget=adapt_budget),
@@ -689,6 +705,13 @@ def plan(
         Path | None,
         typer.Option(help="Local sentence-transformers model directory (default: packaged)."),
     ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="How the encoder runs: auto (fastest backend that passes a quality check "
+            "against torch), torch, onnx or onnx-int8."
+        ),
+    ] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write plan.png.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
@@ -737,7 +760,7 @@ def plan(
             labels,
             task=task,
             pairs=pairs,
-            encoder=SentenceTransformerEncoder(model),
+            encoder=SentenceTransformerEncoder(model, backend=backend),
             layers=layer_list,
             dims=dim_list,
             storages=storage,

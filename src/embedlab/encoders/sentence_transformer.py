@@ -85,6 +85,11 @@ class SentenceTransformerEncoder:
     device : str, default "cpu"
     max_chars : int
         Texts are cut to this many characters before tokenising.
+    backend : {"auto", "torch", "onnx", "onnx-int8"}, optional
+        How the transformer runs. ``auto`` (the default, or ``$EMBEDLAB_BACKEND``) uses the
+        fastest backend that passed a quality check against torch on a fixed probe set
+        (see :mod:`embedlab.encoders.backend_choice`), falling back to torch with a message
+        when ONNX Runtime is unavailable or the model is unsupported.
 
     Examples
     --------
@@ -105,8 +110,18 @@ class SentenceTransformerEncoder:
         layer: int | None = None,
         dim: int | None = None,
         first_last_average: bool = False,
+        backend: str | None = None,
     ) -> None:
+        from embedlab.encoders.onnx_backend import BACKENDS
+
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
+        self.backend = backend or os.environ.get("EMBEDLAB_BACKEND") or "auto"
+        if self.backend not in BACKENDS:
+            raise EncoderError(
+                f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}"
+            )
+        self._backend: str | None = None  # resolved on first encode
+        self._onnx: Any = None
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise EncoderError(f"batch_size must be >= 1, got {batch_size}")
@@ -158,12 +173,17 @@ class SentenceTransformerEncoder:
             "truncate_dim": self.out_dim,
             "num_layers": self._config["num_layers"],
             "first_last_average": self.first_last_average,
+            "backend": self.backend,
         }
 
     def __repr__(self) -> str:
         return f"SentenceTransformerEncoder({self.name!r}, dim={self.dim})"
 
     def _cache_model_key(self) -> str:
+        suffix = "" if self.resolved_backend == "torch" else f":{self.resolved_backend}"
+        return self._vector_key() + suffix
+
+    def _vector_key(self) -> str:
         if self.elastic:
             if self.first_last_average or self.out_dim is not None:
                 return (
@@ -309,12 +329,16 @@ class SentenceTransformerEncoder:
 
     def layer_timings(self, texts: Sequence[str], layers: Sequence[int]) -> dict[int, float]:
         """Milliseconds per text to encode ``texts`` stopping at each layer (cache bypassed,
-        after a warm-up batch): what ``layer=k`` costs on this machine."""
+        after a warm-up batch, with this encoder's backend): what ``layer=k`` costs here."""
         texts = check_texts(texts, max_chars=self.max_chars)
         out = {}
         for k in layers:
             enc = SentenceTransformerEncoder(
-                self.model_path, cache=False, layer=int(k), batch_size=self.batch_size
+                self.model_path,
+                cache=False,
+                layer=int(k),
+                batch_size=self.batch_size,
+                backend=self.backend,
             )
             enc._model = self.model  # share the loaded weights
             enc.encode(texts[:8], progress=False)
@@ -363,7 +387,40 @@ class SentenceTransformerEncoder:
                 h.remove()
         return out
 
+    @property
+    def resolved_backend(self) -> str:
+        """The backend encoding actually uses (``auto`` resolved on first use)."""
+        if self._backend is None:
+            from embedlab.encoders.backend_choice import resolve_backend
+
+            self._backend = resolve_backend(self)
+        return self._backend
+
+    def onnx_backend(self, kind: str | None = None) -> Any:
+        """The ONNX Runtime runner for this encoder's layer (``kind``: onnx / onnx-int8)."""
+        from embedlab.encoders.cache import default_cache_dir
+        from embedlab.encoders.onnx_backend import OnnxBackend
+
+        kind = kind or self.resolved_backend
+        if self._onnx is None or self._onnx.name != kind:
+            root = os.environ.get("EMBEDLAB_ONNX_CACHE")
+            self._onnx = OnnxBackend(
+                self.model_path,
+                self.fingerprint,
+                self._config,
+                layer=self.layer,
+                quantize=kind == "onnx-int8",
+                cache_dir=Path(root) if root else default_cache_dir(),
+            )
+        return self._onnx
+
     def _forward(self, texts: list[str]) -> np.ndarray:
+        if self.resolved_backend != "torch":
+            vecs = self.onnx_backend().embed(texts)
+            if self.out_dim is not None:
+                vecs = vecs[:, : self.out_dim]
+                vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+            return np.ascontiguousarray(vecs, dtype=np.float32)
         if self.elastic:
             return self._forward_elastic(texts)
         vecs = self.model.encode(
@@ -443,6 +500,7 @@ def encoder_from_spec(
         layer=spec.get("layer"),
         dim=spec.get("truncate_dim"),
         first_last_average=bool(spec.get("first_last_average")),
+        backend=spec.get("backend"),
     )
     if encoder.fingerprint != spec.get("fingerprint"):
         raise StoreError(

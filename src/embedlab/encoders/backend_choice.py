@@ -1,0 +1,197 @@
+"""Choosing the encoder backend: ``auto`` = the fastest one that passes a quality check.
+
+The check runs once per (model fingerprint, layer) and is remembered in
+``<onnx cache>/<fingerprint>-layer<k>-choice.json``: each candidate (``onnx-int8``,
+``onnx``) encodes a fixed probe set — the packaged demo utterances plus passages of about
+128 and 256 tokens — and must keep mean cosine ≥ 0.99 and minimum cosine ≥ 0.95 to the
+torch float32 vectors. Among those that pass, the fastest on the probe's sentence-length
+utterances (best of 3 runs) wins if it beats torch; otherwise torch is used. A re-exported
+graph (new sha256) invalidates the verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedlab.errors import EncoderError
+
+__all__ = ["MIN_COSINE", "MIN_MEAN_COSINE", "probe_texts", "resolve_backend"]
+
+log = logging.getLogger("embedlab")
+
+MIN_MEAN_COSINE = 0.99
+MIN_COSINE = 0.95
+CHOICE_VERSION = 2
+SHORT_PROBE = 280  # the demo utterances at the head of probe_texts()
+CANDIDATES = ("onnx-int8", "onnx")
+
+
+def probe_texts() -> list[str]:
+    """The fixed probe set: 280 short demo utterances and 20 long passages built from them."""
+    from embedlab.datasets import load_demo
+
+    short = load_demo("train").texts + load_demo("test").texts
+    long = []
+    for words in (90, 180):  # ≈ 128 and ≈ 256 word pieces
+        for start in range(10):
+            passage, i = [], start
+            while sum(len(t.split()) for t in passage) < words:
+                passage.append(short[i % len(short)])
+                i += 7
+            long.append(". ".join(passage))
+    return short + long
+
+
+def onnx_problem(encoder: Any) -> str | None:
+    """Why this encoder cannot run on ONNX Runtime, or None."""
+    from embedlab.encoders.onnx_backend import onnx_available
+
+    reason = onnx_available()
+    if reason:
+        return reason
+    cfg = encoder._config
+    if encoder.first_last_average:
+        return "first-last layer averaging runs on torch only"
+    if cfg.get("pooling") != "mean" or cfg.get("has_dense"):
+        return f"the model pools by {cfg.get('pooling')!r} (the onnx backend does mean pooling)"
+    arch = str(cfg.get("architecture") or "")
+    if not any(a in arch.lower() for a in ("bert", "mpnet", "roberta")):
+        return f"{arch or 'this architecture'} is not a supported BERT-family model"
+    if not (Path(encoder.model_path) / "tokenizer.json").is_file():
+        return "the model has no tokenizer.json (fast tokenizer)"
+    return None
+
+
+def resolve_backend(encoder: Any) -> str:
+    """The backend ``encoder`` should use; raises when an explicitly named one cannot run."""
+    wanted = encoder.backend
+    if wanted == "torch":
+        return "torch"
+    problem = onnx_problem(encoder)
+    if wanted in CANDIDATES:
+        if problem:
+            raise EncoderError(
+                f"backend {wanted!r} is unavailable: {problem}; use backend 'torch' or 'auto'"
+            )
+        return wanted
+    if problem:
+        log.info("backend auto: using torch (%s)", problem)
+        return "torch"
+    try:
+        verdict = _verdict(encoder)
+    except EncoderError as exc:
+        log.warning("backend auto: the ONNX backends failed (%s); using torch", exc)
+        return "torch"
+    passing = [k for k in CANDIDATES if verdict[k]["passed"]]
+    best = max(passing, key=lambda k: verdict[k]["texts_per_s"], default="torch")
+    if best != "torch" and verdict[best]["texts_per_s"] <= verdict["torch"]["texts_per_s"]:
+        best = "torch"
+    log.info(
+        "backend auto: %s (%s)",
+        best,
+        ", ".join(
+            f"{k}: {v['texts_per_s']:.0f}/s"
+            + (f", cos mean {v['mean_cos']:.4f} min {v['min_cos']:.4f}" if k != "torch" else "")
+            for k, v in verdict.items()
+            if isinstance(v, dict)
+        ),
+    )
+    return best
+
+
+def _verdict_path(encoder: Any) -> Path:
+    layer = encoder.layer or int(encoder._config["num_layers"])
+    runner = encoder.onnx_backend("onnx")
+    return runner.cache_dir / f"{encoder.fingerprint}-layer{layer}-choice.json"
+
+
+def _verdict(encoder: Any) -> dict[str, Any]:
+    from filelock import FileLock
+
+    path = _verdict_path(encoder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock", timeout=900):
+        cached = _read_verdict(path, encoder)
+        if cached is not None:
+            return cached
+        verdict = measure_backends(encoder)
+        from embedlab.atomic import atomic_write_bytes
+
+        atomic_write_bytes(path, json.dumps(verdict, indent=1).encode())
+        return verdict
+
+
+def _read_verdict(path: Path, encoder: Any) -> dict[str, Any] | None:
+    from embedlab.manifest import sha256_file
+
+    try:
+        verdict = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if verdict.get("version") != CHOICE_VERSION:
+        return None
+    for kind in CANDIDATES:
+        runner = encoder.onnx_backend(kind)
+        entry = verdict.get(kind)
+        if not isinstance(entry, dict) or not runner.graph_path.is_file():
+            return None
+        if entry.get("graph_sha256") != sha256_file(runner.graph_path):
+            return None
+    return verdict
+
+
+def measure_backends(encoder: Any, texts: list[str] | None = None) -> dict[str, Any]:
+    """Speed (texts/s, best of 2 runs) and cosine to torch float32 of every backend."""
+    from embedlab.encoders.sentence_transformer import SentenceTransformerEncoder
+    from embedlab.manifest import sha256_file
+
+    texts = texts or probe_texts()
+    short = texts[:SHORT_PROBE]  # speed is judged on sentence-length inputs, the common case
+    torch_enc = SentenceTransformerEncoder(
+        encoder.model_path, cache=False, layer=encoder.layer, backend="torch"
+    )
+    torch_enc._model = encoder.model
+    ref = torch_enc._forward(texts)
+    _, torch_speed = _timed(lambda: torch_enc._forward(short), len(short))
+    verdict: dict[str, Any] = {
+        "version": CHOICE_VERSION,
+        "probe_texts": len(texts),
+        "speed_texts": len(short),
+        "torch": {"texts_per_s": torch_speed},
+    }
+    ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
+    for kind in CANDIDATES:
+        runner = encoder.onnx_backend(kind)
+        try:
+            runner.ensure_exported(encoder.model)
+            vecs = runner.embed(texts)
+            _, speed = _timed(lambda r=runner: r.embed(short), len(short))
+        except Exception as exc:  # an export or run failure disqualifies the backend
+            raise EncoderError(f"{kind}: {exc}") from None
+        cos = np.einsum("ij,ij->i", vecs / np.linalg.norm(vecs, axis=1, keepdims=True), ref)
+        verdict[kind] = {
+            "texts_per_s": speed,
+            "mean_cos": float(cos.mean()),
+            "min_cos": float(cos.min()),
+            "passed": bool(cos.mean() >= MIN_MEAN_COSINE and cos.min() >= MIN_COSINE),
+            "graph_sha256": sha256_file(runner.graph_path),
+        }
+    encoder._onnx = None
+    return verdict
+
+
+def _timed(fn: Any, n: int) -> tuple[np.ndarray, float]:
+    fn()  # warm-up
+    best = np.inf
+    out = None
+    for _ in range(3):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return np.asarray(out, dtype=np.float32), n / best

@@ -1,0 +1,394 @@
+"""ONNX Runtime backend for mean-pooled BERT-family sentence-transformers models.
+
+The transformer (cut to layer k when asked) and its mean pooling are exported once to an
+ONNX graph, fused with ONNX Runtime's BERT optimiser (attention, LayerNorm, GELU), and
+optionally int8-quantised (per-channel weights, dynamic activations; the feed-forward
+output projections, whose inputs carry GELU outliers, stay in float). Artefacts live in
+``$EMBEDLAB_CACHE/onnx/`` under the model fingerprint with a JSON sidecar holding the
+sha256 of the graph; a missing, stale or corrupted graph is exported again.
+
+Texts are tokenised with the model's own ``tokenizer.json`` (Rust ``tokenizers``), sorted
+by token length and batched so that no batch pads beyond its longest member.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedlab.errors import EncoderError
+
+__all__ = ["BACKENDS", "ONNX_EXPORT_VERSION", "OnnxBackend", "onnx_available"]
+
+log = logging.getLogger("embedlab")
+
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+ONNX_EXPORT_VERSION = 1
+_MAX_BATCH_TOKENS = 4096  # tokens per ONNX Runtime call (batch rows x padded length)
+_MAX_BATCH_ROWS = 128
+
+
+def onnx_available() -> str | None:
+    """None when onnxruntime and onnx import, else the reason they cannot be used."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        return f"onnxruntime / onnx are not installed ({exc.name})"
+    return None
+
+
+def physical_cores() -> int:
+    """CPU cores this process may run on (affinity-aware)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class OnnxBackend:
+    """Pooled sentence vectors from an exported ONNX graph.
+
+    Parameters
+    ----------
+    model_path : Path
+        The sentence-transformers model directory.
+    fingerprint : str
+        The model's fingerprint (names the cached graph).
+    config : dict
+        The encoder's model configuration (num_layers, max_seq_length, pooling, ...).
+    layer : int, optional
+        Stop at this transformer layer (default: the last).
+    quantize : bool
+        Use the int8 graph.
+    cache_dir : Path
+        Where exported graphs are kept.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        fingerprint: str,
+        config: dict[str, Any],
+        *,
+        layer: int | None = None,
+        quantize: bool = False,
+        cache_dir: Path,
+        threads: int | None = None,
+    ) -> None:
+        reason = onnx_available()
+        if reason:
+            raise EncoderError(f"the onnx backend is unavailable: {reason}")
+        if config.get("pooling") != "mean" or config.get("has_dense"):
+            raise EncoderError(
+                "the onnx backend supports mean-pooled models without a Dense head; this "
+                f"one pools by {config.get('pooling')!r}"
+            )
+        arch = str(config.get("architecture") or "")
+        if not any(a in arch for a in ("Bert", "bert", "MPNet", "mpnet", "Roberta", "roberta")):
+            raise EncoderError(
+                f"the onnx backend supports BERT-family models; this one is {arch or 'unknown'}"
+            )
+        self.model_path = Path(model_path)
+        self.fingerprint = fingerprint
+        self.config = config
+        self.layer = int(layer or config["num_layers"])
+        self.quantize = bool(quantize)
+        self.cache_dir = Path(cache_dir) / "onnx"
+        self.threads = int(threads or physical_cores())
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._warned_truncation = False
+        self.max_length = int(config.get("max_seq_length") or 512)
+
+    # ------------------------------------------------------------------ artefacts
+    @property
+    def name(self) -> str:
+        return "onnx-int8" if self.quantize else "onnx"
+
+    @property
+    def graph_path(self) -> Path:
+        kind = "int8" if self.quantize else "fp32"
+        return self.cache_dir / f"{self.fingerprint}-layer{self.layer}-{kind}.onnx"
+
+    @property
+    def meta_path(self) -> Path:
+        return self.graph_path.with_suffix(".json")
+
+    def _fresh(self) -> bool:
+        """True when the cached graph exists, matches its sidecar and this export version."""
+        from embedlab.manifest import sha256_file
+
+        if not (self.graph_path.is_file() and self.meta_path.is_file()):
+            return False
+        try:
+            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return False
+        expected = {
+            "export_version": ONNX_EXPORT_VERSION,
+            "fingerprint": self.fingerprint,
+            "layer": self.layer,
+            "quantized": self.quantize,
+        }
+        if any(meta.get(k) != v for k, v in expected.items()):
+            return False
+        return meta.get("sha256") == sha256_file(self.graph_path)
+
+    def ensure_exported(self, torch_model: Any = None) -> Path:
+        """Export (once) and return the graph path; ``torch_model`` is a loaded
+        SentenceTransformer (else the model is loaded from ``model_path``)."""
+        from filelock import FileLock
+
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.graph_path) + ".lock", timeout=600):
+            if not self._fresh():
+                if self.graph_path.exists() or self.meta_path.exists():
+                    log.warning(
+                        "exported ONNX graph %s is stale or damaged: exporting again",
+                        self.graph_path.name,
+                    )
+                self._export(torch_model)
+        return self.graph_path
+
+    def _export(self, torch_model: Any) -> None:
+
+        t0 = time.perf_counter()
+        work = self.cache_dir / f".export-{os.getpid()}-{self.graph_path.stem}"
+        work.mkdir(parents=True, exist_ok=True)
+        log.warning(
+            "exporting %s to ONNX (layer %d, %s) once; later runs reuse %s",
+            self.model_path.name,
+            self.layer,
+            "int8" if self.quantize else "fp32",
+            self.graph_path,
+        )
+        with _quiet():
+            self._export_steps(torch_model, work, t0)
+
+    def _export_steps(self, torch_model: Any, work: Path, t0: float) -> None:
+        from embedlab.atomic import atomic_write_bytes
+        from embedlab.manifest import sha256_file
+
+        try:
+            raw = work / "raw.onnx"
+            _export_pooled(self.model_path, torch_model, self.layer, raw, self.config)
+            fused = work / "fused.onnx"
+            _optimise(raw, fused, self.model_path)
+            final = fused
+            if self.quantize:
+                final = work / "int8.onnx"
+                _quantise(fused, final)
+            os.replace(final, self.graph_path)
+            meta = {
+                "export_version": ONNX_EXPORT_VERSION,
+                "fingerprint": self.fingerprint,
+                "layer": self.layer,
+                "quantized": self.quantize,
+                "sha256": sha256_file(self.graph_path),
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+            atomic_write_bytes(self.meta_path, json.dumps(meta, indent=1).encode())
+        finally:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+        log.info("exported %s in %.1f s", self.graph_path.name, time.perf_counter() - t0)
+
+    # ------------------------------------------------------------------ running
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            import onnxruntime as ort
+
+            path = self.ensure_exported()
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+            opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            opts.log_severity_level = 3
+            try:
+                self._session = ort.InferenceSession(
+                    str(path), opts, providers=["CPUExecutionProvider"]
+                )
+            except Exception as exc:  # a graph ORT cannot load: export again once
+                log.warning("cannot load %s (%s): exporting again", path.name, exc)
+                path.unlink(missing_ok=True)
+                self.ensure_exported()
+                self._session = ort.InferenceSession(
+                    str(path), opts, providers=["CPUExecutionProvider"]
+                )
+            self._inputs = {i.name for i in self._session.get_inputs()}
+        return self._session
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            path = self.model_path / "tokenizer.json"
+            if not path.is_file():
+                raise EncoderError(
+                    f"{self.model_path} has no tokenizer.json (a fast tokenizer), which the "
+                    "onnx backend needs; use --backend torch"
+                )
+            tok = Tokenizer.from_file(str(path))
+            tok.no_padding()
+            tok.enable_truncation(max_length=self.max_length)
+            self._tokenizer = tok
+        return self._tokenizer
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Mean-pooled (and, as the model does, normalised) vectors of ``texts``."""
+        encodings = self.tokenizer.encode_batch(list(texts))
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
+        if not self._warned_truncation and (lengths >= self.max_length).any():
+            n_long = int((lengths >= self.max_length).sum())
+            log.warning(
+                "%d text(s) reach the model's maximum of %d tokens and were truncated to it "
+                "(said once)",
+                n_long,
+                self.max_length,
+            )
+            self._warned_truncation = True
+        order = np.argsort(-lengths, kind="stable")
+        dim = int(self.config["dim"])
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        session = self.session
+        s = 0
+        while s < len(order):
+            width = int(lengths[order[s]])
+            rows = max(1, min(_MAX_BATCH_ROWS, _MAX_BATCH_TOKENS // max(width, 1)))
+            batch = order[s : s + rows]
+            ids = np.zeros((len(batch), width), dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            types = np.zeros((len(batch), width), dtype=np.int64)
+            for j, i in enumerate(batch):  # a loop over one batch's rows, to fill ragged ids
+                e = encodings[i]
+                n = len(e.ids)
+                ids[j, :n] = e.ids
+                mask[j, :n] = 1
+                types[j, :n] = e.type_ids
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._inputs:
+                feeds["token_type_ids"] = types
+            out[batch] = session.run(None, feeds)[0]
+            s += len(batch)
+        return out
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporter's tracer warnings and ONNX Runtime's root-logger chatter."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+
+
+# --------------------------------------------------------------------------- export steps
+def _export_pooled(
+    model_path: Path, torch_model: Any, layer: int, path: Path, config: dict[str, Any]
+) -> None:
+    """Trace transformer (first ``layer`` layers) + mean pooling + optional normalisation."""
+    import copy
+
+    import torch
+
+    if torch_model is None:
+        from sentence_transformers import SentenceTransformer
+
+        torch_model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
+    bert = copy.deepcopy(torch_model[0].auto_model).eval()
+    # The classic attention pattern is what ONNX Runtime's BERT optimiser fuses.
+    if hasattr(bert, "set_attn_implementation"):
+        bert.set_attn_implementation("eager")
+    else:  # pragma: no cover - older transformers
+        bert.config._attn_implementation = "eager"
+    bert.encoder.layer = torch.nn.ModuleList(list(bert.encoder.layer)[:layer])
+    bert.config.num_hidden_layers = layer
+    normalize = bool(config.get("normalized")) or layer != int(config["num_layers"])
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[override]
+            hidden = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            if normalize:
+                pooled = torch.nn.functional.normalize(pooled, dim=1)
+            return pooled
+
+    ids = torch.ones((2, 16), dtype=torch.long)
+    args = (ids, torch.ones_like(ids), torch.zeros_like(ids))
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes["embedding"] = {0: "batch"}
+    with torch.inference_mode():
+        torch.onnx.export(
+            Pooled().eval(),
+            args,
+            str(path),
+            input_names=names,
+            output_names=["embedding"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def _optimise(src: Path, dst: Path, model_path: Path) -> None:
+    """ONNX Runtime's BERT fusions (attention, skip-LayerNorm, GELU, embeddings)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    cfg = json.loads((model_path / "config.json").read_text(encoding="utf-8"))
+    model = optimize_model(
+        str(src),
+        model_type="bert",
+        num_heads=int(cfg.get("num_attention_heads", 0)),
+        hidden_size=int(cfg.get("hidden_size", 0)),
+        opt_level=1,
+    )
+    model.save_model_to_file(str(dst))
+
+
+def _quantise(src: Path, dst: Path) -> None:
+    """int8 weights per channel, dynamic activations; FFN output projections stay float."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(src)).graph
+    keep_float = [
+        n.name
+        for n in graph.node
+        if n.op_type == "MatMul" and "output" in n.name and "attention" not in n.name
+    ]
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        nodes_to_exclude=keep_float,
+        op_types_to_quantize=["MatMul"],
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
