@@ -174,5 +174,6 @@ def adapt_encoder(
         batch_size=encoder.batch_size,
         normalize=encoder.normalize,
         cache=encoder.cache or False,
+        backend=encoder.backend,
     )
     return adapted, report

@@ -42,7 +42,11 @@ def run_demo(
         secs = time.perf_counter() - t0
         stats = encoder.last_stats
         path = es.save(out_dir / split, overwrite=True)
-        load = f", model loaded in {stats['load_seconds']:.1f} s" if stats["load_seconds"] else ""
+        load = (
+            f", {stats['backend']} backend ready in {stats['load_seconds']:.1f} s"
+            if stats["load_seconds"]
+            else ""
+        )
         rate = f" at {stats['texts_per_second']:,.0f} texts/s" if stats["encoded"] else ""
         console.print(
             f"  {split:5s}: {es.n} texts → {path}  ({stats['encoded']} encoded{rate}, "

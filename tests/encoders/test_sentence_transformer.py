@@ -142,3 +142,37 @@ def test_fingerprint_changes_with_weights(tmp_path):
     cfg = copy / "config_sentence_transformers.json"
     cfg.write_text(cfg.read_text() + " ")
     assert model_fingerprint(copy) != fp
+
+
+def test_reads_the_sentence_transformers_v6_model_layout(tmp_path):
+    """Models saved by sentence-transformers >= 6 (e.g. adapted encoders) use new keys."""
+    import json
+
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "modules.json").write_text(
+        json.dumps(
+            [
+                {"path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"},
+                {"path": "1_Pooling", "type": "sentence_transformers.modules.pooling.Pooling"},
+                {"path": "2_Normalize", "type": "sentence_transformers.modules.Normalize"},
+            ]
+        )
+    )
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["BertModel"],
+                "hidden_size": 384,
+                "num_hidden_layers": 6,
+                "max_position_embeddings": 512,
+            }
+        )
+    )
+    (tmp_path / "1_Pooling" / "config.json").write_text(
+        json.dumps({"embedding_dimension": 384, "pooling_mode": "mean"})
+    )
+    (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"transformer_task": "x"}))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 256}))
+    enc = SentenceTransformerEncoder(tmp_path, cache=False, layer=3)
+    assert enc._config["pooling"] == "mean" and enc._config["max_seq_length"] == 256
+    assert enc.dim == 384 and enc.layer == 3

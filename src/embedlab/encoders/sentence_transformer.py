@@ -237,7 +237,10 @@ class SentenceTransformerEncoder:
         texts = check_texts(texts, max_chars=self.max_chars)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         keys = [text_key(t) for t in texts]
-        model_key = self._cache_model_key()
+        setup_before = self._backend is not None
+        t_setup = time.perf_counter()
+        model_key = self._cache_model_key()  # resolves the backend (auto: once per model)
+        setup = 0.0 if setup_before else time.perf_counter() - t_setup
         found = self.cache.get_many(model_key, keys, self.dim) if self.cache else {}
         for i, vec in found.items():
             out[i] = vec
@@ -249,6 +252,10 @@ class SentenceTransformerEncoder:
         todo = [idx[0] for idx in missing.values()]
         todo.sort(key=lambda i: -len(texts[i]))
         if todo:
+            if self.resolved_backend != "torch" and self.onnx_backend()._session is None:
+                t_setup = time.perf_counter()
+                _ = self.onnx_backend().session  # exports the graph on first use
+                setup += time.perf_counter() - t_setup
             show = len(todo) > 1000 if progress is None else progress
             vectors = np.empty((len(todo), self.dim), dtype=np.float32)
             with progress_bar(len(todo), "encoding", enabled=show) as advance:
@@ -265,6 +272,7 @@ class SentenceTransformerEncoder:
             np.divide(out, np.maximum(norms, 1e-12), out=out)
         seconds = time.perf_counter() - start
         load = 0.0 if loaded_before or self._model is None else self._load_seconds
+        load = max(load, setup)  # a torch load during backend setup is inside ``setup``
         self.last_stats = {
             "n": len(texts),
             "cached": len(found),
@@ -272,6 +280,7 @@ class SentenceTransformerEncoder:
             "seconds": seconds,
             "load_seconds": load,
             "texts_per_second": len(todo) / (seconds - load) if todo else None,
+            "backend": self.resolved_backend,
         }
         return out
 
@@ -570,8 +579,13 @@ def _read_model_config(path: Path) -> dict[str, Any]:
     if "Dense" in types:
         dim = None  # projected output: ask the model
     else:
-        dim = pooling.get("word_embedding_dimension") or config.get("hidden_size")
-    mode = next(
+        dim = (
+            pooling.get("word_embedding_dimension")
+            or pooling.get("embedding_dimension")  # sentence-transformers >= 6 layout
+            or config.get("hidden_size")
+        )
+    mode = pooling.get("pooling_mode") if isinstance(pooling.get("pooling_mode"), str) else None
+    mode = mode or next(
         (
             k.removeprefix("pooling_mode_").removesuffix("_token").removesuffix("_tokens")
             for k, v in pooling.items()
@@ -579,10 +593,13 @@ def _read_model_config(path: Path) -> dict[str, Any]:
         ),
         "unknown",
     )
+    mode = {"mean_tokens": "mean", "cls_token": "cls", "max_tokens": "max"}.get(mode, mode)
     info = {
         "dim": dim,
         "pooling": mode,
-        "max_seq_length": st_config.get("max_seq_length") or config.get("max_position_embeddings"),
+        "max_seq_length": st_config.get("max_seq_length")
+        or _tokenizer_max_length(path)
+        or config.get("max_position_embeddings"),
         "normalized": "Normalize" in types,
         "architecture": (config.get("architectures") or [config.get("model_type")])[0],
         "num_layers": config.get("num_hidden_layers"),
@@ -591,3 +608,14 @@ def _read_model_config(path: Path) -> dict[str, Any]:
     if info["dim"] is None:
         raise EncoderError(f"cannot tell the output dimension of the model in {path}")
     return info
+
+
+def _tokenizer_max_length(path: Path) -> int | None:
+    """``model_max_length`` of tokenizer_config.json (where sentence-transformers >= 6 keeps
+    the max sequence length), when it is a real limit."""
+    f = path / "tokenizer_config.json"
+    try:
+        value = json.loads(f.read_text(encoding="utf-8")).get("model_max_length")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return int(value) if isinstance(value, (int, float)) and 0 < value < 100_000 else None
