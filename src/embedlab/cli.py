@@ -35,6 +35,15 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        help="How the encoder runs: auto (fastest backend that passes a quality check "
+        "against torch), torch, onnx or onnx-int8."
+    ),
+]
+
+
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
     """Print library errors as one readable line and exit 2, without a traceback."""
@@ -128,13 +137,7 @@ def encode(
     first_last_average: Annotated[
         bool, typer.Option(help="Average the first layer with the chosen (or last) layer.")
     ] = False,
-    backend: Annotated[
-        str,
-        typer.Option(
-            help="How the encoder runs: auto (fastest backend that passes a quality check "
-            "against torch), torch, onnx or onnx-int8."
-        ),
-    ] = "auto",
+    backend: BackendOption = "auto",
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")
     ] = False,
@@ -348,13 +351,7 @@ def fit(
     adapt_budget: Annotated[
         float, typer.Option(help="Seconds the encoder adaptation may take.")
     ] = 600.0,
-    backend: Annotated[
-        str,
-        typer.Option(
-            help="How the encoder runs: auto (fastest backend that passes a quality check "
-            "against torch), torch, onnx or onnx-int8."
-        ),
-    ] = "auto",
+    backend: BackendOption = "auto",
     transform: Annotated[
         str | None,
         typer.Option(
@@ -705,13 +702,7 @@ def plan(
         Path | None,
         typer.Option(help="Local sentence-transformers model directory (default: packaged)."),
     ] = None,
-    backend: Annotated[
-        str,
-        typer.Option(
-            help="How the encoder runs: auto (fastest backend that passes a quality check "
-            "against torch), torch, onnx or onnx-int8."
-        ),
-    ] = "auto",
+    backend: BackendOption = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write plan.png.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,

@@ -377,13 +377,7 @@ class SentenceTransformerEncoder:
         try:
             with torch.inference_mode():
                 for s in range(0, len(texts), self.batch_size):
-                    feats = tokenize(texts[s : s + self.batch_size])
-                    inputs = {
-                        n: feats[n]
-                        for n in ("input_ids", "attention_mask", "token_type_ids")
-                        if n in feats
-                    }
-                    mask = inputs["attention_mask"].unsqueeze(-1).to(torch.float32)
+                    inputs, mask = _model_inputs(tokenize, texts[s : s + self.batch_size])
                     captured.clear()
                     self._truncated_model(deepest)(**inputs)
                     for k in layers:
@@ -465,13 +459,7 @@ class SentenceTransformerEncoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         with torch.inference_mode():
             for s in range(0, len(texts), self.batch_size):
-                feats = tokenize(texts[s : s + self.batch_size])
-                inputs = {
-                    n: feats[n]
-                    for n in ("input_ids", "attention_mask", "token_type_ids")
-                    if n in feats
-                }
-                mask = inputs["attention_mask"].unsqueeze(-1).to(torch.float32)
+                inputs, mask = _model_inputs(tokenize, texts[s : s + self.batch_size])
                 hidden = self._truncated_model(k)(**inputs).last_hidden_state
                 if self.first_last_average:
                     hidden = (hidden + self._truncated_model(1)(**inputs).last_hidden_state) / 2
@@ -479,6 +467,15 @@ class SentenceTransformerEncoder:
                 pooled = torch.nn.functional.normalize(pooled[:, : self.dim], dim=1)
                 out[s : s + len(pooled)] = pooled.numpy()
         return out
+
+
+def _model_inputs(tokenize: Any, texts: list[str]) -> tuple[dict[str, Any], Any]:
+    """Tokenised transformer inputs of one batch and its float (n, length, 1) mask."""
+    import torch
+
+    feats = tokenize(texts)
+    inputs = {n: feats[n] for n in ("input_ids", "attention_mask", "token_type_ids") if n in feats}
+    return inputs, inputs["attention_mask"].unsqueeze(-1).to(torch.float32)
 
 
 def encoder_from_spec(
