@@ -386,3 +386,19 @@ def test_plan_bad_input(tmp_path, demo_csvs):
         "1",
     )
     assert res.exit_code == 1 and "no configuration meets the limits" in res.output
+
+
+def test_diagnose_command(tmp_path):
+    rng = np.random.default_rng(0)
+    X = np.repeat(np.eye(4, 16), 25, axis=0) + 0.05 * rng.normal(size=(100, 16))
+    labels = np.repeat(["a", "b", "c", "d"], 25).astype(object)
+    labels[3] = "b"
+    EmbeddingSet(X, labels=labels).save(tmp_path / "s")
+    res = invoke("diagnose", tmp_path / "s")
+    assert res.exit_code == 0, res.output
+    assert "fisher_ratio" in res.output and "likely label errors: 1 of 100" in res.output
+    res = invoke("diagnose", tmp_path / "s", "--json")
+    doc = json.loads(res.output)
+    assert doc["label_errors"]["rows"][0]["row"] == 3 and doc["n"] == 100
+    res = invoke("diagnose", tmp_path / "nope")
+    assert res.exit_code == 2 and "error" in res.output

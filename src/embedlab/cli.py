@@ -629,6 +629,93 @@ def search(
         console.print(table)
 
 
+@app.command("diagnose")
+def diagnose_space(
+    space: Annotated[
+        Path, typer.Argument(help="An EmbeddingSet directory (from `embedlab encode`).")
+    ],
+    sample: Annotated[
+        int, typer.Option(help="Rows for the quadratic measures (silhouette; 2x for kNN).")
+    ] = 5000,
+    seed: Annotated[int, typer.Option(help="Seed of the samples.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
+) -> None:
+    """Is this embedding space any good for its labels? Geometry, separability, likely
+    label errors and near-duplicates.
+
+    RankMe (effective rank), alignment and uniformity, isotropy, Fisher ratio, silhouette,
+    NC1 (within-class collapse), the most confusable class pairs, rows whose neighbours
+    disagree with their label, and near-duplicate pairs. Label measures need a labelled
+    space. Quadratic measures use a seeded sample and say how large.
+
+    [bold]Examples[/]
+
+      embedlab diagnose space/
+
+      embedlab diagnose clinc-train/ --json > diagnostics.json
+    """
+    from embedlab.diagnose import diagnose
+    from embedlab.space import EmbeddingSet
+
+    with _user_errors():
+        es = EmbeddingSet.load(space)
+        report = diagnose(es, sample=sample, seed=seed)
+        if as_json:
+            typer.echo(json.dumps(report, default=float))
+            return
+        from rich.table import Table
+
+        table = Table(title=f"{space}: {report['n']} × {report['dim']}")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        table.add_column("note")
+        notes = {
+            "rankme": "effective rank (of the dimension)",
+            "uniformity": "log E exp(-2|x-y|^2); lower = more uniform",
+            "alignment": "E|x - x+|^2 within labels; lower = tighter",
+            "fisher_ratio": "between / within class scatter; higher = separable",
+            "silhouette": "cosine; 1 = perfectly separated",
+            "nc1": "within-class collapse; 0 = collapsed",
+        }
+        for key in ("rankme", "uniformity", "alignment", "fisher_ratio", "silhouette", "nc1"):
+            if key in report:
+                v = report[key]
+                value = v["value"] if isinstance(v, dict) else v
+                table.add_row(key, f"{value:.4g}", notes[key])
+        iso = report["isotropy"]
+        table.add_row(
+            "isotropy", f"{iso['partition_ratio']:.3g}", f"mean cosine {iso['mean_cosine']:.3f}"
+        )
+        console.print(table)
+        if "confusable_pairs" in report:
+            pairs = report["confusable_pairs"][:5]
+            console.print(
+                "most confusable classes: "
+                + "; ".join(f"{p['a']} ~ {p['b']} ({p['cosine']:.3f})" for p in pairs)
+            )
+        if "label_errors" in report:
+            le = report["label_errors"]
+            rows = le["rows"][:5]
+            console.print(
+                f"likely label errors: {len(le['rows'])} of {le['checked']} rows checked"
+                + (
+                    ""
+                    if not rows
+                    else ", e.g. "
+                    + "; ".join(
+                        f"row {r['row']} ({es.ids[r['row']]}) labelled {r['label']}, "
+                        f"neighbours say {r['neighbours_say']}"
+                        for r in rows[:3]
+                    )
+                )
+            )
+        nd = report["near_duplicates"]
+        console.print(
+            f"near-duplicate pairs (cosine ≥ {nd['threshold']}): {len(nd['pairs'])} among "
+            f"{nd['checked']} rows checked"
+        )
+
+
 def _int_list(value: str | None, what: str) -> list[int] | None:
     from embedlab.errors import ValidationError
 
