@@ -402,3 +402,26 @@ def test_diagnose_command(tmp_path):
     assert doc["label_errors"]["rows"][0]["row"] == 3 and doc["n"] == 100
     res = invoke("diagnose", tmp_path / "nope")
     assert res.exit_code == 2 and "error" in res.output
+
+
+def test_report_command(tmp_path, demo_csvs):
+    train, test = demo_csvs
+    invoke(
+        "fit",
+        train,
+        "-o",
+        tmp_path / "m",
+        "--no-adapt",
+        "--head",
+        "prototype",
+        "--detector",
+        "max-cosine",
+    )
+    res = invoke("report", tmp_path / "m", test, "-o", tmp_path / "r.html")
+    assert res.exit_code == 0, res.output
+    assert "wrote" in res.output and (tmp_path / "r.html").read_text().startswith("<!DOCTYPE")
+    EmbeddingSet(np.eye(5)).save(tmp_path / "s")
+    res = invoke("report", tmp_path / "s", "-o", tmp_path / "s.html")
+    assert res.exit_code == 0, res.output
+    res = invoke("report", tmp_path / "m", "-o", tmp_path / "x.html")
+    assert res.exit_code == 2 and "needs DATA" in res.output

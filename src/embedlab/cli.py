@@ -716,6 +716,81 @@ def diagnose_space(
         )
 
 
+@app.command()
+def report(
+    source: Annotated[
+        Path,
+        typer.Argument(help="A model bundle (from `embedlab fit`) or an EmbeddingSet directory."),
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Argument(help="Labelled data to evaluate the model on (model reports only)."),
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path(
+        "report.html"
+    ),
+    plan_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan", help="A folder (or plan.json) from `embedlab plan`: adds its heat map."
+        ),
+    ] = None,
+    text_col: Annotated[str, typer.Option(help="Column holding the texts.")] = "text",
+    label_col: Annotated[str, typer.Option(help="Column holding the labels.")] = "label",
+    split: Annotated[
+        list[str] | None, typer.Option(help="Split(s) of a split-layout JSON (repeatable).")
+    ] = None,
+    max_points: Annotated[int, typer.Option(help="Points drawn on the map at most.")] = 3000,
+) -> None:
+    """Write one self-contained HTML report (works offline: no scripts, no CDN).
+
+    With a model and labelled data: headline metrics, confusion hot spots, per-class
+    accuracy, in-scope vs out-of-scope score histograms with the threshold, ROC curve,
+    diagnostics and a map of the embeddings. With an EmbeddingSet: diagnostics and the map.
+
+    [bold]Examples[/]
+
+      embedlab report model/ test.csv -o report.html
+
+      embedlab report model/ ../shared/data/clinc150/data_full.json --split test --split oos_test
+
+      embedlab report space/ -o space.html --plan embedlab-plan/
+    """
+    from embedlab.readers import read_texts
+    from embedlab.report import model_report, space_report, write_report
+
+    with _user_errors():
+        t0 = time.perf_counter()
+        if (source / "bundle.json").is_file():
+            from embedlab.pipeline import Pipeline
+
+            if data is None:
+                raise typer.BadParameter("a model report needs DATA with labels to evaluate on")
+            pipe = Pipeline.load(source)
+            table = read_texts(
+                data, text_col=text_col, label_col=label_col, splits=split, require_labels=True
+            )
+            html = model_report(
+                pipe,
+                table.texts,
+                table.labels,
+                title=f"embedlab report: {source.name} on {data.name}",
+                plan=plan_dir,
+                max_points=max_points,
+            )
+        else:
+            from embedlab.space import EmbeddingSet
+
+            es = EmbeddingSet.load(source)
+            html = space_report(
+                es, title=f"embedlab report: {source.name}", plan=plan_dir, max_points=max_points
+            )
+        path = write_report(html, output)
+        console.print(
+            f"wrote {path} ({len(html.encode()) / 1e6:.2f} MB) in {time.perf_counter() - t0:.1f} s"
+        )
+
+
 def _int_list(value: str | None, what: str) -> list[int] | None:
     from embedlab.errors import ValidationError
 

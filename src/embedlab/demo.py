@@ -128,6 +128,16 @@ def run_demo(
         f"Search ({index.bytes_per_vector():g} bytes/vector, binary + rescore) → {index_dir}: "
         f"{query!r} → {hits}"
     )
+    from embedlab.report import model_report, write_report
+
+    report_path = write_report(
+        model_report(
+            pipe, tables["test"].texts, tables["test"].labels, title="embedlab demo: test set"
+        ),
+        out_dir / "report.html",
+    )
+    console.print(f"Report (open it in a browser): [bold]{report_path.resolve()}[/]")
+    sets["report"] = report_path
     console.print(
         f"Next: [bold]embedlab predict {model_dir} my_texts.csv -o predictions.csv[/] "
         f'or [bold]embedlab search {out_dir / "index"} "your query"[/]'

@@ -254,6 +254,10 @@ def label_errors(
     X, y = _xy(data, labels, need_labels=True)
     if len(X) <= k:
         raise ValidationError(f"label_errors needs more than k={k} rows")
+    # A row can only have (class size - 1) same-label neighbours: with small classes, ask
+    # for fewer neighbours so that a well-placed row is not flagged for lack of company.
+    _, counts = np.unique(y, return_counts=True)
+    k = max(1, min(k, int(np.median(counts)) - 1))
     rows, idx, _ = knn if knn is not None else neighbours(X, k=k, sample=sample, seed=seed)
     idx = idx[:, :k]
     nb = y[idx]

@@ -1,0 +1,342 @@
+"""One self-contained HTML report (inline CSS and SVG, no scripts, no network) of a model
+on labelled data, or of an embedding space on its own.
+
+Sections: headline metrics; confusion hot spots and per-class accuracy; in-scope vs
+out-of-scope score histograms with the threshold, and the ROC curve; diagnostics
+(:mod:`embedlab.diagnose`); a 2-D map of the embeddings (PCA) coloured by class with
+out-of-scope points and hover text; the planner's layer × dim heat map when a plan is given.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedlab import plots
+from embedlab.errors import ValidationError
+
+__all__ = ["model_report", "space_report", "write_report"]
+
+CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1080px;color:#222}
+h1{font-size:22px}h2{font-size:17px;border-bottom:1px solid #ddd;padding-bottom:4px;
+margin-top:32px}.cards{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid #ddd;
+border-radius:6px;padding:8px 12px;min-width:120px}.card b{display:block;font-size:20px}
+table{border-collapse:collapse;margin:8px 0}td,th{border-bottom:1px solid #eee;
+padding:3px 10px;text-align:left}td.n{text-align:right}.note{color:#666;font-size:12px}
+svg.plot{display:block;margin:8px 0;max-width:100%;height:auto}svg .t{font-size:14px;
+font-weight:600}svg .l{font-size:12px;fill:#444}svg .k{font-size:10px;fill:#333}
+.grid{display:flex;flex-wrap:wrap;gap:12px}
+"""
+
+
+def _cards(items: dict[str, Any]) -> str:
+    cells = []
+    for k, v in items.items():
+        shown = f"{v:.4f}" if isinstance(v, float) else escape(str(v))
+        cells.append(f'<div class="card">{escape(k)}<b>{shown}</b></div>')
+    return f'<div class="cards">{"".join(cells)}</div>'
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="n">{v:.4g}</td>'
+            if isinstance(v, float)
+            else f'<td class="n">{v}</td>'
+            if isinstance(v, int)
+            else f"<td>{escape(str(v))}</td>"
+            for v in row
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _page(title: str, sections: list[tuple[str, str]], footer: str) -> str:
+    body = "".join(f"<section><h2>{escape(h)}</h2>{c}</section>" for h, c in sections)
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
+        f'<h1>{escape(title)}</h1>{body}<p class="note">{escape(footer)}</p></body></html>'
+    )
+
+
+def _map(
+    X: np.ndarray,
+    groups: np.ndarray,
+    hover: list[str],
+    *,
+    max_points: int,
+    seed: int,
+    highlight: str | None,
+) -> str:
+    """PCA map of (a seeded sample of) the rows."""
+    rows = np.arange(len(X))
+    if len(X) > max_points:
+        rows = np.sort(np.random.default_rng(seed).choice(len(X), max_points, replace=False))
+    Z = X[rows].astype(np.float64)
+    Z -= Z.mean(0)
+    _, vecs = np.linalg.eigh(Z.T @ Z)
+    xy = Z @ vecs[:, ::-1][:, :2]
+    note = (
+        f'<p class="note">PCA of {len(rows):,} of {len(X):,} rows (a seeded random sample)'
+        f"; hover a point for its text and labels.</p>"
+        if len(rows) < len(X)
+        else f'<p class="note">PCA of all {len(X):,} rows; hover a point for its text.</p>'
+    )
+    svg = plots.scatter(
+        xy,
+        [str(g) for g in groups[rows]],
+        [hover[i] for i in rows],
+        title="Embeddings, coloured by label" + (f" (× = {highlight})" if highlight else ""),
+        highlight=highlight,
+    )
+    return svg + note
+
+
+def _diagnostics(X: np.ndarray, y: np.ndarray | None, seed: int) -> str:
+    from embedlab.diagnose import diagnose
+
+    rep = diagnose(X, y, seed=seed)
+    rows = [
+        ("RankMe (effective rank)", rep["rankme"], f"of {rep['dim']} dimensions"),
+        ("uniformity", rep["uniformity"]["value"], "lower = more spread on the sphere"),
+        ("isotropy (partition ratio)", rep["isotropy"]["partition_ratio"], "1 = isotropic"),
+        ("mean cosine of random pairs", rep["isotropy"]["mean_cosine"], "0 = centred"),
+    ]
+    if "fisher_ratio" in rep:
+        rows += [
+            ("alignment", rep["alignment"]["value"], "within labels; lower = tighter"),
+            ("Fisher ratio", rep["fisher_ratio"], "between / within scatter"),
+            (
+                "silhouette (cosine)",
+                rep["silhouette"]["value"],
+                f"on {rep['silhouette']['sampled']:,} of {rep['silhouette']['of']:,} rows",
+            ),
+            ("NC1", rep["nc1"], "within-class collapse; 0 = collapsed"),
+        ]
+    html = _table(["measure", "value", "note"], rows)
+    if "confusable_pairs" in rep:
+        html += "<h3>Closest class means</h3>" + _table(
+            ["class", "class", "cosine"],
+            [(p["a"], p["b"], p["cosine"]) for p in rep["confusable_pairs"]],
+        )
+        le = rep["label_errors"]
+        html += (
+            f"<h3>Likely label errors ({len(le['rows'])} among {le['checked']:,} rows checked"
+            f" of {le['of']:,})</h3>"
+        )
+        html += _table(
+            ["row", "label", "neighbours say", "disagreement"],
+            [
+                (r["row"], r["label"], r["neighbours_say"], r["disagreement"])
+                for r in le["rows"][:25]
+            ],
+        )
+    nd = rep["near_duplicates"]
+    html += (
+        f"<h3>Near-duplicates (cosine ≥ {nd['threshold']}): {len(nd['pairs'])} pairs among "
+        f"{nd['checked']:,} rows checked</h3>"
+    )
+    html += _table(
+        ["row", "row", "cosine"], [(p["a"], p["b"], p["cosine"]) for p in nd["pairs"][:25]]
+    )
+    return html
+
+
+def _plan_heatmap(plan_path: str | Path) -> str:
+    path = Path(plan_path)
+    path = path / "plan.json" if path.is_dir() else path
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        metric, rows = doc["metric"], doc["rows"]
+    except (OSError, json.JSONDecodeError, KeyError) as exc:
+        raise ValidationError(f"cannot read a plan from {path}: {exc}") from None
+    float_rows = [r for r in rows if r["storage"] == "float32"]
+    layers = sorted({r["layer"] for r in float_rows})
+    dims = sorted({r["dim"] for r in float_rows}, reverse=True)
+    grid = np.full((len(layers), len(dims)), np.nan)
+    for r in float_rows:
+        grid[layers.index(r["layer"]), dims.index(r["dim"])] = r[metric]
+    rec = doc.get("recommended") or {}
+    return plots.heatmap(
+        grid,
+        [f"layer {k}" for k in layers],
+        [str(d) for d in dims],
+        title=f"Planner: {metric} per layer × dimension (float32)",
+        xlabel="dimensions",
+        ylabel="layer",
+    ) + (
+        f'<p class="note">Recommended by the planner: {escape(str(rec.get("name")))} '
+        f"({escape(metric)} {rec.get('quality', float('nan')):.4f}).</p>"
+        if rec
+        else ""
+    )
+
+
+def model_report(
+    pipeline: Any,
+    texts: Sequence[str],
+    labels: Sequence[Any],
+    *,
+    title: str = "embedlab report",
+    plan: str | Path | None = None,
+    max_points: int = 3000,
+    seed: int = 0,
+) -> str:
+    """HTML report of a fitted :class:`~embedlab.pipeline.Pipeline` on labelled texts."""
+    from sklearn.metrics import roc_curve
+
+    from embedlab.metrics import evaluate_open_set
+    from embedlab.validation import check_labels
+
+    start = time.perf_counter()
+    y = check_labels(labels, len(texts)).astype(str)
+    oos = pipeline.oos_label
+    X = pipeline._vectors(texts, None)
+    d = pipeline.classifier.predict_details(X)
+    metrics = evaluate_open_set(y, d["label"], d["score"], oos, d["top1_label"])
+    is_oos = y == oos
+    sections = [("Headline metrics", _cards({k: v for k, v in metrics.items()}))]
+
+    inside = ~is_oos
+    wrong = inside & (d["top1_label"] != y)
+    pairs, counts = (
+        np.unique(
+            np.stack([y[wrong], d["top1_label"][wrong].astype(str)], 1), axis=0, return_counts=True
+        )
+        if wrong.any()
+        else (np.empty((0, 2)), np.empty(0, int))
+    )
+    order = np.argsort(-counts, kind="stable")[:20]
+    classes, inv = np.unique(y[inside], return_inverse=True)
+    correct = (d["label"][inside] == y[inside]).astype(float)
+    acc = np.bincount(inv, weights=correct) / np.bincount(inv)
+    worst = np.argsort(acc, kind="stable")[:30]
+    sections.append(
+        (
+            "Where the classifier goes wrong",
+            '<div class="grid"><div>'
+            + "<h3>Confusion hot spots (true → predicted, in-scope rows)</h3>"
+            + _table(
+                ["true", "predicted", "rows"],
+                [(pairs[i][0], pairs[i][1], int(counts[i])) for i in order],
+            )
+            + "</div><div>"
+            + plots.bars(
+                [classes[i] for i in worst],
+                [acc[i] for i in worst],
+                title=f"Per-class accuracy, the {len(worst)} lowest of {len(classes)}",
+                xlabel="accuracy (rejections count as errors)",
+            )
+            + "</div></div>",
+        )
+    )
+    if is_oos.any() and inside.any():
+        thr = float(pipeline.classifier.threshold_)
+        fpr, tpr, _ = roc_curve(is_oos.astype(int), d["score"])
+        sections.append(
+            (
+                "Out-of-scope detection",
+                '<div class="grid">'
+                + plots.histograms(
+                    {"in-scope": d["score"][inside], "out-of-scope": d["score"][is_oos]},
+                    title="Novelty scores",
+                    xlabel="score (higher = more novel)",
+                    threshold=thr,
+                )
+                + plots.lines(
+                    {f"ROC (AUROC {metrics['oos_auroc']:.4f})": (fpr, tpr)},
+                    title="ROC: out-of-scope vs in-scope",
+                    xlabel="false positive rate",
+                    ylabel="true positive rate",
+                    diagonal=True,
+                )
+                + "</div>",
+            )
+        )
+    sections.append(
+        ("Diagnostics of the in-scope embeddings", _diagnostics(X[inside], y[inside], seed))
+    )
+    hover = [
+        f"{t[:160]} — label {a}, predicted {b}"
+        for t, a, b in zip(texts, y, d["label"], strict=True)
+    ]
+    sections.append(("Map", _map(X, y, hover, max_points=max_points, seed=seed, highlight=oos)))
+    if plan is not None:
+        sections.append(("Layer × dimension quality", _plan_heatmap(plan)))
+    info = pipeline.info or {}
+    footer = (
+        f"head {info.get('head')}, detector {info.get('detector')}, "
+        f"{len(texts):,} rows; built in {time.perf_counter() - start:.1f} s by embedlab."
+    )
+    return _page(title, sections, footer)
+
+
+def space_report(
+    space: Any,
+    *,
+    title: str = "embedlab report",
+    plan: str | Path | None = None,
+    oos_label: str = "oos",
+    max_points: int = 3000,
+    seed: int = 0,
+) -> str:
+    """HTML report of an :class:`~embedlab.space.EmbeddingSet` (labels and texts optional)."""
+    start = time.perf_counter()
+    X = np.asarray(space.vectors, dtype=np.float32)
+    y = None if space.labels is None else space.labels.astype(str)
+    sections = [
+        (
+            "Overview",
+            _cards(
+                {
+                    "rows": space.n,
+                    "dimensions": space.dim,
+                    "labels": len(space.classes) if y is not None else "none",
+                    "encoder": (space.provenance.encoder or {}).get("name", "unknown"),
+                }
+            ),
+        )
+    ]
+    if y is not None:
+        counts = space.label_counts()
+        sections[0] = (
+            sections[0][0],
+            sections[0][1] + _table(["label", "rows"], list(counts.items())[:40]),
+        )
+    inside = np.ones(len(X), bool) if y is None else y != oos_label
+    sections.append(
+        ("Diagnostics", _diagnostics(X[inside], None if y is None else y[inside], seed))
+    )
+    texts = space.texts if space.texts is not None else space.ids
+    groups = y if y is not None else np.full(len(X), "rows")
+    hover = [f"{str(t)[:160]} — {g}" for t, g in zip(texts, groups, strict=True)]
+    highlight = oos_label if y is not None and (y == oos_label).any() else None
+    sections.append(
+        ("Map", _map(X, groups, hover, max_points=max_points, seed=seed, highlight=highlight))
+    )
+    if plan is not None:
+        sections.append(("Layer × dimension quality", _plan_heatmap(plan)))
+    return _page(title, sections, f"built in {time.perf_counter() - start:.1f} s by embedlab.")
+
+
+def write_report(html: str, path: str | Path) -> Path:
+    """Write the report atomically."""
+    from embedlab.atomic import atomic_write_bytes
+
+    path = Path(path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise ValidationError(f"the report is HTML: name it *.html, not {path.name}")
+    atomic_write_bytes(path, html.encode("utf-8"))
+    return path
