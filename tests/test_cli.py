@@ -406,17 +406,8 @@ def test_diagnose_command(tmp_path):
 
 def test_report_command(tmp_path, demo_csvs):
     train, test = demo_csvs
-    invoke(
-        "fit",
-        train,
-        "-o",
-        tmp_path / "m",
-        "--no-adapt",
-        "--head",
-        "prototype",
-        "--detector",
-        "max-cosine",
-    )
+    quick = ("--no-adapt", "--head", "prototype", "--detector", "max-cosine")
+    assert invoke("fit", train, "-o", tmp_path / "m", *quick).exit_code == 0
     res = invoke("report", tmp_path / "m", test, "-o", tmp_path / "r.html")
     assert res.exit_code == 0, res.output
     assert "wrote" in res.output and (tmp_path / "r.html").read_text().startswith("<!DOCTYPE")
