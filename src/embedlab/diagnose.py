@@ -325,14 +325,14 @@ def layer_quality(
     (:meth:`SentenceTransformerEncoder.encode_layers`)."""
     from embedlab.encoders import SentenceTransformerEncoder
     from embedlab.heads import PrototypeClassifier
-    from embedlab.planner import _split_by_label
+    from embedlab.splits import holdout_per_label
 
     encoder = encoder if encoder is not None else SentenceTransformerEncoder()
     y = check_labels(labels, len(texts)).astype(str)
     _, counts = np.unique(y, return_counts=True)
     if len(counts) < 2 or counts.min() < 2:
         raise ValidationError("layer_quality needs at least 2 labels with 2 rows each")
-    test = _split_by_label(y, test_size, seed)
+    test = holdout_per_label(y, test_size, seed)
     n_layers = int(encoder.spec.get("num_layers") or 0)
     by_layer = encoder.encode_layers(texts, layers or range(1, n_layers + 1), progress=progress)
     out = []

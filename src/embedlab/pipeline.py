@@ -36,6 +36,7 @@ from embedlab.errors import StoreError, ValidationError
 from embedlab.manifest import read_versioned_json, sha256_file
 from embedlab.metrics import evaluate_open_set
 from embedlab.openset import OpenSetClassifier
+from embedlab.splits import take_per_label
 from embedlab.transforms import TransformChain
 from embedlab.validation import check_labels
 
@@ -64,14 +65,12 @@ def calibration_holdout(
 ) -> np.ndarray:
     """Mask of in-scope rows to keep out of adaptation: ``fraction`` of each class (rounded,
     at most half the class), chosen with a fixed seed; a class of one row keeps it."""
-    rng = np.random.default_rng(seed)
     mask = np.zeros(len(labels), dtype=bool)
-    order = rng.permutation(np.flatnonzero(~is_oos))
-    rows = order[np.argsort(labels[order], kind="stable")]
-    _, starts, counts = np.unique(labels[rows], return_index=True, return_counts=True)
-    take = np.minimum(np.floor(fraction * counts + 0.5), counts // 2).astype(int)
-    for start, k in zip(starts, take, strict=True):  # a loop over classes, not rows
-        mask[rows[start : start + k]] = True
+    mask[~is_oos] = take_per_label(
+        labels[~is_oos],
+        lambda counts: np.minimum(np.floor(fraction * counts + 0.5), counts // 2),
+        seed,
+    )
     return mask
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from embedlab.covariance import unit_rows
 from embedlab.errors import ValidationError
+from embedlab.splits import holdout_per_label
 
 __all__ = ["STORAGES", "TASKS", "Plan", "PlanRow", "plan"]
 
@@ -350,19 +351,6 @@ def _storage_token(storage: str, d: int) -> str:
     )
 
 
-def _split_by_label(labels: np.ndarray, test_size: float, seed: int) -> np.ndarray:
-    """Boolean test mask: ``test_size`` of every label's rows (at least one, never all)."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(labels))
-    rows = order[np.argsort(labels[order], kind="stable")]
-    _, starts, counts = np.unique(labels[rows], return_index=True, return_counts=True)
-    take = np.clip(np.rint(test_size * counts), 1, counts - 1).astype(int)
-    mask = np.zeros(len(labels), dtype=bool)
-    for s, t in zip(starts, take, strict=True):  # a loop over classes, not rows
-        mask[rows[s : s + t]] = True
-    return mask
-
-
 def _labelled_data(
     texts: Sequence[str] | None,
     labels: Sequence[Any] | None,
@@ -391,7 +379,7 @@ def _labelled_data(
             f"{single[:10]}; give every label at least 2 rows or drop those"
         )
     test = np.zeros(len(y), dtype=bool)
-    test[~is_oos] = _split_by_label(y[~is_oos], test_size, seed)
+    test[~is_oos] = holdout_per_label(y[~is_oos], test_size, seed)
     # Out-of-scope rows only ever test (heads and detectors are fitted on in-scope rows).
     test |= is_oos
     if task == "retrieve":
