@@ -51,22 +51,11 @@ def probe_texts() -> list[str]:
 
 def onnx_problem(encoder: Any) -> str | None:
     """Why this encoder cannot run on ONNX Runtime, or None."""
-    from embedlab.encoders.onnx_backend import onnx_available
+    from embedlab.encoders.onnx_backend import unsupported
 
-    reason = onnx_available()
-    if reason:
-        return reason
-    cfg = encoder._config
     if encoder.first_last_average:
         return "first-last layer averaging runs on torch only"
-    if cfg.get("pooling") != "mean" or cfg.get("has_dense"):
-        return f"the model pools by {cfg.get('pooling')!r} (the onnx backend does mean pooling)"
-    arch = str(cfg.get("architecture") or "")
-    if not any(a in arch.lower() for a in ("bert", "mpnet", "roberta")):
-        return f"{arch or 'this architecture'} is not a supported BERT-family model"
-    if not (Path(encoder.model_path) / "tokenizer.json").is_file():
-        return "the model has no tokenizer.json (fast tokenizer)"
-    return None
+    return unsupported(encoder._config, Path(encoder.model_path))
 
 
 def resolve_backend(encoder: Any) -> str:
@@ -149,7 +138,6 @@ def _read_verdict(path: Path, encoder: Any) -> dict[str, Any] | None:
 
 def measure_backends(encoder: Any, texts: list[str] | None = None) -> dict[str, Any]:
     """Speed (texts/s, best of alternating rounds) and cosine to torch fp32 of each backend."""
-    from embedlab.encoders.onnx_backend import OnnxBackend
     from embedlab.encoders.sentence_transformer import SentenceTransformerEncoder
     from embedlab.manifest import sha256_file
 
@@ -168,14 +156,7 @@ def measure_backends(encoder: Any, texts: list[str] | None = None) -> dict[str, 
         "speed_texts": len(short),
     }
     for kind in CANDIDATES:
-        runner = OnnxBackend(
-            encoder.model_path,
-            encoder.fingerprint,
-            encoder._config,
-            layer=encoder.layer,
-            quantize=kind == "onnx-int8",
-            cache_dir=encoder.onnx_backend(kind).cache_dir.parent,
-        )
+        runner = encoder.onnx_backend(kind)
         try:
             runner.ensure_exported(encoder.model)
             vecs = runner.embed(texts)
@@ -199,5 +180,4 @@ def measure_backends(encoder: Any, texts: list[str] | None = None) -> dict[str, 
     verdict["torch"] = {"texts_per_s": len(short) / best["torch"]}
     for kind in CANDIDATES:
         verdict[kind]["texts_per_s"] = len(short) / best[kind]
-    encoder._onnx = None
     return verdict

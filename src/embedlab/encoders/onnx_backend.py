@@ -27,7 +27,7 @@ import numpy as np
 
 from embedlab.errors import EncoderError
 
-__all__ = ["BACKENDS", "ONNX_EXPORT_VERSION", "OnnxBackend", "onnx_available"]
+__all__ = ["BACKENDS", "ONNX_EXPORT_VERSION", "OnnxBackend", "onnx_available", "unsupported"]
 
 log = logging.getLogger("embedlab")
 
@@ -44,6 +44,21 @@ def onnx_available() -> str | None:
         import onnxruntime  # noqa: F401
     except ImportError as exc:
         return f"onnxruntime / onnx are not installed ({exc.name})"
+    return None
+
+
+def unsupported(config: dict[str, Any], model_path: Path) -> str | None:
+    """Why a model (its configuration and directory) cannot run on this backend, or None."""
+    reason = onnx_available()
+    if reason:
+        return reason
+    if config.get("pooling") != "mean" or config.get("has_dense"):
+        return f"the model pools by {config.get('pooling')!r} (the onnx backend does mean pooling)"
+    arch = str(config.get("architecture") or "")
+    if not any(a in arch.lower() for a in ("bert", "mpnet", "roberta")):
+        return f"{arch or 'this architecture'} is not a supported BERT-family model"
+    if not (model_path / "tokenizer.json").is_file():
+        return "the model has no tokenizer.json (fast tokenizer)"
     return None
 
 
@@ -85,19 +100,9 @@ class OnnxBackend:
         cache_dir: Path,
         threads: int | None = None,
     ) -> None:
-        reason = onnx_available()
+        reason = unsupported(config, Path(model_path))
         if reason:
             raise EncoderError(f"the onnx backend is unavailable: {reason}")
-        if config.get("pooling") != "mean" or config.get("has_dense"):
-            raise EncoderError(
-                "the onnx backend supports mean-pooled models without a Dense head; this "
-                f"one pools by {config.get('pooling')!r}"
-            )
-        arch = str(config.get("architecture") or "")
-        if not any(a in arch for a in ("Bert", "bert", "MPNet", "mpnet", "Roberta", "roberta")):
-            raise EncoderError(
-                f"the onnx backend supports BERT-family models; this one is {arch or 'unknown'}"
-            )
         self.model_path = Path(model_path)
         self.fingerprint = fingerprint
         self.config = config
@@ -236,13 +241,7 @@ class OnnxBackend:
         if self._tokenizer is None:
             from tokenizers import Tokenizer
 
-            path = self.model_path / "tokenizer.json"
-            if not path.is_file():
-                raise EncoderError(
-                    f"{self.model_path} has no tokenizer.json (a fast tokenizer), which the "
-                    "onnx backend needs; use --backend torch"
-                )
-            tok = Tokenizer.from_file(str(path))
+            tok = Tokenizer.from_file(str(self.model_path / "tokenizer.json"))
             tok.no_padding()
             tok.enable_truncation(max_length=self.max_length)
             self._tokenizer = tok

@@ -400,22 +400,26 @@ class SentenceTransformerEncoder:
         return self._backend
 
     def onnx_backend(self, kind: str | None = None) -> Any:
-        """The ONNX Runtime runner for this encoder's layer (``kind``: onnx / onnx-int8)."""
+        """The ONNX Runtime runner for this encoder's layer (``kind``: onnx / onnx-int8;
+        default: the resolved backend, whose runner is kept for later calls)."""
         from embedlab.encoders.cache import default_cache_dir
         from embedlab.encoders.onnx_backend import OnnxBackend
 
         kind = kind or self.resolved_backend
-        if self._onnx is None or self._onnx.name != kind:
-            root = os.environ.get("EMBEDLAB_ONNX_CACHE")
-            self._onnx = OnnxBackend(
-                self.model_path,
-                self.fingerprint,
-                self._config,
-                layer=self.layer,
-                quantize=kind == "onnx-int8",
-                cache_dir=Path(root) if root else default_cache_dir(),
-            )
-        return self._onnx
+        if self._onnx is not None and self._onnx.name == kind:
+            return self._onnx
+        root = os.environ.get("EMBEDLAB_ONNX_CACHE")
+        runner = OnnxBackend(
+            self.model_path,
+            self.fingerprint,
+            self._config,
+            layer=self.layer,
+            quantize=kind == "onnx-int8",
+            cache_dir=Path(root) if root else default_cache_dir(),
+        )
+        if kind == self._backend:  # only the runner encoding uses is kept (with its session)
+            self._onnx = runner
+        return runner
 
     def _forward(self, texts: list[str]) -> np.ndarray:
         if self.resolved_backend != "torch":
