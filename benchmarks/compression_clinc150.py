@@ -25,20 +25,10 @@ from embedlab.detect import MahalanobisDetector, MaxCosineDetector
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.heads import GaussianClassifier, PrototypeClassifier
 from embedlab.index import Index
-from embedlab.metrics import auroc
+from embedlab.metrics import auroc, retrieval_at_k
 from embedlab.transforms import TransformChain
 
 K = 10
-
-
-def retrieval(ranked_labels: np.ndarray, query_labels: np.ndarray) -> dict[str, float]:
-    same = ranked_labels[:, :K] == query_labels[:, None]
-    first = np.where(same.any(1), same.argmax(1) + 1, np.inf)
-    return {
-        "recall@10": float(same.any(1).mean()),
-        "mrr@10": float(np.mean(1.0 / first)),
-        "p@10": float(same.mean()),
-    }
 
 
 def classify(Xtr, Xte, Xoo, ytr, yte) -> dict[str, float]:
@@ -70,7 +60,7 @@ def main() -> None:
                 "method": name,
                 "bytes": bytes_per_vector,
                 "qps": qps,
-                **retrieval(ytr[ranked], yte),
+                **retrieval_at_k(ytr[ranked], yte, K),
                 **classify(*decoded, ytr, yte),
             }
         )
@@ -87,7 +77,7 @@ def main() -> None:
     ):
         idx, fn = embedlab_index(spec)
         chain = TransformChain("binary" if spec.startswith("binary") else "dim96,norm").fit(Xtr)
-        dec = tuple(chain.decode(chain.transform(X)) for X in (Xtr, Xte, Xoo))
+        dec = tuple(chain.float_vectors(X) for X in (Xtr, Xte, Xoo))
         run(name, idx.bytes_per_vector(), fn, dec)
     for spec in (
         "int8",
@@ -101,15 +91,13 @@ def main() -> None:
         "binary",
     ):
         chain = TransformChain(spec).fit(Xtr)
-        dec = tuple(chain.decode(chain.transform(X)) for X in (Xtr, Xte, Xoo))
+        dec = tuple(chain.float_vectors(X) for X in (Xtr, Xte, Xoo))
         flat = faiss.IndexFlatIP(dec[0].shape[1])
         flat.add(np.ascontiguousarray(dec[0]))
         run(
             f"embedlab {spec} (decoded, exact search)",
             chain.bytes_per_vector(),
-            lambda Q, c=chain, f=flat: f.search(np.ascontiguousarray(c.decode(c.transform(Q))), K)[
-                1
-            ],
+            lambda Q, c=chain, f=flat: f.search(np.ascontiguousarray(c.float_vectors(Q)), K)[1],
             dec,
         )
     # Anchor: sentence-transformers quantize_embeddings + FAISS flat, same vectors.

@@ -32,3 +32,12 @@ def test_perfect_separation():
 def test_missing_side_gives_none():
     m = evaluate_open_set(["a", "b"], ["a", "b"], [0.1, 0.2])
     assert m["oos_auroc"] is None and m["oos_recall"] is None and m["accuracy"] == 1.0
+
+
+def test_retrieval_at_k_on_a_known_ranking():
+    from embedlab.metrics import retrieval_at_k
+
+    ranked = np.array([["a", "b", "a"], ["c", "c", "b"], ["a", "a", "a"]])
+    m = retrieval_at_k(ranked, np.array(["a", "b", "b"]), k=3)
+    # hits at ranks 1 / 3 / none; P@3 = (2 + 1 + 0) / 9
+    assert m == pytest.approx({"recall@3": 2 / 3, "mrr@3": (1 + 1 / 3) / 3, "p@3": 3 / 9})

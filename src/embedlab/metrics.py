@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import f1_score, roc_auc_score, roc_curve
 
-__all__ = ["HEADLINE_METRICS", "auroc", "evaluate_open_set", "fpr_at_tpr"]
+__all__ = ["HEADLINE_METRICS", "auroc", "evaluate_open_set", "fpr_at_tpr", "retrieval_at_k"]
 
 #: The metrics reports and the CLI show first, in this order.
 HEADLINE_METRICS = (
@@ -20,6 +20,21 @@ HEADLINE_METRICS = (
     "oos_precision",
     "overall_accuracy",
 )
+
+
+def retrieval_at_k(
+    ranked_labels: np.ndarray, query_labels: np.ndarray, k: int = 10
+) -> dict[str, float]:
+    """Label-match retrieval quality of ranked results (a hit = a result with the query's
+    label): recall@k = share of queries with a hit in the top k, MRR@k = mean 1/rank of
+    the first hit (0 when none), P@k = share of hits among the top k."""
+    same = np.asarray(ranked_labels)[:, :k] == np.asarray(query_labels)[:, None]
+    first = np.where(same.any(1), same.argmax(1) + 1, np.inf)
+    return {
+        f"recall@{k}": float(same.any(1).mean()),
+        f"mrr@{k}": float(np.mean(1.0 / first)),
+        f"p@{k}": float(same.mean()),
+    }
 
 
 def auroc(in_scope_scores: np.ndarray, oos_scores: np.ndarray) -> float | None:

@@ -145,7 +145,7 @@ class Pipeline:
         """Encoder output → what the classifier sees (the fitted transform chain, if any)."""
         if self.chain_ is None:
             return X
-        return self.chain_.decode(self.chain_.transform(X))
+        return self.chain_.float_vectors(X)
 
     def fit(
         self,

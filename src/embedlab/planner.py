@@ -32,6 +32,7 @@ import numpy as np
 
 from embedlab.covariance import unit_rows
 from embedlab.errors import ValidationError
+from embedlab.metrics import retrieval_at_k
 from embedlab.splits import holdout_per_label
 
 __all__ = ["STORAGES", "TASKS", "Plan", "PlanRow", "plan"]
@@ -458,7 +459,7 @@ def _decoded(V: np.ndarray, train: np.ndarray, storage: str, seed: int) -> tuple
     chain = _codec(V, train, storage, seed)
     if chain is None:
         return V, 4.0 * V.shape[1]
-    return chain.decode(chain.transform(V)), chain.bytes_per_vector()
+    return chain.float_vectors(V), chain.bytes_per_vector()
 
 
 def _classify(
@@ -515,9 +516,8 @@ def _retrieve(
     ids, _ = index.search(V[te], K)
     elapsed = time.perf_counter() - t0
     ranked = y[tr][ids.astype(np.int64)]
-    same = ranked == y[te][:, None]
-    first = np.where(same.any(1), same.argmax(1) + 1, np.inf)
-    metrics = {"recall@10": float(same.any(1).mean()), "mrr@10": float(np.mean(1.0 / first))}
+    found = retrieval_at_k(ranked, y[te], K)
+    metrics = {m: found[m] for m in METRICS["retrieve"]}
     return metrics, 1000.0 * elapsed / max(1, int(te.sum())), index.bytes_per_vector(), spec
 
 

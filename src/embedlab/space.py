@@ -253,7 +253,7 @@ class EmbeddingSet:
             )
         if fit:
             chain.fit(self.vectors)
-        vectors = np.ascontiguousarray(chain.decode(chain.transform(self.vectors)))
+        vectors = np.ascontiguousarray(chain.float_vectors(self.vectors))
         out = self._derive(
             vectors, ids=self.ids, labels=self.labels, texts=self.texts, metadata=self.metadata
         )

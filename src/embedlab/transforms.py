@@ -135,6 +135,11 @@ class TransformChain:
     def fit_transform(self, X: Any) -> np.ndarray:
         return self.fit(X).transform(X)
 
+    def float_vectors(self, X: Any) -> np.ndarray:
+        """float32 vectors of X through the chain: codes (int8 / binary / PQ) are decoded,
+        so downstream heads see exactly what that storage keeps."""
+        return self.decode(self.transform(X))
+
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Approximate float vectors from int8 or PQ codes (binary: ±1 per dimension)."""
         if not self.makes_codes:
