@@ -260,10 +260,10 @@ def plan(
         )
     by_layer = encoder.encode_layers(data["texts"], layers, progress=progress)
     encode_ms = _encode_ms(encoder, data["texts"], layers, timing_sample, seed)
-    configs = [(k, d, s) for k in layers for d in dims for s in storages]
     rows: list[PlanRow] = []
     measure = {"classify": _classify, "retrieve": _retrieve, "sts": _sts}[task]
-    with progress_bar(len(configs), "measuring", enabled=progress is not False) as advance:
+    n_configs = len(layers) * len(dims) * len(storages)
+    with progress_bar(n_configs, "measuring", enabled=progress is not False) as advance:
         for k in layers:
             for d in dims:
                 V = unit_rows(by_layer[k][:, :d])
@@ -442,17 +442,17 @@ def _codec(V: np.ndarray, train: np.ndarray, storage: str, seed: int) -> Any:
 
     if storage == "float32":
         return None
-    if storage == "pq":
-        rows = np.flatnonzero(train)
-        if len(rows) < 256:
-            raise ValidationError(
-                f"pq needs at least 256 training rows to learn its codebooks; the training "
-                f"split has {len(rows)} (add data or drop pq with --storage)"
-            )
-        if len(rows) > PQ_TRAIN_ROWS:
-            rows = np.random.default_rng(seed).choice(rows, PQ_TRAIN_ROWS, replace=False)
-        return TransformChain(f"pq{V.shape[1] // PQ_SUBVECTOR_DIMS}").fit(V[np.sort(rows)])
+    if storage == "pq":  # plan() has already left pq out when there are < 256 rows
+        rows = _pq_sample(np.flatnonzero(train), seed)
+        return TransformChain(f"pq{V.shape[1] // PQ_SUBVECTOR_DIMS}").fit(V[rows])
     return TransformChain(storage).fit(V[train])
+
+
+def _pq_sample(rows: np.ndarray, seed: int) -> np.ndarray:
+    """The (sorted) rows PQ codebooks train on: all, or a seeded PQ_TRAIN_ROWS of them."""
+    if len(rows) <= PQ_TRAIN_ROWS:
+        return rows
+    return np.sort(np.random.default_rng(seed).choice(rows, PQ_TRAIN_ROWS, replace=False))
 
 
 def _decoded(V: np.ndarray, train: np.ndarray, storage: str, seed: int) -> tuple[np.ndarray, float]:
@@ -508,9 +508,8 @@ def _retrieve(
     tr, te, y = data["train"], data["test"], data["labels"]
     corpus = V[tr]
     index = Index(spec, d)
-    if storage == "pq" and len(corpus) > PQ_TRAIN_ROWS:  # train codebooks on a sample
-        sample = np.random.default_rng(seed).choice(len(corpus), PQ_TRAIN_ROWS, replace=False)
-        index.train(corpus[np.sort(sample)])
+    if storage == "pq":  # codebooks train on a sample
+        index.train(corpus[_pq_sample(np.arange(len(corpus)), seed)])
     index.add(corpus)
     t0 = time.perf_counter()
     ids, _ = index.search(V[te], K)
