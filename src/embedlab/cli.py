@@ -36,10 +36,10 @@ err_console = Console(stderr=True)
 
 
 BackendOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         help="How the encoder runs: auto (fastest backend that passes a quality check "
-        "against torch), torch, onnx or onnx-int8."
+        "against torch), torch, onnx or onnx-int8. Default: $EMBEDLAB_BACKEND, else auto."
     ),
 ]
 
@@ -137,7 +137,7 @@ def encode(
     first_last_average: Annotated[
         bool, typer.Option(help="Average the first layer with the chosen (or last) layer.")
     ] = False,
-    backend: BackendOption = "auto",
+    backend: BackendOption = None,
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")
     ] = False,
@@ -351,7 +351,7 @@ def fit(
     adapt_budget: Annotated[
         float, typer.Option(help="Seconds the encoder adaptation may take.")
     ] = 600.0,
-    backend: BackendOption = "auto",
+    backend: BackendOption = None,
     transform: Annotated[
         str | None,
         typer.Option(
@@ -864,7 +864,7 @@ def plan(
         Path | None,
         typer.Option(help="Local sentence-transformers model directory (default: packaged)."),
     ] = None,
-    backend: BackendOption = "auto",
+    backend: BackendOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write plan.png.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
