@@ -118,8 +118,6 @@ def _verdict(encoder: Any) -> dict[str, Any]:
 
 
 def _read_verdict(path: Path, encoder: Any) -> dict[str, Any] | None:
-    from embedlab.manifest import sha256_file
-
     try:
         verdict = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -129,9 +127,7 @@ def _read_verdict(path: Path, encoder: Any) -> dict[str, Any] | None:
     for kind in CANDIDATES:
         runner = encoder.onnx_backend(kind)
         entry = verdict.get(kind)
-        if not isinstance(entry, dict) or not runner.graph_path.is_file():
-            return None
-        if entry.get("graph_sha256") != sha256_file(runner.graph_path):
+        if not isinstance(entry, dict) or entry.get("graph_sha256") != runner.recorded_sha256():
             return None
     return verdict
 
@@ -139,7 +135,6 @@ def _read_verdict(path: Path, encoder: Any) -> dict[str, Any] | None:
 def measure_backends(encoder: Any, texts: list[str] | None = None) -> dict[str, Any]:
     """Speed (texts/s, best of alternating rounds) and cosine to torch fp32 of each backend."""
     from embedlab.encoders.sentence_transformer import SentenceTransformerEncoder
-    from embedlab.manifest import sha256_file
 
     texts = texts or probe_texts()
     short = texts[:SHORT_PROBE] * 2  # speed is judged on sentence-length inputs
@@ -167,7 +162,7 @@ def measure_backends(encoder: Any, texts: list[str] | None = None) -> dict[str, 
             "mean_cos": float(cos.mean()),
             "min_cos": float(cos.min()),
             "passed": bool(cos.mean() >= MIN_MEAN_COSINE and cos.min() >= MIN_COSINE),
-            "graph_sha256": sha256_file(runner.graph_path),
+            "graph_sha256": runner.recorded_sha256(),
         }
         runs[kind] = lambda r=runner: r.embed(short)
     # Alternating rounds, best of each: no backend is timed right after another's threads.

@@ -129,6 +129,14 @@ class OnnxBackend:
     def meta_path(self) -> Path:
         return self.graph_path.with_suffix(".json")
 
+    def recorded_sha256(self) -> str | None:
+        """The graph's sha256 as its sidecar records it (None without a readable sidecar);
+        :meth:`ensure_exported` checks the file against it before any session loads it."""
+        try:
+            return json.loads(self.meta_path.read_text(encoding="utf-8")).get("sha256")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return None
+
     def _fresh(self) -> bool:
         """True when the cached graph exists, matches its sidecar and this export version."""
         from embedlab.manifest import sha256_file
@@ -166,7 +174,6 @@ class OnnxBackend:
         return self.graph_path
 
     def _export(self, torch_model: Any) -> None:
-
         t0 = time.perf_counter()
         work = self.cache_dir / f".export-{os.getpid()}-{self.graph_path.stem}"
         work.mkdir(parents=True, exist_ok=True)
