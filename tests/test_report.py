@@ -105,3 +105,12 @@ def test_report_renders_in_headless_chromium(demo_report, tmp_path):
     assert len(plots) == 5
     assert all(p["w"] > 100 and p["h"] > 100 and p["shapes"] >= 3 for p in plots), plots
     assert shot.stat().st_size > 10_000
+
+
+def test_a_plan_that_cannot_be_read_is_named(tmp_path):
+    es = EmbeddingSet(np.random.default_rng(1).normal(size=(50, 4)))
+    (tmp_path / "plan.json").write_text("{not json")
+    with pytest.raises(ValidationError, match="cannot read a plan from .*plan.json"):
+        space_report(es, plan=tmp_path)
+    with pytest.raises(ValidationError, match="cannot read a plan from"):
+        space_report(es, plan=tmp_path / "missing.json")
