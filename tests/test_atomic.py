@@ -4,6 +4,8 @@ import pytest
 
 from embedlab.atomic import atomic_directory, atomic_write_bytes
 
+MARK = '{"format": "embedlab.test"}'
+
 
 def test_atomic_write_bytes_replaces_and_leaves_no_temp(tmp_path):
     target = tmp_path / "f.bin"
@@ -17,6 +19,7 @@ def test_atomic_directory_failure_keeps_previous(tmp_path):
     target = tmp_path / "d"
     with atomic_directory(target) as tmp:
         (tmp / "a.txt").write_text("old")
+        (tmp / "manifest.json").write_text(MARK)
     with pytest.raises(RuntimeError), atomic_directory(target, overwrite=True) as tmp:
         (tmp / "a.txt").write_text("new")
         raise RuntimeError("disk full")
@@ -29,6 +32,7 @@ def test_atomic_directory_replaces(tmp_path):
     for text in ("old", "new"):
         with atomic_directory(target, overwrite=True) as tmp:
             (tmp / "a.txt").write_text(text)
+            (tmp / "manifest.json").write_text(MARK)
     assert (target / "a.txt").read_text() == "new"
     assert sorted(os.listdir(tmp_path)) == ["d"]
 

@@ -16,10 +16,150 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_directory", "atomic_write_bytes", "fsync_directory", "fsync_file"]
+from embedlab.errors import RefusedOverwrite
+
+__all__ = [
+    "MARKER_FILES",
+    "atomic_directory",
+    "atomic_write_bytes",
+    "check_output_dir",
+    "check_output_file",
+    "check_replaceable",
+    "fsync_directory",
+    "fsync_file",
+    "remove_stale_temps",
+]
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+# A directory holding one of these (with an embedlab "format") is something embedlab wrote
+# and may replace: an EmbeddingSet, a model bundle, an index, an adapted encoder.
+MARKER_FILES = ("manifest.json", "bundle.json", "index.json", ".embedlab_adapt.json")
+_STALE_AFTER_S = 3600.0  # a temp without a recognisable owner is stale after this long
+
+
+def _umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # pragma: no cover - not Linux
+    os.umask(mask)
+    return mask
+
+
+def _is_embedlab_dir(path: Path) -> bool:
+    """True when ``path`` holds a marker file that says embedlab wrote it."""
+    import json
+
+    for name in MARKER_FILES:
+        f = path / name
+        if not f.is_file():
+            continue
+        if name == ".embedlab_adapt.json":
+            return True
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        if isinstance(doc, dict) and str(doc.get("format", "")).startswith("embedlab."):
+            return True
+    return False
+
+
+def check_replaceable(
+    target: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = ()
+) -> None:
+    """Refuse to replace ``target`` unless it is something embedlab wrote (or is empty).
+
+    Never the working directory, the home or root directory, a directory that holds one of
+    ``inputs``, or a directory with other contents: ``FileExistsError`` says what is there.
+    """
+    target = Path(target).absolute()
+    if not target.exists() and not target.is_symlink():
+        return
+    real = target.resolve()
+    if not target.is_dir():
+        raise RefusedOverwrite(f"{target} exists and is not a directory; refusing to replace it")
+    protected = {Path.cwd().resolve(), Path.home().resolve(), Path(real.anchor)}
+    if real in protected or any(real in p.parents for p in protected if p != Path(real.anchor)):
+        raise RefusedOverwrite(
+            f"{target} is the working, home or root directory (or one of their parents); "
+            "refusing to replace it: write to a new subdirectory instead"
+        )
+    for item in inputs:
+        item_real = Path(item).absolute().resolve()
+        if item_real == real or real in item_real.parents:
+            raise RefusedOverwrite(
+                f"{target} holds the input {item}; refusing to replace it: write elsewhere"
+            )
+    if _is_embedlab_dir(real):
+        return
+    contents = sorted(p.name for p in real.iterdir())
+    if contents:
+        shown = ", ".join(contents[:5]) + (
+            f" and {len(contents) - 5} more" if len(contents) > 5 else ""
+        )
+        raise RefusedOverwrite(
+            f"{target} is not something embedlab wrote (it holds {shown}); refusing to replace "
+            "it: choose a new directory or remove it yourself"
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(target: str | os.PathLike) -> list[Path]:
+    """Remove temp siblings of ``target`` left by a killed write (their owner is gone).
+
+    Temps are named ``.<name>.<pid>.<random>.tmp``; one whose process no longer runs is
+    removed, as is an older-style temp without a pid that is over an hour old.
+    """
+    import time
+
+    target = Path(target).absolute()
+    parent = target.parent
+    removed: list[Path] = []
+    if not parent.is_dir():
+        return removed
+    prefix = f".{target.name}."
+    try:
+        candidates = [p for p in parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for p in candidates:
+        rest = p.name[len(prefix) :]
+        if not (rest.endswith(".tmp") or ".old-" in p.name):
+            continue
+        head = rest.split(".", 1)[0]
+        if rest.startswith("old-"):
+            head = rest[4:]
+        if head.isdigit():
+            stale = not _pid_alive(int(head))
+        else:
+            try:
+                stale = time.time() - p.lstat().st_mtime > _STALE_AFTER_S
+            except OSError:
+                continue
+        if stale:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            removed.append(p)
+    return removed
 
 
 def fsync_file(path: str | os.PathLike) -> None:
@@ -46,10 +186,21 @@ def fsync_directory(path: str | os.PathLike) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory, fsync and rename."""
+    """Write ``data`` to ``path`` via a temp file in the same directory, fsync and rename.
+
+    The file gets the mode an ordinary ``open`` would give it (or the replaced file's mode).
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
     try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_umask()
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
+    try:
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -88,16 +239,28 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False) -> Iter
     """Yield a temp directory to fill; on success it replaces ``target`` in one step.
 
     If the body raises, the temp directory is removed and ``target`` is left untouched.
-    With ``overwrite=False`` an existing ``target`` raises ``FileExistsError`` before any work.
+    With ``overwrite=False`` an existing ``target`` raises ``FileExistsError`` before any work;
+    with ``overwrite=True`` only a directory embedlab wrote (see :func:`check_replaceable`)
+    is replaced. The new directory keeps the old one's mode (else the umask's default), and
+    temps left by a killed earlier write to the same place are removed first.
     """
     target = Path(target).absolute()
     if target.exists() and not target.is_dir():
-        raise FileExistsError(f"{target} exists and is not a directory")
+        raise RefusedOverwrite(f"{target} exists and is not a directory")
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} already exists (pass overwrite=True to replace it)")
+        raise RefusedOverwrite(f"{target} already exists (pass overwrite=True to replace it)")
+    check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    remove_stale_temps(target)
     try:
+        mode = target.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o777 & ~_umask()
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
+    )
+    try:
+        os.chmod(tmp, mode)
         yield tmp
         for child in tmp.rglob("*"):
             if child.is_file():
@@ -118,3 +281,69 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False) -> Iter
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _check_writable_parent(path: Path) -> None:
+    """Raise StoreError now, before any work, when ``path``'s folder cannot be written."""
+    from embedlab.errors import StoreError
+
+    parent = path.parent
+    while not parent.exists():
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if not parent.is_dir():
+        raise StoreError(f"cannot write {path}: {parent} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=parent, prefix=".embedlab-probe-"):
+            pass
+    except OSError as exc:
+        raise StoreError(
+            f"cannot write {path}: {parent} is not writable ({exc.strerror or exc})"
+        ) from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return a.absolute() == b.absolute()
+
+
+def check_output_file(
+    path: str | os.PathLike, *, force: bool, inputs: tuple[str | os.PathLike, ...] = ()
+) -> Path:
+    """Check, before any work, that ``path`` may be written as an output file.
+
+    An existing file needs ``force``; an output may never be one of ``inputs`` nor a
+    directory; its folder must be writable.
+    """
+    path = Path(path)
+    for item in inputs:
+        if _same_file(path, Path(item)) or path.absolute() == Path(item).absolute():
+            raise RefusedOverwrite(f"{path} is also an input; write the output to another file")
+    if path.is_dir():
+        raise RefusedOverwrite(f"{path} is a directory; give a file name such as {path}/out.csv")
+    if path.exists() and not force:
+        raise RefusedOverwrite(f"{path} already exists; pass --force to replace it")
+    _check_writable_parent(path)
+    return path
+
+
+def check_output_dir(
+    path: str | os.PathLike, *, force: bool, inputs: tuple[str | os.PathLike, ...] = ()
+) -> Path:
+    """Check, before any work, that directory ``path`` may be written (or replaced).
+
+    An existing one needs ``force`` and must be something embedlab wrote; never one that
+    holds an input, the working directory or a parent of it; its folder must be writable.
+    """
+    path = Path(path)
+    for item in inputs:
+        if _same_file(path, Path(item)):
+            raise RefusedOverwrite(f"{path} is also an input; write the output elsewhere")
+    if path.exists() and not force:
+        raise RefusedOverwrite(f"{path} already exists; pass --force to replace it")
+    check_replaceable(path, inputs)
+    _check_writable_parent(path)
+    return path

@@ -25,3 +25,7 @@ class StoreError(EmbedlabError, OSError):
 
 class EncoderError(EmbedlabError, RuntimeError):
     """An encoder cannot be loaded or cannot encode the given texts."""
+
+
+class RefusedOverwrite(StoreError, FileExistsError):
+    """An output exists and may not be replaced (not asked to, or not something embedlab wrote)."""
