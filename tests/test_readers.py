@@ -90,7 +90,7 @@ def test_header_only(tmp_path):
 def test_non_utf8_names_the_row(tmp_path):
     f = write(tmp_path / "d.csv", b"text,label\nok,a\nalso ok,b\ncaf\xe9,c\n")
     with pytest.raises(
-        DataFormatError, match=r"not valid UTF-8: byte 0xe9 at line 4 \(data row 2\)"
+        DataFormatError, match=r"not valid UTF-8: byte 0xe9 at line 4 \(data row 3\)"
     ):
         read_texts(f)
 
@@ -112,7 +112,7 @@ def test_non_utf8_parquet_binary_column(tmp_path):
 def test_empty_texts_rejected_or_skipped(tmp_path):
     f = write(tmp_path / "d.csv", "text,label\na,x\n   ,y\nb,z\n,w\n")
     with pytest.raises(
-        DataFormatError, match=r"2 empty text\(s\) in column 'text' at rows \[1, 3\]"
+        DataFormatError, match=r"2 empty text\(s\) in column 'text' at rows 2, 4 \(lines 3, 5\)"
     ):
         read_texts(f)
     t = read_texts(f, on_empty="skip")
@@ -122,7 +122,7 @@ def test_empty_texts_rejected_or_skipped(tmp_path):
 
 def test_missing_labels(tmp_path):
     f = write(tmp_path / "d.csv", "text,label\na,x\nb,\n")
-    with pytest.raises(DataFormatError, match=r"no label in column 'label': rows \[1\]"):
+    with pytest.raises(DataFormatError, match=r"no label in column 'label' at row 2 \(line 3\)"):
         read_texts(f)
 
 

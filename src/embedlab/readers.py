@@ -2,8 +2,9 @@
 
 Every reader checks its input once and raises :class:`~embedlab.errors.DataFormatError` with
 the file, the row and what is wrong: a missing column, an empty file, bytes that are not UTF-8,
-a malformed line, empty texts. Row numbers in messages are 0-based data rows (the same numbers
-that become default ids) followed by the 1-based line of the file where that applies.
+a malformed line, empty texts. Row numbers in messages count data rows from 1 (the first
+row under a CSV header is row 1), as a spreadsheet does; for CSV / TSV / JSONL the file's
+line number follows. (Default ids are 0-based row positions.)
 """
 
 from __future__ import annotations
@@ -56,12 +57,15 @@ class TextTable:
     metadata: pa.Table | None = None
     source: str = ""
     skipped_rows: list[int] = field(default_factory=list)
+    table: pa.Table | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
 
 
 def _format_of(path: Path) -> str:
+    if path.is_dir():
+        raise DataFormatError(f"{path} is a directory, expected a data file")
     fmt = TEXT_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DataFormatError(
@@ -72,12 +76,20 @@ def _format_of(path: Path) -> str:
 
 
 def _decode(path: Path, data: bytes, header_lines: int) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # a UTF-16 byte-order mark
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise DataFormatError(
+                f"{path} starts with a UTF-16 byte-order mark but is not valid UTF-16; "
+                "re-save it as UTF-8"
+            ) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        row = line - 1 - header_lines
-        where = f"line {line}" + (f" (data row {row})" if row >= 0 else "")
+        row = line - header_lines
+        where = f"line {line}" + (f" (data row {row})" if row >= 1 else "")
         raise DataFormatError(
             f"{path} is not valid UTF-8: byte 0x{data[exc.start]:02x} at {where}. "
             "Re-save it as UTF-8 (for example: iconv -f latin1 -t utf-8 in > out)"
@@ -96,23 +108,44 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _columns_table(columns: dict[str, list[Any]]) -> pa.Table:
+    """One Arrow column per key; a column mixing types is stored as text, and values of
+    different types that become the same text (``1`` and ``"1"``) are recorded in the
+    schema metadata under ``embedlab.merged.<column>`` so that readers can say so."""
     out = {}
+    merged: dict[bytes, bytes] = {}
     for name, values in columns.items():
         try:
             out[name] = pa.array(values)
         except (pa.ArrowException, TypeError, ValueError):
-            out[name] = pa.array(
-                [
-                    None if v is None else json.dumps(v) if not isinstance(v, str) else v
-                    for v in values
-                ],
-                type=pa.string(),
+            shown = [
+                None if v is None else json.dumps(v) if not isinstance(v, str) else v
+                for v in values
+            ]
+            strings = {v for v in values if isinstance(v, str)}
+            clash = sorted(
+                {t for v, t in zip(values, shown, strict=True) if not isinstance(v, str)} & strings
             )
-    return pa.table(out)
+            if clash:
+                merged[f"embedlab.merged.{name}".encode()] = json.dumps(clash[:5]).encode()
+            out[name] = pa.array(shown, type=pa.string())
+    table = pa.table(out)
+    return table.replace_schema_metadata(merged) if merged else table
 
 
-def _read_delimited(path: Path, delimiter: str) -> pa.Table:
+def _sniff_delimiter(header_line: str, default: str) -> str:
+    """The default delimiter, unless the header holds none of it but another common one."""
+    if default in header_line:
+        return default
+    counts = {d: header_line.count(d) for d in (";", "\t", "|", ",") if d != default}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else default
+
+
+def _read_delimited(path: Path, delimiter: str | None) -> pa.Table:
     text = _decode(path, _read_bytes(path), header_lines=1)
+    if delimiter is None:
+        default = "\t" if path.suffix.lower() == ".tsv" else ","
+        delimiter = _sniff_delimiter(text.split("\n", 1)[0], default)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader)
@@ -179,7 +212,7 @@ def _read_json(path: Path, splits: Sequence[str] | None) -> pa.Table:
         unknown = [s for s in chosen if s not in doc]
         if unknown:
             raise DataFormatError(f"{path}: unknown split(s) {unknown}; available: {sorted(doc)}")
-        texts, labels, split_col = [], [], []
+        texts, split_col, raw_labels = [], [], []
         for split in chosen:
             for i, item in enumerate(doc[split]):
                 if not (isinstance(item, list) and len(item) == 2):
@@ -187,31 +220,40 @@ def _read_json(path: Path, splits: Sequence[str] | None) -> pa.Table:
                         f"{path}: split {split!r} item {i} is not a [text, label] pair"
                     )
                 texts.append(item[0])
-                labels.append(None if item[1] is None else str(item[1]))
+                raw_labels.append(item[1])
                 split_col.append(split)
         if not texts:
             raise DataFormatError(f"{path}: the selected split(s) {chosen} are empty")
+        table = _columns_table({"text": texts, "label": raw_labels})
+        label = table.column("label")
+        if not pa.types.is_string(label.type):
+            label = pa.array(
+                [None if _is_missing(v) else str(v) for v in label.to_pylist()], type=pa.string()
+            )
         return pa.table(
-            {
-                "text": pa.array(texts),
-                "label": pa.array(labels, type=pa.string()),
-                "split": pa.array(split_col),
-            }
-        )
+            {"text": table.column("text"), "label": label, "split": pa.array(split_col)}
+        ).replace_schema_metadata(table.schema.metadata)
     raise DataFormatError(f"{path}: expected a list of objects or {{split: [[text, label], ...]}}")
 
 
-def read_table(path: str | os.PathLike, *, splits: Sequence[str] | None = None) -> pa.Table:
+def read_table(
+    path: str | os.PathLike,
+    *,
+    splits: Sequence[str] | None = None,
+    delimiter: str | None = None,
+) -> pa.Table:
     """Read a CSV / TSV / JSONL / JSON / Parquet file into a pyarrow Table.
 
-    CSV and TSV columns are read as strings. ``splits`` picks splits of a split-layout JSON.
+    CSV and TSV columns are read as strings; their delimiter is ``delimiter``, else comma
+    (tab for .tsv) unless the header line holds none but a semicolon, tab or bar.
+    ``splits`` picks splits of a split-layout JSON.
     """
     path = Path(path)
     fmt = _format_of(path)
     if splits and fmt != "json":
         raise DataFormatError(f"{path}: --split applies to split-layout JSON files only")
     if fmt in ("csv", "tsv"):
-        return _read_delimited(path, "," if fmt == "csv" else "\t")
+        return _read_delimited(path, delimiter)
     if fmt == "jsonl":
         return _read_jsonl(path)
     if fmt == "json":
@@ -241,6 +283,41 @@ def _string_column(path: Path, table: pa.Table, name: str, what: str) -> list[An
     return col.to_pylist()
 
 
+_MISSING_STRINGS = frozenset(
+    {"nan", "NaN", "NAN", "NA", "N/A", "n/a", "null", "NULL", "<NA>", "#N/A"}
+)
+
+
+def _is_missing(v: Any) -> bool:
+    """None, a float NaN, an empty string or a common spelling of 'missing' (NaN, NA, null)."""
+    if v is None:
+        return True
+    if isinstance(v, float):
+        return v != v
+    if isinstance(v, str):
+        return not v.strip() or v.strip() in _MISSING_STRINGS
+    return False
+
+
+def _label_text(v: Any) -> str:
+    """A label as text: 3.0 from a float column is "3", like the integer it stands for."""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _rows_text(fmt: str, rows: Sequence[int], limit: int = 10) -> str:
+    """'rows 2, 4 (lines 3, 5)' for 0-based data positions: 1-based rows, and the file's
+    lines where the format has them (a header line for CSV / TSV)."""
+    shown = list(rows[:limit])
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    text = "row" + ("s" if len(rows) > 1 else "") + " " + ", ".join(str(r + 1) for r in shown)
+    if fmt in ("csv", "tsv"):
+        text += " (line" + ("s" if len(shown) > 1 else "") + " "
+        text += ", ".join(str(r + 2) for r in shown) + ")"
+    return text + more
+
+
 def read_texts(
     path: str | os.PathLike,
     *,
@@ -250,41 +327,47 @@ def read_texts(
     on_empty: Literal["error", "skip"] = "error",
     splits: Sequence[str] | None = None,
     require_labels: bool = False,
+    delimiter: str | None = None,
 ) -> TextTable:
     """Read texts, labels and ids from a data file; other columns become metadata.
 
-    ``label_col`` is optional unless ``require_labels``: when the file has no such column
-    the table is unlabelled. ``on_empty="skip"`` drops empty texts and records their rows in
+    ``label_col`` is optional unless ``require_labels`` (pass it whenever the user named
+    the column, so that a misspelt name is an error rather than an unlabelled table).
+    Missing labels — null, NaN, or text such as "NaN" / "NA" / "null" — are an error, and
+    so are labels of different types that would read as the same text (``1`` and ``"1"``).
+    ``on_empty="skip"`` drops empty texts and records their 0-based positions in
     ``skipped_rows``; the default raises. Ids come from ``id_col`` or are the 0-based row
-    numbers of the file.
+    positions of the file. ``table`` keeps every column of the rows kept, in file order.
     """
     path = Path(path)
-    table = read_table(path, splits=splits)
+    fmt = _format_of(path)
+    table = read_table(path, splits=splits, delimiter=delimiter)
     names = table.column_names
     if text_col not in names:
-        raise DataFormatError(
-            f"{path}: no text column {text_col!r}; columns are {names} (choose one with --text-col)"
-        )
+        hint = "choose one with --text-col"
+        if fmt in ("csv", "tsv") and len(names) == 1:
+            hint += ", or name the file's delimiter with --delimiter"
+        raise DataFormatError(f"{path}: no text column {text_col!r}; columns are {names} ({hint})")
     if label_col is not None and label_col not in names and require_labels:
         raise DataFormatError(
             f"{path}: no label column {label_col!r}; columns are {names} "
             "(choose one with --label-col)"
         )
     if id_col is not None and id_col not in names:
-        raise DataFormatError(f"{path}: no id column {id_col!r}; columns are {names}")
+        raise DataFormatError(
+            f"{path}: no id column {id_col!r}; columns are {names} (choose one with --id-col)"
+        )
     raw = _string_column(path, table, text_col, "text")
     bad = [i for i, t in enumerate(raw) if t is not None and not isinstance(t, str)]
     if bad:
         raise DataFormatError(
-            f"{path}: text column {text_col!r} holds non-text values at rows {bad[:10]}"
+            f"{path}: text column {text_col!r} holds non-text values at {_rows_text(fmt, bad)}"
         )
     empty = [i for i, t in enumerate(raw) if t is None or not t.strip()]
     if empty and on_empty != "skip":
-        more = " ..." if len(empty) > 10 else ""
         raise DataFormatError(
-            f"{path}: {len(empty)} empty text(s) in column {text_col!r} "
-            f"at rows {empty[:10]}{more}; "
-            "fix them or pass --skip-empty to drop them"
+            f"{path}: {len(empty)} empty text(s) in column {text_col!r} at "
+            f"{_rows_text(fmt, empty)}; fix them or pass --skip-empty to drop them"
         )
     keep = np.setdiff1d(np.arange(len(raw)), np.asarray(empty, dtype=np.int64))
     ids = (
@@ -294,17 +377,28 @@ def read_texts(
     )
     labels = None
     if label_col is not None and label_col in names:
-        values = _string_column(path, table, label_col, "label")
-        missing = [i for i in keep.tolist() if values[i] is None or str(values[i]).strip() == ""]
-        if missing:
+        merged = (table.schema.metadata or {}).get(f"embedlab.merged.{label_col}".encode())
+        if merged:
             raise DataFormatError(
-                f"{path}: {len(missing)} row(s) have no label in column {label_col!r}: rows "
-                f"{missing[:10]}"
+                f"{path}: label column {label_col!r} holds both numbers and texts that read "
+                f"the same ({', '.join(json.loads(merged))}), which would merge into one "
+                "label; write every label the same way (all quoted, or all numbers)"
             )
-        labels = [str(values[i]) for i in keep.tolist()]
+        values = _string_column(path, table, label_col, "label")
+        missing = [i for i in keep.tolist() if _is_missing(values[i])]
+        if missing:
+            spelled = sorted({repr(values[i]) for i in missing if values[i] not in (None, "")})[:3]
+            raise DataFormatError(
+                f"{path}: {len(missing)} row(s) have no label in column {label_col!r} at "
+                f"{_rows_text(fmt, missing)}"
+                + (f" (missing values spelled {', '.join(spelled)})" if spelled else "")
+                + "; label them or remove them"
+            )
+        labels = [_label_text(values[i]) for i in keep.tolist()]
     used = {text_col, label_col, id_col}
     meta_names = [n for n in names if n not in used and n not in ("id", "label", "text")]
-    metadata = table.select(meta_names).take(pa.array(keep)) if meta_names else None
+    kept = table.take(pa.array(keep)) if len(keep) != table.num_rows else table
+    metadata = kept.select(meta_names) if meta_names else None
     return TextTable(
         texts=[raw[i] for i in keep.tolist()],
         ids=[ids[i] for i in keep.tolist()],
@@ -312,6 +406,7 @@ def read_texts(
         metadata=metadata,
         source=str(path),
         skipped_rows=empty,
+        table=kept.replace_schema_metadata(None),
     )
 
 
@@ -474,13 +569,37 @@ def read_vector_file(
         if vector_col not in names:
             raise DataFormatError(f"{path}: no vector column {vector_col!r}; columns are {names}")
         values = table.column(vector_col).to_pylist()
-        lengths = {len(v) if v is not None else -1 for v in values}
-        if len(lengths) != 1 or -1 in lengths:
+        empty = [i for i, v in enumerate(values) if v is None or len(v) == 0]
+        if empty:
             raise DataFormatError(
-                f"{path}: vectors in column {vector_col!r} have different lengths "
-                f"{sorted(lengths)[:5]}"
+                f"{path}: column {vector_col!r} has no vector at {_rows_text('parquet', empty)}"
             )
-        arr = np.asarray(values, dtype=np.float32)
+        lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
+        if (lengths != lengths[0]).any():
+            odd = np.flatnonzero(lengths != lengths[0]).tolist()
+            raise DataFormatError(
+                f"{path}: vectors in column {vector_col!r} have different lengths: row 1 has "
+                f"{lengths[0]}, {_rows_text('parquet', odd, 5)} differ "
+                f"({sorted(set(lengths.tolist()))[:5]})"
+            )
+        flat = table.column(vector_col).combine_chunks().flatten()
+        if flat.null_count:
+            cells = np.flatnonzero(flat.is_null().to_numpy(zero_copy_only=False))
+            rows = sorted({int(c) // int(lengths[0]) for c in cells[:50]})
+            raise DataFormatError(
+                f"{path}: column {vector_col!r} has empty (null) cells in "
+                f"{_rows_text('parquet', rows)}, e.g. position {int(cells[0]) % int(lengths[0])}"
+            )
+        try:
+            arr = np.asarray(values, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            bad = next(
+                i for i, v in enumerate(values) if not all(isinstance(x, (int, float)) for x in v)
+            )
+            raise DataFormatError(
+                f"{path}: column {vector_col!r} holds a non-number at "
+                f"{_rows_text('parquet', [bad])} ({exc})"
+            ) from None
     else:
         skip = {id_col, label_col}
         num = [
@@ -496,13 +615,30 @@ def read_vector_file(
         if not num:
             raise DataFormatError(f"{path}: found no numeric vector columns among {names}")
         if other:
+            fmt = "csv" if suffix == ".csv" else "parquet"
+            for name in other:  # a mostly numeric column with one bad cell: name that cell
+                values = table.column(name).to_pylist()
+                bad = [i for i, v in enumerate(values) if v is not None and not _is_number(v)]
+                if bad and len(bad) < len(values):
+                    raise DataFormatError(
+                        f"{path}: vector column {name!r} holds a non-number at "
+                        f"{_rows_text(fmt, bad[:1])}: {values[bad[0]]!r}"
+                    )
             raise DataFormatError(
                 f"{path}: non-numeric column(s) {other[:5]} among the vector columns; "
-                "name the id / label columns or remove them"
+                "name the id / label columns (--id-col / --label-col) or remove them"
             )
-        arr = np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in num]).astype(
-            np.float32
-        )
+        nulls = [n for n in num if table.column(n).null_count]
+        if nulls:
+            col = nulls[0]
+            rows = np.flatnonzero(
+                table.column(col).is_null().to_numpy(zero_copy_only=False)
+            ).tolist()
+            raise DataFormatError(
+                f"{path}: empty cell(s) in vector column {col!r} at "
+                f"{_rows_text('csv' if suffix == '.csv' else 'parquet', rows)}; fill or drop them"
+            )
+        arr = np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in num])
     return EmbeddingSet(
         arr, ids=ids, labels=labels, provenance=Provenance(source=str(path), dim=arr.shape[1])
     )

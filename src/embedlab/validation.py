@@ -6,6 +6,7 @@ problem and where it is, so the numerical code behind a boundary can trust its a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,12 +36,24 @@ def check_vectors(
     given, zero rows (unless ``allow_empty``), and NaN or infinite values (naming the rows).
     Memory-mapped float32 input is returned without a copy unless ``copy`` is true.
     """
+    src = None
     if isinstance(X, np.ndarray) and X.dtype == np.float32 and not copy:
         arr = X
     else:
+        src = X if isinstance(X, np.ndarray) else None
+        if src is not None and np.iscomplexobj(src):
+            raise ValidationError(
+                f"{name} holds complex numbers; embeddings must be real (take .real or abs())"
+            )
         try:
-            arr = np.array(X, dtype=np.float32, copy=copy or None)
-        except (TypeError, ValueError) as exc:
+            with np.errstate(over="ignore", invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("error", np.exceptions.ComplexWarning)
+                arr = np.array(X, dtype=np.float32, copy=copy or None)
+        except np.exceptions.ComplexWarning:
+            raise ValidationError(
+                f"{name} holds complex numbers; embeddings must be real (take .real or abs())"
+            ) from None
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ValidationError(f"{name} must be numeric: {exc}") from None
     if arr.ndim == 1 and arr.size and dim is not None and arr.shape[0] == dim:
         raise ValidationError(
@@ -58,6 +71,15 @@ def check_vectors(
     finite = np.isfinite(arr).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
+        if src is not None and src.dtype.kind in "fiu":
+            with np.errstate(invalid="ignore"):
+                src_finite = np.isfinite(np.asarray(src[bad], dtype=np.float64)).all(axis=1)
+            if src_finite.all():
+                raise ValidationError(
+                    f"{name} holds values too large for float32 (|x| > 3.4e38) in "
+                    f"{bad.size} row(s): rows {_preview(bad.tolist())} (counted from 0); "
+                    "rescale the vectors"
+                )
         raise ValidationError(
             f"{name} contains NaN or infinite values in {bad.size} row(s): "
             f"rows {_preview(bad.tolist())}"
