@@ -75,8 +75,29 @@ def test_unusable_cache_is_bypassed(tmp_path, caplog):
     assert "unusable" in caplog.text
 
 
-def test_corrupted_database_is_bypassed(tmp_path, caplog):
+def test_corrupted_database_is_set_aside_and_rebuilt(tmp_path, caplog):
     (tmp_path / "embeddings.sqlite3").write_bytes(b"garbage" * 1000)
     cache = EmbeddingCache(tmp_path)
     assert cache.get_many("m", [text_key("a")], dim=2) == {}
-    assert "unusable" in caplog.text
+    assert "was corrupted" in caplog.text
+    aside = [p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+    assert len(aside) == 1  # kept for inspection, not deleted
+    cache.put_many("m", [text_key("a")], np.ones((1, 2), np.float32))  # works again
+    assert sorted(EmbeddingCache(tmp_path).get_many("m", [text_key("a")], dim=2)) == [0]
+
+
+def test_tampered_entry_is_a_miss(tmp_path, caplog):
+    import sqlite3
+
+    cache = EmbeddingCache(tmp_path)
+    keys = [text_key("a"), text_key("b")]
+    cache.put_many("m", keys, np.ones((2, 2), np.float32))
+    with sqlite3.connect(tmp_path / "embeddings.sqlite3") as conn:
+        conn.execute(
+            "UPDATE vectors_v2 SET vec = ? WHERE key = ?",
+            (np.array([5, 5], np.float32).tobytes(), keys[0]),
+        )
+    got = EmbeddingCache(tmp_path).get_many("m", keys, dim=2)
+    assert sorted(got) == [1]  # the edited entry is not served
+    assert "failed the checksum" in caplog.text
+    assert EmbeddingCache(tmp_path).count("m") == 1  # and it was dropped

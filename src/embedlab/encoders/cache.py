@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -22,6 +23,25 @@ __all__ = ["EmbeddingCache", "default_cache_dir", "text_key"]
 log = logging.getLogger("embedlab")
 _CHUNK = 500  # keys per SELECT (SQLite caps bound parameters)
 DB_NAME = "embeddings.sqlite3"
+# v2 adds a checksum per entry (8 bytes of BLAKE2b over model key, text key and vector).
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS vectors_v2 (model TEXT NOT NULL, key BLOB NOT NULL, "
+    "dim INTEGER NOT NULL, vec BLOB NOT NULL, checksum BLOB NOT NULL, "
+    "PRIMARY KEY (model, key)) WITHOUT ROWID"
+)
+
+
+def _checksum(model: str, key: bytes, blob: bytes) -> bytes:
+    h = hashlib.blake2b(digest_size=8)
+    h.update(model.encode("utf-8"))
+    h.update(key)
+    h.update(blob)
+    return h.digest()
+
+
+def _is_corruption(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text or "corrupt" in text
 
 
 def default_cache_dir() -> Path:
@@ -49,29 +69,20 @@ class EmbeddingCache:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         self.path = self.directory / DB_NAME
         self._broken: str | None = None
+        self._read_only = False
 
     def __repr__(self) -> str:
         return f"EmbeddingCache({str(self.directory)!r})"
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection | None]:
+        """A connection, read-write where possible, else read-only (writes are skipped);
+        a corrupted database file is moved aside and a new one started."""
         if self._broken:
             yield None
             return
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, key BLOB NOT NULL, "
-                "dim INTEGER NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (model, key)) WITHOUT ROWID"
-            )
-        except (sqlite3.Error, OSError) as exc:
-            self._broken = str(exc)
-            log.warning(
-                "embedding cache at %s is unusable (%s); continuing without it", self.path, exc
-            )
+        conn = self._open()
+        if conn is None:
             yield None
             return
         try:
@@ -79,8 +90,83 @@ class EmbeddingCache:
         finally:
             conn.close()
 
+    def _open(self) -> sqlite3.Connection | None:
+        if not self._read_only:
+            try:
+                return self._open_rw()
+            except sqlite3.DatabaseError as exc:
+                if _is_corruption(exc) and self._set_aside(exc):
+                    with contextlib.suppress(sqlite3.Error, OSError):
+                        return self._open_rw()
+                reason: Exception = exc
+            except OSError as exc:
+                reason = exc
+            # Read what can be read: a read-only folder or file still serves hits.
+            conn = self._open_ro()
+            if conn is not None:
+                self._read_only = True
+                log.warning(
+                    "embedding cache at %s is read-only (%s); reading it, not adding to it",
+                    self.path,
+                    reason,
+                )
+                return conn
+            self._broken = str(reason)
+            log.warning(
+                "embedding cache at %s is unusable (%s); continuing without it", self.path, reason
+            )
+            return None
+        return self._open_ro()
+
+    def _open_rw(self) -> sqlite3.Connection:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(_SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _open_ro(self) -> sqlite3.Connection | None:
+        if not self.path.is_file():
+            return None
+        for mode in ("ro", "ro&immutable=1"):
+            try:
+                conn = sqlite3.connect(
+                    f"{self.path.absolute().as_uri()}?mode={mode}", uri=True, timeout=60.0
+                )
+                conn.execute("SELECT 1 FROM vectors_v2 LIMIT 1").fetchall()
+                return conn
+            except sqlite3.Error:
+                with contextlib.suppress(UnboundLocalError, sqlite3.Error):
+                    conn.close()
+        return None
+
+    def _set_aside(self, exc: Exception) -> bool:
+        """Move a corrupted database aside (kept for inspection); True when that worked."""
+        aside = self.path.with_name(f"{DB_NAME}.corrupt-{int(time.time())}")
+        try:
+            os.replace(self.path, aside)
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(str(self.path) + suffix)
+        except OSError:
+            return False
+        log.warning(
+            "embedding cache at %s was corrupted (%s); moved it to %s and started a new one",
+            self.path,
+            exc,
+            aside.name,
+        )
+        return True
+
     def get_many(self, model: str, keys: Sequence[bytes], dim: int) -> dict[int, np.ndarray]:
-        """Cached vectors for ``keys``, as {position in keys: vector}; misses are absent."""
+        """Cached vectors for ``keys``, as {position in keys: vector}; misses are absent.
+
+        An entry whose checksum does not match its bytes is a miss (and is dropped)."""
         found: dict[int, np.ndarray] = {}
         if not keys:
             return found
@@ -88,6 +174,7 @@ class EmbeddingCache:
         for i, k in enumerate(keys):
             where.setdefault(k, []).append(i)
         unique = list(where)
+        damaged: list[bytes] = []
         with self._connect() as conn:
             if conn is None:
                 return found
@@ -96,15 +183,31 @@ class EmbeddingCache:
                     chunk = unique[start : start + _CHUNK]
                     marks = ",".join("?" * len(chunk))
                     rows = conn.execute(
-                        f"SELECT key, dim, vec FROM vectors WHERE model = ? AND key IN ({marks})",
+                        f"SELECT key, dim, vec, checksum FROM vectors_v2 "
+                        f"WHERE model = ? AND key IN ({marks})",
                         [model, *chunk],
                     ).fetchall()
-                    for key, d, blob in rows:
+                    for key, d, blob, checksum in rows:
                         if d != dim or len(blob) != 4 * dim:
+                            continue
+                        if checksum != _checksum(model, key, blob):
+                            damaged.append(key)
                             continue
                         vec = np.frombuffer(blob, dtype=np.float32)
                         for i in where[key]:
                             found[i] = vec
+                if damaged:
+                    log.warning(
+                        "embedding cache: %d entr%s failed the checksum (damaged or edited); "
+                        "encoding those texts again",
+                        len(damaged),
+                        "y" if len(damaged) == 1 else "ies",
+                    )
+                    if not self._read_only:
+                        conn.executemany(
+                            "DELETE FROM vectors_v2 WHERE model = ? AND key = ?",
+                            [(model, k) for k in damaged],
+                        )
             except sqlite3.Error as exc:
                 log.warning("embedding cache read failed (%s); encoding without it", exc)
                 return {}
@@ -116,14 +219,19 @@ class EmbeddingCache:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         dim = int(vectors.shape[1])
-        rows = [(model, k, dim, vectors[i].tobytes()) for i, k in enumerate(keys)]
+        rows = []
+        for i, k in enumerate(keys):
+            blob = vectors[i].tobytes()
+            rows.append((model, k, dim, blob, _checksum(model, k, blob)))
         with self._connect() as conn:
-            if conn is None:
+            if conn is None or self._read_only:
                 return
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(
-                    "INSERT OR IGNORE INTO vectors (model, key, dim, vec) VALUES (?, ?, ?, ?)", rows
+                    "INSERT OR IGNORE INTO vectors_v2 (model, key, dim, vec, checksum) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    rows,
                 )
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -137,13 +245,15 @@ class EmbeddingCache:
             if conn is None:
                 return 0
             if model is None:
-                return int(conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
+                return int(conn.execute("SELECT COUNT(*) FROM vectors_v2").fetchone()[0])
             return int(
-                conn.execute("SELECT COUNT(*) FROM vectors WHERE model = ?", (model,)).fetchone()[0]
+                conn.execute(
+                    "SELECT COUNT(*) FROM vectors_v2 WHERE model = ?", (model,)
+                ).fetchone()[0]
             )
 
     def clear(self) -> None:
         """Delete every cached vector."""
         with self._connect() as conn:
             if conn is not None:
-                conn.execute("DELETE FROM vectors")
+                conn.execute("DELETE FROM vectors_v2")
