@@ -98,17 +98,24 @@ def main() -> None:
     secs = rounds(runners, texts, args.repeats)
     anchor = len(texts) / secs["sentence-transformers torch"]
     print(f"\n{len(texts)} CLINC150 train utterances, median of {args.repeats} alternating rounds")
-    print("| encoder | sentences/s | × ST torch | mean cos | min cos |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| encoder | sentences/s | × ST torch | mean cos | min cos | "
+        "min cos alone vs in batch (first 300) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for name, s in secs.items():
         rate = len(texts) / s
         cos_txt = " | "
         if name in encoders:
             layer = 3 if "layer 3" in name else None
-            c = cosine(encoders[name]._forward(list(texts)), ref[layer])
-            cos_txt = f"{c.mean():.5f} | {c.min():.5f}"
+            batched = encoders[name]._forward(list(texts))
+            c = cosine(batched, ref[layer])
+            # Batch invariance: a text's vector must not depend on its batch neighbours.
+            alone = np.concatenate([encoders[name]._forward([t]) for t in texts[:300]])
+            inv = cosine(alone, batched[:300]).min()
+            cos_txt = f"{c.mean():.5f} | {c.min():.5f} | {inv:.6f}"
         else:
-            cos_txt = "1 | 1" if name.endswith("torch") else "— | —"
+            cos_txt = "1 | 1 | —" if name.endswith("torch") else "— | — | —"
         print(f"| {name} | {rate:,.0f} | {rate / anchor:.2f} | {cos_txt} |")
 
     print("\nLong inputs (sentences/s; 200 passages each)")

@@ -102,19 +102,37 @@ def _verdict_path(encoder: Any) -> Path:
 
 
 def _verdict(encoder: Any) -> dict[str, Any]:
+    """The remembered verdict, else a new one (saved where the cache can be written)."""
     from filelock import FileLock
 
-    path = _verdict_path(encoder)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock", timeout=900):
-        cached = _read_verdict(path, encoder)
-        if cached is not None:
-            return cached
-        verdict = measure_backends(encoder)
-        from embedlab.atomic import atomic_write_bytes
+    from embedlab.atomic import atomic_write_bytes
 
-        atomic_write_bytes(path, json.dumps(verdict, indent=1).encode())
-        return verdict
+    path = _verdict_path(encoder)
+    cached = _read_verdict(path, encoder)
+    if cached is not None:
+        return cached
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock", timeout=900):
+            cached = _read_verdict(path, encoder)
+            if cached is not None:
+                return cached
+            log.warning(
+                "backend auto: checking the ONNX backends against torch on %d probe texts "
+                "(once per model and layer; the verdict is remembered in %s)",
+                len(probe_texts()),
+                path.name,
+            )
+            verdict = measure_backends(encoder)
+            atomic_write_bytes(path, json.dumps(verdict, indent=1).encode())
+            return verdict
+    except OSError as exc:
+        log.warning(
+            "backend auto: cannot save the backend check in %s (%s); it is made again next time",
+            path.parent,
+            exc.strerror or exc,
+        )
+        return measure_backends(encoder)
 
 
 def _read_verdict(path: Path, encoder: Any) -> dict[str, Any] | None:

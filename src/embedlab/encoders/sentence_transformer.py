@@ -122,6 +122,7 @@ class SentenceTransformerEncoder:
             )
         self._backend: str | None = None  # resolved on first encode
         self._onnx: Any = None
+        self._runners: dict[str, Any] = {}  # onnx runners by kind (they know their graph)
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise EncoderError(f"batch_size must be >= 1, got {batch_size}")
@@ -408,6 +409,12 @@ class SentenceTransformerEncoder:
         kind = kind or self.resolved_backend
         if self._onnx is not None and self._onnx.name == kind:
             return self._onnx
+        if kind in self._runners:
+            runner = self._runners[kind]
+            if kind == self._backend:
+                self._onnx = runner
+                self._runners.clear()  # other kinds' sessions are not needed any more
+            return runner
         root = os.environ.get("EMBEDLAB_ONNX_CACHE")
         runner = OnnxBackend(
             self.model_path,
@@ -417,8 +424,10 @@ class SentenceTransformerEncoder:
             quantize=kind == "onnx-int8",
             cache_dir=Path(root) if root else default_cache_dir(),
         )
-        if kind == self._backend:  # only the runner encoding uses is kept (with its session)
+        if kind == self._backend:  # the runner encoding uses is kept (with its session)
             self._onnx = runner
+        else:  # kept while auto decides (a graph exported to a temporary folder is reused)
+            self._runners[kind] = runner
         return runner
 
     def _forward(self, texts: list[str]) -> np.ndarray:
@@ -483,19 +492,25 @@ def _model_inputs(tokenize: Any, texts: list[str]) -> tuple[dict[str, Any], Any]
 
 
 def encoder_from_spec(
-    spec: dict[str, Any] | None, *, base_dir: str | os.PathLike | None = None, cache: Any = True
+    spec: dict[str, Any] | None,
+    *,
+    base_dir: str | os.PathLike | None = None,
+    cache: Any = True,
+    backend: str | None = None,
 ) -> SentenceTransformerEncoder:
     """Rebuild the encoder a saved spec describes; its fingerprint must match.
 
     A relative ``path`` is resolved against ``base_dir`` (a bundle keeps its adapted encoder
     inside). The packaged default model is found again if it moved to another environment.
+    The backend is ``backend`` if given, else ``$EMBEDLAB_BACKEND``, else the saved one.
     """
     from embedlab.errors import StoreError
 
     if not spec:
         raise StoreError(
-            "these vectors were not made by an embedlab encoder (precomputed), so texts "
-            "cannot be encoded for them; pass vectors instead"
+            "these vectors were not made by an embedlab encoder (imported), so a text query "
+            "cannot be encoded for them; search with query vectors instead (embedlab search "
+            "INDEX --vectors queries.npy, or Index.search(vectors) in Python)"
         )
     if spec.get("kind") != "sentence-transformers":
         raise StoreError(f"unsupported encoder kind {spec.get('kind')!r}")
@@ -510,7 +525,7 @@ def encoder_from_spec(
         layer=spec.get("layer"),
         dim=spec.get("truncate_dim"),
         first_last_average=bool(spec.get("first_last_average")),
-        backend=spec.get("backend"),
+        backend=backend or os.environ.get("EMBEDLAB_BACKEND") or spec.get("backend"),
     )
     if encoder.fingerprint != spec.get("fingerprint"):
         raise StoreError(
