@@ -312,12 +312,25 @@ class Index:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Index:
         """Load a saved index, verifying its checksums."""
-        import faiss
 
         path = Path(path)
         if not (path / "index.json").is_file():
             raise StoreError(f"no index at {path} (make one with `embedlab index`)")
         doc = read_versioned_json(path / "index.json", FORMAT, FORMAT_VERSION, "an embedlab index")
+        try:
+            return cls._load(path, doc)
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(
+                f"{path}: the index cannot be read ({type(exc).__name__}: {str(exc)[:200]}); "
+                "build it again with `embedlab index`"
+            ) from None
+
+    @classmethod
+    def _load(cls, path: Path, doc: dict[str, Any]) -> Index:
+        import faiss
+
         for name, digest in doc["files"].items():
             if sha256_file(path / name) != digest:
                 raise StoreError(f"{path}: checksum mismatch for {name} (corrupted or replaced)")

@@ -32,6 +32,8 @@ def read_versioned_json(file: Path, fmt: str, max_version: int, what: str) -> di
         doc = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise StoreError(f"{file} is corrupted (not valid JSON: {exc})") from None
+    except RecursionError:
+        raise StoreError(f"{file} is corrupted (JSON nested too deeply to read)") from None
     if not isinstance(doc, dict) or doc.get("format") != fmt:
         raise StoreError(f"{file} is not {what} (format != {fmt!r})")
     version = doc.get("format_version")

@@ -325,11 +325,27 @@ class Pipeline:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, cache: bool = True) -> Pipeline:
-        """Load a bundle; raises StoreError for a missing, edited, corrupted or newer bundle."""
-        from embedlab import __version__
+    def load(
+        cls, path: str | os.PathLike, *, cache: bool = True, backend: str | None = None
+    ) -> Pipeline:
+        """Load a bundle; raises StoreError for a missing, edited, corrupted or newer bundle.
+
+        ``backend`` (else ``$EMBEDLAB_BACKEND``, else the one saved) runs the encoder."""
 
         path = Path(path)
+        try:
+            return cls._load(path, cache=cache, backend=backend)
+        except (RecursionError, AttributeError, TypeError, KeyError, IndexError) as exc:
+            # Only a bundle edited by hand (with its checksum recomputed) gets here.
+            raise StoreError(
+                f"{path}: {BUNDLE_JSON} does not describe a model embedlab can rebuild "
+                f"({type(exc).__name__}: {str(exc)[:200]}); re-fit the model"
+            ) from None
+
+    @classmethod
+    def _load(cls, path: Path, *, cache: bool, backend: str | None) -> Pipeline:
+        from embedlab import __version__
+
         doc = _read_bundle_json(path)
         if sha256_file(path / ARRAYS_FILE) != doc.get("arrays_sha256"):
             raise StoreError(
@@ -348,7 +364,7 @@ class Pipeline:
         classifier = estimator_from_state(doc["classifier"], arrays)
         if not isinstance(classifier, OpenSetClassifier):
             raise StoreError(f"{path}: bundle does not hold an OpenSetClassifier")
-        encoder = encoder_from_spec(doc["encoder"], base_dir=path, cache=cache)
+        encoder = encoder_from_spec(doc["encoder"], base_dir=path, cache=cache, backend=backend)
         chain = None
         if doc.get("transforms"):
             chain = _chain_from_state(path, doc["transforms"], arrays)
