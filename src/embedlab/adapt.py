@@ -120,8 +120,9 @@ def adapt_encoder(
         opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
     )
     y_t = torch.from_numpy(y_idx.astype(np.int64))
+    # Enough shuffled passes for every planned step to get a full batch.
     order = np.concatenate(
-        [rng.permutation(n) for _ in range(math.ceil(total / steps_per_epoch) + 1)]
+        [rng.permutation(n) for _ in range(math.ceil(total * cfg.batch_size / n) + 1)]
     )
     step, losses, budget_hit = 0, [], False
     show = (total > 20) if progress is None else progress
