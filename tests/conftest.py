@@ -93,3 +93,19 @@ def shared_data():
         return path
 
     return locate
+
+
+@pytest.fixture(scope="session")
+def quick_model(tmp_path_factory) -> Path:
+    """A model bundle fitted once on the packaged demo data (frozen encoder, prototype head,
+    max-cosine detector, no cache): for tests that need any fitted model."""
+    from typer.testing import CliRunner
+
+    from embedlab.cli import app
+    from embedlab.datasets import demo_path
+
+    out = tmp_path_factory.mktemp("quick") / "model"
+    args = ["fit", str(demo_path("train")), "-o", str(out), "--no-adapt", "--no-cache"]
+    res = CliRunner().invoke(app, [*args, "--head", "prototype", "--detector", "max-cosine"])
+    assert res.exit_code == 0, res.output
+    return out

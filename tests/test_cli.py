@@ -176,6 +176,25 @@ def test_fit_predict_evaluate(tmp_path, demo_csvs):
             "top3_label",
             "top3_prob",
         } <= set(table.column_names)
+        # The input's columns are kept; the prediction's label does not overwrite the truth.
+        assert table.column("text").to_pylist()[0] == read_table(test).column("text")[0].as_py()
+        assert table.column("label").to_pylist() == read_table(test).column("label").to_pylist()
+        assert "predicted_label" in table.column_names
+
+    one = tmp_path / "one.jsonl"
+    one.write_text('{"ticket": "T-9", "body": "play some jazz", "queue": "music"}\n')
+    out = tmp_path / "one.csv"
+    cols = ("--text-col", "body", "--id-col", "ticket")
+    res = invoke("predict", model, one, "-o", out, *cols)
+    assert res.exit_code == 0 and "1 prediction," in res.output, res.output
+    table = read_table(out)
+    assert table.column_names[:3] == ["ticket", "body", "queue"] and "label" in table.column_names
+    res = invoke("predict", model, one, "-o", out, *cols, "--no-keep-columns")
+    assert res.exit_code == 2 and "--force" in res.output
+    res = invoke("predict", model, one, "-o", out, *cols, "--no-keep-columns", "--force")
+    assert res.exit_code == 0, res.output
+    assert read_table(out).column_names[0] == "ticket"
+    assert "body" not in read_table(out).column_names
 
 
 def test_fit_with_named_components(tmp_path, demo_csvs):
@@ -223,19 +242,8 @@ def test_fit_bad_input(tmp_path):
     assert res.exit_code == 2
 
 
-def test_evaluate_unknown_label_and_bad_bundle(tmp_path, demo_csvs):
-    model = tmp_path / "model"
-    invoke(
-        "fit",
-        demo_csvs[0],
-        "-o",
-        model,
-        "--no-adapt",
-        "--head",
-        "prototype",
-        "--detector",
-        "max-cosine",
-    )
+def test_evaluate_unknown_label_and_bad_bundle(tmp_path, quick_model):
+    model = quick_model
     f = tmp_path / "t.csv"
     f.write_text("text,label\nhello,never_seen\n")
     res = invoke("evaluate", model, f)
@@ -311,7 +319,7 @@ def test_index_errors(tmp_path, data_csv):
     invoke("import", tmp_path / "v.npy", "-o", tmp_path / "pre")
     invoke("index", tmp_path / "pre", "-o", tmp_path / "pre-i")
     res = invoke("search", tmp_path / "pre-i", "hello")
-    assert res.exit_code == 2 and "precomputed" in res.output
+    assert res.exit_code == 2 and "--vectors" in res.output
 
 
 def test_index_refuses_queries_from_another_encoder(tmp_path, data_csv):
@@ -337,6 +345,8 @@ def test_plan_classify_and_sts(tmp_path, demo_csvs):
     res = invoke("plan", demo_csvs[0], "-o", out, "--layers", "6", "--dims", "64", "--no-plot")
     assert res.exit_code == 0, res.output
     assert "recommended:" in res.output and "embedlab fit DATA -o model/ --transform" in res.output
+    header = next(line for line in res.output.splitlines() if "storage" in line)
+    assert "× smaller" in header and "ms/item" in header  # not cut at 80 columns when piped
     pairs = tmp_path / "pairs.csv"
     rows = [("a man is playing a guitar", "a man plays guitar", 4.8)] * 6 + [
         ("the cat sleeps on the sofa", "stock markets fell sharply today", 0.2)

@@ -44,6 +44,47 @@ BackendOption = Annotated[
 ]
 
 
+ForceOption = Annotated[
+    bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists (and embedlab wrote it).")
+]
+SkipEmptyOption = Annotated[
+    bool, typer.Option(help="Drop empty texts (and say how many) instead of failing.")
+]
+DelimiterOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Field delimiter of a CSV / TSV file (default: comma / tab, or what the header "
+        "line uses: ';', '|')."
+    ),
+]
+
+
+def _read_texts(data: Path, *, skip_empty: bool = False, **kwargs):
+    """read_texts with --skip-empty mapped, saying which rows were skipped."""
+    from embedlab.readers import read_texts
+
+    table = read_texts(data, on_empty="skip" if skip_empty else "error", **kwargs)
+    _say_skipped(table)
+    return table
+
+
+def _say_skipped(table) -> None:
+    if table.skipped_rows:
+        rows = [r + 1 for r in table.skipped_rows]
+        err_console.print(
+            f"[yellow]skipped {len(rows)} empty text(s)[/] at row(s) "
+            f"{', '.join(map(str, rows[:10]))}{' ...' if len(rows) > 10 else ''} (counted from 1)"
+        )
+
+
+def _rate(r: float) -> str:
+    return f"{r:,.0f}" if r >= 10 else f"{r:.2g}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
     """Print library errors as one readable line and exit 2, without a traceback."""
@@ -52,12 +93,26 @@ def _user_errors() -> Iterator[None]:
     except EmbedlabError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    except OSError as exc:  # a file the system refused: permissions, disk full, ...
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        err_console.print(
+            f"[bold red]error:[/] {exc.strerror or exc}{where}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(2) from None
 
 
-def _refuse_existing(output: Path, force: bool) -> None:
-    """Stop before any work when OUTPUT exists and --force was not given."""
-    if output.exists() and not force:
-        raise EmbedlabError(f"{output} already exists; pass --force to replace it")
+def _check_output_dir(output: Path, force: bool, *inputs: Path | None) -> None:
+    """Stop before any work when OUTPUT may not be written (see atomic.check_output_dir)."""
+    from embedlab.atomic import check_output_dir
+
+    check_output_dir(output, force=force, inputs=tuple(p for p in inputs if p is not None))
+
+
+def _check_output_file(output: Path, force: bool, *inputs: Path | None) -> None:
+    """Stop before any work when file OUTPUT may not be written."""
+    from embedlab.atomic import check_output_file
+
+    check_output_file(output, force=force, inputs=tuple(p for p in inputs if p is not None))
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -93,11 +148,16 @@ def encode(
     ],
     text_col: Annotated[str, typer.Option(help="Column holding the texts.")] = "text",
     label_col: Annotated[
-        str, typer.Option(help="Column holding labels (skipped when absent).")
-    ] = "label",
+        str | None,
+        typer.Option(
+            help="Column holding labels (default: 'label' when the file has it; a column you "
+            "name must exist)."
+        ),
+    ] = None,
     id_col: Annotated[
         str | None, typer.Option(help="Column of unique row ids (default: row number).")
     ] = None,
+    delimiter: DelimiterOption = None,
     split: Annotated[
         list[str] | None,
         typer.Option(help="Split(s) of a split-layout JSON such as CLINC150's (repeatable)."),
@@ -118,9 +178,7 @@ def encode(
             "--cache/--no-cache", help="Reuse vectors of texts encoded before ($EMBEDLAB_CACHE)."
         ),
     ] = True,
-    skip_empty: Annotated[
-        bool, typer.Option(help="Drop empty texts (and report how many) instead of failing.")
-    ] = False,
+    skip_empty: SkipEmptyOption = False,
     keep_text: Annotated[
         bool, typer.Option("--keep-text/--no-keep-text", help="Store the texts in rows.parquet.")
     ] = True,
@@ -138,9 +196,7 @@ def encode(
         bool, typer.Option(help="Average the first layer with the chosen (or last) layer.")
     ] = False,
     backend: BackendOption = None,
-    force: Annotated[
-        bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")
-    ] = False,
+    force: ForceOption = False,
 ) -> None:
     """Encode the texts of DATA into an EmbeddingSet directory.
 
@@ -159,23 +215,19 @@ def encode(
     """
     from embedlab.encoders import SentenceTransformerEncoder
     from embedlab.encoding import encode_table
-    from embedlab.readers import read_texts
 
     with _user_errors():
-        _refuse_existing(output, force)
-        table = read_texts(
+        _check_output_dir(output, force, data, model)
+        table = _read_texts(
             data,
             text_col=text_col,
-            label_col=label_col,
+            label_col=label_col or "label",
+            require_labels=label_col is not None,
             id_col=id_col,
-            on_empty="skip" if skip_empty else "error",
+            skip_empty=skip_empty,
             splits=split,
+            delimiter=delimiter,
         )
-        if table.skipped_rows:
-            err_console.print(
-                f"[yellow]skipped {len(table.skipped_rows)} empty text(s)[/] at rows "
-                f"{table.skipped_rows[:10]}{' ...' if len(table.skipped_rows) > 10 else ''}"
-            )
         encoder = SentenceTransformerEncoder(
             model,
             batch_size=batch_size,
@@ -191,10 +243,17 @@ def encode(
         secs = time.perf_counter() - t0
         es.save(output, overwrite=force)
         st = encoder.last_stats
-        rate = f", {st['texts_per_second']:,.0f} texts/s" if st["encoded"] else ""
+        setup = st.get("load_seconds") or 0.0
+        timing = f"{secs:.1f} s in all"
+        if setup >= 0.5:
+            timing += f", of which {setup:.1f} s loading / preparing the model"
+        if st["encoded"]:
+            timing += f"; {_rate(st['encoded'] / max(secs, 1e-9))} texts/s overall"
+            if setup >= 0.5 and st["texts_per_second"]:
+                timing += f", {_rate(st['texts_per_second'])}/s once ready"
         console.print(
             f"wrote {output}: {es.n} × {es.dim} float32 from {encoder.name} "
-            f"({st['encoded']} encoded, {st['cached']} from cache, {secs:.1f} s{rate}; "
+            f"({st['encoded']} encoded, {st['cached']} from cache; {timing}; "
             f"backend {encoder.resolved_backend})"
         )
 
@@ -212,9 +271,7 @@ def import_vectors(
     ] = None,
     id_col: Annotated[str, typer.Option(help="Id column, if present.")] = "id",
     label_col: Annotated[str, typer.Option(help="Label column, if present.")] = "label",
-    force: Annotated[
-        bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")
-    ] = False,
+    force: ForceOption = False,
 ) -> None:
     """Turn precomputed vectors into an EmbeddingSet directory.
 
@@ -228,7 +285,7 @@ def import_vectors(
     from embedlab.space import EmbeddingSet
 
     with _user_errors():
-        _refuse_existing(output, force)
+        _check_output_dir(output, force, vectors)
         es = EmbeddingSet.from_file(
             vectors, vector_col=vector_col, id_col=id_col, label_col=label_col
         )
@@ -366,9 +423,9 @@ def fit(
         ),
     ] = None,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached vectors.")] = True,
-    force: Annotated[
-        bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")
-    ] = False,
+    skip_empty: SkipEmptyOption = False,
+    delimiter: DelimiterOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Fit a classifier that also says when an input is none of the known classes.
 
@@ -392,13 +449,18 @@ def fit(
     from embedlab.encoders import SentenceTransformerEncoder
     from embedlab.openset import OpenSetClassifier
     from embedlab.pipeline import Pipeline
-    from embedlab.readers import read_texts
     from embedlab.transforms import TransformChain
 
     with _user_errors():
-        _refuse_existing(output, force)
-        table = read_texts(
-            data, text_col=text_col, label_col=label_col, splits=split, require_labels=True
+        _check_output_dir(output, force, data, val, model)
+        table = _read_texts(
+            data,
+            text_col=text_col,
+            label_col=label_col,
+            splits=split,
+            require_labels=True,
+            skip_empty=skip_empty,
+            delimiter=delimiter,
         )
         clf = OpenSetClassifier(
             head=head,
@@ -417,8 +479,14 @@ def fit(
         )
         validation = None
         if val is not None:
-            vt = read_texts(
-                val, text_col=text_col, label_col=label_col, splits=val_split, require_labels=True
+            vt = _read_texts(
+                val,
+                text_col=text_col,
+                label_col=label_col,
+                splits=val_split,
+                require_labels=True,
+                skip_empty=skip_empty,
+                delimiter=delimiter,
             )
             validation = (vt.texts, vt.labels)
         t0 = time.perf_counter()
@@ -441,13 +509,19 @@ def fit(
         )
 
 
-def _prediction_table(details: dict, ids: list[str]):
+def _prediction_table(details: dict, table, id_col: str | None, keep_columns: bool):
+    """The input's columns (or just its ids) followed by the prediction columns; a
+    prediction column whose name the input already uses is called predicted_<name>."""
     import pyarrow as pa
 
-    cols = {"id": pa.array(ids, type=pa.string())}
+    if keep_columns and table.table is not None:
+        out = table.table
+    else:
+        out = pa.table({id_col or "id": pa.array(table.ids, type=pa.string())})
     for k, v in details.items():
-        cols[k] = pa.array(v.tolist())
-    return pa.table(cols)
+        name = f"predicted_{k}" if k in out.column_names else k
+        out = out.append_column(name, pa.array(v.tolist()))
+    return out
 
 
 @app.command()
@@ -458,31 +532,60 @@ def predict(
         Path, typer.Option("--output", "-o", help="Output file: .csv, .jsonl or .parquet.")
     ],
     text_col: Annotated[str, typer.Option(help="Column holding the texts.")] = "text",
-    id_col: Annotated[str | None, typer.Option(help="Column of row ids to carry over.")] = None,
+    id_col: Annotated[
+        str | None, typer.Option(help="Column of row ids (kept under its own name).")
+    ] = None,
     split: Annotated[
         list[str] | None, typer.Option(help="Split(s) of a split-layout JSON (repeatable).")
     ] = None,
+    keep_columns: Annotated[
+        bool,
+        typer.Option(
+            "--keep-columns/--no-keep-columns",
+            help="Copy the input's columns (text included) before the predictions; without, "
+            "only the id column.",
+        ),
+    ] = True,
+    skip_empty: SkipEmptyOption = False,
+    delimiter: DelimiterOption = None,
+    backend: BackendOption = None,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached vectors.")] = True,
+    force: ForceOption = False,
 ) -> None:
     """Label texts with a fitted model; out-of-scope inputs get the model's oos label.
 
-    Columns: id, label, score (novelty: higher = more out of scope), out_of_scope, and the
-    top-3 labels with their probabilities.
+    OUTPUT holds the input's columns, then: label, score (novelty: higher = more out of
+    scope), out_of_scope, and the top-3 labels with their probabilities (a name the input
+    already uses becomes predicted_<name>). OUTPUT may not be the input, and an existing
+    OUTPUT needs --force.
 
-    [bold]Example[/]
+    [bold]Examples[/]
 
       embedlab predict model/ new.csv -o predictions.csv
+
+      embedlab predict model/ tickets.jsonl -o labelled.parquet --text-col body --id-col ticket_id
     """
     from embedlab.pipeline import Pipeline
-    from embedlab.readers import read_texts, write_table
+    from embedlab.readers import write_table
 
     with _user_errors():
-        pipe = Pipeline.load(model_dir, cache=cache)
-        table = read_texts(data, text_col=text_col, label_col=None, id_col=id_col, splits=split)
+        _check_output_file(output, force, data, model_dir)
+        if output.suffix.lower() not in (".csv", ".jsonl", ".parquet"):
+            raise EmbedlabError(f"{output}: output must end in .csv, .jsonl or .parquet")
+        pipe = Pipeline.load(model_dir, cache=cache, backend=backend)
+        table = _read_texts(
+            data,
+            text_col=text_col,
+            label_col=None,
+            id_col=id_col,
+            splits=split,
+            skip_empty=skip_empty,
+            delimiter=delimiter,
+        )
         details = pipe.predict(table.texts)
-        write_table(_prediction_table(details, table.ids), output)
+        write_table(_prediction_table(details, table, id_col, keep_columns), output)
         n_oos = int(details["out_of_scope"].sum())
-        console.print(f"wrote {output}: {len(table)} predictions, {n_oos} out of scope")
+        console.print(f"wrote {output}: {_plural(len(table), 'prediction')}, {n_oos} out of scope")
 
 
 @app.command()
@@ -497,6 +600,9 @@ def evaluate(
         list[str] | None, typer.Option(help="Split(s) of a split-layout JSON (repeatable).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    skip_empty: SkipEmptyOption = False,
+    delimiter: DelimiterOption = None,
+    backend: BackendOption = None,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached vectors.")] = True,
 ) -> None:
     """Measure accuracy and out-of-scope detection on labelled data.
@@ -510,12 +616,17 @@ def evaluate(
       embedlab evaluate model/ test.csv --json
     """
     from embedlab.pipeline import Pipeline
-    from embedlab.readers import read_texts
 
     with _user_errors():
-        pipe = Pipeline.load(model_dir, cache=cache)
-        table = read_texts(
-            data, text_col=text_col, label_col=label_col, splits=split, require_labels=True
+        pipe = Pipeline.load(model_dir, cache=cache, backend=backend)
+        table = _read_texts(
+            data,
+            text_col=text_col,
+            label_col=label_col,
+            splits=split,
+            require_labels=True,
+            skip_empty=skip_empty,
+            delimiter=delimiter,
         )
         metrics = pipe.evaluate(table.texts, table.labels)
         if as_json:
@@ -549,9 +660,7 @@ def index(
             help="flat, sq8, pqM[xB], hnswM, ivfN,pqM[xB], binary,rescoreR or dimD,rerankR."
         ),
     ] = "flat",
-    force: Annotated[
-        bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")
-    ] = False,
+    force: ForceOption = False,
 ) -> None:
     """Build a search index over an EmbeddingSet.
 
@@ -567,7 +676,7 @@ def index(
     from embedlab.space import EmbeddingSet
 
     with _user_errors():
-        _refuse_existing(output, force)
+        _check_output_dir(output, force, space)
         es = EmbeddingSet.load(space)
         t0 = time.perf_counter()
         idx = Index(spec, es.dim, encoder=es.provenance.encoder).add(es.vectors, ids=es.ids)
@@ -581,52 +690,77 @@ def index(
 @app.command()
 def search(
     index_dir: Annotated[Path, typer.Argument(help="An index made by `embedlab index`.")],
-    query: Annotated[str, typer.Argument(help="The query text.")],
+    query: Annotated[str | None, typer.Argument(help="The query text (or give --vectors).")] = None,
     k: Annotated[int, typer.Option("-k", help="How many results.")] = 10,
+    vectors: Annotated[
+        Path | None,
+        typer.Option(
+            help="Query vectors instead of a text: a .npy (n, d) array, one search per row; "
+            "for indexes of imported vectors, which have no encoder."
+        ),
+    ] = None,
+    backend: BackendOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
-    """Find the stored texts closest to a query, encoded with the index's own encoder.
+    """Find the stored items closest to a query text (encoded with the index's own encoder)
+    or to query vectors.
 
-    [bold]Example[/]
+    [bold]Examples[/]
 
       embedlab search index/ "book me a flight to rome" -k 5
+
+      embedlab search clip-index/ --vectors queries.npy -k 10 --json
     """
-    from embedlab.encoders.sentence_transformer import encoder_from_spec
     from embedlab.index import Index
 
     with _user_errors():
+        if (query is None) == (vectors is None):
+            raise EmbedlabError("give a query text or --vectors FILE.npy (one of the two)")
         idx = Index.load(index_dir)
-        encoder = encoder_from_spec(idx.encoder)
-        ids, scores = idx.search(encoder.encode([query]), k, encoder=encoder.spec)
+        if vectors is not None:
+            from embedlab.readers import read_vector_file
+
+            q = read_vector_file(vectors).vectors
+            ids, scores = idx.search(q, k)
+            labels = [f"row {i + 1} of {vectors.name}" for i in range(len(q))]
+        else:
+            from embedlab.encoders.sentence_transformer import encoder_from_spec
+
+            encoder = encoder_from_spec(idx.encoder, backend=backend)
+            ids, scores = idx.search(encoder.encode([query]), k, encoder=encoder.spec)
+            labels = [query]
         rows = {}
         if idx.rows is not None:
             rows = {r["id"]: r for r in idx.rows.to_pylist()}
-        results = [
-            {
-                "rank": r + 1,
-                "id": i,
-                "score": float(s),
-                **{c: v for c, v in rows.get(i, {}).items() if c in ("label", "text")},
-            }
-            for r, (i, s) in enumerate(zip(ids[0], scores[0], strict=True))
-            if i != ""
-        ]
-        if as_json:
+        for q_i, shown_query in enumerate(labels):
+            results = [
+                {
+                    **({"query": q_i + 1} if vectors is not None else {}),
+                    "rank": r + 1,
+                    "id": i,
+                    "score": float(s),
+                    **{c: v for c, v in rows.get(i, {}).items() if c in ("label", "text")},
+                }
+                for r, (i, s) in enumerate(zip(ids[q_i], scores[q_i], strict=True))
+                if i != ""
+            ]
+            if as_json:
+                for res in results:
+                    print(json.dumps(res, ensure_ascii=False))
+                continue
+            short = shown_query if len(shown_query) <= 80 else shown_query[:77] + "..."
+            table = Table(title=f"{short!r} in {index_dir}", title_justify="left")
+            for col in ("rank", "score", "id", "label", "text"):
+                table.add_column(col)
             for res in results:
-                print(json.dumps(res, ensure_ascii=False))
-            return
-        table = Table(title=f"{query!r} in {index_dir}", title_justify="left")
-        for col in ("rank", "score", "id", "label", "text"):
-            table.add_column(col)
-        for res in results:
-            table.add_row(
-                str(res["rank"]),
-                f"{res['score']:.3f}",
-                res["id"],
-                str(res.get("label", "")),
-                str(res.get("text", "")),
-            )
-        console.print(table)
+                table.add_row(
+                    str(res["rank"]),
+                    f"{res['score']:.3f}",
+                    res["id"],
+                    str(res.get("label", "")),
+                    str(res.get("text", "")),
+                )
+            console.print(table)
 
 
 @app.command("diagnose")
@@ -741,6 +875,8 @@ def report(
         list[str] | None, typer.Option(help="Split(s) of a split-layout JSON (repeatable).")
     ] = None,
     max_points: Annotated[int, typer.Option(help="Points drawn on the map at most.")] = 3000,
+    skip_empty: SkipEmptyOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Write one self-contained HTML report (works offline: no scripts, no CDN).
 
@@ -756,10 +892,10 @@ def report(
 
       embedlab report space/ -o space.html --plan embedlab-plan/
     """
-    from embedlab.readers import read_texts
     from embedlab.report import model_report, space_report, write_report
 
     with _user_errors():
+        _check_output_file(output, force, source, data, plan_dir)
         t0 = time.perf_counter()
         if (source / "bundle.json").is_file():
             from embedlab.pipeline import Pipeline
@@ -767,8 +903,13 @@ def report(
             if data is None:
                 raise typer.BadParameter("a model report needs DATA with labels to evaluate on")
             pipe = Pipeline.load(source)
-            table = read_texts(
-                data, text_col=text_col, label_col=label_col, splits=split, require_labels=True
+            table = _read_texts(
+                data,
+                text_col=text_col,
+                label_col=label_col,
+                splits=split,
+                require_labels=True,
+                skip_empty=skip_empty,
             )
             html = model_report(
                 pipe,
@@ -867,6 +1008,7 @@ def plan(
     backend: BackendOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write plan.png.")] = True,
+    skip_empty: SkipEmptyOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Measure quality vs bytes vs time for every layer × dimension × storage on YOUR data,
@@ -890,7 +1032,7 @@ def plan(
     """
     from embedlab.encoders import SentenceTransformerEncoder
     from embedlab.planner import plan as make_plan
-    from embedlab.readers import read_pairs, read_texts
+    from embedlab.readers import read_pairs
 
     with _user_errors():
         layer_list, dim_list = _int_list(layers, "layers"), _int_list(dims, "dims")
@@ -904,8 +1046,13 @@ def plan(
                 splits=split,
             )
         else:
-            table = read_texts(
-                data, text_col=text_col, label_col=label_col, splits=split, require_labels=True
+            table = _read_texts(
+                data,
+                text_col=text_col,
+                label_col=label_col,
+                splits=split,
+                require_labels=True,
+                skip_empty=skip_empty,
             )
             texts, labels = table.texts, table.labels
         result = make_plan(
@@ -946,7 +1093,7 @@ def _print_plan(result, paths: dict) -> None:
         f"(reference: layer {ref.layer}, dim {ref.dim}, float32 = {ref.quality:.4f})"
     )
     for col in ("layer", "dim", "storage", "bytes", "× smaller", result.metric, "kept", "ms/item"):
-        table.add_column(col, justify="left" if col == "storage" else "right")
+        table.add_column(col, justify="left" if col == "storage" else "right", no_wrap=True)
     extra = [m for m in (result.rows[0].metrics if result.rows else {}) if m != result.metric]
     for m in extra:
         table.add_column(m, justify="right")
@@ -966,7 +1113,8 @@ def _print_plan(result, paths: dict) -> None:
             *[f"{r.metrics[m]:.4f}" for m in extra],
             style=style,
         )
-    console.print(table)
+    # Piped output has no terminal width: do not cut the headers at 80 columns.
+    console.print(table, width=None if console.is_terminal else 10_000)
     for note in result.data.get("notes", []):
         console.print(f"note: {note}")
     if rec is None:
