@@ -85,7 +85,7 @@ def main() -> None:
             enc = SentenceTransformerEncoder(cache=False, backend=b, layer=layer)
             enc._model = st
             if b != "torch":
-                enc.onnx_backend().ensure_exported(st)
+                enc.onnx_backend().ensure_exported()
             name = f"embedlab {b}" + (f" layer {layer}" if layer else "")
             encoders[name] = enc
             runners[name] = lambda t, e=enc: e._forward(list(t))

@@ -50,7 +50,7 @@ def test_encode_then_info(tmp_path, data_csv):
     assert "3 × 384 float32" in res.output and "travel: 2" in res.output
 
     res = invoke("info", out, "--json")
-    info = json.loads(res.output)
+    info = json.loads(res.stdout)
     assert info["n"] == 3 and info["label_counts"] == {"travel": 2, "music": 1}
 
     # Second run with --force: every text comes from the cache.
@@ -115,7 +115,7 @@ def test_demo_runs(tmp_path):
     assert "Test metrics" in res.output and "oos_auroc" in res.output
     assert "Search (48 bytes/vector, binary + rescore)" in res.output
     res = invoke("search", tmp_path / "demo" / "index", "wake me up at seven", "-k", "1", "--json")
-    assert res.exit_code == 0 and json.loads(res.output)["label"] == "set_alarm"
+    assert res.exit_code == 0 and json.loads(res.stdout)["label"] == "set_alarm"
     train = EmbeddingSet.load(tmp_path / "demo" / "train")
     assert train.n == 178 and len(train.classes) == 13
 
@@ -141,7 +141,7 @@ def test_fit_predict_evaluate(tmp_path, demo_csvs):
 
     res = invoke("evaluate", model, test, "--json")
     assert res.exit_code == 0, res.output
-    m = json.loads(res.output)
+    m = json.loads(res.stdout)
     for key in (
         "n",
         "accuracy",
@@ -220,7 +220,7 @@ def test_fit_with_a_transform(tmp_path, demo_csvs):
     assert res.exit_code == 0, res.output
     assert "transform layer3,dim128,int8" in res.output and "encoder frozen" in res.output
     res = invoke("evaluate", tmp_path / "m", test, "--json")
-    assert res.exit_code == 0 and json.loads(res.output)["accuracy"] > 0.7
+    assert res.exit_code == 0 and json.loads(res.stdout)["accuracy"] > 0.7
     res = invoke("fit", train, "-o", tmp_path / "n", "--transform", "binary,whiten", *args)
     assert res.exit_code == 2 and "cannot follow it" in res.output
     res = invoke("fit", train, "-o", tmp_path / "n", "--transform", "layer9", *args)
@@ -288,7 +288,7 @@ def test_encode_layer_and_dim(tmp_path, data_csv):
     assert es.provenance.layer == 3 and es.provenance.dim == 128
     np.testing.assert_allclose(np.linalg.norm(es.vectors, axis=1), 1.0, atol=1e-5)
     res = invoke("info", out, "--json")
-    info = json.loads(res.output)
+    info = json.loads(res.stdout)
     assert info["provenance"]["layer"] == 3 and info["dim"] == 128
     res = invoke("encode", data_csv, "-o", tmp_path / "t", "--layer", "9")
     assert res.exit_code == 2 and "layers 1..6" in res.output
@@ -303,7 +303,7 @@ def test_index_and_search(tmp_path, data_csv):
         assert res.exit_code == 0, res.output
         res = invoke("search", out, "a plane ticket to japan", "-k", "2", "--json")
         assert res.exit_code == 0, res.output
-        hits = [json.loads(line) for line in res.output.splitlines()]
+        hits = [json.loads(line) for line in res.stdout.splitlines()]
         assert [h["rank"] for h in hits] == [1, 2]
         assert hits[0]["label"] == "travel" and hits[0]["text"] == "fly me to tokyo"
     res = invoke("search", tmp_path / "flat", "jazz please")
@@ -338,7 +338,7 @@ def test_plan_classify_and_sts(tmp_path, demo_csvs):
     out = tmp_path / "plan"
     res = invoke("plan", demo_csvs[0], "-o", out, "--layers", "3,6", "--dims", "384,64", "--json")
     assert res.exit_code == 0, res.output
-    doc = json.loads(res.output)
+    doc = json.loads(res.stdout)
     assert doc["task"] == "classify" and len(doc["rows"]) == 2 * 2 * 3  # pq left out: 178 rows
     assert doc["recommended"]["transform"].startswith("layer")
     assert {p.name for p in out.iterdir()} == {"plan.csv", "plan.json", "plan.png"}
@@ -371,7 +371,7 @@ def test_plan_classify_and_sts(tmp_path, demo_csvs):
         "float32",
     )
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["metric"] == "spearman"
+    assert json.loads(res.stdout)["metric"] == "spearman"
 
 
 def test_plan_bad_input(tmp_path, demo_csvs):
@@ -408,7 +408,7 @@ def test_diagnose_command(tmp_path):
     assert res.exit_code == 0, res.output
     assert "fisher_ratio" in res.output and "likely label errors: 1 of 100" in res.output
     res = invoke("diagnose", tmp_path / "s", "--json")
-    doc = json.loads(res.output)
+    doc = json.loads(res.stdout)
     assert doc["label_errors"]["rows"][0]["row"] == 3 and doc["n"] == 100
     res = invoke("diagnose", tmp_path / "nope")
     assert res.exit_code == 2 and "error" in res.output

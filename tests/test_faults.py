@@ -380,7 +380,7 @@ def test_imported_index_search_says_what_to_do(tmp_path):
     assert "--vectors" in _one_error_line(res)
     res = invoke("search", tmp_path / "i", "--vectors", tmp_path / "v.npy", "-k", "2", "--json")
     assert res.exit_code == 0, res.output
-    hits = [json.loads(line) for line in res.output.splitlines()]
+    hits = [json.loads(line) for line in res.stdout.splitlines()]
     assert len(hits) == 10 and hits[0]["id"] == "0" and hits[0]["score"] == pytest.approx(1.0)
 
 

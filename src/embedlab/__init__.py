@@ -10,8 +10,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from embedlab.encoders import EmbeddingCache, Encoder, SentenceTransformerEncoder
-from embedlab.encoding import encode_file
+from typing import TYPE_CHECKING, Any
+
 from embedlab.errors import (
     DataFormatError,
     EmbedlabError,
@@ -19,13 +19,54 @@ from embedlab.errors import (
     StoreError,
     ValidationError,
 )
-from embedlab.index import Index
-from embedlab.metrics import evaluate_open_set
-from embedlab.openset import OpenSetClassifier
-from embedlab.pipeline import Pipeline
-from embedlab.readers import TextTable, read_texts, write_table
-from embedlab.space import EmbeddingSet, Provenance
-from embedlab.transforms import TransformChain
+
+# Public names load their module on first use (PEP 562), so `import embedlab` and the
+# CLI's start stay clear of scikit-learn, torch, transformers, faiss and matplotlib.
+_LAZY = {
+    "EmbeddingCache": "embedlab.encoders.cache",
+    "Encoder": "embedlab.encoders.base",
+    "SentenceTransformerEncoder": "embedlab.encoders.sentence_transformer",
+    "encode_file": "embedlab.encoding",
+    "Index": "embedlab.index",
+    "evaluate_open_set": "embedlab.metrics",
+    "OpenSetClassifier": "embedlab.openset",
+    "Pipeline": "embedlab.pipeline",
+    "TextTable": "embedlab.readers",
+    "read_texts": "embedlab.readers",
+    "write_table": "embedlab.readers",
+    "EmbeddingSet": "embedlab.space",
+    "Provenance": "embedlab.space",
+    "TransformChain": "embedlab.transforms",
+}
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from embedlab.encoders.base import Encoder
+    from embedlab.encoders.cache import EmbeddingCache
+    from embedlab.encoders.sentence_transformer import SentenceTransformerEncoder
+    from embedlab.encoding import encode_file
+    from embedlab.index import Index
+    from embedlab.metrics import evaluate_open_set
+    from embedlab.openset import OpenSetClassifier
+    from embedlab.pipeline import Pipeline
+    from embedlab.readers import TextTable, read_texts, write_table
+    from embedlab.space import EmbeddingSet, Provenance
+    from embedlab.transforms import TransformChain
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'embedlab' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "DataFormatError",

@@ -24,7 +24,6 @@ import numpy as np
 from embedlab.atomic import atomic_directory
 from embedlab.covariance import unit_rows
 from embedlab.encoders import SentenceTransformerEncoder
-from embedlab.encoders.sentence_transformer import quiet_transformers
 from embedlab.errors import ValidationError
 from embedlab.heads.prototype import class_means
 from embedlab.progress import progress_bar
@@ -45,7 +44,7 @@ class AdaptConfig:
     margin: float = 0.2
     warmup: float = 0.06
     freeze_embeddings: bool = True
-    time_budget: float = 600.0
+    time_budget: float | None = None  # seconds; None: no cap (length comes from the data)
     seed: int = 0
     min_steps: int = 30
 
@@ -67,8 +66,10 @@ def adapt_encoder(
 ) -> tuple[SentenceTransformerEncoder, dict[str, Any]]:
     """Fine-tune ``encoder``'s model on (text, label) pairs and save it to ``out_dir``.
 
-    Training stops after ``config.epochs`` passes (default: :func:`auto_epochs`) or when
-    ``config.time_budget`` seconds have passed, whichever comes first. Returns the adapted
+    Training runs ``config.epochs`` passes (default: :func:`auto_epochs`, decided by the
+    data size), at least ``min_steps`` steps: the same data, settings and seed give the same
+    model on an idle or a busy machine. Only an explicit ``config.time_budget`` can stop it
+    earlier; the report then says so (``stopped_by_time_budget``). Returns the adapted
     encoder (sharing the original's cache settings) and a dict of what happened (steps,
     seconds, losses), also written to ``.embedlab_adapt.json`` in ``out_dir``.
     """
@@ -94,7 +95,6 @@ def adapt_encoder(
     frozen = unit_rows(encoder.encode(texts, progress=progress))
     init = unit_rows(class_means(frozen, y_idx, len(classes)))
 
-    quiet_transformers()  # before huggingface_hub is imported: offline, no progress bars
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(encoder.model_path), device="cpu", local_files_only=True)
@@ -128,7 +128,7 @@ def adapt_encoder(
     show = (total > 20) if progress is None else progress
     with progress_bar(total, "adapting encoder", enabled=show) as advance:
         for step in range(total):
-            if time.perf_counter() - start > cfg.time_budget:
+            if cfg.time_budget is not None and time.perf_counter() - start > cfg.time_budget:
                 budget_hit = True
                 break
             batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
@@ -157,6 +157,7 @@ def adapt_encoder(
         "epochs_done": round(step / steps_per_epoch, 3),
         "seconds": round(time.perf_counter() - start, 1),
         "stopped_by_time_budget": budget_hit,
+        "time_budget": cfg.time_budget,
         "first_loss": round(float(np.mean(losses[:10])), 4) if losses else None,
         "final_loss": round(float(np.mean(losses[-10:])), 4) if losses else None,
         "n_texts": n,
@@ -169,7 +170,13 @@ def adapt_encoder(
         model.save(str(tmp))
         (tmp / ".embedlab_adapt.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     if budget_hit:
-        log.warning("adaptation stopped by its time budget after %d of %d steps", step, total)
+        log.warning(
+            "adaptation cut by its time budget (%s s) after %d of %d planned steps: the model "
+            "depends on this machine's speed",
+            cfg.time_budget,
+            step,
+            total,
+        )
     adapted = SentenceTransformerEncoder(
         out_dir,
         batch_size=encoder.batch_size,

@@ -116,12 +116,13 @@ def _check_output_file(output: Path, force: bool, *inputs: Path | None) -> None:
 
 
 def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
-        force=True,
-    )
+    """Show embedlab's own log records on stderr (the root logger is not touched)."""
+    log = logging.getLogger("embedlab")
+    log.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if not any(getattr(h, "_embedlab_cli", False) for h in log.handlers):
+        handler = RichHandler(console=err_console, show_path=False, show_time=False)
+        handler._embedlab_cli = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
 
 
 def _version(value: bool) -> None:
@@ -403,11 +404,20 @@ def fit(
         float, typer.Option(help="Share of in-scope inputs the threshold may reject.")
     ] = 0.02,
     time_budget: Annotated[
-        float, typer.Option(help="Seconds for the automatic head/detector selection.")
-    ] = 120.0,
+        float | None,
+        typer.Option(
+            help="Cap, in seconds, on the automatic head/detector selection (default: none — "
+            "every candidate is tried, so the choice depends on the data only)."
+        ),
+    ] = None,
     adapt_budget: Annotated[
-        float, typer.Option(help="Seconds the encoder adaptation may take.")
-    ] = 600.0,
+        float | None,
+        typer.Option(
+            help="Cap, in seconds, on encoder adaptation (default: none — its length comes from "
+            "the data). A cap that cuts training makes the model depend on the machine's "
+            "speed; the output and the bundle say so."
+        ),
+    ] = None,
     backend: BackendOption = None,
     transform: Annotated[
         str | None,
@@ -507,6 +517,18 @@ def fit(
             )
             + f"{time.perf_counter() - t0:.1f} s in all"
         )
+        if adapted and adapted.get("stopped_by_time_budget"):
+            err_console.print(
+                f"[yellow]warning:[/] --adapt-budget {adapt_budget:g} s cut adaptation after "
+                f"{adapted['steps']} of {adapted['planned_steps']} planned steps; the model "
+                "depends on this machine's speed (recorded in the bundle)"
+            )
+        skipped = (info.get("selection") or {}).get("skipped")
+        if skipped:
+            err_console.print(
+                f"[yellow]warning:[/] --time-budget {time_budget:g} s skipped "
+                f"{', '.join(skipped)} in the head/detector selection (recorded in the bundle)"
+            )
 
 
 def _prediction_table(details: dict, table, id_col: str | None, keep_columns: bool):

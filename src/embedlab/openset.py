@@ -93,8 +93,10 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         class: they serve only for choosing the detector and for reporting calibration.
     cv : int, default 3
         Folds of the automatic selection.
-    time_budget : float, default 120
-        Seconds the automatic selection may spend.
+    time_budget : float, optional
+        Seconds the automatic selection may spend (default: no cap — every candidate on
+        every fold, so the choice depends on the data only). A cap that skips candidates
+        is recorded in ``selection_.skipped``.
     random_state : int, default 0
     """
 
@@ -105,7 +107,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         target_fpr: float = 0.02,
         oos_label: str = "oos",
         cv: int = 3,
-        time_budget: float = 120.0,
+        time_budget: float | None = None,
         random_state: int = 0,
     ):
         self.head = head

@@ -553,14 +553,12 @@ def _mark_pareto(rows: list[PlanRow]) -> None:
 # --------------------------------------------------------------------------- plotting
 def plot_plan(p: Plan, path: str | os.PathLike) -> Path:
     """Quality vs bytes per vector (log scale), one colour per storage, Pareto front marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: matplotlib's global backend is left alone
 
     from embedlab.atomic import atomic_write_bytes
 
-    fig, ax = plt.subplots(figsize=(8.5, 5), dpi=110)
+    fig = Figure(figsize=(8.5, 5), dpi=110)
+    ax = fig.subplots()
     markers = {"float32": "o", "int8": "s", "binary": "^", "pq": "D"}
     lo, hi = min(r.layer for r in p.rows), max(r.layer for r in p.rows)
     points = None
@@ -627,6 +625,5 @@ def plot_plan(p: Plan, path: str | os.PathLike) -> Path:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)

@@ -96,14 +96,16 @@ def select_head_and_detector(
     heads: dict[str, Any] | None = None,
     detectors: dict[str, Any] | None = None,
     n_folds: int = 3,
-    time_budget: float = 120.0,
+    time_budget: float | None = None,
     random_state: int = 0,
 ) -> Selection:
     """Cross-validate candidate heads (accuracy) and detectors (AUROC); return the best of each.
 
-    Candidates are tried cheapest first; once ``time_budget`` seconds have passed, the
-    remaining ones are skipped (and listed in ``Selection.skipped``) and no further fold
-    starts. The first head and detector are always evaluated on the first fold.
+    Every candidate is evaluated on every fold, so the choice depends on the data only.
+    An explicit ``time_budget`` (seconds) caps it: candidates are tried cheapest first,
+    and once the budget is spent the remaining ones are skipped (listed in
+    ``Selection.skipped``) and no further fold starts; the first head and detector are
+    always evaluated on the first fold.
     """
     default_heads, default_detectors = default_candidates()
     heads = default_heads if heads is None else heads
@@ -123,7 +125,7 @@ def select_head_and_detector(
         *score_args: Any,
     ) -> None:
         for name, est in candidates.items():
-            over = time.perf_counter() - start > time_budget
+            over = time_budget is not None and time.perf_counter() - start > time_budget
             if over and not scores[name] and any(scores.values()):
                 skipped.add(f"{kind}:{name}")
                 continue
@@ -134,7 +136,7 @@ def select_head_and_detector(
         Xn = X[nov] if X_oos is None or len(X_oos) == 0 else np.vstack([X[nov], X_oos])
         run("head", heads, h_scores, tr, _accuracy, X[va], y[va])
         run("detector", detectors, d_scores, tr, _separation, X[va], Xn)
-        if time.perf_counter() - start > time_budget:
+        if time_budget is not None and time.perf_counter() - start > time_budget:
             break
     h_mean = {k: float(np.mean(v)) for k, v in h_scores.items() if v}
     d_mean = {k: float(np.mean(v)) for k, v in d_scores.items() if v}

@@ -59,18 +59,18 @@ def test_onnx_int8_keeps_quality_on_the_probe_set(st_encoder_uncached):
 def test_exported_graph_is_reused_and_a_damaged_one_is_exported_again(st_encoder_uncached, caplog):
     enc = encoder(st_encoder_uncached, "onnx")
     runner = enc.onnx_backend()
-    path = runner.ensure_exported(st_encoder_uncached.model)
+    path = runner.ensure_exported()
     stamp = path.stat().st_mtime_ns
     assert runner.ensure_exported() == path and path.stat().st_mtime_ns == stamp  # reused
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")  # corrupted
     with caplog.at_level(logging.WARNING, logger="embedlab"):
-        runner.ensure_exported(st_encoder_uncached.model)
+        runner.ensure_exported()
     assert "stale or damaged" in caplog.text
     meta = json.loads(runner.meta_path.read_text())
     meta["fingerprint"] = "another-model"  # stale: made for other weights
     runner.meta_path.write_text(json.dumps(meta))
     assert not runner._fresh()
-    runner.ensure_exported(st_encoder_uncached.model)
+    runner.ensure_exported()
     assert runner._fresh()
     np.testing.assert_allclose(
         enc.encode(TEXTS[:2]), encoder(st_encoder_uncached, "torch").encode(TEXTS[:2]), atol=2e-5

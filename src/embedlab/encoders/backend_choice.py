@@ -171,7 +171,7 @@ def measure_backends(encoder: Any, texts: list[str] | None = None) -> dict[str, 
     for kind in CANDIDATES:
         runner = encoder.onnx_backend(kind)
         try:
-            runner.ensure_exported(encoder.model)
+            runner.ensure_exported()
             vecs = runner.embed(texts)
         except Exception as exc:  # an export or run failure disqualifies the backend
             raise EncoderError(f"{kind}: {exc}") from None

@@ -13,13 +13,13 @@ by token length and batched so that no batch pads beyond its longest member.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
+import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +112,27 @@ class OnnxBackend:
         self.threads = int(threads or physical_cores())
         self._session: Any = None
         self._private: Any = None  # a temporary folder when the cache cannot be written
+        self._shared_cache_dir = self.cache_dir
         self._tokenizer: Any = None
+        self._lock = threading.RLock()  # one session / tokenizer, however many threads
         self._warned_truncation = False
         self.max_length = int(config.get("max_seq_length") or 512)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the settings; the session and tokenizer load again on first use."""
+        state = self.__dict__.copy()
+        state.update(
+            _session=None,
+            _tokenizer=None,
+            _lock=None,
+            _private=None,
+            cache_dir=self._shared_cache_dir,
+        )
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ artefacts
     @property
@@ -158,9 +176,12 @@ class OnnxBackend:
             return False
         return meta.get("sha256") == sha256_file(self.graph_path)
 
-    def ensure_exported(self, torch_model: Any = None) -> Path:
-        """Export (once) and return the graph path; ``torch_model`` is a loaded
-        SentenceTransformer (else the model is loaded from ``model_path``).
+    def ensure_exported(self) -> Path:
+        """Export (once) and return the graph path.
+
+        The export runs in a child Python process that loads the model from ``model_path``:
+        tracing, ONNX Runtime's optimiser and quantiser touch process-wide state (warnings,
+        the root logger) that must not leak into the caller's process.
 
         A fresh graph is used even from a read-only cache. When the cache cannot be written
         (read-only folder or file system), the graph is exported to a private temporary
@@ -179,12 +200,12 @@ class OnnxBackend:
                             "exported ONNX graph %s is stale or damaged: exporting again",
                             self.graph_path.name,
                         )
-                    self._export(torch_model)
+                    self._export()
         except OSError as exc:
             if self._private is not None:
                 raise
             self._use_private_dir(exc)
-            return self.ensure_exported(torch_model)
+            return self.ensure_exported()
         return self.graph_path
 
     def _use_private_dir(self, exc: OSError) -> None:
@@ -199,7 +220,13 @@ class OnnxBackend:
         )
         self.cache_dir = Path(self._private.name)
 
-    def _export(self, torch_model: Any) -> None:
+    def _export(self) -> None:
+        import subprocess
+        import sys
+
+        from embedlab.atomic import atomic_write_bytes
+        from embedlab.manifest import sha256_file
+
         t0 = time.perf_counter()
         work = self.cache_dir / f".export-{os.getpid()}-{self.graph_path.stem}"
         work.mkdir(parents=True, exist_ok=True)
@@ -212,29 +239,35 @@ class OnnxBackend:
             if self._private is None
             else "kept for this process only (the cache cannot be written)",
         )
-        with _quiet():
-            self._export_steps(torch_model, work, t0)
-
-    def _export_steps(self, torch_model: Any, work: Path, t0: float) -> None:
-        from embedlab.atomic import atomic_write_bytes
-        from embedlab.manifest import sha256_file
-
+        final = work / "graph.onnx"
+        job = {
+            "model_path": str(self.model_path),
+            "layer": self.layer,
+            "config": self.config,
+            "quantize": self.quantize,
+            "out": str(final),
+            "label": self.name,
+        }
         try:
-            from embedlab.progress import progress_bar
-
-            steps = 3 if self.quantize else 2
-            with progress_bar(steps, f"exporting ONNX graph ({self.name})") as advance:
-                raw = work / "raw.onnx"
-                _export_pooled(self.model_path, torch_model, self.layer, raw, self.config)
-                advance(1)
-                fused = work / "fused.onnx"
-                _optimise(raw, fused, self.model_path)
-                advance(1)
-                final = fused
-                if self.quantize:
-                    final = work / "int8.onnx"
-                    _quantise(fused, final)
-                    advance(1)
+            try:
+                proc = subprocess.run(
+                    [sys.executable, "-m", "embedlab.encoders.onnx_backend", json.dumps(job)],
+                    stdout=subprocess.PIPE,
+                    stderr=None,  # the child's progress bar shows on our stderr
+                    text=True,
+                    timeout=3600,
+                )
+            except OSError as exc:  # this user may not start the interpreter: build here
+                log.info("cannot start an export process (%s); exporting in this one", exc)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    build_graph(job, quiet=False)
+                proc = subprocess.CompletedProcess([], 0, "")
+            if proc.returncode != 0 or not final.is_file():
+                raise EncoderError(
+                    f"exporting {self.model_path} to ONNX failed (exit {proc.returncode}): "
+                    + (proc.stdout.strip().splitlines() or ["no message"])[-1]
+                )
             os.replace(final, self.graph_path)
             meta = {
                 "export_version": ONNX_EXPORT_VERSION,
@@ -255,38 +288,42 @@ class OnnxBackend:
     @property
     def session(self) -> Any:
         if self._session is None:
-            import onnxruntime as ort
-
-            path = self.ensure_exported()
-            opts = ort.SessionOptions()
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            opts.intra_op_num_threads = self.threads
-            opts.inter_op_num_threads = 1
-            opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            opts.log_severity_level = 3
-            try:
-                self._session = ort.InferenceSession(
-                    str(path), opts, providers=["CPUExecutionProvider"]
-                )
-            except Exception as exc:  # a graph ORT cannot load: export again once
-                log.warning("cannot load %s (%s): exporting again", path.name, exc)
-                path.unlink(missing_ok=True)
-                self.ensure_exported()
-                self._session = ort.InferenceSession(
-                    str(path), opts, providers=["CPUExecutionProvider"]
-                )
-            self._inputs = {i.name for i in self._session.get_inputs()}
+            with self._lock:
+                if self._session is None:
+                    self._load_session()
         return self._session
+
+    def _load_session(self) -> None:
+        import onnxruntime as ort
+
+        path = self.ensure_exported()
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # a graph ORT cannot load: export again once
+            log.warning("cannot load %s (%s): exporting again", path.name, exc)
+            path.unlink(missing_ok=True)
+            self.ensure_exported()
+            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in session.get_inputs()}
+        self._session = session  # published last: other threads test it without the lock
 
     @property
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
-            from tokenizers import Tokenizer
+            with self._lock:
+                if self._tokenizer is None:
+                    from tokenizers import Tokenizer
 
-            tok = Tokenizer.from_file(str(self.model_path / "tokenizer.json"))
-            tok.no_padding()
-            tok.enable_truncation(max_length=self.max_length)
-            self._tokenizer = tok
+                    tok = Tokenizer.from_file(str(self.model_path / "tokenizer.json"))
+                    tok.no_padding()
+                    tok.enable_truncation(max_length=self.max_length)
+                    self._tokenizer = tok
         return self._tokenizer
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -328,34 +365,40 @@ class OnnxBackend:
         return out
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence the exporter's tracer warnings and ONNX Runtime's root-logger chatter."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
-
-
 # --------------------------------------------------------------------------- export steps
-def _export_pooled(
-    model_path: Path, torch_model: Any, layer: int, path: Path, config: dict[str, Any]
-) -> None:
+def build_graph(job: dict[str, Any], *, quiet: bool = True) -> None:
+    """Export, fuse and (optionally) quantise one graph to ``job["out"]``; the body of the
+    child process :meth:`OnnxBackend.ensure_exported` starts. ``quiet`` (in that child
+    only: the process is its own) silences warnings and logging."""
+    from embedlab.progress import progress_bar
+
+    if quiet:
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+    model_path, out = Path(job["model_path"]), Path(job["out"])
+    work = out.parent
+    steps = 3 if job["quantize"] else 2
+    with progress_bar(steps, f"exporting ONNX graph ({job['label']})") as advance:
+        raw = work / "raw.onnx"
+        _export_pooled(model_path, int(job["layer"]), raw, job["config"])
+        advance(1)
+        fused = work / "fused.onnx"
+        _optimise(raw, fused, model_path)
+        advance(1)
+        if job["quantize"]:
+            _quantise(fused, out)
+            advance(1)
+        else:
+            os.replace(fused, out)
+
+
+def _export_pooled(model_path: Path, layer: int, path: Path, config: dict[str, Any]) -> None:
     """Trace transformer (first ``layer`` layers) + mean pooling + optional normalisation."""
-    import copy
-
     import torch
+    from sentence_transformers import SentenceTransformer
 
-    if torch_model is None:
-        from sentence_transformers import SentenceTransformer
-
-        torch_model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
-    bert = copy.deepcopy(torch_model[0].auto_model).eval()
+    torch_model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
+    bert = torch_model[0].auto_model.eval()
     # The classic attention pattern is what ONNX Runtime's BERT optimiser fuses.
     if hasattr(bert, "set_attn_implementation"):
         bert.set_attn_implementation("eager")
@@ -486,3 +529,13 @@ def _quantise(src: Path, dst: Path) -> None:
     graph.node.extend(nodes)
     onnx.save(model, str(dst))
     dynamic.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":  # the export child process (see OnnxBackend._export)
+    import sys
+
+    try:
+        build_graph(json.loads(sys.argv[1]))
+    except Exception as exc:
+        print(f"{type(exc).__name__}: {exc}")
+        raise SystemExit(1) from None

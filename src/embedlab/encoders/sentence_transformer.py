@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from functools import cache
@@ -137,6 +138,18 @@ class SentenceTransformerEncoder:
         self._model: Any = None
         self._load_seconds = 0.0
         self.last_stats: dict[str, Any] = {}
+        self._lock = threading.RLock()  # guards the lazily loaded model, runners and backend
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle settings and paths, not loaded weights or sessions (they load again on
+        first use where the model directory is reachable)."""
+        state = self.__dict__.copy()
+        state.update(_lock=None, _model=None, _truncated={}, _onnx=None, _runners={})
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ identity
     @property
@@ -209,21 +222,24 @@ class SentenceTransformerEncoder:
     @property
     def model(self) -> Any:
         """The loaded SentenceTransformer (loaded on first use)."""
-        if self._model is None:
-            t0 = time.perf_counter()
-            try:
-                quiet_transformers()  # sets HF_HUB_OFFLINE before huggingface_hub is imported
-                from sentence_transformers import SentenceTransformer
+        if self._model is not None:
+            return self._model
+        with self._lock:
+            if self._model is None:
+                t0 = time.perf_counter()
+                try:
+                    from sentence_transformers import SentenceTransformer
 
-                self._model = SentenceTransformer(
-                    str(self.model_path), device=self.device, local_files_only=True
-                )
-            except Exception as exc:
-                raise EncoderError(
-                    f"cannot load a sentence-transformers model from {self.model_path}: {exc}"
-                ) from None
-            self._model.eval()
-            self._load_seconds = time.perf_counter() - t0
+                    model = SentenceTransformer(
+                        str(self.model_path), device=self.device, local_files_only=True
+                    )
+                except Exception as exc:
+                    raise EncoderError(
+                        f"cannot load a sentence-transformers model from {self.model_path}: {exc}"
+                    ) from None
+                model.eval()
+                self._load_seconds = time.perf_counter() - t0
+                self._model = model
         return self._model
 
     # ------------------------------------------------------------------ encode
@@ -397,16 +413,25 @@ class SentenceTransformerEncoder:
         if self._backend is None:
             from embedlab.encoders.backend_choice import resolve_backend
 
-            self._backend = resolve_backend(self)
+            with self._lock:
+                if self._backend is None:
+                    self._backend = resolve_backend(self)
         return self._backend
 
     def onnx_backend(self, kind: str | None = None) -> Any:
         """The ONNX Runtime runner for this encoder's layer (``kind``: onnx / onnx-int8;
         default: the resolved backend, whose runner is kept for later calls)."""
+
+        kind = kind or self.resolved_backend
+        if self._onnx is not None and self._onnx.name == kind:
+            return self._onnx
+        with self._lock:
+            return self._runner(kind)
+
+    def _runner(self, kind: str) -> Any:
         from embedlab.encoders.cache import default_cache_dir
         from embedlab.encoders.onnx_backend import OnnxBackend
 
-        kind = kind or self.resolved_backend
         if self._onnx is not None and self._onnx.name == kind:
             return self._onnx
         if kind in self._runners:
@@ -449,6 +474,10 @@ class SentenceTransformerEncoder:
 
     def _truncated_model(self, k: int) -> Any:
         """The transformer with only its first k layers (parameters shared, no copy)."""
+        with self._lock:
+            return self._truncated_locked(k)
+
+    def _truncated_locked(self, k: int) -> Any:
         if k not in self._truncated:
             import torch
 
@@ -552,18 +581,6 @@ def _check_elastic(
     if dim is not None and not 1 <= int(dim) <= full_dim:
         raise EncoderError(f"dim {dim} is out of range: this model's vectors have 1..{full_dim}")
     return (None if layer is None else int(layer)), (None if dim is None else int(dim))
-
-
-def quiet_transformers() -> None:
-    """Silence transformers / huggingface_hub progress bars and info logs (we draw our own)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import huggingface_hub.utils
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    huggingface_hub.utils.disable_progress_bars()
 
 
 def _read_model_config(path: Path) -> dict[str, Any]:

@@ -1,0 +1,61 @@
+"""Instant start (issue 11): importing embedlab and its CLI stays clear of heavy modules,
+and predicting on the ONNX path never imports torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "transformers", "sentence_transformers", "sklearn", "faiss", "matplotlib")
+
+
+def _modules_after(code: str, env: dict | None = None) -> dict:
+    probe = (
+        f"{code}\nimport json, sys\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_import_and_cli_help_stay_light():
+    assert _modules_after("import embedlab, embedlab.cli") == []
+    code = (
+        "import sys\nfrom embedlab.cli import app\n"
+        "from typer.testing import CliRunner\n"
+        "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
+        "assert CliRunner().invoke(app, ['predict', '--help']).exit_code == 0"
+    )
+    assert _modules_after(code) == []
+
+
+def test_public_names_still_import():
+    import embedlab
+
+    assert embedlab.Pipeline.__name__ == "Pipeline"
+    assert "EmbeddingSet" in dir(embedlab)
+    with pytest.raises(AttributeError):
+        _ = embedlab.NoSuchThing
+
+
+@pytest.mark.slow
+def test_predict_on_the_onnx_path_never_imports_torch(quick_model, tmp_path):
+    code = (
+        "from embedlab.pipeline import Pipeline\n"
+        f"pipe = Pipeline.load({str(quick_model)!r}, cache=False, backend='onnx-int8')\n"
+        "print(pipe.predict(['book a flight to rome', 'play some jazz'])['label'])"
+    )
+    env = {"EMBEDLAB_CACHE": str(tmp_path), "EMBEDLAB_ONNX_CACHE": str(tmp_path)}
+    loaded = _modules_after(code, env)  # first use: the graph is exported by a child process
+    assert "torch" not in loaded and "transformers" not in loaded, loaded
