@@ -72,7 +72,7 @@ def main() -> None:
     ):
         det.fit(Xtr, labels)
         print(
-            f"{det!r:55s} AUROC {100 * auroc(det.score_samples(Xte), det.score_samples(Xoo)):.2f}%"
+            f"{det!r:55s} AUROC {100 * auroc(det.decision_function(Xte), det.decision_function(Xoo)):.2f}%"
         )
 
 

@@ -128,7 +128,7 @@ def frozen(args: argparse.Namespace) -> None:
             det.fit(Xtr, ytr)
             fit_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            a, b = det.score_samples(X["test"]), det.score_samples(X["oos_test"])
+            a, b = det.decision_function(X["test"]), det.decision_function(X["oos_test"])
             pred_s = time.perf_counter() - t0
             rows.append(
                 (tag, f"detector: {name}", None, (auroc(a, b), fpr_at_tpr(a, b)), fit_s, pred_s)

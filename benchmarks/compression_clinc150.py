@@ -38,9 +38,9 @@ def classify(Xtr, Xte, Xoo, ytr, yte) -> dict[str, float]:
     rmd = MahalanobisDetector(relative=True, calibration_split=0).fit(Xtr, ytr)
     return {
         "accuracy": float((head.predict(Xte) == yte).mean()),
-        "auroc": auroc(det.score_samples(Xte), det.score_samples(Xoo)),
+        "auroc": auroc(det.decision_function(Xte), det.decision_function(Xoo)),
         "lda_accuracy": float((lda.predict(Xte) == yte).mean()),
-        "rmd_auroc": auroc(rmd.score_samples(Xte), rmd.score_samples(Xoo)),
+        "rmd_auroc": auroc(rmd.decision_function(Xte), rmd.decision_function(Xoo)),
     }
 
 

@@ -20,16 +20,16 @@ def test_loaded_model_is_thread_safe_and_picklable(quick_model, backend):
     from embedlab.pipeline import Pipeline
 
     texts = load_demo("test").texts
-    serial = Pipeline.load(quick_model, cache=False, backend=backend).predict(texts)
+    serial = Pipeline.load(quick_model, cache=False, backend=backend).predict_details(texts)
     fresh = Pipeline.load(quick_model, cache=False, backend=backend)  # nothing loaded yet
     chunks = [texts[i::8] for i in range(8)]
     with ThreadPoolExecutor(8) as pool:  # 8 threads race for the lazy model / session
-        results = list(pool.map(fresh.predict, chunks))
+        results = list(pool.map(fresh.predict_details, chunks))
     for i, res in enumerate(results):
         np.testing.assert_array_equal(res["label"], serial["label"][i::8])
         np.testing.assert_allclose(res["score"], serial["score"][i::8], atol=1e-5)
     clone = pickle.loads(pickle.dumps(fresh))  # after use: sessions are dropped, not pickled
-    again = clone.predict(texts)
+    again = clone.predict_details(texts)
     np.testing.assert_array_equal(again["label"], serial["label"])
     np.testing.assert_allclose(again["score"], serial["score"], atol=1e-5)
 

@@ -158,9 +158,9 @@ def test_every_text_gets_the_same_label_alone_and_in_its_file(onnx_cache):
     train, test = load_demo("train"), load_demo("test")
     enc = SentenceTransformerEncoder(cache=False, backend="onnx-int8")
     pipe = Pipeline(encoder=enc, adapt=False).fit(train.texts, train.labels)
-    together = pipe.predict(test.texts)
+    together = pipe.predict_details(test.texts)
     for i, text in enumerate(test.texts):
-        alone = pipe.predict([text])
+        alone = pipe.predict_details([text])
         assert alone["label"][0] == together["label"][i], text
         assert abs(alone["score"][0] - together["score"][i]) < 1e-4, text
 

@@ -33,8 +33,13 @@ def test_fit_evaluate_on_demo(fitted):
 
 
 def test_predict_details(fitted):
-    out = fitted.predict(["book me a flight to oslo", "who painted the sistine chapel"])
+    texts = ["book me a flight to oslo", "who painted the sistine chapel"]
+    out = fitted.predict_details(texts)
     assert out["label"][0] == "book_flight"
+    labels = fitted.predict(texts)  # the contract: an array of labels, nothing else
+    assert isinstance(labels, np.ndarray) and labels.shape == (2,)
+    np.testing.assert_array_equal(labels, out["label"])
+    assert set(labels) <= set(fitted.classes_) | {fitted.oos_label}
     assert out["score"][1] > out["score"][0]
     assert out["top1_label"].shape == (2,)
 
@@ -45,7 +50,7 @@ def test_bundle_round_trip(fitted, tmp_path):
     loaded = Pipeline.load(path, cache=False)
     loaded.encoder._model = fitted.encoder.model
     texts = load_demo("test").texts
-    a, b = fitted.predict(texts), loaded.predict(texts)
+    a, b = fitted.predict_details(texts), loaded.predict_details(texts)
     np.testing.assert_array_equal(a["label"], b["label"])
     np.testing.assert_allclose(a["score"], b["score"], rtol=1e-6)
     doc = json.loads((path / "bundle.json").read_text())
@@ -152,7 +157,7 @@ def test_adapted_pipeline_saves_its_encoder(tmp_path, st_encoder_uncached):
     loaded = Pipeline.load(path, cache=False)
     assert loaded.encoder.model_path == path / "encoder"
     texts = load_demo("test").texts[:8]
-    np.testing.assert_array_equal(pipe.predict(texts)["label"], loaded.predict(texts)["label"])
+    np.testing.assert_array_equal(pipe.predict(texts), loaded.predict(texts))
     # A copied bundle still works (the encoder path is relative).
     shutil.copytree(path, tmp_path / "copy")
     assert Pipeline.load(tmp_path / "copy", cache=False).encoder.dim == 384
@@ -217,7 +222,7 @@ def test_transform_chain_is_fitted_saved_and_reloaded(st_encoder_uncached, tmp_p
     loaded = Pipeline.load(path, cache=False)
     loaded.encoder._model = st_encoder_uncached.model
     assert loaded.transform == spec and loaded.chain_.fitted
-    a, b = pipe.predict(test.texts), loaded.predict(test.texts)
+    a, b = pipe.predict_details(test.texts), loaded.predict_details(test.texts)
     np.testing.assert_array_equal(a["label"], b["label"])
     np.testing.assert_allclose(a["score"], b["score"], rtol=1e-5, atol=1e-6)
 

@@ -25,7 +25,7 @@ def _fit(texts, labels, test):
     cfg = AdaptConfig(epochs=1, min_steps=12, batch_size=16)
     pipe = Pipeline(encoder=enc, adapt=True, adapt_config=cfg)
     pipe.fit(texts, labels, progress=False)
-    return pipe, pipe.predict(test)
+    return pipe, pipe.predict_details(test)
 
 
 @pytest.mark.slow

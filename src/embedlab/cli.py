@@ -604,7 +604,7 @@ def predict(
             skip_empty=skip_empty,
             delimiter=delimiter,
         )
-        details = pipe.predict(table.texts)
+        details = pipe.predict_details(table.texts)
         write_table(_prediction_table(details, table, id_col, keep_columns), output)
         n_oos = int(details["out_of_scope"].sum())
         console.print(f"wrote {output}: {_plural(len(table), 'prediction')}, {n_oos} out of scope")

@@ -15,6 +15,11 @@ class ValidationError(EmbedlabError, ValueError):
     """An array, label set or argument is malformed (NaN, wrong shape, duplicate ids...)."""
 
 
+class InputTypeError(ValidationError, TypeError):
+    """An input of the wrong type (a dict where an array belongs): a ValidationError that is
+    also the TypeError scikit-learn's contract promises."""
+
+
 class DataFormatError(EmbedlabError, ValueError):
     """An input table (CSV / JSONL / Parquet / JSON) cannot be read as asked."""
 

@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from embedlab.detect.base import threshold_at_fpr
 from embedlab.errors import ValidationError
+from embedlab.validation import validate_estimator_data
 
 __all__ = ["DETECTORS", "HEADS", "OpenSetClassifier", "make_detector", "make_head"]
 
@@ -126,7 +127,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         on those rows, scored by a detector fitted on the other rows; otherwise the detector
         holds out its own ``calibration_split`` of the training rows.
         """
-        X, y = validate_data(self, X, y, dtype=[np.float32, np.float64], ensure_min_samples=2)
+        X, y = validate_estimator_data(self, X, y, reset=True, ensure_min_samples=2)
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray([str(v) for v in y], dtype=object)
         is_oos = y == str(self.oos_label)
@@ -181,7 +182,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         det.set_params(target_fpr=self.target_fpr)
         if calib is not None and calib.sum() > 0 and (~calib).sum() >= 2:
             det.set_params(calibration_split=0.0)
-            held = clone(det).fit(X_in[~calib], y_in[~calib]).score_samples(X_in[calib])
+            held = clone(det).fit(X_in[~calib], y_in[~calib]).decision_function(X_in[calib])
             self.detector_ = det.fit(X_in, y_in)
             self.detector_.calibration_scores_ = held
             self.detector_.threshold_ = threshold_at_fpr(held, self.target_fpr)
@@ -191,7 +192,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         self.threshold_ = float(self.detector_.threshold_)
         self.n_oos_train_ = int(is_oos.sum())
         if self.n_oos_train_:
-            s = self.detector_.score_samples(X_oos)
+            s = self.detector_.decision_function(X_oos)
             self.oos_train_recall_ = float((s > self.threshold_).mean())
         else:
             self.oos_train_recall_ = None
@@ -206,12 +207,24 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
 
     def _X(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "detector_")
-        X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
+        X = validate_estimator_data(self, X, reset=False)
         return np.asarray(X, dtype=np.float32)
 
+    def novelty_score(self, X: Any) -> np.ndarray:
+        """Novelty score of each row (the detector's ``decision_function``: higher = more
+        likely out of scope)."""
+        return self.detector_.decision_function(self._X(X))
+
     def score_samples(self, X: Any) -> np.ndarray:
-        """Novelty score of each row (higher = more likely out of scope)."""
-        return self.detector_.score_samples(self._X(X))
+        """Deprecated alias of :meth:`novelty_score`."""
+        import warnings
+
+        warnings.warn(
+            "OpenSetClassifier.score_samples is deprecated: use novelty_score",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.novelty_score(X)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """The head's probabilities over the in-scope ``classes_`` (out-of-scope aside)."""
@@ -225,7 +238,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         """Label, novelty score, out-of-scope flag, and the top-k classes with probabilities."""
         X = self._X(X)
         proba = self.head_.predict_proba(X)
-        scores = self.detector_.score_samples(X)
+        scores = self.detector_.decision_function(X)
         oos = scores > self.threshold_
         k = min(top_k, proba.shape[1])
         top = np.argsort(-proba, axis=1)[:, :k]

@@ -253,10 +253,16 @@ class Pipeline:
             raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
         return self._features(self._encoder().encode(texts, progress=progress))  # validates
 
-    def predict(
+    def predict(self, texts: Sequence[str], *, progress: bool | None = None) -> np.ndarray:
+        """The label of each text: one of ``classes_``, or ``oos_label`` when the detector
+        rejects it (the one label outside ``classes_`` a pipeline ever returns)."""
+        return self.predict_details(texts, top_k=1, progress=progress)["label"]
+
+    def predict_details(
         self, texts: Sequence[str], *, top_k: int = 3, progress: bool | None = None
     ) -> dict[str, np.ndarray]:
-        """Per text: label (or ``oos_label``), novelty score, out_of_scope, top-k labels/probs."""
+        """Per text: ``label`` (as :meth:`predict`), ``score`` (novelty: higher = more out of
+        scope), ``out_of_scope``, and the ``top{i}_label`` / ``top{i}_prob`` of the head."""
         return self.classifier.predict_details(self._vectors(texts, progress), top_k=top_k)
 
     def evaluate(
@@ -275,7 +281,7 @@ class Pipeline:
                 f"{len(unknown)} label(s) were not seen in training: {unknown[:10]}; relabel "
                 f"them {self.oos_label!r} to count them as out of scope"
             )
-        details = self.predict(texts, progress=progress)
+        details = self.predict_details(texts, top_k=1, progress=progress)
         metrics = evaluate_open_set(
             labels, details["label"], details["score"], self.oos_label, details["top1_label"]
         )

@@ -485,9 +485,9 @@ def _classify(
             det.set_params(head=make_head(head))
         det.fit(Z[tr], y[tr])
         t0 = time.perf_counter()
-        inside = det.score_samples(Z[te])
+        inside = det.decision_function(Z[te])
         elapsed += time.perf_counter() - t0
-        metrics["auroc"] = auroc(inside, det.score_samples(Z[oo]))
+        metrics["auroc"] = auroc(inside, det.decision_function(Z[oo]))
     else:
         metrics["auroc"] = math.nan
     return metrics, 1000.0 * elapsed / max(1, int(te.sum())), nbytes, None

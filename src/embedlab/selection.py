@@ -85,7 +85,7 @@ def _accuracy(head: Any, X: np.ndarray, y: np.ndarray) -> float:
 
 
 def _separation(detector: Any, X_in: np.ndarray, X_novel: np.ndarray) -> float:
-    return auroc(detector.score_samples(X_in), detector.score_samples(X_novel))
+    return auroc(detector.decision_function(X_in), detector.decision_function(X_novel))
 
 
 def select_head_and_detector(

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.errors import ValidationError
+from embedlab.errors import InputTypeError, ValidationError
 
 __all__ = ["check_ids", "check_labels", "check_vectors"]
 
@@ -116,3 +116,27 @@ def check_labels(labels: Any, n: int, *, name: str = "labels") -> np.ndarray:
             f"{name} are empty in {empty.size} row(s): rows {_preview(empty.tolist())}"
         )
     return arr
+
+
+NO_Y = "no_validation"  # scikit-learn's marker for "X only"
+
+
+def validate_estimator_data(
+    estimator: Any, X: Any, y: Any = NO_Y, *, reset: bool, ensure_min_samples: int = 1
+) -> Any:
+    """scikit-learn's ``validate_data`` for embedlab's estimators (float32 / float64 input),
+    raising :class:`ValidationError` — also a ``ValueError`` — named after the estimator.
+    Pass ``y`` (even None, which is then an error) to validate X and y together."""
+    from sklearn.utils.validation import validate_data
+
+    kw = {"dtype": [np.float32, np.float64], "reset": reset}
+    try:
+        if isinstance(y, str) and y == NO_Y:
+            return validate_data(estimator, X, ensure_min_samples=ensure_min_samples, **kw)
+        return validate_data(estimator, X, y, ensure_min_samples=ensure_min_samples, **kw)
+    except ValidationError:
+        raise
+    except TypeError as exc:  # e.g. a dict for X: also a TypeError, as scikit-learn promises
+        raise InputTypeError(f"{type(estimator).__name__}: {exc}") from None
+    except ValueError as exc:
+        raise ValidationError(f"{type(estimator).__name__}: {exc}") from None

@@ -1,4 +1,5 @@
-"""Detectors: the contract (score_samples higher = novel, threshold_, predict), known answers."""
+"""Detectors: separation and calibration on known answers (the shared contract is in
+tests/test_contracts.py)."""
 
 import numpy as np
 import pytest
@@ -42,14 +43,12 @@ def test_contract_and_separation(det):
     X, y, _, _ = clusters()
     Xt, _, novel_t, _ = clusters(seed=0)
     det.fit(X, y)
-    s_in, s_out = det.score_samples(Xt), det.score_samples(novel_t)
+    s_in, s_out = det.decision_function(Xt), det.decision_function(novel_t)
     assert s_in.dtype == np.float32 and s_in.shape == (len(Xt),)
     assert auroc(s_in, s_out) > 0.9
     assert isinstance(det.threshold_, float)
     pred = det.predict(novel_t)
-    assert pred.dtype == bool
-    np.testing.assert_array_equal(pred, det.score_samples(novel_t) > det.threshold_)
-    np.testing.assert_allclose(det.decision_function(Xt), s_in - det.threshold_, rtol=1e-6)
+    np.testing.assert_array_equal(pred, det.decision_function(novel_t) > det.threshold_)
 
 
 @pytest.mark.parametrize("det", DETECTORS[:6], ids=repr)
@@ -84,7 +83,7 @@ def test_mahalanobis_known_distances():
     X = np.vstack([a, b]).astype(np.float32)
     y = np.repeat(["a", "b"], 5000)
     det = MahalanobisDetector(normalize=False, shrinkage=0.0, calibration_split=0).fit(X, y)
-    s = det.score_samples(np.array([[2.0, 0.0], [0.0, 2.0], [20.0, 3.0]], dtype=np.float32))
+    s = det.decision_function(np.array([[2.0, 0.0], [0.0, 2.0], [20.0, 3.0]], dtype=np.float32))
     np.testing.assert_allclose(s, [1.0, 4.0, 9.0], rtol=0.06)
 
 
@@ -92,13 +91,13 @@ def test_relative_mahalanobis_discounts_shared_directions():
     X, y, _, _ = clusters()
     plain = MahalanobisDetector().fit(X, y)
     rel = MahalanobisDetector(relative=True).fit(X, y)
-    assert rel.score_samples(X).mean() < plain.score_samples(X).mean()
+    assert rel.decision_function(X).mean() < plain.decision_function(X).mean()
 
 
 def test_max_cosine_known_answer():
     X = np.array([[1, 0], [1, 0.01], [0, 1], [0.01, 1]], dtype=np.float32)
     det = MaxCosineDetector(calibration_split=0).fit(X, ["a", "a", "b", "b"])
-    s = det.score_samples(np.array([[1, 1]], dtype=np.float32))
+    s = det.decision_function(np.array([[1, 1]], dtype=np.float32))
     assert s[0] == pytest.approx(1 - np.cos(np.pi / 4), abs=0.01)
 
 
@@ -106,7 +105,7 @@ def test_detectors_without_labels():
     X, _, novel, _ = clusters()
     for det in (MaxCosineDetector(), KNNDistanceDetector(), MahalanobisDetector()):
         det.fit(X)
-        assert det.score_samples(novel).mean() > det.score_samples(X).mean()
+        assert det.decision_function(novel).mean() > det.decision_function(X).mean()
     with pytest.raises(ValueError, match="needs class labels"):
         MaxProbDetector().fit(X)
 
@@ -115,10 +114,10 @@ def test_bad_input():
     X, y, _, _ = clusters()
     det = MaxCosineDetector().fit(X, y)
     with pytest.raises(ValueError, match="features"):
-        det.score_samples(X[:, :3])
+        det.decision_function(X[:, :3])
     with pytest.raises(ValueError, match="NaN"):
-        det.score_samples(np.full((1, 16), np.nan, dtype=np.float32))
+        det.decision_function(np.full((1, 16), np.nan, dtype=np.float32))
     with pytest.raises(ValidationError, match="target_fpr"):
         MaxCosineDetector(target_fpr=1.5).fit(X, y)
     with pytest.raises(Exception, match="not fitted"):
-        KNNDistanceDetector().score_samples(X)
+        KNNDistanceDetector().decision_function(X)

@@ -1,4 +1,5 @@
-"""Out-of-scope / novelty detectors: score_samples (higher = more novel), threshold_, predict."""
+"""Out-of-scope / novelty detectors (one contract, PyOD's): decision_function (higher = more
+novel), a calibrated threshold_, predict → 1 where out of scope, else 0."""
 
 from embedlab.detect.base import NoveltyDetector, threshold_at_fpr
 from embedlab.detect.cosine import MaxCosineDetector

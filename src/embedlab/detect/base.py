@@ -1,16 +1,17 @@
-"""The detector contract: ``score_samples`` (higher = more novel), a calibrated
-``threshold_``, and ``predict`` → True where a row is novel / out of scope."""
+"""The detector contract (PyOD's): ``decision_function`` (higher = more novel), a
+calibrated ``threshold_``, and ``predict`` → 1 where a row is out of scope, else 0."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.base import BaseEstimator
 from sklearn.model_selection import train_test_split
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from embedlab.errors import ValidationError
+from embedlab.validation import NO_Y, validate_estimator_data
 
 __all__ = ["NoveltyDetector", "threshold_at_fpr"]
 
@@ -26,14 +27,24 @@ def threshold_at_fpr(in_scope_scores: np.ndarray, target_fpr: float) -> float:
     return float(s[s.size - 1 - allowed])
 
 
-class NoveltyDetector(OutlierMixin, BaseEstimator):
-    """Base of embedlab's detectors.
+class NoveltyDetector(BaseEstimator):
+    """Base of embedlab's detectors; every detector follows one contract (PyOD's).
 
-    ``fit(X, y=None)`` learns the in-scope data (labels help class-conditional scores) and
-    sets ``threshold_`` at ``target_fpr`` on held-out in-scope rows: a ``calibration_split``
-    fraction is held out, scored by a model fitted on the rest, then the model is refitted on
-    everything (cross-fitting). ``calibrate(X_in, target_fpr)`` resets the threshold from
-    in-scope data you provide. Subclasses implement ``_fit`` and ``_score``.
+    - ``fit(X, y=None)`` learns the in-scope data (labels help class-conditional scores),
+      validates its hyperparameters first, and sets ``threshold_`` at ``target_fpr`` on
+      held-out in-scope rows: a ``calibration_split`` fraction is held out, scored by a
+      model fitted on the rest, then the model is refitted on everything (cross-fitting).
+    - ``decision_function(X)``: the novelty score of each row, float32, **higher = more
+      novel / out of scope**.
+    - ``predict(X)``: 1 where a row is out of scope (score above ``threshold_``), else 0.
+    - ``calibrate(X_in, target_fpr)`` resets ``threshold_`` from in-scope rows you give.
+    - Bad input or hyperparameters raise :class:`~embedlab.errors.ValidationError`.
+
+    Subclasses implement ``_fit`` and ``_score`` (and ``_check_params`` for their own
+    hyperparameters). This is not scikit-learn's outlier convention (there, higher scores
+    mean *more normal* and ``predict`` gives ±1), so detectors do not inherit
+    ``OutlierMixin``; ``score_samples`` remains as a deprecated alias of
+    ``decision_function``.
     """
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:  # pragma: no cover
@@ -42,18 +53,31 @@ class NoveltyDetector(OutlierMixin, BaseEstimator):
     def _score(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
-    def _check_common(self) -> None:
+    def _check_params(self) -> None:
+        """Validate hyperparameters (called first thing in ``fit``); extend in subclasses."""
         fpr = getattr(self, "target_fpr", 0.05)
-        if not 0.0 <= fpr < 1.0:
-            raise ValidationError(f"target_fpr must be in [0, 1), got {fpr}")
+        if not isinstance(fpr, (int, float)) or not 0.0 <= fpr < 1.0:
+            raise ValidationError(
+                f"{type(self).__name__}: target_fpr must be in [0, 1), got {fpr!r}"
+            )
+        split = getattr(self, "calibration_split", 0.0)
+        if split is not None and (not isinstance(split, (int, float)) or not 0.0 <= split < 1.0):
+            raise ValidationError(
+                f"{type(self).__name__}: calibration_split must be in [0, 1), got {split!r}"
+            )
+
+    def _validate(self, X: Any, y: Any = NO_Y, *, reset: bool) -> Any:
+        return validate_estimator_data(
+            self, X, y, reset=reset, ensure_min_samples=2 if reset else 1
+        )
 
     def fit(self, X: Any, y: Any = None) -> NoveltyDetector:
         """Fit on in-scope rows (and their labels, if any) and calibrate ``threshold_``."""
-        self._check_common()
+        self._check_params()
         if y is None:
-            X = validate_data(self, X, dtype=[np.float32, np.float64], ensure_min_samples=2)
+            X = self._validate(X, reset=True)
         else:
-            X, y = validate_data(self, X, y, dtype=[np.float32, np.float64], ensure_min_samples=2)
+            X, y = self._validate(X, y, reset=True)
             y = np.asarray(y)
         X = np.asarray(X, dtype=np.float32)
         split = float(getattr(self, "calibration_split", 0.0) or 0.0)
@@ -78,27 +102,34 @@ class NoveltyDetector(OutlierMixin, BaseEstimator):
         self.threshold_ = threshold_at_fpr(held_scores, getattr(self, "target_fpr", 0.05))
         return self
 
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Novelty score of each row: higher = more novel / out of scope."""
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Novelty score of each row (float32): higher = more novel / out of scope."""
         check_is_fitted(self, "threshold_")
-        X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
+        X = self._validate(X, reset=False)
         return np.asarray(self._score(np.asarray(X, dtype=np.float32)), dtype=np.float32)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Deprecated alias of :meth:`decision_function` (higher = more novel)."""
+        import warnings
+
+        warnings.warn(
+            "score_samples is deprecated: use decision_function (higher = more novel)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.decision_function(X)
 
     def calibrate(self, X_in: Any, target_fpr: float | None = None) -> NoveltyDetector:
         """Set ``threshold_`` so that ``target_fpr`` of the in-scope rows ``X_in`` are flagged."""
         fpr = getattr(self, "target_fpr", 0.05) if target_fpr is None else target_fpr
-        scores = self.score_samples(X_in)
+        scores = self.decision_function(X_in)
         self.calibration_scores_ = scores
         self.threshold_ = threshold_at_fpr(scores, fpr)
         return self
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        """``score_samples(X) - threshold_``: positive means novel."""
-        return self.score_samples(X) - self.threshold_
-
     def predict(self, X: Any) -> np.ndarray:
-        """True where a row is novel (score above ``threshold_``)."""
-        return self.score_samples(X) > self.threshold_
+        """1 where a row is out of scope (``decision_function`` above ``threshold_``), else 0."""
+        return (self.decision_function(X) > self.threshold_).astype(np.int64)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

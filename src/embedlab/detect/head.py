@@ -9,6 +9,7 @@ from scipy.special import logsumexp
 from sklearn.base import clone
 
 from embedlab.detect.base import NoveltyDetector
+from embedlab.errors import ValidationError
 
 __all__ = ["EnergyDetector", "MaxProbDetector"]
 
@@ -36,7 +37,7 @@ class MaxProbDetector(NoveltyDetector):
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
         if y is None:
-            raise ValueError(f"{type(self).__name__} needs class labels to fit its head")
+            raise ValidationError(f"{type(self).__name__} needs class labels to fit its head")
         if self.head is None:
             from embedlab.heads import LinearClassifier
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from embedlab.covariance import unit_rows
 from embedlab.detect.base import NoveltyDetector
+from embedlab.errors import ValidationError
 from embedlab.heads.knn import top_k_cosine
 
 __all__ = ["KNNDistanceDetector"]
@@ -31,6 +32,14 @@ class KNNDistanceDetector(NoveltyDetector):
         self.target_fpr = target_fpr
         self.calibration_split = calibration_split
         self.random_state = random_state
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if not isinstance(self.n_neighbors, (int, np.integer)) or self.n_neighbors < 1:
+            raise ValidationError(
+                f"KNNDistanceDetector: n_neighbors must be a positive integer, "
+                f"got {self.n_neighbors!r}"
+            )
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
         self.X_ = unit_rows(X)

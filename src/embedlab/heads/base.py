@@ -8,9 +8,10 @@ import numpy as np
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from embedlab.errors import ValidationError
+from embedlab.validation import validate_estimator_data
 
 __all__ = ["EmbeddingClassifier"]
 
@@ -24,8 +25,11 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def _validate_fit(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        X, y = validate_data(self, X, y, dtype=[np.float32, np.float64], ensure_min_samples=2)
-        check_classification_targets(y)
+        X, y = validate_estimator_data(self, X, y, reset=True, ensure_min_samples=2)
+        try:
+            check_classification_targets(y)
+        except ValueError as exc:
+            raise ValidationError(f"{type(self).__name__}: {exc}") from None
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if self.classes_.size < 2:
             raise ValidationError(
@@ -36,7 +40,7 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
 
     def _validate_predict(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "classes_")
-        X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
+        X = validate_estimator_data(self, X, reset=False)
         return np.asarray(X, dtype=np.float32)
 
     def class_scores(self, X: Any) -> np.ndarray:  # pragma: no cover - abstract

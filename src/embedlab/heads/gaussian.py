@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from embedlab.covariance import mahalanobis_to_means, shrunk_covariance, unit_rows
+from embedlab.errors import ValidationError
 from embedlab.heads.base import EmbeddingClassifier
 from embedlab.heads.prototype import class_means
 
@@ -34,9 +35,12 @@ class GaussianClassifier(EmbeddingClassifier):
         self.normalize = normalize
 
     def fit(self, X: Any, y: Any) -> GaussianClassifier:
+        if self.covariance not in ("shared", "diagonal"):  # hyperparameters before data
+            raise ValidationError(
+                f"GaussianClassifier: covariance must be 'shared' or 'diagonal', "
+                f"got {self.covariance!r}"
+            )
         X, y_idx = self._validate_fit(X, y)
-        if self.covariance not in ("shared", "diagonal"):
-            raise ValueError(f"covariance must be 'shared' or 'diagonal', got {self.covariance!r}")
         Z = unit_rows(X) if self.normalize else X
         k = len(self.classes_)
         self.means_ = class_means(Z, y_idx, k)

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.base import clone
 
 from embedlab.covariance import unit_rows
+from embedlab.errors import ValidationError
 from embedlab.heads.base import EmbeddingClassifier
 
 __all__ = ["KNNClassifier", "top_k_cosine"]
@@ -67,9 +68,15 @@ class KNNClassifier(EmbeddingClassifier):
         self.lam = lam
 
     def fit(self, X: Any, y: Any) -> KNNClassifier:
+        if self.weights not in ("distance", "uniform"):  # hyperparameters before data
+            raise ValidationError(
+                f"KNNClassifier: weights must be 'distance' or 'uniform', got {self.weights!r}"
+            )
+        if not isinstance(self.n_neighbors, (int, np.integer)) or self.n_neighbors < 1:
+            raise ValidationError(
+                f"KNNClassifier: n_neighbors must be a positive integer, got {self.n_neighbors!r}"
+            )
         X, y_idx = self._validate_fit(X, y)
-        if self.weights not in ("distance", "uniform"):
-            raise ValueError(f"weights must be 'distance' or 'uniform', got {self.weights!r}")
         self.X_ = unit_rows(X)
         self.y_ = y_idx.astype(np.int64)
         self.head_ = None if self.head is None else clone(self.head).fit(X, y)
