@@ -71,9 +71,8 @@ def main() -> None:
         MaxProbDetector(head=PrototypeClassifier()),
     ):
         det.fit(Xtr, labels)
-        print(
-            f"{det!r:55s} AUROC {100 * auroc(det.decision_function(Xte), det.decision_function(Xoo)):.2f}%"
-        )
+        a = auroc(det.decision_function(Xte), det.decision_function(Xoo))
+        print(f"{det!r:55s} AUROC {100 * a:.2f}%")
 
 
 if __name__ == "__main__":
