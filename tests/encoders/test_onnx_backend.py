@@ -103,9 +103,12 @@ def test_auto_picks_a_backend_that_passed_and_remembers_it(st_encoder_uncached):
     files = list(enc.onnx_backend("onnx").cache_dir.glob("*-layer6-choice.json"))
     assert len(files) == 1
     verdict = json.loads(files[0].read_text())
+    assert verdict["chosen"] == chosen
     if chosen != "torch":
         assert verdict[chosen]["passed"]
-        assert verdict[chosen]["texts_per_s"] > verdict["torch"]["texts_per_s"]
+        # Fastest first: a passing int8 graph means the fp32 one is never judged.
+        if chosen == "onnx-int8":
+            assert "onnx" not in verdict
     again = encoder(st_encoder_uncached, "auto")
     again._model = None  # a remembered verdict needs no torch model
     assert resolve_backend(again) == chosen and again._model is None

@@ -176,12 +176,14 @@ class OnnxBackend:
             return False
         return meta.get("sha256") == sha256_file(self.graph_path)
 
-    def ensure_exported(self) -> Path:
+    def ensure_exported(self, reference: tuple[list[str], Path] | None = None) -> Path:
         """Export (once) and return the graph path.
 
         The export runs in a child Python process that loads the model from ``model_path``:
         tracing, ONNX Runtime's optimiser and quantiser touch process-wide state (warnings,
-        the root logger) that must not leak into the caller's process.
+        the root logger) that must not leak into the caller's process. ``reference`` =
+        (texts, path): when this call exports, the child also saves the torch fp32 vectors
+        of ``texts`` to ``path`` (the ``auto`` quality check then needs no torch here).
 
         A fresh graph is used even from a read-only cache. When the cache cannot be written
         (read-only folder or file system), the graph is exported to a private temporary
@@ -200,12 +202,12 @@ class OnnxBackend:
                             "exported ONNX graph %s is stale or damaged: exporting again",
                             self.graph_path.name,
                         )
-                    self._export()
+                    self._export(reference)
         except OSError as exc:
             if self._private is not None:
                 raise
             self._use_private_dir(exc)
-            return self.ensure_exported()
+            return self.ensure_exported(reference)
         return self.graph_path
 
     def _use_private_dir(self, exc: OSError) -> None:
@@ -220,7 +222,7 @@ class OnnxBackend:
         )
         self.cache_dir = Path(self._private.name)
 
-    def _export(self) -> None:
+    def _export(self, reference: tuple[list[str], Path] | None = None) -> None:
         import subprocess
         import sys
 
@@ -248,6 +250,10 @@ class OnnxBackend:
             "out": str(final),
             "label": self.name,
         }
+        if reference is not None:
+            texts_file = work / "reference-texts.json"
+            texts_file.write_text(json.dumps(reference[0]), encoding="utf-8")
+            job.update(reference_texts=str(texts_file), reference_out=str(reference[1]))
         try:
             try:
                 proc = subprocess.run(
@@ -380,7 +386,10 @@ def build_graph(job: dict[str, Any], *, quiet: bool = True) -> None:
     steps = 3 if job["quantize"] else 2
     with progress_bar(steps, f"exporting ONNX graph ({job['label']})") as advance:
         raw = work / "raw.onnx"
-        _export_pooled(model_path, int(job["layer"]), raw, job["config"])
+        pooled, tokenize = _export_pooled(model_path, int(job["layer"]), raw, job["config"])
+        if job.get("reference_out"):  # torch fp32 vectors of the probe texts, for `auto`
+            texts = json.loads(Path(job["reference_texts"]).read_text(encoding="utf-8"))
+            _reference_vectors(pooled, tokenize, texts, Path(job["reference_out"]))
         advance(1)
         fused = work / "fused.onnx"
         _optimise(raw, fused, model_path)
@@ -392,8 +401,28 @@ def build_graph(job: dict[str, Any], *, quiet: bool = True) -> None:
             os.replace(fused, out)
 
 
-def _export_pooled(model_path: Path, layer: int, path: Path, config: dict[str, Any]) -> None:
-    """Trace transformer (first ``layer`` layers) + mean pooling + optional normalisation."""
+def _reference_vectors(pooled: Any, tokenize: Any, texts: list[str], out: Path) -> None:
+    """Unit-length torch fp32 vectors of ``texts`` from the module that was traced."""
+    import torch
+
+    rows = []
+    with torch.inference_mode():
+        for s in range(0, len(texts), 32):
+            feats = tokenize(texts[s : s + 32])
+            vec = pooled(
+                feats["input_ids"],
+                feats["attention_mask"],
+                feats.get("token_type_ids", torch.zeros_like(feats["input_ids"])),
+            )
+            rows.append(torch.nn.functional.normalize(vec, dim=1).numpy())
+    np.save(out, np.concatenate(rows).astype(np.float32))
+
+
+def _export_pooled(
+    model_path: Path, layer: int, path: Path, config: dict[str, Any]
+) -> tuple[Any, Any]:
+    """Trace transformer (first ``layer`` layers) + mean pooling + optional normalisation;
+    returns the traced module and the model's tokenize function."""
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -428,9 +457,10 @@ def _export_pooled(model_path: Path, layer: int, path: Path, config: dict[str, A
     names = ["input_ids", "attention_mask", "token_type_ids"]
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes["embedding"] = {0: "batch"}
+    module = Pooled().eval()
     with torch.inference_mode():
         torch.onnx.export(
-            Pooled().eval(),
+            module,
             args,
             str(path),
             input_names=names,
@@ -439,6 +469,7 @@ def _export_pooled(model_path: Path, layer: int, path: Path, config: dict[str, A
             opset_version=17,
             dynamo=False,
         )
+    return module, getattr(torch_model, "preprocess", None) or torch_model.tokenize
 
 
 def _optimise(src: Path, dst: Path, model_path: Path) -> None:
