@@ -59,3 +59,45 @@ def test_predict_on_the_onnx_path_never_imports_torch(quick_model, tmp_path):
     env = {"EMBEDLAB_CACHE": str(tmp_path), "EMBEDLAB_ONNX_CACHE": str(tmp_path)}
     loaded = _modules_after(code, env)  # first use: the graph is exported by a child process
     assert "torch" not in loaded and "transformers" not in loaded, loaded
+
+
+@pytest.mark.slow
+def test_a_copied_bundle_predicts_without_exporting(tmp_path, onnx_cache):
+    import shutil
+
+    from embedlab.datasets import load_demo
+    from embedlab.encoders import SentenceTransformerEncoder
+    from embedlab.pipeline import Pipeline
+
+    train, test = load_demo("train"), load_demo("test")
+    enc = SentenceTransformerEncoder(cache=False, backend="onnx-int8")
+    pipe = Pipeline(encoder=enc, adapt=False).fit(train.texts, train.labels)
+    model = pipe.save(tmp_path / "model")
+    doc = json.loads((model / "bundle.json").read_text())
+    assert doc["encoder"]["graph"]["kind"] == "onnx-int8"
+    assert (model / doc["encoder"]["graph"]["file"]).is_file()
+    copied = tmp_path / "elsewhere" / "model"
+    shutil.copytree(model, copied)
+    fresh = tmp_path / "fresh-cache"  # another machine: nothing exported, no verdict
+    code = (
+        "from embedlab.pipeline import Pipeline\n"
+        f"pipe = Pipeline.load({str(copied)!r}, cache=False)\n"
+        f"labels = pipe.predict({test.texts[:20]!r})\n"
+        "print(pipe.encoder.resolved_backend, list(labels))"
+    )
+    env = {"EMBEDLAB_CACHE": str(fresh), "EMBEDLAB_ONNX_CACHE": str(fresh)}
+    env_run = {k: v for k, v in os.environ.items() if k != "EMBEDLAB_BACKEND"}
+    res = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**env_run, **env},
+    )
+    assert res.returncode == 0, res.stderr
+    backend_line, torch_line = res.stdout.strip().splitlines()[-2:]
+    assert backend_line.startswith("onnx-int8")
+    assert torch_line == "False"
+    assert "exporting" not in res.stderr
+    assert not fresh.exists() or not list(fresh.rglob("*.onnx"))
+    assert backend_line.split(" ", 1)[1] == str(list(pipe.predict(test.texts[:20])))

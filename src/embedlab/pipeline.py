@@ -49,6 +49,7 @@ BUNDLE_FORMAT_VERSION = 1
 BUNDLE_JSON = "bundle.json"
 ARRAYS_FILE = "arrays.safetensors"
 ENCODER_DIR = "encoder"
+GRAPH_DIR = "onnx"  # the exported graph the encoder runs on, when it runs on ONNX Runtime
 
 #: ``adapt="auto"`` fine-tunes the encoder when each class has at least this many examples
 #: on average and the whole set fits the time budget; see docs/benchmarks.md for why.
@@ -311,6 +312,9 @@ class Pipeline:
             if self._adapted_dir is not None or (model_dir.parent / BUNDLE_JSON).is_file():
                 shutil.copytree(encoder.model_path, tmp / ENCODER_DIR)
                 spec["path"] = ENCODER_DIR  # relative to the bundle
+            graph = _bundle_graph(encoder, tmp)
+            if graph is not None:
+                spec["graph"] = graph
             save_file(
                 {k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / ARRAYS_FILE)
             )
@@ -398,6 +402,28 @@ class Pipeline:
         pipe.chain_ = chain
         pipe.info = doc.get("info", {})
         return pipe
+
+
+def _bundle_graph(encoder: Any, tmp: Path) -> dict[str, Any] | None:
+    """Copy the ONNX graph the encoder runs on into the bundle, so that the bundle predicts
+    at once on another machine (nothing to export, no backend check); None on torch."""
+    kind = getattr(encoder, "_backend", None)
+    if kind not in ("onnx", "onnx-int8"):
+        return None
+    from embedlab.encoders.onnx_backend import ONNX_EXPORT_VERSION
+
+    runner = encoder.onnx_backend(kind)
+    source = runner.ensure_exported()
+    rel = f"{GRAPH_DIR}/{kind}.onnx"
+    (tmp / GRAPH_DIR).mkdir()
+    shutil.copyfile(source, tmp / rel)
+    return {
+        "kind": kind,
+        "file": rel,
+        "sha256": sha256_file(tmp / rel),
+        "layer": runner.layer,
+        "export_version": ONNX_EXPORT_VERSION,
+    }
 
 
 def _chain_from_state(path: Path, config: Any, arrays: dict[str, np.ndarray]) -> TransformChain:

@@ -87,6 +87,9 @@ class OnnxBackend:
         Use the int8 graph.
     cache_dir : Path
         Where exported graphs are kept.
+    bundled : (Path, dict), optional
+        A graph a model bundle carries (path, and its kind / layer / sha256 / export
+        version): used as it is when it matches, so a bundle predicts without exporting.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class OnnxBackend:
         quantize: bool = False,
         cache_dir: Path,
         threads: int | None = None,
+        bundled: tuple[Path, dict[str, Any]] | None = None,
     ) -> None:
         reason = unsupported(config, Path(model_path))
         if reason:
@@ -115,6 +119,10 @@ class OnnxBackend:
         self._shared_cache_dir = self.cache_dir
         self._tokenizer: Any = None
         self._lock = threading.RLock()  # one session / tokenizer, however many threads
+        # A graph shipped inside a model bundle: used instead of the cache while it matches.
+        self._bundled = bundled
+        if bundled is not None and not self._bundled_usable():
+            self._bundled = None
         self._warned_truncation = False
         self.max_length = int(config.get("max_seq_length") or 512)
 
@@ -141,8 +149,22 @@ class OnnxBackend:
 
     @property
     def graph_path(self) -> Path:
+        if self._bundled is not None:
+            return self._bundled[0]
         kind = "int8" if self.quantize else "fp32"
         return self.cache_dir / f"{self.fingerprint}-layer{self.layer}-{kind}.onnx"
+
+    def _bundled_usable(self) -> bool:
+        path, info = self._bundled  # type: ignore[misc]
+        expected = {"kind": self.name, "layer": self.layer, "export_version": ONNX_EXPORT_VERSION}
+        if any(info.get(k) != v for k, v in expected.items()):
+            log.warning(
+                "the bundle's ONNX graph %s was made for another layer, kind or export "
+                "version; exporting one instead",
+                path.name,
+            )
+            return False
+        return path.is_file()
 
     @property
     def meta_path(self) -> Path:
@@ -151,6 +173,8 @@ class OnnxBackend:
     def recorded_sha256(self) -> str | None:
         """The graph's sha256 as its sidecar records it (None without a readable sidecar);
         :meth:`ensure_exported` checks the file against it before any session loads it."""
+        if self._bundled is not None:
+            return self._bundled[1].get("sha256")
         try:
             return json.loads(self.meta_path.read_text(encoding="utf-8")).get("sha256")
         except (OSError, json.JSONDecodeError, AttributeError):
@@ -191,6 +215,14 @@ class OnnxBackend:
         """
         from filelock import FileLock
 
+        if self._bundled is not None:
+            from embedlab.manifest import sha256_file
+
+            path, info = self._bundled
+            if path.is_file() and sha256_file(path) == info.get("sha256"):
+                return path
+            log.warning("the bundle's ONNX graph %s is damaged; exporting one instead", path)
+            self._bundled = None
         if self._fresh():
             return self.graph_path
         try:

@@ -124,6 +124,7 @@ class SentenceTransformerEncoder:
         self._backend: str | None = None  # resolved on first encode
         self._onnx: Any = None
         self._runners: dict[str, Any] = {}  # onnx runners by kind (they know their graph)
+        self._bundled_graphs: dict[str, tuple[Path, dict[str, Any]]] = {}
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise EncoderError(f"batch_size must be >= 1, got {batch_size}")
@@ -139,6 +140,12 @@ class SentenceTransformerEncoder:
         self._load_seconds = 0.0
         self.last_stats: dict[str, Any] = {}
         self._lock = threading.RLock()  # guards the lazily loaded model, runners and backend
+
+    def use_graph(self, path: Path, info: dict[str, Any]) -> None:
+        """Run ``info["kind"]`` on the exported graph at ``path`` (a bundle's), checked
+        against ``info["sha256"]`` before use; a damaged one is exported again."""
+        self._bundled_graphs[str(info["kind"])] = (Path(path), dict(info))
+        self._onnx = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle settings and paths, not loaded weights or sessions (they load again on
@@ -441,6 +448,7 @@ class SentenceTransformerEncoder:
                 self._runners.clear()  # other kinds' sessions are not needed any more
             return runner
         root = os.environ.get("EMBEDLAB_ONNX_CACHE")
+        bundled = self._bundled_graphs.get(kind)
         runner = OnnxBackend(
             self.model_path,
             self.fingerprint,
@@ -448,6 +456,7 @@ class SentenceTransformerEncoder:
             layer=self.layer,
             quantize=kind == "onnx-int8",
             cache_dir=Path(root) if root else default_cache_dir(),
+            bundled=bundled,
         )
         if kind == self._backend:  # the runner encoding uses is kept (with its session)
             self._onnx = runner
@@ -548,14 +557,22 @@ def encoder_from_spec(
         model_path = Path(base_dir) / model_path
     if not model_path.exists() and spec.get("name") == DEFAULT_MODEL_NAME:
         model_path = default_model_path()  # the packaged model moved (another venv)
+    chosen = backend or os.environ.get("EMBEDLAB_BACKEND") or spec.get("backend")
+    graph = spec.get("graph") if base_dir is not None else None
+    if isinstance(graph, dict) and chosen in ("auto", graph.get("kind")):
+        chosen = graph["kind"]  # the bundle's verdict: its graph passed the check when saved
+    else:
+        graph = None
     encoder = SentenceTransformerEncoder(
         model_path,
         cache=cache,
         layer=spec.get("layer"),
         dim=spec.get("truncate_dim"),
         first_last_average=bool(spec.get("first_last_average")),
-        backend=backend or os.environ.get("EMBEDLAB_BACKEND") or spec.get("backend"),
+        backend=chosen,
     )
+    if graph is not None:
+        encoder.use_graph(Path(base_dir) / graph["file"], graph)
     if encoder.fingerprint != spec.get("fingerprint"):
         raise StoreError(
             f"the encoder at {model_path} is not the one these vectors came from "
