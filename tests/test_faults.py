@@ -27,8 +27,8 @@ from typer.testing import CliRunner
 from embedlab.atomic import atomic_directory, check_output_dir, remove_stale_temps
 from embedlab.cli import app
 from embedlab.errors import DataFormatError, RefusedOverwrite, StoreError, ValidationError
-from embedlab.readers import read_texts, read_vector_file
-from embedlab.space import EmbeddingSet
+from embedlab.readers import read_texts
+from embedlab.space import EmbeddingSet, read_vector_file
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from embedlab.errors import DataFormatError
-from embedlab.readers import read_table, read_texts, read_vector_file, write_table
+from embedlab.readers import read_table, read_texts, write_table
+from embedlab.space import read_vector_file
 
 
 def write(path, text: str | bytes):

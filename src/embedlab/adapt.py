@@ -22,11 +22,10 @@ from typing import Any
 import numpy as np
 
 from embedlab.atomic import atomic_directory
-from embedlab.covariance import unit_rows
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.errors import ValidationError
-from embedlab.heads.prototype import class_means
 from embedlab.progress import progress_bar
+from embedlab.vectors import class_means, unit_rows
 
 __all__ = ["AdaptConfig", "adapt_encoder"]
 

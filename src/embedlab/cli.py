@@ -740,9 +740,9 @@ def search(
             raise EmbedlabError("give a query text or --vectors FILE.npy (one of the two)")
         idx = Index.load(index_dir)
         if vectors is not None:
-            from embedlab.readers import read_vector_file
+            from embedlab.space import EmbeddingSet
 
-            q = read_vector_file(vectors).vectors
+            q = EmbeddingSet.from_file(vectors).vectors
             ids, scores = idx.search(q, k)
             labels = [f"row {i + 1} of {vectors.name}" for i in range(len(q))]
         else:

@@ -8,17 +8,11 @@ import numpy as np
 from sklearn.covariance import oas
 
 from embedlab.errors import ValidationError
+from embedlab.vectors import unit_rows
 
 __all__ = ["Shrinkage", "mahalanobis_to_means", "shrunk_covariance", "unit_rows"]
 
 Shrinkage = Literal["ledoit-wolf", "oas"] | float
-
-
-def unit_rows(X: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero), float32."""
-    X = np.asarray(X, dtype=np.float32)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.maximum(norms, 1e-12)
 
 
 def shrunk_covariance(

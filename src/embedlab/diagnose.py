@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.covariance import unit_rows
 from embedlab.errors import ValidationError
 from embedlab.validation import check_labels, check_vectors
+from embedlab.vectors import principal_directions, unit_rows
 
 __all__ = [
     "alignment",
@@ -140,8 +140,7 @@ def isotropy(data: Any, *, max_pairs: int = 200_000, seed: int = 0) -> dict[str,
     between random pairs of rows (0 for centred isotropic data)."""
     X, _ = _xy(data)
     Xd = X.astype(np.float64)
-    centred = Xd - Xd.mean(0)
-    _, directions = np.linalg.eigh(centred.T @ centred)  # principal directions (columns)
+    _, directions = principal_directions(Xd)  # principal directions (columns)
     proj = np.clip(Xd @ directions, -50, 50)
     # Both signs of each direction: eigenvectors have no preferred sign.
     z = np.concatenate([np.exp(proj).sum(axis=0), np.exp(-proj).sum(axis=0)])

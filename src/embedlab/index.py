@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 
 from embedlab.atomic import atomic_directory
-from embedlab.covariance import unit_rows
 from embedlab.errors import StoreError, ValidationError
 from embedlab.manifest import read_versioned_json, sha256_file
 from embedlab.validation import check_vectors
+from embedlab.vectors import unit_rows
 
 __all__ = ["INDEX_SPECS", "Index"]
 

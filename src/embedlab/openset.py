@@ -11,70 +11,15 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from embedlab.detect.base import threshold_at_fpr
+from embedlab.detect.registry import DETECTORS, make_detector
 from embedlab.errors import ValidationError
+from embedlab.heads.registry import HEADS, make_head
+from embedlab.selection import select_head_and_detector
 from embedlab.validation import validate_estimator_data
 
 __all__ = ["DETECTORS", "HEADS", "OpenSetClassifier", "make_detector", "make_head"]
 
 log = logging.getLogger("embedlab")
-
-
-def _heads() -> dict[str, Any]:
-    from embedlab.heads import (
-        GaussianClassifier,
-        KNNClassifier,
-        LinearClassifier,
-        PrototypeClassifier,
-    )
-
-    return {
-        "prototype": PrototypeClassifier(),
-        "knn": KNNClassifier(head=LinearClassifier()),
-        "linear": LinearClassifier(),
-        "gaussian": GaussianClassifier(),
-        "qda": GaussianClassifier(covariance="diagonal"),
-    }
-
-
-def _detectors() -> dict[str, Any]:
-    from embedlab.detect import (
-        EnergyDetector,
-        KNNDistanceDetector,
-        MahalanobisDetector,
-        MaxCosineDetector,
-        MaxProbDetector,
-    )
-
-    return {
-        "max-cosine": MaxCosineDetector(),
-        "knn": KNNDistanceDetector(),
-        "mahalanobis": MahalanobisDetector(),
-        "relative-mahalanobis": MahalanobisDetector(relative=True),
-        "max-prob": MaxProbDetector(),
-        "energy": EnergyDetector(),
-    }
-
-
-HEADS = ("prototype", "knn", "linear", "gaussian", "qda")
-DETECTORS = ("max-cosine", "knn", "mahalanobis", "relative-mahalanobis", "max-prob", "energy")
-
-
-def make_head(name: str) -> Any:
-    """A fresh head by name (one of HEADS)."""
-    table = _heads()
-    if name not in table:
-        raise ValidationError(f"unknown head {name!r}; choose one of: auto, {', '.join(HEADS)}")
-    return table[name]
-
-
-def make_detector(name: str) -> Any:
-    """A fresh detector by name (one of DETECTORS)."""
-    table = _detectors()
-    if name not in table:
-        raise ValidationError(
-            f"unknown detector {name!r}; choose one of: auto, {', '.join(DETECTORS)}"
-        )
-    return table[name]
 
 
 class OpenSetClassifier(ClassifierMixin, BaseEstimator):
@@ -162,8 +107,6 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         self.selection_ = None
         head, detector = self.head, self.detector
         if head == "auto" or detector == "auto":
-            from embedlab.selection import select_head_and_detector
-
             sel = select_head_and_detector(
                 X_in,
                 y_in,

@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.covariance import unit_rows
 from embedlab.errors import ValidationError
 from embedlab.metrics import retrieval_at_k
 from embedlab.splits import holdout_per_label
+from embedlab.vectors import unit_rows
 
 __all__ = ["STORAGES", "TASKS", "Plan", "PlanRow", "plan"]
 
@@ -250,7 +250,8 @@ def plan(
         detector = (
             detector if detector != "auto" else ("relative-mahalanobis" if enough else "max-cosine")
         )
-        from embedlab.openset import make_detector, make_head
+        from embedlab.detect.registry import make_detector
+        from embedlab.heads.registry import make_head
 
         make_head(head), make_detector(detector)  # unknown names fail here, before encoding
     if task == "retrieve" and "binary" in storages:
@@ -465,8 +466,9 @@ def _decoded(V: np.ndarray, train: np.ndarray, storage: str, seed: int) -> tuple
 def _classify(
     V: np.ndarray, storage: str, data: dict[str, Any], *, head: str, detector: str, seed: int
 ) -> tuple[dict[str, float], float, float, None]:
+    from embedlab.detect.registry import make_detector
+    from embedlab.heads.registry import make_head
     from embedlab.metrics import auroc
-    from embedlab.openset import make_detector, make_head
 
     Z, nbytes = _decoded(V, data["train"], storage, seed)
     y = data["labels"]

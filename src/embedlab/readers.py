@@ -29,10 +29,11 @@ from embedlab.errors import DataFormatError
 __all__ = [
     "PairTable",
     "TextTable",
+    "VectorTable",
     "read_pairs",
     "read_table",
     "read_texts",
-    "read_vector_file",
+    "read_vectors",
     "write_table",
 ]
 
@@ -521,16 +522,25 @@ def _check_pairs(path: Path, pairs: PairTable) -> None:
         raise DataFormatError(f"{path}: scores are NaN or infinite at rows {bad}")
 
 
-def read_vector_file(
+@dataclass
+class VectorTable:
+    """Precomputed vectors read from a file, with ids and labels when the file has them."""
+
+    vectors: np.ndarray
+    ids: list[Any] | None = None
+    labels: list[Any] | None = None
+    source: str = ""
+
+
+def read_vectors(
     path: str | os.PathLike,
     *,
     vector_col: str | None = None,
     id_col: str | None = "id",
     label_col: str | None = "label",
-) -> Any:
-    """Build an EmbeddingSet from precomputed vectors in ``.npy``, Parquet or CSV."""
-    from embedlab.space import EmbeddingSet, Provenance
-
+) -> VectorTable:
+    """Read precomputed vectors from ``.npy``, Parquet or CSV (``EmbeddingSet.from_file``
+    turns them into an EmbeddingSet)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
@@ -539,7 +549,7 @@ def read_vector_file(
             arr = np.load(path, allow_pickle=False, mmap_mode="r")
         except (ValueError, OSError, EOFError) as exc:
             raise DataFormatError(f"{path}: cannot read .npy ({exc})") from None
-        return EmbeddingSet(arr, provenance=Provenance(source=str(path), dim=arr.shape[-1]))
+        return VectorTable(arr, source=str(path))
     if suffix in (".parquet", ".pq"):
         table = read_table(path)
     elif suffix == ".csv":
@@ -639,9 +649,7 @@ def read_vector_file(
                 f"{_rows_text('csv' if suffix == '.csv' else 'parquet', rows)}; fill or drop them"
             )
         arr = np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in num])
-    return EmbeddingSet(
-        arr, ids=ids, labels=labels, provenance=Provenance(source=str(path), dim=arr.shape[1])
-    )
+    return VectorTable(arr, ids=ids, labels=labels, source=str(path))
 
 
 def write_table(table: pa.Table, path: str | os.PathLike) -> Path:

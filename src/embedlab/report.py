@@ -20,6 +20,7 @@ import numpy as np
 
 from embedlab import plots
 from embedlab.errors import ValidationError
+from embedlab.vectors import principal_directions
 
 __all__ = ["model_report", "space_report", "write_report"]
 
@@ -86,8 +87,8 @@ def _map(
         rows = np.sort(np.random.default_rng(seed).choice(len(X), max_points, replace=False))
     Z = X[rows].astype(np.float64)
     Z -= Z.mean(0)
-    _, vecs = np.linalg.eigh(Z.T @ Z)
-    xy = Z @ vecs[:, ::-1][:, :2]
+    _, vecs = principal_directions(Z)
+    xy = Z @ vecs[:, :2]
     note = (
         f'<p class="note">PCA of {len(rows):,} of {len(X):,} rows (a seeded random sample)'
         f"; hover a point for its text and labels.</p>"

@@ -16,6 +16,8 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 
+from embedlab.detect.registry import make_detector
+from embedlab.heads.registry import make_head
 from embedlab.metrics import auroc
 
 __all__ = [
@@ -29,14 +31,13 @@ __all__ = [
 log = logging.getLogger("embedlab")
 
 
-#: What ``auto`` tries, cheapest first (names as in embedlab.openset.HEADS / DETECTORS).
+#: What ``auto`` tries, cheapest first (names from the head and detector registries).
 AUTO_HEADS = ("prototype", "gaussian", "linear")
 AUTO_DETECTORS = ("max-cosine", "relative-mahalanobis", "mahalanobis", "knn", "energy")
 
 
 def default_candidates() -> tuple[dict[str, Any], dict[str, Any]]:
     """Fresh estimators for the heads and detectors ``auto`` considers."""
-    from embedlab.openset import make_detector, make_head
 
     heads = {name: make_head(name) for name in AUTO_HEADS}
     # Selection scores detectors by AUROC only: no threshold, so no calibration split.

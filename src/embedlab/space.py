@@ -28,7 +28,7 @@ from embedlab.errors import StoreError, ValidationError
 from embedlab.manifest import read_versioned_json, sha256_file
 from embedlab.validation import check_ids, check_labels, check_vectors
 
-__all__ = ["EmbeddingSet", "Provenance"]
+__all__ = ["EmbeddingSet", "Provenance", "read_vector_file"]
 
 FORMAT = "embedlab.embedding_set"
 FORMAT_VERSION = 1
@@ -330,8 +330,6 @@ class EmbeddingSet:
         every numeric column. CSV: every numeric column except id/label. Optional id and
         label columns are picked up by name.
         """
-        from embedlab.readers import read_vector_file
-
         return read_vector_file(path, vector_col=vector_col, id_col=id_col, label_col=label_col)
 
     @classmethod
@@ -545,3 +543,22 @@ def _version() -> str:
     from embedlab import __version__
 
     return __version__
+
+
+def read_vector_file(
+    path: str | os.PathLike,
+    *,
+    vector_col: str | None = None,
+    id_col: str | None = "id",
+    label_col: str | None = "label",
+) -> EmbeddingSet:
+    """An EmbeddingSet of precomputed vectors in ``.npy``, Parquet or CSV (validated)."""
+    from embedlab.readers import read_vectors
+
+    t = read_vectors(path, vector_col=vector_col, id_col=id_col, label_col=label_col)
+    return EmbeddingSet(
+        t.vectors,
+        ids=t.ids,
+        labels=t.labels,
+        provenance=Provenance(source=t.source, dim=t.vectors.shape[-1]),
+    )

@@ -31,6 +31,7 @@ import numpy as np
 
 from embedlab.errors import ValidationError
 from embedlab.validation import check_vectors
+from embedlab.vectors import principal_directions
 
 __all__ = ["TOKENS", "Step", "TransformChain", "parse_spec"]
 
@@ -204,10 +205,7 @@ def _fit_step(step: Step, Z: np.ndarray) -> None:
         if n < 2:
             raise ValidationError(f"{step.token!r} needs at least 2 training vectors")
         mean = Z.mean(axis=0)
-        cov = np.cov((Z - mean).astype(np.float64), rowvar=False).reshape(d, d)
-        evals, evecs = np.linalg.eigh(cov)
-        order = np.argsort(evals)[::-1]
-        evals, evecs = np.maximum(evals[order], 0.0), evecs[:, order]
+        evals, evecs = principal_directions(Z)
         if step.name == "pca":
             proj = evecs[:, : step.arg]
         else:  # whitening keeps every direction, each scaled to unit variance

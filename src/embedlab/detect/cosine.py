@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedlab.covariance import unit_rows
 from embedlab.detect.base import NoveltyDetector
-from embedlab.heads.prototype import class_means
+from embedlab.vectors import class_means, unit_rows
 
 __all__ = ["MaxCosineDetector"]
 

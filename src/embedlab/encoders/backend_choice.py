@@ -170,7 +170,7 @@ def measure_backends(encoder: Any, texts: list[str] | None = None) -> dict[str, 
             except Exception as exc:  # an export or run failure disqualifies the backend
                 raise EncoderError(f"{kind}: {exc}") from None
             if ref is None:
-                ref = np.load(ref_file) if ref_file.is_file() else _torch_reference(encoder, texts)
+                ref = np.load(ref_file) if ref_file.is_file() else encoder.torch_reference(texts)
             cos = np.einsum("ij,ij->i", vecs / np.linalg.norm(vecs, axis=1, keepdims=True), ref)
             passed = bool(cos.mean() >= MIN_MEAN_COSINE and cos.min() >= MIN_COSINE)
             verdict[kind] = {
@@ -184,14 +184,3 @@ def measure_backends(encoder: Any, texts: list[str] | None = None) -> dict[str, 
                 return verdict
     verdict["chosen"] = "torch"
     return verdict
-
-
-def _torch_reference(encoder: Any, texts: list[str]) -> np.ndarray:
-    """Torch fp32 unit vectors of ``texts`` (when the graph was exported earlier)."""
-    from embedlab.encoders.sentence_transformer import SentenceTransformerEncoder
-
-    torch_enc = SentenceTransformerEncoder(
-        encoder.model_path, cache=False, layer=encoder.layer, backend="torch"
-    )
-    ref = torch_enc._forward(texts)
-    return ref / np.linalg.norm(ref, axis=1, keepdims=True)

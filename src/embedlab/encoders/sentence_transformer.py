@@ -141,6 +141,16 @@ class SentenceTransformerEncoder:
         self.last_stats: dict[str, Any] = {}
         self._lock = threading.RLock()  # guards the lazily loaded model, runners and backend
 
+    def torch_reference(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length torch float32 vectors of ``texts`` at this encoder's layer (every
+        dimension), whatever backend this encoder runs on: the yardstick of ``auto``."""
+        twin = SentenceTransformerEncoder(
+            self.model_path, cache=False, layer=self.layer, backend="torch"
+        )
+        twin._model = self._model
+        ref = twin._forward(list(texts))
+        return ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
+
     def use_graph(self, path: Path, info: dict[str, Any]) -> None:
         """Run ``info["kind"]`` on the exported graph at ``path`` (a bundle's), checked
         against ``info["sha256"]`` before use; a damaged one is exported again."""

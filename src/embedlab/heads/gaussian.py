@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.covariance import mahalanobis_to_means, shrunk_covariance, unit_rows
+from embedlab.covariance import mahalanobis_to_means, shrunk_covariance
 from embedlab.errors import ValidationError
 from embedlab.heads.base import EmbeddingClassifier
-from embedlab.heads.prototype import class_means
+from embedlab.vectors import class_means, unit_rows
 
 __all__ = ["GaussianClassifier"]
 

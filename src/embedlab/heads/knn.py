@@ -7,35 +7,14 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from embedlab.covariance import unit_rows
 from embedlab.errors import ValidationError
 from embedlab.heads.base import EmbeddingClassifier
+from embedlab.vectors import (
+    top_k_cosine,
+    unit_rows,
+)
 
 __all__ = ["KNNClassifier", "top_k_cosine"]
-
-
-def top_k_cosine(
-    Q: np.ndarray, R: np.ndarray, k: int, *, chunk: int = 2048
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and cosine similarities of the ``k`` most similar rows of R for each row of Q.
-
-    Both inputs must already be unit rows. Exact, chunked over Q; sorted by similarity.
-    """
-    k = min(k, R.shape[0])
-    idx = np.empty((Q.shape[0], k), dtype=np.int64)
-    sim = np.empty((Q.shape[0], k), dtype=np.float32)
-    for s in range(0, Q.shape[0], chunk):
-        S = Q[s : s + chunk] @ R.T
-        part = (
-            np.argpartition(-S, k - 1, axis=1)[:, :k]
-            if k < R.shape[0]
-            else np.tile(np.arange(R.shape[0]), (S.shape[0], 1))
-        )
-        ps = np.take_along_axis(S, part, axis=1)
-        order = np.argsort(-ps, axis=1)
-        idx[s : s + chunk] = np.take_along_axis(part, order, axis=1)
-        sim[s : s + chunk] = np.take_along_axis(ps, order, axis=1)
-    return idx, sim
 
 
 class KNNClassifier(EmbeddingClassifier):

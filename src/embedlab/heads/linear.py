@@ -10,8 +10,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
-from embedlab.covariance import unit_rows
 from embedlab.heads.base import EmbeddingClassifier
+from embedlab.vectors import unit_rows
 
 __all__ = ["LinearClassifier"]
 

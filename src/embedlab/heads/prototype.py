@@ -5,46 +5,33 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import sparse
 from sklearn.cluster import KMeans
 
-from embedlab.covariance import unit_rows
 from embedlab.heads.base import EmbeddingClassifier
+from embedlab.vectors import class_means, unit_rows
 
 __all__ = ["PrototypeClassifier", "class_means"]
-
-
-def class_means(X: np.ndarray, y_idx: np.ndarray, n_classes: int) -> np.ndarray:
-    """Mean row of each class, (n_classes, d), from integer labels 0..n_classes-1."""
-    onehot = sparse.csr_matrix(
-        (np.ones(len(y_idx), dtype=np.float32), (y_idx, np.arange(len(y_idx)))),
-        shape=(n_classes, len(y_idx)),
-    )
-    sums = np.asarray(onehot @ np.asarray(X, dtype=np.float32))
-    counts = np.bincount(y_idx, minlength=n_classes)[:, None]
-    return (sums / np.maximum(counts, 1)).astype(np.float32)
 
 
 class PrototypeClassifier(EmbeddingClassifier):
     """Nearest class prototype by cosine similarity.
 
-        Parameters
-        ----------
-        n_prototypes : int, default 1
-            Prototypes per class: 1 is the class mean; more splits each class by k-means
-            (capped at the class size) and scores a class by its closest prototype.
-        temperature : float, default 0.05
-            Softmax temperature turning cosine similarities into probabilities.
-        random_state : int, default 0
-            Seed for k-means when ``n_prototypes > 1``.
+    Parameters
+    ----------
+    n_prototypes : int, default 1
+        Prototypes per class: 1 is the class mean; more splits each class by k-means
+        (capped at the class size) and scores a class by its closest prototype.
+    temperature : float, default 0.05
+        Softmax temperature turning cosine similarities into probabilities.
+    random_state : int, default 0
+        Seed for k-means when ``n_prototypes > 1``.
 
-        Examples
-        --------
-        >>> import numpy as np
-    from scipy import sparse
-        >>> X = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]])
-        >>> PrototypeClassifier().fit(X, ["a", "a", "b", "b"]).predict([[0.8, 0.3]]).tolist()
-        ['a']
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]])
+    >>> PrototypeClassifier().fit(X, ["a", "a", "b", "b"]).predict([[0.8, 0.3]]).tolist()
+    ['a']
     """
 
     def __init__(self, n_prototypes: int = 1, temperature: float = 0.05, random_state: int = 0):

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.covariance import unit_rows
 from embedlab.errors import ValidationError
-from embedlab.heads.prototype import PrototypeClassifier, class_means
+from embedlab.heads.prototype import PrototypeClassifier
+from embedlab.vectors import class_means, unit_rows
 
 __all__ = ["ZeroShotClassifier", "label_to_text"]
 
