@@ -4,7 +4,7 @@ import pytest
 
 from embedlab.atomic import atomic_directory, atomic_write_bytes
 
-MARK = '{"format": "embedlab.test"}'
+MARK = '{"format": "embedlab.embedding_set"}'  # what an EmbeddingSet's manifest says
 
 
 def test_atomic_write_bytes_replaces_and_leaves_no_temp(tmp_path):

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.atomic import atomic_directory
+from embedlab.atomic import ADAPT_MARKER, atomic_directory
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.errors import ValidationError
 from embedlab.progress import progress_bar
@@ -167,7 +167,7 @@ def adapt_encoder(
     out_dir = Path(out_dir)
     with atomic_directory(out_dir, overwrite=True) as tmp:
         model.save(str(tmp))
-        (tmp / ".embedlab_adapt.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+        (tmp / ADAPT_MARKER).write_text(json.dumps(report, indent=1), encoding="utf-8")
     if budget_hit:
         log.warning(
             "adaptation cut by its time budget (%s s) after %d of %d planned steps: the model "

@@ -19,7 +19,6 @@ from pathlib import Path
 from embedlab.errors import RefusedOverwrite
 
 __all__ = [
-    "MARKER_FILES",
     "atomic_directory",
     "atomic_write_bytes",
     "check_output_dir",
@@ -32,9 +31,7 @@ __all__ = [
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
-# A directory holding one of these (with an embedlab "format") is something embedlab wrote
-# and may replace: an EmbeddingSet, a model bundle, an index, an adapted encoder.
-MARKER_FILES = ("manifest.json", "bundle.json", "index.json", ".embedlab_adapt.json")
+ADAPT_MARKER = ".embedlab_adapt.json"  # written into every adapted encoder directory
 _STALE_AFTER_S = 3600.0  # a temp without a recognisable owner is stale after this long
 
 
@@ -53,22 +50,11 @@ def _umask() -> int:
 
 
 def _is_embedlab_dir(path: Path) -> bool:
-    """True when ``path`` holds a marker file that says embedlab wrote it."""
-    import json
+    """True when ``path`` is something embedlab saved (a bundle, an EmbeddingSet, an
+    index, by its root document and format) or an adapted encoder it wrote."""
+    from embedlab.manifest import saved_kind
 
-    for name in MARKER_FILES:
-        f = path / name
-        if not f.is_file():
-            continue
-        if name == ".embedlab_adapt.json":
-            return True
-        try:
-            doc = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
-            continue
-        if isinstance(doc, dict) and str(doc.get("format", "")).startswith("embedlab."):
-            return True
-    return False
+    return saved_kind(path, strict=True) is not None or (path / ADAPT_MARKER).is_file()
 
 
 def check_replaceable(

@@ -37,7 +37,18 @@ from embedlab.errors import ValidationError
 from embedlab.validation import check_labels, check_vectors
 from embedlab.vectors import principal_directions, unit_rows
 
+#: How each headline measure reads (title, note), for the CLI table and the HTML report.
+MEASURE_NOTES: dict[str, tuple[str, str]] = {
+    "rankme": ("RankMe (effective rank)", "effective rank (of the dimension)"),
+    "uniformity": ("uniformity", "log E exp(-2|x-y|^2); lower = more spread on the sphere"),
+    "alignment": ("alignment", "E|x - x+|^2 within labels; lower = tighter"),
+    "fisher_ratio": ("Fisher ratio", "between / within class scatter; higher = separable"),
+    "silhouette": ("silhouette (cosine)", "cosine; 1 = perfectly separated"),
+    "nc1": ("NC1", "within-class collapse; 0 = collapsed"),
+}
+
 __all__ = [
+    "MEASURE_NOTES",
     "alignment",
     "confusable_pairs",
     "diagnose",

@@ -207,6 +207,30 @@ class Index:
             scores, rows = self._faiss.search(Q, min(k, len(self)))
         return self._pad(rows, scores, k)
 
+    def hits(
+        self, ids: np.ndarray, scores: np.ndarray, columns: tuple[str, ...] = ("label", "text")
+    ) -> list[list[dict[str, Any]]]:
+        """Results of :meth:`search` as rows per query — rank, id, score and the stored
+        ``columns`` of each hit (from ``rows``, when the index keeps them); empty places
+        (fewer stored vectors than k) are left out."""
+        stored: dict[str, dict[str, Any]] = {}
+        if self.rows is not None:
+            keep = [c for c in ("id", *columns) if c in self.rows.column_names]
+            stored = {r["id"]: r for r in self.rows.select(keep).to_pylist()}
+        return [
+            [
+                {
+                    "rank": r + 1,
+                    "id": i,
+                    "score": float(s),
+                    **{c: v for c, v in stored.get(i, {}).items() if c in columns},
+                }
+                for r, (i, s) in enumerate(zip(q_ids, q_scores, strict=True))
+                if i != ""
+            ]
+            for q_ids, q_scores in zip(ids, scores, strict=True)
+        ]
+
     def check_encoder(self, spec: dict[str, Any] | None) -> None:
         """Raise when query vectors from encoder ``spec`` cannot be compared with the index."""
         if spec is None or self.encoder is None:

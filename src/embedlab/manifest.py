@@ -10,7 +10,7 @@ from typing import Any
 
 from embedlab.errors import StoreError
 
-__all__ = ["read_versioned_json", "sha256_file"]
+__all__ = ["SAVED_KINDS", "read_versioned_json", "saved_kind", "sha256_file"]
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -43,3 +43,32 @@ def read_versioned_json(file: Path, fmt: str, max_version: int, what: str) -> di
             f"{max_version} (upgrade embedlab)"
         )
     return doc
+
+
+#: The directories embedlab saves, by the JSON document at their root and its format.
+SAVED_KINDS = {
+    "bundle": ("bundle.json", "embedlab.bundle"),
+    "embedding_set": ("manifest.json", "embedlab.embedding_set"),
+    "index": ("index.json", "embedlab.index"),
+}
+
+
+def saved_kind(path: str | os.PathLike, *, strict: bool = False) -> str | None:
+    """What embedlab saved at ``path`` ("bundle", "embedding_set", "index"), by its root
+    document; None for anything else. ``strict`` also requires that document to parse and
+    carry the kind's ``format`` (loading validates the rest); without it a damaged root
+    document still names the kind, so that loading can say what is wrong with it."""
+    path = Path(path)
+    for kind, (name, fmt) in SAVED_KINDS.items():
+        f = path / name
+        if not f.is_file():
+            continue
+        if not strict:
+            return kind
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        if isinstance(doc, dict) and doc.get("format") == fmt:
+            return kind
+    return None

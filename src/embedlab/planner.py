@@ -105,6 +105,21 @@ class Plan:
         ok = [r for r in self.rows if r.feasible and r.quality >= floor]
         return min(ok, key=lambda r: (r.bytes_per_vector, r.total_ms, -r.quality))
 
+    def next_command(self) -> str | None:
+        """The command that uses the recommended choice on the user's data (None without a
+        recommendation)."""
+        rec = self.recommended
+        if rec is None:
+            return None
+        if self.task == "retrieve":
+            return (
+                f"embedlab encode DATA -o space/ --layer {rec.layer} --dim {rec.dim} && "
+                f"embedlab index space/ -o index/ --spec {rec.index}"
+            )
+        if self.task == "classify":
+            return f"embedlab fit DATA -o model/ --transform {rec.transform}"
+        return f"embedlab encode DATA -o space/ --layer {rec.layer} --dim {rec.dim}"
+
     @property
     def reference(self) -> PlanRow:
         """Full model, all dimensions, float32: what every ratio is relative to."""

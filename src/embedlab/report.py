@@ -106,25 +106,27 @@ def _map(
 
 
 def _diagnostics(X: np.ndarray, y: np.ndarray | None, seed: int) -> str:
-    from embedlab.diagnose import diagnose
+    from embedlab.diagnose import MEASURE_NOTES, diagnose
 
     rep = diagnose(X, y, seed=seed)
+    title = {k: t for k, (t, _) in MEASURE_NOTES.items()}
+    note = {k: n for k, (_, n) in MEASURE_NOTES.items()}
     rows = [
-        ("RankMe (effective rank)", rep["rankme"], f"of {rep['dim']} dimensions"),
-        ("uniformity", rep["uniformity"]["value"], "lower = more spread on the sphere"),
+        (title["rankme"], rep["rankme"], f"of {rep['dim']} dimensions"),
+        (title["uniformity"], rep["uniformity"]["value"], note["uniformity"]),
         ("isotropy (partition ratio)", rep["isotropy"]["partition_ratio"], "1 = isotropic"),
         ("mean cosine of random pairs", rep["isotropy"]["mean_cosine"], "0 = centred"),
     ]
     if "fisher_ratio" in rep:
         rows += [
-            ("alignment", rep["alignment"]["value"], "within labels; lower = tighter"),
-            ("Fisher ratio", rep["fisher_ratio"], "between / within scatter"),
+            (title["alignment"], rep["alignment"]["value"], note["alignment"]),
+            (title["fisher_ratio"], rep["fisher_ratio"], note["fisher_ratio"]),
             (
-                "silhouette (cosine)",
+                title["silhouette"],
                 rep["silhouette"]["value"],
                 f"on {rep['silhouette']['sampled']:,} of {rep['silhouette']['of']:,} rows",
             ),
-            ("NC1", rep["nc1"], "within-class collapse; 0 = collapsed"),
+            (title["nc1"], rep["nc1"], note["nc1"]),
         ]
     html = _table(["measure", "value", "note"], rows)
     if "confusable_pairs" in rep:

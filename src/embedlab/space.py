@@ -28,7 +28,7 @@ from embedlab.errors import StoreError, ValidationError
 from embedlab.manifest import read_versioned_json, sha256_file
 from embedlab.validation import check_ids, check_labels, check_vectors
 
-__all__ = ["EmbeddingSet", "Provenance", "read_vector_file"]
+__all__ = ["EmbeddingSet", "Provenance", "describe", "read_vector_file"]
 
 FORMAT = "embedlab.embedding_set"
 FORMAT_VERSION = 1
@@ -562,3 +562,22 @@ def read_vector_file(
         labels=t.labels,
         provenance=Provenance(source=t.source, dim=t.vectors.shape[-1]),
     )
+
+
+def describe(path: str | os.PathLike, es: EmbeddingSet | None = None) -> dict[str, Any]:
+    """A JSON-ready summary of the EmbeddingSet saved at ``path``: shape, provenance, label
+    counts, which columns it keeps, when and by which embedlab it was saved."""
+    es = es if es is not None else EmbeddingSet.load(path)
+    manifest = read_manifest(path)
+    return {
+        "path": str(path),
+        "n": es.n,
+        "dim": es.dim,
+        "dtype": "float32",
+        "provenance": es.provenance.to_dict(),
+        "label_counts": es.label_counts(),
+        "texts": es.texts is not None,
+        "metadata": [] if es.metadata is None else es.metadata.column_names,
+        "saved": manifest.get("saved"),
+        "embedlab_version": manifest.get("embedlab_version"),
+    }

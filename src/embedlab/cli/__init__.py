@@ -1,0 +1,29 @@
+"""The ``embedlab`` command line: a thin layer over the library.
+
+One module per group of commands (data, model, search, diagnostics, planning, demo), all
+registered on the Typer app of :mod:`embedlab.cli.common`, which also holds the option
+types and helpers they share. Heavy modules are imported inside the commands, so
+``embedlab --help`` starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+from embedlab.cli.common import app
+
+# Importing a command module registers its commands; --help lists them in this order.
+# isort: off
+from embedlab.cli import demo_command  # noqa: F401
+from embedlab.cli import data  # noqa: F401
+from embedlab.cli import model  # noqa: F401
+from embedlab.cli import search  # noqa: F401
+from embedlab.cli import diagnostics  # noqa: F401
+from embedlab.cli import planning  # noqa: F401
+
+# isort: on
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point of the ``embedlab`` script."""
+    app()

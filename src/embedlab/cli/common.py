@@ -1,0 +1,173 @@
+"""The CLI's shared parts: the Typer app, the consoles, option types every command reuses,
+and the helpers that turn library errors into one readable line."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from embedlab import __version__
+from embedlab.errors import EmbedlabError
+
+app = typer.Typer(
+    name="embedlab",
+    help=(
+        "Machine learning on top of a frozen embedding model.\n\n"
+        "Start with [bold]embedlab demo[/], then encode your own data:\n\n"
+        "  embedlab encode data.csv -o space/\n\n"
+        "  embedlab info space/"
+    ),
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True)
+
+
+BackendOption = Annotated[
+    str | None,
+    typer.Option(
+        help="How the encoder runs: auto (fastest backend that passes a quality check "
+        "against torch), torch, onnx or onnx-int8. Default: $EMBEDLAB_BACKEND, else auto."
+    ),
+]
+
+
+TextColOption = Annotated[str, typer.Option(help="Column holding the texts.")]
+LabelColOption = Annotated[str, typer.Option(help="Column holding the labels.")]
+SplitOption = Annotated[
+    list[str] | None, typer.Option(help="Split(s) of a split-layout JSON (repeatable).")
+]
+CacheOption = Annotated[
+    bool, typer.Option("--cache/--no-cache", help="Reuse vectors of texts encoded before.")
+]
+ModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Local sentence-transformers model directory (default: packaged all-MiniLM-L6-v2)."
+    ),
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists (and embedlab wrote it).")
+]
+SkipEmptyOption = Annotated[
+    bool, typer.Option(help="Drop empty texts (and say how many) instead of failing.")
+]
+DelimiterOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Field delimiter of a CSV / TSV file (default: comma / tab, or what the header "
+        "line uses: ';', '|')."
+    ),
+]
+
+
+def read_input_texts(data: Path, *, skip_empty: bool = False, **kwargs):
+    """read_texts with --skip-empty mapped, saying which rows were skipped."""
+    from embedlab.readers import read_texts
+
+    table = read_texts(data, on_empty="skip" if skip_empty else "error", **kwargs)
+    say_skipped(table)
+    return table
+
+
+def read_labelled(
+    data: Path,
+    text_col: str,
+    label_col: str,
+    split: list[str] | None,
+    skip_empty: bool,
+    delimiter: str | None = None,
+):
+    """Labelled texts for fit / evaluate / report / plan (the label column must exist)."""
+    return read_input_texts(
+        data,
+        text_col=text_col,
+        label_col=label_col,
+        splits=split,
+        require_labels=True,
+        skip_empty=skip_empty,
+        delimiter=delimiter,
+    )
+
+
+def say_skipped(table) -> None:
+    if table.skipped_rows:
+        rows = [r + 1 for r in table.skipped_rows]
+        err_console.print(
+            f"[yellow]skipped {len(rows)} empty text(s)[/] at row(s) "
+            f"{', '.join(map(str, rows[:10]))}{' ...' if len(rows) > 10 else ''} (counted from 1)"
+        )
+
+
+def rate(r: float) -> str:
+    return f"{r:,.0f}" if r >= 10 else f"{r:.2g}"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Print library errors as one readable line and exit 2, without a traceback."""
+    try:
+        yield
+    except EmbedlabError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:  # a file the system refused: permissions, disk full, ...
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        err_console.print(
+            f"[bold red]error:[/] {exc.strerror or exc}{where}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(2) from None
+
+
+def check_output_dir(output: Path, force: bool, *inputs: Path | None) -> None:
+    """Stop before any work when OUTPUT may not be written (see atomic.check_output_dir)."""
+    from embedlab import atomic
+
+    atomic.check_output_dir(output, force=force, inputs=tuple(p for p in inputs if p is not None))
+
+
+def check_output_file(output: Path, force: bool, *inputs: Path | None) -> None:
+    """Stop before any work when file OUTPUT may not be written."""
+    from embedlab import atomic
+
+    atomic.check_output_file(output, force=force, inputs=tuple(p for p in inputs if p is not None))
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    """Show embedlab's own log records on stderr (the root logger is not touched)."""
+    log = logging.getLogger("embedlab")
+    log.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if not any(getattr(h, "_embedlab_cli", False) for h in log.handlers):
+        handler = RichHandler(console=err_console, show_path=False, show_time=False)
+        handler._embedlab_cli = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"embedlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = None,
+) -> None:
+    _setup_logging()

@@ -1,0 +1,176 @@
+"""`embedlab diagnose` and `report`: is a space any good, and where does a model fail."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from embedlab.cli.common import (
+    ForceOption,
+    LabelColOption,
+    SkipEmptyOption,
+    SplitOption,
+    TextColOption,
+    app,
+    check_output_file,
+    console,
+    read_labelled,
+    user_errors,
+)
+
+
+@app.command("diagnose", rich_help_panel="Diagnose")
+def diagnose_space(
+    space: Annotated[
+        Path, typer.Argument(help="An EmbeddingSet directory (from `embedlab encode`).")
+    ],
+    sample: Annotated[
+        int, typer.Option(help="Rows for the quadratic measures (silhouette; 2x for kNN).")
+    ] = 5000,
+    seed: Annotated[int, typer.Option(help="Seed of the samples.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
+) -> None:
+    """Is this embedding space any good for its labels? Geometry, separability, likely
+    label errors and near-duplicates.
+
+    RankMe (effective rank), alignment and uniformity, isotropy, Fisher ratio, silhouette,
+    NC1 (within-class collapse), the most confusable class pairs, rows whose neighbours
+    disagree with their label, and near-duplicate pairs. Label measures need a labelled
+    space. Quadratic measures use a seeded sample and say how large.
+
+    [bold]Examples[/]
+
+      embedlab diagnose space/
+
+      embedlab diagnose clinc-train/ --json > diagnostics.json
+    """
+    from embedlab.diagnose import MEASURE_NOTES, diagnose
+    from embedlab.space import EmbeddingSet
+
+    with user_errors():
+        es = EmbeddingSet.load(space)
+        report = diagnose(es, sample=sample, seed=seed)
+        if as_json:
+            typer.echo(json.dumps(report, default=float))
+            return
+        from rich.table import Table
+
+        table = Table(title=f"{space}: {report['n']} × {report['dim']}")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        table.add_column("note")
+        for key in ("rankme", "uniformity", "alignment", "fisher_ratio", "silhouette", "nc1"):
+            if key in report:
+                v = report[key]
+                value = v["value"] if isinstance(v, dict) else v
+                table.add_row(key, f"{value:.4g}", MEASURE_NOTES[key][1])
+        iso = report["isotropy"]
+        table.add_row(
+            "isotropy", f"{iso['partition_ratio']:.3g}", f"mean cosine {iso['mean_cosine']:.3f}"
+        )
+        console.print(table)
+        if "confusable_pairs" in report:
+            pairs = report["confusable_pairs"][:5]
+            console.print(
+                "most confusable classes: "
+                + "; ".join(f"{p['a']} ~ {p['b']} ({p['cosine']:.3f})" for p in pairs)
+            )
+        if "label_errors" in report:
+            le = report["label_errors"]
+            rows = le["rows"][:5]
+            console.print(
+                f"likely label errors: {len(le['rows'])} of {le['checked']} rows checked"
+                + (
+                    ""
+                    if not rows
+                    else ", e.g. "
+                    + "; ".join(
+                        f"row {r['row']} ({es.ids[r['row']]}) labelled {r['label']}, "
+                        f"neighbours say {r['neighbours_say']}"
+                        for r in rows[:3]
+                    )
+                )
+            )
+        nd = report["near_duplicates"]
+        console.print(
+            f"near-duplicate pairs (cosine ≥ {nd['threshold']}): {len(nd['pairs'])} among "
+            f"{nd['checked']} rows checked"
+        )
+
+
+@app.command(rich_help_panel="Diagnose")
+def report(
+    source: Annotated[
+        Path,
+        typer.Argument(help="A model bundle (from `embedlab fit`) or an EmbeddingSet directory."),
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Argument(help="Labelled data to evaluate the model on (model reports only)."),
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path(
+        "report.html"
+    ),
+    plan_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan", help="A folder (or plan.json) from `embedlab plan`: adds its heat map."
+        ),
+    ] = None,
+    text_col: TextColOption = "text",
+    label_col: LabelColOption = "label",
+    split: SplitOption = None,
+    max_points: Annotated[int, typer.Option(help="Points drawn on the map at most.")] = 3000,
+    skip_empty: SkipEmptyOption = False,
+    force: ForceOption = False,
+) -> None:
+    """Write one self-contained HTML report (works offline: no scripts, no CDN).
+
+    With a model and labelled data: headline metrics, confusion hot spots, per-class
+    accuracy, in-scope vs out-of-scope score histograms with the threshold, ROC curve,
+    diagnostics and a map of the embeddings. With an EmbeddingSet: diagnostics and the map.
+
+    [bold]Examples[/]
+
+      embedlab report model/ test.csv -o report.html
+
+      embedlab report model/ ../shared/data/clinc150/data_full.json --split test --split oos_test
+
+      embedlab report space/ -o space.html --plan embedlab-plan/
+    """
+    from embedlab.manifest import saved_kind
+    from embedlab.report import model_report, space_report, write_report
+
+    with user_errors():
+        check_output_file(output, force, source, data, plan_dir)
+        t0 = time.perf_counter()
+        if saved_kind(source) == "bundle":
+            from embedlab.pipeline import Pipeline
+
+            if data is None:
+                raise typer.BadParameter("a model report needs DATA with labels to evaluate on")
+            pipe = Pipeline.load(source)
+            table = read_labelled(data, text_col, label_col, split, skip_empty)
+            html = model_report(
+                pipe,
+                table.texts,
+                table.labels,
+                title=f"embedlab report: {source.name} on {data.name}",
+                plan=plan_dir,
+                max_points=max_points,
+            )
+        else:
+            from embedlab.space import EmbeddingSet
+
+            es = EmbeddingSet.load(source)
+            html = space_report(
+                es, title=f"embedlab report: {source.name}", plan=plan_dir, max_points=max_points
+            )
+        path = write_report(html, output)
+        console.print(
+            f"wrote {path} ({len(html.encode()) / 1e6:.2f} MB) in {time.perf_counter() - t0:.1f} s"
+        )

@@ -1,0 +1,305 @@
+"""`embedlab fit`, `predict` and `evaluate`: open-set classifiers on texts."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from embedlab.cli.common import (
+    BackendOption,
+    CacheOption,
+    DelimiterOption,
+    ForceOption,
+    LabelColOption,
+    ModelOption,
+    SkipEmptyOption,
+    SplitOption,
+    TextColOption,
+    app,
+    check_output_dir,
+    check_output_file,
+    console,
+    err_console,
+    plural,
+    read_input_texts,
+    read_labelled,
+    user_errors,
+)
+from embedlab.errors import EmbedlabError
+
+
+@app.command(rich_help_panel="Classify")
+def fit(
+    data: Annotated[
+        Path, typer.Argument(help="Labelled training data (CSV, TSV, JSONL, JSON, Parquet).")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory to write the model bundle to.")
+    ],
+    text_col: TextColOption = "text",
+    label_col: LabelColOption = "label",
+    oos_label: Annotated[
+        str, typer.Option(help="Label of out-of-scope rows: used only for calibration.")
+    ] = "oos",
+    split: SplitOption = None,
+    val: Annotated[
+        Path | None,
+        typer.Option(help="Validation data: its in-scope rows set the out-of-scope threshold."),
+    ] = None,
+    val_split: Annotated[
+        list[str] | None, typer.Option(help="Split(s) of --val when it is a split-layout JSON.")
+    ] = None,
+    adapt: Annotated[
+        bool | None,
+        typer.Option(
+            "--adapt/--no-adapt",
+            help="Fine-tune the encoder on the labels first (default: automatic).",
+        ),
+    ] = None,
+    head: Annotated[
+        str, typer.Option(help="auto, prototype, knn, linear, gaussian or qda.")
+    ] = "auto",
+    detector: Annotated[
+        str,
+        typer.Option(
+            help="auto, max-cosine, knn, mahalanobis, relative-mahalanobis, max-prob or energy."
+        ),
+    ] = "auto",
+    target_fpr: Annotated[
+        float, typer.Option(help="Share of in-scope inputs the threshold may reject.")
+    ] = 0.02,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(
+            help="Cap, in seconds, on the automatic head/detector selection (default: none — "
+            "every candidate is tried, so the choice depends on the data only)."
+        ),
+    ] = None,
+    adapt_budget: Annotated[
+        float | None,
+        typer.Option(
+            help="Cap, in seconds, on encoder adaptation (default: none — its length comes from "
+            "the data). A cap that cuts training makes the model depend on the machine's "
+            "speed; the output and the bundle say so."
+        ),
+    ] = None,
+    backend: BackendOption = None,
+    transform: Annotated[
+        str | None,
+        typer.Option(
+            help="Vector transform between encoder and classifier, e.g. 'layer4,dim128,norm' or "
+            "'center,whiten,int8' (see `embedlab plan` to choose one)."
+        ),
+    ] = None,
+    model: ModelOption = None,
+    cache: CacheOption = True,
+    skip_empty: SkipEmptyOption = False,
+    delimiter: DelimiterOption = None,
+    force: ForceOption = False,
+) -> None:
+    """Fit a classifier that also says when an input is none of the known classes.
+
+    Rows labelled with --oos-label are never learned as a class; they only help choose the
+    detector and check its threshold. The head and detector are chosen by cross-validation
+    on the training data unless named.
+
+    [bold]Examples[/]
+
+      embedlab fit train.csv -o model/
+
+      embedlab fit ../shared/data/clinc150/data_full.json --split train --split oos_train -o model/
+
+      embedlab fit train.csv --val val.csv -o model/     (threshold set on val's in-scope rows)
+
+      embedlab fit tickets.jsonl -o model/ --text-col body --label-col queue --no-adapt
+
+      embedlab fit train.csv -o small/ --transform layer3,dim128,norm,int8   (cheaper vectors)
+    """
+    from embedlab.adapt import AdaptConfig
+    from embedlab.encoders import SentenceTransformerEncoder
+    from embedlab.openset import OpenSetClassifier
+    from embedlab.pipeline import Pipeline
+    from embedlab.transforms import TransformChain
+
+    with user_errors():
+        check_output_dir(output, force, data, val, model)
+        table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)
+        clf = OpenSetClassifier(
+            head=head,
+            detector=detector,
+            target_fpr=target_fpr,
+            oos_label=oos_label,
+            time_budget=time_budget,
+        )
+        layer = TransformChain(transform).layer if transform else None
+        pipe = Pipeline(
+            encoder=SentenceTransformerEncoder(model, cache=cache, layer=layer, backend=backend),
+            classifier=clf,
+            adapt="auto" if adapt is None else adapt,
+            adapt_config=AdaptConfig(time_budget=adapt_budget),
+            transform=transform,
+        )
+        validation = None
+        if val is not None:
+            vt = read_labelled(val, text_col, label_col, val_split, skip_empty, delimiter)
+            validation = (vt.texts, vt.labels)
+        t0 = time.perf_counter()
+        pipe.fit(table.texts, table.labels, validation=validation)
+        pipe.save(output, overwrite=force)
+        info = pipe.info
+        adapted = info.get("adapted")
+        console.print(
+            f"wrote {output}: {len(pipe.classes_)} classes from {info['training']['n']} rows "
+            f"({info['training']['n_oos']} out-of-scope), head [bold]{info['head']}[/], "
+            f"detector [bold]{info['detector']}[/], threshold {info['threshold']:.4g} at "
+            f"target FPR {target_fpr:g}; "
+            + (f"transform {transform}; " if transform else "")
+            + (
+                f"encoder adapted in {adapted['seconds']:.0f} s ({adapted['steps']} steps); "
+                if adapted
+                else "encoder frozen; "
+            )
+            + f"{time.perf_counter() - t0:.1f} s in all"
+        )
+        if adapted and adapted.get("stopped_by_time_budget"):
+            err_console.print(
+                f"[yellow]warning:[/] --adapt-budget {adapt_budget:g} s cut adaptation after "
+                f"{adapted['steps']} of {adapted['planned_steps']} planned steps; the model "
+                "depends on this machine's speed (recorded in the bundle)"
+            )
+        skipped = (info.get("selection") or {}).get("skipped")
+        if skipped:
+            err_console.print(
+                f"[yellow]warning:[/] --time-budget {time_budget:g} s skipped "
+                f"{', '.join(skipped)} in the head/detector selection (recorded in the bundle)"
+            )
+
+
+def _prediction_table(details: dict, table, id_col: str | None, keep_columns: bool):
+    """The input's columns (or just its ids) followed by the prediction columns; a
+    prediction column whose name the input already uses is called predicted_<name>."""
+    import pyarrow as pa
+
+    if keep_columns and table.table is not None:
+        out = table.table
+    else:
+        out = pa.table({id_col or "id": pa.array(table.ids, type=pa.string())})
+    for k, v in details.items():
+        name = f"predicted_{k}" if k in out.column_names else k
+        out = out.append_column(name, pa.array(v.tolist()))
+    return out
+
+
+@app.command(rich_help_panel="Classify")
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="A model bundle made by `embedlab fit`.")],
+    data: Annotated[Path, typer.Argument(help="Texts to label (CSV, TSV, JSONL, JSON, Parquet).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output file: .csv, .jsonl or .parquet.")
+    ],
+    text_col: TextColOption = "text",
+    id_col: Annotated[
+        str | None, typer.Option(help="Column of row ids (kept under its own name).")
+    ] = None,
+    split: SplitOption = None,
+    keep_columns: Annotated[
+        bool,
+        typer.Option(
+            "--keep-columns/--no-keep-columns",
+            help="Copy the input's columns (text included) before the predictions; without, "
+            "only the id column.",
+        ),
+    ] = True,
+    skip_empty: SkipEmptyOption = False,
+    delimiter: DelimiterOption = None,
+    backend: BackendOption = None,
+    cache: CacheOption = True,
+    force: ForceOption = False,
+) -> None:
+    """Label texts with a fitted model; out-of-scope inputs get the model's oos label.
+
+    OUTPUT holds the input's columns, then: label, score (novelty: higher = more out of
+    scope), out_of_scope, and the top-3 labels with their probabilities (a name the input
+    already uses becomes predicted_<name>). OUTPUT may not be the input, and an existing
+    OUTPUT needs --force.
+
+    [bold]Examples[/]
+
+      embedlab predict model/ new.csv -o predictions.csv
+
+      embedlab predict model/ tickets.jsonl -o labelled.parquet --text-col body --id-col ticket_id
+    """
+    from embedlab.pipeline import Pipeline
+    from embedlab.readers import write_table
+
+    with user_errors():
+        check_output_file(output, force, data, model_dir)
+        if output.suffix.lower() not in (".csv", ".jsonl", ".parquet"):
+            raise EmbedlabError(f"{output}: output must end in .csv, .jsonl or .parquet")
+        pipe = Pipeline.load(model_dir, cache=cache, backend=backend)
+        table = read_input_texts(
+            data,
+            text_col=text_col,
+            label_col=None,
+            id_col=id_col,
+            splits=split,
+            skip_empty=skip_empty,
+            delimiter=delimiter,
+        )
+        details = pipe.predict_details(table.texts)
+        write_table(_prediction_table(details, table, id_col, keep_columns), output)
+        n_oos = int(details["out_of_scope"].sum())
+        console.print(f"wrote {output}: {plural(len(table), 'prediction')}, {n_oos} out of scope")
+
+
+@app.command(rich_help_panel="Classify")
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="A model bundle made by `embedlab fit`.")],
+    data: Annotated[
+        Path, typer.Argument(help="Labelled test data; out-of-scope rows carry the oos label.")
+    ],
+    text_col: TextColOption = "text",
+    label_col: LabelColOption = "label",
+    split: SplitOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    skip_empty: SkipEmptyOption = False,
+    delimiter: DelimiterOption = None,
+    backend: BackendOption = None,
+    cache: CacheOption = True,
+) -> None:
+    """Measure accuracy and out-of-scope detection on labelled data.
+
+    accuracy: in-scope rows, a rejection counts as an error; overall_accuracy: all rows, an
+    out-of-scope row is correct when rejected; oos_auroc and fpr_at_95_tpr from the
+    novelty scores.
+
+    [bold]Example[/]
+
+      embedlab evaluate model/ test.csv --json
+    """
+    from embedlab.pipeline import Pipeline
+
+    with user_errors():
+        pipe = Pipeline.load(model_dir, cache=cache, backend=backend)
+        table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)
+        metrics = pipe.evaluate(table.texts, table.labels)
+        if as_json:
+            print(json.dumps(metrics))
+            return
+        _print_metrics(metrics, title=f"{model_dir} on {data}")
+
+
+def _print_metrics(metrics: dict, title: str) -> None:
+    table = Table(title=title, title_justify="left", show_header=False)
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            shown = f"{value:.2f} s" if key == "seconds" else f"{value:.4f}"
+        else:
+            shown = "n/a" if value is None else str(value)
+        table.add_row(key, shown)
+    console.print(table)
