@@ -73,3 +73,10 @@ def test_shared_helpers_are_defined_once():
             if isinstance(node, ast.FunctionDef) and node.name in where:
                 where[node.name].append(p.relative_to(SRC).as_posix())
     assert where == {h: ["embedlab/vectors.py"] for h in helpers}
+
+
+def test_the_old_space_module_still_imports():
+    from embedlab import embedding_set, space
+
+    assert space.EmbeddingSet is embedding_set.EmbeddingSet
+    assert set(space.__all__) <= set(dir(embedding_set))

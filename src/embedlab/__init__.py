@@ -34,12 +34,13 @@ _LAZY = {
     "TextTable": "embedlab.readers",
     "read_texts": "embedlab.readers",
     "write_table": "embedlab.readers",
-    "EmbeddingSet": "embedlab.space",
-    "Provenance": "embedlab.space",
+    "EmbeddingSet": "embedlab.embedding_set",
+    "Provenance": "embedlab.embedding_set",
     "TransformChain": "embedlab.transforms",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from embedlab.embedding_set import EmbeddingSet, Provenance
     from embedlab.encoders.base import Encoder
     from embedlab.encoders.cache import EmbeddingCache
     from embedlab.encoders.sentence_transformer import SentenceTransformerEncoder
@@ -49,7 +50,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from embedlab.openset import OpenSetClassifier
     from embedlab.pipeline import Pipeline
     from embedlab.readers import TextTable, read_texts, write_table
-    from embedlab.space import EmbeddingSet, Provenance
     from embedlab.transforms import TransformChain
 
 

@@ -1,6 +1,6 @@
 """Diagnostics of an embedding space: is it any good for this task, and where does it fail?
 
-Every function takes float vectors (an :class:`~embedlab.space.EmbeddingSet` or an array)
+Every function takes float vectors (an :class:`~embedlab.embedding_set.EmbeddingSet` or an array)
 and, where the measure needs them, labels. Measures that are quadratic in the number of
 rows run on a seeded sample and say so in their result (``"sampled": m``).
 

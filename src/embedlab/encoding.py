@@ -6,9 +6,9 @@ import os
 from collections.abc import Sequence
 from typing import Literal
 
+from embedlab.embedding_set import EmbeddingSet
 from embedlab.encoders.base import Encoder
 from embedlab.readers import TextTable, read_texts
-from embedlab.space import EmbeddingSet
 
 __all__ = ["encode_file", "encode_table"]
 

@@ -295,7 +295,7 @@ def space_report(
     max_points: int = 3000,
     seed: int = 0,
 ) -> str:
-    """HTML report of an :class:`~embedlab.space.EmbeddingSet` (labels and texts optional)."""
+    """HTML report of an :class:`~embedlab.embedding_set.EmbeddingSet` (labels, texts optional)."""
     start = time.perf_counter()
     X = np.asarray(space.vectors, dtype=np.float32)
     y = None if space.labels is None else space.labels.astype(str)

@@ -163,7 +163,7 @@ def import_vectors(
 
       embedlab import clip_vectors.parquet -o space/
     """
-    from embedlab.space import EmbeddingSet
+    from embedlab.embedding_set import EmbeddingSet
 
     with user_errors():
         check_output_dir(output, force, vectors)
@@ -188,7 +188,7 @@ def info(
 
       embedlab info space/
     """
-    from embedlab.space import EmbeddingSet, describe
+    from embedlab.embedding_set import EmbeddingSet, describe
 
     with user_errors():
         es = EmbeddingSet.load(space, verify=verify)

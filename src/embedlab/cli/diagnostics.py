@@ -49,7 +49,7 @@ def diagnose_space(
       embedlab diagnose clinc-train/ --json > diagnostics.json
     """
     from embedlab.diagnose import MEASURE_NOTES, diagnose
-    from embedlab.space import EmbeddingSet
+    from embedlab.embedding_set import EmbeddingSet
 
     with user_errors():
         es = EmbeddingSet.load(space)
@@ -164,7 +164,7 @@ def report(
                 max_points=max_points,
             )
         else:
-            from embedlab.space import EmbeddingSet
+            from embedlab.embedding_set import EmbeddingSet
 
             es = EmbeddingSet.load(source)
             html = space_report(

@@ -47,8 +47,8 @@ def index(
 
       embedlab index space/ -o index/ --spec ivf256,pq16       (FAISS IVF-PQ)
     """
+    from embedlab.embedding_set import EmbeddingSet
     from embedlab.index import Index
-    from embedlab.space import EmbeddingSet
 
     with user_errors():
         check_output_dir(output, force, space)
@@ -93,7 +93,7 @@ def search(
             raise EmbedlabError("give a query text or --vectors FILE.npy (one of the two)")
         idx = Index.load(index_dir)
         if vectors is not None:
-            from embedlab.space import EmbeddingSet
+            from embedlab.embedding_set import EmbeddingSet
 
             q = EmbeddingSet.from_file(vectors).vectors
             ids, scores = idx.search(q, k)

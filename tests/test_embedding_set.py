@@ -151,7 +151,7 @@ def test_save_refuses_to_overwrite_by_default(es, tmp_path):
 
 def test_interrupted_save_keeps_previous_copy(es, tmp_path, monkeypatch):
     path = es.save(tmp_path / "s")
-    import embedlab.space as space_mod
+    import embedlab.embedding_set as space_mod
 
     def boom(*args, **kwargs):
         raise OSError("No space left on device")
