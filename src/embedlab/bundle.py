@@ -1,5 +1,10 @@
-"""Saving fitted estimators as JSON + safetensors, and loading them without unpickling.
+"""The model bundle format, in one place: a directory of ``bundle.json`` (format, versions,
+encoder spec, label set, estimator states, checksums), ``arrays.safetensors``, the adapted
+encoder (``encoder/``, when there is one) and the ONNX graph the encoder runs on
+(``onnx/``, when it runs on ONNX Runtime). Loading verifies every checksum and never
+unpickles.
 
+Saving fitted estimators as JSON + safetensors, and loading them without unpickling:
 An estimator becomes ``{"class": name, "params": {...}, "attributes": {...}}``: parameters
 and fitted attributes that are JSON values stay in JSON, numeric arrays go to one
 safetensors file under a dotted key, string arrays become JSON lists, nested estimators
@@ -11,13 +16,38 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from embedlab.atomic import atomic_directory
 from embedlab.errors import StoreError
+from embedlab.manifest import read_versioned_json, sha256_file
 
-__all__ = ["REGISTRY", "canonical_json", "estimator_from_state", "estimator_to_state"]
+__all__ = [
+    "ARRAYS_FILE",
+    "BUNDLE_FORMAT",
+    "BUNDLE_FORMAT_VERSION",
+    "BUNDLE_JSON",
+    "ENCODER_DIR",
+    "GRAPH_DIR",
+    "REGISTRY",
+    "canonical_json",
+    "estimator_from_state",
+    "estimator_to_state",
+    "read_bundle",
+    "write_bundle",
+]
+
+BUNDLE_FORMAT = "embedlab.bundle"
+BUNDLE_FORMAT_VERSION = 1
+BUNDLE_JSON = "bundle.json"
+ARRAYS_FILE = "arrays.safetensors"
+ENCODER_DIR = "encoder"
+GRAPH_DIR = "onnx"  # the exported graph the encoder runs on, when it runs on ONNX Runtime
 
 
 def _registry() -> dict[str, type]:
@@ -137,3 +167,111 @@ def canonical_json(obj: Any) -> str:
 def json_sha256(obj: Any) -> str:
     """sha256 of the canonical JSON text of ``obj``."""
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- bundle directory
+def write_bundle(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool,
+    encoder: Any,
+    copy_encoder: bool,
+    arrays: dict[str, np.ndarray],
+    fields: dict[str, Any],
+) -> Path:
+    """Write a bundle directory atomically: ``fields`` (JSON values) and the encoder's spec
+    into bundle.json, ``arrays`` into arrays.safetensors, the encoder's model directory
+    when ``copy_encoder`` (an adapted encoder), and the ONNX graph it runs on."""
+    from safetensors.numpy import save_file
+
+    from embedlab import __version__
+
+    path = Path(path)
+    spec = dict(encoder.spec)
+    with atomic_directory(path, overwrite=overwrite) as tmp:
+        if copy_encoder:
+            shutil.copytree(encoder.model_path, tmp / ENCODER_DIR)
+            spec["path"] = ENCODER_DIR  # relative to the bundle
+        graph = _bundle_graph(encoder, tmp)
+        if graph is not None:
+            spec["graph"] = graph
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / ARRAYS_FILE))
+        doc = {
+            "format": BUNDLE_FORMAT,
+            "format_version": BUNDLE_FORMAT_VERSION,
+            "embedlab_version": __version__,
+            "encoder": spec,
+            **fields,
+            "arrays_sha256": sha256_file(tmp / ARRAYS_FILE),
+        }
+        doc["checksum"] = json_sha256(doc)
+        (tmp / BUNDLE_JSON).write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    return path
+
+
+def read_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """bundle.json and the arrays of the bundle at ``path``, every checksum and version
+    verified; StoreError (naming the file and the fix) for anything missing, edited,
+    corrupted or made by an incompatible embedlab."""
+    from safetensors.numpy import load_file
+
+    from embedlab import __version__
+
+    path = Path(path)
+    doc = _read_bundle_json(path)
+    if sha256_file(path / ARRAYS_FILE) != doc.get("arrays_sha256"):
+        raise StoreError(
+            f"{path}: {ARRAYS_FILE} does not match bundle.json (corrupted or replaced)"
+        )
+    major = lambda v: str(v).split(".")[0]  # noqa: E731
+    if major(doc.get("embedlab_version")) != major(__version__):
+        raise StoreError(
+            f"{path} was made by embedlab {doc.get('embedlab_version')}, incompatible with "
+            f"this embedlab {__version__}; re-fit it with this version"
+        )
+    try:
+        arrays = load_file(str(path / ARRAYS_FILE))
+    except Exception as exc:  # safetensors raises its own error types
+        raise StoreError(f"{path}: cannot read {ARRAYS_FILE}: {exc}") from None
+    return doc, arrays
+
+
+def _bundle_graph(encoder: Any, tmp: Path) -> dict[str, Any] | None:
+    """Copy the ONNX graph the encoder runs on into the bundle, so that the bundle predicts
+    at once on another machine (nothing to export, no backend check); None on torch."""
+    kind = getattr(encoder, "_backend", None)
+    if kind not in ("onnx", "onnx-int8"):
+        return None
+    from embedlab.encoders.onnx_backend import ONNX_EXPORT_VERSION
+
+    runner = encoder.onnx_backend(kind)
+    source = runner.ensure_exported()
+    rel = f"{GRAPH_DIR}/{kind}.onnx"
+    (tmp / GRAPH_DIR).mkdir()
+    shutil.copyfile(source, tmp / rel)
+    return {
+        "kind": kind,
+        "file": rel,
+        "sha256": sha256_file(tmp / rel),
+        "layer": runner.layer,
+        "export_version": ONNX_EXPORT_VERSION,
+    }
+
+
+def _read_bundle_json(path: Path) -> dict[str, Any]:
+    f = path / BUNDLE_JSON
+    if not path.is_dir():
+        raise StoreError(f"no model bundle at {path} (make one with `embedlab fit`)")
+    if not f.is_file():
+        raise StoreError(f"{path} is not a model bundle: {BUNDLE_JSON} is missing")
+    doc = read_versioned_json(f, BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, "an embedlab model bundle")
+    checksum = doc.pop("checksum", None)
+    if checksum != json_sha256(doc):
+        raise StoreError(
+            f"{f} was modified after it was saved (checksum mismatch); re-fit the model "
+            "rather than editing the bundle by hand"
+        )
+    for key in ("encoder", "classifier", "classes", "oos_label"):
+        if key not in doc:
+            raise StoreError(f"{f} lacks {key!r}")
+    return doc

@@ -6,14 +6,15 @@ A bundle is a directory::
                          selection results, and every estimator's parameters / attributes
     arrays.safetensors   the estimators' numeric arrays
     encoder/             the adapted encoder (only when the pipeline was fitted with adapt)
+    onnx/                the ONNX graph the encoder runs on (when it runs on ONNX Runtime)
 
-Loading verifies checksums and versions and never unpickles.
+Its format lives in :mod:`embedlab.bundle` (write_bundle / read_bundle); loading verifies
+checksums and versions and never unpickles.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -25,15 +26,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
 
-from embedlab.atomic import atomic_directory
-from embedlab.bundle import estimator_from_state, estimator_to_state, json_sha256
+from embedlab.bundle import (
+    BUNDLE_FORMAT_VERSION,
+    BUNDLE_JSON,
+    ENCODER_DIR,
+    estimator_from_state,
+    estimator_to_state,
+    read_bundle,
+    write_bundle,
+)
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.encoders.base import check_texts
 from embedlab.encoders.sentence_transformer import encoder_from_spec
 from embedlab.errors import StoreError, ValidationError
-from embedlab.manifest import read_versioned_json, sha256_file
 from embedlab.metrics import evaluate_open_set
 from embedlab.openset import OpenSetClassifier
 from embedlab.splits import take_per_label
@@ -44,12 +50,6 @@ __all__ = ["BUNDLE_FORMAT_VERSION", "Pipeline", "should_adapt"]
 
 log = logging.getLogger("embedlab")
 
-BUNDLE_FORMAT = "embedlab.bundle"
-BUNDLE_FORMAT_VERSION = 1
-BUNDLE_JSON = "bundle.json"
-ARRAYS_FILE = "arrays.safetensors"
-ENCODER_DIR = "encoder"
-GRAPH_DIR = "onnx"  # the exported graph the encoder runs on, when it runs on ONNX Runtime
 
 #: ``adapt="auto"`` fine-tunes the encoder when each class has at least this many examples
 #: on average and the whole set fits the time budget; see docs/benchmarks.md for why.
@@ -297,8 +297,6 @@ class Pipeline:
         path = Path(path)
         if path.exists() and not overwrite:
             raise StoreError(f"{path} already exists (pass overwrite=True, or --force)")
-        from embedlab import __version__
-
         arrays: dict[str, np.ndarray] = {}
         classifier_state = estimator_to_state(self.classifier, "classifier", arrays)
         transforms = None
@@ -306,33 +304,22 @@ class Pipeline:
             transforms, chain_arrays = self.chain_.state()
             arrays.update({f"transform.{k}": v for k, v in chain_arrays.items()})
         encoder = self._encoder()
-        spec = dict(encoder.spec)
-        with atomic_directory(path, overwrite=overwrite) as tmp:
-            model_dir = Path(encoder.model_path)
-            if self._adapted_dir is not None or (model_dir.parent / BUNDLE_JSON).is_file():
-                shutil.copytree(encoder.model_path, tmp / ENCODER_DIR)
-                spec["path"] = ENCODER_DIR  # relative to the bundle
-            graph = _bundle_graph(encoder, tmp)
-            if graph is not None:
-                spec["graph"] = graph
-            save_file(
-                {k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / ARRAYS_FILE)
-            )
-            doc = {
-                "format": BUNDLE_FORMAT,
-                "format_version": BUNDLE_FORMAT_VERSION,
-                "embedlab_version": __version__,
-                "encoder": spec,
+        model_dir = Path(encoder.model_path)
+        return write_bundle(
+            path,
+            overwrite=overwrite,
+            encoder=encoder,
+            copy_encoder=self._adapted_dir is not None
+            or (model_dir.parent / BUNDLE_JSON).is_file(),
+            arrays=arrays,
+            fields={
                 "transforms": transforms,
                 "oos_label": self.oos_label,
                 "classes": [str(c) for c in self.classes_],
                 "info": self.info,
                 "classifier": classifier_state,
-                "arrays_sha256": sha256_file(tmp / ARRAYS_FILE),
-            }
-            doc["checksum"] = json_sha256(doc)
-            (tmp / BUNDLE_JSON).write_text(json.dumps(doc, indent=1), encoding="utf-8")
-        return path
+            },
+        )
 
     @classmethod
     def load(
@@ -354,23 +341,7 @@ class Pipeline:
 
     @classmethod
     def _load(cls, path: Path, *, cache: bool, backend: str | None) -> Pipeline:
-        from embedlab import __version__
-
-        doc = _read_bundle_json(path)
-        if sha256_file(path / ARRAYS_FILE) != doc.get("arrays_sha256"):
-            raise StoreError(
-                f"{path}: {ARRAYS_FILE} does not match bundle.json (corrupted or replaced)"
-            )
-        major = lambda v: str(v).split(".")[0]  # noqa: E731
-        if major(doc.get("embedlab_version")) != major(__version__):
-            raise StoreError(
-                f"{path} was made by embedlab {doc.get('embedlab_version')}, incompatible with "
-                f"this embedlab {__version__}; re-fit it with this version"
-            )
-        try:
-            arrays = load_file(str(path / ARRAYS_FILE))
-        except Exception as exc:  # safetensors raises its own error types
-            raise StoreError(f"{path}: cannot read {ARRAYS_FILE}: {exc}") from None
+        doc, arrays = read_bundle(path)
         classifier = estimator_from_state(doc["classifier"], arrays)
         if not isinstance(classifier, OpenSetClassifier):
             raise StoreError(f"{path}: bundle does not hold an OpenSetClassifier")
@@ -404,28 +375,6 @@ class Pipeline:
         return pipe
 
 
-def _bundle_graph(encoder: Any, tmp: Path) -> dict[str, Any] | None:
-    """Copy the ONNX graph the encoder runs on into the bundle, so that the bundle predicts
-    at once on another machine (nothing to export, no backend check); None on torch."""
-    kind = getattr(encoder, "_backend", None)
-    if kind not in ("onnx", "onnx-int8"):
-        return None
-    from embedlab.encoders.onnx_backend import ONNX_EXPORT_VERSION
-
-    runner = encoder.onnx_backend(kind)
-    source = runner.ensure_exported()
-    rel = f"{GRAPH_DIR}/{kind}.onnx"
-    (tmp / GRAPH_DIR).mkdir()
-    shutil.copyfile(source, tmp / rel)
-    return {
-        "kind": kind,
-        "file": rel,
-        "sha256": sha256_file(tmp / rel),
-        "layer": runner.layer,
-        "export_version": ONNX_EXPORT_VERSION,
-    }
-
-
 def _chain_from_state(path: Path, config: Any, arrays: dict[str, np.ndarray]) -> TransformChain:
     prefix = "transform."
     try:
@@ -437,22 +386,3 @@ def _chain_from_state(path: Path, config: Any, arrays: dict[str, np.ndarray]) ->
     if not chain.fitted or chain.dim_in is None:
         raise StoreError(f"{path}: the saved transform {chain.spec!r} is not fitted")
     return chain
-
-
-def _read_bundle_json(path: Path) -> dict[str, Any]:
-    f = path / BUNDLE_JSON
-    if not path.is_dir():
-        raise StoreError(f"no model bundle at {path} (make one with `embedlab fit`)")
-    if not f.is_file():
-        raise StoreError(f"{path} is not a model bundle: {BUNDLE_JSON} is missing")
-    doc = read_versioned_json(f, BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, "an embedlab model bundle")
-    checksum = doc.pop("checksum", None)
-    if checksum != json_sha256(doc):
-        raise StoreError(
-            f"{f} was modified after it was saved (checksum mismatch); re-fit the model "
-            "rather than editing the bundle by hand"
-        )
-    for key in ("encoder", "classifier", "classes", "oos_label"):
-        if key not in doc:
-            raise StoreError(f"{f} lacks {key!r}")
-    return doc
