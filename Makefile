@@ -13,6 +13,11 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@# Build the packaged encoder's ONNX graph (and its backend check) once, at install
+	@# time, into the venv: the first `embedlab encode` then exports nothing.
+	EMBEDLAB_ONNX_CACHE=$(CURDIR)/$(VENV)/share/embedlab EMBEDLAB_SYSTEM_GRAPHS=0 $(PY) -c \
+	  'from embedlab.encoders import SentenceTransformerEncoder as E; print("prebuilt ONNX graph; backend", E(cache=False).resolved_backend)' \
+	  || echo "could not prebuild the ONNX graph: it is exported on first use instead"
 	touch $(STAMP)
 
 demo: $(STAMP)

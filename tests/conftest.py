@@ -16,6 +16,9 @@ def pytest_configure(config):
     # Module- and session-scoped fixtures build encoders before any per-test environment
     # is set: make torch the suite's default backend from the start.
     os.environ["EMBEDLAB_BACKEND"] = "torch"
+    # Graphs prebuilt into the venv at install time are not used (nor touched) by tests
+    # unless a test points EMBEDLAB_SYSTEM_GRAPHS at a folder of its own.
+    os.environ["EMBEDLAB_SYSTEM_GRAPHS"] = "0"
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +37,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch, onnx_cache):
     monkeypatch.setenv("EMBEDLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("EMBEDLAB_ONNX_CACHE", str(onnx_cache))
     monkeypatch.setenv("EMBEDLAB_BACKEND", "torch")
+    monkeypatch.setenv("EMBEDLAB_SYSTEM_GRAPHS", "0")
 
 
 class FakeEncoder:

@@ -101,3 +101,34 @@ def test_a_copied_bundle_predicts_without_exporting(tmp_path, onnx_cache):
     assert "exporting" not in res.stderr
     assert not fresh.exists() or not list(fresh.rglob("*.onnx"))
     assert backend_line.split(" ", 1)[1] == str(list(pipe.predict(test.texts[:20])))
+
+
+@pytest.mark.slow
+def test_a_prebuilt_graph_is_used_read_only(tmp_path, monkeypatch, caplog):
+    import logging
+
+    from embedlab.encoders import SentenceTransformerEncoder
+
+    system, user = tmp_path / "system", tmp_path / "user"
+    monkeypatch.setenv("EMBEDLAB_BACKEND", "auto")
+    monkeypatch.setenv("EMBEDLAB_ONNX_CACHE", str(system))  # what `make` does at install time
+    assert SentenceTransformerEncoder(cache=False).resolved_backend == "onnx-int8"
+
+    def listing():
+        return sorted(p.name for p in (system / "onnx").iterdir() if p.suffix != ".lock")
+
+    built = listing()
+    monkeypatch.setenv("EMBEDLAB_SYSTEM_GRAPHS", str(system / "onnx"))
+    monkeypatch.setenv("EMBEDLAB_ONNX_CACHE", str(user))  # a user's empty cache
+    enc = SentenceTransformerEncoder(cache=False)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="embedlab"):
+        assert enc.resolved_backend == "onnx-int8"  # the install-time verdict
+        vecs = enc.encode(["book a flight to rome", "play some jazz"])
+    assert vecs.shape == (2, 384)
+    assert enc.onnx_backend().graph_path.parent == system / "onnx"
+    assert "exporting" not in caplog.text
+    assert not user.exists() or not list(user.rglob("*.onnx"))  # nothing exported
+    assert (
+        sorted(p.name for p in (system / "onnx").iterdir() if not p.name.endswith(".lock")) == built
+    )

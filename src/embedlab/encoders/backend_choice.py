@@ -103,9 +103,13 @@ def _verdict(encoder: Any) -> dict[str, Any]:
     from filelock import FileLock
 
     from embedlab.atomic import atomic_write_bytes
+    from embedlab.encoders.onnx_backend import system_graph_dir
 
     path = _verdict_path(encoder)
     cached = _read_verdict(path, encoder)
+    system = system_graph_dir()
+    if cached is None and system is not None:  # one made at install time (make)
+        cached = _read_verdict(system / path.name, encoder)
     if cached is not None:
         return cached
     try:

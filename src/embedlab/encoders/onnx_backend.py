@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import warnings
@@ -27,7 +28,14 @@ import numpy as np
 
 from embedlab.errors import EncoderError
 
-__all__ = ["BACKENDS", "ONNX_EXPORT_VERSION", "OnnxBackend", "onnx_available", "unsupported"]
+__all__ = [
+    "BACKENDS",
+    "ONNX_EXPORT_VERSION",
+    "OnnxBackend",
+    "onnx_available",
+    "system_graph_dir",
+    "unsupported",
+]
 
 log = logging.getLogger("embedlab")
 
@@ -60,6 +68,18 @@ def unsupported(config: dict[str, Any], model_path: Path) -> str | None:
     if not (model_path / "tokenizer.json").is_file():
         return "the model has no tokenizer.json (fast tokenizer)"
     return None
+
+
+def system_graph_dir() -> Path | None:
+    """Where ``make`` prebuilds the packaged encoder's graph at install time
+    (``<venv>/share/embedlab/onnx``); ``$EMBEDLAB_SYSTEM_GRAPHS`` names another folder, or
+    "0" for none."""
+    value = os.environ.get("EMBEDLAB_SYSTEM_GRAPHS")
+    if value == "0":
+        return None
+    if value:
+        return Path(value)
+    return Path(sys.prefix) / "share" / "embedlab" / "onnx"
 
 
 def physical_cores() -> int:
@@ -125,6 +145,19 @@ class OnnxBackend:
             self._bundled = None
         self._warned_truncation = False
         self.max_length = int(config.get("max_seq_length") or 512)
+        # A graph built at install time (``make`` prebuilds the packaged encoder's) is used
+        # read-only when the cache has none; it is checked like any other before use.
+        self._from_system = False
+        system = system_graph_dir()
+        if (
+            self._bundled is None
+            and system is not None
+            and not self.graph_path.exists()
+            and (system / self.graph_path.name).is_file()
+            and (system / self.meta_path.name).is_file()
+        ):
+            self.cache_dir = system
+            self._from_system = True
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the settings; the session and tokenizer load again on first use."""
@@ -134,7 +167,7 @@ class OnnxBackend:
             _tokenizer=None,
             _lock=None,
             _private=None,
-            cache_dir=self._shared_cache_dir,
+            cache_dir=self.cache_dir if self._from_system else self._shared_cache_dir,
         )
         return state
 
@@ -225,6 +258,11 @@ class OnnxBackend:
             self._bundled = None
         if self._fresh():
             return self.graph_path
+        if self._from_system:  # stale or damaged: export into the user's cache instead
+            log.warning("the prebuilt ONNX graph %s does not match; exporting one", self.graph_path)
+            self.cache_dir, self._from_system = self._shared_cache_dir, False
+            if self._fresh():
+                return self.graph_path
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             with FileLock(str(self.graph_path) + ".lock", timeout=600):
