@@ -340,6 +340,16 @@ def test_semicolon_csv_and_utf16_files_are_read(tmp_path):
     assert read_texts(tmp_path / "u16.csv").texts == ["naïve café"]
 
 
+def test_an_explicit_delimiter_wins_over_the_sniffed_one(tmp_path):
+    f = tmp_path / "odd.csv"  # a header with a comma inside a ';'-delimited file
+    f.write_text("note,x;text;label\nn1;book a flight;travel\n")
+    with pytest.raises(DataFormatError, match="--delimiter"):
+        read_texts(f)  # the comma in the header is taken as the delimiter
+    assert read_texts(f, delimiter=";").texts == ["book a flight"]
+    res = invoke("encode", f, "-o", tmp_path / "s", "--delimiter", "@", "--label-col", "label")
+    assert "no text column" in _one_error_line(res)  # the option reaches the reader
+
+
 def test_directory_as_data_says_so(tmp_path):
     with pytest.raises(DataFormatError, match="is a directory"):
         read_texts(tmp_path)

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from embedlab.errors import RefusedOverwrite
+from embedlab.errors import RefusedOverwrite, StoreError
 
 __all__ = [
     "atomic_directory",
@@ -271,8 +271,6 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False) -> Iter
 
 def _check_writable_parent(path: Path) -> None:
     """Raise StoreError now, before any work, when ``path``'s folder cannot be written."""
-    from embedlab.errors import StoreError
-
     parent = path.parent
     while not parent.exists():
         if parent.parent == parent:
@@ -290,10 +288,13 @@ def _check_writable_parent(path: Path) -> None:
 
 
 def _same_file(a: Path, b: Path) -> bool:
+    """The same path, or two names (links) of one existing file."""
+    if a.absolute() == b.absolute():
+        return True
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
     except OSError:
-        return a.absolute() == b.absolute()
+        return False
 
 
 def check_output_file(
@@ -306,7 +307,7 @@ def check_output_file(
     """
     path = Path(path)
     for item in inputs:
-        if _same_file(path, Path(item)) or path.absolute() == Path(item).absolute():
+        if _same_file(path, Path(item)):
             raise RefusedOverwrite(f"{path} is also an input; write the output to another file")
     if path.is_dir():
         raise RefusedOverwrite(f"{path} is a directory; give a file name such as {path}/out.csv")
@@ -325,11 +326,8 @@ def check_output_dir(
     holds an input, the working directory or a parent of it; its folder must be writable.
     """
     path = Path(path)
-    for item in inputs:
-        if _same_file(path, Path(item)):
-            raise RefusedOverwrite(f"{path} is also an input; write the output elsewhere")
     if path.exists() and not force:
         raise RefusedOverwrite(f"{path} already exists; pass --force to replace it")
-    check_replaceable(path, inputs)
+    check_replaceable(path, inputs)  # refuses the input itself, or a folder holding one
     _check_writable_parent(path)
     return path

@@ -157,7 +157,8 @@ def _read_delimited(path: Path, delimiter: str | None) -> pa.Table:
             if len(row) != len(header):
                 raise DataFormatError(
                     f"{path}: line {reader.line_num} has {len(row)} fields, the header has "
-                    f"{len(header)} ({', '.join(header)})"
+                    f"{len(header)} ({', '.join(header)}) when split at {delimiter!r}; if the "
+                    "file uses another delimiter, name it with --delimiter"
                 )
             rows.append(row)
     except csv.Error as exc:
@@ -225,15 +226,8 @@ def _read_json(path: Path, splits: Sequence[str] | None) -> pa.Table:
                 split_col.append(split)
         if not texts:
             raise DataFormatError(f"{path}: the selected split(s) {chosen} are empty")
-        table = _columns_table({"text": texts, "label": raw_labels})
-        label = table.column("label")
-        if not pa.types.is_string(label.type):
-            label = pa.array(
-                [None if _is_missing(v) else str(v) for v in label.to_pylist()], type=pa.string()
-            )
-        return pa.table(
-            {"text": table.column("text"), "label": label, "split": pa.array(split_col)}
-        ).replace_schema_metadata(table.schema.metadata)
+        # Labels keep their JSON types: read_texts reads them, and says when 1 and "1" clash.
+        return _columns_table({"text": texts, "label": raw_labels, "split": split_col})
     raise DataFormatError(f"{path}: expected a list of objects or {{split: [[text, label], ...]}}")
 
 

@@ -133,16 +133,17 @@ class EmbeddingCache:
     def _open_ro(self) -> sqlite3.Connection | None:
         if not self.path.is_file():
             return None
+        uri = self.path.absolute().as_uri()
         for mode in ("ro", "ro&immutable=1"):
             try:
-                conn = sqlite3.connect(
-                    f"{self.path.absolute().as_uri()}?mode={mode}", uri=True, timeout=60.0
-                )
+                conn = sqlite3.connect(f"{uri}?mode={mode}", uri=True, timeout=60.0)
+            except sqlite3.Error:
+                continue
+            try:
                 conn.execute("SELECT 1 FROM vectors_v2 LIMIT 1").fetchall()
                 return conn
             except sqlite3.Error:
-                with contextlib.suppress(UnboundLocalError, sqlite3.Error):
-                    conn.close()
+                conn.close()
         return None
 
     def _set_aside(self, exc: Exception) -> bool:

@@ -294,7 +294,6 @@ class OnnxBackend:
 
     def _export(self, reference: tuple[list[str], Path] | None = None) -> None:
         import subprocess
-        import sys
 
         from embedlab.atomic import atomic_write_bytes
         from embedlab.manifest import sha256_file
@@ -633,8 +632,6 @@ def _quantise(src: Path, dst: Path) -> None:
 
 
 if __name__ == "__main__":  # the export child process (see OnnxBackend._export)
-    import sys
-
     try:
         build_graph(json.loads(sys.argv[1]))
     except Exception as exc:
