@@ -157,3 +157,18 @@ def test_cli_encode_with_a_backend(tmp_path):
     assert "backend onnx" in res.output
     res = runner.invoke(app, ["encode", str(data), "-o", str(tmp_path / "t"), "--backend", "tpu"])
     assert res.exit_code == 2 and "unknown backend 'tpu'" in res.output
+
+
+def test_sessions_per_core_give_the_single_session_answer(st_encoder_uncached):
+    """Batches dealt to one session per core come back in order, each text's vector what
+    one session gives; progress is reported per batch and adds up."""
+    texts = probe_texts()
+    vectors = {}
+    for threads in (1, 3):
+        runner = encoder(st_encoder_uncached, "onnx-int8").onnx_backend()
+        runner.threads = threads
+        seen: list[int] = []
+        vectors[threads] = runner.embed(texts, seen.append)
+        assert len(runner._sessions) == threads
+        assert sum(seen) == len(texts) and len(seen) > threads
+    np.testing.assert_array_equal(vectors[1], vectors[3])

@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,8 @@ __all__ = ["DEFAULT_MODEL_NAME", "SentenceTransformerEncoder", "default_model_pa
 log = logging.getLogger("embedlab")
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
-_CHUNK = 1024  # texts per call into the model (progress granularity)
+_CHUNK = 1024  # texts per call into the torch model (progress granularity)
+_ONNX_CHUNK = 8192  # texts per call into the ONNX runner (it reports progress per batch)
 _SKIP_FILES = {"README.md", ".gitattributes"}
 
 
@@ -293,10 +294,10 @@ class SentenceTransformerEncoder:
             show = len(todo) > 1000 if progress is None else progress
             vectors = np.empty((len(todo), self.dim), dtype=np.float32)
             with progress_bar(len(todo), "encoding", enabled=show) as advance:
-                for s in range(0, len(todo), _CHUNK):
-                    chunk = [texts[i] for i in todo[s : s + _CHUNK]]
-                    vectors[s : s + len(chunk)] = self._forward(chunk)
-                    advance(len(chunk))
+                step = _CHUNK if self.resolved_backend == "torch" else _ONNX_CHUNK
+                for s in range(0, len(todo), step):
+                    chunk = [texts[i] for i in todo[s : s + step]]
+                    vectors[s : s + len(chunk)] = self._forward(chunk, advance)
             for j, i in enumerate(todo):
                 out[missing[keys[i]]] = vectors[j]
             if self.cache:
@@ -474,21 +475,25 @@ class SentenceTransformerEncoder:
             self._runners[kind] = runner
         return runner
 
-    def _forward(self, texts: list[str]) -> np.ndarray:
+    def _forward(self, texts: list[str], advance: Callable[[int], Any] | None = None) -> np.ndarray:
+        """Vectors of ``texts`` from the resolved backend; ``advance(n)`` reports progress."""
         if self.resolved_backend != "torch":
-            vecs = self.onnx_backend().embed(texts)
+            vecs = self.onnx_backend().embed(texts, advance)
             if self.out_dim is not None:
                 vecs = vecs[:, : self.out_dim]
                 vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
             return np.ascontiguousarray(vecs, dtype=np.float32)
         if self.elastic:
-            return self._forward_elastic(texts)
-        vecs = self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            show_progress_bar=False,
-            convert_to_numpy=True,
-        )
+            vecs = self._forward_elastic(texts)
+        else:
+            vecs = self.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                show_progress_bar=False,
+                convert_to_numpy=True,
+            )
+        if advance is not None:
+            advance(len(texts))
         return np.asarray(vecs, dtype=np.float32)
 
     def _truncated_model(self, k: int) -> Any:
