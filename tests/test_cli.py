@@ -426,3 +426,47 @@ def test_report_command(tmp_path, demo_csvs):
     assert res.exit_code == 0, res.output
     res = invoke("report", tmp_path / "m", "-o", tmp_path / "x.html")
     assert res.exit_code == 2 and "needs DATA" in res.output
+
+
+def test_no_reject_turns_rejection_off_at_predict_and_evaluate_time(tmp_path, quick_model):
+    """Closed-set data: --no-reject gives the head's best class for every row without a
+    refit, and evaluate reports head accuracy beside accuracy either way."""
+    import csv
+
+    from embedlab.datasets import demo_path
+    from embedlab.pipeline import Pipeline
+
+    pipe = Pipeline.load(quick_model)
+    rows = list(csv.DictReader(demo_path("test").open(encoding="utf-8")))
+    # In-scope rows and a few nonsense inputs the detector rejects.
+    texts = [r["text"] for r in rows if r["label"] != "oos"] + ["zxq vlorp gnarble"] * 3
+    f = tmp_path / "in.csv"
+    with f.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text"])
+        w.writerows([t] for t in texts)
+    assert (pipe.predict(texts) == "oos").any()  # the default rejects some
+    closed = pipe.predict(texts, reject=False)
+    assert set(closed) <= set(pipe.classes_)
+    np.testing.assert_array_equal(closed, pipe.predict_details(texts, top_k=1)["top1_label"])
+
+    res = invoke("predict", quick_model, f, "-o", tmp_path / "p.csv", "--no-reject")
+    assert res.exit_code == 0, res.output
+    assert "rejection off" in res.output
+    got = list(csv.DictReader((tmp_path / "p.csv").open(encoding="utf-8")))
+    assert [r["label"] for r in got] == closed.tolist()
+    assert {r["out_of_scope"] for r in got} == {"false"}
+
+    labelled = tmp_path / "closed.csv"
+    with labelled.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text", "label"])
+        w.writerows([r["text"], r["label"]] for r in rows if r["label"] != "oos")
+    on = json.loads(invoke("evaluate", quick_model, labelled, "--json").stdout)
+    off = json.loads(invoke("evaluate", quick_model, labelled, "--json", "--no-reject").stdout)
+    assert on["rejection"] and not off["rejection"]
+    assert off["accuracy"] == off["head_accuracy"] == on["head_accuracy"]
+    assert off["in_scope_rejected"] == 0.0
+    res = invoke("evaluate", quick_model, labelled)
+    assert res.exit_code == 0 and "no out-of-scope rows" in res.output
+    assert "head_accuracy" in res.output

@@ -173,16 +173,22 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         """The head's probabilities over the in-scope ``classes_`` (out-of-scope aside)."""
         return self.head_.predict_proba(self._X(X))
 
-    def predict(self, X: Any) -> np.ndarray:
-        """A class of ``classes_`` per row, or ``oos_label`` where the detector rejects it."""
-        return self.predict_details(X, top_k=1)["label"]
+    def predict(self, X: Any, *, reject: bool = True) -> np.ndarray:
+        """A class of ``classes_`` per row, or ``oos_label`` where the detector rejects it
+        (never with ``reject=False``: then always the head's best class)."""
+        return self.predict_details(X, top_k=1, reject=reject)["label"]
 
-    def predict_details(self, X: Any, top_k: int = 3) -> dict[str, np.ndarray]:
-        """Label, novelty score, out-of-scope flag, and the top-k classes with probabilities."""
+    def predict_details(
+        self, X: Any, top_k: int = 3, *, reject: bool = True
+    ) -> dict[str, np.ndarray]:
+        """Label, novelty score, out-of-scope flag, and the top-k classes with probabilities.
+
+        ``reject=False`` turns rejection off without refitting: ``label`` is the head's best
+        class, ``out_of_scope`` is all false, ``score`` is still the novelty score."""
         X = self._X(X)
         proba = self.head_.predict_proba(X)
         scores = self.detector_.decision_function(X)
-        oos = scores > self.threshold_
+        oos = scores > self.threshold_ if reject else np.zeros(len(X), dtype=bool)
         k = min(top_k, proba.shape[1])
         top = np.argsort(-proba, axis=1)[:, :k]
         label = np.asarray(self.classes_[top[:, 0]], dtype=object)

@@ -254,23 +254,41 @@ class Pipeline:
             raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
         return self._features(self._encoder().encode(texts, progress=progress))  # validates
 
-    def predict(self, texts: Sequence[str], *, progress: bool | None = None) -> np.ndarray:
+    def predict(
+        self, texts: Sequence[str], *, reject: bool = True, progress: bool | None = None
+    ) -> np.ndarray:
         """The label of each text: one of ``classes_``, or ``oos_label`` when the detector
-        rejects it (the one label outside ``classes_`` a pipeline ever returns)."""
-        return self.predict_details(texts, top_k=1, progress=progress)["label"]
+        rejects it (the one label outside ``classes_`` a pipeline ever returns; never with
+        ``reject=False``)."""
+        return self.predict_details(texts, top_k=1, reject=reject, progress=progress)["label"]
 
     def predict_details(
-        self, texts: Sequence[str], *, top_k: int = 3, progress: bool | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        top_k: int = 3,
+        reject: bool = True,
+        progress: bool | None = None,
     ) -> dict[str, np.ndarray]:
         """Per text: ``label`` (as :meth:`predict`), ``score`` (novelty: higher = more out of
-        scope), ``out_of_scope``, and the ``top{i}_label`` / ``top{i}_prob`` of the head."""
-        return self.classifier.predict_details(self._vectors(texts, progress), top_k=top_k)
+        scope), ``out_of_scope``, and the ``top{i}_label`` / ``top{i}_prob`` of the head.
+        ``reject=False``: no rejection (closed-set data), the score is still given."""
+        return self.classifier.predict_details(
+            self._vectors(texts, progress), top_k=top_k, reject=reject
+        )
 
     def evaluate(
-        self, texts: Sequence[str], labels: Sequence[Any], *, progress: bool | None = None
+        self,
+        texts: Sequence[str],
+        labels: Sequence[Any],
+        *,
+        reject: bool = True,
+        progress: bool | None = None,
     ) -> dict[str, Any]:
         """Open-set metrics on labelled texts (see :func:`embedlab.metrics.evaluate_open_set`).
 
+        ``head_accuracy`` (no rejection) is always reported beside ``accuracy`` (a rejected
+        in-scope row counts as an error); ``reject=False`` evaluates with rejection off.
         Labels that are neither a known class nor ``oos_label`` raise a ValidationError.
         """
         start = time.perf_counter()
@@ -282,10 +300,11 @@ class Pipeline:
                 f"{len(unknown)} label(s) were not seen in training: {unknown[:10]}; relabel "
                 f"them {self.oos_label!r} to count them as out of scope"
             )
-        details = self.predict_details(texts, top_k=1, progress=progress)
+        details = self.predict_details(texts, top_k=1, reject=reject, progress=progress)
         metrics = evaluate_open_set(
             labels, details["label"], details["score"], self.oos_label, details["top1_label"]
         )
+        metrics["rejection"] = bool(reject)
         metrics["seconds"] = round(time.perf_counter() - start, 3)
         return metrics
 

@@ -59,6 +59,14 @@ ModelOption = Annotated[
 ForceOption = Annotated[
     bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists (and embedlab wrote it).")
 ]
+RejectOption = Annotated[
+    bool,
+    typer.Option(
+        "--reject/--no-reject",
+        help="Reject out-of-scope inputs (the default). --no-reject always gives the head's "
+        "best class, for closed-set data, without refitting.",
+    ),
+]
 SkipEmptyOption = Annotated[
     bool, typer.Option(help="Drop empty texts (and say how many) instead of failing.")
 ]

@@ -17,6 +17,7 @@ from embedlab.cli.common import (
     ForceOption,
     LabelColOption,
     ModelOption,
+    RejectOption,
     SkipEmptyOption,
     SplitOption,
     TextColOption,
@@ -172,6 +173,12 @@ def fit(
                 f"{adapted['steps']} of {adapted['planned_steps']} planned steps; the model "
                 "depends on this machine's speed (recorded in the bundle)"
             )
+        if info["training"]["n_oos"] == 0:
+            console.print(
+                f"no {oos_label!r} rows in the training data: the threshold rejects about "
+                f"{target_fpr:.0%} of in-scope inputs as out of scope. If your inputs are "
+                "always one of these classes, predict and evaluate with --no-reject."
+            )
         skipped = (info.get("selection") or {}).get("skipped")
         if skipped:
             err_console.print(
@@ -215,13 +222,15 @@ def predict(
             "only the id column.",
         ),
     ] = True,
+    reject: RejectOption = True,
     skip_empty: SkipEmptyOption = False,
     delimiter: DelimiterOption = None,
     backend: BackendOption = None,
     cache: CacheOption = True,
     force: ForceOption = False,
 ) -> None:
-    """Label texts with a fitted model; out-of-scope inputs get the model's oos label.
+    """Label texts with a fitted model; out-of-scope inputs get the model's oos label
+    (unless --no-reject).
 
     OUTPUT holds the input's columns, then: label, score (novelty: higher = more out of
     scope), out_of_scope, and the top-3 labels with their probabilities (a name the input
@@ -233,6 +242,8 @@ def predict(
       embedlab predict model/ new.csv -o predictions.csv
 
       embedlab predict model/ tickets.jsonl -o labelled.parquet --text-col body --id-col ticket_id
+
+      embedlab predict model/ new.csv -o predictions.csv --no-reject   [dim]# closed-set data[/]
     """
     from embedlab.pipeline import Pipeline
     from embedlab.readers import write_table
@@ -251,10 +262,11 @@ def predict(
             skip_empty=skip_empty,
             delimiter=delimiter,
         )
-        details = pipe.predict_details(table.texts)
+        details = pipe.predict_details(table.texts, reject=reject)
         write_table(_prediction_table(details, table, id_col, keep_columns), output)
         n_oos = int(details["out_of_scope"].sum())
-        console.print(f"wrote {output}: {plural(len(table), 'prediction')}, {n_oos} out of scope")
+        rejected = f"{n_oos} out of scope" if reject else "rejection off (--no-reject)"
+        console.print(f"wrote {output}: {plural(len(table), 'prediction')}, {rejected}")
 
 
 @app.command(rich_help_panel="Classify")
@@ -267,6 +279,7 @@ def evaluate(
     label_col: LabelColOption = "label",
     split: SplitOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    reject: RejectOption = True,
     skip_empty: SkipEmptyOption = False,
     delimiter: DelimiterOption = None,
     backend: BackendOption = None,
@@ -274,29 +287,43 @@ def evaluate(
 ) -> None:
     """Measure accuracy and out-of-scope detection on labelled data.
 
-    accuracy: in-scope rows, a rejection counts as an error; overall_accuracy: all rows, an
+    accuracy: in-scope rows, a rejection counts as an error; head_accuracy: the same rows
+    with no rejection (what closed-set classifiers report); overall_accuracy: all rows, an
     out-of-scope row is correct when rejected; oos_auroc and fpr_at_95_tpr from the
-    novelty scores.
+    novelty scores. On data with no out-of-scope rows, head_accuracy is the figure to
+    compare, and --no-reject evaluates (and `predict --no-reject` predicts) without
+    rejection.
 
-    [bold]Example[/]
+    [bold]Examples[/]
 
       embedlab evaluate model/ test.csv --json
+
+      embedlab evaluate model/ test.csv --no-reject
     """
     from embedlab.pipeline import Pipeline
 
     with user_errors():
         pipe = Pipeline.load(model_dir, cache=cache, backend=backend)
         table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)
-        metrics = pipe.evaluate(table.texts, table.labels)
+        metrics = pipe.evaluate(table.texts, table.labels, reject=reject)
         if as_json:
             print(json.dumps(metrics))
             return
         _print_metrics(metrics, title=f"{model_dir} on {data}")
+        if reject and not metrics["n_oos"] and metrics["accuracy"] is not None:
+            console.print(
+                f"no out-of-scope rows in {data.name}: head accuracy (no rejection) "
+                f"{metrics['head_accuracy']:.2%} is the figure comparable with closed-set "
+                f"classifiers; rejection turned {metrics['in_scope_rejected']:.2%} of the rows "
+                "away (--no-reject: predict and evaluate without it)"
+            )
 
 
 def _print_metrics(metrics: dict, title: str) -> None:
     table = Table(title=title, title_justify="left", show_header=False)
-    for key, value in metrics.items():
+    first = ("accuracy", "head_accuracy")  # side by side: with and without rejection
+    ordered = {k: metrics[k] for k in first if k in metrics} | metrics
+    for key, value in ordered.items():
         if isinstance(value, float):
             shown = f"{value:.2f} s" if key == "seconds" else f"{value:.4f}"
         else:
