@@ -152,7 +152,7 @@ def run_embedlab(train, oos_train, test, oos, fit_kw: dict) -> dict:
         "head": pipe.info["head"],
         "detector": pipe.info["detector"],
         "adapt": pipe.info.get("adapted")
-        and {k: pipe.info["adapted"].get(k) for k in ("steps", "epochs_done", "seconds")},
+        and {k: pipe.info["adapted"].get(k) for k in ("steps", "epochs_done", "seconds", "kept")},
     }
 
 

@@ -160,11 +160,7 @@ def fit(
             f"detector [bold]{info['detector']}[/], threshold {info['threshold']:.4g} at "
             f"target FPR {target_fpr:g}; "
             + (f"transform {transform}; " if transform else "")
-            + (
-                f"encoder adapted in {adapted['seconds']:.0f} s ({adapted['steps']} steps); "
-                if adapted
-                else "encoder frozen; "
-            )
+            + _adapt_summary(adapted)
             + f"{time.perf_counter() - t0:.1f} s in all"
         )
         if adapted and adapted.get("stopped_by_time_budget"):
@@ -185,6 +181,27 @@ def fit(
                 f"[yellow]warning:[/] --time-budget {time_budget:g} s skipped "
                 f"{', '.join(skipped)} in the head/detector selection (recorded in the bundle)"
             )
+
+
+def _adapt_summary(adapted: dict | None) -> str:
+    """One clause of fit's summary: what adaptation did and which checkpoint it kept."""
+    if not adapted:
+        return "encoder frozen; "
+    curve = adapted.get("validation_curve") or []
+    scores = f" (held-out accuracy {curve[0]['accuracy']:.1%} frozen" if curve else ""
+    if curve:
+        best = max(curve, key=lambda p: (p["accuracy"], p["step"]))
+        scores += f", best {best['accuracy']:.1%} at step {best['step']})"
+    if adapted.get("kept") == "frozen":
+        return (
+            f"adaptation ({adapted['steps']} steps, {adapted['seconds']:.0f} s) did not beat "
+            f"the frozen encoder on {adapted['validation_rows']} held-out rows{scores}: "
+            "encoder kept frozen; "
+        )
+    return (
+        f"encoder adapted in {adapted['seconds']:.0f} s ({adapted['steps']} steps, kept "
+        f"{adapted.get('kept', 'last')}{scores}); "
+    )
 
 
 def _prediction_table(details: dict, table, id_col: str | None, keep_columns: bool):
