@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from clinc150 import k_shot  # the same k-shot rows as benchmarks/clinc150.py
 
 from embedlab.datasets import clinc150_path, load_clinc150
 from embedlab.metrics import auroc
@@ -50,16 +51,6 @@ def domain_intents(which: str) -> set[str] | None:
     names = list(domains)
     chosen = [d for d in names if (d in TUNE) == (which == "tune")]
     return {i for d in chosen for i in domains[d]}
-
-
-def k_shot(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Indices of k random rows per label (all rows when k == 0)."""
-    if k == 0:
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    return np.concatenate(
-        [rng.choice(np.flatnonzero(labels == c), k, replace=False) for c in np.unique(labels)]
-    )
 
 
 def st_vectors(texts: list[str], cache: dict[str, np.ndarray]) -> np.ndarray:
