@@ -64,13 +64,16 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         self.time_budget = time_budget
         self.random_state = random_state
 
-    def fit(self, X: Any, y: Any, calibration_mask: Any = None) -> OpenSetClassifier:
+    def fit(
+        self, X: Any, y: Any, calibration_mask: Any = None, *, progress: bool | None = None
+    ) -> OpenSetClassifier:
         """Fit on in-scope rows; rows labelled ``oos_label`` only inform selection/calibration.
 
         ``calibration_mask`` marks in-scope rows whose vectors come from an encoder that never
         saw them (e.g. rows held out of encoder adaptation). When given, the threshold is set
         on those rows, scored by a detector fitted on the other rows; otherwise the detector
-        holds out its own ``calibration_split`` of the training rows.
+        holds out its own ``calibration_split`` of the training rows. ``progress`` draws a
+        bar over the selection folds (default: for more than 5,000 rows).
         """
         X, y = validate_estimator_data(self, X, y, reset=True, ensure_min_samples=2)
         X = np.asarray(X, dtype=np.float32)
@@ -114,6 +117,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
                 n_folds=self.cv,
                 time_budget=self.time_budget,
                 random_state=self.random_state,
+                progress=progress,
             )
             self.selection_ = asdict(sel)
             head = sel.head if head == "auto" else head

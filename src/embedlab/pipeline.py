@@ -215,7 +215,7 @@ class Pipeline:
         t_fit = time.perf_counter()
         self.chain_ = chain.fit(X[~is_oos] if (~is_oos).any() else X) if chain else None
         X = self._features(X)
-        self.classifier.fit(X, labels, calibration_mask=calibration_mask)
+        self.classifier.fit(X, labels, calibration_mask=calibration_mask, progress=progress)
         if validation is not None:
             v_texts = check_texts(validation[0])
             v_labels = check_labels(validation[1], len(v_texts)).astype(str)

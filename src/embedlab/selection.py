@@ -19,6 +19,7 @@ from sklearn.model_selection import train_test_split
 from embedlab.detect.registry import make_detector
 from embedlab.heads.registry import make_head
 from embedlab.metrics import auroc
+from embedlab.progress import progress_bar
 
 __all__ = [
     "AUTO_DETECTORS",
@@ -99,6 +100,7 @@ def select_head_and_detector(
     n_folds: int = 3,
     time_budget: float | None = None,
     random_state: int = 0,
+    progress: bool | None = None,
 ) -> Selection:
     """Cross-validate candidate heads (accuracy) and detectors (AUROC); return the best of each.
 
@@ -106,7 +108,8 @@ def select_head_and_detector(
     An explicit ``time_budget`` (seconds) caps it: candidates are tried cheapest first,
     and once the budget is spent the remaining ones are skipped (listed in
     ``Selection.skipped``) and no further fold starts; the first head and detector are
-    always evaluated on the first fold.
+    always evaluated on the first fold. ``progress`` draws a bar (default: for more than
+    5,000 rows).
     """
     default_heads, default_detectors = default_candidates()
     heads = default_heads if heads is None else heads
@@ -132,13 +135,16 @@ def select_head_and_detector(
                 continue
             scores[name].append(score(clone(est).fit(X[train], y[train]), *score_args))
 
-    for tr, va, nov in _folds(np.asarray(y), n_folds, random_state):
-        folds += 1
-        Xn = X[nov] if X_oos is None or len(X_oos) == 0 else np.vstack([X[nov], X_oos])
-        run("head", heads, h_scores, tr, _accuracy, X[va], y[va])
-        run("detector", detectors, d_scores, tr, _separation, X[va], Xn)
-        if time_budget is not None and time.perf_counter() - start > time_budget:
-            break
+    show = len(X) > 5000 if progress is None else progress
+    with progress_bar(n_folds, "choosing head and detector (folds)", enabled=show) as advance:
+        for tr, va, nov in _folds(np.asarray(y), n_folds, random_state):
+            folds += 1
+            Xn = X[nov] if X_oos is None or len(X_oos) == 0 else np.vstack([X[nov], X_oos])
+            run("head", heads, h_scores, tr, _accuracy, X[va], y[va])
+            run("detector", detectors, d_scores, tr, _separation, X[va], Xn)
+            advance(1)
+            if time_budget is not None and time.perf_counter() - start > time_budget:
+                break
     h_mean = {k: float(np.mean(v)) for k, v in h_scores.items() if v}
     d_mean = {k: float(np.mean(v)) for k, v in d_scores.items() if v}
     sel = Selection(
