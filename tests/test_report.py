@@ -66,6 +66,9 @@ def test_report_has_every_section_and_is_self_contained(demo_report):
     assert "<script" not in html
     assert html.count("<circle") + html.count("<path d=") == 102  # every test row mapped
     assert "oos_auroc" in html and "threshold" in html
+    # with and without rejection, side by side and first
+    a = html.index("accuracy (rejection = error)")
+    assert a < html.index("head accuracy (no rejection)") < html.index("macro_f1")
 
 
 def test_space_report_without_labels(tmp_path):
@@ -114,3 +117,17 @@ def test_a_plan_that_cannot_be_read_is_named(tmp_path):
         space_report(es, plan=tmp_path)
     with pytest.raises(ValidationError, match="cannot read a plan from"):
         space_report(es, plan=tmp_path / "missing.json")
+
+
+def test_report_on_closed_set_rows_says_which_accuracy_to_compare(quick_model):
+    from embedlab.datasets import load_demo
+    from embedlab.pipeline import Pipeline
+
+    test = load_demo("test")
+    rows = [i for i, y in enumerate(test.labels) if y != "oos"]
+    html = model_report(
+        Pipeline.load(quick_model),
+        [test.texts[i] for i in rows],
+        [test.labels[i] for i in rows],
+    )
+    assert "no out-of-scope examples" in html and "--no-reject" in html

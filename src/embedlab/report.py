@@ -210,7 +210,22 @@ def model_report(
     d = pipeline.classifier.predict_details(X)
     metrics = evaluate_open_set(y, d["label"], d["score"], oos, d["top1_label"])
     is_oos = y == oos
-    sections = [("Headline metrics", _cards({k: v for k, v in metrics.items()}))]
+    # Accuracy with and without rejection side by side, first: on closed-set data the
+    # second is the figure to compare with other classifiers.
+    first = {
+        "accuracy (rejection = error)": metrics["accuracy"],
+        "head accuracy (no rejection)": metrics["head_accuracy"],
+    }
+    rest = {k: v for k, v in metrics.items() if k not in ("accuracy", "head_accuracy")}
+    headline = _cards(first | rest)
+    if not metrics["n_oos"] and metrics["in_scope_rejected"] is not None:
+        headline += (
+            '<p class="note">These rows hold no out-of-scope examples: head accuracy is the '
+            "figure comparable with closed-set classifiers; the threshold rejected "
+            f"{metrics['in_scope_rejected']:.2%} of them (<code>embedlab predict --no-reject"
+            "</code> turns rejection off without refitting).</p>"
+        )
+    sections = [("Headline metrics", headline)]
 
     inside = ~is_oos
     wrong = inside & (d["top1_label"] != y)
