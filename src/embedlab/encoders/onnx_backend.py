@@ -43,6 +43,7 @@ BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 ONNX_EXPORT_VERSION = 3  # 2: per-token activation scales (batch-invariant int8); 3: int8 Q/K/V
 _MAX_BATCH_TOKENS = 4096  # tokens per ONNX Runtime call (batch rows x padded length)
 _MAX_BATCH_ROWS = 32
+_MAX_SESSIONS = 4  # ONNX Runtime sessions run side by side (each holds the graph)
 
 
 def onnx_available() -> str | None:
@@ -371,15 +372,18 @@ class OnnxBackend:
         return self._session
 
     def _load_session(self) -> None:
-        """One single-threaded session per core: :meth:`embed` runs batches on them side by
-        side, which measured 25-45 % faster for short texts than one session spreading
-        each small operator over the cores (benchmarks/encode_speed.py)."""
+        """Sessions that :meth:`embed` runs batches on side by side: one single-threaded
+        session per core up to ``_MAX_SESSIONS`` (on 2 cores this measured 25-45 % faster
+        for short texts than one session spreading each small operator over both cores,
+        docs/benchmarks.md), then the cores shared out among them, so memory stays at
+        ``_MAX_SESSIONS`` copies of the graph on a large machine."""
         import onnxruntime as ort
 
         path = self.ensure_exported()
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = 1
+        n_sessions = max(1, min(self.threads, _MAX_SESSIONS))
+        opts.intra_op_num_threads = max(1, self.threads // n_sessions)
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
@@ -396,11 +400,11 @@ class OnnxBackend:
             first = load()
         self._inputs = {i.name for i in first.get_inputs()}
         others: list[Any] = []
-        if self.threads > 1:  # ONNX Runtime builds sessions without the GIL: side by side
+        if n_sessions > 1:  # ONNX Runtime builds sessions without the GIL: side by side
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(self.threads - 1) as pool:
-                others = list(pool.map(lambda _: load(), range(self.threads - 1)))
+            with ThreadPoolExecutor(n_sessions - 1) as pool:
+                others = list(pool.map(lambda _: load(), range(n_sessions - 1)))
         self._sessions = [first, *others]
         self._session = first  # published last: other threads test it without the lock
 
