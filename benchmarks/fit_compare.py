@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -110,9 +111,14 @@ def run_setfit(train, test, oos, seed: int) -> dict | None:
 
     t0 = time.perf_counter()
     model = SetFitModel.from_pretrained(str(default_model_path()), local_files_only=True)
-    args = TrainingArguments(batch_size=16, num_iterations=20, num_epochs=1, seed=seed)
     data = Dataset.from_dict({"text": list(train[0]), "label": list(train[1])})
-    Trainer(model=model, args=args, train_dataset=data).train()
+    # SetFit's trainer writes checkpoints under output_dir ("checkpoints/" in the working
+    # directory by default): keep them in a temporary folder, removed afterwards.
+    with tempfile.TemporaryDirectory(prefix="embedlab-setfit-") as out:
+        args = TrainingArguments(
+            output_dir=out, batch_size=16, num_iterations=20, num_epochs=1, seed=seed
+        )
+        Trainer(model=model, args=args, train_dataset=data).train()
     fit_s = time.perf_counter() - t0
     pred = np.asarray(model.predict(list(test[0])))
     probs_t = np.asarray(model.predict_proba(list(test[0])))
