@@ -154,9 +154,11 @@ def adapt_encoder(
 
     def score(at: int) -> None:
         nonlocal best
-        acc = _prototype_accuracy(model, tokenize, protos, val_texts, val_y)
-        curve.append((at, round(acc, 4)))
-        if at == 0 or acc >= best[0]:  # ties: the later checkpoint
+        # Rounded once: the recorded curve, this running best and choose_checkpoint all
+        # compare the same numbers.
+        acc = round(_prototype_accuracy(model, tokenize, protos, val_texts, val_y), 4)
+        curve.append((at, acc))
+        if at == 0 or acc >= best[0]:  # ties: the later checkpoint, as in choose_checkpoint
             state = (
                 None if at == 0 else {k: v.detach().clone() for k, v in model.state_dict().items()}
             )

@@ -194,15 +194,17 @@ class Pipeline:
             # The adapted model lives here until save() copies it into a bundle; it is
             # deleted with this pipeline.
             weakref.finalize(self, shutil.rmtree, work, ignore_errors=True)
-            held = calibration_mask & ~is_oos
             encoder, adapt_report = adapt_encoder(
                 encoder,
                 [t for t, keep in zip(texts, train_rows, strict=True) if keep],
                 labels[train_rows],
                 work / ENCODER_DIR,
                 self.adapt_config,
-                # The same held-out rows pick the best checkpoint (or the frozen encoder).
-                validation=([t for t, h in zip(texts, held, strict=True) if h], labels[held]),
+                # The same held-out (in-scope) rows pick the checkpoint, or the frozen encoder.
+                validation=(
+                    [t for t, h in zip(texts, calibration_mask, strict=True) if h],
+                    labels[calibration_mask],
+                ),
                 progress=progress,
             )
             adapt_report["calibration_rows"] = int(calibration_mask.sum())
