@@ -61,3 +61,35 @@ def test_singular_residuals_stay_invertible():
 def test_unit_rows_handles_zero():
     U = unit_rows(np.array([[3.0, 4.0], [0.0, 0.0]]))
     np.testing.assert_allclose(U, [[0.6, 0.8], [0, 0]])
+
+
+def test_oas_matches_scikit_learn():
+    from sklearn.covariance import oas
+
+    rng = np.random.default_rng(4)
+    for n, d in [(50, 20), (10, 40)]:
+        R = rng.normal(size=(n, d)) * rng.uniform(0.5, 2, size=d)
+        ours, a = shrunk_covariance(R, "oas")
+        ref, b = oas(R, assume_centered=True)
+        assert a == pytest.approx(b, rel=1e-6)
+        np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6 * np.trace(ref) / d)
+
+
+def test_scatter_stats_add_and_subtract_exactly():
+    from embedlab.covariance import ScatterStats, shrunk_covariance_from_stats
+
+    rng = np.random.default_rng(5)
+    A, B = rng.normal(size=(30, 8)), rng.normal(size=(12, 8))
+    whole = ScatterStats.of(np.vstack([A, B]))
+    parts = ScatterStats.of(A) + ScatterStats.of(B)
+    for method in ("ledoit-wolf", "oas", 0.2):
+        np.testing.assert_allclose(
+            shrunk_covariance_from_stats(parts, method)[0],
+            shrunk_covariance(np.vstack([A, B]), method)[0],
+            rtol=1e-10,
+        )
+    back = whole - ScatterStats.of(B)
+    assert back.n == 30
+    np.testing.assert_allclose(back.scatter, A.T @ A, atol=1e-9)
+    with pytest.raises(ValidationError, match="at least 2"):
+        shrunk_covariance_from_stats(ScatterStats.of(A[:1]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import asdict
 from typing import Any
@@ -14,8 +15,10 @@ from embedlab.detect.base import threshold_at_fpr
 from embedlab.detect.registry import DETECTORS, make_detector
 from embedlab.errors import ValidationError
 from embedlab.heads.registry import HEADS, make_head
+from embedlab.heads.teen import Teen
 from embedlab.selection import select_head_and_detector
-from embedlab.validation import validate_estimator_data
+from embedlab.splits import calibration_holdout
+from embedlab.validation import check_labels, validate_estimator_data
 
 __all__ = ["DETECTORS", "HEADS", "OpenSetClassifier", "make_detector", "make_head"]
 
@@ -44,6 +47,19 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         every fold, so the choice depends on the data only). A cap that skips candidates
         is recorded in ``selection_.skipped``.
     random_state : int, default 0
+    keep_rows : bool, default True
+        Keep the training vectors (float32, n × d, plus the out-of-scope rows) in the fitted
+        model, so that :meth:`add_classes` and :meth:`remove_classes` can refit the
+        detector and recalibrate its threshold later. False saves that space; the model
+        then cannot change its class set.
+
+    Changing the class set
+    ----------------------
+    :meth:`add_classes` and :meth:`remove_classes` return a new classifier. Prototype and
+    Gaussian heads are updated in closed form (equal to a fit on the new class set, to
+    float tolerance); other heads are refitted on the kept rows. The detector is refitted
+    on the kept rows and its threshold recalibrated at ``target_fpr`` on held-out in-scope
+    rows, as in :meth:`fit`. No head or detector is re-selected.
     """
 
     def __init__(
@@ -55,6 +71,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         cv: int = 3,
         time_budget: float | None = None,
         random_state: int = 0,
+        keep_rows: bool = True,
     ):
         self.head = head
         self.detector = detector
@@ -63,6 +80,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         self.cv = cv
         self.time_budget = time_budget
         self.random_state = random_state
+        self.keep_rows = keep_rows
 
     def fit(
         self, X: Any, y: Any, calibration_mask: Any = None, *, progress: bool | None = None
@@ -127,6 +145,24 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         self.head_ = (make_head(head) if isinstance(head, str) else clone(head)).fit(X_in, y_in)
         det = make_detector(detector) if isinstance(detector, str) else clone(detector)
         det.set_params(target_fpr=self.target_fpr)
+        self._fit_detector(det, X_in, y_in, calib)
+        self.classes_ = self.head_.classes_
+        self._set_oos_recall(X_oos)
+        if self.keep_rows:
+            self.train_X_ = X_in
+            self.train_class_ = np.searchsorted(self.classes_, y_in).astype(np.int64)
+            self.train_held_ = (
+                np.zeros(len(y_in), dtype=bool) if calib is None else calib.astype(bool)
+            )
+            self.train_oos_X_ = X_oos
+        return self
+
+    def _fit_detector(
+        self, det: Any, X_in: np.ndarray, y_in: np.ndarray, calib: np.ndarray | None
+    ) -> None:
+        """Fit ``det`` on the in-scope rows and set the threshold: on the ``calib`` rows,
+        scored by a copy fitted on the others, when given; else by the detector's own
+        held-out split."""
         if calib is not None and calib.sum() > 0 and (~calib).sum() >= 2:
             det.set_params(calibration_split=0.0)
             held = clone(det).fit(X_in[~calib], y_in[~calib]).decision_function(X_in[calib])
@@ -135,15 +171,157 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
             self.detector_.threshold_ = threshold_at_fpr(held, self.target_fpr)
         else:
             self.detector_ = det.fit(X_in, y_in)
-        self.classes_ = self.head_.classes_
         self.threshold_ = float(self.detector_.threshold_)
-        self.n_oos_train_ = int(is_oos.sum())
+
+    def _set_oos_recall(self, X_oos: np.ndarray) -> None:
+        self.n_oos_train_ = len(X_oos)
         if self.n_oos_train_:
             s = self.detector_.decision_function(X_oos)
             self.oos_train_recall_ = float((s > self.threshold_).mean())
         else:
             self.oos_train_recall_ = None
-        return self
+
+    # ------------------------------------------------------------ class-set changes
+    def _kept_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        check_is_fitted(self, "detector_")
+        if not hasattr(self, "train_X_"):
+            raise ValidationError(
+                "this model does not keep its training vectors (fitted with keep_rows=False, "
+                "or saved by an older embedlab), so it cannot add or remove classes; refit it"
+            )
+        labels = np.asarray(self.classes_, dtype=object)[self.train_class_]
+        return self.train_X_, labels, self.train_held_, self.train_oos_X_
+
+    def add_classes(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        teen: bool | str | Teen = "auto",
+        calibration_fraction: float = 0.1,
+    ) -> OpenSetClassifier:
+        """A new classifier that also knows the classes of (X, y); this one is unchanged.
+
+        Rows labelled ``oos_label`` join the out-of-scope rows (used for reporting only).
+        ``teen``: "auto" moves the mean of each added class with at most 10 examples toward
+        similar known classes (TEEN; prototype and Gaussian heads), True does so for every
+        added class, False for none; or a :class:`~embedlab.heads.teen.Teen`. When the
+        threshold was calibrated on held-out rows, ``calibration_fraction`` of each added
+        class (at most half of it) is held out the same way. Raises ValidationError for
+        labels that are classes already or no in-scope row; warns for a class of one row.
+        """
+        X_old, y_old, held_old, oos_old = self._kept_rows()
+        X = self._X(X)
+        y = check_labels(y, len(X)).astype(str).astype(object)
+        is_oos = y == str(self.oos_label)
+        X_new, y_new = X[~is_oos], y[~is_oos]
+        if len(y_new) == 0:
+            raise ValidationError(
+                f"every row is labelled {self.oos_label!r}: there is no class to add"
+            )
+        added, counts = np.unique(y_new, return_counts=True)
+        known = np.intersect1d(added.astype(str), np.asarray(self.classes_).astype(str))
+        if known.size:
+            raise ValidationError(
+                f"{known.size} label(s) are classes of this model already: "
+                f"{known[:10].tolist()}; add_classes adds new classes only (refit to add "
+                "examples to a known class, or rename the new class)"
+            )
+        singles = added[counts < 2]
+        if singles.size:
+            log.warning(
+                "%d added class(es) have a single example (%s): their prototype is that one "
+                "point%s",
+                singles.size,
+                ", ".join(map(str, singles[:5])),
+                " moved toward similar classes (TEEN)" if teen is not False else "",
+            )
+        teen_cfg = _teen_config(teen)
+        out = copy.deepcopy(self)
+        if hasattr(self.head_, "add_classes"):
+            out.head_ = self.head_.add_classes(X_new, y_new, teen=teen_cfg)
+            head_update = "closed form"
+        else:
+            out.head_ = clone(self.head_).fit(np.vstack([X_old, X_new]), np.r_[y_old, y_new])
+            head_update = "refit on kept rows"
+        held_new = np.zeros(len(y_new), dtype=bool)
+        if held_old.any():
+            held_new = calibration_holdout(
+                y_new, np.zeros(len(y_new), dtype=bool), calibration_fraction, self.random_state
+            )
+        out._refit(
+            np.vstack([X_old, X_new]),
+            np.r_[y_old, y_new],
+            np.r_[held_old, held_new],
+            np.vstack([oos_old, X[is_oos]]),
+        )
+        out.update_ = {
+            "op": "add",
+            "classes": [str(c) for c in added],
+            "rows": len(y_new),
+            "oos_rows": int(is_oos.sum()),
+            "head_update": head_update,
+            "teen_classes": sorted(
+                set(map(str, getattr(out.head_, "teen_classes_", [])))
+                - set(map(str, getattr(self.head_, "teen_classes_", [])))
+            ),
+            "threshold_before": self.threshold_,
+            "threshold": out.threshold_,
+        }
+        return out
+
+    def remove_classes(self, labels: Any) -> OpenSetClassifier:
+        """A new classifier without the classes ``labels`` (and their kept rows); this one is
+        unchanged. Unknown labels, or leaving fewer than 2 classes, raise ValidationError."""
+        X_old, y_old, held_old, oos_old = self._kept_rows()
+        if isinstance(labels, str):
+            labels = [labels]
+        drop = sorted({str(v) for v in labels})
+        names = [str(c) for c in self.classes_]
+        unknown = sorted(set(drop) - set(names))
+        if not drop:
+            raise ValidationError("remove_classes needs at least one label")
+        if unknown:
+            raise ValidationError(
+                f"{len(unknown)} label(s) are not classes of this model: {unknown[:10]} "
+                f"(it has {len(names)}: {names[:10]}{'...' if len(names) > 10 else ''})"
+            )
+        if len(names) - len(drop) < 2:
+            raise ValidationError(
+                f"removing {len(drop)} of {len(names)} classes would leave "
+                f"{len(names) - len(drop)}; a classifier needs at least 2"
+            )
+        gone = np.isin(y_old.astype(str), drop)
+        out = copy.deepcopy(self)
+        if hasattr(self.head_, "remove_classes"):
+            out.head_ = self.head_.remove_classes(drop, X_old[gone], y_old[gone])
+            head_update = "closed form"
+        else:
+            out.head_ = clone(self.head_).fit(X_old[~gone], y_old[~gone])
+            head_update = "refit on kept rows"
+        out._refit(X_old[~gone], y_old[~gone], held_old[~gone], oos_old)
+        out.update_ = {
+            "op": "remove",
+            "classes": drop,
+            "rows": int(gone.sum()),
+            "head_update": head_update,
+            "threshold_before": self.threshold_,
+            "threshold": out.threshold_,
+        }
+        return out
+
+    def _refit(
+        self, X_in: np.ndarray, y_in: np.ndarray, held: np.ndarray, X_oos: np.ndarray
+    ) -> None:
+        """After the head changed: refit the detector on the kept rows, recalibrate the
+        threshold, and keep the new rows."""
+        self.classes_ = self.head_.classes_
+        self._fit_detector(clone(self.detector_), X_in, y_in, held if held.any() else None)
+        self._set_oos_recall(X_oos)
+        self.train_X_ = np.ascontiguousarray(X_in, dtype=np.float32)
+        self.train_class_ = np.searchsorted(self.classes_, y_in).astype(np.int64)
+        self.train_held_ = held
+        self.train_oos_X_ = np.asarray(X_oos, dtype=np.float32).reshape(-1, X_in.shape[1])
 
     def calibrate(self, X_in: Any, target_fpr: float | None = None) -> OpenSetClassifier:
         """Re-set the threshold from held-out in-scope rows (e.g. a validation split)."""
@@ -202,3 +380,15 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
             out[f"top{j + 1}_label"] = np.asarray(self.classes_[top[:, j]], dtype=object)
             out[f"top{j + 1}_prob"] = proba[np.arange(len(X)), top[:, j]].astype(np.float32)
         return out
+
+
+def _teen_config(teen: bool | str | Teen | None) -> Teen | None:
+    if isinstance(teen, Teen):
+        return teen
+    if teen == "auto":
+        return Teen()
+    if teen is True:
+        return Teen(max_shots=None)
+    if teen is False or teen is None:
+        return None
+    raise ValidationError(f"teen must be 'auto', True, False or a Teen, not {teen!r}")

@@ -15,6 +15,7 @@ checksums and versions and never unpickles.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -42,11 +43,11 @@ from embedlab.encoders.sentence_transformer import encoder_from_spec
 from embedlab.errors import StoreError, ValidationError
 from embedlab.metrics import evaluate_open_set
 from embedlab.openset import OpenSetClassifier
-from embedlab.splits import take_per_label
+from embedlab.splits import calibration_holdout
 from embedlab.transforms import TransformChain
 from embedlab.validation import check_labels
 
-__all__ = ["BUNDLE_FORMAT_VERSION", "Pipeline", "should_adapt"]
+__all__ = ["BUNDLE_FORMAT_VERSION", "Pipeline", "calibration_holdout", "should_adapt"]
 
 log = logging.getLogger("embedlab")
 
@@ -59,20 +60,6 @@ AUTO_ADAPT_MIN_PER_CLASS = 5
 def should_adapt(n_texts: int, n_classes: int) -> bool:
     """The ``adapt="auto"`` rule (measured on CLINC150, see docs/benchmarks.md)."""
     return n_classes >= 2 and n_texts / n_classes >= AUTO_ADAPT_MIN_PER_CLASS
-
-
-def calibration_holdout(
-    labels: np.ndarray, is_oos: np.ndarray, fraction: float, seed: int = 0
-) -> np.ndarray:
-    """Mask of in-scope rows to keep out of adaptation: ``fraction`` of each class (rounded,
-    at most half the class), chosen with a fixed seed; a class of one row keeps it."""
-    mask = np.zeros(len(labels), dtype=bool)
-    mask[~is_oos] = take_per_label(
-        labels[~is_oos],
-        lambda counts: np.minimum(np.floor(fraction * counts + 0.5), counts // 2),
-        seed,
-    )
-    return mask
 
 
 def training_fingerprint(texts: Sequence[str], labels: Sequence[str]) -> str:
@@ -127,6 +114,7 @@ class Pipeline:
         self.adapt_config = adapt_config
         self.info: dict[str, Any] = {}
         self._adapted_dir: Path | None = None
+        self._work: _TempDir | None = None
 
     @property
     def oos_label(self) -> str:
@@ -192,8 +180,9 @@ class Pipeline:
             train_rows = ~is_oos & ~calibration_mask
             work = Path(tempfile.mkdtemp(prefix="embedlab-adapt-"))
             # The adapted model lives here until save() copies it into a bundle; it is
-            # deleted with this pipeline.
-            weakref.finalize(self, shutil.rmtree, work, ignore_errors=True)
+            # deleted with the last pipeline that uses it (this one, or one derived from it
+            # by add_classes / remove_classes).
+            self._work = _TempDir(work)
             encoder, adapt_report = adapt_encoder(
                 encoder,
                 [t for t, keep in zip(texts, train_rows, strict=True) if keep],
@@ -253,6 +242,7 @@ class Pipeline:
             ),
             "selection": self.classifier.selection_,
         }
+        self.info["lineage"] = _lineage(None, {"op": "fit", "training": self.info["training"]})
         return self
 
     def _vectors(self, texts: Sequence[str], progress: bool | None) -> np.ndarray:
@@ -313,6 +303,72 @@ class Pipeline:
         metrics["rejection"] = bool(reject)
         metrics["seconds"] = round(time.perf_counter() - start, 3)
         return metrics
+
+    # ------------------------------------------------------------ class-set changes
+    def add_classes(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[Any],
+        *,
+        teen: Any = "auto",
+        progress: bool | None = None,
+    ) -> Pipeline:
+        """A new pipeline that also knows the classes of (texts, labels); no encoder
+        training, no head re-selection (see :meth:`OpenSetClassifier.add_classes`: closed-form
+        head update, TEEN for few-shot classes, threshold recalibrated). This one is unchanged.
+        """
+        texts = check_texts(texts)
+        labels = check_labels(labels, len(texts)).astype(str)
+        clf = self.classifier.add_classes(
+            self._vectors(texts, progress),
+            labels,
+            teen=teen,
+            calibration_fraction=self.calibration_fraction,
+        )
+        change = dict(clf.update_)
+        change["rows_fingerprint"] = training_fingerprint(texts, labels)
+        return self._child(clf, change)
+
+    def remove_classes(self, labels: Sequence[str] | str) -> Pipeline:
+        """A new pipeline without the classes ``labels``; this one is unchanged."""
+        if not hasattr(self.classifier, "detector_"):
+            raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
+        clf = self.classifier.remove_classes(labels)
+        return self._child(clf, dict(clf.update_))
+
+    def _child(self, classifier: OpenSetClassifier, change: dict[str, Any]) -> Pipeline:
+        child = Pipeline(
+            encoder=self.encoder,
+            classifier=classifier,
+            adapt=False,
+            adapt_config=self.adapt_config,
+            calibration_fraction=self.calibration_fraction,
+            transform=self.transform,
+        )
+        child.chain_ = self.chain_
+        child._adapted_dir, child._work = self._adapted_dir, self._work
+        info = json.loads(json.dumps(self.info, default=_json_default))
+        training = info.setdefault("training", {})
+        counts = dict(training.get("label_counts", {}))
+        kept = np.asarray(classifier.train_class_)
+        names = [str(c) for c in classifier.classes_]
+        class_counts = np.bincount(kept, minlength=len(names))
+        counts = {k: v for k, v in counts.items() if k == self.oos_label or k in names}
+        counts.update({n: int(c) for n, c in zip(names, class_counts, strict=True)})
+        if change.get("oos_rows"):
+            counts[self.oos_label] = counts.get(self.oos_label, 0) + int(change["oos_rows"])
+        training["label_counts"] = dict(sorted(counts.items()))
+        training["n"] = int(sum(counts.values()))
+        training["n_oos"] = int(counts.get(self.oos_label, 0))
+        info["threshold"] = classifier.threshold_
+        info["calibrated_on"] = (
+            "rows held out of adaptation (kept rows, recalibrated after the class change)"
+            if classifier.train_held_.any()
+            else "a held-out split of the kept training rows (recalibrated after the class change)"
+        )
+        info["lineage"] = _lineage(self.info, change)
+        child.info = info
+        return child
 
     # ------------------------------------------------------------------ bundle
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -398,6 +454,43 @@ class Pipeline:
         pipe.chain_ = chain
         pipe.info = doc.get("info", {})
         return pipe
+
+
+class _TempDir:
+    """A temporary folder removed when the last object holding it goes away."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        weakref.finalize(self, shutil.rmtree, path, ignore_errors=True)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON data")
+
+
+def _lineage(parent_info: dict[str, Any] | None, change: dict[str, Any]) -> dict[str, Any]:
+    """Version, fingerprint and history of a model: a fit is version 1; each class change
+    makes a child whose fingerprint hashes its parent's with the change."""
+    parent = None
+    history: list[dict[str, Any]] = []
+    version = 1
+    if parent_info is not None:
+        prev = parent_info.get("lineage") or _lineage(
+            None, {"op": "fit", "training": parent_info.get("training", {})}
+        )
+        parent, version = prev["fingerprint"], int(prev["version"]) + 1
+        history = [*prev.get("history", []), {"version": version, **change}]
+    payload = json.dumps({"parent": parent, "change": change}, sort_keys=True, default=str)
+    return {
+        "version": version,
+        "fingerprint": hashlib.sha256(payload.encode("utf-8")).hexdigest(),
+        "parent": parent,
+        "history": history,
+    }
 
 
 def _chain_from_state(path: Path, config: Any, arrays: dict[str, np.ndarray]) -> TransformChain:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["holdout_per_label", "take_per_label"]
+__all__ = ["calibration_holdout", "holdout_per_label", "take_per_label"]
 
 
 def take_per_label(
@@ -31,3 +31,17 @@ def holdout_per_label(labels: np.ndarray, test_size: float, seed: int = 0) -> np
     return take_per_label(
         labels, lambda counts: np.clip(np.rint(test_size * counts), 1, counts - 1), seed
     )
+
+
+def calibration_holdout(
+    labels: np.ndarray, is_oos: np.ndarray, fraction: float, seed: int = 0
+) -> np.ndarray:
+    """Mask of in-scope rows to keep out of adaptation: ``fraction`` of each class (rounded,
+    at most half the class), chosen with a fixed seed; a class of one row keeps it."""
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[~is_oos] = take_per_label(
+        labels[~is_oos],
+        lambda counts: np.minimum(np.floor(fraction * counts + 0.5), counts // 2),
+        seed,
+    )
+    return mask

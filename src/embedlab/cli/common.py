@@ -122,7 +122,9 @@ def rate(r: float) -> str:
 
 
 def plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word}" + ("es" if word.endswith(("s", "sh", "ch", "x")) else "s")
 
 
 @contextlib.contextmanager

@@ -13,7 +13,34 @@ from sklearn.utils.validation import check_is_fitted
 from embedlab.errors import ValidationError
 from embedlab.validation import validate_estimator_data
 
-__all__ = ["EmbeddingClassifier"]
+__all__ = ["ClassSetChange", "EmbeddingClassifier"]
+
+
+class ClassSetChange:
+    """How a head's per-class arrays map onto a changed class set.
+
+    After :meth:`EmbeddingClassifier._plan_add` or ``_plan_remove``: ``classes`` is the new
+    sorted class list, ``take(old, new)`` builds a per-class array for it from the old
+    classes' rows and the added classes' rows, and ``old_to_new`` maps an old class index
+    to its new one (−1 when removed).
+    """
+
+    def __init__(self, classes: np.ndarray, order: np.ndarray, n_old: int) -> None:
+        self.classes = classes
+        self._order = order  # positions into concat(kept old, added), sorted by label
+        inverse = np.empty(len(order), dtype=np.int64)
+        inverse[order] = np.arange(len(order))
+        self._inverse = inverse
+        self.n_old = n_old
+
+    def take(self, old: np.ndarray, new: np.ndarray | None = None) -> np.ndarray:
+        """Per-class rows for the new class set (old rows already filtered by a removal)."""
+        rows = old if new is None or len(new) == 0 else np.concatenate([old, new])
+        return rows[self._order]
+
+    def position(self, index: np.ndarray) -> np.ndarray:
+        """New class index of entries of concat(kept old, added) given by ``index``."""
+        return self._inverse[np.asarray(index, dtype=np.int64)]
 
 
 class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
@@ -42,6 +69,50 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "classes_")
         X = validate_estimator_data(self, X, reset=False)
         return np.asarray(X, dtype=np.float32)
+
+    def _plan_add(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, ClassSetChange]:
+        """Validate rows of classes to add: (X float32, class index into the added classes,
+        change). Labels already known raise a ValidationError."""
+        check_is_fitted(self, "classes_")
+        X, y = validate_estimator_data(self, X, y, reset=False)
+        y = np.asarray(y)
+        added, y_idx = np.unique(y, return_inverse=True)
+        known = np.intersect1d(added.astype(str), np.asarray(self.classes_).astype(str))
+        if known.size:
+            raise ValidationError(
+                f"{type(self).__name__}: {known.size} label(s) are classes already: "
+                f"{known[:10].tolist()}; add_classes adds new classes only (refit to add "
+                "examples to a known class)"
+            )
+        merged = np.concatenate([np.asarray(self.classes_, dtype=object), added.astype(object)])
+        order = np.argsort(merged, kind="stable")
+        return (
+            np.asarray(X, dtype=np.float32),
+            y_idx,
+            ClassSetChange(merged[order], order, len(self.classes_)),
+        )
+
+    def _plan_remove(self, labels: Any) -> tuple[np.ndarray, ClassSetChange]:
+        """Validate labels to remove: (keep mask over the old classes, change)."""
+        check_is_fitted(self, "classes_")
+        names = np.asarray(self.classes_).astype(str)
+        drop = np.unique(np.asarray([str(v) for v in labels], dtype=object)).astype(str)
+        if drop.size == 0:
+            raise ValidationError("remove_classes needs at least one label")
+        unknown = np.setdiff1d(drop, names)
+        if unknown.size:
+            raise ValidationError(
+                f"{unknown.size} label(s) are not classes of this model: {unknown[:10].tolist()} "
+                f"(it has {len(names)}: {names[:10].tolist()}{'...' if len(names) > 10 else ''})"
+            )
+        keep = ~np.isin(names, drop)
+        if keep.sum() < 2:
+            raise ValidationError(
+                f"removing {drop.size} of {len(names)} classes would leave "
+                f"{int(keep.sum())}; a classifier needs at least 2"
+            )
+        kept = np.asarray(self.classes_, dtype=object)[keep]
+        return keep, ClassSetChange(kept, np.arange(len(kept)), int(keep.sum()))
 
     def class_scores(self, X: Any) -> np.ndarray:  # pragma: no cover - abstract
         """Scores (logits) of every class, (n, n_classes)."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
 
-from embedlab.covariance import mahalanobis_to_means, shrunk_covariance
+from embedlab.covariance import ScatterStats, mahalanobis_to_means, shrunk_covariance_from_stats
 from embedlab.errors import ValidationError
-from embedlab.heads.base import EmbeddingClassifier
+from embedlab.heads.base import ClassSetChange, EmbeddingClassifier
+from embedlab.heads.teen import Teen, teen_shift
+from embedlab.validation import validate_estimator_data
 from embedlab.vectors import class_means, unit_rows
 
 __all__ = ["GaussianClassifier"]
@@ -35,26 +38,140 @@ class GaussianClassifier(EmbeddingClassifier):
         self.normalize = normalize
 
     def fit(self, X: Any, y: Any) -> GaussianClassifier:
+        self._check_covariance()
+        X, y_idx = self._validate_fit(X, y)
+        k = len(self.classes_)
+        means, counts, stats, sq = self._class_stats(X, y_idx, k)
+        self.means_ = means
+        self.class_counts_ = counts
+        self.teen_classes_ = np.asarray([], dtype=object)
+        if self.covariance == "shared":
+            self._set_shared(stats)
+        else:
+            self.class_sq_ = sq
+            self._set_diagonal()
+        return self
+
+    def _check_covariance(self) -> None:
         if self.covariance not in ("shared", "diagonal"):  # hyperparameters before data
             raise ValidationError(
                 f"GaussianClassifier: covariance must be 'shared' or 'diagonal', "
                 f"got {self.covariance!r}"
             )
-        X, y_idx = self._validate_fit(X, y)
+
+    def _class_stats(
+        self, X: np.ndarray, y_idx: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray, ScatterStats | None, np.ndarray | None]:
+        """Means, counts and within-class statistics of classes 0..k-1 of ``y_idx``: the pooled
+        :class:`ScatterStats` (shared) or the per-class mean squared residuals (diagonal)."""
         Z = unit_rows(X) if self.normalize else X
-        k = len(self.classes_)
-        self.means_ = class_means(Z, y_idx, k)
-        R = Z - self.means_[y_idx]
+        means = class_means(Z, y_idx, k)
+        counts = np.bincount(y_idx, minlength=k).astype(np.int64)
+        R = Z - means[y_idx]
         if self.covariance == "shared":
-            cov, self.shrinkage_ = shrunk_covariance(R, self.shrinkage)
-            self.precision_ = np.linalg.inv(cov).astype(np.float32)
+            return means, counts, ScatterStats.of(R), None
+        return means, counts, None, class_means(R.astype(np.float64) ** 2, y_idx, k)
+
+    def _set_shared(self, stats: ScatterStats) -> None:
+        self.scatter_ = stats.scatter
+        self.scatter_n_ = stats.n
+        self.scatter_fourth_ = stats.fourth
+        cov, self.shrinkage_ = shrunk_covariance_from_stats(stats, self.shrinkage)
+        self.precision_ = np.linalg.inv(cov).astype(np.float32)
+
+    def _stats(self) -> ScatterStats:
+        if not hasattr(self, "scatter_"):
+            raise ValidationError(
+                "this Gaussian head was saved by an older embedlab without its scatter "
+                "statistics; refit it to add or remove classes"
+            )
+        return ScatterStats(self.scatter_, self.scatter_n_, self.scatter_fourth_)
+
+    def _set_diagonal(self) -> None:
+        w = self.class_counts_.astype(np.float64)[:, None]
+        pooled = (self.class_sq_ * w).sum(axis=0) / w.sum()
+        alpha = 0.5 if isinstance(self.shrinkage, str) else float(self.shrinkage)
+        var = (1 - alpha) * self.class_sq_ + alpha * pooled[None, :]
+        self.variances_ = np.maximum(var, 1e-8).astype(np.float32)
+        self.shrinkage_ = alpha
+
+    def add_classes(self, X: Any, y: Any, *, teen: Teen | None = None) -> GaussianClassifier:
+        """A copy that also knows the classes of (X, y): means appended, the pooled
+        covariance and its shrinkage re-estimated in closed form — equal, to float
+        tolerance, to a fit on the union. With ``teen``, few-shot added classes have their
+        means moved toward similar known means (:mod:`embedlab.heads.teen`)."""
+        X, y_idx, change = self._plan_add(X, y)
+        m = int(y_idx.max()) + 1
+        means, counts, stats, sq = self._class_stats(X, y_idx, m)
+        shifted = np.zeros(m, dtype=bool)
+        if teen is not None:
+            shifted = np.asarray([teen.applies(int(c)) for c in counts])
+            means[shifted] = teen_shift(means[shifted], self.means_, teen)
+        out = copy.deepcopy(self)
+        self._apply(out, change, means, counts)
+        if self.covariance == "shared":
+            out._set_shared(self._stats() + stats)
         else:
-            pooled = (R.astype(np.float64) ** 2).mean(axis=0)
-            alpha = 0.5 if isinstance(self.shrinkage, str) else float(self.shrinkage)
-            var = (1 - alpha) * class_means(R**2, y_idx, k) + alpha * pooled[None, :]
-            self.variances_ = np.maximum(var, 1e-8).astype(np.float32)
-            self.shrinkage_ = alpha
-        return self
+            out.class_sq_ = change.take(self.class_sq_, sq)
+            out._set_diagonal()
+        added = change.classes[change.position(np.arange(m) + change.n_old)]
+        out.teen_classes_ = np.asarray(
+            sorted([*map(str, self.teen_classes_), *map(str, added[shifted])]), dtype=object
+        )
+        return out
+
+    def remove_classes(self, labels: Any, X: Any = None, y: Any = None) -> GaussianClassifier:
+        """A copy without the classes ``labels``. The shared covariance needs those classes'
+        training rows (``X``, ``y``) to take their scatter out exactly."""
+        keep, change = self._plan_remove(labels)
+        out = copy.deepcopy(self)
+        self._apply(out, change, None, None, keep=keep)
+        if self.covariance == "shared":
+            if X is None or y is None:
+                raise ValidationError(
+                    "removing classes from a shared-covariance Gaussian head needs their "
+                    "training rows (X, y) to take their scatter out of the pooled covariance"
+                )
+            X, y = validate_estimator_data(self, X, y, reset=False)
+            y = np.asarray([str(v) for v in y], dtype=object)
+            gone = set(map(str, np.asarray(self.classes_)[~keep]))
+            if set(y.tolist()) != gone:
+                raise ValidationError(
+                    "X, y must hold the training rows of exactly the removed classes"
+                )
+            _, y_idx = np.unique(y, return_inverse=True)
+            _, counts, stats, _ = self._class_stats(np.asarray(X, np.float32), y_idx, len(gone))
+            if not np.array_equal(np.sort(counts), np.sort(self.class_counts_[~keep])):
+                raise ValidationError(
+                    "X, y do not match the removed classes' training rows (row counts differ)"
+                )
+            out._set_shared(self._stats() - stats)
+        else:
+            out.class_sq_ = self.class_sq_[keep]
+            out._set_diagonal()
+        kept = set(map(str, change.classes))
+        out.teen_classes_ = np.asarray([c for c in self.teen_classes_ if c in kept], dtype=object)
+        return out
+
+    def _apply(
+        self,
+        out: GaussianClassifier,
+        change: ClassSetChange,
+        means: np.ndarray | None,
+        counts: np.ndarray | None,
+        keep: np.ndarray | None = None,
+    ) -> None:
+        if not hasattr(self, "class_counts_"):
+            raise ValidationError(
+                "this Gaussian head was saved by an older embedlab without its class counts; "
+                "refit it to add or remove classes"
+            )
+        if keep is not None:
+            out.means_, out.class_counts_ = self.means_[keep], self.class_counts_[keep]
+        else:
+            out.means_ = change.take(self.means_, means)
+            out.class_counts_ = change.take(self.class_counts_, counts)
+        out.classes_ = change.classes
 
     def mahalanobis(self, X: Any) -> np.ndarray:
         """Squared Mahalanobis distance of each row to each class mean, (n, n_classes)."""

@@ -1,0 +1,139 @@
+"""`embedlab add-classes`, `remove-classes` and `discover`: changing a model's class set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from embedlab.cli.common import (
+    BackendOption,
+    CacheOption,
+    DelimiterOption,
+    ForceOption,
+    LabelColOption,
+    SkipEmptyOption,
+    SplitOption,
+    TextColOption,
+    app,
+    check_output_dir,
+    console,
+    plural,
+    read_labelled,
+    user_errors,
+)
+
+PANEL = "Change the class set"
+
+
+def _describe_change(pipe, output: Path) -> str:
+    lineage = pipe.info["lineage"]
+    change = lineage["history"][-1]
+    verb = "added" if change["op"] == "add" else "removed"
+    names = change["classes"]
+    shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+    text = (
+        f"wrote {output} (version {lineage['version']}): {verb} {plural(len(names), 'class')} "
+        f"({shown}; {plural(change['rows'], 'row')}), now {len(pipe.classes_)} classes; head "
+        f"updated {change['head_update']}; threshold {change['threshold_before']:.4g} → "
+        f"{change['threshold']:.4g} (recalibrated at target FPR "
+        f"{pipe.classifier.target_fpr:g})"
+    )
+    if change.get("teen_classes"):
+        text += f"; TEEN moved {plural(len(change['teen_classes']), 'few-shot class')}"
+    return text
+
+
+@app.command("add-classes", rich_help_panel=PANEL)
+def add_classes(
+    model_dir: Annotated[Path, typer.Argument(help="A model bundle made by `embedlab fit`.")],
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Labelled rows of the new classes (CSV, TSV, JSONL, JSON, Parquet), e.g. a "
+            "reviewed clusters.csv from `embedlab discover`."
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory to write the new model to.")
+    ],
+    text_col: TextColOption = "text",
+    label_col: LabelColOption = "label",
+    split: SplitOption = None,
+    teen: Annotated[
+        str,
+        typer.Option(
+            help="Move the means of few-shot new classes toward similar known classes (TEEN): "
+            "auto (classes with ≤ 10 examples), on (all added classes) or off."
+        ),
+    ] = "auto",
+    skip_empty: SkipEmptyOption = False,
+    delimiter: DelimiterOption = None,
+    backend: BackendOption = None,
+    cache: CacheOption = True,
+    force: ForceOption = False,
+) -> None:
+    """Add classes to a fitted model without refitting it.
+
+    The encoder stays as it is and the head and detector are not re-chosen: prototype and
+    Gaussian heads take the new classes in closed form (the same model a fit on all the
+    classes would give), other heads are refitted on the rows the model keeps; the detector
+    is refitted and its threshold recalibrated so the in-scope rejection target still
+    holds. Rows labelled with the model's oos label join its out-of-scope examples. The new
+    model records its parent's fingerprint, what changed and a version number.
+
+    [bold]Examples[/]
+
+      embedlab add-classes model/ new_intents.csv -o model_v2/
+
+      embedlab add-classes model/ found/clusters.csv -o model_v2/ --label-col label
+    """
+    from embedlab.errors import ValidationError
+    from embedlab.pipeline import Pipeline
+
+    with user_errors():
+        check_output_dir(output, force, data, model_dir)
+        if teen not in ("auto", "on", "off"):
+            raise ValidationError(f"--teen must be auto, on or off, not {teen!r}")
+        pipe = Pipeline.load(model_dir, cache=cache, backend=backend)
+        table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)
+        new = pipe.add_classes(
+            table.texts, table.labels, teen={"auto": "auto", "on": True, "off": False}[teen]
+        )
+        new.save(output, overwrite=force)
+        console.print(_describe_change(new, output))
+
+
+@app.command("remove-classes", rich_help_panel=PANEL)
+def remove_classes(
+    model_dir: Annotated[Path, typer.Argument(help="A model bundle made by `embedlab fit`.")],
+    labels: Annotated[list[str], typer.Argument(help="Classes to remove.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory to write the new model to.")
+    ],
+    backend: BackendOption = None,
+    cache: CacheOption = True,
+    force: ForceOption = False,
+) -> None:
+    """Remove classes from a fitted model without refitting it.
+
+    Their kept training rows are dropped, prototype and Gaussian heads lose them in closed
+    form (other heads are refitted on the remaining rows), and the detector is refitted and
+    its threshold recalibrated. Inputs of a removed class are then predicted as another
+    class or rejected as out of scope.
+
+    [bold]Examples[/]
+
+      embedlab remove-classes model/ cancel_order -o model_v3/
+
+      embedlab remove-classes model/ pto_request pto_balance -o model_v3/
+    """
+    from embedlab.pipeline import Pipeline
+
+    with user_errors():
+        check_output_dir(output, force, model_dir)
+        pipe = Pipeline.load(model_dir, cache=cache, backend=backend)
+        new = pipe.remove_classes(labels)
+        new.save(output, overwrite=force)
+        console.print(_describe_change(new, output))
