@@ -50,6 +50,7 @@ SAVED_KINDS = {
     "bundle": ("bundle.json", "embedlab.bundle"),
     "embedding_set": ("manifest.json", "embedlab.embedding_set"),
     "index": ("index.json", "embedlab.index"),
+    "discovery": ("summary.json", "embedlab.discovery"),
 }
 
 

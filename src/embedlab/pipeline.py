@@ -250,6 +250,10 @@ class Pipeline:
             raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
         return self._features(self._encoder().encode(texts, progress=progress))  # validates
 
+    def embed(self, texts: Sequence[str], *, progress: bool | None = None) -> np.ndarray:
+        """The vectors the classifier sees for ``texts`` (encoder, then the fitted transform)."""
+        return self._vectors(check_texts(texts), progress)
+
     def predict(
         self, texts: Sequence[str], *, reject: bool = True, progress: bool | None = None
     ) -> np.ndarray:

@@ -22,7 +22,7 @@ from embedlab import plots
 from embedlab.errors import ValidationError
 from embedlab.vectors import principal_directions
 
-__all__ = ["model_report", "space_report", "write_report"]
+__all__ = ["discovery_report", "discovery_section", "model_report", "space_report", "write_report"]
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1080px;color:#222}
@@ -347,6 +347,65 @@ def space_report(
     if plan is not None:
         sections.append(("Layer × dimension quality", _plan_heatmap(plan)))
     return _page(title, sections, f"built in {time.perf_counter() - start:.1f} s by embedlab.")
+
+
+def discovery_section(
+    summary: dict[str, Any],
+    X: np.ndarray,
+    names: Sequence[str],
+    texts: Sequence[str],
+    *,
+    max_points: int = 3000,
+    seed: int = 0,
+) -> str:
+    """The "Discovered classes" section: counts, one row per cluster (size, distinctive
+    words, most central texts) and a map of the rows coloured by cluster (noise = ×)."""
+    cards = _cards(
+        {
+            "rows read": summary["n_rows"],
+            "rows clustered": summary["n_selected"],
+            "clusters (k estimated)": summary["k_estimated"],
+            "noise rows": summary["n_noise"],
+        }
+    )
+    rows = [
+        (c["id"], c["name"], c["size"], ", ".join(c["words"]), " · ".join(c["central_texts"]))
+        for c in summary["clusters"]
+    ]
+    table = _table(["id", "suggested name", "rows", "distinctive words", "most central"], rows)
+    note = (
+        f'<p class="note">{escape(summary["selection"])}; clusters under '
+        f"{summary['min_size']} rows are noise. Review clusters.csv (rename a cluster in its "
+        "label column, or delete its rows), then <code>embedlab add-classes MODEL "
+        "clusters.csv -o NEW_MODEL</code>.</p>"
+    )
+    noise = str(summary.get("noise_label", "noise"))
+    hover = [f"{str(t)[:160]} — {g}" for t, g in zip(texts, names, strict=True)]
+    groups = np.asarray([str(g) for g in names], dtype=object)
+    plot = (
+        _map(X, groups, hover, max_points=max_points, seed=seed, highlight=noise)
+        if len(X) >= 3
+        else ""
+    )
+    return cards + note + table + plot
+
+
+def discovery_report(
+    summary: dict[str, Any],
+    X: np.ndarray,
+    names: Sequence[str],
+    texts: Sequence[str],
+    *,
+    title: str = "embedlab discover",
+) -> str:
+    """A page holding :func:`discovery_section`."""
+    start = time.perf_counter()
+    section = discovery_section(summary, X, names, texts)
+    return _page(
+        title,
+        [("Discovered classes", section)],
+        f"built in {time.perf_counter() - start:.1f} s by embedlab.",
+    )
 
 
 def write_report(html: str, path: str | Path) -> Path:
