@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from embedlab.detect.base import threshold_at_fpr
+from embedlab.detect.base import calibration_rows, threshold_at_fpr
 from embedlab.detect.registry import DETECTORS, make_detector
 from embedlab.errors import ValidationError
 from embedlab.heads.registry import HEADS, make_head
@@ -145,6 +145,14 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         self.head_ = (make_head(head) if isinstance(head, str) else clone(head)).fit(X_in, y_in)
         det = make_detector(detector) if isinstance(detector, str) else clone(detector)
         det.set_params(target_fpr=self.target_fpr)
+        if calib is None or not calib.any():
+            # the detector's own held-out split, made here so the model knows its rows
+            calib = calibration_rows(
+                y_in,
+                len(y_in),
+                float(det.get_params().get("calibration_split", 0.0) or 0.0),
+                int(det.get_params().get("random_state", 0)),
+            )
         self._fit_detector(det, X_in, y_in, calib)
         self.classes_ = self.head_.classes_
         self._set_oos_recall(X_oos)
@@ -160,17 +168,26 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
     def _fit_detector(
         self, det: Any, X_in: np.ndarray, y_in: np.ndarray, calib: np.ndarray | None
     ) -> None:
-        """Fit ``det`` on the in-scope rows and set the threshold: on the ``calib`` rows,
-        scored by a copy fitted on the others, when given; else by the detector's own
-        held-out split."""
+        """Fit ``det`` on the in-scope rows and set the threshold on the ``calib`` rows,
+        scored by a copy fitted on the others (kept as ``calibration_detector_`` when the
+        detector can be updated in place, for later class changes); without usable
+        ``calib`` rows, on the detector's training scores."""
+        self.calibration_detector_ = None
         if calib is not None and calib.sum() > 0 and (~calib).sum() >= 2:
             det.set_params(calibration_split=0.0)
-            held = clone(det).fit(X_in[~calib], y_in[~calib]).decision_function(X_in[calib])
-            self.detector_ = det.fit(X_in, y_in)
-            self.detector_.calibration_scores_ = held
-            self.detector_.threshold_ = threshold_at_fpr(held, self.target_fpr)
+            cal = clone(det).fit(X_in[~calib], y_in[~calib])
+            self._set_threshold(det.fit(X_in, y_in), cal.decision_function(X_in[calib]))
+            if getattr(cal, "updates_in_place", False):
+                self.calibration_detector_ = cal
         else:
+            det.set_params(calibration_split=0.0)
             self.detector_ = det.fit(X_in, y_in)
+            self.threshold_ = float(self.detector_.threshold_)
+
+    def _set_threshold(self, detector: Any, held_scores: np.ndarray) -> None:
+        self.detector_ = detector
+        self.detector_.calibration_scores_ = np.asarray(held_scores, dtype=np.float32)
+        self.detector_.threshold_ = threshold_at_fpr(held_scores, self.target_fpr)
         self.threshold_ = float(self.detector_.threshold_)
 
     def _set_oos_recall(self, X_oos: np.ndarray) -> None:
@@ -198,16 +215,16 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         y: Any,
         *,
         teen: bool | str | Teen = "auto",
-        calibration_fraction: float = 0.1,
+        calibration_fraction: float | None = None,
     ) -> OpenSetClassifier:
         """A new classifier that also knows the classes of (X, y); this one is unchanged.
 
         Rows labelled ``oos_label`` join the out-of-scope rows (used for reporting only).
         ``teen``: "auto" moves the mean of each added class with at most 10 examples toward
         similar known classes (TEEN; prototype and Gaussian heads), True does so for every
-        added class, False for none; or a :class:`~embedlab.heads.teen.Teen`. When the
-        threshold was calibrated on held-out rows, ``calibration_fraction`` of each added
-        class (at most half of it) is held out the same way. Raises ValidationError for
+        added class, False for none; or a :class:`~embedlab.heads.teen.Teen`. The same
+        share of each added class as of the known ones (or ``calibration_fraction``; at
+        most half a class) is held out to recalibrate the threshold on. Raises ValidationError for
         labels that are classes already or no in-scope row; warns for a class of one row.
         """
         X_old, y_old, held_old, oos_old = self._kept_rows()
@@ -239,28 +256,51 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         teen_cfg = _teen_config(teen)
         out = copy.deepcopy(self)
         if hasattr(self.head_, "add_classes"):
-            out.head_ = self.head_.add_classes(X_new, y_new, teen=teen_cfg)
-            head_update = "closed form"
+            out.head_ = self.head_.add_classes(X_new, y_new, teen=teen_cfg, X_old=X_old)
+            head_update = _HEAD_UPDATE.get(type(self.head_).__name__, "in place")
         else:
             out.head_ = clone(self.head_).fit(np.vstack([X_old, X_new]), np.r_[y_old, y_new])
             head_update = "refit on kept rows"
         held_new = np.zeros(len(y_new), dtype=bool)
         if held_old.any():
+            # as large a share of each added class as the model holds out of the known ones
+            fraction = calibration_fraction if calibration_fraction is not None else held_old.mean()
             held_new = calibration_holdout(
-                y_new, np.zeros(len(y_new), dtype=bool), calibration_fraction, self.random_state
+                y_new, np.zeros(len(y_new), dtype=bool), fraction, self.random_state
             )
-        out._refit(
-            np.vstack([X_old, X_new]),
-            np.r_[y_old, y_new],
-            np.r_[held_old, held_new],
-            np.vstack([oos_old, X[is_oos]]),
-        )
+        cal = getattr(self, "calibration_detector_", None)
+        if cal is not None and held_old.any():
+            # update the detector and its calibration copy instead of refitting them
+            out.classes_ = out.head_.classes_
+            cal = cal.add_classes(X_new[~held_new], y_new[~held_new], X_old=X_old[~held_old])
+            held_X = np.vstack([X_old[held_old], X_new[held_new]])
+            out._set_threshold(
+                self.detector_.add_classes(X_new, y_new, X_old=X_old),
+                cal.decision_function(held_X),
+            )
+            out.calibration_detector_ = cal
+            out._keep(
+                np.vstack([X_old, X_new]),
+                np.r_[y_old, y_new],
+                np.r_[held_old, held_new],
+                np.vstack([oos_old, X[is_oos]]),
+            )
+            detector_update = "updated in place"
+        else:
+            out._refit(
+                np.vstack([X_old, X_new]),
+                np.r_[y_old, y_new],
+                np.r_[held_old, held_new],
+                np.vstack([oos_old, X[is_oos]]),
+            )
+            detector_update = "refit on kept rows"
         out.update_ = {
             "op": "add",
             "classes": [str(c) for c in added],
             "rows": len(y_new),
             "oos_rows": int(is_oos.sum()),
             "head_update": head_update,
+            "detector_update": detector_update,
             "teen_classes": sorted(
                 set(map(str, getattr(out.head_, "teen_classes_", [])))
                 - set(map(str, getattr(self.head_, "teen_classes_", [])))
@@ -295,16 +335,31 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         out = copy.deepcopy(self)
         if hasattr(self.head_, "remove_classes"):
             out.head_ = self.head_.remove_classes(drop, X_old[gone], y_old[gone])
-            head_update = "closed form"
+            head_update = _HEAD_UPDATE.get(type(self.head_).__name__, "in place")
         else:
             out.head_ = clone(self.head_).fit(X_old[~gone], y_old[~gone])
             head_update = "refit on kept rows"
-        out._refit(X_old[~gone], y_old[~gone], held_old[~gone], oos_old)
+        cal = getattr(self, "calibration_detector_", None)
+        if cal is not None and (held_old & ~gone).any():
+            out.classes_ = out.head_.classes_
+            fitted = gone & ~held_old  # the removed rows the calibration copy was fitted on
+            cal = cal.remove_classes(drop, X_old[fitted], y_old[fitted])
+            out._set_threshold(
+                self.detector_.remove_classes(drop, X_old[gone], y_old[gone]),
+                cal.decision_function(X_old[held_old & ~gone]),
+            )
+            out.calibration_detector_ = cal
+            out._keep(X_old[~gone], y_old[~gone], held_old[~gone], oos_old)
+            detector_update = "updated in place"
+        else:
+            out._refit(X_old[~gone], y_old[~gone], held_old[~gone], oos_old)
+            detector_update = "refit on kept rows"
         out.update_ = {
             "op": "remove",
             "classes": drop,
             "rows": int(gone.sum()),
             "head_update": head_update,
+            "detector_update": detector_update,
             "threshold_before": self.threshold_,
             "threshold": out.threshold_,
         }
@@ -317,6 +372,11 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         threshold, and keep the new rows."""
         self.classes_ = self.head_.classes_
         self._fit_detector(clone(self.detector_), X_in, y_in, held if held.any() else None)
+        self._keep(X_in, y_in, held, X_oos)
+
+    def _keep(
+        self, X_in: np.ndarray, y_in: np.ndarray, held: np.ndarray, X_oos: np.ndarray
+    ) -> None:
         self._set_oos_recall(X_oos)
         self.train_X_ = np.ascontiguousarray(X_in, dtype=np.float32)
         self.train_class_ = np.searchsorted(self.classes_, y_in).astype(np.int64)
@@ -380,6 +440,14 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
             out[f"top{j + 1}_label"] = np.asarray(self.classes_[top[:, j]], dtype=object)
             out[f"top{j + 1}_prob"] = proba[np.arange(len(X)), top[:, j]].astype(np.float32)
         return out
+
+
+#: How each head takes a class change (reported in ``update_``).
+_HEAD_UPDATE = {
+    "PrototypeClassifier": "closed form",
+    "GaussianClassifier": "closed form",
+    "LinearClassifier": "new classes' weights fitted, known ones kept",
+}
 
 
 def _teen_config(teen: bool | str | Teen | None) -> Teen | None:

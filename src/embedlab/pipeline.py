@@ -327,7 +327,6 @@ class Pipeline:
             self._vectors(texts, progress),
             labels,
             teen=teen,
-            calibration_fraction=self.calibration_fraction,
         )
         change = dict(clf.update_)
         change["rows_fingerprint"] = training_fingerprint(texts, labels)

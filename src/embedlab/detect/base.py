@@ -13,7 +13,27 @@ from sklearn.utils.validation import check_is_fitted
 from embedlab.errors import ValidationError
 from embedlab.validation import NO_Y, validate_estimator_data
 
-__all__ = ["NoveltyDetector", "threshold_at_fpr"]
+__all__ = ["NoveltyDetector", "calibration_rows", "threshold_at_fpr"]
+
+
+def calibration_rows(
+    y: np.ndarray | None, n: int, split: float, random_state: int
+) -> np.ndarray | None:
+    """Mask of the rows a detector holds out to set its threshold: ``split`` of them,
+    stratified by label when every label has 2+ rows (None when ``split`` is 0 or there
+    are fewer than 10 rows: then the threshold is set on the training scores)."""
+    if not 0.0 < split < 1.0 or n < 10:
+        return None
+    strat = None
+    if y is not None:
+        _, counts = np.unique(y, return_counts=True)
+        strat = y if counts.min() >= 2 and int(split * len(y)) >= len(counts) else None
+    _, held = train_test_split(
+        np.arange(n), test_size=split, stratify=strat, random_state=random_state
+    )
+    mask = np.zeros(n, dtype=bool)
+    mask[held] = True
+    return mask
 
 
 def threshold_at_fpr(in_scope_scores: np.ndarray, target_fpr: float) -> float:
@@ -81,20 +101,11 @@ class NoveltyDetector(BaseEstimator):
             y = np.asarray(y)
         X = np.asarray(X, dtype=np.float32)
         split = float(getattr(self, "calibration_split", 0.0) or 0.0)
+        held = calibration_rows(y, X.shape[0], split, getattr(self, "random_state", 0))
         held_scores = None
-        if 0.0 < split < 1.0 and X.shape[0] >= 10:
-            strat = None
-            if y is not None:
-                _, counts = np.unique(y, return_counts=True)
-                strat = y if counts.min() >= 2 and int(split * len(y)) >= len(counts) else None
-            idx_a, idx_b = train_test_split(
-                np.arange(X.shape[0]),
-                test_size=split,
-                stratify=strat,
-                random_state=getattr(self, "random_state", 0),
-            )
-            self._fit(X[idx_a], None if y is None else y[idx_a])
-            held_scores = self._score(X[idx_b])
+        if held is not None:
+            self._fit(X[~held], None if y is None else y[~held])
+            held_scores = self._score(X[held])
         self._fit(X, y)
         if held_scores is None:  # too little data to hold out: calibrate on training scores
             held_scores = self._score(X)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,28 @@ class MaxProbDetector(NoveltyDetector):
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return 1.0 - self.head_.predict_proba(X).max(axis=1)
+
+    def add_classes(self, X: Any, y: Any, *, X_old: Any) -> MaxProbDetector:
+        """A copy whose head also knows the classes of (X, y) (the head's own
+        ``add_classes``; ``X_old`` = the rows it was fitted on). The threshold is not
+        changed: recalibrate it (OpenSetClassifier.add_classes does)."""
+        out = copy.deepcopy(self)
+        out.head_ = self.head_.add_classes(X, y, X_old=X_old)
+        return out
+
+    def remove_classes(self, labels: Any, X: Any = None, y: Any = None) -> MaxProbDetector:
+        """A copy whose head has lost the classes ``labels`` (``X``, ``y``: their rows, which
+        a shared-covariance head needs). The threshold is not changed."""
+        out = copy.deepcopy(self)
+        out.head_ = self.head_.remove_classes(labels, X, y)
+        return out
+
+    @property
+    def updates_in_place(self) -> bool:
+        """Whether :meth:`add_classes` / :meth:`remove_classes` can update this detector
+        (its head has them)."""
+        head = getattr(self, "head_", None)
+        return hasattr(head, "add_classes") and hasattr(head, "remove_classes")
 
 
 class EnergyDetector(MaxProbDetector):

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize
+from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
+from embedlab.errors import ValidationError
 from embedlab.heads.base import EmbeddingClassifier
+from embedlab.validation import check_vectors
 from embedlab.vectors import unit_rows
 
 __all__ = ["LinearClassifier"]
@@ -84,6 +89,71 @@ class LinearClassifier(EmbeddingClassifier):
             if acc > best_acc:
                 best, best_acc = float(C), acc
         return best
+
+    def add_classes(
+        self, X: Any, y: Any, *, teen: Any = None, X_old: Any = None
+    ) -> LinearClassifier:
+        """A copy that also knows the classes of (X, y): the known classes' weights stay as
+        they are and only the new classes' weights and biases are fitted (same L2 strength
+        ``C_``), by L-BFGS on the softmax over all classes, with the rows of the known
+        classes ``X_old`` (their labels are not needed) as the negatives. Not equal to a
+        refit on the union — docs/benchmarks.md measures the gap. ``teen`` does not apply
+        (there are no class means to move)."""
+        if X_old is None:
+            raise ValidationError(
+                "adding classes to a linear head needs the known classes' rows (X_old): the new "
+                "classes' weights are fitted against them"
+            )
+        X, y_idx, change = self._plan_add(X, y)
+        X_old = check_vectors(X_old, name="X_old", dim=self.coef_.shape[1])
+        m = int(y_idx.max()) + 1
+        Z = np.vstack([X_old, X]).astype(np.float32)
+        if self.normalize:
+            Z = unit_rows(Z)
+        fixed = (Z @ self.coef_.T + self.intercept_).astype(np.float64)
+        # The known classes' logits are fixed: only their log-sum-exp enters the softmax's
+        # normaliser, and a known row's own (fixed) logit is a constant of the loss.
+        lse_fixed = logsumexp(fixed, axis=1)
+        del fixed
+        n, d = Z.shape
+        rows = np.arange(len(X_old), n)
+        onehot = np.zeros((n, m))
+        onehot[rows, y_idx] = 1.0
+        reg = 1.0 / (2.0 * self.C_)
+
+        def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            W, b = theta[: m * d].reshape(m, d), theta[m * d :]
+            new = (Z @ W.T.astype(np.float32)).astype(np.float64) + b
+            lse = np.logaddexp(lse_fixed, logsumexp(new, axis=1))
+            nll = float(lse.sum() - new[rows, y_idx].sum())
+            G = np.exp(new - lse[:, None]) - onehot  # d loss / d new logits
+            GZ = (G.T.astype(np.float32) @ Z).astype(np.float64)
+            grad = np.r_[(GZ + 2.0 * reg * W).ravel(), G.sum(axis=0)] / n
+            return (nll + reg * float(np.sum(W * W))) / n, grad
+
+        res = minimize(
+            loss,
+            np.zeros(m * d + m),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": int(self.max_iter), "gtol": 1e-5},
+        )
+        W, b = res.x[: m * d].reshape(m, d), res.x[m * d :]
+        out = copy.deepcopy(self)
+        out.coef_ = change.take(self.coef_, W.astype(np.float32))
+        out.intercept_ = change.take(self.intercept_, b.astype(np.float32))
+        out.classes_ = change.classes
+        out.n_iter_ = np.asarray([res.nit])
+        return out
+
+    def remove_classes(self, labels: Any, X: Any = None, y: Any = None) -> LinearClassifier:
+        """A copy without the classes ``labels``: their weights are dropped, so the
+        probabilities are the old ones renormalised over the remaining classes."""
+        keep, change = self._plan_remove(labels)
+        out = copy.deepcopy(self)
+        out.coef_, out.intercept_ = self.coef_[keep], self.intercept_[keep]
+        out.classes_ = change.classes
+        return out
 
     def class_scores(self, X: Any) -> np.ndarray:
         """Class logits, (n, n_classes)."""
