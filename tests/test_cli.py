@@ -114,10 +114,21 @@ def test_demo_runs(tmp_path):
     assert "1-nearest-neighbour accuracy" in res.output
     assert "Test metrics" in res.output and "oos_auroc" in res.output
     assert "Search (48 bytes/vector, binary + rescore)" in res.output
+    assert "add-classes (no refit" in res.output
     res = invoke("search", tmp_path / "demo" / "index", "wake me up at seven", "-k", "1", "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["label"] == "set_alarm"
     train = EmbeddingSet.load(tmp_path / "demo" / "train")
     assert train.n == 178 and len(train.classes) == 13
+    # the label set changes: discover finds the two new intents, add-classes takes them
+    summary = json.loads((tmp_path / "demo" / "discovered" / "summary.json").read_text())
+    assert summary["k_estimated"] == 2
+    from embedlab.pipeline import Pipeline
+
+    v2 = Pipeline.load(tmp_path / "demo" / "model_v2")
+    assert v2.info["lineage"]["version"] == 2 and len(v2.classes_) == 14
+    assert v2.predict(["what's the password for the guest wifi"])[0] in {
+        c["name"] for c in summary["clusters"]
+    }
 
 
 def test_version():

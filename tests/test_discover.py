@@ -45,7 +45,11 @@ def test_finds_the_new_classes_without_being_told_how_many(world):
     real = y >= 0
     assert normalized_mutual_info_score(y[real], found.labels[real]) > 0.95
     assert (found.labels[~real] == -1).all(), "stray rows are noise"
-    assert sorted(c.size for c in found.clusters) == [18] * 5
+    # a member is at most as far from its centre as 99 % of known rows are from theirs:
+    # a few of the 18 rows per class may fall beyond
+    sizes = [c.size for c in found.clusters]
+    assert min(sizes) >= 14 and sum(sizes) >= 84
+    assert found.calibration["member_distance"] > 0
     # names come from each cluster's distinctive word; central texts are its own rows
     assert sorted(c.words[0] for c in found.clusters) == sorted(WORDS[:5])
     for c in found.clusters:
@@ -77,7 +81,10 @@ def test_large_inputs_cluster_a_sample_and_assign_the_rest(world, monkeypatch):
     monkeypatch.setattr(discover_mod, "MAX_TREE_ROWS", 40)
     found = discover_classes(X, texts, reference=(Xk, yk), min_size=3)
     real = y >= 0
-    assert normalized_mutual_info_score(y[real], found.labels[real]) > 0.9
+    assert found.k == 5
+    assert (found.labels[real] >= 0).mean() > 0.8, "most rows outside the tree join a cluster"
+    clustered = real & (found.labels >= 0)
+    assert normalized_mutual_info_score(y[clustered], found.labels[clustered]) > 0.99
     assert (found.labels[~real] == -1).all()
 
 
@@ -161,4 +168,4 @@ def test_cli_discover_then_add_classes(quick_model, tmp_path):
         app,
         ["discover", str(quick_model), str(data), "-o", str(tmp_path / "z"), "--min-size", "50"],
     )
-    assert res.exit_code == 2 and ("fewer than --min-size" in res.output or "none" in res.output)
+    assert res.exit_code == 2 and "fewer than min_size 50" in res.output

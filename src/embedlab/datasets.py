@@ -15,15 +15,17 @@ __all__ = ["OOS_LABEL", "clinc150_path", "demo_path", "load_clinc150", "load_dem
 OOS_LABEL = "oos"
 
 
-def demo_path(split: Literal["train", "test"]) -> Path:
-    """Path of the packaged demo CSV (12 intents + out-of-scope ``oos`` queries)."""
-    if split not in ("train", "test"):
-        raise DataFormatError(f"demo split must be 'train' or 'test', not {split!r}")
+def demo_path(split: Literal["train", "test", "incoming"]) -> Path:
+    """Path of the packaged demo CSV (12 intents + out-of-scope ``oos`` queries; "incoming":
+    later requests, two new intents among known ones)."""
+    if split not in ("train", "test", "incoming"):
+        raise DataFormatError(f"demo split must be 'train', 'test' or 'incoming', not {split!r}")
     return Path(str(resources.files("embedlab") / "data" / "demo" / f"{split}.csv"))
 
 
-def load_demo(split: Literal["train", "test"]) -> TextTable:
-    """The demo intents: train has 14 utterances per intent + 10 ``oos``; test 6 + 30."""
+def load_demo(split: Literal["train", "test", "incoming"]) -> TextTable:
+    """The demo intents: train has 14 utterances per intent + 10 ``oos``; test 6 + 30;
+    incoming 8 of each of two new intents + 4 of known ones."""
     return read_texts(demo_path(split))
 
 

@@ -138,12 +138,54 @@ def run_demo(
     )
     console.print(f"Report (open it in a browser): [bold]{report_path.resolve()}[/]")
     sets["report"] = report_path
+    sets["label_set_change"] = _label_set_change(pipe, out_dir, console)
     console.print(
         f"Next: [bold]embedlab predict {model_dir} my_texts.csv -o predictions.csv[/] "
         f'or [bold]embedlab search {out_dir / "index"} "your query"[/]'
     )
     sets["metrics"] = metrics
     return sets
+
+
+def _label_set_change(pipe: Pipeline, out_dir: Path, console: Console) -> dict[str, Any]:
+    """Requests the model was never taught arrive: discover them among what it rejects, add
+    the clusters as classes (no refit), and show the new model answering them."""
+    from embedlab.discover import save_discovery
+
+    incoming = load_demo("incoming")
+    t0 = time.perf_counter()
+    # a batch of unlabelled requests: cluster all of them (`embedlab discover --all`);
+    # without --all, discover looks only at what the model rejects
+    found = pipe.discover(incoming.texts, all_rows=True, min_size=3)
+    found_dir = save_discovery(found, out_dir / "discovered", overwrite=True)
+    console.print(
+        f"New requests arrive ({len(incoming)}): [bold]discover[/] clustered {found.selection} "
+        f"into {found.k} new class(es) in {time.perf_counter() - t0:.1f} s → {found_dir}"
+    )
+    for c in found.clusters:
+        console.print(
+            f"  {c.name!r} ({c.size} rows): e.g. {', '.join(map(repr, c.central_texts[:2]))}"
+        )
+    names = found.names()
+    keep = np.flatnonzero(names != None)  # noqa: E711
+    result: dict[str, Any] = {"discovered": [c.name for c in found.clusters]}
+    if keep.size == 0:
+        return result
+    t0 = time.perf_counter()
+    grown = pipe.add_classes([found.texts[i] for i in keep], names[keep].tolist())
+    model_dir = grown.save(out_dir / "model_v2", overwrite=True)
+    lineage = grown.info["lineage"]
+    console.print(
+        f"[bold]add-classes[/] (no refit, {time.perf_counter() - t0:.1f} s) → {model_dir}: "
+        f"version {lineage['version']}, {len(grown.classes_)} classes, parent "
+        f"{str(lineage['parent'])[:12]}"
+    )
+    queries = ["what's the password for the guest wifi", "please water the garden tonight"]
+    predicted = grown.predict(queries)
+    for q, label in zip(queries, predicted, strict=True):
+        console.print(f"  {q!r} → {label}")
+    result.update(model=model_dir, predictions=dict(zip(queries, predicted, strict=True)))
+    return result
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from embedlab.errors import ValidationError
 from embedlab.validation import check_vectors
 from embedlab.vectors import class_means, unit_rows
 
-__all__ = ["Cluster", "Discovery", "calibrate_cut", "discover_classes"]
+__all__ = ["Cluster", "Discovery", "calibrate_cut", "discover_classes", "save_discovery"]
 
 #: At most this many rows go into one linkage tree (its distance matrix is n²/2 floats);
 #: the other rows join the nearest cluster found on a seeded sample of this size.
@@ -54,6 +54,12 @@ class Discovery:
     clusters: list[Cluster]
     cut: float  # the Ward merge height the tree was cut at
     calibration: dict[str, Any] = field(default_factory=dict)
+    texts: list[str] = field(default_factory=list)  # the clustered texts
+    vectors: np.ndarray | None = None  # and their vectors
+    rows: np.ndarray | None = None  # their positions in the input (set by Pipeline.discover)
+    selection: str = ""  # which input rows were clustered, in words
+    n_input: int = 0
+    min_size: int = 0
 
     @property
     def k(self) -> int:
@@ -64,6 +70,69 @@ class Discovery:
         """The suggested label of each row: its cluster's name, or None for noise."""
         by_id = {c.id: c.name for c in self.clusters}
         return np.asarray([by_id.get(int(i)) for i in self.labels], dtype=object)
+
+    def table(self, *, text_col: str = "text", noise_label: str = "oos") -> Any:
+        """clusters.csv as a pyarrow Table: text, label (suggested name, ``noise_label`` for
+        noise), cluster, distance, central; by cluster (noise last), then distance."""
+        import pyarrow as pa
+
+        names = self.names()
+        labels = np.where(names == None, noise_label, names)  # noqa: E711
+        key = np.where(self.labels < 0, np.iinfo(np.int64).max, self.labels)
+        order = np.lexsort((self.distance, key))
+        return pa.table(
+            {
+                text_col: pa.array([self.texts[i] for i in order], type=pa.string()),
+                "label": pa.array([str(labels[i]) for i in order], type=pa.string()),
+                "cluster": pa.array(self.labels[order].tolist(), type=pa.int64()),
+                "distance": pa.array(self.distance[order].tolist(), type=pa.float32()),
+                "central": pa.array(self.central[order].tolist(), type=pa.bool_()),
+            }
+        )
+
+    def summary(self, *, noise_label: str = "oos", **extra: Any) -> dict[str, Any]:
+        """summary.json: k estimated, sizes, names, words, central texts, how the cut was set."""
+        return {
+            "format": "embedlab.discovery",
+            **extra,
+            "selection": self.selection,
+            "n_rows": self.n_input or len(self.labels),
+            "n_selected": len(self.labels),
+            "k_estimated": self.k,
+            "n_noise": int((self.labels < 0).sum()),
+            "noise_label": noise_label,
+            "min_size": self.min_size,
+            "cut": self.cut,
+            "calibration": self.calibration,
+            "clusters": [c.__dict__ for c in self.clusters],
+        }
+
+
+def save_discovery(
+    found: Discovery,
+    out_dir: Any,
+    *,
+    overwrite: bool = False,
+    noise_label: str = "oos",
+    text_col: str = "text",
+    **extra: Any,
+) -> Any:
+    """Write clusters.csv, summary.json and report.html into ``out_dir`` (atomically: all
+    three or none); ``extra`` fields go into summary.json."""
+    import json
+
+    from embedlab.atomic import atomic_directory
+    from embedlab.readers import write_table
+    from embedlab.report import discovery_report, write_report
+
+    summary = found.summary(noise_label=noise_label, **extra)
+    shown = ["noise" if n is None else str(n) for n in found.names()]
+    html = discovery_report(summary, found.vectors, shown, found.texts)
+    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+        write_table(found.table(text_col=text_col, noise_label=noise_label), tmp / "clusters.csv")
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_report(html, tmp / "report.html")
+    return out_dir
 
 
 def _ward(U: np.ndarray) -> np.ndarray:
@@ -178,6 +247,21 @@ def discover_classes(
         labels[tree_rows] = _cut(tree, float(cut))
     labels = _drop_small(labels, tree_rows, min_size)
     labels, centres, distance = _assign_rest(U, labels, tree_rows)
+    if reference is not None and (labels >= 0).any():
+        # a row farther from its cluster's centre than 99 % of the known classes' rows are
+        # from theirs is not a member: noise (then clusters are re-checked for min_size)
+        ref_U = unit_rows(check_vectors(reference[0], name="reference vectors"))
+        _, ref_idx = np.unique(np.asarray([str(v) for v in reference[1]]), return_inverse=True)
+        ref_c = unit_rows(class_means(ref_U, ref_idx, int(ref_idx.max()) + 1))
+        ref_d = 1.0 - np.einsum("nd,nd->n", ref_U, ref_c[ref_idx])
+        reach = float(np.quantile(ref_d, 0.99))
+        calibration["member_distance"] = reach
+        stray = (labels >= 0) & (distance > reach)
+        if stray.any():
+            labels = labels.copy()
+            labels[stray] = -1
+            labels = _drop_small(labels, tree_rows, min_size)
+            labels, centres, distance = _assign_rest(U, labels, np.arange(n))
     central = np.zeros(n, dtype=bool)
     clusters = []
     names = _names(texts, labels, len(centres), set(map(str, reserved)))
@@ -195,7 +279,18 @@ def discover_classes(
                 spread=float(distance[rows].mean()),
             )
         )
-    return Discovery(labels, distance, central, clusters, float(cut), calibration)
+    return Discovery(
+        labels,
+        distance,
+        central,
+        clusters,
+        float(cut),
+        calibration,
+        texts=list(texts),
+        vectors=X,
+        n_input=n,
+        min_size=min_size,
+    )
 
 
 def _sizes(labels: np.ndarray) -> np.ndarray:

@@ -373,6 +373,58 @@ class Pipeline:
         child.info = info
         return child
 
+    def discover(
+        self,
+        texts: Sequence[str],
+        *,
+        all_rows: bool = False,
+        min_size: int = 5,
+        n_central: int = 3,
+        seed: int = 0,
+        progress: bool | None = None,
+    ) -> Any:
+        """New classes among the ``texts`` this model rejects (every text with
+        ``all_rows``): a :class:`~embedlab.discover.Discovery`, its cut calibrated on the
+        model's kept training rows (see :mod:`embedlab.discover`)."""
+        from embedlab.discover import discover_classes
+
+        texts = check_texts(texts)
+        X = self._vectors(texts, progress)
+        clf = self.classifier
+        if not hasattr(clf, "train_X_"):
+            raise ValidationError(
+                "this model does not keep its training vectors (fitted by an older embedlab or "
+                "with keep_rows=False): discovery calibrates on them; refit the model"
+            )
+        if all_rows:
+            chosen = np.ones(len(X), dtype=bool)
+            selection = f"all {len(X)} rows"
+        else:
+            chosen = clf.predict_details(X, top_k=1)["out_of_scope"]
+            selection = f"the {int(chosen.sum())} of {len(X)} rows the model rejects"
+            if not chosen.any():
+                raise ValidationError(
+                    f"the model rejects none of the {len(X)} rows: nothing to discover among "
+                    "them (all_rows / --all clusters every row)"
+                )
+        if chosen.sum() < min_size:
+            raise ValidationError(
+                f"{selection.removeprefix('the ')}: fewer than min_size {min_size}, too few to "
+                "form a cluster"
+            )
+        rows = np.flatnonzero(chosen)
+        found = discover_classes(
+            X[rows],
+            [texts[i] for i in rows],
+            reference=(clf.train_X_, np.asarray(clf.classes_, dtype=object)[clf.train_class_]),
+            min_size=min_size,
+            n_central=n_central,
+            reserved=[*map(str, clf.classes_), self.oos_label],
+            seed=seed,
+        )
+        found.rows, found.selection, found.n_input = rows, selection, len(X)
+        return found
+
     # ------------------------------------------------------------------ bundle
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the fitted pipeline as a bundle directory (atomically)."""

@@ -191,17 +191,9 @@ def discover(
 
       embedlab discover model/ unlabelled.jsonl -o found/ --all --min-size 10
     """
-    import json
-
-    import numpy as np
-    import pyarrow as pa
-
-    from embedlab.atomic import atomic_directory
-    from embedlab.discover import discover_classes
-    from embedlab.errors import ValidationError
+    from embedlab.discover import save_discovery
     from embedlab.pipeline import Pipeline
-    from embedlab.readers import read_texts, write_table
-    from embedlab.report import discovery_report, write_report
+    from embedlab.readers import read_texts
 
     with user_errors():
         check_output_dir(output, force, data, model_dir)
@@ -214,76 +206,22 @@ def discover(
             on_empty="skip" if skip_empty else "error",
             delimiter=delimiter,
         )
-        X = pipe.embed(table.texts)
-        clf = pipe.classifier
-        if all_rows:
-            chosen = np.ones(len(X), dtype=bool)
-            selection = f"all {len(X)} rows"
-        else:
-            chosen = clf.predict_details(X, top_k=1)["out_of_scope"]
-            selection = f"the {int(chosen.sum())} of {len(X)} rows the model rejects"
-            if not chosen.any():
-                raise ValidationError(
-                    f"the model rejects none of the {len(X)} rows of {data.name}: nothing to "
-                    "discover among them (--all clusters every row)"
-                )
-        if chosen.sum() < min_size:
-            raise ValidationError(
-                f"{selection.removeprefix('the ')}: fewer than --min-size {min_size}, "
-                "too few to form a cluster"
-            )
-        if not hasattr(clf, "train_X_"):
-            raise ValidationError(
-                f"{model_dir} does not keep its training vectors (fitted by an older embedlab "
-                "or with keep_rows=False): discover calibrates on them; refit the model"
-            )
-        texts = [t for t, c in zip(table.texts, chosen, strict=True) if c]
-        Xs = X[chosen]
-        found = discover_classes(
-            Xs,
-            texts,
-            reference=(clf.train_X_, np.asarray(clf.classes_, dtype=object)[clf.train_class_]),
-            min_size=min_size,
-            n_central=central,
-            reserved=[*map(str, clf.classes_), pipe.oos_label],
-            seed=seed,
+        found = pipe.discover(
+            table.texts, all_rows=all_rows, min_size=min_size, n_central=central, seed=seed
         )
-        names = found.names()
-        labels = np.where(names == None, pipe.oos_label, names)  # noqa: E711
-        order = np.lexsort((found.distance, np.where(found.labels < 0, 1 << 30, found.labels)))
-        rows = pa.table(
-            {
-                text_col: pa.array([texts[i] for i in order], type=pa.string()),
-                "label": pa.array([str(labels[i]) for i in order], type=pa.string()),
-                "cluster": pa.array(found.labels[order].tolist(), type=pa.int64()),
-                "distance": pa.array(found.distance[order].tolist(), type=pa.float32()),
-                "central": pa.array(found.central[order].tolist(), type=pa.bool_()),
-            }
+        save_discovery(
+            found,
+            output,
+            overwrite=force,
+            noise_label=pipe.oos_label,
+            text_col=text_col,
+            model=str(model_dir),
+            data=str(data),
         )
-        summary = {
-            "format": "embedlab.discovery",
-            "model": str(model_dir),
-            "data": str(data),
-            "selection": selection,
-            "n_rows": len(X),
-            "n_selected": int(chosen.sum()),
-            "k_estimated": found.k,
-            "n_noise": int((found.labels < 0).sum()),
-            "noise_label": pipe.oos_label,
-            "min_size": min_size,
-            "cut": found.cut,
-            "calibration": found.calibration,
-            "clusters": [c.__dict__ for c in found.clusters],
-        }
-        shown = np.where(names == None, "noise", names)  # noqa: E711
-        html = discovery_report(summary, Xs, [str(s) for s in shown], texts)
-        with atomic_directory(output, overwrite=force) as tmp:
-            write_table(rows, tmp / "clusters.csv")
-            (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-            write_report(html, tmp / "report.html")
+        selection = found.selection
         console.print(
             f"wrote {output}: {plural(found.k, 'cluster')} among {selection} "
-            f"({plural(summary['n_noise'], 'noise row')}); review clusters.csv, then "
+            f"({plural(int((found.labels < 0).sum()), 'noise row')}); review clusters.csv, then "
             f"`embedlab add-classes {model_dir} {output / 'clusters.csv'} -o NEW_MODEL`"
         )
         for c in found.clusters[:10]:
