@@ -173,6 +173,8 @@ def test_head_based_detectors_update_in_place(blobs, detector):
     grown = clf.add_classes(X[~old], y[~old])
     assert grown.update_["detector_update"] == "updated in place"
     assert list(grown.detector_.head_.classes_) == list(grown.classes_)
+    # the detector's head was the classifier's own (same weights): updated once, shared
+    assert grown.detector_.head_ is grown.head_
     # the threshold holds the target on held-out rows the calibration copy never saw
     assert not np.isin(np.flatnonzero(grown.train_held_), np.flatnonzero(~grown.train_held_)).any()
     scores = grown.detector_.calibration_scores_

@@ -275,7 +275,8 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
             cal = cal.add_classes(X_new[~held_new], y_new[~held_new], X_old=X_old[~held_old])
             held_X = np.vstack([X_old[held_old], X_new[held_new]])
             out._set_threshold(
-                self.detector_.add_classes(X_new, y_new, X_old=X_old),
+                _detector_with_head(self, out.head_)
+                or self.detector_.add_classes(X_new, y_new, X_old=X_old),
                 cal.decision_function(held_X),
             )
             out.calibration_detector_ = cal
@@ -448,6 +449,26 @@ _HEAD_UPDATE = {
     "GaussianClassifier": "closed form",
     "LinearClassifier": "new classes' weights fitted, known ones kept",
 }
+
+
+def _detector_with_head(before: OpenSetClassifier, head: Any) -> Any:
+    """When the detector scores with a head identical to the classifier's own (same class,
+    parameters and weights — e.g. energy over the default linear head), a copy of the
+    detector holding the classifier's updated ``head`` instead of updating its own twice;
+    else None."""
+    det_head = getattr(before.detector_, "head_", None)
+    own = before.head_
+    if det_head is None or type(det_head) is not type(own):
+        return None
+    if det_head.get_params() != own.get_params():
+        return None
+    for name in ("coef_", "intercept_", "classes_"):
+        a, b = getattr(det_head, name, None), getattr(own, name, None)
+        if a is None or b is None or not np.array_equal(np.asarray(a), np.asarray(b)):
+            return None
+    out = copy.deepcopy(before.detector_)
+    out.head_ = head
+    return out
 
 
 def _teen_config(teen: bool | str | Teen | None) -> Teen | None:
