@@ -142,12 +142,18 @@ class Pipeline:
         labels: Sequence[Any],
         *,
         validation: tuple[Sequence[str], Sequence[Any]] | None = None,
+        unlabeled: Sequence[str] | None = None,
+        self_training: Any = None,
         progress: bool | None = None,
     ) -> Pipeline:
         """Fit on labelled texts; rows labelled ``oos_label`` only calibrate and select.
 
         ``validation`` = (texts, labels): when given, the out-of-scope threshold is set on its
         in-scope rows instead of on rows held out of the training data.
+        ``unlabeled``: texts without labels; after the fit, the classifier's head self-trains
+        on its own confident guesses among them (rows its detector rejects stay out; see
+        :mod:`embedlab.self_training`, ``self_training`` = a SelfTraining to change rounds
+        or share). The encoder is adapted on the labelled rows only.
         """
         start = time.perf_counter()
         texts = check_texts(texts)
@@ -207,6 +213,21 @@ class Pipeline:
         self.chain_ = chain.fit(X[~is_oos] if (~is_oos).any() else X) if chain else None
         X = self._features(X)
         self.classifier.fit(X, labels, calibration_mask=calibration_mask, progress=progress)
+        self_report = None
+        selection = self.classifier.selection_  # self-training refits without re-selecting
+        if unlabeled is not None:
+            from embedlab.self_training import SelfTraining, self_train_openset
+
+            pool = check_texts(unlabeled)
+            X_pool = self._features(encoder.encode(pool, progress=progress))
+            self.classifier, self_report = self_train_openset(
+                self.classifier,
+                X,
+                labels,
+                X_pool,
+                self_training or SelfTraining(),
+            )
+            self_report["pool_fingerprint"] = training_fingerprint(pool, [""] * len(pool))
         if validation is not None:
             v_texts = check_texts(validation[0])
             v_labels = check_labels(validation[1], len(v_texts)).astype(str)
@@ -240,7 +261,8 @@ class Pipeline:
                 if calibration_mask is not None
                 else "a held-out split of the training rows"
             ),
-            "selection": self.classifier.selection_,
+            "selection": selection,
+            "self_training": self_report,
         }
         self.info["lineage"] = _lineage(None, {"op": "fit", "training": self.info["training"]})
         return self

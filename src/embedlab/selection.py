@@ -59,12 +59,14 @@ class Selection:
     folds: int = 0
     seconds: float = 0.0
     skipped: list[str] = field(default_factory=list)
+    note: str = ""
 
 
 def _folds(y: np.ndarray, n_folds: int, seed: int):
     rng = np.random.default_rng(seed)
     classes = np.unique(y)
-    n_hide = max(1, min(len(classes) - 2, round(0.2 * len(classes))))
+    # hide ~20 % of the classes, keeping at least 2 known (none hidden with 2 classes)
+    n_hide = max(1, min(len(classes) - 2, round(0.2 * len(classes)))) if len(classes) > 2 else 0
     for _ in range(n_folds):
         hidden = rng.choice(classes, n_hide, replace=False)
         novel = np.isin(y, hidden)
@@ -141,20 +143,25 @@ def select_head_and_detector(
             folds += 1
             Xn = X[nov] if X_oos is None or len(X_oos) == 0 else np.vstack([X[nov], X_oos])
             run("head", heads, h_scores, tr, _accuracy, X[va], y[va])
-            run("detector", detectors, d_scores, tr, _separation, X[va], Xn)
+            if len(Xn):  # no hidden class and no out-of-scope row: nothing to separate
+                run("detector", detectors, d_scores, tr, _separation, X[va], Xn)
             advance(1)
             if time_budget is not None and time.perf_counter() - start > time_budget:
                 break
     h_mean = {k: float(np.mean(v)) for k, v in h_scores.items() if v}
     d_mean = {k: float(np.mean(v)) for k, v in d_scores.items() if v}
+    note = ""
+    if not d_mean:  # two classes and no out-of-scope rows: the cheapest detector
+        note = "detector not scored: no hidden class or out-of-scope row to score it on"
     sel = Selection(
         head=max(h_mean, key=h_mean.get),
-        detector=max(d_mean, key=d_mean.get),
+        detector=max(d_mean, key=d_mean.get) if d_mean else next(iter(detectors)),
         head_scores=h_mean,
         detector_scores=d_mean,
         folds=folds,
         seconds=round(time.perf_counter() - start, 2),
         skipped=sorted(skipped),
+        note=note,
     )
     log.info("selected head %s (%s) and detector %s (%s)", sel.head, h_mean, sel.detector, d_mean)
     return sel

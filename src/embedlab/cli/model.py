@@ -55,6 +55,13 @@ def fit(
     val_split: Annotated[
         list[str] | None, typer.Option(help="Split(s) of --val when it is a split-layout JSON.")
     ] = None,
+    unlabeled: Annotated[
+        Path | None,
+        typer.Option(
+            help="Unlabelled texts (same --text-col): the model then self-trains on its own "
+            "confident guesses among them; rows it rejects as out of scope stay out."
+        ),
+    ] = None,
     adapt: Annotated[
         bool | None,
         typer.Option(
@@ -117,6 +124,8 @@ def fit(
 
       embedlab fit train.csv --val val.csv -o model/     (threshold set on val's in-scope rows)
 
+      embedlab fit few_labels.csv --unlabeled last_month.csv -o model/   (self-training)
+
       embedlab fit tickets.jsonl -o model/ --text-col body --label-col queue --no-adapt
 
       embedlab fit train.csv -o small/ --transform layer3,dim128,norm,int8   (cheaper vectors)
@@ -128,7 +137,7 @@ def fit(
     from embedlab.transforms import TransformChain
 
     with user_errors():
-        check_output_dir(output, force, data, val, model)
+        check_output_dir(output, force, data, val, model, unlabeled)
         table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)
         clf = OpenSetClassifier(
             head=head,
@@ -149,8 +158,17 @@ def fit(
         if val is not None:
             vt = read_labelled(val, text_col, label_col, val_split, skip_empty, delimiter)
             validation = (vt.texts, vt.labels)
+        pool = None
+        if unlabeled is not None:
+            pool = read_input_texts(
+                unlabeled,
+                text_col=text_col,
+                label_col=None,
+                skip_empty=skip_empty,
+                delimiter=delimiter,
+            ).texts
         t0 = time.perf_counter()
-        pipe.fit(table.texts, table.labels, validation=validation)
+        pipe.fit(table.texts, table.labels, validation=validation, unlabeled=pool)
         pipe.save(output, overwrite=force)
         info = pipe.info
         adapted = info.get("adapted")
@@ -163,6 +181,13 @@ def fit(
             + _adapt_summary(adapted)
             + f"{time.perf_counter() - t0:.1f} s in all"
         )
+        st = info.get("self_training")
+        if st:
+            taken = ", ".join(str(r["pseudo_labelled"]) for r in st["rounds"])
+            console.print(
+                f"self-training on {st['pool']} unlabelled rows: {taken} confident guesses "
+                f"taken in {len(st['rounds'])} round(s) (rows the detector rejects left out)"
+            )
         if adapted and adapted.get("stopped_by_time_budget"):
             err_console.print(
                 f"[yellow]warning:[/] --adapt-budget {adapt_budget:g} s cut adaptation after "
