@@ -220,8 +220,9 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         """A new classifier that also knows the classes of (X, y); this one is unchanged.
 
         Rows labelled ``oos_label`` join the out-of-scope rows (used for reporting only).
-        ``teen``: "auto" moves the mean of each added class with at most 10 examples toward
-        similar known classes (TEEN; prototype and Gaussian heads), True does so for every
+        ``teen``: "auto" calibrates each added class with at most 10 examples — its mean is
+        moved toward similar known classes (TEEN; prototype and Gaussian heads), its weight
+        vector scaled to the known classes' norm (linear head) — True does so for every
         added class, False for none; or a :class:`~embedlab.heads.teen.Teen`. The same
         share of each added class as of the known ones (or ``calibration_fraction``; at
         most half a class) is held out to recalibrate the threshold on. Raises ValidationError for
@@ -272,11 +273,13 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         if cal is not None and held_old.any():
             # update the detector and its calibration copy instead of refitting them
             out.classes_ = out.head_.classes_
-            cal = cal.add_classes(X_new[~held_new], y_new[~held_new], X_old=X_old[~held_old])
+            cal = cal.add_classes(
+                X_new[~held_new], y_new[~held_new], X_old=X_old[~held_old], teen=teen_cfg
+            )
             held_X = np.vstack([X_old[held_old], X_new[held_new]])
             out._set_threshold(
                 _detector_with_head(self, out.head_)
-                or self.detector_.add_classes(X_new, y_new, X_old=X_old),
+                or self.detector_.add_classes(X_new, y_new, X_old=X_old, teen=teen_cfg),
                 cal.decision_function(held_X),
             )
             out.calibration_detector_ = cal

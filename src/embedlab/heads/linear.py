@@ -97,8 +97,13 @@ class LinearClassifier(EmbeddingClassifier):
         they are and only the new classes' weights and biases are fitted (same L2 strength
         ``C_``), by L-BFGS on the softmax over all classes, with the rows of the known
         classes ``X_old`` (their labels are not needed) as the negatives. Not equal to a
-        refit on the union — docs/benchmarks.md measures the gap. ``teen`` does not apply
-        (there are no class means to move)."""
+        refit on the union — docs/benchmarks.md measures the gap.
+
+        With ``teen`` (a :class:`~embedlab.heads.teen.Teen`), each added class with at most
+        ``teen.max_shots`` examples has its weight vector scaled to the known classes' mean
+        weight norm (weight aligning, Zhao et al. 2020): fitted on a few rows against
+        classes fitted on many, its logits are otherwise too small and it is rarely
+        predicted."""
         if X_old is None:
             raise ValidationError(
                 "adding classes to a linear head needs the known classes' rows (X_old): the new "
@@ -139,11 +144,26 @@ class LinearClassifier(EmbeddingClassifier):
             options={"maxiter": int(self.max_iter), "gtol": 1e-5},
         )
         W, b = res.x[: m * d].reshape(m, d), res.x[m * d :]
+        counts = np.bincount(y_idx, minlength=m)
+        few = (
+            np.asarray([teen.applies(int(c)) for c in counts])
+            if teen is not None
+            else np.zeros(m, dtype=bool)
+        )
+        if few.any():
+            target = float(np.linalg.norm(self.coef_, axis=1).mean())
+            norms = np.maximum(np.linalg.norm(W[few], axis=1, keepdims=True), 1e-12)
+            W[few] *= target / norms
         out = copy.deepcopy(self)
         out.coef_ = change.take(self.coef_, W.astype(np.float32))
         out.intercept_ = change.take(self.intercept_, b.astype(np.float32))
         out.classes_ = change.classes
         out.n_iter_ = np.asarray([res.nit])
+        added = change.classes[change.position(np.arange(m) + change.n_old)]
+        out.teen_classes_ = np.asarray(
+            sorted([*map(str, getattr(self, "teen_classes_", [])), *map(str, added[few])]),
+            dtype=object,
+        )
         return out
 
     def remove_classes(self, labels: Any, X: Any = None, y: Any = None) -> LinearClassifier:
@@ -153,6 +173,10 @@ class LinearClassifier(EmbeddingClassifier):
         out = copy.deepcopy(self)
         out.coef_, out.intercept_ = self.coef_[keep], self.intercept_[keep]
         out.classes_ = change.classes
+        kept = set(map(str, change.classes))
+        out.teen_classes_ = np.asarray(
+            [c for c in getattr(self, "teen_classes_", []) if c in kept], dtype=object
+        )
         return out
 
     def class_scores(self, X: Any) -> np.ndarray:
