@@ -162,6 +162,15 @@ def test_linear_head_adds_classes_against_its_known_ones(blobs):
     assert (grown.remove_classes(["c1"]).predict(X) != "c1").all()
     with pytest.raises(ValidationError, match="X_old"):
         head.add_classes(X[~old], y[~old])
+    # few-shot classes: weight vectors scaled to the known classes' mean norm
+    few = (y == "c1") & (np.cumsum(y == "c1") <= 3)
+    aligned = head.add_classes(X[few], y[few], X_old=X[old], teen=Teen())
+    plain = head.add_classes(X[few], y[few], X_old=X[old])
+    i = list(aligned.classes_).index("c1")
+    target = np.linalg.norm(head.coef_, axis=1).mean()
+    assert np.linalg.norm(aligned.coef_[i]) == pytest.approx(target, rel=1e-5)
+    assert np.linalg.norm(plain.coef_[i]) < target
+    assert aligned.teen_classes_.tolist() == ["c1"] and plain.teen_classes_.tolist() == []
 
 
 @pytest.mark.parametrize("detector", ["energy", "max-prob"])
