@@ -78,7 +78,7 @@ def test_removing_classes_equals_a_fit_without_them(blobs, head):
 def test_head_bad_input(blobs):
     X, y = blobs
     head = GaussianClassifier().fit(X, y)
-    with pytest.raises(ValidationError, match="classes already"):
+    with pytest.raises(ValidationError, match="classes of this model already"):
         head.add_classes(X[:3], ["c1", "c1", "new"])
     with pytest.raises(ValidationError, match="not classes"):
         head.remove_classes(["nope"], X[:1], ["nope"])

@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 from embedlab.detect.base import calibration_rows, threshold_at_fpr
 from embedlab.detect.registry import DETECTORS, make_detector
 from embedlab.errors import ValidationError
+from embedlab.heads.base import check_new_classes, check_removable
 from embedlab.heads.registry import HEADS, make_head
 from embedlab.heads.teen import Teen
 from embedlab.selection import select_head_and_detector
@@ -117,14 +118,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
                 f"only one in-scope class ({str(classes[0])!r}); a classifier needs at least 2. "
                 "To model a single class, use a detector from embedlab.detect"
             )
-        singles = classes[counts < 2]
-        if singles.size:
-            log.warning(
-                "%d class(es) have a single example (%s); they are kept, but their "
-                "prototypes are that one point",
-                singles.size,
-                ", ".join(map(str, singles[:5])),
-            )
+        _warn_single_examples(classes, counts, "")
         self.selection_ = None
         head, detector = self.head, self.detector
         if head == "auto" or detector == "auto":
@@ -238,22 +232,10 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
                 f"every row is labelled {self.oos_label!r}: there is no class to add"
             )
         added, counts = np.unique(y_new, return_counts=True)
-        known = np.intersect1d(added.astype(str), np.asarray(self.classes_).astype(str))
-        if known.size:
-            raise ValidationError(
-                f"{known.size} label(s) are classes of this model already: "
-                f"{known[:10].tolist()}; add_classes adds new classes only (refit to add "
-                "examples to a known class, or rename the new class)"
-            )
-        singles = added[counts < 2]
-        if singles.size:
-            log.warning(
-                "%d added class(es) have a single example (%s): their prototype is that one "
-                "point%s",
-                singles.size,
-                ", ".join(map(str, singles[:5])),
-                " moved toward similar classes (TEEN)" if teen is not False else "",
-            )
+        check_new_classes(self.classes_, added)
+        _warn_single_examples(
+            added, counts, " (moved toward similar classes: TEEN)" if teen is not False else ""
+        )
         teen_cfg = _teen_config(teen)
         out = copy.deepcopy(self)
         if hasattr(self.head_, "add_classes"):
@@ -283,21 +265,15 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
                 cal.decision_function(held_X),
             )
             out.calibration_detector_ = cal
-            out._keep(
-                np.vstack([X_old, X_new]),
-                np.r_[y_old, y_new],
-                np.r_[held_old, held_new],
-                np.vstack([oos_old, X[is_oos]]),
-            )
-            detector_update = "updated in place"
+            keep, detector_update = out._keep, "updated in place"
         else:
-            out._refit(
-                np.vstack([X_old, X_new]),
-                np.r_[y_old, y_new],
-                np.r_[held_old, held_new],
-                np.vstack([oos_old, X[is_oos]]),
-            )
-            detector_update = "refit on kept rows"
+            keep, detector_update = out._refit, "refit on kept rows"
+        keep(
+            np.vstack([X_old, X_new]),
+            np.r_[y_old, y_new],
+            np.r_[held_old, held_new],
+            np.vstack([oos_old, X[is_oos]]),
+        )
         out.update_ = {
             "op": "add",
             "classes": [str(c) for c in added],
@@ -318,23 +294,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         """A new classifier without the classes ``labels`` (and their kept rows); this one is
         unchanged. Unknown labels, or leaving fewer than 2 classes, raise ValidationError."""
         X_old, y_old, held_old, oos_old = self._kept_rows()
-        if isinstance(labels, str):
-            labels = [labels]
-        drop = sorted({str(v) for v in labels})
-        names = [str(c) for c in self.classes_]
-        unknown = sorted(set(drop) - set(names))
-        if not drop:
-            raise ValidationError("remove_classes needs at least one label")
-        if unknown:
-            raise ValidationError(
-                f"{len(unknown)} label(s) are not classes of this model: {unknown[:10]} "
-                f"(it has {len(names)}: {names[:10]}{'...' if len(names) > 10 else ''})"
-            )
-        if len(names) - len(drop) < 2:
-            raise ValidationError(
-                f"removing {len(drop)} of {len(names)} classes would leave "
-                f"{len(names) - len(drop)}; a classifier needs at least 2"
-            )
+        drop, _ = check_removable(self.classes_, labels)
         gone = np.isin(y_old.astype(str), drop)
         out = copy.deepcopy(self)
         if hasattr(self.head_, "remove_classes"):
@@ -452,6 +412,18 @@ _HEAD_UPDATE = {
     "GaussianClassifier": "closed form",
     "LinearClassifier": "new classes' weights fitted, known ones kept",
 }
+
+
+def _warn_single_examples(classes: np.ndarray, counts: np.ndarray, note: str) -> None:
+    singles = classes[counts < 2]
+    if singles.size:
+        log.warning(
+            "%d class(es) have a single example (%s); they are kept, but their prototypes "
+            "are that one point%s",
+            singles.size,
+            ", ".join(map(str, singles[:5])),
+            note,
+        )
 
 
 def _detector_with_head(before: OpenSetClassifier, head: Any) -> Any:

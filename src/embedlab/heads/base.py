@@ -13,7 +13,42 @@ from sklearn.utils.validation import check_is_fitted
 from embedlab.errors import ValidationError
 from embedlab.validation import validate_estimator_data
 
-__all__ = ["ClassSetChange", "EmbeddingClassifier"]
+__all__ = ["ClassSetChange", "EmbeddingClassifier", "check_new_classes", "check_removable"]
+
+
+def check_new_classes(known: Any, added: Any) -> None:
+    """Raise a ValidationError when labels to add are classes already."""
+    dup = np.intersect1d(np.asarray(added).astype(str), np.asarray(known).astype(str))
+    if dup.size:
+        raise ValidationError(
+            f"{dup.size} label(s) are classes of this model already: {dup[:10].tolist()}; "
+            "add_classes adds new classes only (refit to add examples to a known class, or "
+            "rename the new class)"
+        )
+
+
+def check_removable(known: Any, labels: Any) -> tuple[list[str], np.ndarray]:
+    """The sorted labels to remove and a keep-mask over ``known``; a ValidationError for no
+    label, an unknown label, or fewer than 2 classes left."""
+    if isinstance(labels, str):
+        labels = [labels]
+    names = [str(c) for c in known]
+    drop = sorted({str(v) for v in labels})
+    if not drop:
+        raise ValidationError("remove_classes needs at least one label")
+    unknown = sorted(set(drop) - set(names))
+    if unknown:
+        raise ValidationError(
+            f"{len(unknown)} label(s) are not classes of this model: {unknown[:10]} "
+            f"(it has {len(names)}: {names[:10]}{'...' if len(names) > 10 else ''})"
+        )
+    keep = ~np.isin(np.asarray(names), drop)
+    if keep.sum() < 2:
+        raise ValidationError(
+            f"removing {len(drop)} of {len(names)} classes would leave {int(keep.sum())}; "
+            "a classifier needs at least 2"
+        )
+    return drop, keep
 
 
 class ClassSetChange:
@@ -77,13 +112,7 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         X, y = validate_estimator_data(self, X, y, reset=False)
         y = np.asarray(y)
         added, y_idx = np.unique(y, return_inverse=True)
-        known = np.intersect1d(added.astype(str), np.asarray(self.classes_).astype(str))
-        if known.size:
-            raise ValidationError(
-                f"{type(self).__name__}: {known.size} label(s) are classes already: "
-                f"{known[:10].tolist()}; add_classes adds new classes only (refit to add "
-                "examples to a known class)"
-            )
+        check_new_classes(self.classes_, added)
         merged = np.concatenate([np.asarray(self.classes_, dtype=object), added.astype(object)])
         order = np.argsort(merged, kind="stable")
         return (
@@ -95,22 +124,7 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
     def _plan_remove(self, labels: Any) -> tuple[np.ndarray, ClassSetChange]:
         """Validate labels to remove: (keep mask over the old classes, change)."""
         check_is_fitted(self, "classes_")
-        names = np.asarray(self.classes_).astype(str)
-        drop = np.unique(np.asarray([str(v) for v in labels], dtype=object)).astype(str)
-        if drop.size == 0:
-            raise ValidationError("remove_classes needs at least one label")
-        unknown = np.setdiff1d(drop, names)
-        if unknown.size:
-            raise ValidationError(
-                f"{unknown.size} label(s) are not classes of this model: {unknown[:10].tolist()} "
-                f"(it has {len(names)}: {names[:10].tolist()}{'...' if len(names) > 10 else ''})"
-            )
-        keep = ~np.isin(names, drop)
-        if keep.sum() < 2:
-            raise ValidationError(
-                f"removing {drop.size} of {len(names)} classes would leave "
-                f"{int(keep.sum())}; a classifier needs at least 2"
-            )
+        _, keep = check_removable(self.classes_, labels)
         kept = np.asarray(self.classes_, dtype=object)[keep]
         return keep, ClassSetChange(kept, np.arange(len(kept)), int(keep.sum()))
 
