@@ -237,13 +237,6 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
             added, counts, " (moved toward similar classes: TEEN)" if teen is not False else ""
         )
         teen_cfg = _teen_config(teen)
-        out = copy.deepcopy(self)
-        if hasattr(self.head_, "add_classes"):
-            out.head_ = self.head_.add_classes(X_new, y_new, teen=teen_cfg, X_old=X_old)
-            head_update = _HEAD_UPDATE.get(type(self.head_).__name__, "in place")
-        else:
-            out.head_ = clone(self.head_).fit(np.vstack([X_old, X_new]), np.r_[y_old, y_new])
-            head_update = "refit on kept rows"
         held_new = np.zeros(len(y_new), dtype=bool)
         if held_old.any():
             # as large a share of each added class as the model holds out of the known ones
@@ -252,18 +245,31 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
                 y_new, np.zeros(len(y_new), dtype=bool), fraction, self.random_state
             )
         cal = getattr(self, "calibration_detector_", None)
-        if cal is not None and held_old.any():
-            # update the detector and its calibration copy instead of refitting them
-            out.classes_ = out.head_.classes_
+        in_place = cal is not None and held_old.any()
+        if in_place:
+            # the calibration copy first: it must never see the held-out rows; the updates
+            # on all rows then start from its weights (fewer L-BFGS steps)
             cal = cal.add_classes(
                 X_new[~held_new], y_new[~held_new], X_old=X_old[~held_old], teen=teen_cfg
             )
-            held_X = np.vstack([X_old[held_old], X_new[held_new]])
-            out._set_threshold(
-                _detector_with_head(self, out.head_)
-                or self.detector_.add_classes(X_new, y_new, X_old=X_old, teen=teen_cfg),
-                cal.decision_function(held_X),
+        warm = getattr(cal, "head_", None) if in_place else None
+        out = copy.deepcopy(self)
+        if hasattr(self.head_, "add_classes"):
+            out.head_ = self.head_.add_classes(
+                X_new, y_new, teen=teen_cfg, X_old=X_old, warm_start=warm
             )
+            head_update = _HEAD_UPDATE.get(type(self.head_).__name__, "in place")
+        else:
+            out.head_ = clone(self.head_).fit(np.vstack([X_old, X_new]), np.r_[y_old, y_new])
+            head_update = "refit on kept rows"
+        if in_place:
+            # update the detector and its calibration copy instead of refitting them
+            out.classes_ = out.head_.classes_
+            detector = _detector_with_head(self, out.head_) or self.detector_.add_classes(
+                X_new, y_new, X_old=X_old, teen=teen_cfg, warm_start=warm
+            )
+            held_X = np.vstack([X_old[held_old], X_new[held_new]])
+            out._set_threshold(detector, cal.decision_function(held_X))
             out.calibration_detector_ = cal
             keep, detector_update = out._keep, "updated in place"
         else:

@@ -50,12 +50,15 @@ class MaxProbDetector(NoveltyDetector):
     def _score(self, X: np.ndarray) -> np.ndarray:
         return 1.0 - self.head_.predict_proba(X).max(axis=1)
 
-    def add_classes(self, X: Any, y: Any, *, X_old: Any, teen: Any = None) -> MaxProbDetector:
+    def add_classes(
+        self, X: Any, y: Any, *, X_old: Any, teen: Any = None, warm_start: Any = None
+    ) -> MaxProbDetector:
         """A copy whose head also knows the classes of (X, y) (the head's own
-        ``add_classes``, with ``teen``; ``X_old`` = the rows it was fitted on). The
-        threshold is not changed: recalibrate it (OpenSetClassifier.add_classes does)."""
+        ``add_classes``, with ``teen`` and ``warm_start``; ``X_old`` = the rows it was
+        fitted on). The threshold is not changed: recalibrate it (OpenSetClassifier
+        .add_classes does)."""
         out = copy.deepcopy(self)
-        out.head_ = self.head_.add_classes(X, y, X_old=X_old, teen=teen)
+        out.head_ = self.head_.add_classes(X, y, X_old=X_old, teen=teen, warm_start=warm_start)
         return out
 
     def remove_classes(self, labels: Any, X: Any = None, y: Any = None) -> MaxProbDetector:

@@ -96,13 +96,20 @@ class GaussianClassifier(EmbeddingClassifier):
         self.shrinkage_ = alpha
 
     def add_classes(
-        self, X: Any, y: Any, *, teen: Teen | None = None, X_old: Any = None
+        self,
+        X: Any,
+        y: Any,
+        *,
+        teen: Teen | None = None,
+        X_old: Any = None,
+        warm_start: Any = None,
     ) -> GaussianClassifier:
         """A copy that also knows the classes of (X, y): means appended, the pooled
         covariance and its shrinkage re-estimated in closed form — equal, to float
         tolerance, to a fit on the union. With ``teen``, few-shot added classes have their
-        means moved toward similar known means (:mod:`embedlab.heads.teen`). ``X_old`` is
-        not needed (accepted so that every head's ``add_classes`` takes the same arguments)."""
+        means moved toward similar known means (:mod:`embedlab.heads.teen`). ``X_old`` and
+        ``warm_start`` are not needed (accepted so that every head's ``add_classes`` takes
+        the same arguments)."""
         X, y_idx, change = self._plan_add(X, y)
         m = int(y_idx.max()) + 1
         means, counts, stats, sq = self._class_stats(X, y_idx, m)

@@ -91,7 +91,13 @@ class LinearClassifier(EmbeddingClassifier):
         return best
 
     def add_classes(
-        self, X: Any, y: Any, *, teen: Any = None, X_old: Any = None
+        self,
+        X: Any,
+        y: Any,
+        *,
+        teen: Any = None,
+        X_old: Any = None,
+        warm_start: LinearClassifier | None = None,
     ) -> LinearClassifier:
         """A copy that also knows the classes of (X, y): the known classes' weights stay as
         they are and only the new classes' weights and biases are fitted (same L2 strength
@@ -103,7 +109,11 @@ class LinearClassifier(EmbeddingClassifier):
         ``teen.max_shots`` examples has its weight vector scaled to the known classes' mean
         weight norm (weight aligning, Zhao et al. 2020): fitted on a few rows against
         classes fitted on many, its logits are otherwise too small and it is rarely
-        predicted."""
+        predicted.
+
+        ``warm_start``: a linear head that already knows the added classes (e.g. the same
+        update on more rows); the fit starts from its weights for them.
+        """
         if X_old is None:
             raise ValidationError(
                 "adding classes to a linear head needs the known classes' rows (X_old): the new "
@@ -129,19 +139,31 @@ class LinearClassifier(EmbeddingClassifier):
         def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
             W, b = theta[: m * d].reshape(m, d), theta[m * d :]
             new = (Z @ W.T.astype(np.float32)).astype(np.float64) + b
-            lse = np.logaddexp(lse_fixed, logsumexp(new, axis=1))
+            top = np.maximum(new.max(axis=1), lse_fixed)
+            lse = top + np.log(np.exp(lse_fixed - top) + np.exp(new - top[:, None]).sum(axis=1))
             nll = float(lse.sum() - new[rows, y_idx].sum())
             G = np.exp(new - lse[:, None]) - onehot  # d loss / d new logits
             GZ = (G.T.astype(np.float32) @ Z).astype(np.float64)
             grad = np.r_[(GZ + 2.0 * reg * W).ravel(), G.sum(axis=0)] / n
             return (nll + reg * float(np.sum(W * W))) / n, grad
 
+        start = np.zeros(m * d + m)
+        if isinstance(warm_start, LinearClassifier):
+            names = list(map(str, warm_start.classes_))
+            pos = [
+                names.index(str(c))
+                for c in change.classes[change.position(np.arange(m) + change.n_old)]
+            ]
+            start = np.r_[
+                warm_start.coef_[pos].astype(np.float64).ravel(),
+                warm_start.intercept_[pos].astype(np.float64),
+            ]
         res = minimize(
             loss,
-            np.zeros(m * d + m),
+            start,
             jac=True,
             method="L-BFGS-B",
-            options={"maxiter": int(self.max_iter), "gtol": 1e-5},
+            options={"maxiter": int(self.max_iter), "gtol": 1e-4},
         )
         W, b = res.x[: m * d].reshape(m, d), res.x[m * d :]
         counts = np.bincount(y_idx, minlength=m)

@@ -71,14 +71,20 @@ class PrototypeClassifier(EmbeddingClassifier):
         return unit_rows(np.vstack(protos_list)), np.concatenate(owner_list).astype(np.int64)
 
     def add_classes(
-        self, X: Any, y: Any, *, teen: Teen | None = None, X_old: Any = None
+        self,
+        X: Any,
+        y: Any,
+        *,
+        teen: Teen | None = None,
+        X_old: Any = None,
+        warm_start: Any = None,
     ) -> PrototypeClassifier:
         """A copy that also knows the classes of (X, y), exactly as if fitted on the union.
 
         With ``teen``, each added class with at most ``teen.max_shots`` examples has its
         prototypes moved toward similar known prototypes (:mod:`embedlab.heads.teen`).
-        ``X_old`` (the known classes' rows) is not needed; it is accepted so that every
-        head's ``add_classes`` takes the same arguments.
+        ``X_old`` (the known classes' rows) and ``warm_start`` are not needed; they are
+        accepted so that every head's ``add_classes`` takes the same arguments.
         """
         X, y_idx, change = self._plan_add(X, y)
         m = int(y_idx.max()) + 1
