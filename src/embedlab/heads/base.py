@@ -128,6 +128,21 @@ class EmbeddingClassifier(ClassifierMixin, BaseEstimator):
         kept = np.asarray(self.classes_, dtype=object)[keep]
         return keep, ClassSetChange(kept, np.arange(len(kept)), int(keep.sum()))
 
+    def _teen_after_add(self, change: ClassSetChange, m: int, calibrated: np.ndarray) -> np.ndarray:
+        """``teen_classes_`` after adding ``m`` classes, of which ``calibrated`` were."""
+        added = change.classes[change.position(np.arange(m) + change.n_old)]
+        return np.asarray(
+            sorted([*map(str, getattr(self, "teen_classes_", [])), *map(str, added[calibrated])]),
+            dtype=object,
+        )
+
+    def _teen_after_remove(self, change: ClassSetChange) -> np.ndarray:
+        """``teen_classes_`` without the removed classes."""
+        kept = set(map(str, change.classes))
+        return np.asarray(
+            [c for c in getattr(self, "teen_classes_", []) if c in kept], dtype=object
+        )
+
     def class_scores(self, X: Any) -> np.ndarray:  # pragma: no cover - abstract
         """Scores (logits) of every class, (n, n_classes)."""
         raise NotImplementedError

@@ -124,10 +124,7 @@ class GaussianClassifier(EmbeddingClassifier):
         else:
             out.class_sq_ = change.take(self.class_sq_, sq)
             out._set_diagonal()
-        added = change.classes[change.position(np.arange(m) + change.n_old)]
-        out.teen_classes_ = np.asarray(
-            sorted([*map(str, self.teen_classes_), *map(str, added[shifted])]), dtype=object
-        )
+        out.teen_classes_ = self._teen_after_add(change, m, shifted)
         return out
 
     def remove_classes(self, labels: Any, X: Any = None, y: Any = None) -> GaussianClassifier:
@@ -159,8 +156,7 @@ class GaussianClassifier(EmbeddingClassifier):
         else:
             out.class_sq_ = self.class_sq_[keep]
             out._set_diagonal()
-        kept = set(map(str, change.classes))
-        out.teen_classes_ = np.asarray([c for c in self.teen_classes_ if c in kept], dtype=object)
+        out.teen_classes_ = self._teen_after_remove(change)
         return out
 
     def _apply(

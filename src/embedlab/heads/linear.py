@@ -184,11 +184,7 @@ class LinearClassifier(EmbeddingClassifier):
         out.intercept_ = change.take(self.intercept_, b.astype(np.float32))
         out.classes_ = change.classes
         out.n_iter_ = np.asarray([res.nit])
-        added = change.classes[change.position(np.arange(m) + change.n_old)]
-        out.teen_classes_ = np.asarray(
-            sorted([*map(str, getattr(self, "teen_classes_", [])), *map(str, added[few])]),
-            dtype=object,
-        )
+        out.teen_classes_ = self._teen_after_add(change, m, few)
         return out
 
     def remove_classes(self, labels: Any, X: Any = None, y: Any = None) -> LinearClassifier:
@@ -198,10 +194,7 @@ class LinearClassifier(EmbeddingClassifier):
         out = copy.deepcopy(self)
         out.coef_, out.intercept_ = self.coef_[keep], self.intercept_[keep]
         out.classes_ = change.classes
-        kept = set(map(str, change.classes))
-        out.teen_classes_ = np.asarray(
-            [c for c in getattr(self, "teen_classes_", []) if c in kept], dtype=object
-        )
+        out.teen_classes_ = self._teen_after_remove(change)
         return out
 
     def class_scores(self, X: Any) -> np.ndarray:

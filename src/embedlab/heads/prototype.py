@@ -103,10 +103,7 @@ class PrototypeClassifier(EmbeddingClassifier):
         out.prototype_class_ = all_owner[order]
         out.classes_ = change.classes
         out.class_counts_ = change.take(self._counts(), counts)
-        added = change.classes[change.position(np.arange(m) + change.n_old)]
-        out.teen_classes_ = np.asarray(
-            sorted([*map(str, self.teen_classes_), *map(str, added[shifted])]), dtype=object
-        )
+        out.teen_classes_ = self._teen_after_add(change, m, shifted)
         return out
 
     def remove_classes(self, labels: Any, X: Any = None, y: Any = None) -> PrototypeClassifier:
@@ -119,9 +116,7 @@ class PrototypeClassifier(EmbeddingClassifier):
         out.prototype_class_ = mapping[self.prototype_class_[rows]].astype(np.int64)
         out.classes_ = change.classes
         out.class_counts_ = self._counts()[keep]
-        out.teen_classes_ = np.asarray(
-            [c for c in self.teen_classes_ if c in set(map(str, change.classes))], dtype=object
-        )
+        out.teen_classes_ = self._teen_after_remove(change)
         return out
 
     def _counts(self) -> np.ndarray:
