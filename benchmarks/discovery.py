@@ -80,9 +80,9 @@ def main() -> None:
         Xr, yr = Xte[rejected], yte[rejected]
         texts = [t for t, r in zip(te_texts, rejected, strict=True) if r]
         t = time.perf_counter()
-        ref_labels = np.asarray(clf.classes_, dtype=object)[clf.train_class_]
+        ref_X, ref_y, _, _ = clf.kept_rows()
         found = discover_classes(
-            Xr, texts, reference=(clf.train_X_, ref_labels), min_size=args.min_size, seed=seed
+            Xr, texts, reference=(ref_X, ref_y), min_size=args.min_size, seed=seed
         )
         secs = time.perf_counter() - t
         hid = np.isin(yr, hidden)

@@ -58,9 +58,12 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
     ----------------------
     :meth:`add_classes` and :meth:`remove_classes` return a new classifier. Prototype and
     Gaussian heads are updated in closed form (equal to a fit on the new class set, to
-    float tolerance); other heads are refitted on the kept rows. The detector is refitted
-    on the kept rows and its threshold recalibrated at ``target_fpr`` on held-out in-scope
-    rows, as in :meth:`fit`. No head or detector is re-selected.
+    float tolerance); the linear head fits only the added classes' weights; other heads
+    are refitted on the kept rows. Detectors scoring with such a head (max-prob, energy)
+    are updated with it, together with a calibration copy that never saw the held-out
+    rows; other detectors are refitted on the kept rows. Either way the threshold is
+    recalibrated at ``target_fpr`` on held-out in-scope rows, as in :meth:`fit`. No head
+    or detector is re-selected.
     """
 
     def __init__(
@@ -149,14 +152,11 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
             )
         self._fit_detector(det, X_in, y_in, calib)
         self.classes_ = self.head_.classes_
-        self._set_oos_recall(X_oos)
         if self.keep_rows:
-            self.train_X_ = X_in
-            self.train_class_ = np.searchsorted(self.classes_, y_in).astype(np.int64)
-            self.train_held_ = (
-                np.zeros(len(y_in), dtype=bool) if calib is None else calib.astype(bool)
-            )
-            self.train_oos_X_ = X_oos
+            held = np.zeros(len(y_in), dtype=bool) if calib is None else calib.astype(bool)
+            self._keep(X_in, y_in, held, X_oos)
+        else:
+            self._set_oos_recall(X_oos)
         return self
 
     def _fit_detector(
@@ -193,12 +193,16 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
             self.oos_train_recall_ = None
 
     # ------------------------------------------------------------ class-set changes
-    def _kept_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def kept_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The kept training rows: in-scope vectors, their labels, which were held out to
+        calibrate, and the out-of-scope vectors. A ValidationError when the model keeps
+        none (fitted with ``keep_rows=False``, or saved by an older embedlab)."""
         check_is_fitted(self, "detector_")
         if not hasattr(self, "train_X_"):
             raise ValidationError(
                 "this model does not keep its training vectors (fitted with keep_rows=False, "
-                "or saved by an older embedlab), so it cannot add or remove classes; refit it"
+                "or saved by an older embedlab), so it cannot add or remove classes, nor "
+                "calibrate discovery on them; refit it"
             )
         labels = np.asarray(self.classes_, dtype=object)[self.train_class_]
         return self.train_X_, labels, self.train_held_, self.train_oos_X_
@@ -222,7 +226,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         most half a class) is held out to recalibrate the threshold on. Raises ValidationError for
         labels that are classes already or no in-scope row; warns for a class of one row.
         """
-        X_old, y_old, held_old, oos_old = self._kept_rows()
+        X_old, y_old, held_old, oos_old = self.kept_rows()
         X = self._X(X)
         y = check_labels(y, len(X)).astype(str).astype(object)
         is_oos = y == str(self.oos_label)
@@ -253,7 +257,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
                 X_new[~held_new], y_new[~held_new], X_old=X_old[~held_old], teen=teen_cfg
             )
         warm = getattr(cal, "head_", None) if in_place else None
-        out = copy.deepcopy(self)
+        out = copy.copy(self)  # every attribute that changes is reassigned, none mutated
         if hasattr(self.head_, "add_classes"):
             out.head_ = self.head_.add_classes(
                 X_new, y_new, teen=teen_cfg, X_old=X_old, warm_start=warm
@@ -299,10 +303,10 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
     def remove_classes(self, labels: Any) -> OpenSetClassifier:
         """A new classifier without the classes ``labels`` (and their kept rows); this one is
         unchanged. Unknown labels, or leaving fewer than 2 classes, raise ValidationError."""
-        X_old, y_old, held_old, oos_old = self._kept_rows()
+        X_old, y_old, held_old, oos_old = self.kept_rows()
         drop, _ = check_removable(self.classes_, labels)
         gone = np.isin(y_old.astype(str), drop)
-        out = copy.deepcopy(self)
+        out = copy.copy(self)  # every attribute that changes is reassigned, none mutated
         if hasattr(self.head_, "remove_classes"):
             out.head_ = self.head_.remove_classes(drop, X_old[gone], y_old[gone])
             head_update = _HEAD_UPDATE.get(type(self.head_).__name__, "in place")

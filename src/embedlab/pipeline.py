@@ -34,6 +34,7 @@ from embedlab.bundle import (
     ENCODER_DIR,
     estimator_from_state,
     estimator_to_state,
+    json_sha256,
     read_bundle,
     write_bundle,
 )
@@ -413,11 +414,7 @@ class Pipeline:
         texts = check_texts(texts)
         X = self._vectors(texts, progress)
         clf = self.classifier
-        if not hasattr(clf, "train_X_"):
-            raise ValidationError(
-                "this model does not keep its training vectors (fitted by an older embedlab or "
-                "with keep_rows=False): discovery calibrates on them; refit the model"
-            )
+        X_ref, y_ref, _, _ = clf.kept_rows()
         if all_rows:
             chosen = np.ones(len(X), dtype=bool)
             selection = f"all {len(X)} rows"
@@ -438,7 +435,7 @@ class Pipeline:
         found = discover_classes(
             X[rows],
             [texts[i] for i in rows],
-            reference=(clf.train_X_, np.asarray(clf.classes_, dtype=object)[clf.train_class_]),
+            reference=(X_ref, y_ref),
             min_size=min_size,
             n_central=n_central,
             reserved=[*map(str, clf.classes_), self.oos_label],
@@ -561,10 +558,9 @@ def _lineage(parent_info: dict[str, Any] | None, change: dict[str, Any]) -> dict
         )
         parent, version = prev["fingerprint"], int(prev["version"]) + 1
         history = [*prev.get("history", []), {"version": version, **change}]
-    payload = json.dumps({"parent": parent, "change": change}, sort_keys=True, default=str)
     return {
         "version": version,
-        "fingerprint": hashlib.sha256(payload.encode("utf-8")).hexdigest(),
+        "fingerprint": json_sha256({"parent": parent, "change": change}),
         "parent": parent,
         "history": history,
     }
