@@ -303,3 +303,8 @@ def test_cli_add_and_remove_classes(quick_model, tmp_path):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
     res = runner.invoke(app, ["add-classes", str(v2), str(data), "-o", str(v2), "--force"])
     assert res.exit_code == 2
+    res = runner.invoke(
+        app, ["add-classes", str(v2), str(data), "-o", str(tmp_path / "t"), "--teen", "maybe"]
+    )
+    assert res.exit_code == 2 and "--teen must be auto, on or off" in res.output
+    assert not (tmp_path / "t").exists()
