@@ -7,6 +7,7 @@ Cases that need an unprivileged user (read-only directories) run in a subprocess
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -415,7 +416,24 @@ def _as_user() -> list[str]:
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip("running as root without setpriv: cannot drop privileges for this test")
-    return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    if not _unprivileged_can_import(tuple(prefix)):
+        pytest.skip(
+            "the unprivileged user cannot import embedlab from this checkout (it lies in a "
+            "folder private to root, e.g. one made by mktemp -d)"
+        )
+    return prefix
+
+
+@functools.lru_cache(maxsize=1)
+def _unprivileged_can_import(prefix: tuple[str, ...]) -> bool:
+    res = subprocess.run(
+        [*prefix, sys.executable, "-c", "import embedlab"],
+        capture_output=True,
+        timeout=60,
+        cwd="/",
+    )
+    return res.returncode == 0
 
 
 @pytest.fixture
