@@ -4,7 +4,7 @@ and plain nearest-class-mean, on the same frozen vectors.
 
 Usage:
   .venv/bin/python benchmarks/class_incremental.py [--domains all] [--base 50] [--step 10]
-      [--shots 0 5] [--seeds 0] [--jsonl FILE]
+      [--shots 0 5] [--seeds 0] [--head NAME] [--jsonl FILE]
   .venv/bin/python benchmarks/class_incremental.py teen-grid --domains tune [--seeds 0 1 2]
 
 Protocol (``run``, the default): the chosen intents are shuffled (seeded); the first
@@ -22,7 +22,9 @@ Methods, same vectors:
 - ``refit``: ``OpenSetClassifier()`` fitted from scratch on all rows seen so far (new
   head / detector selection every time);
 - ``NCM``: plain nearest class mean (``PrototypeClassifier``) on all rows seen so far.
-Seconds are the classifier's only (vectors are encoded once, up front, for every method).
+``--head prototype`` (or ``gaussian``) fixes the head of the base model and of the refits
+(the detector is still chosen): then ``add_classes`` vs ``add_classes, no TEEN`` is TEEN vs
+plain prototypes in this protocol. Seconds are the classifier's only (vectors are encoded once, up front, for every method).
 Average incremental accuracy = mean over the base and every step; forgetting = accuracy on
 the base intents after the base fit minus after the last step.
 
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> None:
             t = time.perf_counter()
             Xb = np.vstack([Xtr[base_rows], Xoos_tr])
             yb = np.r_[ytr[base_rows], np.full(len(Xoos_tr), "oos", dtype=object)]
-            base_model = OpenSetClassifier().fit(Xb, yb)
+            base_model = OpenSetClassifier(head=args.head).fit(Xb, yb)
             base_s = time.perf_counter() - t
             inc = {"add_classes": base_model, "add_classes, no TEEN": base_model}
             seen_idx = np.flatnonzero(base_rows)
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> None:
                         secs = time.perf_counter() - t
                         rows[name].append({"seconds": secs})
                     t = time.perf_counter()
-                    refit = OpenSetClassifier().fit(
+                    refit = OpenSetClassifier(head=args.head).fit(
                         np.vstack([Xtr[seen_idx], Xoos_tr]),
                         np.r_[ytr[seen_idx], np.full(len(Xoos_tr), "oos", dtype=object)],
                     )
@@ -228,6 +230,7 @@ def main() -> None:
     ap.add_argument("--step", type=int, default=10)
     ap.add_argument("--shots", type=int, nargs="+", default=[0, 5])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--head", default="auto", help="fix the head (prototype, gaussian, ...)")
     ap.add_argument("--jsonl")
     args = ap.parse_args()
     (teen_grid if args.mode == "teen-grid" else run)(args)
