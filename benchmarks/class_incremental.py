@@ -24,7 +24,8 @@ Methods, same vectors:
 - ``NCM``: plain nearest class mean (``PrototypeClassifier``) on all rows seen so far.
 ``--head prototype`` (or ``gaussian``) fixes the head of the base model and of the refits
 (the detector is still chosen): then ``add_classes`` vs ``add_classes, no TEEN`` is TEEN vs
-plain prototypes in this protocol. Seconds are the classifier's only (vectors are encoded once, up front, for every method).
+plain prototypes in this protocol. Seconds are the classifier's only (vectors are encoded
+once, up front, for every method).
 Average incremental accuracy = mean over the base and every step; forgetting = accuracy on
 the base intents after the base fit minus after the last step.
 

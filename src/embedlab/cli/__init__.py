@@ -8,7 +8,7 @@ types and helpers they share. Heavy modules are imported inside the commands, so
 
 from __future__ import annotations
 
-from embedlab.cli.common import app
+from embedlab.cli.common import app, reflow_help
 
 # Importing a command module registers its commands; --help lists them in this order.
 # isort: off
@@ -21,6 +21,10 @@ from embedlab.cli import diagnostics  # noqa: F401
 from embedlab.cli import planning  # noqa: F401
 
 # isort: on
+
+for _info in app.registered_commands:  # help prose wraps to the terminal, not the source
+    if _info.callback is not None and _info.help is None:
+        _info.callback.__doc__ = reflow_help(_info.callback.__doc__)
 
 __all__ = ["app", "main"]
 

@@ -4,6 +4,7 @@ and the helpers that turn library errors into one readable line."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,6 +142,21 @@ def user_errors() -> Iterator[None]:
             f"[bold red]error:[/] {exc.strerror or exc}{where}", highlight=False, soft_wrap=True
         )
         raise typer.Exit(2) from None
+
+
+def reflow_help(doc: str | None) -> str | None:
+    """A command's docstring as help text that wraps to the terminal: the lines of a prose
+    paragraph are joined (Typer's rich mode keeps single line breaks, so source-wrapped
+    lines came out ragged); paragraphs with indented lines (examples) stay as written."""
+    if not doc:
+        return doc
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    out = []
+    for par in paragraphs:
+        lines = par.splitlines()
+        keep = any(line.startswith((" ", "\t")) for line in lines) or par.startswith("\b")
+        out.append(par if keep else " ".join(line.strip() for line in lines))
+    return "\n\n".join(out)
 
 
 def check_output_dir(output: Path, force: bool, *inputs: Path | None) -> None:
