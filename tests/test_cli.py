@@ -115,6 +115,7 @@ def test_demo_runs(tmp_path):
     assert "Test metrics" in res.output and "oos_auroc" in res.output
     assert "Search (48 bytes/vector, binary + rescore)" in res.output
     assert "add-classes (no refit" in res.output
+    demo_output = " ".join(res.output.split())
     res = invoke("search", tmp_path / "demo" / "index", "wake me up at seven", "-k", "1", "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["label"] == "set_alarm"
     train = EmbeddingSet.load(tmp_path / "demo" / "train")
@@ -129,6 +130,12 @@ def test_demo_runs(tmp_path):
     assert v2.predict(["what's the password for the guest wifi"])[0] in {
         c["name"] for c in summary["clusters"]
     }
+    # zero-shot from the label names, with the packaged hierarchy of areas
+    assert "fit --labels-only from the 12 label names" in demo_output
+    zs = Pipeline.load(tmp_path / "demo" / "model_zero_shot")
+    assert zs.hierarchy is not None and len(zs.hierarchy.parents) == 4
+    d = zs.predict_details(["wake me up at seven tomorrow"])
+    assert d["label"][0] == "set_alarm" and d["label_level1"][0] == "home_assistant"
 
 
 def test_version():

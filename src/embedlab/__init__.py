@@ -29,6 +29,8 @@ _LAZY = {
     "encode_file": "embedlab.encoding",
     "Index": "embedlab.index",
     "evaluate_open_set": "embedlab.metrics",
+    "MultiLabelClassifier": "embedlab.multilabel",
+    "Hierarchy": "embedlab.hierarchy",
     "OpenSetClassifier": "embedlab.openset",
     "Pipeline": "embedlab.pipeline",
     "TextTable": "embedlab.readers",
@@ -45,8 +47,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from embedlab.encoders.cache import EmbeddingCache
     from embedlab.encoders.sentence_transformer import SentenceTransformerEncoder
     from embedlab.encoding import encode_file
+    from embedlab.hierarchy import Hierarchy
     from embedlab.index import Index
     from embedlab.metrics import evaluate_open_set
+    from embedlab.multilabel import MultiLabelClassifier
     from embedlab.openset import OpenSetClassifier
     from embedlab.pipeline import Pipeline
     from embedlab.readers import TextTable, read_texts, write_table
@@ -75,7 +79,9 @@ __all__ = [
     "EmbedlabError",
     "Encoder",
     "EncoderError",
+    "Hierarchy",
     "Index",
+    "MultiLabelClassifier",
     "OpenSetClassifier",
     "Pipeline",
     "Provenance",

@@ -52,6 +52,7 @@ GRAPH_DIR = "onnx"  # the exported graph the encoder runs on, when it runs on ON
 
 def _registry() -> dict[str, type]:
     from embedlab import detect, heads
+    from embedlab.multilabel import MultiLabelClassifier
     from embedlab.openset import OpenSetClassifier
 
     classes = [getattr(heads, n) for n in heads.__all__ if n != "EmbeddingClassifier"]
@@ -60,7 +61,7 @@ def _registry() -> dict[str, type]:
         for n in detect.__all__
         if n not in ("NoveltyDetector", "threshold_at_fpr")
     ]
-    classes.append(OpenSetClassifier)
+    classes += [OpenSetClassifier, MultiLabelClassifier]
     return {c.__name__: c for c in classes}
 
 

@@ -139,12 +139,39 @@ def run_demo(
     console.print(f"Report (open it in a browser): [bold]{report_path.resolve()}[/]")
     sets["report"] = report_path
     sets["label_set_change"] = _label_set_change(pipe, out_dir, console)
+    sets["zero_shot"] = _zero_shot(encoder, tables, metrics, out_dir, console)
     console.print(
         f"Next: [bold]embedlab predict {model_dir} my_texts.csv -o predictions.csv[/] "
         f'or [bold]embedlab search {out_dir / "index"} "your query"[/]'
     )
     sets["metrics"] = metrics
     return sets
+
+
+def _zero_shot(
+    encoder: Any, tables: dict[str, Any], trained: dict[str, Any], out_dir: Path, console: Console
+) -> dict[str, Any]:
+    """Before any example is labelled: a zero-shot model from the label names alone, with the
+    intents' areas as a hierarchy (`embedlab fit --labels-only ... --hierarchy ...`)."""
+    from embedlab.datasets import demo_path
+    from embedlab.hierarchy import read_hierarchy
+
+    train, test = tables["train"], tables["test"]
+    names = sorted({y for y in train.labels if y != "oos"})
+    typical = [t for t, y in zip(train.texts, train.labels, strict=True) if y != "oos"]
+    zs = Pipeline(encoder=encoder, hierarchy=read_hierarchy(demo_path("hierarchy")))
+    zs.fit_labels_only(names, in_scope_texts=typical)  # texts only: no labels used
+    zs_dir = zs.save(out_dir / "model_zero_shot", overwrite=True)
+    m = zs.evaluate(test.texts, test.labels)
+    levels = m["hierarchy"]["accuracy_by_level"]
+    console.print(
+        f"No examples yet? [bold]fit --labels-only[/] from the {len(names)} label names alone "
+        f"(threshold set on unlabelled typical requests) → {zs_dir}: accuracy "
+        f"{m['accuracy']:.1%} (trained model {trained['accuracy']:.1%}), area accuracy "
+        f"{levels['level1']:.1%} over {len(zs.hierarchy.parents)} areas, OOS AUROC "
+        f"{m['oos_auroc']:.3f}"
+    )
+    return {"accuracy": m["accuracy"], "area_accuracy": levels["level1"], "model": zs_dir}
 
 
 def _label_set_change(pipe: Pipeline, out_dir: Path, console: Console) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from dataclasses import asdict
 from typing import Any
 
@@ -158,6 +159,42 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         else:
             self._set_oos_recall(X_oos)
         return self
+
+    @classmethod
+    def from_prototypes(
+        cls, V: Any, labels: Any, *, oos_label: str = "oos", target_fpr: float = 0.02
+    ) -> OpenSetClassifier:
+        """A fitted classifier whose classes are the rows of ``V`` (label vectors: encoded
+        names or descriptions, several rows per label averaged): prototype head, max-cosine
+        detector, and no threshold yet (+inf: nothing rejected) — :meth:`calibrate` sets it
+        on in-scope rows. Zero-shot classification, as ``embedlab fit --labels-only``."""
+        clf = cls(
+            head="prototype",
+            detector="max-cosine",
+            target_fpr=target_fpr,
+            oos_label=oos_label,
+            keep_rows=False,
+        )
+        V, y = validate_estimator_data(clf, V, check_labels(labels, len(V)), reset=True)
+        V = np.asarray(V, dtype=np.float32)
+        y = np.asarray([str(v) for v in y], dtype=object)
+        if oos_label in set(y.tolist()):
+            raise ValidationError(f"{oos_label!r} is the out-of-scope label, not a class")
+        if len(np.unique(y)) < 2:
+            raise ValidationError("a classifier needs at least 2 labels")
+        clf.selection_ = None
+        clf.head_name_, clf.detector_name_ = "prototype", "max-cosine"
+        with warnings.catch_warnings():  # one row per class is expected here
+            warnings.filterwarnings("ignore", message="The number of unique classes")
+            clf.head_ = make_head("prototype").fit(V, y)
+        det = make_detector("max-cosine").set_params(target_fpr=target_fpr, calibration_split=0.0)
+        clf.detector_ = det.fit(V, y)
+        clf.detector_.threshold_ = float("inf")
+        clf.threshold_ = float("inf")
+        clf.calibration_detector_ = None
+        clf.classes_ = clf.head_.classes_
+        clf._set_oos_recall(V[:0])
+        return clf
 
     def _fit_detector(
         self, det: Any, X_in: np.ndarray, y_in: np.ndarray, calib: np.ndarray | None
@@ -376,8 +413,6 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Deprecated alias of :meth:`novelty_score`."""
-        import warnings
-
         warnings.warn(
             "OpenSetClassifier.score_samples is deprecated: use novelty_score",
             DeprecationWarning,

@@ -42,7 +42,9 @@ from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.encoders.base import check_texts
 from embedlab.encoders.sentence_transformer import encoder_from_spec
 from embedlab.errors import StoreError, ValidationError
+from embedlab.hierarchy import Hierarchy, evaluate_levels
 from embedlab.metrics import evaluate_open_set
+from embedlab.multilabel import MultiLabelClassifier, evaluate_multilabel, label_indicator
 from embedlab.openset import OpenSetClassifier
 from embedlab.splits import calibration_holdout
 from embedlab.transforms import TransformChain
@@ -81,8 +83,11 @@ class Pipeline:
     ----------
     encoder : SentenceTransformerEncoder, optional
         Default: the packaged all-MiniLM-L6-v2.
-    classifier : OpenSetClassifier, optional
-        Default: ``OpenSetClassifier()`` (automatic head and detector).
+    classifier : OpenSetClassifier or MultiLabelClassifier, optional
+        Default: ``OpenSetClassifier()`` (automatic head and detector). A
+        :class:`~embedlab.multilabel.MultiLabelClassifier` makes a multi-label pipeline:
+        each row's label is a set (a string of labels joined by its ``label_sep``, or a
+        list), predictions are sets, and "none of the labels" is the out-of-scope answer.
     adapt : bool or "auto", default "auto"
         Fine-tune the encoder on the labelled in-scope texts first (see :mod:`embedlab.adapt`).
     adapt_config : AdaptConfig, optional
@@ -95,18 +100,23 @@ class Pipeline:
         fitted on the in-scope training vectors. A chain ending in a code step (int8,
         binary, pqM) is applied as encode-then-decode, so the classifier sees exactly what
         that storage keeps. ``layerK`` picks the encoder layer (and then no adaptation).
+    hierarchy : Hierarchy, optional
+        Parents of the labels (:mod:`embedlab.hierarchy`): predictions then carry every
+        level (the predicted label mapped up), and evaluation scores each level.
     """
 
     def __init__(
         self,
         encoder: SentenceTransformerEncoder | None = None,
-        classifier: OpenSetClassifier | None = None,
+        classifier: OpenSetClassifier | MultiLabelClassifier | None = None,
         adapt: bool | str = "auto",
         adapt_config: Any = None,
         calibration_fraction: float = 0.1,
         transform: str | None = None,
+        hierarchy: Hierarchy | None = None,
     ) -> None:
         self.encoder = encoder
+        self.hierarchy = hierarchy
         self.transform = transform
         self.chain_: TransformChain | None = None
         self.calibration_fraction = calibration_fraction
@@ -124,6 +134,20 @@ class Pipeline:
     @property
     def classes_(self) -> np.ndarray:
         return self.classifier.classes_
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether rows carry label sets (a MultiLabelClassifier) rather than one label."""
+        return isinstance(self.classifier, MultiLabelClassifier)
+
+    def _fitted(self) -> bool:
+        return hasattr(self.classifier, "detector_") or hasattr(self.classifier, "params_")
+
+    def _single_label_only(self, what: str) -> None:
+        if self.multi_label:
+            raise ValidationError(
+                f"{what} works on single-label models only; this one is multi-label"
+            )
 
     def _encoder(self) -> SentenceTransformerEncoder:
         if self.encoder is None:
@@ -156,9 +180,21 @@ class Pipeline:
         :mod:`embedlab.self_training`, ``self_training`` = a SelfTraining to change rounds
         or share). The encoder is adapted on the labelled rows only.
         """
+        if self.multi_label:
+            if validation is not None or unlabeled is not None:
+                raise ValidationError(
+                    "validation data and unlabelled pools work on single-label models only; "
+                    "a multi-label model calibrates its thresholds on held-out folds of its "
+                    "training rows"
+                )
+            if self.hierarchy is not None:
+                raise ValidationError("label hierarchies work with single-label models only")
+            return self._fit_multi_label(texts, labels, progress)
         start = time.perf_counter()
         texts = check_texts(texts)
         labels = check_labels(labels, len(texts)).astype(str)
+        if self.hierarchy is not None:
+            self.hierarchy.check_labels(labels, ignore=[self.oos_label])
         is_oos = labels == self.oos_label
         in_classes = np.unique(labels[~is_oos])
         encoder = self._encoder()
@@ -268,8 +304,149 @@ class Pipeline:
         self.info["lineage"] = _lineage(None, {"op": "fit", "training": self.info["training"]})
         return self
 
+    def fit_labels_only(
+        self,
+        labels: Sequence[str],
+        descriptions: Sequence[str | None] | None = None,
+        *,
+        in_scope_texts: Sequence[str] | None = None,
+        template: str = "{}",
+        progress: bool | None = None,
+    ) -> Pipeline:
+        """A zero-shot model from label names alone: each label's prototype is the mean of
+        its encoded descriptions (a label may come several times with several
+        descriptions; no description = its name, underscores read as spaces). With a
+        hierarchy, the labels are its leaves and coarser levels are predicted through
+        them (CHiLS: finer names are easier to match than coarse ones).
+
+        Out of scope: max-cosine to the prototypes. ``in_scope_texts`` (typical inputs,
+        no labels needed) set the threshold so that ``target_fpr`` of them are rejected;
+        without them nothing can calibrate it and nothing is rejected (``info`` says so).
+        """
+        from embedlab.heads.zeroshot import label_to_text
+
+        start = time.perf_counter()
+        self._single_label_only("fit_labels_only")
+        names = [str(v).strip() for v in labels]
+        if descriptions is None:
+            descriptions = [None] * len(names)
+        if len(descriptions) != len(names):
+            raise ValidationError(f"{len(descriptions)} descriptions for {len(names)} labels")
+        empty = [i + 1 for i, n in enumerate(names) if not n]
+        if empty:
+            raise ValidationError(f"empty label name in row(s) {empty[:10]}")
+        if self.oos_label in names:
+            raise ValidationError(f"{self.oos_label!r} is the out-of-scope label, not a class")
+        if len(set(names)) < 2:
+            raise ValidationError("zero-shot classification needs at least 2 labels")
+        if self.hierarchy is not None:
+            self.hierarchy.check_labels(names)
+        phrases = [
+            template.format(d.strip() if isinstance(d, str) and d.strip() else label_to_text(n))
+            for n, d in zip(names, descriptions, strict=True)
+        ]
+        if self.transform:
+            raise ValidationError("a zero-shot model takes no transform (nothing to fit it on)")
+        encoder = self._encoder()
+        V = encoder.encode(phrases, progress=progress)
+        clf = OpenSetClassifier.from_prototypes(
+            V,
+            names,
+            oos_label=self.oos_label,
+            target_fpr=self.classifier.target_fpr,
+        )
+        self.classifier = clf
+        if in_scope_texts is not None:
+            texts = check_texts(in_scope_texts)
+            clf.calibrate(encoder.encode(texts, progress=progress))
+            calibrated = f"{len(texts)} in-scope texts (target FPR {clf.target_fpr:g})"
+        else:
+            calibrated = "nothing: no in-scope texts were given, so nothing is rejected"
+        counts = dict(zip(*np.unique(names, return_counts=True), strict=True))
+        self.info = {
+            "training": {
+                "fingerprint": training_fingerprint(phrases, names),
+                "n": 0,
+                "n_oos": 0,
+                "label_counts": {},
+                "descriptions": {str(k): int(v) for k, v in counts.items()},
+            },
+            "zero_shot": {"template": template, "descriptions": len(phrases)},
+            "adapted": None,
+            "transform": None,
+            "head": "zero-shot prototypes (label names / descriptions)",
+            "detector": "max-cosine",
+            "threshold": clf.threshold_ if np.isfinite(clf.threshold_) else None,
+            "calibrated_on": calibrated,
+            "selection": None,
+            "timings": {"total_seconds": round(time.perf_counter() - start, 2)},
+        }
+        self.info["lineage"] = _lineage(
+            None, {"op": "fit_labels_only", "training": self.info["training"]}
+        )
+        return self
+
+    def _fit_multi_label(
+        self, texts: Sequence[str], labels: Sequence[Any], progress: bool | None
+    ) -> Pipeline:
+        """Fit a multi-label pipeline: frozen encoder (adaptation is single-label), then
+        the classifier's per-label scores and thresholds."""
+        start = time.perf_counter()
+        texts = check_texts(texts)
+        if len(labels) != len(texts):
+            raise ValidationError(f"labels has {len(labels)} entries for {len(texts)} rows")
+        clf = self.classifier
+        sets = clf.label_sets(list(labels))
+        if self.adapt is True:
+            raise ValidationError("encoder adaptation works on single-label data only")
+        encoder = self._encoder()
+        chain = TransformChain(self.transform) if self.transform else None
+        t_enc = time.perf_counter()
+        X = encoder.encode(texts, progress=progress)
+        encode_s = time.perf_counter() - t_enc
+        t_fit = time.perf_counter()
+        self.chain_ = chain.fit(X) if chain else None
+        X = self._features(X)
+        clf.fit(X, sets)
+        fit_s = time.perf_counter() - t_fit
+        Y = label_indicator(sets, clf.classes_)
+        sep = clf.label_sep
+        cells = [sep.join(s) if s else self.oos_label for s in sets]
+        self.info = {
+            "training": {
+                "fingerprint": training_fingerprint(texts, cells),
+                "n": len(texts),
+                "n_oos": int((~Y.any(1)).sum()),
+                "n_multi_label": int((Y.sum(1) > 1).sum()),
+                "label_counts": {
+                    str(c): int(v) for c, v in zip(clf.classes_, Y.sum(0), strict=True)
+                },
+            },
+            "multi_label": True,
+            "label_sep": sep,
+            "adapted": None,
+            "timings": {
+                "encode_seconds": round(encode_s, 2),
+                "classifier_fit_seconds": round(fit_s, 2),
+                "total_seconds": round(time.perf_counter() - start, 2),
+            },
+            "transform": self.transform,
+            "head": f"multi-label {clf.head}",
+            "detector": "per-label thresholds (none passed = out of scope)",
+            "threshold": None,
+            "thresholds": {
+                str(c): (float(t) if np.isfinite(t) else None)
+                for c, t in zip(clf.classes_, clf.thresholds_, strict=True)
+            },
+            "target_precision": clf.target_precision,
+            "calibrated_on": f"out-of-fold scores of the training rows ({clf.cv} folds)",
+            "held_out_metrics": clf.oof_metrics_,
+        }
+        self.info["lineage"] = _lineage(None, {"op": "fit", "training": self.info["training"]})
+        return self
+
     def _vectors(self, texts: Sequence[str], progress: bool | None) -> np.ndarray:
-        if not hasattr(self.classifier, "detector_"):
+        if not self._fitted():
             raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
         return self._features(self._encoder().encode(texts, progress=progress))  # validates
 
@@ -282,7 +459,13 @@ class Pipeline:
     ) -> np.ndarray:
         """The label of each text: one of ``classes_``, or ``oos_label`` when the detector
         rejects it (the one label outside ``classes_`` a pipeline ever returns; never with
-        ``reject=False``)."""
+        ``reject=False``). A multi-label pipeline returns each text's label set as a tuple
+        (empty: none of the labels)."""
+        if self.multi_label:
+            return np.asarray(
+                [*self.classifier.predict_label_sets(self._vectors(texts, progress)), None],
+                dtype=object,
+            )[:-1]
         return self.predict_details(texts, top_k=1, reject=reject, progress=progress)["label"]
 
     def predict_details(
@@ -295,10 +478,44 @@ class Pipeline:
     ) -> dict[str, np.ndarray]:
         """Per text: ``label`` (as :meth:`predict`), ``score`` (novelty: higher = more out of
         scope), ``out_of_scope``, and the ``top{i}_label`` / ``top{i}_prob`` of the head.
-        ``reject=False``: no rejection (closed-set data), the score is still given."""
-        return self.classifier.predict_details(
+        ``reject=False``: no rejection (closed-set data), the score is still given.
+
+        Multi-label: ``label`` is the predicted labels joined by the model's separator
+        (``oos_label`` for none), ``n_labels`` their number, ``score`` how far the row is from
+        passing any label's threshold (> 0: none passes, ``out_of_scope``), and the top
+        labels with their per-label scores (``top{i}_prob``; they need not sum to 1)."""
+        if self.multi_label:
+            return self._multi_label_details(self._vectors(texts, progress), top_k)
+        out = self.classifier.predict_details(
             self._vectors(texts, progress), top_k=top_k, reject=reject
         )
+        if self.hierarchy is None:
+            return out
+        levels = {
+            f"label_{name}": self.hierarchy.at_level(out["label"], i, keep=[self.oos_label])
+            for i, name in enumerate(self.hierarchy.level_names()[:-1], start=1)
+        }
+        return {"label": out["label"], **levels, **{k: v for k, v in out.items() if k != "label"}}
+
+    def _multi_label_details(self, X: np.ndarray, top_k: int) -> dict[str, np.ndarray]:
+        clf = self.classifier
+        scores = clf.decision_function(X)
+        P = clf._decide(scores)
+        probs = clf.predict_proba(X)
+        names = np.asarray(clf.classes_, dtype=object)
+        cells = [clf.label_sep.join(names[row]) or self.oos_label for row in P]
+        out: dict[str, np.ndarray] = {
+            "label": np.asarray(cells, dtype=object),
+            "n_labels": P.sum(1).astype(np.int64),
+            "score": np.min(clf.thresholds_ - scores, axis=1).astype(np.float32),
+            "out_of_scope": ~P.any(1),
+        }
+        k = min(top_k, len(names))
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        for i in range(k):
+            out[f"top{i + 1}_label"] = names[top[:, i]]
+            out[f"top{i + 1}_prob"] = np.take_along_axis(probs, top[:, i : i + 1], 1)[:, 0]
+        return out
 
     def evaluate(
         self,
@@ -306,6 +523,7 @@ class Pipeline:
         labels: Sequence[Any],
         *,
         reject: bool = True,
+        hierarchy: Hierarchy | None = None,
         progress: bool | None = None,
     ) -> dict[str, Any]:
         """Open-set metrics on labelled texts (see :func:`embedlab.metrics.evaluate_open_set`).
@@ -313,11 +531,18 @@ class Pipeline:
         ``head_accuracy`` (no rejection) is always reported beside ``accuracy`` (a rejected
         in-scope row counts as an error); ``reject=False`` evaluates with rejection off.
         Labels that are neither a known class nor ``oos_label`` raise a ValidationError.
+        With a hierarchy (the model's, or ``hierarchy`` here), ``hierarchy`` holds the
+        accuracy at every level and the wrong leaves that still have the right parent.
         """
+        if self.multi_label:
+            if hierarchy is not None:
+                raise ValidationError("label hierarchies work with single-label models only")
+            return self._evaluate_multi_label(texts, labels, progress)
         start = time.perf_counter()
         labels = check_labels(labels, len(texts)).astype(str)
         known = set(map(str, self.classes_)) | {self.oos_label}
         unknown = sorted(set(labels.tolist()) - known)
+        _check_not_label_sets(unknown, known)
         if unknown:
             raise ValidationError(
                 f"{len(unknown)} label(s) were not seen in training: {unknown[:10]}; relabel "
@@ -328,6 +553,45 @@ class Pipeline:
             labels, details["label"], details["score"], self.oos_label, details["top1_label"]
         )
         metrics["rejection"] = bool(reject)
+        tree = hierarchy if hierarchy is not None else self.hierarchy
+        if tree is not None:
+            tree.check_labels(labels, ignore=[self.oos_label])
+            tree.check_labels(self.classes_)
+            metrics["hierarchy"] = evaluate_levels(
+                labels, details["label"], tree, oos_label=self.oos_label
+            )
+        metrics["seconds"] = round(time.perf_counter() - start, 3)
+        return metrics
+
+    def _evaluate_multi_label(
+        self, texts: Sequence[str], labels: Sequence[Any], progress: bool | None
+    ) -> dict[str, Any]:
+        """Multi-label metrics (:func:`embedlab.multilabel.evaluate_multilabel`) and the
+        out-of-scope view: rows with no true label should get no predicted label."""
+        start = time.perf_counter()
+        clf = self.classifier
+        if len(labels) != len(texts):
+            raise ValidationError(f"labels has {len(labels)} entries for {len(texts)} rows")
+        sets = clf.label_sets(list(labels))
+        Y = label_indicator(sets, clf.classes_)  # names an unknown label and its row
+        trained_multi = (self.info.get("training") or {}).get("n_multi_label", 0)
+        if trained_multi and len(Y) >= 20 and not (Y.sum(1) > 1).any():
+            raise ValidationError(
+                f"no row of this data holds more than one label, but the model is multi-label "
+                f"({trained_multi} training rows had several, joined by {clf.label_sep!r}): "
+                "single-label data, or labels joined by another separator? Evaluate it with "
+                "a single-label model, or join each row's labels with "
+                f"{clf.label_sep!r}"
+            )
+        X = self._vectors(check_texts(texts), progress)
+        P = clf.predict(X)
+        metrics = evaluate_multilabel(Y, P, clf.classes_)
+        none_true = ~Y.any(1)
+        metrics["n_oos"] = int(none_true.sum())
+        metrics["oos_recall"] = float((~P[none_true].any(1)).mean()) if none_true.any() else None
+        for name, entry in metrics["per_label"].items():
+            t = self.info.get("thresholds", {}).get(name)
+            entry["threshold"] = t
         metrics["seconds"] = round(time.perf_counter() - start, 3)
         return metrics
 
@@ -344,6 +608,7 @@ class Pipeline:
         training, no head re-selection (see :meth:`OpenSetClassifier.add_classes`: closed-form
         head update, TEEN for few-shot classes, threshold recalibrated). This one is unchanged.
         """
+        self._single_label_only("add_classes")
         texts = check_texts(texts)
         labels = check_labels(labels, len(texts)).astype(str)
         clf = self.classifier.add_classes(
@@ -357,6 +622,7 @@ class Pipeline:
 
     def remove_classes(self, labels: Sequence[str] | str) -> Pipeline:
         """A new pipeline without the classes ``labels``; this one is unchanged."""
+        self._single_label_only("remove_classes")
         if not hasattr(self.classifier, "detector_"):
             raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
         clf = self.classifier.remove_classes(labels)
@@ -370,6 +636,7 @@ class Pipeline:
             adapt_config=self.adapt_config,
             calibration_fraction=self.calibration_fraction,
             transform=self.transform,
+            hierarchy=self.hierarchy,
         )
         child.chain_ = self.chain_
         child._adapted_dir, child._work = self._adapted_dir, self._work
@@ -411,6 +678,7 @@ class Pipeline:
         model's kept training rows (see :mod:`embedlab.discover`)."""
         from embedlab.discover import discover_classes
 
+        self._single_label_only("discover")
         texts = check_texts(texts)
         X = self._vectors(texts, progress)
         clf = self.classifier
@@ -447,7 +715,7 @@ class Pipeline:
     # ------------------------------------------------------------------ bundle
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the fitted pipeline as a bundle directory (atomically)."""
-        if not hasattr(self.classifier, "detector_"):
+        if not self._fitted():
             raise ValidationError("cannot save an unfitted pipeline")
         path = Path(path)
         if path.exists() and not overwrite:
@@ -471,6 +739,7 @@ class Pipeline:
                 "transforms": transforms,
                 "oos_label": self.oos_label,
                 "classes": [str(c) for c in self.classes_],
+                "hierarchy": None if self.hierarchy is None else self.hierarchy.to_json(),
                 "info": self.info,
                 "classifier": classifier_state,
             },
@@ -498,8 +767,8 @@ class Pipeline:
     def _load(cls, path: Path, *, cache: bool, backend: str | None) -> Pipeline:
         doc, arrays = read_bundle(path)
         classifier = estimator_from_state(doc["classifier"], arrays)
-        if not isinstance(classifier, OpenSetClassifier):
-            raise StoreError(f"{path}: bundle does not hold an OpenSetClassifier")
+        if not isinstance(classifier, (OpenSetClassifier, MultiLabelClassifier)):
+            raise StoreError(f"{path}: bundle does not hold an embedlab classifier")
         encoder = encoder_from_spec(doc["encoder"], base_dir=path, cache=cache, backend=backend)
         chain = None
         if doc.get("transforms"):
@@ -527,6 +796,8 @@ class Pipeline:
         )
         pipe.chain_ = chain
         pipe.info = doc.get("info", {})
+        if doc.get("hierarchy"):
+            pipe.hierarchy = Hierarchy.from_parents(doc["hierarchy"])
         return pipe
 
 
@@ -536,6 +807,19 @@ class _TempDir:
     def __init__(self, path: Path) -> None:
         self.path = path
         weakref.finalize(self, shutil.rmtree, path, ignore_errors=True)
+
+
+def _check_not_label_sets(unknown: list[str], known: set[str]) -> None:
+    """A single-label model given label sets ("a,b" with a and b both its classes): say so."""
+    for cell in unknown:
+        for sep in (",", ";", "|"):
+            parts = [p.strip() for p in cell.split(sep)]
+            if len(parts) > 1 and all(p in known for p in parts):
+                raise ValidationError(
+                    f"label {cell!r} joins several of this model's classes with {sep!r}: "
+                    "this is multi-label data, and the model is single-label (fit one with "
+                    "`embedlab fit --multi-label`)"
+                )
 
 
 def _json_default(value: Any) -> Any:

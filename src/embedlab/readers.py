@@ -30,6 +30,7 @@ __all__ = [
     "PairTable",
     "TextTable",
     "VectorTable",
+    "read_label_names",
     "read_pairs",
     "read_table",
     "read_texts",
@@ -261,6 +262,40 @@ def read_table(
     if table.num_rows == 0:
         raise DataFormatError(f"{path} has no rows")
     return table
+
+
+def read_label_names(
+    path: str | os.PathLike, *, delimiter: str | None = None
+) -> tuple[list[str], list[str | None]]:
+    """Label names and optional descriptions for a zero-shot model: a table (CSV, TSV,
+    JSONL, JSON, Parquet) with a ``label`` column and optionally ``description`` (a label
+    may repeat, once per description; an empty description means "use the name"), or a
+    .txt file with one label per line."""
+    path = Path(path)
+    if path.suffix.lower() == ".txt":
+        text = _decode(path, _read_bytes(path), 0)
+        labels = [line.strip() for line in text.splitlines() if line.strip()]
+        if not labels:
+            raise DataFormatError(f"{path} lists no labels")
+        return labels, [None] * len(labels)
+    table = read_table(path, delimiter=delimiter)
+    if "label" not in table.column_names:
+        raise DataFormatError(
+            f"{path}: a label file needs a 'label' column (and optionally 'description'); "
+            f"columns are {table.column_names}"
+        )
+    raw = _string_column(path, table, "label", "label")
+    missing = [i for i, v in enumerate(raw) if _is_missing(v)]
+    if missing:
+        fmt = _format_of(path)
+        raise DataFormatError(f"{path}: empty label at {_rows_text(fmt, missing)}")
+    labels = [_label_text(v).strip() for v in raw]
+    if "description" in table.column_names:
+        desc = _string_column(path, table, "description", "description")
+        descriptions = [None if _is_missing(d) else str(d) for d in desc]
+    else:
+        descriptions = [None] * len(labels)
+    return labels, descriptions
 
 
 def _string_column(path: Path, table: pa.Table, name: str, what: str) -> list[Any]:

@@ -134,6 +134,7 @@ def _diagnostics(X: np.ndarray, y: np.ndarray | None, seed: int) -> str:
             ["class", "class", "cosine"],
             [(p["a"], p["b"], p["cosine"]) for p in rep["confusable_pairs"]],
         )
+    if "label_errors" in rep:
         le = rep["label_errors"]
         html += (
             f"<h3>Likely label errors ({len(le['rows'])} among {le['checked']:,} rows checked"
@@ -203,6 +204,8 @@ def model_report(
     from embedlab.metrics import evaluate_open_set
     from embedlab.validation import check_labels
 
+    if getattr(pipeline, "multi_label", False):
+        return _multi_label_report(pipeline, texts, labels, title=title)
     start = time.perf_counter()
     y = check_labels(labels, len(texts)).astype(str)
     oos = pipeline.oos_label
@@ -226,6 +229,21 @@ def model_report(
             "</code> turns rejection off without refitting).</p>"
         )
     sections = [("Headline metrics", headline)]
+    tree = getattr(pipeline, "hierarchy", None)
+    if tree is not None:
+        from embedlab.hierarchy import evaluate_levels
+
+        lv = evaluate_levels(y, d["label"], tree, oos_label=oos)
+        share = lv["wrong_leaf_right_parent_share"]
+        sections.append(
+            (
+                "Accuracy at every level of the hierarchy",
+                _cards({f"accuracy, {k}": v for k, v in lv["accuracy_by_level"].items()})
+                + f'<p class="note">Coarser levels are the predicted label mapped up. Of '
+                f"{lv['wrong_leaf']} wrong labels, {lv['wrong_leaf_right_parent']} have the "
+                "right parent" + (f" ({share:.0%})" if share is not None else "") + ".</p>",
+            )
+        )
 
     inside = ~is_oos
     wrong = inside & (d["top1_label"] != y)
@@ -297,6 +315,62 @@ def model_report(
     footer = (
         f"head {info.get('head')}, detector {info.get('detector')}, "
         f"{len(texts):,} rows; built in {time.perf_counter() - start:.1f} s by embedlab."
+    )
+    return _page(title, sections, footer)
+
+
+def _multi_label_report(
+    pipeline: Any, texts: Sequence[str], labels: Sequence[Any], *, title: str
+) -> str:
+    """Report of a multi-label pipeline: headline metrics, per-label F1 with its threshold."""
+    start = time.perf_counter()
+    metrics = pipeline.evaluate(texts, labels)
+    per = metrics.pop("per_label")
+    metrics.pop("seconds", None)
+    headline = _cards({k: v for k, v in metrics.items() if v is not None})
+    headline += (
+        '<p class="note">micro-F1 pools every (row, label) decision; macro-F1 averages the '
+        "labels' F1, so rare labels weigh as much as common ones; subset accuracy counts a "
+        "row right only when its whole label set is; a row with no predicted label is the "
+        "model's out-of-scope answer.</p>"
+    )
+    order = sorted(per, key=lambda k: (per[k]["f1"], k))
+    rows = [
+        [
+            k,
+            per[k]["precision"],
+            per[k]["recall"],
+            per[k]["f1"],
+            per[k]["support"],
+            "never" if per[k]["threshold"] is None else float(per[k]["threshold"]),
+        ]
+        for k in order
+    ]
+    chart = plots.bars(
+        order[::-1], [per[k]["f1"] for k in order[::-1]], title="F1 per label", xlabel="F1"
+    )
+    info = pipeline.info or {}
+    calibration = (
+        f"Thresholds: {info.get('calibrated_on', 'held-out rows')}, each label's "
+        + (
+            f"lowest with precision ≥ {info['target_precision']:g}"
+            if info.get("target_precision")
+            else "F1-maximising one"
+        )
+        + "; predict a label when its score is at least its threshold."
+    )
+    sections = [
+        ("Headline metrics", headline),
+        (
+            "Per label",
+            chart
+            + f'<p class="note">{escape(calibration)}</p>'
+            + _table(["label", "precision", "recall", "F1", "support", "threshold"], rows),
+        ),
+    ]
+    footer = (
+        f"head {info.get('head')}, {len(per)} labels, {len(texts):,} rows; built in "
+        f"{time.perf_counter() - start:.1f} s by embedlab."
     )
     return _page(title, sections, footer)
 

@@ -37,11 +37,32 @@ from embedlab.errors import EmbedlabError
 @app.command(rich_help_panel="Classify")
 def fit(
     data: Annotated[
-        Path, typer.Argument(help="Labelled training data (CSV, TSV, JSONL, JSON, Parquet).")
-    ],
+        Path | None,
+        typer.Argument(
+            help="Labelled training data (CSV, TSV, JSONL, JSON, Parquet); none with --labels-only."
+        ),
+    ] = None,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Directory to write the model bundle to.")
-    ],
+        Path | None,
+        typer.Option("--output", "-o", help="Directory to write the model bundle to."),
+    ] = None,
+    labels_only: Annotated[
+        Path | None,
+        typer.Option(
+            help="Zero-shot: a file of label names (a 'label' column, optionally "
+            "'description'; a label may repeat with several descriptions; or a .txt, one "
+            "label a line) instead of DATA. --val texts (labels not needed) set the "
+            "out-of-scope threshold; without them nothing is rejected.",
+        ),
+    ] = None,
+    hierarchy: Annotated[
+        Path | None,
+        typer.Option(
+            help="Parents of the labels: CSV with columns child,parent, or JSON "
+            '({"child": "parent"} or {"parent": ["child", ...]}), any depth. Predictions '
+            "then carry every level (label_level1 = the top), evaluation scores each.",
+        ),
+    ] = None,
     text_col: TextColOption = "text",
     label_col: LabelColOption = "label",
     oos_label: Annotated[
@@ -81,6 +102,25 @@ def fit(
     target_fpr: Annotated[
         float, typer.Option(help="Share of in-scope inputs the threshold may reject.")
     ] = 0.02,
+    multi_label: Annotated[
+        bool,
+        typer.Option(
+            "--multi-label",
+            help="Each label cell holds a set of labels joined by --label-sep (a row labelled "
+            "--oos-label has none); one threshold per label, calibrated on held-out folds. "
+            "Heads: linear (default), prototype or knn.",
+        ),
+    ] = False,
+    label_sep: Annotated[
+        str, typer.Option(help="With --multi-label: the separator between a cell's labels.")
+    ] = ",",
+    target_precision: Annotated[
+        float | None,
+        typer.Option(
+            help="With --multi-label: each label's threshold is the lowest that keeps its "
+            "held-out precision at this level (default: the one that maximises its F1)."
+        ),
+    ] = None,
     time_budget: Annotated[
         float | None,
         typer.Option(
@@ -129,16 +169,70 @@ def fit(
       embedlab fit tickets.jsonl -o model/ --text-col body --label-col queue --no-adapt
 
       embedlab fit train.csv -o small/ --transform layer3,dim128,norm,int8   (cheaper vectors)
+
+      embedlab fit tickets.csv --multi-label -o model/   (label cells like "refund,late_delivery")
+
+      embedlab fit --labels-only intents.csv --val recent.csv -o model/   (zero-shot)
+
+      embedlab fit train.csv --hierarchy parents.csv -o model/   (predict every level)
     """
     from embedlab.adapt import AdaptConfig
     from embedlab.encoders import SentenceTransformerEncoder
+    from embedlab.hierarchy import read_hierarchy
     from embedlab.openset import OpenSetClassifier
     from embedlab.pipeline import Pipeline
     from embedlab.transforms import TransformChain
 
     with user_errors():
-        check_output_dir(output, force, data, val, model, unlabeled)
+        if output is None:
+            raise EmbedlabError("name the model directory to write with --output / -o")
+        if (data is None) == (labels_only is None):
+            raise EmbedlabError("give training DATA, or --labels-only LABELS_FILE (not both)")
+        check_output_dir(output, force, data, val, model, unlabeled, labels_only)
+        tree = read_hierarchy(hierarchy) if hierarchy is not None else None
+        if labels_only is not None:
+            _fit_labels_only(
+                labels_only,
+                output,
+                tree,
+                val,
+                text_col,
+                label_col,
+                val_split,
+                oos_label,
+                target_fpr,
+                model,
+                cache,
+                backend,
+                skip_empty,
+                delimiter,
+                force,
+                multi_label or unlabeled is not None or transform is not None or bool(adapt),
+            )
+            return
         table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)
+        if multi_label:
+            if tree is not None:
+                raise EmbedlabError("--hierarchy works with single-label models only")
+            _fit_multi_label(
+                table,
+                output,
+                head,
+                oos_label,
+                label_sep,
+                target_precision,
+                model,
+                cache,
+                backend,
+                transform,
+                adapt,
+                val,
+                unlabeled,
+                force,
+            )
+            return
+        if target_precision is not None:
+            raise EmbedlabError("--target-precision goes with --multi-label")
         clf = OpenSetClassifier(
             head=head,
             detector=detector,
@@ -153,6 +247,7 @@ def fit(
             adapt="auto" if adapt is None else adapt,
             adapt_config=AdaptConfig(time_budget=adapt_budget),
             transform=transform,
+            hierarchy=tree,
         )
         validation = None
         if val is not None:
@@ -206,6 +301,141 @@ def fit(
                 f"[yellow]warning:[/] --time-budget {time_budget:g} s skipped "
                 f"{', '.join(skipped)} in the head/detector selection (recorded in the bundle)"
             )
+
+
+def _fit_labels_only(
+    labels_file,
+    output,
+    tree,
+    val,
+    text_col,
+    label_col,
+    val_split,
+    oos_label,
+    target_fpr,
+    model,
+    cache,
+    backend,
+    skip_empty,
+    delimiter,
+    force,
+    other_options,
+) -> None:
+    """`fit --labels-only`: a zero-shot model from label names / descriptions."""
+    from embedlab.encoders import SentenceTransformerEncoder
+    from embedlab.openset import OpenSetClassifier
+    from embedlab.pipeline import Pipeline
+    from embedlab.readers import read_label_names
+
+    if other_options:
+        raise EmbedlabError(
+            "--labels-only takes no --multi-label, --unlabeled, --transform or --adapt "
+            "(there are no training texts to use them on)"
+        )
+    labels, descriptions = read_label_names(labels_file, delimiter=delimiter)
+    in_scope = None
+    if val is not None:
+        vt = read_input_texts(
+            val,
+            text_col=text_col,
+            label_col=None,
+            splits=val_split,
+            skip_empty=skip_empty,
+            delimiter=delimiter,
+        )
+        in_scope = vt.texts
+        if vt.table is not None and label_col in vt.table.column_names:
+            cells = vt.table.column(label_col).to_pylist()
+            keep = [str(c) != oos_label for c in cells]
+            if len(keep) == len(vt.texts):
+                in_scope = [t for t, k in zip(vt.texts, keep, strict=True) if k]
+    pipe = Pipeline(
+        encoder=SentenceTransformerEncoder(model, cache=cache, backend=backend),
+        classifier=OpenSetClassifier(target_fpr=target_fpr, oos_label=oos_label),
+        adapt=False,
+        hierarchy=tree,
+    )
+    t0 = time.perf_counter()
+    pipe.fit_labels_only(labels, descriptions, in_scope_texts=in_scope)
+    pipe.save(output, overwrite=force)
+    levels = f", {tree.depth} levels" if tree is not None else ""
+    thr = pipe.info["threshold"]
+    console.print(
+        f"wrote {output}: zero-shot, {len(pipe.classes_)} labels from {len(labels)} "
+        f"names / descriptions{levels}; out-of-scope threshold "
+        + (
+            f"{thr:.4g} (max-cosine) at target FPR {target_fpr:g} on {len(in_scope)} --val texts"
+            if thr is not None
+            else "not set: pass --val with typical inputs (labels not needed) to reject "
+            "out-of-scope ones; until then nothing is rejected"
+        )
+        + f"; {time.perf_counter() - t0:.1f} s"
+    )
+
+
+def _fit_multi_label(
+    table,
+    output,
+    head,
+    oos_label,
+    label_sep,
+    target_precision,
+    model,
+    cache,
+    backend,
+    transform,
+    adapt,
+    val,
+    unlabeled,
+    force,
+) -> None:
+    """`fit --multi-label`: a MultiLabelClassifier pipeline (frozen encoder)."""
+    from embedlab.encoders import SentenceTransformerEncoder
+    from embedlab.multilabel import MULTILABEL_HEADS, MultiLabelClassifier
+    from embedlab.pipeline import Pipeline
+    from embedlab.transforms import TransformChain
+
+    if head == "auto":
+        head = "linear"
+    if head not in MULTILABEL_HEADS:
+        raise EmbedlabError(
+            f"--head {head!r} has no multi-label form; choose one of {', '.join(MULTILABEL_HEADS)}"
+        )
+    for flag, value in (("--val", val), ("--unlabeled", unlabeled), ("--adapt", adapt or None)):
+        if value is not None:
+            raise EmbedlabError(
+                f"{flag} works with single-label models only (a multi-label model calibrates "
+                "on held-out folds of its training rows, with the encoder frozen)"
+            )
+    layer = TransformChain(transform).layer if transform else None
+    pipe = Pipeline(
+        encoder=SentenceTransformerEncoder(model, cache=cache, layer=layer, backend=backend),
+        classifier=MultiLabelClassifier(
+            head=head, target_precision=target_precision, oos_label=oos_label, label_sep=label_sep
+        ),
+        adapt=False,
+        transform=transform,
+    )
+    t0 = time.perf_counter()
+    pipe.fit(table.texts, table.labels)
+    pipe.save(output, overwrite=force)
+    info = pipe.info
+    tr = info["training"]
+    held = info["held_out_metrics"]
+    never = [k for k, v in info["thresholds"].items() if v is None]
+    console.print(
+        f"wrote {output}: multi-label, {len(pipe.classes_)} labels from {tr['n']} rows "
+        f"({tr['n_multi_label']} with several labels, {tr['n_oos']} with none), head "
+        f"[bold]{head}[/], one threshold per label "
+        + (f"at precision ≥ {target_precision:g}" if target_precision else "maximising its F1")
+        + f"; held-out macro-F1 {held['macro_f1']:.3f}, micro-F1 {held['micro_f1']:.3f}; "
+        f"{time.perf_counter() - t0:.1f} s in all"
+    )
+    if never:
+        err_console.print(
+            f"[yellow]warning:[/] {len(never)} label(s) never reach the target precision on "
+            f"held-out rows and will never be predicted: {', '.join(never[:10])}"
+        )
 
 
 def _adapt_summary(adapted: dict | None) -> str:
@@ -322,6 +552,13 @@ def evaluate(
     split: SplitOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     reject: RejectOption = True,
+    hierarchy: Annotated[
+        Path | None,
+        typer.Option(
+            help="Parents of the labels (CSV child,parent or JSON): accuracy at every level "
+            "and wrong leaves with the right parent (default: the model's own, if any)."
+        ),
+    ] = None,
     skip_empty: SkipEmptyOption = False,
     delimiter: DelimiterOption = None,
     backend: BackendOption = None,
@@ -336,6 +573,11 @@ def evaluate(
     compare, and --no-reject evaluates (and `predict --no-reject` predicts) without
     rejection.
 
+    A multi-label model (fit with --multi-label) reads each label cell as a set joined by
+    its separator and reports micro_f1, macro_f1, subset_accuracy (the whole set right),
+    hamming_loss, label cardinality true / predicted, and per label precision, recall, F1
+    and the threshold.
+
     [bold]Examples[/]
 
       embedlab evaluate model/ test.csv --json
@@ -345,13 +587,28 @@ def evaluate(
     from embedlab.pipeline import Pipeline
 
     with user_errors():
+        from embedlab.hierarchy import read_hierarchy
+
+        tree = read_hierarchy(hierarchy) if hierarchy is not None else None
         pipe = Pipeline.load(model_dir, cache=cache, backend=backend)
         table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)
-        metrics = pipe.evaluate(table.texts, table.labels, reject=reject)
+        metrics = pipe.evaluate(table.texts, table.labels, reject=reject, hierarchy=tree)
         if as_json:
             print(json.dumps(metrics))
             return
         _print_metrics(metrics, title=f"{model_dir} on {data}")
+        if pipe.multi_label:
+            _print_per_label(metrics["per_label"])
+            return
+        if "hierarchy" in metrics:
+            h = metrics["hierarchy"]
+            levels = ", ".join(f"{k} {v:.2%}" for k, v in h["accuracy_by_level"].items())
+            share = h["wrong_leaf_right_parent_share"]
+            console.print(
+                f"accuracy by level (top first): {levels}; of {h['wrong_leaf']} wrong labels, "
+                f"{h['wrong_leaf_right_parent']} have the right parent"
+                + (f" ({share:.0%})" if share is not None else "")
+            )
         if reject and not metrics["n_oos"] and metrics["accuracy"] is not None:
             console.print(
                 f"no out-of-scope rows in {data.name}: head accuracy (no rejection) "
@@ -366,9 +623,28 @@ def _print_metrics(metrics: dict, title: str) -> None:
     first = ("accuracy", "head_accuracy")  # side by side: with and without rejection
     ordered = {k: metrics[k] for k in first if k in metrics} | metrics
     for key, value in ordered.items():
+        if isinstance(value, dict):
+            continue  # per-label detail: a table of its own
         if isinstance(value, float):
             shown = f"{value:.2f} s" if key == "seconds" else f"{value:.4f}"
         else:
             shown = "n/a" if value is None else str(value)
         table.add_row(key, shown)
+    console.print(table)
+
+
+def _print_per_label(per_label: dict) -> None:
+    table = Table(title="per label (worst F1 first)", title_justify="left")
+    for col in ("label", "precision", "recall", "F1", "support", "threshold"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for name, m in sorted(per_label.items(), key=lambda kv: (kv[1]["f1"], kv[0])):
+        t = m.get("threshold")
+        table.add_row(
+            name,
+            f"{m['precision']:.3f}",
+            f"{m['recall']:.3f}",
+            f"{m['f1']:.3f}",
+            str(m["support"]),
+            "never" if t is None else f"{t:.4g}",
+        )
     console.print(table)

@@ -1,0 +1,382 @@
+"""Multi-label classification: every row carries a set of labels (possibly none).
+
+Per label, a score from one of three heads — one-vs-rest logistic regression (``linear``),
+cosine to the label's mean row (``prototype``), or the share of the ``k`` nearest training
+rows that carry the label (``knn``) — and **a threshold per label**, calibrated on
+out-of-fold scores of the training rows: the one that maximises the label's F1, or with
+``target_precision`` the lowest one whose precision still meets the target. A row whose
+scores pass no threshold gets the empty set: "none of the labels" — the multi-label form of
+out of scope (rows labelled with the out-of-scope label, or with an empty label set, train
+it as a row that carries no label).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.special import expit
+from sklearn.base import BaseEstimator
+from sklearn.model_selection import KFold
+from sklearn.utils.validation import check_is_fitted
+
+from embedlab.errors import ValidationError
+from embedlab.validation import check_vectors
+from embedlab.vectors import top_k_cosine, unit_rows
+
+__all__ = [
+    "MULTILABEL_HEADS",
+    "MultiLabelClassifier",
+    "evaluate_multilabel",
+    "label_indicator",
+    "parse_label_sets",
+    "per_label_thresholds",
+]
+
+MULTILABEL_HEADS = ("linear", "prototype", "knn")
+
+
+def parse_label_sets(
+    cells: Sequence[Any], *, sep: str = ",", oos_label: str = "oos", name: str = "labels"
+) -> list[tuple[str, ...]]:
+    """Label cells → label sets. A cell is a string of labels joined by ``sep`` (spaces
+    around each label are dropped) or already a list / tuple / set of labels; an empty cell,
+    an empty list or ``oos_label`` alone is the empty set. An empty label between
+    separators, or ``oos_label`` beside other labels, is a ValidationError naming the row
+    (counted from 1)."""
+    if not sep:
+        raise ValidationError("the label separator must not be empty")
+    out: list[tuple[str, ...]] = []
+    bad: list[str] = []
+    for i, cell in enumerate(cells):  # a loop over label cells: parsing text, once, at the edge
+        if cell is None or (isinstance(cell, float) and cell != cell):
+            parts: list[str] = []
+        elif isinstance(cell, str):
+            parts = [p.strip() for p in cell.split(sep)] if cell.strip() else []
+        elif isinstance(cell, Iterable):
+            parts = [str(p).strip() for p in cell]
+        else:
+            parts = [str(cell).strip()]
+        if any(not p for p in parts):
+            bad.append(f"row {i + 1}: {cell!r} has an empty label between separators {sep!r}")
+            continue
+        if oos_label in parts:
+            if len(parts) > 1:
+                bad.append(f"row {i + 1}: {cell!r} puts {oos_label!r} beside other labels")
+                continue
+            parts = []
+        out.append(tuple(dict.fromkeys(parts)))  # de-duplicated, in order
+    if bad:
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise ValidationError(f"{name}: " + "; ".join(bad[:5]) + more)
+    return out
+
+
+def label_indicator(label_sets: Sequence[Sequence[str]], classes: Sequence[str]) -> np.ndarray:
+    """(n, L) boolean matrix: row i, column j = label ``classes[j]`` is in set i. A label
+    not in ``classes`` is a ValidationError naming it and its first row."""
+    index = {str(c): j for j, c in enumerate(classes)}
+    Y = np.zeros((len(label_sets), len(index)), dtype=bool)
+    rows, cols, unknown = [], [], {}
+    for i, labels in enumerate(label_sets):  # a loop over label sets (parsing), not vectors
+        for lab in labels:
+            j = index.get(lab)
+            if j is None:
+                unknown.setdefault(lab, i + 1)
+            else:
+                rows.append(i)
+                cols.append(j)
+    if unknown:
+        shown = ", ".join(f"{k!r} (row {v})" for k, v in list(unknown.items())[:10])
+        raise ValidationError(
+            f"{len(unknown)} label(s) are not labels of this model: {shown}; it knows "
+            f"{len(index)}: {list(index)[:10]}{'...' if len(index) > 10 else ''}"
+        )
+    Y[rows, cols] = True
+    return Y
+
+
+def per_label_thresholds(
+    scores: np.ndarray, Y: np.ndarray, *, target_precision: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of ``scores`` (n, L): the threshold (predict the label when score ≥ it)
+    that maximises F1 against ``Y`` (n, L) — or, with ``target_precision``, the lowest one
+    whose precision is at least the target (most recall at that precision). Returns
+    (thresholds, reached): ``reached[j]`` is False where no threshold meets the target or
+    the label has no positive row; that label's threshold is then +inf (never predicted).
+    Thresholds fall midway between two distinct scores."""
+    scores = np.asarray(scores, dtype=np.float64)
+    Y = np.asarray(Y, dtype=bool)
+    n, L = scores.shape
+    thresholds = np.full(L, np.inf)
+    reached = np.zeros(L, dtype=bool)
+    for j in range(L):  # a loop over labels; each label's cuts are vectorised
+        pos = int(Y[:, j].sum())
+        if pos == 0:
+            continue
+        order = np.argsort(-scores[:, j], kind="stable")
+        s = scores[order, j]
+        tp = np.cumsum(Y[order, j])
+        # a cut is allowed after position i only where the next score is lower (ties stay
+        # together); the last position is always a cut (predict every row)
+        cut = np.r_[s[1:] < s[:-1], True]
+        predicted = np.arange(1, n + 1)
+        if target_precision is None:
+            value = np.where(cut, 2.0 * tp / (predicted + pos), -1.0)
+        else:
+            ok = cut & (tp / predicted >= target_precision)
+            value = np.where(ok, tp.astype(np.float64), -1.0)
+        best = int(np.argmax(value))  # first best: the highest threshold among equals
+        if value[best] <= 0:
+            continue
+        thresholds[j] = (s[best] + s[best + 1]) / 2.0 if best + 1 < n else s[best] - 1e-6
+        reached[j] = True
+    return thresholds, reached
+
+
+def evaluate_multilabel(Y_true: np.ndarray, Y_pred: np.ndarray, classes: Sequence[str]) -> dict:
+    """Multi-label metrics of boolean (n, L) matrices: ``micro_f1``, ``macro_f1`` (over the
+    labels with a true or predicted row), ``subset_accuracy`` (the whole set right),
+    ``hamming_loss``, label cardinality true / predicted, the share of rows predicted with
+    no label (true / predicted), and ``per_label`` precision / recall / F1 / support."""
+    from sklearn.metrics import f1_score, hamming_loss, precision_recall_fscore_support
+
+    Yt, Yp = np.asarray(Y_true, dtype=bool), np.asarray(Y_pred, dtype=bool)
+    p, r, f, s = precision_recall_fscore_support(Yt, Yp, average=None, zero_division=0)
+    seen = Yt.any(0) | Yp.any(0)
+    return {
+        "n": len(Yt),
+        "micro_f1": float(f1_score(Yt, Yp, average="micro", zero_division=0)),
+        "macro_f1": float(f[seen].mean()) if seen.any() else 0.0,
+        "subset_accuracy": float((Yt == Yp).all(1).mean()),
+        "hamming_loss": float(hamming_loss(Yt, Yp)),
+        "label_cardinality_true": float(Yt.sum(1).mean()),
+        "label_cardinality_predicted": float(Yp.sum(1).mean()),
+        "no_label_true": float((~Yt.any(1)).mean()),
+        "no_label_predicted": float((~Yp.any(1)).mean()),
+        "per_label": {
+            str(c): {
+                "precision": float(p[j]),
+                "recall": float(r[j]),
+                "f1": float(f[j]),
+                "support": int(s[j]),
+            }
+            for j, c in enumerate(classes)
+        },
+    }
+
+
+class MultiLabelClassifier(BaseEstimator):
+    """Label sets from embeddings: per-label scores, per-label calibrated thresholds.
+
+    Parameters
+    ----------
+    head : {"linear", "prototype", "knn"}, default "linear"
+        linear: one-vs-rest logistic regression (L2, inverse strength ``C``, unit rows);
+        prototype: cosine to each label's mean row; knn: share of the ``k`` most similar
+        training rows that carry the label.
+    target_precision : float, optional
+        Per label, the lowest threshold whose out-of-fold precision meets this; labels that
+        cannot reach it are never predicted (a warning names them). Default: maximise F1.
+    cv : int, default 3
+        Folds for the out-of-fold scores the thresholds are calibrated on.
+    C : float, default 1.0
+    k : int, default 20
+    allow_empty : bool or "auto", default "auto"
+        Whether "none of the labels" is an answer. "auto": when some training row carries
+        no label; otherwise a row that passes no threshold gets the label it is closest to
+        passing (among labels that are ever predicted).
+    random_state : int, default 0
+    oos_label : str, default "oos"
+        A label cell holding only this is a row with no label.
+    label_sep : str, default ","
+        Separator of the labels in one label cell (a string of joined labels).
+
+    ``fit(X, Y)`` takes Y as label sets (lists / tuples of strings, or strings of labels
+    joined by ``label_sep``) or a boolean (n, L) matrix; ``predict`` returns the (n, L)
+    boolean matrix over ``classes_`` (scikit-learn's multi-label convention) and
+    ``predict_label_sets`` the sets.
+    """
+
+    def __init__(
+        self,
+        head: str = "linear",
+        target_precision: float | None = None,
+        cv: int = 3,
+        C: float = 1.0,
+        k: int = 20,
+        allow_empty: bool | str = "auto",
+        random_state: int = 0,
+        oos_label: str = "oos",
+        label_sep: str = ",",
+    ):
+        self.head = head
+        self.target_precision = target_precision
+        self.cv = cv
+        self.C = C
+        self.k = k
+        self.allow_empty = allow_empty
+        self.random_state = random_state
+        self.oos_label = oos_label
+        self.label_sep = label_sep
+
+    def label_sets(self, cells: Sequence[Any], *, name: str = "labels") -> list[tuple[str, ...]]:
+        """Label cells → label sets, with this model's separator and out-of-scope label."""
+        return parse_label_sets(cells, sep=self.label_sep, oos_label=self.oos_label, name=name)
+
+    # ------------------------------------------------------------------ fitting
+    def _check_params(self) -> None:
+        if self.head not in MULTILABEL_HEADS:
+            raise ValidationError(
+                f"multi-label head must be one of {MULTILABEL_HEADS}, got {self.head!r}"
+            )
+        tp = self.target_precision
+        if tp is not None and not 0.0 < tp <= 1.0:
+            raise ValidationError(f"target_precision must be in (0, 1], got {tp}")
+        if int(self.cv) < 2:
+            raise ValidationError(f"cv must be at least 2, got {self.cv}")
+        if self.allow_empty not in (True, False, "auto"):
+            raise ValidationError(
+                f"allow_empty must be True, False or 'auto', not {self.allow_empty!r}"
+            )
+
+    def _targets(self, Y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(Y, np.ndarray) and Y.ndim == 2:
+            if Y.shape[0] != n:
+                raise ValidationError(f"Y has {Y.shape[0]} rows for {n} vectors")
+            if not np.isin(Y, (0, 1)).all():
+                raise ValidationError("a label matrix Y must hold 0 / 1 (or booleans) only")
+            return np.arange(Y.shape[1]).astype(str).astype(object), Y.astype(bool)
+        sets = self.label_sets(list(Y))
+        if len(sets) != n:
+            raise ValidationError(f"Y has {len(sets)} label sets for {n} vectors")
+        classes = np.asarray(sorted({lab for s in sets for lab in s}), dtype=object)
+        return classes, label_indicator(sets, classes)
+
+    def fit(self, X: Any, Y: Any) -> MultiLabelClassifier:
+        """Fit the per-label scores on (X, Y) and calibrate one threshold per label."""
+        self._check_params()
+        X = check_vectors(X, name="X")
+        classes, Yb = self._targets(Y, len(X))
+        if len(classes) < 1:
+            raise ValidationError("multi-label training data carries no label at all")
+        counts = Yb.sum(0)
+        if (counts < 2).any():
+            few = [str(c) for c in classes[counts < 2]][:10]
+            raise ValidationError(
+                f"{int((counts < 2).sum())} label(s) have fewer than 2 rows: {few}; a "
+                "threshold cannot be calibrated from one example"
+            )
+        if len(X) < int(self.cv):
+            raise ValidationError(f"{len(X)} rows are too few for {self.cv}-fold calibration")
+        Z = unit_rows(X)
+        folds = KFold(int(self.cv), shuffle=True, random_state=self.random_state)
+        oof = np.empty(Yb.shape, dtype=np.float32)
+        for train, held in folds.split(Z):  # a loop over folds
+            params = self._fit_scores(Z[train], Yb[train])
+            oof[held] = self._scores(Z[held], params)
+        thresholds, reached = per_label_thresholds(oof, Yb, target_precision=self.target_precision)
+        if self.target_precision is not None and not reached.all():
+            warnings.warn(
+                f"{int((~reached).sum())} label(s) cannot reach precision "
+                f"{self.target_precision} on held-out rows and will never be predicted: "
+                f"{[str(c) for c in classes[~reached]][:10]}",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.classes_ = classes
+        self.n_features_in_ = X.shape[1]
+        self.thresholds_ = thresholds.astype(np.float32)
+        self.threshold_reached_ = reached
+        self.label_counts_ = counts.astype(np.int64)
+        self.allow_empty_ = (
+            bool((~Yb.any(1)).any()) if self.allow_empty == "auto" else bool(self.allow_empty)
+        )
+        self.oof_metrics_ = {
+            k: v
+            for k, v in evaluate_multilabel(Yb, self._decide(oof), classes).items()
+            if k != "per_label"
+        }
+        self.params_ = self._fit_scores(Z, Yb)
+        return self
+
+    def _fit_scores(self, Z: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
+        if self.head == "prototype":
+            sums = Y.T.astype(np.float32) @ Z
+            return {"means": unit_rows(sums)}
+        if self.head == "knn":
+            return {"rows": Z.astype(np.float32), "labels": Y.copy()}
+        return _fit_ovr_logistic(Z, Y, float(self.C))
+
+    def _scores(self, Z: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+        if self.head == "prototype":
+            return (Z @ params["means"].T).astype(np.float32)
+        if self.head == "knn":
+            idx, _ = top_k_cosine(Z, params["rows"], int(self.k))
+            labels = params["labels"]
+            out = np.empty((len(Z), labels.shape[1]), dtype=np.float32)
+            for s in range(0, len(Z), 2048):  # chunked: (chunk, k, L) booleans at most
+                out[s : s + 2048] = labels[idx[s : s + 2048]].mean(axis=1)
+            return out
+        return expit(Z @ params["coef"].T + params["intercept"]).astype(np.float32)
+
+    def _decide(self, scores: np.ndarray) -> np.ndarray:
+        passed = scores >= self.thresholds_
+        usable = np.isfinite(self.thresholds_)  # a label never predicted stays so
+        if not self.allow_empty_ and usable.any():
+            none = np.flatnonzero(~passed.any(1))
+            if none.size:
+                margin = np.where(usable, scores[none] - self.thresholds_, -np.inf)
+                passed[none, np.argmax(margin, axis=1)] = True
+        return passed
+
+    # ------------------------------------------------------------------ predicting
+    def _X(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "params_")
+        return unit_rows(check_vectors(X, name="X", dim=self.n_features_in_))
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Per-label scores (n, L), on the head's scale (probability, cosine or vote share)."""
+        return self._scores(self._X(X), self.params_)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Per-label scores in [0, 1] (n, L); each label independently, rows need not sum to 1."""
+        s = self.decision_function(X)
+        return (s + 1.0) / 2.0 if self.head == "prototype" else s
+
+    def predict(self, X: Any) -> np.ndarray:
+        """(n, L) booleans over ``classes_``: the labels whose score passes their threshold."""
+        return self._decide(self.decision_function(X))
+
+    def predict_label_sets(self, X: Any) -> list[tuple[str, ...]]:
+        """The predicted label set of each row (empty: none of the labels)."""
+        P = self.predict(X)
+        return [tuple(self.classes_[row].tolist()) for row in P]
+
+    def novelty_score(self, X: Any) -> np.ndarray:
+        """How far each row is from passing any threshold: max over labels of (threshold −
+        score); > 0 = no label passes (none of the labels, i.e. out of scope)."""
+        s = self.decision_function(X)
+        return np.min(self.thresholds_ - s, axis=1).astype(np.float32)
+
+
+def _fit_ovr_logistic(Z: np.ndarray, Y: np.ndarray, C: float) -> dict[str, np.ndarray]:
+    """One binary L2 logistic regression per label (scikit-learn's, L-BFGS), stacked into
+    one (L, d) weight matrix; a loop over labels, each fit vectorised over the rows."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    L, d = Y.shape[1], Z.shape[1]
+    coef = np.zeros((L, d), dtype=np.float32)
+    intercept = np.zeros(L, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for j in range(L):
+            if Y[:, j].all() or not Y[:, j].any():  # one value (a fold without the label)
+                intercept[j] = 20.0 if Y[:, j].all() else -20.0
+                continue
+            lr = LogisticRegression(C=C, max_iter=1000).fit(Z, Y[:, j])
+            coef[j], intercept[j] = lr.coef_[0], lr.intercept_[0]
+    return {"coef": coef, "intercept": intercept}

@@ -1,0 +1,351 @@
+"""Multi-label classification: label-cell parsing, per-label thresholds with known answers,
+metrics, the three heads, the pipeline, the CLI, and every bad input the issue lists."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score, hamming_loss
+from typer.testing import CliRunner
+
+from embedlab.cli import app
+from embedlab.errors import ValidationError
+from embedlab.multilabel import (
+    MultiLabelClassifier,
+    _fit_ovr_logistic,
+    evaluate_multilabel,
+    label_indicator,
+    parse_label_sets,
+    per_label_thresholds,
+)
+from embedlab.pipeline import Pipeline
+from embedlab.vectors import unit_rows
+
+runner = CliRunner()
+
+
+# ---------------------------------------------------------------- label cells
+def test_label_cells_parse_into_sets():
+    sets = parse_label_sets(["a, b", "b", "oos", "", ["c", "a"], "a,a", ("b",)])
+    assert sets == [("a", "b"), ("b",), (), (), ("c", "a"), ("a",), ("b",)]
+    assert parse_label_sets(["x|y"], sep="|") == [("x", "y")]
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        (["a,b", "a,,b"], "row 2: 'a,,b' has an empty label"),
+        (["a,"], "row 1"),
+        ([",a"], "row 1"),
+        (["a", "oos,b"], "row 2: 'oos,b' puts 'oos' beside other labels"),
+    ],
+)
+def test_bad_label_cells_name_the_row(cells, message):
+    with pytest.raises(ValidationError, match=message):
+        parse_label_sets(cells)
+
+
+def test_unknown_label_names_label_and_row():
+    with pytest.raises(ValidationError, match=r"'c' \(row 2\)"):
+        label_indicator([("a",), ("c", "b")], ["a", "b"])
+    Y = label_indicator([("a",), ("b", "a"), ()], ["a", "b"])
+    assert Y.tolist() == [[True, False], [True, True], [False, False]]
+
+
+# ---------------------------------------------------------------- thresholds
+def test_f1_threshold_known_answer():
+    s = np.array([[0.9], [0.8], [0.7], [0.6], [0.1]])
+    y = np.array([[1], [0], [1], [1], [0]], dtype=bool)
+    # F1 at cuts after 1..5 rows: .5, .4, .667, .857, .75 -> cut after the 4th
+    t, ok = per_label_thresholds(s, y)
+    assert ok[0] and t[0] == pytest.approx(0.35)
+
+
+def test_target_precision_known_answer():
+    s = np.array([[0.9], [0.8], [0.7], [0.6], [0.1]])
+    y = np.array([[1], [0], [1], [1], [0]], dtype=bool)
+    # precision at cuts: 1, .5, .667, .75, .6
+    t, _ = per_label_thresholds(s, y, target_precision=0.7)
+    assert t[0] == pytest.approx(0.35)  # most recall with precision >= .7
+    t, _ = per_label_thresholds(s, y, target_precision=0.8)
+    assert t[0] == pytest.approx(0.85)  # only the first row qualifies
+    # identical rows, half labelled a and half b: every score ties, precision is 0.5 at best
+    X = np.ones((20, 4), dtype=np.float32)
+    with pytest.warns(UserWarning, match="cannot reach precision 0.9"):
+        clf = MultiLabelClassifier(head="prototype", target_precision=0.9, cv=2)
+        clf.fit(X, [("a",)] * 10 + [("b",)] * 10)
+    assert not clf.threshold_reached_.any() and clf.predict(X).sum() == 0
+
+
+def test_ties_are_not_split_and_empty_labels_never_fire():
+    s = np.array([[0.5, 0.3], [0.5, 0.2], [0.1, 0.1]])
+    y = np.array([[1, 0], [0, 0], [0, 0]], dtype=bool)
+    t, ok = per_label_thresholds(s, y)
+    assert t[0] == pytest.approx(0.3)  # the two 0.5s stay together: cut below them
+    assert not ok[1] and np.isinf(t[1])  # no positive row: never predicted
+    t, ok = per_label_thresholds(s, y, target_precision=0.9)
+    assert not ok[0] and np.isinf(t[0])  # 1/2 at best: unreachable
+
+
+def test_thresholds_on_random_scores_match_brute_force():
+    rng = np.random.default_rng(0)
+    s = rng.random((200, 4))
+    y = rng.random((200, 4)) < s * 0.6
+    t, _ = per_label_thresholds(s, y)
+    for j in range(4):
+        best = max(f1_score(y[:, j], s[:, j] >= c, zero_division=0) for c in s[:, j])
+        assert f1_score(y[:, j], s[:, j] >= t[j]) == pytest.approx(best)
+
+
+# ---------------------------------------------------------------- metrics
+def test_metrics_known_answers():
+    Yt = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0]], dtype=bool)
+    Yp = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 0]], dtype=bool)
+    m = evaluate_multilabel(Yt, Yp, ["a", "b", "c"])
+    assert m["subset_accuracy"] == pytest.approx(2 / 3)
+    assert m["hamming_loss"] == pytest.approx(hamming_loss(Yt, Yp)) == pytest.approx(1 / 9)
+    assert m["micro_f1"] == pytest.approx(f1_score(Yt, Yp, average="micro"))
+    assert m["macro_f1"] == pytest.approx((1 + 1 + 0) / 3)
+    assert m["label_cardinality_true"] == pytest.approx(1.0)
+    assert m["label_cardinality_predicted"] == pytest.approx(2 / 3)
+    assert m["no_label_predicted"] == pytest.approx(1 / 3)
+    assert m["per_label"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+
+
+# ---------------------------------------------------------------- classifier
+def _toy(n_per=40, noise=0.35, seed=0):
+    """Three labels at three corners; some rows carry two labels (between two corners),
+    some none (far away)."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(6, dtype=np.float32)[:3] * 3
+    X, Y = [], []
+    for j in range(3):
+        X.append(centres[j] + noise * rng.standard_normal((n_per, 6)))
+        Y += [(f"l{j}",)] * n_per
+    for a, b in ((0, 1), (1, 2)):
+        X.append((centres[a] + centres[b]) / 1.4 + noise * rng.standard_normal((n_per // 2, 6)))
+        Y += [(f"l{a}", f"l{b}")] * (n_per // 2)
+    X.append(np.eye(6, dtype=np.float32)[5] * 3 + noise * rng.standard_normal((n_per, 6)))
+    Y += [()] * n_per
+    return np.vstack(X).astype(np.float32), Y
+
+
+@pytest.mark.parametrize("head", ["linear", "prototype", "knn"])
+def test_heads_learn_label_sets(head):
+    X, Y = _toy()
+    Xt, Yt = _toy(seed=1)
+    clf = MultiLabelClassifier(head=head).fit(X, Y)
+    assert clf.classes_.tolist() == ["l0", "l1", "l2"]
+    assert clf.allow_empty_  # some training rows carry no label
+    P = clf.predict(Xt)
+    assert P.shape == (len(Xt), 3) and P.dtype == bool
+    m = evaluate_multilabel(label_indicator(Yt, clf.classes_), P, clf.classes_)
+    assert m["macro_f1"] > 0.9, m
+    sets = clf.predict_label_sets(Xt)
+    assert sets[0] == ("l0",) and sets[-1] == ()
+    assert (clf.novelty_score(Xt[-5:]) > 0).all()  # none passes: out of scope
+    proba = clf.predict_proba(Xt)
+    assert proba.min() >= 0 and proba.max() <= 1
+
+
+def test_no_empty_answer_when_every_training_row_has_a_label():
+    X, Y = _toy()
+    keep = [i for i, s in enumerate(Y) if s]
+    clf = MultiLabelClassifier(head="prototype").fit(X[keep], [Y[i] for i in keep])
+    assert not clf.allow_empty_
+    far = np.full((3, 6), -5.0, dtype=np.float32)
+    assert clf.predict(far).sum(1).tolist() == [1, 1, 1]  # the best label, not nothing
+    forced = MultiLabelClassifier(head="prototype", allow_empty=True).fit(
+        X[keep], [Y[i] for i in keep]
+    )
+    assert forced.predict(far).sum() == 0
+
+
+def test_linear_scores_equal_sklearn_logistic_regression_per_label():
+    X, Y = _toy()
+    Z = unit_rows(X)
+    Yb = label_indicator(Y, ["l0", "l1", "l2"])
+    params = _fit_ovr_logistic(Z, Yb, C=2.0)
+    for j in range(3):
+        lr = LogisticRegression(C=2.0, tol=1e-8, max_iter=5000).fit(Z, Yb[:, j])
+        ours = Z @ params["coef"][j] + params["intercept"][j]
+        np.testing.assert_allclose(ours, lr.decision_function(Z), atol=0.02)
+        np.testing.assert_allclose(params["coef"][j], lr.coef_[0], atol=0.01)
+
+
+def test_fit_is_deterministic_picklable_and_clonable():
+    X, Y = _toy()
+    a = MultiLabelClassifier(random_state=4).fit(X, Y)
+    b = MultiLabelClassifier(random_state=4).fit(X, Y)
+    np.testing.assert_array_equal(a.thresholds_, b.thresholds_)
+    np.testing.assert_array_equal(a.params_["coef"], b.params_["coef"])
+    c = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(c.predict(X), a.predict(X))
+    assert clone(a).get_params() == a.get_params()
+
+
+def test_a_fold_without_a_label_does_not_break_the_fit():
+    X, Y = _toy()
+    Y = list(Y)
+    Y[0], Y[1] = ("l0", "rare"), ("l0", "rare")  # 2 rows: some folds train without it
+    for head in ("linear", "prototype", "knn"):
+        clf = MultiLabelClassifier(head=head, cv=5).fit(X, Y)
+        assert "rare" in clf.classes_.tolist()
+
+
+def test_indicator_matrix_targets():
+    X, Y = _toy()
+    Yb = label_indicator(Y, ["l0", "l1", "l2"]).astype(int)
+    clf = MultiLabelClassifier(head="prototype").fit(X, Yb)
+    assert clf.classes_.tolist() == ["0", "1", "2"]
+    with pytest.raises(ValidationError, match="0 / 1"):
+        MultiLabelClassifier().fit(X, Yb * 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"head": "gaussian"}, "multi-label head must be one of"),
+        ({"target_precision": 1.5}, "target_precision"),
+        ({"cv": 1}, "cv must be at least 2"),
+        ({"allow_empty": "maybe"}, "allow_empty"),
+    ],
+)
+def test_bad_parameters(kwargs, message):
+    X, Y = _toy()
+    with pytest.raises(ValidationError, match=message):
+        MultiLabelClassifier(**kwargs).fit(X, Y)
+
+
+def test_a_label_with_one_row_is_an_error():
+    X, Y = _toy()
+    Y = list(Y)
+    Y[0] = ("l0", "rare")
+    with pytest.raises(ValidationError, match=r"fewer than 2 rows: \['rare'\]"):
+        MultiLabelClassifier().fit(X, Y)
+
+
+# ---------------------------------------------------------------- pipeline and CLI
+TEXTS = [
+    "I want my money back",
+    "refund me please",
+    "my parcel is late",
+    "the delivery has not arrived",
+    "late again and I want a refund",
+    "the box came a week late, refund it",
+    "hello there",
+    "what a nice day",
+]
+LABELS = ["refund", "refund", "late", "late", "refund,late", "late,refund", "oos", "oos"]
+
+
+def _write_csv(path, texts, labels):
+    import csv
+
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text", "label"])
+        w.writerows(zip(texts, labels, strict=True))
+    return path
+
+
+def test_pipeline_fit_predict_evaluate_save_load(st_encoder_uncached, tmp_path):
+    pipe = Pipeline(st_encoder_uncached, MultiLabelClassifier(cv=2), adapt=False)
+    pipe.fit(TEXTS * 3, LABELS * 3)
+    assert pipe.multi_label and pipe.info["training"]["n_multi_label"] == 6
+    pred = pipe.predict(["give me a refund", "nice weather today"])
+    assert all(isinstance(p, tuple) for p in pred)
+    d = pipe.predict_details(["give me a refund"])
+    assert {"label", "n_labels", "score", "out_of_scope", "top1_label", "top1_prob"} <= set(d)
+    m = pipe.evaluate(TEXTS * 3, LABELS * 3)
+    for key in ("micro_f1", "macro_f1", "subset_accuracy", "hamming_loss", "per_label"):
+        assert key in m
+    assert set(m["per_label"]) == {"late", "refund"}
+    pipe.save(tmp_path / "m")
+    back = Pipeline.load(tmp_path / "m")
+    assert back.multi_label
+    assert (
+        back.predict_details(TEXTS)["label"].tolist()
+        == pipe.predict_details(TEXTS)["label"].tolist()
+    )
+    with pytest.raises(ValidationError, match="single-label models only"):
+        back.add_classes(["x"], ["new"])
+    with pytest.raises(ValidationError, match="unlabelled pools work on single-label"):
+        Pipeline(st_encoder_uncached, MultiLabelClassifier()).fit(TEXTS, LABELS, unlabeled=["x"])
+
+
+def test_single_label_data_for_a_multi_label_model_and_the_reverse(st_encoder_uncached):
+    pipe = Pipeline(st_encoder_uncached, MultiLabelClassifier(cv=2), adapt=False)
+    pipe.fit(TEXTS * 3, LABELS * 3)
+    single = ["refund", "refund", "late", "late", "refund", "late", "oos", "oos"] * 3
+    with pytest.raises(ValidationError, match="no row of this data holds more than one label"):
+        pipe.evaluate(TEXTS * 3, single)
+    with pytest.raises(ValidationError, match=r"'refund;late' \(row 5\)"):
+        pipe.evaluate(TEXTS, [c.replace(",", ";") for c in LABELS])
+    flat = Pipeline(st_encoder_uncached, adapt=False)
+    flat.classifier.set_params(head="prototype", detector="max-cosine")
+    flat.fit(TEXTS * 3, single)
+    with pytest.raises(ValidationError, match="this is multi-label data"):
+        flat.evaluate(TEXTS, LABELS)
+
+
+def test_cli_multi_label_fit_predict_evaluate_report(tmp_path):
+    data = _write_csv(tmp_path / "train.csv", TEXTS * 3, LABELS * 3)
+    model = tmp_path / "m"
+    res = runner.invoke(
+        app, ["fit", str(data), "--multi-label", "-o", str(model), "--no-cache", "--head", "knn"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "multi-label, 2 labels from 24 rows (6 with several labels, 6 with none)" in res.output
+    out = tmp_path / "p.csv"
+    res = runner.invoke(app, ["predict", str(model), str(data), "-o", str(out), "--no-cache"])
+    assert res.exit_code == 0, res.output
+    assert "n_labels" in out.read_text().splitlines()[0]
+    res = runner.invoke(app, ["evaluate", str(model), str(data), "--json", "--no-cache"])
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.stdout)
+    assert {"micro_f1", "macro_f1", "subset_accuracy", "hamming_loss"} <= set(m)
+    assert m["per_label"]["refund"]["threshold"] is not None
+    res = runner.invoke(app, ["evaluate", str(model), str(data), "--no-cache"])
+    assert res.exit_code == 0 and "per label" in res.output
+    html = tmp_path / "r.html"
+    res = runner.invoke(app, ["report", str(model), str(data), "-o", str(html)])
+    assert res.exit_code == 0, res.output
+    text = html.read_text()
+    assert "Per label" in text and "threshold" in text and "F1 per label" in text
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--multi-label", "--head", "gaussian"], "has no multi-label form"),
+        (["--target-precision", "0.9"], "--target-precision goes with --multi-label"),
+        (["--multi-label", "--adapt"], "--adapt works with single-label models only"),
+    ],
+)
+def test_cli_multi_label_bad_options(tmp_path, extra, message):
+    data = _write_csv(tmp_path / "train.csv", TEXTS * 3, LABELS * 3)
+    res = runner.invoke(app, ["fit", str(data), "-o", str(tmp_path / "m"), "--no-cache", *extra])
+    assert res.exit_code != 0
+    assert message in " ".join(res.output.split())
+    assert not (tmp_path / "m").exists()
+
+
+def test_cli_empty_label_between_separators_names_the_row(tmp_path):
+    data = _write_csv(tmp_path / "train.csv", TEXTS, [*LABELS[:4], "refund,,late", *LABELS[5:]])
+    res = runner.invoke(app, ["fit", str(data), "--multi-label", "-o", str(tmp_path / "m")])
+    assert res.exit_code != 0
+    assert "row 5" in res.output and "empty label" in res.output
+
+
+def test_warning_free_fit_on_separable_data():
+    X, Y = _toy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MultiLabelClassifier(head="linear").fit(X, Y)
