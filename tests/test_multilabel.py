@@ -136,11 +136,11 @@ def _toy(n_per=40, noise=0.35, seed=0):
     return np.vstack(X).astype(np.float32), Y
 
 
-@pytest.mark.parametrize("head", ["linear", "prototype", "knn"])
+@pytest.mark.parametrize("head", ["linear", "mlp", "prototype", "knn"])
 def test_heads_learn_label_sets(head):
     X, Y = _toy()
     Xt, Yt = _toy(seed=1)
-    clf = MultiLabelClassifier(head=head).fit(X, Y)
+    clf = MultiLabelClassifier(head=head, hidden=32, epochs=200).fit(X, Y)
     assert clf.classes_.tolist() == ["l0", "l1", "l2"]
     assert clf.allow_empty_  # some training rows carry no label
     P = clf.predict(Xt)
@@ -152,6 +152,15 @@ def test_heads_learn_label_sets(head):
     assert (clf.novelty_score(Xt[-5:]) > 0).all()  # none passes: out of scope
     proba = clf.predict_proba(Xt)
     assert proba.min() >= 0 and proba.max() <= 1
+
+
+def test_auto_head_picks_by_out_of_fold_macro_f1():
+    X, Y = _toy()
+    clf = MultiLabelClassifier(hidden=16, epochs=50).fit(X, Y)
+    assert set(clf.selection_) == {"linear", "mlp"}
+    assert clf.head_ == max(clf.selection_, key=clf.selection_.get)
+    assert clf.oof_metrics_["macro_f1"] == pytest.approx(clf.selection_[clf.head_], abs=1e-4)
+    assert MultiLabelClassifier(head="knn").fit(X, Y).selection_ is None
 
 
 def test_no_empty_answer_when_every_training_row_has_a_label():
@@ -194,9 +203,24 @@ def test_a_fold_without_a_label_does_not_break_the_fit():
     X, Y = _toy()
     Y = list(Y)
     Y[0], Y[1] = ("l0", "rare"), ("l0", "rare")  # 2 rows: some folds train without it
-    for head in ("linear", "prototype", "knn"):
-        clf = MultiLabelClassifier(head=head, cv=5).fit(X, Y)
+    for head in ("linear", "mlp", "prototype", "knn"):
+        clf = MultiLabelClassifier(head=head, cv=5, hidden=8, epochs=2).fit(X, Y)
         assert "rare" in clf.classes_.tolist()
+
+
+def test_mlp_is_seeded_and_leaves_torch_global_random_state_alone():
+    import torch
+
+    X, Y = _toy()
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = MultiLabelClassifier(head="mlp", hidden=16, epochs=5, random_state=1).fit(X, Y)
+    assert torch.equal(torch.get_rng_state(), before)
+    b = MultiLabelClassifier(head="mlp", hidden=16, epochs=5, random_state=1).fit(X, Y)
+    for key in ("w1", "b1", "w2", "b2"):
+        np.testing.assert_array_equal(a.params_[key], b.params_[key])
+    c = MultiLabelClassifier(head="mlp", hidden=16, epochs=5, random_state=2).fit(X, Y)
+    assert not np.array_equal(a.params_["w1"], c.params_["w1"])
 
 
 def test_indicator_matrix_targets():

@@ -1,8 +1,9 @@
 """Multi-label classification: every row carries a set of labels (possibly none).
 
-Per label, a score from one of three heads — one-vs-rest logistic regression (``linear``),
-cosine to the label's mean row (``prototype``), or the share of the ``k`` nearest training
-rows that carry the label (``knn``) — and **a threshold per label**, calibrated on
+Per label, a score from one of four heads — one-vs-rest logistic regression (``linear``), a
+one-hidden-layer network with one sigmoid output per label (``mlp``), cosine to the label's
+mean row (``prototype``), or the share of the ``k`` nearest training rows that carry the
+label (``knn``) — and **a threshold per label**, calibrated on
 out-of-fold scores of the training rows: the one that maximises the label's F1, or with
 ``target_precision`` the lowest one whose precision still meets the target. A row whose
 scores pass no threshold gets the empty set: "none of the labels" — the multi-label form of
@@ -35,7 +36,9 @@ __all__ = [
     "per_label_thresholds",
 ]
 
-MULTILABEL_HEADS = ("linear", "prototype", "knn")
+MULTILABEL_HEADS = ("auto", "linear", "mlp", "prototype", "knn")
+#: What ``head="auto"`` chooses between, by out-of-fold macro-F1.
+AUTO_HEADS = ("linear", "mlp")
 
 
 def parse_label_sets(
@@ -173,8 +176,12 @@ class MultiLabelClassifier(BaseEstimator):
 
     Parameters
     ----------
-    head : {"linear", "prototype", "knn"}, default "linear"
+    head : {"auto", "linear", "mlp", "prototype", "knn"}, default "auto"
+        auto: linear and mlp are both calibrated out of fold and the one with the higher
+        out-of-fold macro-F1 is kept (``head_``; both scores in ``selection_``);
         linear: one-vs-rest logistic regression (L2, inverse strength ``C``, unit rows);
+        mlp: one hidden layer of ``hidden`` GELU units shared by all labels, trained with
+        binary cross-entropy for ``epochs`` passes (AdamW, seeded; predicts in numpy);
         prototype: cosine to each label's mean row; knn: share of the ``k`` most similar
         training rows that carry the label.
     target_precision : float, optional
@@ -184,6 +191,8 @@ class MultiLabelClassifier(BaseEstimator):
         Folds for the out-of-fold scores the thresholds are calibrated on.
     C : float, default 1.0
     k : int, default 20
+    hidden : int, default 512
+    epochs : int, default 40
     allow_empty : bool or "auto", default "auto"
         Whether "none of the labels" is an answer. "auto": when some training row carries
         no label; otherwise a row that passes no threshold gets the label it is closest to
@@ -202,11 +211,13 @@ class MultiLabelClassifier(BaseEstimator):
 
     def __init__(
         self,
-        head: str = "linear",
+        head: str = "auto",
         target_precision: float | None = None,
         cv: int = 3,
         C: float = 1.0,
         k: int = 20,
+        hidden: int = 512,
+        epochs: int = 40,
         allow_empty: bool | str = "auto",
         random_state: int = 0,
         oos_label: str = "oos",
@@ -217,6 +228,8 @@ class MultiLabelClassifier(BaseEstimator):
         self.cv = cv
         self.C = C
         self.k = k
+        self.hidden = hidden
+        self.epochs = epochs
         self.allow_empty = allow_empty
         self.random_state = random_state
         self.oos_label = oos_label
@@ -272,12 +285,24 @@ class MultiLabelClassifier(BaseEstimator):
         if len(X) < int(self.cv):
             raise ValidationError(f"{len(X)} rows are too few for {self.cv}-fold calibration")
         Z = unit_rows(X)
-        folds = KFold(int(self.cv), shuffle=True, random_state=self.random_state)
-        oof = np.empty(Yb.shape, dtype=np.float32)
-        for train, held in folds.split(Z):  # a loop over folds
-            params = self._fit_scores(Z[train], Yb[train])
-            oof[held] = self._scores(Z[held], params)
-        thresholds, reached = per_label_thresholds(oof, Yb, target_precision=self.target_precision)
+        folds = list(KFold(int(self.cv), shuffle=True, random_state=self.random_state).split(Z))
+        allow_empty = (
+            bool((~Yb.any(1)).any()) if self.allow_empty == "auto" else bool(self.allow_empty)
+        )
+        candidates = AUTO_HEADS if self.head == "auto" else (self.head,)
+        tried = {}
+        for head in candidates:  # a loop over candidate heads, then over folds
+            oof = np.empty(Yb.shape, dtype=np.float32)
+            for train, held in folds:
+                oof[held] = self._scores(head, Z[held], self._fit_scores(head, Z[train], Yb[train]))
+            thresholds, reached = per_label_thresholds(
+                oof, Yb, target_precision=self.target_precision
+            )
+            metrics = evaluate_multilabel(Yb, _decide(oof, thresholds, allow_empty), classes)
+            metrics.pop("per_label")
+            tried[head] = (metrics, thresholds, reached)
+        best = max(candidates, key=lambda h: tried[h][0]["macro_f1"])  # first among equals
+        metrics, thresholds, reached = tried[best]
         if self.target_precision is not None and not reached.all():
             warnings.warn(
                 f"{int((~reached).sum())} label(s) cannot reach precision "
@@ -286,51 +311,46 @@ class MultiLabelClassifier(BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
+        self.head_ = best
+        self.selection_ = (
+            {h: round(tried[h][0]["macro_f1"], 4) for h in candidates} if len(tried) > 1 else None
+        )
         self.classes_ = classes
         self.n_features_in_ = X.shape[1]
         self.thresholds_ = thresholds.astype(np.float32)
         self.threshold_reached_ = reached
         self.label_counts_ = counts.astype(np.int64)
-        self.allow_empty_ = (
-            bool((~Yb.any(1)).any()) if self.allow_empty == "auto" else bool(self.allow_empty)
-        )
-        self.oof_metrics_ = {
-            k: v
-            for k, v in evaluate_multilabel(Yb, self._decide(oof), classes).items()
-            if k != "per_label"
-        }
-        self.params_ = self._fit_scores(Z, Yb)
+        self.allow_empty_ = allow_empty
+        self.oof_metrics_ = metrics
+        self.params_ = self._fit_scores(best, Z, Yb)
         return self
 
-    def _fit_scores(self, Z: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
-        if self.head == "prototype":
+    def _fit_scores(self, head: str, Z: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
+        if head == "prototype":
             sums = Y.T.astype(np.float32) @ Z
             return {"means": unit_rows(sums)}
-        if self.head == "knn":
+        if head == "knn":
             return {"rows": Z.astype(np.float32), "labels": Y.copy()}
+        if head == "mlp":
+            return _fit_mlp(Z, Y, int(self.hidden), int(self.epochs), int(self.random_state))
         return _fit_ovr_logistic(Z, Y, float(self.C))
 
-    def _scores(self, Z: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
-        if self.head == "prototype":
+    def _scores(self, head: str, Z: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+        if head == "prototype":
             return (Z @ params["means"].T).astype(np.float32)
-        if self.head == "knn":
+        if head == "knn":
             idx, _ = top_k_cosine(Z, params["rows"], int(self.k))
             labels = params["labels"]
             out = np.empty((len(Z), labels.shape[1]), dtype=np.float32)
             for s in range(0, len(Z), 2048):  # chunked: (chunk, k, L) booleans at most
                 out[s : s + 2048] = labels[idx[s : s + 2048]].mean(axis=1)
             return out
+        if head == "mlp":
+            return _mlp_scores(Z, params)
         return expit(Z @ params["coef"].T + params["intercept"]).astype(np.float32)
 
     def _decide(self, scores: np.ndarray) -> np.ndarray:
-        passed = scores >= self.thresholds_
-        usable = np.isfinite(self.thresholds_)  # a label never predicted stays so
-        if not self.allow_empty_ and usable.any():
-            none = np.flatnonzero(~passed.any(1))
-            if none.size:
-                margin = np.where(usable, scores[none] - self.thresholds_, -np.inf)
-                passed[none, np.argmax(margin, axis=1)] = True
-        return passed
+        return _decide(scores, self.thresholds_, self.allow_empty_)
 
     # ------------------------------------------------------------------ predicting
     def _X(self, X: Any) -> np.ndarray:
@@ -339,12 +359,12 @@ class MultiLabelClassifier(BaseEstimator):
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Per-label scores (n, L), on the head's scale (probability, cosine or vote share)."""
-        return self._scores(self._X(X), self.params_)
+        return self._scores(self.head_, self._X(X), self.params_)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Per-label scores in [0, 1] (n, L); each label independently, rows need not sum to 1."""
         s = self.decision_function(X)
-        return (s + 1.0) / 2.0 if self.head == "prototype" else s
+        return (s + 1.0) / 2.0 if self.head_ == "prototype" else s
 
     def predict(self, X: Any) -> np.ndarray:
         """(n, L) booleans over ``classes_``: the labels whose score passes their threshold."""
@@ -360,6 +380,19 @@ class MultiLabelClassifier(BaseEstimator):
         score); > 0 = no label passes (none of the labels, i.e. out of scope)."""
         s = self.decision_function(X)
         return np.min(self.thresholds_ - s, axis=1).astype(np.float32)
+
+
+def _decide(scores: np.ndarray, thresholds: np.ndarray, allow_empty: bool) -> np.ndarray:
+    """Labels whose score passes their threshold; without ``allow_empty``, a row that passes
+    none gets the label it is closest to passing (among labels that are ever predicted)."""
+    passed = scores >= thresholds
+    usable = np.isfinite(thresholds)  # a label never predicted stays so
+    if not allow_empty and usable.any():
+        none = np.flatnonzero(~passed.any(1))
+        if none.size:
+            margin = np.where(usable, scores[none] - thresholds, -np.inf)
+            passed[none, np.argmax(margin, axis=1)] = True
+    return passed
 
 
 def _fit_ovr_logistic(Z: np.ndarray, Y: np.ndarray, C: float) -> dict[str, np.ndarray]:
@@ -380,3 +413,60 @@ def _fit_ovr_logistic(Z: np.ndarray, Y: np.ndarray, C: float) -> dict[str, np.nd
             lr = LogisticRegression(C=C, max_iter=1000).fit(Z, Y[:, j])
             coef[j], intercept[j] = lr.coef_[0], lr.intercept_[0]
     return {"coef": coef, "intercept": intercept}
+
+
+def _fit_mlp(
+    Z: np.ndarray, Y: np.ndarray, hidden: int, epochs: int, seed: int
+) -> dict[str, np.ndarray]:
+    """A one-hidden-layer network (GELU, dropout 0.2) with one logit per label, trained with
+    binary cross-entropy (AdamW, lr 1e-3, weight decay 1e-4, batches of 256) for ``epochs``
+    passes. Every random draw (initial weights, batch order, dropout) comes from one
+    generator seeded with ``seed``: torch's global random state is neither used nor changed,
+    so concurrent fits stay reproducible. Weights come back as float32 arrays."""
+    import math
+
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    d, L = Z.shape[1], Y.shape[1]
+
+    def uniform(shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
+        bound = 1.0 / math.sqrt(fan_in)  # torch.nn.Linear's default initialisation
+        t = torch.rand(shape, generator=gen) * (2 * bound) - bound
+        return t.requires_grad_()
+
+    w1, b1 = uniform((hidden, d), d), uniform((hidden,), d)
+    w2, b2 = uniform((L, hidden), hidden), uniform((L,), hidden)
+    opt = torch.optim.AdamW([w1, b1, w2, b2], lr=1e-3, weight_decay=1e-4)
+    X = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
+    T = torch.from_numpy(Y.astype(np.float32))
+    gelu = torch.nn.functional.gelu
+    for _ in range(epochs):  # a loop over epochs and batches, each batch vectorised
+        order = torch.randperm(len(X), generator=gen)
+        for s in range(0, len(X), 256):
+            b = order[s : s + 256]
+            h = gelu(X[b] @ w1.T + b1)
+            keep = (torch.rand(h.shape, generator=gen) >= 0.2).float() / 0.8  # dropout
+            logits = (h * keep) @ w2.T + b2
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, T[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return {
+        "w1": w1.detach().numpy().astype(np.float32),
+        "b1": b1.detach().numpy().astype(np.float32),
+        "w2": w2.detach().numpy().astype(np.float32),
+        "b2": b2.detach().numpy().astype(np.float32),
+    }
+
+
+def _mlp_scores(Z: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+    """Per-label sigmoid outputs of the network, in chunks of rows (numpy, no torch)."""
+    from scipy.special import erf
+
+    out = np.empty((len(Z), params["w2"].shape[0]), dtype=np.float32)
+    for s in range(0, len(Z), 4096):  # memory bounded by the chunk's hidden layer
+        H = Z[s : s + 4096] @ params["w1"].T + params["b1"]
+        H = 0.5 * H * (1.0 + erf(H / np.float32(np.sqrt(2.0))))
+        out[s : s + 4096] = expit(H @ params["w2"].T + params["b2"])
+    return out

@@ -431,7 +431,8 @@ class Pipeline:
                 "total_seconds": round(time.perf_counter() - start, 2),
             },
             "transform": self.transform,
-            "head": f"multi-label {clf.head}",
+            "head": f"multi-label {clf.head_}",
+            "selection": clf.selection_,
             "detector": "per-label thresholds (none passed = out of scope)",
             "threshold": None,
             "thresholds": {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated
 
 import typer
@@ -108,7 +109,7 @@ def fit(
             "--multi-label",
             help="Each label cell holds a set of labels joined by --label-sep (a row labelled "
             "--oos-label has none); one threshold per label, calibrated on held-out folds. "
-            "Heads: linear (default), prototype or knn.",
+            "Heads: auto (linear or mlp, by held-out macro-F1), linear, mlp, prototype, knn.",
         ),
     ] = False,
     label_sep: Annotated[
@@ -176,6 +177,7 @@ def fit(
 
       embedlab fit train.csv --hierarchy parents.csv -o model/   (predict every level)
     """
+    opts = dict(locals())  # every option, for the multi-label and zero-shot paths
     from embedlab.adapt import AdaptConfig
     from embedlab.encoders import SentenceTransformerEncoder
     from embedlab.hierarchy import read_hierarchy
@@ -191,45 +193,14 @@ def fit(
         check_output_dir(output, force, data, val, model, unlabeled, labels_only)
         tree = read_hierarchy(hierarchy) if hierarchy is not None else None
         if labels_only is not None:
-            _fit_labels_only(
-                labels_only,
-                output,
-                tree,
-                val,
-                text_col,
-                label_col,
-                val_split,
-                oos_label,
-                target_fpr,
-                model,
-                cache,
-                backend,
-                skip_empty,
-                delimiter,
-                force,
-                multi_label or unlabeled is not None or transform is not None or bool(adapt),
-            )
+            other = multi_label or unlabeled is not None or transform is not None
+            _fit_labels_only(opts, tree, other_options=other or bool(adapt))
             return
         table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)
         if multi_label:
             if tree is not None:
                 raise EmbedlabError("--hierarchy works with single-label models only")
-            _fit_multi_label(
-                table,
-                output,
-                head,
-                oos_label,
-                label_sep,
-                target_precision,
-                model,
-                cache,
-                backend,
-                transform,
-                adapt,
-                val,
-                unlabeled,
-                force,
-            )
+            _fit_multi_label(opts, table)
             return
         if target_precision is not None:
             raise EmbedlabError("--target-precision goes with --multi-label")
@@ -303,25 +274,9 @@ def fit(
             )
 
 
-def _fit_labels_only(
-    labels_file,
-    output,
-    tree,
-    val,
-    text_col,
-    label_col,
-    val_split,
-    oos_label,
-    target_fpr,
-    model,
-    cache,
-    backend,
-    skip_empty,
-    delimiter,
-    force,
-    other_options,
-) -> None:
+def _fit_labels_only(opts: dict, tree, *, other_options: bool) -> None:
     """`fit --labels-only`: a zero-shot model from label names / descriptions."""
+    o = SimpleNamespace(**opts)
     from embedlab.encoders import SentenceTransformerEncoder
     from embedlab.openset import OpenSetClassifier
     from embedlab.pipeline import Pipeline
@@ -332,39 +287,39 @@ def _fit_labels_only(
             "--labels-only takes no --multi-label, --unlabeled, --transform or --adapt "
             "(there are no training texts to use them on)"
         )
-    labels, descriptions = read_label_names(labels_file, delimiter=delimiter)
+    labels, descriptions = read_label_names(o.labels_only, delimiter=o.delimiter)
     in_scope = None
-    if val is not None:
+    if o.val is not None:
         vt = read_input_texts(
-            val,
-            text_col=text_col,
+            o.val,
+            text_col=o.text_col,
             label_col=None,
-            splits=val_split,
-            skip_empty=skip_empty,
-            delimiter=delimiter,
+            splits=o.val_split,
+            skip_empty=o.skip_empty,
+            delimiter=o.delimiter,
         )
         in_scope = vt.texts
-        if vt.table is not None and label_col in vt.table.column_names:
-            cells = vt.table.column(label_col).to_pylist()
-            keep = [str(c) != oos_label for c in cells]
+        if vt.table is not None and o.label_col in vt.table.column_names:
+            cells = vt.table.column(o.label_col).to_pylist()
+            keep = [str(c) != o.oos_label for c in cells]
             if len(keep) == len(vt.texts):
                 in_scope = [t for t, k in zip(vt.texts, keep, strict=True) if k]
     pipe = Pipeline(
-        encoder=SentenceTransformerEncoder(model, cache=cache, backend=backend),
-        classifier=OpenSetClassifier(target_fpr=target_fpr, oos_label=oos_label),
+        encoder=SentenceTransformerEncoder(o.model, cache=o.cache, backend=o.backend),
+        classifier=OpenSetClassifier(target_fpr=o.target_fpr, oos_label=o.oos_label),
         adapt=False,
         hierarchy=tree,
     )
     t0 = time.perf_counter()
     pipe.fit_labels_only(labels, descriptions, in_scope_texts=in_scope)
-    pipe.save(output, overwrite=force)
+    pipe.save(o.output, overwrite=o.force)
     levels = f", {tree.depth} levels" if tree is not None else ""
     thr = pipe.info["threshold"]
     console.print(
-        f"wrote {output}: zero-shot, {len(pipe.classes_)} labels from {len(labels)} "
+        f"wrote {o.output}: zero-shot, {len(pipe.classes_)} labels from {len(labels)} "
         f"names / descriptions{levels}; out-of-scope threshold "
         + (
-            f"{thr:.4g} (max-cosine) at target FPR {target_fpr:g} on {len(in_scope)} --val texts"
+            f"{thr:.4g} (max-cosine) at target FPR {o.target_fpr:g} on {len(in_scope)} --val texts"
             if thr is not None
             else "not set: pass --val with typical inputs (labels not needed) to reject "
             "out-of-scope ones; until then nothing is rejected"
@@ -373,61 +328,61 @@ def _fit_labels_only(
     )
 
 
-def _fit_multi_label(
-    table,
-    output,
-    head,
-    oos_label,
-    label_sep,
-    target_precision,
-    model,
-    cache,
-    backend,
-    transform,
-    adapt,
-    val,
-    unlabeled,
-    force,
-) -> None:
+def _fit_multi_label(opts: dict, table) -> None:
     """`fit --multi-label`: a MultiLabelClassifier pipeline (frozen encoder)."""
+    o = SimpleNamespace(**opts)
     from embedlab.encoders import SentenceTransformerEncoder
     from embedlab.multilabel import MULTILABEL_HEADS, MultiLabelClassifier
     from embedlab.pipeline import Pipeline
     from embedlab.transforms import TransformChain
 
-    if head == "auto":
-        head = "linear"
-    if head not in MULTILABEL_HEADS:
+    if o.head not in MULTILABEL_HEADS:
         raise EmbedlabError(
-            f"--head {head!r} has no multi-label form; choose one of {', '.join(MULTILABEL_HEADS)}"
+            f"--head {o.head!r} has no multi-label form; choose one of "
+            + ", ".join(MULTILABEL_HEADS)
         )
-    for flag, value in (("--val", val), ("--unlabeled", unlabeled), ("--adapt", adapt or None)):
+    for flag, value in (
+        ("--val", o.val),
+        ("--unlabeled", o.unlabeled),
+        ("--adapt", o.adapt or None),
+    ):
         if value is not None:
             raise EmbedlabError(
                 f"{flag} works with single-label models only (a multi-label model calibrates "
                 "on held-out folds of its training rows, with the encoder frozen)"
             )
-    layer = TransformChain(transform).layer if transform else None
+    layer = TransformChain(o.transform).layer if o.transform else None
     pipe = Pipeline(
-        encoder=SentenceTransformerEncoder(model, cache=cache, layer=layer, backend=backend),
+        encoder=SentenceTransformerEncoder(o.model, cache=o.cache, layer=layer, backend=o.backend),
         classifier=MultiLabelClassifier(
-            head=head, target_precision=target_precision, oos_label=oos_label, label_sep=label_sep
+            head=o.head,
+            target_precision=o.target_precision,
+            oos_label=o.oos_label,
+            label_sep=o.label_sep,
         ),
         adapt=False,
-        transform=transform,
+        transform=o.transform,
     )
     t0 = time.perf_counter()
     pipe.fit(table.texts, table.labels)
-    pipe.save(output, overwrite=force)
+    pipe.save(o.output, overwrite=o.force)
     info = pipe.info
     tr = info["training"]
     held = info["held_out_metrics"]
     never = [k for k, v in info["thresholds"].items() if v is None]
     console.print(
-        f"wrote {output}: multi-label, {len(pipe.classes_)} labels from {tr['n']} rows "
+        f"wrote {o.output}: multi-label, {len(pipe.classes_)} labels from {tr['n']} rows "
         f"({tr['n_multi_label']} with several labels, {tr['n_oos']} with none), head "
-        f"[bold]{head}[/], one threshold per label "
-        + (f"at precision ≥ {target_precision:g}" if target_precision else "maximising its F1")
+        f"[bold]{pipe.classifier.head_}[/]"
+        + (
+            " (chosen by out-of-fold macro-F1: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in info["selection"].items())
+            + ")"
+            if info.get("selection")
+            else ""
+        )
+        + ", one threshold per label "
+        + (f"at precision ≥ {o.target_precision:g}" if o.target_precision else "maximising its F1")
         + f"; held-out macro-F1 {held['macro_f1']:.3f}, micro-F1 {held['micro_f1']:.3f}; "
         f"{time.perf_counter() - t0:.1f} s in all"
     )
