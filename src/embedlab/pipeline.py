@@ -485,11 +485,20 @@ class Pipeline:
         (``oos_label`` for none), ``n_labels`` their number, ``score`` how far the row is from
         passing any label's threshold (> 0: none passes, ``out_of_scope``), and the top
         labels with their per-label scores (``top{i}_prob``; they need not sum to 1)."""
+        if not self._fitted():
+            raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
+        X = self._encoder().encode(texts, progress=progress)  # validates the texts
+        return self.details_from_vectors(X, top_k=top_k, reject=reject)
+
+    def details_from_vectors(
+        self, X: np.ndarray, *, top_k: int = 3, reject: bool = True
+    ) -> dict[str, np.ndarray]:
+        """:meth:`predict_details` for vectors the encoder already made (the service encodes
+        once for every model that shares an encoder); the fitted transform is applied here."""
+        X = self._features(np.asarray(X, dtype=np.float32))
         if self.multi_label:
-            return self._multi_label_details(self._vectors(texts, progress), top_k)
-        out = self.classifier.predict_details(
-            self._vectors(texts, progress), top_k=top_k, reject=reject
-        )
+            return self._multi_label_details(X, top_k)
+        out = self.classifier.predict_details(X, top_k=top_k, reject=reject)
         if self.hierarchy is None:
             return out
         levels = {

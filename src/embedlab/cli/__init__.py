@@ -1,6 +1,7 @@
 """The ``embedlab`` command line: a thin layer over the library.
 
-One module per group of commands (data, model, classes, search, diagnostics, planning, demo), all
+One module per group of commands (data, model, classes, search, diagnostics, planning, demo,
+serving), all
 registered on the Typer app of :mod:`embedlab.cli.common`, which also holds the option
 types and helpers they share. Heavy modules are imported inside the commands, so
 ``embedlab --help`` starts in a fraction of a second.
@@ -19,6 +20,7 @@ from embedlab.cli import classes  # noqa: F401
 from embedlab.cli import search  # noqa: F401
 from embedlab.cli import diagnostics  # noqa: F401
 from embedlab.cli import planning  # noqa: F401
+from embedlab.cli import serving  # noqa: F401
 
 # isort: on
 

@@ -1,0 +1,196 @@
+"""`embedlab serve` and `embedlab keys`: the HTTP service and its API keys."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from embedlab.cli.common import BackendOption, app, console, err_console, user_errors
+from embedlab.errors import EmbedlabError
+
+keys_app = typer.Typer(
+    help="API keys for `embedlab serve`: create (shown once), list, revoke.",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys", rich_help_panel="Serve")
+
+KeysFileOption = Annotated[
+    Path, typer.Option("--keys", help="The keys file (JSON; keys are stored as hashes).")
+]
+
+
+def _require_serve_extra() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise EmbedlabError(
+            f"serving needs the 'serve' extra ({exc.name} is missing): "
+            "pip install 'embedlab[serve]'"
+        ) from None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+@app.command(rich_help_panel="Serve")
+def serve(
+    models: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Model bundles (from `embedlab fit`); each is served under its directory's name."
+        ),
+    ],
+    host: Annotated[str, typer.Option(help="Address to bind (loopback unless you say).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    keys: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keys file (`embedlab keys create`): every request then needs "
+            "a key (Authorization: Bearer KEY)."
+        ),
+    ] = None,
+    max_texts: Annotated[int, typer.Option(help="Texts per request at most (422 above).")] = 256,
+    max_chars: Annotated[int, typer.Option(help="Characters per text at most (422 above).")] = (
+        10_000
+    ),
+    max_body_bytes: Annotated[int, typer.Option(help="Request body size limit (413 above).")] = (
+        1_000_000
+    ),
+    batching: Annotated[
+        bool,
+        typer.Option(
+            "--batching/--no-batching", help="Merge concurrent requests into one encoder call."
+        ),
+    ] = True,
+    max_batch_rows: Annotated[int, typer.Option(help="Rows per merged encoder call.")] = 64,
+    max_wait_ms: Annotated[
+        float,
+        typer.Option(
+            help="How long a batch waits for more requests (0: an idle encoder starts at "
+            "once; requests arriving meanwhile form the next batch)."
+        ),
+    ] = 0.0,
+    max_queue_rows: Annotated[
+        int, typer.Option(help="Queued rows before new requests get 429 + Retry-After.")
+    ] = 4096,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option(help="Allow browser calls from this origin (repeat).")
+    ] = None,
+    backend: BackendOption = None,
+) -> None:
+    """Serve models over HTTP: OpenAI-compatible embeddings, classify, detect, metrics.
+
+    Endpoints: POST /v1/embeddings (the official openai client works against it), POST
+    /v1/classify and /v1/detect ({"model": NAME, "input": [texts]}, or "models": [...] to
+    ask several at once with one encoding), GET /v1/models, /healthz, /readyz and /metrics
+    (Prometheus, with each model's recent out-of-scope rate and novelty quantiles). The
+    OpenAPI schema is at /openapi.json, interactive docs at /docs.
+
+    [bold]Examples[/]
+
+      embedlab serve model/
+
+      embedlab keys create my-app --keys keys.json   (then: embedlab serve model/ --keys keys.json)
+
+      curl -s localhost:8000/v1/classify -H 'content-type: application/json' \\
+        -d '{"model": "model", "input": ["wake me at 7"]}'
+    """
+    with user_errors():
+        _require_serve_extra()
+        import uvicorn
+
+        from embedlab.serve import ServeConfig, create_app
+
+        if not _is_loopback(host) and keys is None:
+            err_console.print(
+                f"[yellow]warning:[/] serving on {host} with no --keys: anyone who can reach "
+                "this address can call the models"
+            )
+        if keys is not None and not keys.is_file():
+            raise EmbedlabError(
+                f"{keys}: no such keys file (create one with `embedlab keys create`)"
+            )
+        cfg = ServeConfig(
+            paths=[str(m) for m in models],
+            keys_file=str(keys) if keys else None,
+            max_body_bytes=max_body_bytes,
+            max_texts=max_texts,
+            max_chars=max_chars,
+            max_batch_rows=max_batch_rows,
+            max_wait_ms=max_wait_ms,
+            max_queue_rows=max_queue_rows,
+            batching=batching,
+            cors_origins=list(cors_origin or []),
+            backend=backend,
+        )
+        service = create_app(cfg)
+        names = ", ".join(sorted(service.state.registry.models))
+        console.print(
+            f"serving {names} on http://{host}:{port} "
+            f"({'API keys required' if keys else 'no API keys'}; batching "
+            f"{'on' if batching else 'off'}); Ctrl-C stops"
+        )
+    uvicorn.run(service, host=host, port=port, log_level="warning", access_log=False)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who or what uses the key.")],
+    keys: KeysFileOption,
+    model: Annotated[
+        list[str] | None, typer.Option(help="Allow only this model (repeat; default: all).")
+    ] = None,
+    rate: Annotated[
+        int | None, typer.Option(help="Requests a minute this key may make (default: no cap).")
+    ] = None,
+) -> None:
+    """Create a key; the token is printed once and only its hash is stored."""
+    from embedlab.serve.keys import KeyStore
+
+    with user_errors():
+        key, token = KeyStore(keys).create(name, models=model, rate_per_minute=rate)
+        console.print(
+            f"key {key.id} ({key.name}) for {', '.join(key.models)}; the token, shown once:"
+        )
+        print(token)
+
+
+@keys_app.command("list")
+def keys_list(keys: KeysFileOption) -> None:
+    """List keys (ids, names, models, limits — never tokens)."""
+    from embedlab.serve.keys import KeyStore
+
+    with user_errors():
+        for k in KeyStore(keys).listing():
+            state = "revoked" if k["revoked"] else "live"
+            rate = f"{k['rate_per_minute']}/min" if k["rate_per_minute"] else "no rate cap"
+            console.print(
+                f"{k['id']}  {k['name']}  {state}  models {', '.join(k['models'])}  "
+                f"{rate}  created {k['created']}"
+            )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from `keys list`).")],
+    keys: KeysFileOption,
+) -> None:
+    """Revoke a key: a running server answers its requests with 401 from the next request
+    on (it re-reads the keys file when the file changes)."""
+    from embedlab.serve.keys import KeyStore
+
+    with user_errors():
+        k = KeyStore(keys).revoke(key_id)
+        console.print(f"revoked key {k.id} ({k.name})")
