@@ -153,6 +153,14 @@ def test_limits_name_themselves(twin_models):
             "/v1/classify", content=b"{not json", headers={"content-type": "application/json"}
         )
         assert r.status_code == 422
+        r = c.post(
+            "/v1/classify", content=b"\xff\xfe:t", headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 422 and r.json()["error"]["type"] == "invalid_request"
+        r = c.get("/v1/nothing-here")
+        assert r.status_code == 404 and r.json()["error"]["type"] == "http_error"
+        r = c.put("/v1/classify", json={})
+        assert r.status_code == 405 and "POST" in r.headers["allow"]
 
 
 def test_internal_errors_do_not_leak(twin_models, monkeypatch):
@@ -265,6 +273,10 @@ def test_embedlab_serve_runs_a_real_server_on_loopback(twin_models):
         assert r.status_code == 200 and r.json()["data"][0]["label"] == "set_alarm"
         schema = httpx.get(base + "/openapi.json", timeout=10).json()
         assert {"/v1/classify", "/v1/embeddings", "/v1/models"} <= set(schema["paths"])
+        documented = schema["paths"]["/v1/classify"]["post"]["responses"]
+        assert {"200", "401", "403", "404", "413", "422", "429"} <= set(documented)
+        error = documented["404"]["content"]["application/json"]["schema"]["$ref"]
+        assert error.endswith("/ErrorBody")
 
 
 def test_keys_cli(tmp_path):

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embedlab import __version__
 from embedlab.serve.batching import MicroBatcher, QueueFull
@@ -69,6 +70,33 @@ class TextsRequest(BaseModel):
     model: str | None = None
     models: list[str] | None = None
     top_k: int = Field(default=3, ge=1, le=50)
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error response: ``{"error": {"message", "type"}}``."""
+
+    error: ErrorDetail
+
+
+def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses an endpoint can answer."""
+    what = {
+        401: "no API key, or an unknown or revoked one (when the server uses keys)",
+        403: "the key may not use this model",
+        404: "no served model of that name",
+        413: "the request body is over --max-body-bytes",
+        422: "an invalid request, or a limit (--max-texts, --max-chars) exceeded",
+        429: "rate limit of the key, or the encoder queue is full (see Retry-After)",
+    }
+    return {c: {"model": ErrorBody, "description": what[c]} for c in codes}
+
+
+_TEXT_ERRORS = _documented(401, 403, 404, 413, 422, 429)
 
 
 class _ApiError(Exception):
@@ -247,10 +275,13 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         metrics.errors.labels(exc.kind).inc()
         return _error(exc.status, exc.kind, exc.message, exc.headers)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # a body that does not parse: an invalid request
+            metrics.errors.labels("invalid_request").inc()
+            return _error(422, "invalid_request", "the request body is not valid UTF-8 JSON")
         metrics.errors.labels("http").inc()
-        return _error(exc.status_code, "http_error", str(exc.detail))
+        return _error(exc.status_code, "http_error", str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -339,13 +370,13 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         model the out-of-scope rate and novelty-score quantiles over the recent window."""
         return PlainTextResponse(generate_latest(metrics.registry).decode("utf-8"))
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses=_documented(401))
     async def list_models(request: Request) -> dict:
         """The served models (OpenAI's list shape, with version, encoder, classes, threshold)."""
         authorise(request, [])
         return {"object": "list", "data": [m.describe() for m in reg.models.values()]}
 
-    @app.post("/v1/embeddings")
+    @app.post("/v1/embeddings", responses=_TEXT_ERRORS)
     async def embeddings(req: EmbeddingsRequest, request: Request) -> dict:
         """OpenAI-compatible embeddings from a served model's encoder (``model`` = a served
         model's id); ``dimensions`` keeps the first d and renormalises (Matryoshka)."""
@@ -408,7 +439,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
             out.append(row)
         return out
 
-    @app.post("/v1/classify")
+    @app.post("/v1/classify", responses=_TEXT_ERRORS)
     async def classify(req: TextsRequest, request: Request) -> dict:
         """Labels (or the out-of-scope label) for texts, in input order; the same labels as
         `embedlab predict`. ``models``: several models, texts encoded once per encoder."""
@@ -425,7 +456,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
             return {"object": "list", **results[0]}
         return {"object": "list", "results": results}
 
-    @app.post("/v1/detect")
+    @app.post("/v1/detect", responses=_TEXT_ERRORS)
     async def detect(req: TextsRequest, request: Request) -> dict:
         """Out-of-scope decisions: novelty score (higher = more novel) against the threshold."""
         names = model_names(req)
