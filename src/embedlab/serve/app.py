@@ -7,22 +7,20 @@ nothing process-global). Errors are JSON ``{"error": {"message", "type"}}`` and 
 a stack trace or a file path.
 """
 
-from __future__ import annotations
-
 import base64
 import logging
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embedlab import __version__
@@ -53,23 +51,40 @@ class ServeConfig:
     backend: str | None = None
 
 
-class EmbeddingsRequest(BaseModel):
-    """OpenAI's embeddings request."""
+def request_models(cfg: ServeConfig, names: Sequence[str], max_dim: int) -> tuple[type, type]:
+    """The request bodies, with the service's limits in their schema (so /openapi.json says
+    what is accepted): non-blank texts of at most ``max_chars``, at most ``max_texts`` of
+    them, ``dimensions`` up to the widest served encoder; served model names listed."""
+    text = Annotated[str, StringConstraints(min_length=1, max_length=cfg.max_chars, pattern=r"\S")]
+    texts = Annotated[list[text], Field(min_length=1, max_length=cfg.max_texts)]
+    name = Annotated[str, StringConstraints(min_length=1), Field(examples=list(names)[:3])]
+    served = {"enum": sorted(names)}  # in the schema only: an unknown name gets 404
 
-    input: str | list[str]
-    model: str
-    dimensions: int | None = Field(default=None, ge=1)
-    encoding_format: Literal["float", "base64"] = "float"
-    user: str | None = None
+    class EmbeddingsRequest(BaseModel):
+        """OpenAI's embeddings request (``model``: a served model's id)."""
 
+        input: text | texts
+        model: Annotated[name, Field(json_schema_extra=served)]
+        dimensions: int | None = Field(default=None, ge=1, le=max_dim)
+        encoding_format: Literal["float", "base64"] = "float"
+        user: str | None = None
 
-class TextsRequest(BaseModel):
-    """Texts for one model (``model``) or several (``models``: encoded once per encoder)."""
+    class TextsRequest(BaseModel):
+        """Texts for one model (``model``) or several (``models``, with ``model`` if given
+        too: encoded once per encoder); at least one of the two is required."""
 
-    input: str | list[str]
-    model: str | None = None
-    models: list[str] | None = None
-    top_k: int = Field(default=3, ge=1, le=50)
+        model_config = ConfigDict(
+            json_schema_extra={"anyOf": [{"required": ["model"]}, {"required": ["models"]}]}
+        )
+        input: text | texts
+        # not nullable: leaving a field out says "none" (defaults are not validated)
+        model: Annotated[name, Field(json_schema_extra=served)] = None
+        models: Annotated[
+            list[Annotated[name, Field(json_schema_extra=served)]], Field(min_length=1)
+        ] = None
+        top_k: int = Field(default=3, ge=1, le=50)
+
+    return EmbeddingsRequest, TextsRequest
 
 
 class ErrorDetail(BaseModel):
@@ -219,10 +234,34 @@ def _texts(value: str | list[str], cfg: ServeConfig) -> list[str]:
     return texts
 
 
+def _say(e: dict, cfg: ServeConfig) -> str:
+    """One validation error in words, naming the limit it hit."""
+    where = ""
+    for part in e.get("loc", ()):
+        if isinstance(part, int):
+            where += f"[{part}]"
+        elif part != "body" and "[" not in str(part) and part not in ("str", "int"):
+            where += ("." if where else "") + str(part)
+    where = where or "body"
+    kind = e.get("type")
+    if kind == "too_long" and where == "input":
+        return f"input holds too many texts; the limit is {cfg.max_texts} (--max-texts)"
+    if kind == "string_too_long" and where.startswith("input"):
+        return f"{where} has too many characters; the limit is {cfg.max_chars} (--max-chars)"
+    if kind in ("string_too_short", "string_pattern_mismatch") and where.startswith("input"):
+        return f"{where} is empty"
+    if kind == "too_short" and where == "input":
+        return "input holds no text"
+    return f"{where}: {e.get('msg')}"
+
+
 def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI:
     """The service for ``config.paths`` (or an already loaded ``registry``)."""
     cfg = config
     reg = registry if registry is not None else Registry(list(cfg.paths), backend=cfg.backend)
+    EmbeddingsRequest, TextsRequest = request_models(
+        cfg, list(reg.models), max(int(e.dim) for e in reg.encoders.values())
+    )
     keys = KeyStore(cfg.keys_file) if cfg.keys_file else None
     limiter = RateLimiter()
     metrics = _Metrics(cfg.health_window)
@@ -286,11 +325,10 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         metrics.errors.labels("invalid_request").inc()
-        parts = [
-            f"{'.'.join(str(x) for x in e.get('loc', ()) if x != 'body') or 'body'}: {e.get('msg')}"
-            for e in exc.errors()[:5]
-        ]
-        return _error(422, "invalid_request", "; ".join(parts))
+        errors = list(exc.errors())
+        # a union (one text | a list of them) reports every branch: keep the specific ones
+        specific = [e for e in errors if not str(e.get("type", "")).endswith("_type")] or errors
+        return _error(422, "invalid_request", "; ".join(_say(e, cfg) for e in specific[:5]))
 
     def authorise(request: Request, models: list[str]) -> None:
         if keys is None:
@@ -319,7 +357,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
             )
 
     def model_names(req: TextsRequest) -> list[str]:
-        names = req.models if req.models else ([req.model] if req.model else [])
+        names = ([req.model] if req.model else []) + list(req.models or [])
         if not names:
             raise _ApiError(422, "invalid_request", "name a model (model) or models (models)")
         unknown = [n for n in names if n not in reg.models]

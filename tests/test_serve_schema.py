@@ -1,0 +1,34 @@
+"""schemathesis against the service's own OpenAPI schema: generated requests for every
+operation, every check schemathesis runs by default — 0 failures. Bounded: a fixed number of
+examples per operation, derandomised, no example database."""
+
+from __future__ import annotations
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+from embedlab.serve import ServeConfig, create_app  # noqa: E402
+from embedlab.serve.registry import Registry  # noqa: E402
+
+
+def test_every_operation_conforms_to_its_schema(quick_model):
+    service = create_app(ServeConfig(max_texts=8, max_chars=300), Registry([quick_model]))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", service)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} >= {"/v1/classify", "/v1/embeddings", "/v1/detect"}
+    for op in operations:  # a loop over API operations, each a bounded property test
+
+        @given(case=op.as_strategy())
+        @settings(
+            max_examples=30,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def check(case):
+            case.call_and_validate()
+
+        check()
