@@ -35,6 +35,8 @@ def test_label_cells_parse_into_sets():
     sets = parse_label_sets(["a, b", "b", "oos", "", ["c", "a"], "a,a", ("b",)])
     assert sets == [("a", "b"), ("b",), (), (), ("c", "a"), ("a",), ("b",)]
     assert parse_label_sets(["x|y"], sep="|") == [("x", "y")]
+    with pytest.raises(ValidationError, match="separator must not be empty"):
+        parse_label_sets(["a"], sep="")
 
 
 @pytest.mark.parametrize(

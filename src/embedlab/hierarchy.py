@@ -117,15 +117,13 @@ class Hierarchy:
         """Each label's ancestor at ``level`` (1 = roots; ``depth`` = the label itself); a
         label with a shorter path keeps its deepest ancestor. Labels in ``keep`` (e.g. the
         out-of-scope label) stay as they are."""
-        cache: dict[str, str] = {}
         keep = set(keep)
-        out = []
-        for lab in labels:  # a dict lookup per row: labels are strings, not vectors
-            if lab not in cache:
-                p = self.path(lab)
-                cache[lab] = lab if lab in keep else p[min(level, len(p)) - 1]
-            out.append(cache[lab])
-        return np.asarray(out, dtype=object)
+
+        def ancestor(lab: str) -> str:
+            p = self.path(lab)
+            return lab if lab in keep else p[min(level, len(p)) - 1]
+
+        return _map_distinct(labels, ancestor)
 
     def check_labels(self, labels: Sequence[str], *, ignore: Sequence[str] = ()) -> None:
         """ValidationError when a data label is an inner node of the hierarchy (rows are
@@ -147,6 +145,15 @@ class Hierarchy:
 
     def to_json(self) -> dict[str, str]:
         return dict(sorted(self.parent.items()))
+
+
+def _map_distinct(labels: Sequence[str], fn: Any) -> np.ndarray:
+    """``fn`` of each label as an object array, computed once per distinct label."""
+    arr = np.asarray(labels, dtype=object)
+    if not len(arr):
+        return arr
+    distinct, inverse = np.unique(arr, return_inverse=True)
+    return np.asarray([fn(v) for v in distinct], dtype=object)[inverse]
 
 
 def read_hierarchy(path: str | os.PathLike) -> Hierarchy:
@@ -197,8 +204,8 @@ def evaluate_levels(
         levels[name] = float((t == p).mean()) if len(t) else None
     wrong = yt != yp
     up = hierarchy.parent
-    parent_t = np.asarray([up.get(v, v) for v in yt], dtype=object)  # the immediate parent
-    parent_p = np.asarray([up.get(v, v) for v in yp], dtype=object)
+    parent_t = _map_distinct(yt, lambda v: up.get(v, v))  # the immediate parent
+    parent_p = _map_distinct(yp, lambda v: up.get(v, v))
     right_parent = wrong & (parent_t == parent_p) & (yt != oos_label) & (yp != oos_label)
     return {
         "accuracy_by_level": levels,

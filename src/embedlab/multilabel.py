@@ -363,8 +363,10 @@ class MultiLabelClassifier(BaseEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Per-label scores in [0, 1] (n, L); each label independently, rows need not sum to 1."""
-        s = self.decision_function(X)
-        return (s + 1.0) / 2.0 if self.head_ == "prototype" else s
+        return self._proba(self.decision_function(X))
+
+    def _proba(self, scores: np.ndarray) -> np.ndarray:
+        return (scores + 1.0) / 2.0 if self.head_ == "prototype" else scores
 
     def predict(self, X: Any) -> np.ndarray:
         """(n, L) booleans over ``classes_``: the labels whose score passes their threshold."""
@@ -376,10 +378,35 @@ class MultiLabelClassifier(BaseEstimator):
         return [tuple(self.classes_[row].tolist()) for row in P]
 
     def novelty_score(self, X: Any) -> np.ndarray:
-        """How far each row is from passing any threshold: max over labels of (threshold −
+        """How far each row is from passing any threshold: min over labels of (threshold −
         score); > 0 = no label passes (none of the labels, i.e. out of scope)."""
-        s = self.decision_function(X)
-        return np.min(self.thresholds_ - s, axis=1).astype(np.float32)
+        return self._novelty(self.decision_function(X))
+
+    def _novelty(self, scores: np.ndarray) -> np.ndarray:
+        return np.min(self.thresholds_ - scores, axis=1).astype(np.float32)
+
+    def predict_details(self, X: Any, top_k: int = 3) -> dict[str, np.ndarray]:
+        """Per row, from one scoring pass: ``label`` (the predicted labels joined by
+        ``label_sep``, ``oos_label`` for none), ``n_labels``, ``score`` (novelty, as
+        :meth:`novelty_score`), ``out_of_scope`` (no label), and the ``top_k`` labels by
+        score with their per-label scores in [0, 1] (``top{i}_label`` / ``top{i}_prob``)."""
+        scores = self.decision_function(X)
+        P = self._decide(scores)
+        probs = self._proba(scores)
+        names = np.asarray(self.classes_, dtype=object)
+        cells = [self.label_sep.join(names[row]) or self.oos_label for row in P]
+        out: dict[str, np.ndarray] = {
+            "label": np.asarray(cells, dtype=object),
+            "n_labels": P.sum(1).astype(np.int64),
+            "score": self._novelty(scores),
+            "out_of_scope": ~P.any(1),
+        }
+        k = min(top_k, len(names))
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        for i in range(k):  # a loop over the k top columns
+            out[f"top{i + 1}_label"] = names[top[:, i]]
+            out[f"top{i + 1}_prob"] = np.take_along_axis(probs, top[:, i : i + 1], 1)[:, 0]
+        return out
 
 
 def _decide(scores: np.ndarray, thresholds: np.ndarray, allow_empty: bool) -> np.ndarray:

@@ -463,10 +463,8 @@ class Pipeline:
         ``reject=False``). A multi-label pipeline returns each text's label set as a tuple
         (empty: none of the labels)."""
         if self.multi_label:
-            return np.asarray(
-                [*self.classifier.predict_label_sets(self._vectors(texts, progress)), None],
-                dtype=object,
-            )[:-1]
+            sets = self.classifier.predict_label_sets(self._vectors(texts, progress))
+            return np.fromiter(sets, dtype=object, count=len(sets))  # a 1-D array of tuples
         return self.predict_details(texts, top_k=1, reject=reject, progress=progress)["label"]
 
     def predict_details(
@@ -497,7 +495,7 @@ class Pipeline:
         once for every model that shares an encoder); the fitted transform is applied here."""
         X = self._features(np.asarray(X, dtype=np.float32))
         if self.multi_label:
-            return self._multi_label_details(X, top_k)
+            return self.classifier.predict_details(X, top_k=top_k)
         out = self.classifier.predict_details(X, top_k=top_k, reject=reject)
         if self.hierarchy is None:
             return out
@@ -506,26 +504,6 @@ class Pipeline:
             for i, name in enumerate(self.hierarchy.level_names()[:-1], start=1)
         }
         return {"label": out["label"], **levels, **{k: v for k, v in out.items() if k != "label"}}
-
-    def _multi_label_details(self, X: np.ndarray, top_k: int) -> dict[str, np.ndarray]:
-        clf = self.classifier
-        scores = clf.decision_function(X)
-        P = clf._decide(scores)
-        probs = clf.predict_proba(X)
-        names = np.asarray(clf.classes_, dtype=object)
-        cells = [clf.label_sep.join(names[row]) or self.oos_label for row in P]
-        out: dict[str, np.ndarray] = {
-            "label": np.asarray(cells, dtype=object),
-            "n_labels": P.sum(1).astype(np.int64),
-            "score": np.min(clf.thresholds_ - scores, axis=1).astype(np.float32),
-            "out_of_scope": ~P.any(1),
-        }
-        k = min(top_k, len(names))
-        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        for i in range(k):
-            out[f"top{i + 1}_label"] = names[top[:, i]]
-            out[f"top{i + 1}_prob"] = np.take_along_axis(probs, top[:, i : i + 1], 1)[:, 0]
-        return out
 
     def evaluate(
         self,

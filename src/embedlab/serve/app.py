@@ -212,26 +212,10 @@ class _Metrics:
                 self.novelty.labels(model, str(q)).set(float(np.quantile(finite, q)))
 
 
-def _texts(value: str | list[str], cfg: ServeConfig) -> list[str]:
-    texts = [value] if isinstance(value, str) else list(value)
-    if not texts:
-        raise _ApiError(422, "invalid_request", "input holds no text")
-    if len(texts) > cfg.max_texts:
-        raise _ApiError(
-            422,
-            "too_many_texts",
-            f"{len(texts)} texts in one request; the limit is {cfg.max_texts} (--max-texts)",
-        )
-    for i, t in enumerate(texts):  # a loop over the request's texts, checking lengths
-        if not t.strip():
-            raise _ApiError(422, "invalid_request", f"input[{i}] is empty")
-        if len(t) > cfg.max_chars:
-            raise _ApiError(
-                422,
-                "text_too_long",
-                f"input[{i}] has {len(t)} characters; the limit is {cfg.max_chars} (--max-chars)",
-            )
-    return texts
+def _texts(value: str | list[str]) -> list[str]:
+    """The request's texts as a list (the request schema already checked them: non-blank,
+    --max-chars each, at most --max-texts)."""
+    return [value] if isinstance(value, str) else list(value)
 
 
 def _say(e: dict, cfg: ServeConfig) -> str:
@@ -356,10 +340,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
                 {"Retry-After": str(max(1, round(wait)))},
             )
 
-    def model_names(req: TextsRequest) -> list[str]:
-        names = ([req.model] if req.model else []) + list(req.models or [])
-        if not names:
-            raise _ApiError(422, "invalid_request", "name a model (model) or models (models)")
+    def check_served(names: list[str]) -> None:
         unknown = [n for n in names if n not in reg.models]
         if unknown:
             raise _ApiError(
@@ -367,6 +348,12 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
                 "model_not_found",
                 f"no served model {unknown[0]!r}; served: {sorted(reg.models)}",
             )
+
+    def model_names(req: TextsRequest) -> list[str]:
+        names = ([req.model] if req.model else []) + list(req.models or [])
+        if not names:
+            raise _ApiError(422, "invalid_request", "name a model (model) or models (models)")
+        check_served(names)
         return list(dict.fromkeys(names))
 
     async def encode(key: str, texts: list[str]) -> np.ndarray:
@@ -418,14 +405,9 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
     async def embeddings(req: EmbeddingsRequest, request: Request) -> dict:
         """OpenAI-compatible embeddings from a served model's encoder (``model`` = a served
         model's id); ``dimensions`` keeps the first d and renormalises (Matryoshka)."""
-        if req.model not in reg.models:
-            raise _ApiError(
-                404,
-                "model_not_found",
-                f"no served model {req.model!r}; served: {sorted(reg.models)}",
-            )
+        check_served([req.model])
         authorise(request, [req.model])
-        texts = _texts(req.input, cfg)
+        texts = _texts(req.input)
         served = reg.get(req.model)
         X = await encode(served.encoder_key, texts)
         if req.dimensions is not None:
@@ -483,7 +465,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         `embedlab predict`. ``models``: several models, texts encoded once per encoder."""
         names = model_names(req)
         authorise(request, names)
-        texts = _texts(req.input, cfg)
+        texts = _texts(req.input)
         found = await details(names, texts, req.top_k)
         results = []
         for name in names:
@@ -499,13 +481,11 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         """Out-of-scope decisions: novelty score (higher = more novel) against the threshold."""
         names = model_names(req)
         authorise(request, names)
-        texts = _texts(req.input, cfg)
+        texts = _texts(req.input)
         found = await details(names, texts, 1)
         results = []
         for name in names:
-            pipe = reg.get(name).pipeline
-            thr = getattr(pipe.classifier, "threshold_", None)
-            thr = float(thr) if thr is not None and np.isfinite(thr) else None
+            thr = reg.get(name).threshold
             d = found[name]
             results.append(
                 {

@@ -4,6 +4,7 @@ micro-batcher) shared by every model built on the same encoder."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,12 +27,17 @@ class ServedModel:
     encoder_key: str
     loaded: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
+    @property
+    def threshold(self) -> float | None:
+        """The out-of-scope threshold, or None (a multi-label model, or none calibrated)."""
+        t = getattr(self.pipeline.classifier, "threshold_", None)
+        return float(t) if t is not None and math.isfinite(t) else None
+
     def describe(self) -> dict[str, Any]:
         """The model's entry in GET /v1/models (OpenAI's shape plus embedlab's fields)."""
         pipe = self.pipeline
         info = pipe.info or {}
         lineage = info.get("lineage") or {}
-        threshold = getattr(pipe.classifier, "threshold_", None)
         return {
             "id": self.name,
             "object": "model",
@@ -44,9 +50,7 @@ class ServedModel:
             "kind": "multi-label" if pipe.multi_label else "single-label",
             "classes": [str(c) for c in pipe.classes_],
             "oos_label": pipe.oos_label,
-            "threshold": float(threshold)
-            if threshold is not None and threshold == threshold and abs(threshold) != float("inf")
-            else None,
+            "threshold": self.threshold,
             "levels": pipe.hierarchy.level_names() if pipe.hierarchy is not None else None,
             "loaded": self.loaded,
         }
