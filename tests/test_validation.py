@@ -60,3 +60,22 @@ def test_check_labels_missing_and_empty():
 
 def test_check_labels_stringifies():
     assert check_labels([1, 2], 2).tolist() == ["1", "2"]
+
+
+def test_validated_rows_skip_the_second_check_but_not_the_width():
+    """Inside ``validated()`` an estimator's parts trust float32 rows of the right width
+    (checked once at the outer boundary); anything else is still checked in full."""
+    from embedlab.heads import PrototypeClassifier
+    from embedlab.validation import validated
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 4)).astype(np.float32)
+    head = PrototypeClassifier().fit(X, np.repeat(["a", "b"], 10))
+    with validated():
+        np.testing.assert_allclose(head.predict_proba(X), head.predict_proba(X.astype(float)))
+        with pytest.raises(ValueError, match="features"):
+            head.predict_proba(X[:, :3])
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        head.predict_proba(bad)  # outside: the full check

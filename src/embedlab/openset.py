@@ -20,7 +20,7 @@ from embedlab.heads.registry import HEADS, make_head
 from embedlab.heads.teen import Teen
 from embedlab.selection import select_head_and_detector
 from embedlab.splits import calibration_holdout
-from embedlab.validation import check_labels, validate_estimator_data
+from embedlab.validation import check_labels, validate_estimator_data, validated
 
 __all__ = ["DETECTORS", "HEADS", "OpenSetClassifier", "make_detector", "make_head"]
 
@@ -409,7 +409,9 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
     def novelty_score(self, X: Any) -> np.ndarray:
         """Novelty score of each row (the detector's ``decision_function``: higher = more
         likely out of scope)."""
-        return self.detector_.decision_function(self._X(X))
+        X = self._X(X)
+        with validated():
+            return self.detector_.decision_function(X)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Deprecated alias of :meth:`novelty_score`."""
@@ -422,7 +424,9 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """The head's probabilities over the in-scope ``classes_`` (out-of-scope aside)."""
-        return self.head_.predict_proba(self._X(X))
+        X = self._X(X)
+        with validated():
+            return self.head_.predict_proba(X)
 
     def predict(self, X: Any, *, reject: bool = True) -> np.ndarray:
         """A class of ``classes_`` per row, or ``oos_label`` where the detector rejects it
@@ -437,8 +441,9 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         ``reject=False`` turns rejection off without refitting: ``label`` is the head's best
         class, ``out_of_scope`` is all false, ``score`` is still the novelty score."""
         X = self._X(X)
-        proba = self.head_.predict_proba(X)
-        scores = self.detector_.decision_function(X)
+        with validated():  # checked once, here
+            proba = self.head_.predict_proba(X)
+            scores = self.detector_.decision_function(X)
         oos = scores > self.threshold_ if reject else np.zeros(len(X), dtype=bool)
         k = min(top_k, proba.shape[1])
         top = np.argsort(-proba, axis=1)[:, :k]

@@ -6,15 +6,33 @@ problem and where it is, so the numerical code behind a boundary can trust its a
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
 
 from embedlab.errors import InputTypeError, ValidationError
 
-__all__ = ["check_ids", "check_labels", "check_vectors"]
+__all__ = ["check_ids", "check_labels", "check_vectors", "validated"]
+
+#: Set (per thread / task, never process-wide) while an estimator hands its already
+#: validated rows to the estimators inside it; see :func:`validated`.
+_VALIDATED: ContextVar[bool] = ContextVar("embedlab_validated", default=False)
+
+
+@contextlib.contextmanager
+def validated() -> Iterator[None]:
+    """Inside: the rows an estimator passes on to the estimators it is made of (head,
+    detector) were validated once at its own boundary, so each of them only checks the array
+    type, dtype and width instead of running scikit-learn's full check again."""
+    token = _VALIDATED.set(True)
+    try:
+        yield
+    finally:
+        _VALIDATED.reset(token)
 
 
 def _preview(items: Sequence[Any], limit: int = 5) -> str:
@@ -127,6 +145,16 @@ def validate_estimator_data(
     """scikit-learn's ``validate_data`` for embedlab's estimators (float32 / float64 input),
     raising :class:`ValidationError` — also a ``ValueError`` — named after the estimator.
     Pass ``y`` (even None, which is then an error) to validate X and y together."""
+    if (
+        not reset
+        and _VALIDATED.get()
+        and isinstance(X, np.ndarray)
+        and X.dtype == np.float32
+        and X.ndim == 2
+        and (isinstance(y, str) and y == NO_Y)
+        and X.shape[1] == getattr(estimator, "n_features_in_", -1)
+    ):
+        return X  # checked at the boundary of the estimator that holds this one
     from sklearn.utils.validation import validate_data
 
     kw = {"dtype": [np.float32, np.float64], "reset": reset}

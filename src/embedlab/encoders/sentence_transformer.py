@@ -274,7 +274,9 @@ class SentenceTransformerEncoder:
         keys = [text_key(t) for t in texts]
         setup_before = self._backend is not None
         t_setup = time.perf_counter()
-        model_key = self._cache_model_key()  # resolves the backend (auto: once per model)
+        _ = self.resolved_backend  # resolves the backend (auto: once per model)
+        # the cache key fingerprints the model directory (a walk of its files): only with a cache
+        model_key = self._cache_model_key() if self.cache else ""
         setup = 0.0 if setup_before else time.perf_counter() - t_setup
         found = self.cache.get_many(model_key, keys, self.dim) if self.cache else {}
         for i, vec in found.items():
