@@ -184,13 +184,20 @@ class Index:
 
     # ---------------------------------------------------------------- searching
     def search(
-        self, queries: Any, k: int = 10, *, encoder: dict[str, Any] | None = None
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        encoder: dict[str, Any] | None = None,
+        allow: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Ids (nq, k) and cosine scores (nq, k) of the k best matches, best first.
 
         Fewer than k stored vectors: the missing places hold id "" and score -inf.
         ``encoder``: the spec of the encoder that made the queries; refused when it differs
-        from the index's (another model, layer or dimension).
+        from the index's (another model, layer or dimension). ``allow``: a boolean per stored
+        vector (in :attr:`ids` order); only allowed vectors are returned — the index is asked
+        for more candidates (doubling) until each query has k allowed ones or all were seen.
         """
         self.check_encoder(encoder)
         if len(self) == 0:
@@ -199,13 +206,33 @@ class Index:
         k = int(k)
         if k < 1:
             raise ValidationError("k must be at least 1")
+        if allow is None:
+            return self._pad(*self._search_rows(Q, k), k)
+        allow = np.asarray(allow, dtype=bool)
+        if allow.shape != (len(self),):
+            raise ValidationError(f"allow must hold one boolean per stored vector ({len(self)})")
+        n_allowed = int(allow.sum())
+        want = min(k, n_allowed)
+        wide = min(len(self), max(2 * k, 16))
+        while True:
+            rows, scores = self._search_rows(Q, wide)
+            ok = (rows >= 0) & allow[np.maximum(rows, 0)]
+            if wide >= len(self) or (ok.sum(axis=1) >= want).all():
+                break
+            wide = min(len(self), 2 * wide)
+        # allowed candidates first, each query's order kept (a stable sort on "not allowed")
+        order = np.argsort(~ok, axis=1, kind="stable")[:, :k]
+        rows = np.where(np.take_along_axis(ok, order, 1), np.take_along_axis(rows, order, 1), -1)
+        return self._pad(rows, np.take_along_axis(scores, order, 1), k)
+
+    def _search_rows(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row positions (-1: none) and scores of the k best matches of each query."""
         if self.kind == "binary":
-            rows, scores = self._binary_search(Q, k)
-        elif self.kind == "shortlist":
-            rows, scores = self._shortlist_search(Q, k)
-        else:
-            scores, rows = self._faiss.search(Q, min(k, len(self)))
-        return self._pad(rows, scores, k)
+            return self._binary_search(Q, k)
+        if self.kind == "shortlist":
+            return self._shortlist_search(Q, k)
+        scores, rows = self._faiss.search(Q, min(k, len(self)))
+        return rows, scores
 
     def hits(
         self, ids: np.ndarray, scores: np.ndarray, columns: tuple[str, ...] = ("label", "text")
@@ -215,8 +242,14 @@ class Index:
         (fewer stored vectors than k) are left out."""
         stored: dict[str, dict[str, Any]] = {}
         if self.rows is not None:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
             keep = [c for c in ("id", *columns) if c in self.rows.column_names]
-            stored = {r["id"]: r for r in self.rows.select(keep).to_pylist()}
+            found = sorted({str(i) for i in np.ravel(ids) if i != ""})
+            at = pc.index_in(pa.array(found, pa.string()), value_set=self.rows.column("id"))
+            picked = self.rows.select(keep).take(at.drop_null())
+            stored = {r["id"]: r for r in picked.to_pylist()}  # only the returned rows
         return [
             [
                 {
