@@ -117,3 +117,22 @@ def test_errors(data, tmp_path):
         Index.load(path)
     with pytest.raises(StoreError, match="no index at"):
         Index.load(tmp_path / "nope")
+
+
+def test_index_search_allow_mask_is_exact_for_a_flat_index():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((500, 16)).astype(np.float32)
+    index = Index("flat", 16).add(X)
+    allow = rng.random(500) < 0.05
+    Q = rng.standard_normal((7, 16)).astype(np.float32)
+    ids, scores = index.search(Q, 10, allow=allow)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    sims = np.where(allow, (Q / np.linalg.norm(Q, axis=1, keepdims=True)) @ Xn.T, -np.inf)
+    np.testing.assert_array_equal(ids.astype(int), np.argsort(-sims, axis=1)[:, :10])
+    few = np.zeros(500, dtype=bool)
+    few[[3, 9]] = True
+    ids, scores = index.search(Q, 5, allow=few)
+    assert set(ids[:, :2].ravel()) == {"3", "9"} and (ids[:, 2:] == "").all()
+    assert np.isinf(scores[:, 2:]).all()
+    with pytest.raises(Exception, match="one boolean per stored vector"):
+        index.search(Q, 5, allow=few[:10])
