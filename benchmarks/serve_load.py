@@ -4,13 +4,23 @@ and beside sentence-transformers called in-process, in the same run.
 
 Usage:
   .venv/bin/python benchmarks/serve_load.py MODEL_DIR [--seconds 20] [--clients 1 8 32]
-      [--max-wait-ms 0] [--jsonl FILE]
+      [--batch 16] [--max-wait-ms 0] [--jsonl FILE]
 
-Each server is started with the CLI on 127.0.0.1 (a free port), warmed up, then driven by
-``--clients`` concurrent clients that each send one text per request, back to back, for
-``--seconds``; the run stops by itself. Texts: the packaged demo's test split, cycled.
-Reported per configuration: requests/s, p50 / p99 latency, errors, and the server's resident
-memory before and after. The in-process row encodes one text per call with
+Each server is started with the CLI on 127.0.0.1 (a free port) and warmed up. Then, per
+server:
+
+* closed loop: ``--clients`` concurrent clients each send one text per request, back to back,
+  for ``--seconds`` (requests/s, p50 / p99 latency, errors);
+* batches: 8 clients send ``--batch`` texts per request (texts/s);
+* open loop at half the saturating load: requests sent at a fixed rate, half the most
+  requests/s either server reached in its closed-loop rows, for ``--seconds``; latency counts
+  from each request's scheduled time, so queueing shows in p99.
+
+The load generator is a minimal HTTP/1.1 keep-alive client on asyncio streams (pre-encoded
+requests, like ``wrk``) so that on a 2-core machine most of the CPU is left to the server;
+it runs in this process, on the same cores as the server. Every run stops by itself. Texts:
+the packaged demo's test split, cycled. The server's resident memory is read before and
+after each row. The in-process row encodes one text per call with
 ``SentenceTransformer.encode`` for the same time (no HTTP at all).
 """
 
@@ -21,8 +31,8 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import httpx
 import numpy as np
 
 from embedlab.datasets import load_demo
@@ -36,60 +46,161 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def drive(url: str, model: str, texts: list[str], clients: int, seconds: float) -> dict:
-    lat: list[float] = []
-    errors = 0
-    stop = time.perf_counter() + seconds
+class Connection:
+    """One keep-alive HTTP/1.1 connection that sends pre-encoded POST requests."""
 
-    async def client(i: int, c: httpx.AsyncClient) -> None:
-        nonlocal errors
-        j = i
-        while time.perf_counter() < stop:
-            t0 = time.perf_counter()
-            try:
-                r = await c.post(url, json={"model": model, "input": [texts[j % len(texts)]]})
-                if r.status_code != 200:
-                    errors += 1
-            except httpx.HTTPError:
-                errors += 1
-            lat.append(time.perf_counter() - t0)
-            j += clients
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
 
-    limits = httpx.Limits(max_connections=clients + 4)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as c:
-        t0 = time.perf_counter()
-        await asyncio.gather(*[client(i, c) for i in range(clients)])
-        wall = time.perf_counter() - t0
+    @classmethod
+    async def open(cls, host: str, port: int) -> Connection:
+        return cls(*await asyncio.open_connection(host, port))
+
+    async def post(self, request: bytes) -> int:
+        self.writer.write(request)
+        status = int((await self.reader.readline()).split()[1])
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def requests_for(url: str, model: str, texts: list[str], per_request: int) -> list[bytes]:
+    """POST /v1/classify requests, pre-encoded, ``per_request`` texts each."""
+    parts = urlsplit(url)
+    out = []
+    for i in range(0, len(texts), per_request):
+        chunk = [texts[(i + j) % len(texts)] for j in range(per_request)]
+        body = json.dumps({"model": model, "input": chunk}).encode()
+        head = (
+            f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        out.append(head + body)
+    return out
+
+
+def summary(lat: list[float], errors: int, wall: float, texts_per_request: int) -> dict:
     a = np.asarray(lat) * 1000
     return {
         "requests": len(lat),
         "rps": len(lat) / wall,
+        "texts_per_s": len(lat) * texts_per_request / wall,
         "p50_ms": float(np.percentile(a, 50)),
         "p99_ms": float(np.percentile(a, 99)),
         "errors": errors,
     }
 
 
-def run_server(
-    model_dir: str, batching: bool, clients: list[int], seconds: float, wait_ms: float
-) -> list[dict]:
-    options = ["--max-wait-ms", str(wait_ms)] if batching else ["--no-batching"]
+async def closed_loop(url: str, reqs: list[bytes], clients: int, seconds: float) -> dict:
+    """``clients`` connections, each sending its next request when the last one answered."""
+    parts = urlsplit(url)
+    lat: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+
+    async def client(i: int) -> None:
+        nonlocal errors
+        conn = await Connection.open(parts.hostname, parts.port)
+        j = i
+        try:
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                try:
+                    if await conn.post(reqs[j % len(reqs)]) != 200:
+                        errors += 1
+                except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+                    errors += 1
+                    conn.close()
+                    conn = await Connection.open(parts.hostname, parts.port)
+                lat.append(time.perf_counter() - t0)
+                j += clients
+        finally:
+            conn.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*[client(i) for i in range(clients)])
+    return summary(lat, errors, time.perf_counter() - t0, 1)
+
+
+async def open_loop(url: str, reqs: list[bytes], rate: float, seconds: float) -> dict:
+    """Requests sent at ``rate`` a second on a pool of 64 connections; latency from each
+    request's scheduled time (waiting for a free connection counts)."""
+    parts = urlsplit(url)
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(64):
+        pool.put_nowait(await Connection.open(parts.hostname, parts.port))
+    lat: list[float] = []
+    errors = 0
+
+    async def one(at: float, request: bytes) -> None:
+        nonlocal errors
+        conn = await pool.get()
+        try:
+            if await conn.post(request) != 200:
+                errors += 1
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+            errors += 1
+        lat.append(time.perf_counter() - at)
+        pool.put_nowait(conn)
+
+    n = int(rate * seconds)
+    start = time.perf_counter() + 0.05
+    tasks = []
+    for i in range(n):
+        at = start + i / rate
+        delay = at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(at, reqs[i % len(reqs)])))
+    await asyncio.gather(*tasks)
+    while not pool.empty():
+        pool.get_nowait().close()
+    out = summary(lat, errors, time.perf_counter() - start, 1)
+    out["rate"] = rate
+    return out
+
+
+def run_server(model_dir: str, batching: bool, args: argparse.Namespace) -> list[dict]:
+    options = ["--max-wait-ms", str(args.max_wait_ms)] if batching else ["--no-batching"]
+    server = "embedlab serve" + ("" if batching else " --no-batching")
     rows = []
     with running_server([model_dir], *options, ready_timeout=120) as (base, proc):
         name = Path(model_dir).resolve().name
         texts = load_demo("test").texts
-        asyncio.run(drive(base + "/v1/classify", name, texts, 4, 3.0))  # warm-up
+        url = base + "/v1/classify"
+        single = requests_for(url, name, texts, 1)
+        batched = requests_for(url, name, texts, args.batch)
+        asyncio.run(closed_loop(url, single, 4, 3.0))  # warm-up
         mem0 = rss_mb(proc.pid)
-        for n in clients:
-            r = asyncio.run(drive(base + "/v1/classify", name, texts, n, seconds))
+
+        def record(r: dict, mode: str, clients: int | str, per_request: int) -> None:
             r |= {
-                "server": "embedlab serve" + ("" if batching else " --no-batching"),
-                "clients": n,
+                "server": server,
+                "mode": mode,
+                "clients": clients,
+                "texts_per_request": per_request,
                 "rss_before_mb": round(mem0, 1),
                 "rss_after_mb": round(rss_mb(proc.pid), 1),
             }
             rows.append(r)
             print(json.dumps(r), flush=True)
+
+        for n in args.clients:
+            record(asyncio.run(closed_loop(url, single, n, args.seconds)), "closed", n, 1)
+        if args.clients:
+            r = asyncio.run(closed_loop(url, batched, 8, args.seconds))
+            r["texts_per_s"] = r["rps"] * args.batch
+            record(r, "closed", 8, args.batch)
+        if args.half_rate:
+            r = asyncio.run(open_loop(url, single, args.half_rate, args.seconds))
+            record(r, "open, half the saturating rate", "open", 1)
     return rows
 
 
@@ -107,15 +218,11 @@ def in_process(seconds: float) -> dict:
         model.encode([texts[i % len(texts)]])
         lat.append(time.perf_counter() - t0)
         i += 1
-    a = np.asarray(lat) * 1000
-    r = {
+    r = summary(lat, 0, seconds, 1) | {
         "server": "sentence-transformers in-process (1 text/call)",
+        "mode": "closed",
         "clients": 1,
-        "requests": len(lat),
-        "rps": len(lat) / seconds,
-        "p50_ms": float(np.percentile(a, 50)),
-        "p99_ms": float(np.percentile(a, 99)),
-        "errors": 0,
+        "texts_per_request": 1,
     }
     print(json.dumps(r), flush=True)
     return r
@@ -126,22 +233,35 @@ def main() -> None:
     ap.add_argument("model")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--batch", type=int, default=16, help="texts per request in the batch row")
     ap.add_argument("--max-wait-ms", type=float, default=0.0)
     ap.add_argument("--jsonl")
     args = ap.parse_args()
-    rows = run_server(args.model, True, args.clients, args.seconds, args.max_wait_ms)
-    rows += run_server(args.model, False, args.clients, args.seconds, 0.0)
+    args.half_rate = None
+    rows = run_server(args.model, True, args)
+    rows += run_server(args.model, False, args)
+    saturating = max(r["rps"] for r in rows if r["texts_per_request"] == 1)
+    args.half_rate = round(saturating / 2)
+    print(f"saturating load {saturating:.0f} req/s: open-loop rows at {args.half_rate} req/s")
+    args.clients = []  # second pass: the open-loop rows only
+    rows += run_server(args.model, True, args)
+    rows += run_server(args.model, False, args)
     rows.append(in_process(args.seconds))
-    print("\nserver | clients | req/s | p50 ms | p99 ms | errors | RSS MB before → after")
+    print(
+        "\nserver | mode | clients | texts/req | req/s | texts/s | p50 ms | p99 ms | errors | "
+        "RSS MB"
+    )
     for r in rows:
         mem = f"{r['rss_before_mb']} → {r['rss_after_mb']}" if "rss_before_mb" in r else "—"
         print(
-            f"{r['server']} | {r['clients']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | "
+            f"{r['server']} | {r['mode']} | {r['clients']} | {r['texts_per_request']} | "
+            f"{r['rps']:.1f} | {r['texts_per_s']:.1f} | {r['p50_ms']:.1f} | "
             f"{r['p99_ms']:.1f} | {r['errors']} | {mem}"
         )
-    by = {(r["server"], r["clients"]): r["rps"] for r in rows}
-    for n in args.clients:
-        b, naive = by.get(("embedlab serve", n)), by.get(("embedlab serve --no-batching", n))
+    by = {(r["server"], r["mode"], r["clients"]): r["rps"] for r in rows}
+    for n in sorted({r["clients"] for r in rows if isinstance(r["clients"], int)}):
+        b = by.get(("embedlab serve", "closed", n))
+        naive = by.get(("embedlab serve --no-batching", "closed", n))
         if b and naive:
             print(f"{n} clients: batching {b / naive:.2f}x the naive server's throughput")
     if args.jsonl:

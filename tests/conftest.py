@@ -113,3 +113,22 @@ def quick_model(tmp_path_factory) -> Path:
     res = CliRunner().invoke(app, [*args, "--head", "prototype", "--detector", "max-cosine"])
     assert res.exit_code == 0, res.output
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_index(tmp_path_factory) -> Path:
+    """A flat index of the packaged demo training set (ids, labels and texts kept), built
+    once through the CLI (`embedlab encode`, `embedlab index`)."""
+    from typer.testing import CliRunner
+
+    from embedlab.cli import app
+    from embedlab.datasets import demo_path
+
+    root = tmp_path_factory.mktemp("demo_index")
+    runner = CliRunner()
+    res = runner.invoke(app, ["encode", str(demo_path("train")), "-o", str(root / "space")])
+    assert res.exit_code == 0, res.output
+    out = root / "examples"
+    res = runner.invoke(app, ["index", str(root / "space"), "-o", str(out), "--spec", "flat"])
+    assert res.exit_code == 0, res.output
+    return out

@@ -301,6 +301,12 @@ def test_keys_cli(tmp_path):
     assert res.exit_code == 0 and KeyStore(path).check(token) is None
     res = runner.invoke(app, ["keys", "revoke", "nope", "--keys", str(path)])
     assert res.exit_code != 0 and "no live key" in res.output
+    res = runner.invoke(app, ["keys", "create", "ops", "--keys", str(path), "--write"])
+    assert res.exit_code == 0 and "read and write" in res.output
+    writer = res.stdout.strip().splitlines()[-1]
+    assert KeyStore(path).check(writer).write and not KeyStore(path).keys[0].write
+    res = runner.invoke(app, ["keys", "list", "--keys", str(path)])
+    assert "read+write" in res.output
 
 
 def test_official_openai_client_against_embeddings(twin_models):

@@ -4,6 +4,8 @@ examples per operation, derandomised, no example database."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed")
@@ -13,11 +15,20 @@ from embedlab.serve import ServeConfig, create_app  # noqa: E402
 from embedlab.serve.registry import Registry  # noqa: E402
 
 
-def test_every_operation_conforms_to_its_schema(quick_model):
-    service = create_app(ServeConfig(max_texts=8, max_chars=300), Registry([quick_model]))
+def test_every_operation_conforms_to_its_schema(quick_model, demo_index, tmp_path):
+    model, index = tmp_path / "model", tmp_path / "examples"  # copies: classes get added
+    shutil.copytree(quick_model, model)
+    shutil.copytree(demo_index, index)
+    service = create_app(ServeConfig(max_texts=8, max_chars=300), Registry([model, index]))
     schema = schemathesis.openapi.from_asgi("/openapi.json", service)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {op.path for op in operations} >= {"/v1/classify", "/v1/embeddings", "/v1/detect"}
+    assert {op.path for op in operations} >= {
+        "/v1/classify",
+        "/v1/embeddings",
+        "/v1/detect",
+        "/v1/search",
+        "/v1/models/{name}/classes",
+    }
     for op in operations:  # a loop over API operations, each a bounded property test
 
         @given(case=op.as_strategy())

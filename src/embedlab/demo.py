@@ -143,8 +143,9 @@ def run_demo(
     console.print(
         f"Next: [bold]embedlab predict {model_dir} my_texts.csv -o predictions.csv[/] "
         f'or [bold]embedlab search {out_dir / "index"} "your query"[/], or serve the models '
-        f"over HTTP: [bold]embedlab serve {model_dir} {out_dir / 'model_zero_shot'}[/] "
-        "(then POST /v1/classify on 127.0.0.1:8000; see the README's Serving section)"
+        f"over HTTP: [bold]embedlab serve {model_dir} {out_dir / 'model_zero_shot'} "
+        f"{out_dir / 'index'}[/] (then open http://127.0.0.1:8000/ for the playground, or POST "
+        "/v1/classify; see the README's Serving section)"
     )
     sets["metrics"] = metrics
     return sets

@@ -48,7 +48,7 @@ from embedlab.multilabel import MultiLabelClassifier, evaluate_multilabel, label
 from embedlab.openset import OpenSetClassifier
 from embedlab.splits import calibration_holdout
 from embedlab.transforms import TransformChain
-from embedlab.validation import check_labels
+from embedlab.validation import check_labels, check_vectors, validated
 
 __all__ = ["BUNDLE_FORMAT_VERSION", "Pipeline", "calibration_holdout", "should_adapt"]
 
@@ -492,11 +492,13 @@ class Pipeline:
         self, X: np.ndarray, *, top_k: int = 3, reject: bool = True
     ) -> dict[str, np.ndarray]:
         """:meth:`predict_details` for vectors the encoder already made (the service encodes
-        once for every model that shares an encoder); the fitted transform is applied here."""
-        X = self._features(np.asarray(X, dtype=np.float32))
+        once for every model that shares an encoder); the fitted transform is applied here.
+        The vectors are checked here (numeric, 2-D, the encoder's width, finite), once."""
+        X = self._features(check_vectors(X, dim=self._encoder().dim))
         if self.multi_label:
             return self.classifier.predict_details(X, top_k=top_k)
-        out = self.classifier.predict_details(X, top_k=top_k, reject=reject)
+        with validated():
+            out = self.classifier.predict_details(X, top_k=top_k, reject=reject)
         if self.hierarchy is None:
             return out
         levels = {
@@ -591,19 +593,23 @@ class Pipeline:
         *,
         teen: Any = "auto",
         progress: bool | None = None,
+        vectors: np.ndarray | None = None,
     ) -> Pipeline:
         """A new pipeline that also knows the classes of (texts, labels); no encoder
         training, no head re-selection (see :meth:`OpenSetClassifier.add_classes`: closed-form
         head update, TEEN for few-shot classes, threshold recalibrated). This one is unchanged.
+        ``vectors``: the texts' encoder vectors when they are already encoded (the service).
         """
         self._single_label_only("add_classes")
         texts = check_texts(texts)
         labels = check_labels(labels, len(texts)).astype(str)
-        clf = self.classifier.add_classes(
-            self._vectors(texts, progress),
-            labels,
-            teen=teen,
-        )
+        if vectors is None:
+            X = self._vectors(texts, progress)
+        else:
+            X = self._features(check_vectors(vectors, dim=self._encoder().dim))
+            if len(X) != len(texts):
+                raise ValidationError(f"{len(X)} vectors for {len(texts)} texts")
+        clf = self.classifier.add_classes(X, labels, teen=teen)
         change = dict(clf.update_)
         change["rows_fingerprint"] = training_fingerprint(texts, labels)
         return self._child(clf, change)

@@ -47,7 +47,8 @@ def serve(
     models: Annotated[
         list[Path],
         typer.Argument(
-            help="Model bundles (from `embedlab fit`); each is served under its directory's name."
+            help="Model bundles (from `embedlab fit`) and search indexes (from `embedlab "
+            "index`); each is served under its directory's name."
         ),
     ],
     host: Annotated[str, typer.Option(help="Address to bind (loopback unless you say).")] = (
@@ -85,22 +86,49 @@ def serve(
     max_queue_rows: Annotated[
         int, typer.Option(help="Queued rows before new requests get 429 + Retry-After.")
     ] = 4096,
+    max_batch_tokens: Annotated[
+        int,
+        typer.Option(
+            help="Padded tokens per merged encoder call (rows × the longest row, estimated "
+            "at 4 characters a token): long texts go in smaller batches."
+        ),
+    ] = 16_384,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Load a new version written to a served directory (e.g. `embedlab "
+            "add-classes ... --force`) and swap it in; a broken one is refused and the old "
+            "one keeps serving.",
+        ),
+    ] = False,
+    watch_interval: Annotated[
+        float, typer.Option(help="Seconds between two looks at the served directories.")
+    ] = 2.0,
+    read_only: Annotated[
+        bool,
+        typer.Option("--read-only", help="Refuse run-time changes (POST /v1/models/NAME/classes)."),
+    ] = False,
     cors_origin: Annotated[
         list[str] | None, typer.Option(help="Allow browser calls from this origin (repeat).")
     ] = None,
     backend: BackendOption = None,
 ) -> None:
-    """Serve models over HTTP: OpenAI-compatible embeddings, classify, detect, metrics.
+    """Serve models and indexes over HTTP: OpenAI-compatible embeddings, classify, detect,
+    search, run-time classes, metrics and a playground page.
 
     Endpoints: POST /v1/embeddings (the official openai client works against it), POST
-    /v1/classify and /v1/detect ({"model": NAME, "input": [texts]}, or "models": [...] to
-    ask several at once with one encoding), GET /v1/models, /healthz, /readyz and /metrics
-    (Prometheus, with each model's recent out-of-scope rate and novelty quantiles). The
-    OpenAPI schema is at /openapi.json, interactive docs at /docs.
+    /v1/classify and /v1/detect ({"model": NAME, "input": \\[texts]}, or "models": [...] to
+    ask several at once with one encoding), POST /v1/search ({"index": NAME, "input":
+    \\[texts], "k": 5, "labels": [...]}), POST /v1/models/NAME/classes ({"examples": [{"text",
+    "label"}, ...]}: a new version, saved and swapped in), GET /v1/models, /v1/indexes,
+    /healthz, /readyz and /metrics (Prometheus, with each model's recent out-of-scope rate
+    and novelty quantiles). The playground is at /, the OpenAPI schema at /openapi.json,
+    interactive docs at /docs.
 
     [bold]Examples[/]
 
-      embedlab serve model/
+      embedlab serve model/ index/ --watch     (then open http://127.0.0.1:8000/)
 
       embedlab keys create my-app --keys keys.json   (then: embedlab serve model/ --keys keys.json)
 
@@ -131,16 +159,24 @@ def serve(
             max_batch_rows=max_batch_rows,
             max_wait_ms=max_wait_ms,
             max_queue_rows=max_queue_rows,
+            max_batch_tokens=max_batch_tokens,
             batching=batching,
             cors_origins=list(cors_origin or []),
             backend=backend,
+            watch=watch,
+            watch_interval=watch_interval,
+            read_only=read_only,
         )
+        if watch_interval <= 0:
+            raise EmbedlabError("--watch-interval must be more than 0 seconds")
         service = create_app(cfg)
-        names = ", ".join(sorted(service.state.registry.models))
+        names = ", ".join(service.state.registry.names())
         console.print(
             f"serving {names} on http://{host}:{port} "
             f"({'API keys required' if keys else 'no API keys'}; batching "
-            f"{'on' if batching else 'off'}); Ctrl-C stops"
+            f"{'on' if batching else 'off'}{'; watching for new versions' if watch else ''}"
+            f"{'; read-only' if read_only else ''}); playground at http://{host}:{port}/; "
+            "Ctrl-C stops"
         )
     uvicorn.run(service, host=host, port=port, log_level="warning", access_log=False)
 
@@ -155,14 +191,22 @@ def keys_create(
     rate: Annotated[
         int | None, typer.Option(help="Requests a minute this key may make (default: no cap).")
     ] = None,
+    write: Annotated[
+        bool,
+        typer.Option(
+            "--write",
+            help="Also let the key change its models (POST /v1/models/NAME/classes).",
+        ),
+    ] = False,
 ) -> None:
     """Create a key; the token is printed once and only its hash is stored."""
     from embedlab.serve.keys import KeyStore
 
     with user_errors():
-        key, token = KeyStore(keys).create(name, models=model, rate_per_minute=rate)
+        key, token = KeyStore(keys).create(name, models=model, rate_per_minute=rate, write=write)
         console.print(
-            f"key {key.id} ({key.name}) for {', '.join(key.models)}; the token, shown once:"
+            f"key {key.id} ({key.name}) for {', '.join(key.models)}"
+            f"{' (read and write)' if key.write else ''}; the token, shown once:"
         )
         print(token)
 
@@ -176,8 +220,9 @@ def keys_list(keys: KeysFileOption) -> None:
         for k in KeyStore(keys).listing():
             state = "revoked" if k["revoked"] else "live"
             rate = f"{k['rate_per_minute']}/min" if k["rate_per_minute"] else "no rate cap"
+            access = "read+write" if k.get("write") else "read"
             console.print(
-                f"{k['id']}  {k['name']}  {state}  models {', '.join(k['models'])}  "
+                f"{k['id']}  {k['name']}  {state}  models {', '.join(k['models'])}  {access}  "
                 f"{rate}  created {k['created']}"
             )
 

@@ -1,13 +1,17 @@
 """The service's FastAPI app: endpoints, API keys, limits, errors and metrics.
 
 Endpoints (versioned under ``/v1``): ``POST /v1/embeddings`` (OpenAI-compatible),
-``POST /v1/classify``, ``POST /v1/detect``, ``GET /v1/models``; ``GET /healthz``,
-``GET /readyz``, ``GET /metrics`` (Prometheus text, from a registry of this app's own —
-nothing process-global). Errors are JSON ``{"error": {"message", "type"}}`` and never carry
-a stack trace or a file path.
+``POST /v1/classify``, ``POST /v1/detect``, ``POST /v1/search``, ``GET /v1/models``,
+``GET /v1/indexes``, ``POST /v1/models/{name}/classes``; ``GET /`` (the playground page),
+``GET /healthz``, ``GET /readyz``, ``GET /metrics`` (Prometheus text, from a registry of
+this app's own — nothing process-global). Errors are JSON ``{"error": {"message", "type"}}``
+and never carry a stack trace or a file path. With ``watch``, a new version of a served
+directory is loaded beside the old one and swapped in; a broken one is refused.
 """
 
+import asyncio
 import base64
+import contextlib
 import logging
 import time
 from collections import deque
@@ -17,16 +21,20 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embedlab import __version__
+from embedlab.encoders.onnx_backend import physical_cores
+from embedlab.errors import ValidationError
 from embedlab.serve.batching import MicroBatcher, QueueFull
 from embedlab.serve.keys import KeyStore, RateLimiter
-from embedlab.serve.registry import Registry
+from embedlab.serve.playground import PLAYGROUND_HTML
+from embedlab.serve.registry import Registry, ServedIndex, ServedModel, stamp_of
 
 __all__ = ["ServeConfig", "create_app"]
 
@@ -45,20 +53,31 @@ class ServeConfig:
     max_batch_rows: int = 64
     max_wait_ms: float = 5.0
     max_queue_rows: int = 4096
+    max_batch_tokens: int | None = 16_384
+    encoder_calls: int | None = None  # encoder calls at once (default: cores, at most 4)
     batching: bool = True
     health_window: int = 1000
     cors_origins: list[str] = field(default_factory=list)
     backend: str | None = None
+    watch: bool = False
+    watch_interval: float = 2.0
+    read_only: bool = False
 
 
-def request_models(cfg: ServeConfig, names: Sequence[str], max_dim: int) -> tuple[type, type]:
+def request_models(
+    cfg: ServeConfig, names: Sequence[str], max_dim: int, index_names: Sequence[str] = ()
+) -> tuple[type, type, type, type]:
     """The request bodies, with the service's limits in their schema (so /openapi.json says
     what is accepted): non-blank texts of at most ``max_chars``, at most ``max_texts`` of
-    them, ``dimensions`` up to the widest served encoder; served model names listed."""
+    them, ``dimensions`` up to the widest served encoder; served model and index names listed.
+    """
     text = Annotated[str, StringConstraints(min_length=1, max_length=cfg.max_chars, pattern=r"\S")]
     texts = Annotated[list[text], Field(min_length=1, max_length=cfg.max_texts)]
     name = Annotated[str, StringConstraints(min_length=1), Field(examples=list(names)[:3])]
-    served = {"enum": sorted(names)}  # in the schema only: an unknown name gets 404
+    label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")]
+    # in the schema only (an unknown name gets 404); an empty enum is not valid JSON Schema
+    served = {"enum": sorted(names)} if names else {}
+    served_index = {"enum": sorted(index_names)} if index_names else {}
 
     class EmbeddingsRequest(BaseModel):
         """OpenAI's embeddings request (``model``: a served model's id)."""
@@ -84,7 +103,31 @@ def request_models(cfg: ServeConfig, names: Sequence[str], max_dim: int) -> tupl
         ] = None
         top_k: int = Field(default=3, ge=1, le=50)
 
-    return EmbeddingsRequest, TextsRequest
+    class SearchRequest(BaseModel):
+        """Query texts for a served index: the ``k`` nearest stored items of each, only
+        those with one of ``labels`` when given."""
+
+        input: text | texts
+        index: Annotated[
+            str, StringConstraints(min_length=1), Field(json_schema_extra=served_index)
+        ]
+        k: int = Field(default=10, ge=1, le=100)
+        labels: Annotated[list[label], Field(min_length=1, max_length=1000)] = None
+
+    one_text, one_label = text, label  # (a field may not be annotated with its own name)
+
+    class Example(BaseModel):
+        """One labelled example."""
+
+        text: one_text
+        label: one_label
+
+    class ClassesRequest(BaseModel):
+        """Labelled examples of the classes to add (every label new to the model)."""
+
+        examples: Annotated[list[Example], Field(min_length=1, max_length=cfg.max_texts)]
+
+    return EmbeddingsRequest, TextsRequest, SearchRequest, ClassesRequest
 
 
 class ErrorDetail(BaseModel):
@@ -102,8 +145,10 @@ def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the error statuses an endpoint can answer."""
     what = {
         401: "no API key, or an unknown or revoked one (when the server uses keys)",
-        403: "the key may not use this model",
-        404: "no served model of that name",
+        403: "the key may not use this model (or may not change it)",
+        404: "no served model (or index) of that name",
+        409: "the model cannot take these classes (one is known already, or the model takes "
+        "none: multi-label, no kept training rows), or the server is read-only",
         413: "the request body is over --max-body-bytes",
         422: "an invalid request, or a limit (--max-texts, --max-chars) exceeded",
         429: "rate limit of the key, or the encoder queue is full (see Retry-After)",
@@ -159,6 +204,44 @@ class _BodyLimit:
             await too_big(scope, receive, send)
 
 
+class _Observe:
+    """ASGI middleware: count and time every request by route and status, and answer an
+    unhandled error with a bare 500 (the trace goes to the server log, never to the client).
+    """
+
+    def __init__(self, app: Any, metrics: "_Metrics", queued: Any) -> None:
+        self.app, self.metrics, self.queued = app, metrics, queued
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+        started = False
+
+        async def sending(message: dict) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = int(message["status"]), True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:  # never leak a stack trace or a path to the client
+            log.exception("unhandled error on %s", scope.get("path"))
+            self.metrics.errors.labels("internal").inc()
+            status = 500
+            if not started:
+                response = _error(500, "internal_error", "internal error (see the server log)")
+                await response(scope, receive, send)
+        route = scope.get("route")
+        endpoint = route.path if route is not None else "other"
+        self.metrics.requests.labels(endpoint, str(status)).inc()
+        self.metrics.latency.labels(endpoint).observe(time.perf_counter() - t0)
+        self.metrics.queue.set(self.queued())
+
+
 class _Metrics:
     """This app's Prometheus metrics, in a registry of its own."""
 
@@ -198,18 +281,33 @@ class _Metrics:
             ["model", "quantile"],
             registry=r,
         )
+        self.reloads = Counter(
+            "embedlab_reloads",
+            "Versions of served directories loaded (ok) or refused (refused)",
+            ["name", "outcome"],
+            registry=r,
+        )
         self.window = window
         self._recent: dict[str, deque] = {}
 
     def observe_model(self, model: str, novelty: np.ndarray, oos: np.ndarray) -> None:
+        """Remember a request's novelty scores and decisions (the window's last rows)."""
         recent = self._recent.setdefault(model, deque(maxlen=self.window))
         recent.extend(zip(novelty.tolist(), oos.tolist(), strict=True))
-        values = np.asarray([v for v, _ in recent], dtype=np.float64)
-        finite = values[np.isfinite(values)]
-        self.oos_rate.labels(model).set(float(np.mean([o for _, o in recent])))
-        if finite.size:
-            for q in (0.5, 0.9, 0.99):
-                self.novelty.labels(model, str(q)).set(float(np.quantile(finite, q)))
+
+    def refresh_model_health(self) -> None:
+        """Set the model-health gauges from the windows (when /metrics is read, not on every
+        request)."""
+        for model, recent in list(self._recent.items()):
+            if not recent:
+                continue
+            values, oos = np.asarray(list(recent), dtype=np.float64).T
+            self.oos_rate.labels(model).set(float(oos.mean()))
+            finite = values[np.isfinite(values)]
+            if finite.size:
+                qs = (0.5, 0.9, 0.99)
+                for q, v in zip(qs, np.quantile(finite, qs), strict=True):
+                    self.novelty.labels(model, str(q)).set(float(v))
 
 
 def _texts(value: str | list[str]) -> list[str]:
@@ -239,37 +337,117 @@ def _say(e: dict, cfg: ServeConfig) -> str:
     return f"{where}: {e.get('msg')}"
 
 
+def _token_cost(max_len: int) -> Any:
+    """An estimate of a text's tokens for the batch token budget (about 4 characters a token,
+    capped at the encoder's sequence length), without tokenizing on the event loop."""
+    return lambda text: min(max_len, len(text) // 4 + 2)
+
+
 def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI:
     """The service for ``config.paths`` (or an already loaded ``registry``)."""
     cfg = config
     reg = registry if registry is not None else Registry(list(cfg.paths), backend=cfg.backend)
-    EmbeddingsRequest, TextsRequest = request_models(
-        cfg, list(reg.models), max(int(e.dim) for e in reg.encoders.values())
+    EmbeddingsRequest, TextsRequest, SearchRequest, ClassesRequest = request_models(
+        cfg,
+        list(reg.models),
+        max(int(e.dim) for e in reg.encoders.values()),
+        list(reg.indexes),
     )
+    served_names = {"enum": sorted(reg.models)} if reg.models else {}
     keys = KeyStore(cfg.keys_file) if cfg.keys_file else None
     limiter = RateLimiter()
     metrics = _Metrics(cfg.health_window)
+    locks: dict[str, asyncio.Lock] = {}  # one per served name: changes and reloads queue up
+    refused: dict[str, str] = {}  # name -> stamp of a version that failed to load
 
     def on_batch(rows: int, _secs: float) -> None:
         metrics.batch_rows.observe(rows)
 
-    batchers = {
-        key: MicroBatcher(
-            lambda texts, enc=enc: enc.encode(texts, progress=False),
-            max_rows=cfg.max_batch_rows,
-            max_wait_ms=cfg.max_wait_ms,
-            max_queue_rows=cfg.max_queue_rows,
-            enabled=cfg.batching,
-            on_batch=on_batch,
-        )
-        for key, enc in reg.encoders.items()
-    }
+    batchers: dict[str, MicroBatcher] = {}
+
+    def batcher(key: str) -> MicroBatcher:
+        """The micro-batcher of an encoder (made on first use: a reloaded model may bring a
+        new encoder)."""
+        if key not in batchers:
+            enc = reg.encoders[key]
+            batchers[key] = MicroBatcher(
+                lambda texts, enc=enc: enc.encode(texts, progress=False),
+                max_rows=cfg.max_batch_rows,
+                max_wait_ms=cfg.max_wait_ms,
+                max_queue_rows=cfg.max_queue_rows,
+                max_tokens=cfg.max_batch_tokens,
+                cost=_token_cost(int(getattr(enc, "max_seq_length", None) or 512)),
+                concurrency=cfg.encoder_calls or min(4, physical_cores()),
+                enabled=cfg.batching,
+                on_batch=on_batch,
+            )
+        return batchers[key]
+
+    for key in reg.encoders:
+        batcher(key)
+
+    async def reload_changed() -> list[tuple[str, str]]:
+        """Load every served directory that holds a new version and swap it in; a version
+        that fails to load is refused (logged, counted) and the old one keeps serving.
+        Returns (name, "ok" | "refused") per version tried."""
+        outcomes = []
+        for entry in reg.changed():
+            lock = locks.setdefault(entry.name, asyncio.Lock())
+            async with lock:
+                current = reg.models.get(entry.name) or reg.indexes.get(entry.name)
+                stamp = stamp_of(entry.path)
+                seen = (current.stamp, refused.get(entry.name)) if current else ()
+                if current is None or stamp is None or stamp in seen:
+                    continue
+                try:
+                    new = await asyncio.to_thread(reg.load_entry, entry.path, entry.name)
+                except Exception as exc:  # a broken version: keep serving the old one
+                    refused[entry.name] = stamp
+                    metrics.reloads.labels(entry.name, "refused").inc()
+                    metrics.errors.labels("reload_refused").inc()
+                    log.error("not serving the new version of %s: %s", entry.name, exc)
+                    outcomes.append((entry.name, "refused"))
+                    continue
+                if isinstance(new, ServedIndex):
+                    await asyncio.to_thread(_warm_index, new)
+                reg.swap(new)
+                batcher(new.encoder_key)
+                refused.pop(entry.name, None)
+                metrics.reloads.labels(entry.name, "ok").inc()
+                log.warning("now serving a new version of %s", entry.name)
+                outcomes.append((entry.name, "ok"))
+        return outcomes
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> Any:
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(cfg.watch_interval)
+                try:
+                    await reload_changed()
+                except Exception:  # the watcher must outlive any one bad look
+                    log.exception("watching the served directories failed")
+
+        task = asyncio.get_running_loop().create_task(watch()) if cfg.watch else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    for served_index in reg.indexes.values():
+        _warm_index(served_index)
     app = FastAPI(
         title="embedlab",
         version=__version__,
-        description="Encode, classify and detect out-of-scope texts with embedlab models.",
+        description="Encode, classify, detect out-of-scope texts and search with embedlab "
+        "models and indexes.",
+        lifespan=lifespan,
     )
     app.state.registry, app.state.config, app.state.metrics = reg, cfg, metrics
+    app.state.reload_changed = reload_changed
     if cfg.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -278,20 +456,11 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         )
     app.add_middleware(_BodyLimit, limit=cfg.max_body_bytes)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:  # never leak a stack trace or a path to the client
-            log.exception("unhandled error on %s", request.url.path)
-            metrics.errors.labels("internal").inc()
-            response = _error(500, "internal_error", "internal error (see the server log)")
-        endpoint = request.scope.get("route").path if request.scope.get("route") else "other"
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - t0)
-        metrics.queue.set(sum(b.queued_rows for b in batchers.values()))
-        return response
+    app.add_middleware(
+        _Observe,
+        metrics=metrics,
+        queued=lambda: sum(b.queued_rows for b in batchers.values()),
+    )
 
     @app.exception_handler(_ApiError)
     async def api_error(_request: Request, exc: _ApiError) -> JSONResponse:
@@ -314,7 +483,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         specific = [e for e in errors if not str(e.get("type", "")).endswith("_type")] or errors
         return _error(422, "invalid_request", "; ".join(_say(e, cfg) for e in specific[:5]))
 
-    def authorise(request: Request, models: list[str]) -> None:
+    def authorise(request: Request, names: list[str], *, write: bool = False) -> None:
         if keys is None:
             return
         header = request.headers.get("authorization", "")
@@ -328,9 +497,15 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
                 "a valid API key is needed (Authorization: Bearer <key>)",
                 {"WWW-Authenticate": "Bearer"},
             )
-        denied = [m for m in models if not key.allows(m)]
+        denied = [m for m in names if not key.allows(m)]
         if denied:
-            raise _ApiError(403, "forbidden", f"this key may not use model {denied[0]!r}")
+            raise _ApiError(403, "forbidden", f"this key may not use {denied[0]!r}")
+        if write and not key.write:
+            raise _ApiError(
+                403,
+                "forbidden",
+                "this key may not change models (create one with `embedlab keys create --write`)",
+            )
         wait = limiter.allow(key.id, key.rate_per_minute)
         if wait:
             raise _ApiError(
@@ -340,7 +515,9 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
                 {"Retry-After": str(max(1, round(wait)))},
             )
 
-    def check_served(names: list[str]) -> None:
+    def served_models(names: list[str]) -> dict[str, ServedModel]:
+        """The served models (each read once: a swap during the request does not mix
+        versions); 404 for an unknown name."""
         unknown = [n for n in names if n not in reg.models]
         if unknown:
             raise _ApiError(
@@ -348,17 +525,17 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
                 "model_not_found",
                 f"no served model {unknown[0]!r}; served: {sorted(reg.models)}",
             )
+        return {n: reg.models[n] for n in names}
 
-    def model_names(req: TextsRequest) -> list[str]:
+    def model_names(req: Any) -> list[str]:
         names = ([req.model] if req.model else []) + list(req.models or [])
         if not names:
             raise _ApiError(422, "invalid_request", "name a model (model) or models (models)")
-        check_served(names)
         return list(dict.fromkeys(names))
 
     async def encode(key: str, texts: list[str]) -> np.ndarray:
         try:
-            return await batchers[key].encode(texts)
+            return await batcher(key).encode(texts)
         except QueueFull as exc:
             raise _ApiError(
                 429,
@@ -367,17 +544,30 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
                 {"Retry-After": str(max(1, round(exc.retry_after)))},
             ) from None
 
-    async def details(names: list[str], texts: list[str], top_k: int) -> dict[str, dict]:
+    async def details(
+        served: dict[str, ServedModel], texts: list[str], top_k: int
+    ) -> dict[str, dict]:
         by_encoder: dict[str, np.ndarray] = {}
         out = {}
-        for name in names:  # a loop over requested models; texts encoded once per encoder
-            served = reg.get(name)
-            if served.encoder_key not in by_encoder:
-                by_encoder[served.encoder_key] = await encode(served.encoder_key, texts)
-            d = served.pipeline.details_from_vectors(by_encoder[served.encoder_key], top_k=top_k)
+        for name, model in served.items():  # requested models; texts encoded once per encoder
+            if model.encoder_key not in by_encoder:
+                by_encoder[model.encoder_key] = await encode(model.encoder_key, texts)
+            d = model.pipeline.details_from_vectors(by_encoder[model.encoder_key], top_k=top_k)
             metrics.observe_model(name, np.asarray(d["score"]), np.asarray(d["out_of_scope"]))
             out[name] = d
         return out
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def playground() -> HTMLResponse:
+        """The playground page: classify a text, see its top classes, novelty and neighbours."""
+        return HTMLResponse(
+            PLAYGROUND_HTML,
+            headers={
+                "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; "
+                "script-src 'unsafe-inline'; connect-src 'self'",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -386,13 +576,15 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
 
     @app.get("/readyz")
     async def readyz() -> dict:
-        """Readiness: every model is loaded."""
-        return {"status": "ready", "models": sorted(reg.models)}
+        """Readiness: every model and index is loaded."""
+        return {"status": "ready", "models": sorted(reg.models), "indexes": sorted(reg.indexes)}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> PlainTextResponse:
-        """Prometheus metrics: requests, latency, batch sizes, queue depth, errors, and per
-        model the out-of-scope rate and novelty-score quantiles over the recent window."""
+        """Prometheus metrics: requests, latency, batch sizes, queue depth, errors, reloads,
+        and per model the out-of-scope rate and novelty-score quantiles over the recent
+        window."""
+        metrics.refresh_model_health()
         return PlainTextResponse(generate_latest(metrics.registry).decode("utf-8"))
 
     @app.get("/v1/models", responses=_documented(401))
@@ -401,14 +593,19 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         authorise(request, [])
         return {"object": "list", "data": [m.describe() for m in reg.models.values()]}
 
+    @app.get("/v1/indexes", responses=_documented(401))
+    async def list_indexes(request: Request) -> dict:
+        """The served search indexes (size, spec, encoder, the labels a search can filter by)."""
+        authorise(request, [])
+        return {"object": "list", "data": [i.describe() for i in reg.indexes.values()]}
+
     @app.post("/v1/embeddings", responses=_TEXT_ERRORS)
     async def embeddings(req: EmbeddingsRequest, request: Request) -> dict:
         """OpenAI-compatible embeddings from a served model's encoder (``model`` = a served
         model's id); ``dimensions`` keeps the first d and renormalises (Matryoshka)."""
-        check_served([req.model])
+        served = served_models([req.model])[req.model]
         authorise(request, [req.model])
         texts = _texts(req.input)
-        served = reg.get(req.model)
         X = await encode(served.encoder_key, texts)
         if req.dimensions is not None:
             if req.dimensions > X.shape[1]:
@@ -463,15 +660,21 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
     async def classify(req: TextsRequest, request: Request) -> dict:
         """Labels (or the out-of-scope label) for texts, in input order; the same labels as
         `embedlab predict`. ``models``: several models, texts encoded once per encoder."""
-        names = model_names(req)
-        authorise(request, names)
-        texts = _texts(req.input)
-        found = await details(names, texts, req.top_k)
+        served = served_models(model_names(req))
+        authorise(request, list(served))
+        found = await details(served, _texts(req.input), req.top_k)
         results = []
-        for name in names:
-            pipe = reg.get(name).pipeline
+        for name, model in served.items():
+            pipe = model.pipeline
             levels = pipe.hierarchy.level_names()[:-1] if pipe.hierarchy is not None else []
-            results.append({"model": name, "data": rows(found[name], req.top_k, levels)})
+            results.append(
+                {
+                    "model": name,
+                    "version": model.version,
+                    "threshold": model.threshold,
+                    "data": rows(found[name], req.top_k, levels),
+                }
+            )
         if len(results) == 1:
             return {"object": "list", **results[0]}
         return {"object": "list", "results": results}
@@ -479,17 +682,17 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
     @app.post("/v1/detect", responses=_TEXT_ERRORS)
     async def detect(req: TextsRequest, request: Request) -> dict:
         """Out-of-scope decisions: novelty score (higher = more novel) against the threshold."""
-        names = model_names(req)
-        authorise(request, names)
-        texts = _texts(req.input)
-        found = await details(names, texts, 1)
+        served = served_models(model_names(req))
+        authorise(request, list(served))
+        found = await details(served, _texts(req.input), 1)
         results = []
-        for name in names:
-            thr = reg.get(name).threshold
+        for name, model in served.items():
+            thr = model.threshold
             d = found[name]
             results.append(
                 {
                     "model": name,
+                    "version": model.version,
                     "data": [
                         {"out_of_scope": bool(o), "novelty": float(s), "threshold": thr}
                         for o, s in zip(d["out_of_scope"], d["score"], strict=True)
@@ -500,4 +703,88 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
             return {"object": "list", **results[0]}
         return {"object": "list", "results": results}
 
+    @app.post("/v1/search", responses=_TEXT_ERRORS)
+    async def search(req: SearchRequest, request: Request) -> dict:
+        """The ``k`` nearest stored items of each text in a served index (cosine score, id
+        and the stored label and text), only items with one of ``labels`` when given."""
+        served = reg.indexes.get(req.index)
+        if served is None:
+            raise _ApiError(
+                404,
+                "index_not_found",
+                f"no served index {req.index!r}; served: {sorted(reg.indexes)}",
+            )
+        authorise(request, [req.index])
+        allow = None
+        if req.labels:
+            if served.labels is None:
+                raise _ApiError(
+                    422, "invalid_request", f"index {req.index!r} keeps no labels to filter by"
+                )
+            allow = np.isin(served.labels, np.asarray(req.labels, dtype=object))
+        texts = _texts(req.input)
+        Q = await encode(served.encoder_key, texts)
+        index = served.index
+        ids, scores = await asyncio.to_thread(index.search, Q, req.k, allow=allow)
+        hits = index.hits(ids, scores)
+        return {
+            "object": "list",
+            "index": req.index,
+            "data": [{"index": i, "hits": h} for i, h in enumerate(hits)],
+        }
+
+    @app.post("/v1/models/{name}/classes", responses=_documented(401, 403, 404, 409, 413, 422, 429))
+    async def add_classes(
+        name: Annotated[str, PathParam(json_schema_extra=served_names)],
+        req: ClassesRequest,
+        request: Request,
+    ) -> dict:
+        """Add classes from labelled examples at run time: a new version of the model (head
+        updated in closed form, out-of-scope threshold recalibrated), written to its
+        directory atomically and swapped in; requests in flight finish on the old version."""
+        served_models([name])
+        authorise(request, [name], write=True)
+        if cfg.read_only:
+            raise _ApiError(409, "read_only", "this server was started with --read-only")
+        lock = locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            model = reg.models[name]
+            if not model.can_add_classes:
+                why = (
+                    "a multi-label model"
+                    if model.pipeline.multi_label
+                    else "it keeps no training rows"
+                )
+                raise _ApiError(
+                    409, "unsupported", f"model {name!r} cannot take new classes: {why}"
+                )
+            texts = [e.text for e in req.examples]
+            labels = [e.label for e in req.examples]
+            X = await encode(model.encoder_key, texts)
+            try:
+                child = await asyncio.to_thread(
+                    model.pipeline.add_classes, texts, labels, vectors=X, progress=False
+                )
+            except ValidationError as exc:  # a label the model knows already...: no paths
+                raise _ApiError(409, "conflict", str(exc)) from None
+            await asyncio.to_thread(child.save, model.path, overwrite=True)
+            new = ServedModel(name, model.path, child, model.encoder_key, stamp_of(model.path))
+            reg.swap(new)
+            metrics.reloads.labels(name, "ok").inc()
+        added = sorted(set(labels) - {str(child.oos_label)})
+        return {
+            "object": "model",
+            "id": name,
+            "version": new.version,
+            "added": added,
+            "classes": [str(c) for c in child.classes_],
+            "threshold": new.threshold,
+        }
+
     return app
+
+
+def _warm_index(served: ServedIndex) -> None:
+    """Build an index's lazily made search structures before requests share it."""
+    if len(served.index):
+        served.index.search(np.ones((1, served.index.dim), dtype=np.float32), 1)

@@ -1,9 +1,11 @@
 """Dynamic micro-batching: texts from concurrent requests are merged into one encoder call.
 
 A request's texts join a queue; one worker per encoder takes what is queued — up to
-``max_rows`` rows, waiting at most ``max_wait_ms`` for more (default 0: an idle encoder
+``max_rows`` rows and ``max_tokens`` padded tokens (rows × the longest row's tokens, as
+``cost`` counts them), waiting at most ``max_wait_ms`` for more (default 0: an idle encoder
 starts at once, and the requests that arrive while it works form the next batch) — encodes
-it in a worker thread (one call at a time, so the encoder keeps the CPU) and hands each
+it in a worker thread, at most ``concurrency`` calls at once (as many as the encoder runs
+side by side: the ONNX backend keeps one single-threaded session per core), and hands each
 request its rows. When the queue already holds ``max_queue_rows`` rows a new request is
 refused (:class:`QueueFull`, the service answers 429 with Retry-After).
 """
@@ -32,6 +34,7 @@ class QueueFull(Exception):
 class _Item:
     texts: list[str]
     future: asyncio.Future
+    longest: int = 0  # the most tokens of one of its texts
 
 
 class MicroBatcher:
@@ -48,11 +51,19 @@ class MicroBatcher:
         max_rows: int = 64,
         max_wait_ms: float = 0.0,
         max_queue_rows: int = 4096,
+        max_tokens: int | None = None,
+        cost: Callable[[str], int] | None = None,
+        concurrency: int = 1,
         enabled: bool = True,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self.fn = fn
+        self.concurrency = max(1, int(concurrency))
+        self._slots: asyncio.Semaphore | None = None
+        self._running: set[asyncio.Task] = set()
         self.max_rows = max(1, int(max_rows))
+        self.max_tokens = None if max_tokens is None else max(1, int(max_tokens))
+        self.cost = cost or (lambda text: len(text) // 4 + 2)
         self.max_wait = max(0.0, float(max_wait_ms)) / 1000.0
         self.max_queue_rows = int(max_queue_rows)
         self.enabled = enabled
@@ -94,8 +105,10 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (a restarted server, a test client)
             self._loop, self._wake, self._worker = loop, asyncio.Event(), None
+            self._slots, self._running = asyncio.Semaphore(self.concurrency), set()
             self._pending, self._queued = [], 0
-        item = _Item(list(texts), loop.create_future())
+        longest = max(map(self.cost, texts)) if self.max_tokens is not None else 0
+        item = _Item(list(texts), loop.create_future(), longest)
         self._pending.append(item)
         self._queued += len(texts)
         assert self._wake is not None
@@ -104,9 +117,18 @@ class MicroBatcher:
             self._worker = loop.create_task(self._run())
         return await item.future
 
+    def _fits(self, rows: int, longest: int, item: _Item) -> bool:
+        """Whether ``item`` joins a batch of ``rows`` rows whose longest has ``longest``
+        tokens within the row and padded-token limits (a batch always takes one request)."""
+        rows += len(item.texts)
+        if rows > self.max_rows:
+            return False
+        return self.max_tokens is None or rows * max(longest, item.longest) <= self.max_tokens
+
     async def _run(self) -> None:
-        assert self._wake is not None
+        assert self._wake is not None and self._slots is not None
         while self._pending:
+            await self._slots.acquire()  # at most ``concurrency`` encoder calls at once
             deadline = time.perf_counter() + self.max_wait
             while sum(len(i.texts) for i in self._pending) < self.max_rows:
                 left = deadline - time.perf_counter()
@@ -117,26 +139,36 @@ class MicroBatcher:
                     await asyncio.wait_for(self._wake.wait(), timeout=left)
                 except TimeoutError:
                     break
-            batch, rows = [], 0
-            while self._pending and (
-                not batch or rows + len(self._pending[0].texts) <= self.max_rows
-            ):
+            batch, rows, longest = [], 0, 0
+            while self._pending and (not batch or self._fits(rows, longest, self._pending[0])):
                 item = self._pending.pop(0)
                 batch.append(item)
                 rows += len(item.texts)
-            texts = [t for item in batch for t in item.texts]
-            try:
-                X = await asyncio.to_thread(self._call, texts)
-            except Exception as exc:  # every waiting request gets the failure
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-            else:
-                start = 0
-                for item in batch:
-                    n = len(item.texts)
-                    if not item.future.done():
-                        item.future.set_result(X[start : start + n])
-                    start += n
-            finally:
-                self._queued -= rows
+                longest = max(longest, item.longest)
+            if not batch:
+                self._slots.release()
+                break
+            task = asyncio.get_running_loop().create_task(self._encode_batch(batch, rows))
+            self._running.add(task)  # kept referenced until done
+            task.add_done_callback(self._running.discard)
+
+    async def _encode_batch(self, batch: list[_Item], rows: int) -> None:
+        """Encode one merged batch in a worker thread and hand each request its rows."""
+        assert self._slots is not None
+        texts = [t for item in batch for t in item.texts]
+        try:
+            X = await asyncio.to_thread(self._call, texts)
+        except Exception as exc:  # every waiting request gets the failure
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+        else:
+            start = 0
+            for item in batch:
+                n = len(item.texts)
+                if not item.future.done():
+                    item.future.set_result(X[start : start + n])
+                start += n
+        finally:
+            self._queued -= rows
+            self._slots.release()

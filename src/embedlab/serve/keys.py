@@ -37,6 +37,7 @@ class ApiKey:
     rate_per_minute: int | None = None
     created: str = ""
     revoked: bool = False
+    write: bool = False  # may change models (add classes at run time)
 
     def allows(self, model: str) -> bool:
         return "*" in self.models or model in self.models
@@ -84,9 +85,15 @@ class KeyStore:
         self._stamp = (st.st_mtime_ns, st.st_size)
 
     def create(
-        self, name: str, *, models: list[str] | None = None, rate_per_minute: int | None = None
+        self,
+        name: str,
+        *,
+        models: list[str] | None = None,
+        rate_per_minute: int | None = None,
+        write: bool = False,
     ) -> tuple[ApiKey, str]:
-        """A new key: (its record, the token to hand to the client — shown once)."""
+        """A new key: (its record, the token to hand to the client — shown once); ``write``
+        lets it change its models (add classes at run time)."""
         if not name.strip():
             raise ValidationError("a key needs a name (who or what uses it)")
         if rate_per_minute is not None and rate_per_minute < 1:
@@ -99,6 +106,7 @@ class KeyStore:
             models=list(models or ["*"]),
             rate_per_minute=rate_per_minute,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
+            write=write,
         )
         with self._lock:
             self.keys.append(key)

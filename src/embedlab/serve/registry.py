@@ -1,8 +1,16 @@
-"""The models a service serves: loaded by directory, named by it, one encoder (and one
-micro-batcher) shared by every model built on the same encoder."""
+"""What a service serves: model bundles and search indexes, loaded by directory and named by
+it, with one encoder shared by every model or index built on the same encoder.
+
+Every entry carries the checksum of the file that describes its directory (``bundle.json`` /
+``index.json``), its *stamp*: :meth:`Registry.changed` lists the entries whose directory now
+holds another version, :meth:`Registry.load_entry` loads one without touching what is served
+and :meth:`Registry.swap` puts it in place — one dictionary assignment, so a request that
+already holds the old entry finishes on it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -11,10 +19,38 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from embedlab.errors import ValidationError
 from embedlab.pipeline import Pipeline
 
-__all__ = ["Registry", "ServedModel"]
+__all__ = ["Registry", "ServedIndex", "ServedModel", "describe_file"]
+
+BUNDLE_FILE, INDEX_FILE = "bundle.json", "index.json"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def describe_file(path: Path) -> Path | None:
+    """The file that describes a served directory (``bundle.json`` or ``index.json``)."""
+    for name in (BUNDLE_FILE, INDEX_FILE):
+        if (path / name).is_file():
+            return path / name
+    return None
+
+
+def stamp_of(path: Path) -> str | None:
+    """The checksum of the directory's describing file (it lists every other file's own
+    checksum, so it changes with any of them); None when there is none right now."""
+    desc = describe_file(path)
+    if desc is None:
+        return None
+    try:
+        return hashlib.sha256(desc.read_bytes()).hexdigest()
+    except OSError:  # replaced while reading
+        return None
 
 
 @dataclass
@@ -25,7 +61,8 @@ class ServedModel:
     path: Path
     pipeline: Pipeline
     encoder_key: str
-    loaded: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    stamp: str | None = None
+    loaded: str = field(default_factory=_now)
 
     @property
     def threshold(self) -> float | None:
@@ -33,62 +70,175 @@ class ServedModel:
         t = getattr(self.pipeline.classifier, "threshold_", None)
         return float(t) if t is not None and math.isfinite(t) else None
 
+    @property
+    def version(self) -> int:
+        return int(((self.pipeline.info or {}).get("lineage") or {}).get("version", 1))
+
+    @property
+    def can_add_classes(self) -> bool:
+        """Single-label models that keep their training rows take new classes at run time."""
+        clf = self.pipeline.classifier
+        return not self.pipeline.multi_label and hasattr(clf, "train_X_")
+
     def describe(self) -> dict[str, Any]:
         """The model's entry in GET /v1/models (OpenAI's shape plus embedlab's fields)."""
         pipe = self.pipeline
-        info = pipe.info or {}
-        lineage = info.get("lineage") or {}
+        lineage = (pipe.info or {}).get("lineage") or {}
+        encoder = pipe._encoder()
         return {
             "id": self.name,
             "object": "model",
             "owned_by": "embedlab",
-            "created": int(self.path.joinpath("bundle.json").stat().st_mtime),
-            "version": lineage.get("version", 1),
+            "created": _created(self.path, BUNDLE_FILE),
+            "version": self.version,
             "fingerprint": lineage.get("fingerprint"),
-            "encoder": pipe._encoder().spec.get("fingerprint"),
-            "dim": int(pipe._encoder().dim),
+            "encoder": encoder.spec.get("fingerprint"),
+            "dim": int(encoder.dim),
             "kind": "multi-label" if pipe.multi_label else "single-label",
             "classes": [str(c) for c in pipe.classes_],
             "oos_label": pipe.oos_label,
             "threshold": self.threshold,
             "levels": pipe.hierarchy.level_names() if pipe.hierarchy is not None else None,
+            "can_add_classes": self.can_add_classes,
             "loaded": self.loaded,
         }
 
 
+@dataclass
+class ServedIndex:
+    """One served search index (built from texts: it names its encoder)."""
+
+    name: str
+    path: Path
+    index: Any
+    encoder_key: str
+    encoder: Any
+    labels: np.ndarray | None  # each stored vector's label (None: the index keeps no labels)
+    stamp: str | None = None
+    loaded: str = field(default_factory=_now)
+
+    def describe(self) -> dict[str, Any]:
+        """The index's entry in GET /v1/indexes."""
+        labels = None if self.labels is None else sorted({str(v) for v in np.unique(self.labels)})
+        return {
+            "id": self.name,
+            "object": "index",
+            "created": _created(self.path, INDEX_FILE),
+            "spec": self.index.spec,
+            "size": len(self.index),
+            "dim": int(self.index.dim),
+            "encoder": (self.index.encoder or {}).get("fingerprint"),
+            "labels": labels,
+            "columns": [] if self.index.rows is None else list(self.index.rows.column_names),
+            "loaded": self.loaded,
+        }
+
+
+def _created(path: Path, name: str) -> int:
+    try:
+        return int((path / name).stat().st_mtime)
+    except OSError:
+        return 0
+
+
+def _aligned_labels(index: Any) -> np.ndarray | None:
+    """The ``label`` of each stored vector, in the index's order (from its rows table)."""
+    if index.rows is None or "label" not in index.rows.column_names:
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = pa.array(index.ids.astype(str))
+    at = pc.index_in(ids, value_set=index.rows.column("id").cast(pa.string()))
+    labels = index.rows.column("label").cast(pa.string()).take(at)
+    return np.asarray(labels.to_pylist(), dtype=object)
+
+
 class Registry:
-    """Load model bundles from directories; ``models[name]``; ``encoders[key]``."""
+    """Load model bundles and indexes from directories: ``models[name]``, ``indexes[name]``,
+    ``encoders[key]`` (one object per distinct encoder)."""
 
     def __init__(
         self, paths: list[str | os.PathLike], *, backend: str | None = None, cache: bool = False
     ) -> None:
         if not paths:
-            raise ValidationError("serve needs at least one model directory")
+            raise ValidationError("serve needs at least one model or index directory")
+        self.backend, self.cache = backend, cache
         self.models: dict[str, ServedModel] = {}
+        self.indexes: dict[str, ServedIndex] = {}
         self.encoders: dict[str, Any] = {}
         for p in paths:
             path = Path(p)
-            if not (path / "bundle.json").is_file():
-                raise ValidationError(
-                    f"{path}: not a model bundle (no bundle.json); serve takes directories "
-                    "written by `embedlab fit`"
-                )
             name = path.resolve().name
-            if name in self.models:
+            if name in self.models or name in self.indexes:
+                other = (self.models.get(name) or self.indexes[name]).path
                 raise ValidationError(
-                    f"two served models are called {name!r} ({self.models[name].path} and "
-                    f"{path}): serve them from directories with different names"
+                    f"two served directories are called {name!r} ({other} and {path}): serve "
+                    "them from directories with different names"
                 )
-            pipe = Pipeline.load(path, cache=cache, backend=backend)
-            encoder = pipe._encoder()
-            key = json.dumps(encoder.spec, sort_keys=True, default=str)
-            # one encoder object for every model built on the same one: encoded once
-            shared = self.encoders.setdefault(key, encoder)
-            pipe.encoder = shared
-            self.models[name] = ServedModel(name, path, pipe, key)
+            self.swap(self.load_entry(path, name))
+
+    def names(self) -> list[str]:
+        return sorted([*self.models, *self.indexes])
 
     def get(self, name: str) -> ServedModel:
         model = self.models.get(name)
         if model is None:
             raise KeyError(name)
         return model
+
+    def _share(self, encoder: Any) -> tuple[str, Any]:
+        key = json.dumps(encoder.spec, sort_keys=True, default=str)
+        return key, self.encoders.get(key, encoder)
+
+    def load_entry(self, path: Path, name: str | None = None) -> ServedModel | ServedIndex:
+        """Load what ``path`` holds now (a model bundle or an index), without serving it;
+        raises (StoreError, ValidationError) for a directory that holds neither or a broken one.
+        """
+        path = Path(path)
+        name = name or path.resolve().name
+        stamp = stamp_of(path)
+        desc = describe_file(path)
+        if desc is None:
+            raise ValidationError(
+                f"{path}: neither a model bundle (bundle.json) nor an index (index.json); serve "
+                "takes directories written by `embedlab fit` or `embedlab index`"
+            )
+        if desc.name == INDEX_FILE:
+            return self._load_index(path, name, stamp)
+        pipe = Pipeline.load(path, cache=self.cache, backend=self.backend)
+        key, shared = self._share(pipe._encoder())
+        pipe.encoder = shared  # one encoder object for every model built on the same one
+        return ServedModel(name, path, pipe, key, stamp)
+
+    def _load_index(self, path: Path, name: str, stamp: str | None) -> ServedIndex:
+        from embedlab.encoders.sentence_transformer import encoder_from_spec
+        from embedlab.index import Index
+
+        index = Index.load(path)
+        if not index.encoder:
+            raise ValidationError(
+                f"{path}: this index was built from imported vectors and names no encoder, so "
+                "the service cannot encode queries for it; serve indexes built from texts"
+            )
+        key, shared = self._share(
+            encoder_from_spec(index.encoder, cache=self.cache, backend=self.backend)
+        )
+        return ServedIndex(name, path, index, key, shared, _aligned_labels(index), stamp)
+
+    def swap(self, entry: ServedModel | ServedIndex) -> None:
+        """Serve ``entry`` under its name from now on (requests holding the old one finish)."""
+        encoder = entry.pipeline._encoder() if isinstance(entry, ServedModel) else entry.encoder
+        self.encoders.setdefault(entry.encoder_key, encoder)
+        if isinstance(entry, ServedModel):
+            self.models[entry.name] = entry
+        else:
+            self.indexes[entry.name] = entry
+
+    def entries(self) -> list[ServedModel | ServedIndex]:
+        return [*self.models.values(), *self.indexes.values()]
+
+    def changed(self) -> list[ServedModel | ServedIndex]:
+        """The served entries whose directory now holds another version (and a complete one:
+        a directory caught between two versions is left for the next look)."""
+        return [e for e in self.entries() if (s := stamp_of(e.path)) is not None and s != e.stamp]
