@@ -4,17 +4,22 @@ and beside sentence-transformers called in-process, in the same run.
 
 Usage:
   .venv/bin/python benchmarks/serve_load.py MODEL_DIR [--seconds 20] [--clients 1 8 32]
-      [--batch 16] [--max-wait-ms 0] [--jsonl FILE]
+      [--batch 16] [--max-wait-ms 0] [--soak 60] [--jsonl FILE]
 
-Each server is started with the CLI on 127.0.0.1 (a free port) and warmed up. Then, per
-server:
+Servers: ``embedlab serve`` (batching), ``embedlab serve --no-batching`` (the naive server),
+and the server a user writes by hand (benchmarks/naive_st_server.py: FastAPI calling
+``SentenceTransformer.encode`` per request, torch, nearest prototype). Each is started on
+127.0.0.1 (a free port) and warmed up. Then, per server:
 
 * closed loop: ``--clients`` concurrent clients each send one text per request, back to back,
   for ``--seconds`` (requests/s, p50 / p99 latency, errors);
 * batches: 8 clients send ``--batch`` texts per request (texts/s);
 * open loop at half the saturating load: requests sent at a fixed rate, half the most
-  requests/s either server reached in its closed-loop rows, for ``--seconds``; latency counts
+  requests/s that server reached in its closed-loop rows, for ``--seconds``; latency counts
   from each request's scheduled time, so queueing shows in p99.
+
+``--soak S``: then ``embedlab serve`` (batching) under 32 clients for S seconds, its resident
+memory read every 5 s (memory flat over a run).
 
 The load generator is a minimal HTTP/1.1 keep-alive client on asyncio streams (pre-encoded
 requests, like ``wrk``) so that on a 2-core machine most of the CPU is left to the server;
@@ -28,7 +33,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -36,7 +44,38 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from embedlab.datasets import load_demo
-from embedlab.serve.process import running_server
+from embedlab.serve.process import free_port, running_server
+
+ANCHOR = "hand-written FastAPI + sentence-transformers"
+
+
+@contextlib.contextmanager
+def anchor_server(model_dir: str):
+    """benchmarks/naive_st_server.py on 127.0.0.1 and a free port: (base URL, process)."""
+    import httpx
+
+    port = free_port()
+    script = str(Path(__file__).with_name("naive_st_server.py"))
+    proc = subprocess.Popen([sys.executable, script, model_dir, "--port", str(port)])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError("the anchor server exited")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError("the anchor server was not ready in 120 s")
+            time.sleep(0.3)
+        yield base, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def rss_mb(pid: int) -> float:
@@ -167,11 +206,15 @@ async def open_loop(url: str, reqs: list[bytes], rate: float, seconds: float) ->
     return out
 
 
-def run_server(model_dir: str, batching: bool, args: argparse.Namespace) -> list[dict]:
-    options = ["--max-wait-ms", str(args.max_wait_ms)] if batching else ["--no-batching"]
-    server = "embedlab serve" + ("" if batching else " --no-batching")
+def run_server(model_dir: str, server: str, args: argparse.Namespace) -> list[dict]:
+    if server == ANCHOR:
+        started = anchor_server(model_dir)
+    else:
+        batching = "--no-batching" not in server
+        options = ["--max-wait-ms", str(args.max_wait_ms)] if batching else ["--no-batching"]
+        started = running_server([model_dir], *options, ready_timeout=120)
     rows = []
-    with running_server([model_dir], *options, ready_timeout=120) as (base, proc):
+    with started as (base, proc):
         name = Path(model_dir).resolve().name
         texts = load_demo("test").texts
         url = base + "/v1/classify"
@@ -199,9 +242,34 @@ def run_server(model_dir: str, batching: bool, args: argparse.Namespace) -> list
             r["texts_per_s"] = r["rps"] * args.batch
             record(r, "closed", 8, args.batch)
         if args.half_rate:
-            r = asyncio.run(open_loop(url, single, args.half_rate, args.seconds))
+            rate = args.half_rate[server]
+            r = asyncio.run(open_loop(url, single, rate, args.seconds))
             record(r, "open, half the saturating rate", "open", 1)
     return rows
+
+
+def soak(model_dir: str, seconds: float) -> dict:
+    """32 clients on `embedlab serve` for ``seconds``; resident memory every 5 s."""
+    with running_server([model_dir], ready_timeout=120) as (base, proc):
+        url = base + "/v1/classify"
+        reqs = requests_for(url, Path(model_dir).resolve().name, load_demo("test").texts, 1)
+        asyncio.run(closed_loop(url, reqs, 4, 3.0))
+        samples = [rss_mb(proc.pid)]
+
+        async def run() -> dict:
+            async def sample() -> None:
+                for _ in range(int(seconds // 5)):
+                    await asyncio.sleep(5)
+                    samples.append(rss_mb(proc.pid))
+
+            out, _ = await asyncio.gather(closed_loop(url, reqs, 32, seconds), sample())
+            return out
+
+        r = asyncio.run(run())
+    r |= {"server": "embedlab serve", "mode": f"soak {seconds:g} s", "clients": 32}
+    r["rss_mb_every_5s"] = [round(x, 1) for x in samples]
+    print(json.dumps(r), flush=True)
+    return r
 
 
 def in_process(seconds: float) -> dict:
@@ -235,17 +303,21 @@ def main() -> None:
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--batch", type=int, default=16, help="texts per request in the batch row")
     ap.add_argument("--max-wait-ms", type=float, default=0.0)
+    ap.add_argument("--soak", type=float, default=0.0, help="seconds of the memory soak row")
     ap.add_argument("--jsonl")
     args = ap.parse_args()
     args.half_rate = None
-    rows = run_server(args.model, True, args)
-    rows += run_server(args.model, False, args)
-    saturating = max(r["rps"] for r in rows if r["texts_per_request"] == 1)
-    args.half_rate = round(saturating / 2)
-    print(f"saturating load {saturating:.0f} req/s: open-loop rows at {args.half_rate} req/s")
+    servers = ["embedlab serve", "embedlab serve --no-batching", ANCHOR]
+    rows = [r for server in servers for r in run_server(args.model, server, args)]
+    args.half_rate = {
+        server: round(
+            max(r["rps"] for r in rows if r["server"] == server and r["texts_per_request"] == 1) / 2
+        )
+        for server in servers
+    }
+    print(f"half the saturating load, req/s: {args.half_rate}")
     args.clients = []  # second pass: the open-loop rows only
-    rows += run_server(args.model, True, args)
-    rows += run_server(args.model, False, args)
+    rows += [r for server in servers for r in run_server(args.model, server, args)]
     rows.append(in_process(args.seconds))
     print(
         "\nserver | mode | clients | texts/req | req/s | texts/s | p50 ms | p99 ms | errors | "
@@ -262,8 +334,19 @@ def main() -> None:
     for n in sorted({r["clients"] for r in rows if isinstance(r["clients"], int)}):
         b = by.get(("embedlab serve", "closed", n))
         naive = by.get(("embedlab serve --no-batching", "closed", n))
-        if b and naive:
-            print(f"{n} clients: batching {b / naive:.2f}x the naive server's throughput")
+        hand = by.get((ANCHOR, "closed", n))
+        if b and naive and hand:
+            print(
+                f"{n} clients: batching {b / naive:.2f}x the --no-batching server's "
+                f"throughput, {b / hand:.2f}x the hand-written server's"
+            )
+    if args.soak:
+        s = soak(args.model, args.soak)
+        rows.append(s)
+        print(
+            f"soak: {s['rps']:.0f} req/s, {s['errors']} errors, RSS MB every 5 s: "
+            f"{s['rss_mb_every_5s']}"
+        )
     if args.jsonl:
         with open(args.jsonl, "a") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in rows)

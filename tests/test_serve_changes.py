@@ -286,3 +286,18 @@ def test_playground_in_headless_chromium(served):
     assert len(neighbours) == 5 and neighbours.count("set_alarm") >= 3
     assert "--max-chars" in shown_error
     assert not external and not errors, (external, errors)
+
+
+def test_an_encoder_no_entry_uses_is_let_go(served):
+    from embedlab.serve.registry import Registry
+
+    model, index = served
+    reg = Registry([model, index])
+    assert len(reg.encoders) == 1  # the model and the index share the packaged encoder
+    new = reg.load_entry(model)
+    new.encoder_key = "a new version's own encoder"
+    reg.swap(new)
+    assert set(reg.encoders) == {reg.indexes["examples"].encoder_key, new.encoder_key}
+    newer = reg.load_entry(model)
+    reg.swap(newer)
+    assert len(reg.encoders) == 1

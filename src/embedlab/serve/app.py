@@ -365,11 +365,10 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
 
     batchers: dict[str, MicroBatcher] = {}
 
-    def batcher(key: str) -> MicroBatcher:
-        """The micro-batcher of an encoder (made on first use: a reloaded model may bring a
-        new encoder)."""
+    def batcher(key: str, enc: Any) -> MicroBatcher:
+        """The micro-batcher of encoder ``enc`` (made on first use: a reloaded model may
+        bring a new encoder)."""
         if key not in batchers:
-            enc = reg.encoders[key]
             batchers[key] = MicroBatcher(
                 lambda texts, enc=enc: enc.encode(texts, progress=False),
                 max_rows=cfg.max_batch_rows,
@@ -383,8 +382,8 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
             )
         return batchers[key]
 
-    for key in reg.encoders:
-        batcher(key)
+    for key, enc in reg.encoders.items():
+        batcher(key, enc)
 
     async def reload_changed() -> list[tuple[str, str]]:
         """Load every served directory that holds a new version and swap it in; a version
@@ -411,7 +410,9 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
                 if isinstance(new, ServedIndex):
                     await asyncio.to_thread(_warm_index, new)
                 reg.swap(new)
-                batcher(new.encoder_key)
+                for key in [k for k in batchers if k not in reg.encoders]:
+                    del batchers[key]  # its encoder is no longer served
+                batcher(new.encoder_key, _encoder_of(new))
                 refused.pop(entry.name, None)
                 metrics.reloads.labels(entry.name, "ok").inc()
                 log.warning("now serving a new version of %s", entry.name)
@@ -533,9 +534,11 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
             raise _ApiError(422, "invalid_request", "name a model (model) or models (models)")
         return list(dict.fromkeys(names))
 
-    async def encode(key: str, texts: list[str]) -> np.ndarray:
+    async def encode(entry: ServedModel | ServedIndex, texts: list[str]) -> np.ndarray:
+        """The texts' vectors from the entry's encoder, through its micro-batcher (an entry
+        swapped out meanwhile still encodes with its own encoder)."""
         try:
-            return await batcher(key).encode(texts)
+            return await batcher(entry.encoder_key, _encoder_of(entry)).encode(texts)
         except QueueFull as exc:
             raise _ApiError(
                 429,
@@ -551,7 +554,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         out = {}
         for name, model in served.items():  # requested models; texts encoded once per encoder
             if model.encoder_key not in by_encoder:
-                by_encoder[model.encoder_key] = await encode(model.encoder_key, texts)
+                by_encoder[model.encoder_key] = await encode(model, texts)
             d = model.pipeline.details_from_vectors(by_encoder[model.encoder_key], top_k=top_k)
             metrics.observe_model(name, np.asarray(d["score"]), np.asarray(d["out_of_scope"]))
             out[name] = d
@@ -606,7 +609,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         served = served_models([req.model])[req.model]
         authorise(request, [req.model])
         texts = _texts(req.input)
-        X = await encode(served.encoder_key, texts)
+        X = await encode(served, texts)
         if req.dimensions is not None:
             if req.dimensions > X.shape[1]:
                 raise _ApiError(
@@ -723,7 +726,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
                 )
             allow = np.isin(served.labels, np.asarray(req.labels, dtype=object))
         texts = _texts(req.input)
-        Q = await encode(served.encoder_key, texts)
+        Q = await encode(served, texts)
         index = served.index
         ids, scores = await asyncio.to_thread(index.search, Q, req.k, allow=allow)
         hits = index.hits(ids, scores)
@@ -760,7 +763,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
                 )
             texts = [e.text for e in req.examples]
             labels = [e.label for e in req.examples]
-            X = await encode(model.encoder_key, texts)
+            X = await encode(model, texts)
             try:
                 child = await asyncio.to_thread(
                     model.pipeline.add_classes, texts, labels, vectors=X, progress=False
@@ -782,6 +785,10 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         }
 
     return app
+
+
+def _encoder_of(entry: ServedModel | ServedIndex) -> Any:
+    return entry.pipeline._encoder() if isinstance(entry, ServedModel) else entry.encoder
 
 
 def _warm_index(served: ServedIndex) -> None:

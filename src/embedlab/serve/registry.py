@@ -234,6 +234,11 @@ class Registry:
             self.models[entry.name] = entry
         else:
             self.indexes[entry.name] = entry
+        # an encoder no served entry uses any more (a new version brought its own) is let go;
+        # requests still running on the old version hold their own reference to it
+        used = {e.encoder_key for e in self.entries()}
+        for key in [k for k in self.encoders if k not in used]:
+            del self.encoders[key]
 
     def entries(self) -> list[ServedModel | ServedIndex]:
         return [*self.models.values(), *self.indexes.values()]
