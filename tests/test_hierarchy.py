@@ -251,3 +251,33 @@ def test_cli_labels_only_bad_combinations(tmp_path, args, message):
     res = runner.invoke(app, ["fit", *[subst.get(a, a) for a in args], "-o", str(tmp_path / "m")])
     assert res.exit_code != 0
     assert message in " ".join(res.output.split())
+
+
+def test_cli_added_classes_take_a_place_in_the_hierarchy(tmp_path):
+    """add-classes on a model with a hierarchy: each new class needs --parent (as every class
+    needed one at fit); the new version predicts its level; --in-place replaces the model."""
+    from embedlab.datasets import demo_path
+
+    model = tmp_path / "m"
+    fit = ["fit", str(demo_path("train")), "--hierarchy", str(demo_path("hierarchy"))]
+    fit += ["-o", str(model), "--no-adapt", "--no-cache", "--head", "prototype"]
+    assert runner.invoke(app, fit).exit_code == 0
+    jokes = tmp_path / "jokes.csv"
+    jokes.write_text(
+        "text,label\ntell me a joke,tell_joke\nmake me laugh,tell_joke\n"
+        "say something funny,tell_joke\n"
+    )
+    add = ["add-classes", str(model), str(jokes), "--no-cache"]
+    res = runner.invoke(app, [*add, "--in-place"])
+    assert res.exit_code != 0 and "give each new class a parent" in " ".join(res.output.split())
+    res = runner.invoke(app, [*add, "--in-place", "--parent", "other=small_talk"])
+    assert "not being added" in " ".join(res.output.split())
+    res = runner.invoke(app, [*add, "-o", str(tmp_path / "x"), "--in-place"])
+    assert res.exit_code != 0 and "one of the two" in res.output
+    res = runner.invoke(app, [*add, "--in-place", "--parent", "tell_joke=small_talk"])
+    assert res.exit_code == 0, res.output
+    pipe = Pipeline.load(model)
+    assert pipe.info["lineage"]["version"] == 2
+    assert pipe.hierarchy.parent["tell_joke"] == "small_talk"
+    d = pipe.predict_details(["tell me a funny joke"])
+    assert d["label"][0] == "tell_joke" and d["label_level1"][0] == "small_talk"

@@ -136,7 +136,7 @@ def test_a_new_version_on_disk_is_swapped_in_and_a_broken_one_refused(served):
         first = c.post("/v1/classify", json=body).json()
         assert first["version"] == 1 and first["data"][0]["label"] != "tell_joke"
         v2 = Pipeline.load(model).add_classes(JOKES, ["tell_joke"] * len(JOKES))
-        v2.save(model, overwrite=True)  # what `embedlab add-classes ... -o DIR --force` does
+        v2.save(model, overwrite=True)  # what `embedlab add-classes DIR ... --in-place` does
         assert c.portal.call(app.state.reload_changed) == [("alarms", "ok")]
         after = c.post("/v1/classify", json=body).json()
         assert after["version"] == 2 and after["data"][0]["label"] == "tell_joke"
@@ -301,3 +301,26 @@ def test_an_encoder_no_entry_uses_is_let_go(served):
     newer = reg.load_entry(model)
     reg.swap(newer)
     assert len(reg.encoders) == 1
+
+
+def test_run_time_classes_in_a_hierarchy_need_a_parent(tmp_path):
+    from typer.testing import CliRunner
+
+    from embedlab.cli import app as cli
+    from embedlab.datasets import demo_path
+
+    model = tmp_path / "areas"
+    fit = ["fit", str(demo_path("train")), "--hierarchy", str(demo_path("hierarchy"))]
+    fit += ["-o", str(model), "--no-adapt", "--no-cache", "--head", "prototype"]
+    assert CliRunner().invoke(cli, fit).exit_code == 0
+    app = create_app(ServeConfig(paths=[str(model)]))
+    examples = [{"text": t, "label": "tell_joke"} for t in JOKES]
+    with TestClient(app) as c:
+        r = c.post("/v1/models/areas/classes", json={"examples": examples})
+        assert r.status_code == 409 and "parent" in r.json()["error"]["message"]
+        body = {"examples": examples, "parents": {"tell_joke": "small_talk"}}
+        r = c.post("/v1/models/areas/classes", json=body)
+        assert r.status_code == 200, r.text
+        r = c.post("/v1/classify", json={"model": "areas", "input": ["tell me a funny joke"]})
+        row = r.json()["data"][0]
+        assert row["label"] == "tell_joke" and row["levels"] == {"level1": "small_talk"}

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -594,15 +594,19 @@ class Pipeline:
         teen: Any = "auto",
         progress: bool | None = None,
         vectors: np.ndarray | None = None,
+        parents: Mapping[str, str] | None = None,
     ) -> Pipeline:
         """A new pipeline that also knows the classes of (texts, labels); no encoder
         training, no head re-selection (see :meth:`OpenSetClassifier.add_classes`: closed-form
         head update, TEEN for few-shot classes, threshold recalibrated). This one is unchanged.
         ``vectors``: the texts' encoder vectors when they are already encoded (the service).
+        ``parents``: new class → its parent, for a pipeline with a hierarchy (every new class
+        needs one there, as every class did at fit).
         """
         self._single_label_only("add_classes")
         texts = check_texts(texts)
         labels = check_labels(labels, len(texts)).astype(str)
+        hierarchy = self._extended_hierarchy(labels, parents)
         if vectors is None:
             X = self._vectors(texts, progress)
         else:
@@ -612,7 +616,36 @@ class Pipeline:
         clf = self.classifier.add_classes(X, labels, teen=teen)
         change = dict(clf.update_)
         change["rows_fingerprint"] = training_fingerprint(texts, labels)
-        return self._child(clf, change)
+        if parents:
+            change["parents"] = dict(sorted(parents.items()))
+        child = self._child(clf, change)
+        child.hierarchy = hierarchy
+        return child
+
+    def _extended_hierarchy(
+        self, labels: np.ndarray, parents: Mapping[str, str] | None
+    ) -> Hierarchy | None:
+        """The hierarchy with the new classes of ``labels`` under their ``parents``."""
+        new = sorted(set(labels.tolist()) - {*map(str, self.classes_), self.oos_label})
+        if self.hierarchy is None:
+            if parents:
+                raise ValidationError(
+                    "parents were given but this model has no hierarchy (fit with --hierarchy)"
+                )
+            return None
+        parents = {str(k): str(v) for k, v in (parents or {}).items()}
+        stray = sorted(set(parents) - set(new))
+        if stray:
+            raise ValidationError(f"parents name classes that are not being added: {stray}")
+        missing = [c for c in new if c not in parents and c not in self.hierarchy.parent]
+        if missing:
+            raise ValidationError(
+                f"this model has a hierarchy: give each new class a parent ({missing[:10]} "
+                "have none; --parent CLASS=PARENT, or parents={class: parent})"
+            )
+        extended = Hierarchy.from_parents({**self.hierarchy.parent, **parents})
+        extended.check_labels([*map(str, self.classes_), *new])
+        return extended
 
     def remove_classes(self, labels: Sequence[str] | str) -> Pipeline:
         """A new pipeline without the classes ``labels``; this one is unchanged."""

@@ -26,6 +26,31 @@ from embedlab.cli.common import (
 
 PANEL = "Change the class set"
 
+OutputOption = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Directory to write the new model to."),
+]
+InPlaceOption = Annotated[
+    bool,
+    typer.Option(
+        "--in-place",
+        help="Replace MODEL_DIR with the new version (atomically: a server with `serve "
+        "--watch` swaps it in) instead of writing to --output.",
+    ),
+]
+
+
+def _target(model_dir: Path, output: Path | None, in_place: bool, force: bool, *inputs) -> Path:
+    """Where the new version goes: --output (checked before any work) or MODEL_DIR itself."""
+    from embedlab.errors import ValidationError
+
+    if in_place == (output is not None):
+        raise ValidationError("give --output DIR or --in-place (one of the two)")
+    if in_place:
+        return model_dir
+    check_output_dir(output, force, *inputs, model_dir)
+    return output
+
 
 def _describe_change(pipe, output: Path) -> str:
     lineage = pipe.info["lineage"]
@@ -55,12 +80,18 @@ def add_classes(
             "reviewed clusters.csv from `embedlab discover`."
         ),
     ],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Directory to write the new model to.")
-    ],
+    output: OutputOption = None,
+    in_place: InPlaceOption = False,
     text_col: TextColOption = "text",
     label_col: LabelColOption = "label",
     split: SplitOption = None,
+    parent: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="CLASS=PARENT: where a new class goes in the model's hierarchy (repeat; "
+            "required for each new class of a model fitted with --hierarchy)."
+        ),
+    ] = None,
     teen: Annotated[
         str,
         typer.Option(
@@ -88,30 +119,40 @@ def add_classes(
       embedlab add-classes model/ new_intents.csv -o model_v2/
 
       embedlab add-classes model/ found/clusters.csv -o model_v2/ --label-col label
+
+      embedlab add-classes model/ jokes.csv --in-place --parent tell_joke=small_talk
     """
     from embedlab.errors import ValidationError
     from embedlab.pipeline import Pipeline
 
     with user_errors():
-        check_output_dir(output, force, data, model_dir)
+        target = _target(model_dir, output, in_place, force, data)
         if teen not in ("auto", "on", "off"):
             raise ValidationError(f"--teen must be auto, on or off, not {teen!r}")
+        parents = {}
+        for item in parent or []:
+            child, sep, par = item.partition("=")
+            if not sep or not child.strip() or not par.strip():
+                raise ValidationError(f"--parent takes CLASS=PARENT, not {item!r}")
+            parents[child.strip()] = par.strip()
         pipe = Pipeline.load(model_dir, cache=cache, backend=backend)
         table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)
         new = pipe.add_classes(
-            table.texts, table.labels, teen={"auto": "auto", "on": True, "off": False}[teen]
+            table.texts,
+            table.labels,
+            teen={"auto": "auto", "on": True, "off": False}[teen],
+            parents=parents or None,
         )
-        new.save(output, overwrite=force)
-        console.print(_describe_change(new, output))
+        new.save(target, overwrite=force or in_place)
+        console.print(_describe_change(new, target))
 
 
 @app.command("remove-classes", rich_help_panel=PANEL)
 def remove_classes(
     model_dir: Annotated[Path, typer.Argument(help="A model bundle made by `embedlab fit`.")],
     labels: Annotated[list[str], typer.Argument(help="Classes to remove.")],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Directory to write the new model to.")
-    ],
+    output: OutputOption = None,
+    in_place: InPlaceOption = False,
     backend: BackendOption = None,
     cache: CacheOption = True,
     force: ForceOption = False,
@@ -132,11 +173,11 @@ def remove_classes(
     from embedlab.pipeline import Pipeline
 
     with user_errors():
-        check_output_dir(output, force, model_dir)
+        target = _target(model_dir, output, in_place, force)
         pipe = Pipeline.load(model_dir, cache=cache, backend=backend)
         new = pipe.remove_classes(labels)
-        new.save(output, overwrite=force)
-        console.print(_describe_change(new, output))
+        new.save(target, overwrite=force or in_place)
+        console.print(_describe_change(new, target))
 
 
 @app.command(rich_help_panel=PANEL)

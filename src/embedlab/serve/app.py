@@ -126,6 +126,11 @@ def request_models(
         """Labelled examples of the classes to add (every label new to the model)."""
 
         examples: Annotated[list[Example], Field(min_length=1, max_length=cfg.max_texts)]
+        parents: Annotated[dict[one_label, one_label], Field(max_length=1000)] = Field(
+            default_factory=dict,
+            description="new class -> its parent, for a model with a hierarchy (required "
+            "there for each new class)",
+        )
 
     return EmbeddingsRequest, TextsRequest, SearchRequest, ClassesRequest
 
@@ -766,7 +771,12 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
             X = await encode(model, texts)
             try:
                 child = await asyncio.to_thread(
-                    model.pipeline.add_classes, texts, labels, vectors=X, progress=False
+                    model.pipeline.add_classes,
+                    texts,
+                    labels,
+                    vectors=X,
+                    progress=False,
+                    parents=req.parents or None,
                 )
             except ValidationError as exc:  # a label the model knows already...: no paths
                 raise _ApiError(409, "conflict", str(exc)) from None
