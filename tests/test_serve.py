@@ -209,6 +209,16 @@ def test_api_key_matrix(twin_models, tmp_path):
             ).status_code
             == 200
         )
+        # unknown names: 401 first (nothing told to a caller without a key), then a 404
+        # that lists only what the key may use; listings show only those too
+        nope = {"model": "nope", "input": ["hello"]}
+        assert c.post("/v1/classify", json=nope).status_code == 401
+        r = c.post("/v1/classify", json=nope, headers={"Authorization": f"Bearer {twin_only}"})
+        assert r.status_code == 404 and "['twin']" in r.json()["error"]["message"]
+        listed = c.get("/v1/models", headers={"Authorization": f"Bearer {twin_only}"}).json()
+        assert [m["id"] for m in listed["data"]] == ["twin"]
+        schema = json.dumps(c.get("/openapi.json").json())
+        assert "alarms" not in schema and "twin" not in schema  # the schema is public
         h = {"Authorization": f"Bearer {slow}"}
         assert c.post("/v1/classify", json=body, headers=h).status_code == 200
         r = c.post("/v1/classify", json=body, headers=h)

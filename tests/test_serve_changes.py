@@ -258,7 +258,8 @@ def test_playground_in_headless_chromium(served):
                 errors: list[str] = []
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
                 page.goto(base + "/")
-                page.wait_for_function("document.getElementById('model').options.length > 0")
+                # selectors, not wait_for_function: the page's CSP forbids eval, which that uses
+                page.wait_for_selector("#model option", state="attached")
                 page.fill("#text", text)
                 page.click("#go")
                 page.wait_for_selector("#neighbours-box:not([hidden])")
@@ -274,7 +275,7 @@ def test_playground_in_headless_chromium(served):
                 # an error from the API is shown, not thrown
                 page.fill("#text", "x" * 20_000)
                 page.click("#go")
-                page.wait_for_function("document.getElementById('error').textContent !== ''")
+                page.wait_for_selector("#error:not(:empty)")
                 shown_error = page.text_content("#error")
             finally:
                 browser.close()

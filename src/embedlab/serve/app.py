@@ -32,7 +32,7 @@ from embedlab import __version__
 from embedlab.encoders.onnx_backend import physical_cores
 from embedlab.errors import ValidationError
 from embedlab.serve.batching import MicroBatcher, QueueFull
-from embedlab.serve.keys import KeyStore, RateLimiter
+from embedlab.serve.keys import ApiKey, KeyStore, RateLimiter
 from embedlab.serve.playground import PLAYGROUND_HTML
 from embedlab.serve.registry import Registry, ServedIndex, ServedModel, stamp_of
 
@@ -73,11 +73,13 @@ def request_models(
     """
     text = Annotated[str, StringConstraints(min_length=1, max_length=cfg.max_chars, pattern=r"\S")]
     texts = Annotated[list[text], Field(min_length=1, max_length=cfg.max_texts)]
-    name = Annotated[str, StringConstraints(min_length=1), Field(examples=list(names)[:3])]
+    public = not cfg.keys_file  # with API keys the public schema does not list what is served
+    shown = sorted(names)[:3] if public else ["my-model"]
+    name = Annotated[str, StringConstraints(min_length=1), Field(examples=shown)]
     label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")]
     # in the schema only (an unknown name gets 404); an empty enum is not valid JSON Schema
-    served = {"enum": sorted(names)} if names else {}
-    served_index = {"enum": sorted(index_names)} if index_names else {}
+    served = {"enum": sorted(names)} if names and public else {}
+    served_index = {"enum": sorted(index_names)} if index_names and public else {}
 
     class EmbeddingsRequest(BaseModel):
         """OpenAI's embeddings request (``model``: a served model's id)."""
@@ -358,7 +360,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         max(int(e.dim) for e in reg.encoders.values()),
         list(reg.indexes),
     )
-    served_names = {"enum": sorted(reg.models)} if reg.models else {}
+    served_names = {"enum": sorted(reg.models)} if reg.models and not cfg.keys_file else {}
     keys = KeyStore(cfg.keys_file) if cfg.keys_file else None
     limiter = RateLimiter()
     metrics = _Metrics(cfg.health_window)
@@ -489,20 +491,40 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         specific = [e for e in errors if not str(e.get("type", "")).endswith("_type")] or errors
         return _error(422, "invalid_request", "; ".join(_say(e, cfg) for e in specific[:5]))
 
-    def authorise(request: Request, names: list[str], *, write: bool = False) -> None:
-        if keys is None:
-            return
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else None
-        token = token or request.headers.get("x-api-key")
-        key = keys.check(token)
-        if key is None:
+    def authorise(
+        request: Request,
+        names: Sequence[str] = (),
+        *,
+        pool: str = "model",
+        write: bool = False,
+    ) -> ApiKey | None:
+        """The request's key (None: the server uses none), in this order: 401 without a
+        valid key; 404 for a name not served (listing only the names the key may use); 403
+        for a name the key may not use, or a change by a key without write access; 429 over
+        the key's rate."""
+        key = None
+        if keys is not None:
+            header = request.headers.get("authorization", "")
+            token = header[7:].strip() if header.lower().startswith("bearer ") else None
+            key = keys.check(token or request.headers.get("x-api-key"))
+            if key is None:
+                raise _ApiError(
+                    401,
+                    "unauthorized",
+                    "a valid API key is needed (Authorization: Bearer <key>)",
+                    {"WWW-Authenticate": "Bearer"},
+                )
+        served = reg.models if pool == "model" else reg.indexes
+        unknown = [n for n in names if n not in served]
+        if unknown:
+            visible = sorted(n for n in served if key is None or key.allows(n))
             raise _ApiError(
-                401,
-                "unauthorized",
-                "a valid API key is needed (Authorization: Bearer <key>)",
-                {"WWW-Authenticate": "Bearer"},
+                404,
+                f"{pool}_not_found",
+                f"no served {pool} {unknown[0]!r}; served: {visible}",
             )
+        if key is None:
+            return None
         denied = [m for m in names if not key.allows(m)]
         if denied:
             raise _ApiError(403, "forbidden", f"this key may not use {denied[0]!r}")
@@ -520,17 +542,12 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
                 f"this key's limit of {key.rate_per_minute} requests a minute is reached",
                 {"Retry-After": str(max(1, round(wait)))},
             )
+        return key
 
-    def served_models(names: list[str]) -> dict[str, ServedModel]:
-        """The served models (each read once: a swap during the request does not mix
-        versions); 404 for an unknown name."""
-        unknown = [n for n in names if n not in reg.models]
-        if unknown:
-            raise _ApiError(
-                404,
-                "model_not_found",
-                f"no served model {unknown[0]!r}; served: {sorted(reg.models)}",
-            )
+    def served_models(request: Request, names: list[str]) -> dict[str, ServedModel]:
+        """The served models, after :func:`authorise` (each read once: a swap during the
+        request does not mix versions)."""
+        authorise(request, names)
         return {n: reg.models[n] for n in names}
 
     def model_names(req: Any) -> list[str]:
@@ -597,22 +614,25 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
 
     @app.get("/v1/models", responses=_documented(401))
     async def list_models(request: Request) -> dict:
-        """The served models (OpenAI's list shape, with version, encoder, classes, threshold)."""
-        authorise(request, [])
-        return {"object": "list", "data": [m.describe() for m in reg.models.values()]}
+        """The served models (OpenAI's list shape, with version, encoder, classes, threshold)
+        that the request's key may use."""
+        key = authorise(request)
+        shown = [m for m in reg.models.values() if key is None or key.allows(m.name)]
+        return {"object": "list", "data": [m.describe() for m in shown]}
 
     @app.get("/v1/indexes", responses=_documented(401))
     async def list_indexes(request: Request) -> dict:
-        """The served search indexes (size, spec, encoder, the labels a search can filter by)."""
-        authorise(request, [])
-        return {"object": "list", "data": [i.describe() for i in reg.indexes.values()]}
+        """The served search indexes (size, spec, encoder, the labels a search can filter by)
+        that the request's key may use."""
+        key = authorise(request)
+        shown = [i for i in reg.indexes.values() if key is None or key.allows(i.name)]
+        return {"object": "list", "data": [i.describe() for i in shown]}
 
     @app.post("/v1/embeddings", responses=_TEXT_ERRORS)
     async def embeddings(req: EmbeddingsRequest, request: Request) -> dict:
         """OpenAI-compatible embeddings from a served model's encoder (``model`` = a served
         model's id); ``dimensions`` keeps the first d and renormalises (Matryoshka)."""
-        served = served_models([req.model])[req.model]
-        authorise(request, [req.model])
+        served = served_models(request, [req.model])[req.model]
         texts = _texts(req.input)
         X = await encode(served, texts)
         if req.dimensions is not None:
@@ -668,8 +688,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
     async def classify(req: TextsRequest, request: Request) -> dict:
         """Labels (or the out-of-scope label) for texts, in input order; the same labels as
         `embedlab predict`. ``models``: several models, texts encoded once per encoder."""
-        served = served_models(model_names(req))
-        authorise(request, list(served))
+        served = served_models(request, model_names(req))
         found = await details(served, _texts(req.input), req.top_k)
         results = []
         for name, model in served.items():
@@ -690,8 +709,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
     @app.post("/v1/detect", responses=_TEXT_ERRORS)
     async def detect(req: TextsRequest, request: Request) -> dict:
         """Out-of-scope decisions: novelty score (higher = more novel) against the threshold."""
-        served = served_models(model_names(req))
-        authorise(request, list(served))
+        served = served_models(request, model_names(req))
         found = await details(served, _texts(req.input), 1)
         results = []
         for name, model in served.items():
@@ -715,14 +733,8 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
     async def search(req: SearchRequest, request: Request) -> dict:
         """The ``k`` nearest stored items of each text in a served index (cosine score, id
         and the stored label and text), only items with one of ``labels`` when given."""
-        served = reg.indexes.get(req.index)
-        if served is None:
-            raise _ApiError(
-                404,
-                "index_not_found",
-                f"no served index {req.index!r}; served: {sorted(reg.indexes)}",
-            )
-        authorise(request, [req.index])
+        authorise(request, [req.index], pool="index")
+        served = reg.indexes[req.index]
         allow = None
         if req.labels:
             if served.labels is None:
@@ -750,7 +762,6 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         """Add classes from labelled examples at run time: a new version of the model (head
         updated in closed form, out-of-scope threshold recalibrated), written to its
         directory atomically and swapped in; requests in flight finish on the old version."""
-        served_models([name])
         authorise(request, [name], write=True)
         if cfg.read_only:
             raise _ApiError(409, "read_only", "this server was started with --read-only")
