@@ -427,6 +427,10 @@ class EmbeddingSet:
         truncated, edited or mismatched file raises StoreError naming it.
         """
         path = Path(path)
+        from embedlab.sharded import ShardedSet, is_sharded
+
+        if is_sharded(path):  # every shard, concatenated: ShardedSet reads one at a time
+            return ShardedSet(path).load()
         manifest = read_manifest(path)
         for name in (VECTORS_FILE, ROWS_FILE):
             f = path / name
@@ -567,6 +571,10 @@ def read_vector_file(
 def describe(path: str | os.PathLike, es: EmbeddingSet | None = None) -> dict[str, Any]:
     """A JSON-ready summary of the EmbeddingSet saved at ``path``: shape, provenance, label
     counts, which columns it keeps, when and by which embedlab it was saved."""
+    from embedlab.sharded import ShardedSet, is_sharded
+
+    if es is None and is_sharded(path):  # from the manifest and label columns only
+        return ShardedSet(path).info()
     es = es if es is not None else EmbeddingSet.load(path)
     manifest = read_manifest(path)
     return {

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 from embedlab.embedding_set import EmbeddingSet
 from embedlab.encoders.base import Encoder
-from embedlab.readers import TextTable, read_texts
+from embedlab.progress import progress_bar
+from embedlab.readers import TextTable, iter_texts, read_texts
 
-__all__ = ["encode_file", "encode_table"]
+__all__ = ["EncodeJob", "encode_file", "encode_file_sharded", "encode_table"]
+
+#: Input rows per shard of ``embedlab encode`` (and per chunk read): memory stays near
+#: this many texts and vectors whatever the size of the input.
+SHARD_ROWS = 100_000
 
 
 def encode_table(
@@ -56,3 +63,133 @@ def encode_file(
         splits=splits,
     )
     return encode_table(table, encoder, keep_text=keep_text, progress=progress), table
+
+
+@dataclass
+class EncodeJob:
+    """What :func:`encode_file_sharded` did: shards written now and found done from an
+    earlier run, texts encoded and taken from the cache, rows skipped (empty texts)."""
+
+    output: Path
+    shards: int = 0
+    resumed: int = 0
+    rows: int = 0
+    encoded: int = 0
+    cached: int = 0
+    load_seconds: float = 0.0
+    dim: int = 0
+    skipped_rows: list[int] = field(default_factory=list)
+
+
+def _count_rows(path: Path) -> int | None:
+    """About how many rows the file holds, for the progress bar (lines for CSV / JSONL,
+    Parquet's own count), without reading it into memory; None for a JSON document."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if suffix == ".json":
+        return None
+    lines = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            lines += block.count(b"\n")
+    return max(1, lines - (1 if suffix in (".csv", ".tsv") else 0))
+
+
+def encode_file_sharded(
+    path: str | os.PathLike,
+    output: str | os.PathLike,
+    encoder: Encoder,
+    *,
+    shard_rows: int = SHARD_ROWS,
+    text_col: str = "text",
+    label_col: str | None = "label",
+    require_labels: bool = False,
+    id_col: str | None = None,
+    splits: Sequence[str] | None = None,
+    on_empty: Literal["error", "skip"] = "error",
+    delimiter: str | None = None,
+    keep_text: bool = True,
+    overwrite: bool = False,
+    restart: bool = False,
+    progress: bool | None = None,
+) -> EncodeJob:
+    """Encode a data file into an EmbeddingSet at ``output`` one shard of ``shard_rows``
+    input rows at a time (memory bounded by a shard), resumably: run again after a crash or
+    a kill with the same input and options, it encodes only the shards not yet written.
+    One shard gives the simple one-file layout; more, a sharded set (:mod:`embedlab.sharded`).
+    """
+    from embedlab.sharded import ShardWriter
+
+    path = Path(path)
+    st = path.stat()
+    options: dict[str, Any] = {
+        "text_col": text_col,
+        "label_col": label_col,
+        "id_col": id_col,
+        "splits": list(splits or []),
+        "on_empty": on_empty,
+        "delimiter": delimiter,
+        "keep_text": keep_text,
+        "shard_rows": int(shard_rows),
+    }
+    job = {
+        "kind": "encode",
+        "input": {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns},
+        "encoder": encoder.spec,
+        "options": options,
+    }
+    writer = ShardWriter(output, job, overwrite=overwrite, restart=restart)
+    out = EncodeJob(Path(output))
+    total = _count_rows(path)
+    show = (total or 0) > 1000 if progress is None else progress
+    chunks = iter_texts(
+        path,
+        shard_rows,
+        text_col=text_col,
+        label_col=label_col,
+        id_col=id_col,
+        on_empty=on_empty,
+        splits=splits,
+        require_labels=require_labels,
+        delimiter=delimiter,
+    )
+    try:
+        _run_encode(writer, chunks, encoder, keep_text, out, total, show)
+    except BaseException:
+        writer.abandon()  # kept only when it holds finished shards to resume from
+        raise
+    writer.finish(out.shards)
+    return out
+
+
+def _run_encode(
+    writer: Any,
+    chunks: Any,
+    encoder: Encoder,
+    keep_text: bool,
+    out: EncodeJob,
+    total: int | None,
+    show: bool,
+) -> None:
+    with progress_bar(total or 0, "encoding", enabled=show and bool(total)) as advance:
+        for i, (first, table) in enumerate(chunks):
+            out.shards += 1
+            out.skipped_rows += table.skipped_rows
+            n_in = len(table) + len(table.skipped_rows)
+            if writer.done(i):
+                out.resumed += 1
+            elif len(table) == 0:
+                writer.write(i, None, first)
+            else:
+                es = encode_table(table, encoder, keep_text=keep_text, progress=False)
+                stats = getattr(encoder, "last_stats", None) or {}
+                out.encoded += int(stats.get("encoded", len(table)))
+                out.cached += int(stats.get("cached", 0))
+                out.load_seconds = max(out.load_seconds, float(stats.get("load_seconds") or 0))
+                out.dim = es.dim
+                writer.write(i, es, first)
+            out.rows += len(table)
+            advance(n_in)

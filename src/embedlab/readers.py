@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,12 +24,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from embedlab.atomic import atomic_write_bytes
-from embedlab.errors import DataFormatError
+from embedlab.errors import DataFormatError, ValidationError
 
 __all__ = [
     "PairTable",
     "TextTable",
     "VectorTable",
+    "iter_texts",
     "read_label_names",
     "read_pairs",
     "read_table",
@@ -372,6 +373,173 @@ def read_texts(
     path = Path(path)
     fmt = _format_of(path)
     table = read_table(path, splits=splits, delimiter=delimiter)
+    return _texts_from_table(
+        path, fmt, table, text_col, label_col, id_col, on_empty, require_labels, 0
+    )
+
+
+def iter_texts(
+    path: str | os.PathLike,
+    rows: int,
+    *,
+    text_col: str = "text",
+    label_col: str | None = "label",
+    id_col: str | None = None,
+    on_empty: Literal["error", "skip"] = "error",
+    splits: Sequence[str] | None = None,
+    require_labels: bool = False,
+    delimiter: str | None = None,
+) -> Iterator[tuple[int, TextTable]]:
+    """:func:`read_texts` in chunks of ``rows`` input rows: (first input row, TextTable) in
+    file order, reading only one chunk at a time from Parquet, CSV / TSV and JSONL (a JSON
+    document is read whole). Default ids, skipped rows and error messages count input rows
+    from the start of the file, as :func:`read_texts` does."""
+    if rows < 1:
+        raise ValidationError(f"rows per chunk must be at least 1, got {rows}")
+    path = Path(path)
+    fmt = _format_of(path)
+    if splits and fmt != "json":
+        raise DataFormatError(f"{path}: --split applies to split-layout JSON files only")
+    if fmt == "json":
+        chunks: Iterator[pa.Table] = iter([_read_json(path, splits)])
+    elif fmt == "parquet":
+        chunks = _parquet_chunks(path, rows)
+    elif fmt == "jsonl":
+        chunks = _jsonl_chunks(path, rows)
+    else:
+        chunks = _delimited_chunks(path, delimiter, rows)
+    first = 0
+    seen = False
+    for table in chunks:
+        seen = True
+        for start in range(0, table.num_rows, rows):  # a JSON document: split it here
+            part = table.slice(start, rows)
+            yield (
+                first,
+                _texts_from_table(
+                    path, fmt, part, text_col, label_col, id_col, on_empty, require_labels, first
+                ),
+            )
+            first += part.num_rows
+    if not seen:
+        raise DataFormatError(f"{path} has no rows")
+
+
+def _parquet_chunks(path: Path, rows: int) -> Iterator[pa.Table]:
+    _check_file(path)
+    try:
+        pf = pq.ParquetFile(path)
+        for batch in pf.iter_batches(batch_size=rows):
+            yield pa.Table.from_batches([batch])
+    except (pa.ArrowException, OSError) as exc:
+        raise DataFormatError(f"{path}: cannot read Parquet ({exc})") from None
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise DataFormatError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataFormatError(f"{path} is a directory, expected a data file")
+    if path.stat().st_size == 0:
+        raise DataFormatError(f"{path} is empty")
+
+
+def _open_text(path: Path) -> Any:
+    """The file as text, UTF-16 when it starts with that byte-order mark, else UTF-8 (a
+    UTF-8 byte-order mark dropped)."""
+    _check_file(path)
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    utf16 = head in (b"\xff\xfe", b"\xfe\xff")
+    return open(path, encoding="utf-16" if utf16 else "utf-8-sig", newline="")
+
+
+def _decoding_error(path: Path, exc: UnicodeDecodeError) -> DataFormatError:
+    return DataFormatError(
+        f"{path} is not valid UTF-8 ({exc.reason}). Re-save it as UTF-8 (for example: "
+        "iconv -f latin1 -t utf-8 in > out)"
+    )
+
+
+def _delimited_chunks(path: Path, delimiter: str | None, rows: int) -> Iterator[pa.Table]:
+    with _open_text(path) as fh:
+        try:
+            header_line = fh.readline()
+            if delimiter is None:
+                default = "\t" if path.suffix.lower() == ".tsv" else ","
+                delimiter = _sniff_delimiter(header_line, default)
+            header = next(csv.reader([header_line], delimiter=delimiter), [])
+            if len(set(header)) != len(header):
+                raise DataFormatError(f"{path}: duplicate column names in header {header}")
+            reader = csv.reader(fh, delimiter=delimiter)
+            block: list[list[str]] = []
+            for row in reader:  # the csv module parses row by row (as read_table does)
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise DataFormatError(
+                        f"{path}: line {reader.line_num + 1} has {len(row)} fields, the header "
+                        f"has {len(header)} ({', '.join(header)}) when split at "
+                        f"{delimiter!r}; if the file uses another delimiter, name it with "
+                        "--delimiter"
+                    )
+                block.append(row)
+                if len(block) == rows:
+                    yield _string_table(header, block)
+                    block = []
+            if block:
+                yield _string_table(header, block)
+        except csv.Error as exc:
+            raise DataFormatError(f"{path}: malformed CSV: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise _decoding_error(path, exc) from None
+
+
+def _string_table(header: list[str], block: list[list[str]]) -> pa.Table:
+    cols = list(zip(*block, strict=True))
+    return pa.table(
+        {h: pa.array(list(c), type=pa.string()) for h, c in zip(header, cols, strict=True)}
+    )
+
+
+def _jsonl_chunks(path: Path, rows: int) -> Iterator[pa.Table]:
+    with _open_text(path) as fh:
+        records: list[dict[str, Any]] = []
+        try:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataFormatError(
+                        f"{path}: line {lineno} is not valid JSON ({exc.msg})"
+                    ) from None
+                if not isinstance(rec, dict):
+                    raise DataFormatError(f"{path}: line {lineno} is not a JSON object")
+                records.append(rec)
+                if len(records) == rows:
+                    yield _records_table(path, records)
+                    records = []
+        except UnicodeDecodeError as exc:
+            raise _decoding_error(path, exc) from None
+        if records:
+            yield _records_table(path, records)
+
+
+def _texts_from_table(
+    path: Path,
+    fmt: str,
+    table: pa.Table,
+    text_col: str,
+    label_col: str | None,
+    id_col: str | None,
+    on_empty: str,
+    require_labels: bool,
+    first_row: int,
+) -> TextTable:
+    """The TextTable of ``table`` (rows ``first_row`` … of the file): columns checked,
+    empty texts and missing labels found, with their places in the file."""
     names = table.column_names
     if text_col not in names:
         hint = "choose one with --text-col"
@@ -391,19 +559,21 @@ def read_texts(
     bad = [i for i, t in enumerate(raw) if t is not None and not isinstance(t, str)]
     if bad:
         raise DataFormatError(
-            f"{path}: text column {text_col!r} holds non-text values at {_rows_text(fmt, bad)}"
+            f"{path}: text column {text_col!r} holds non-text values at "
+            f"{_rows_text(fmt, [first_row + i for i in bad])}"
         )
     empty = [i for i, t in enumerate(raw) if t is None or not t.strip()]
     if empty and on_empty != "skip":
         raise DataFormatError(
             f"{path}: {len(empty)} empty text(s) in column {text_col!r} at "
-            f"{_rows_text(fmt, empty)}; fix them or pass --skip-empty to drop them"
+            f"{_rows_text(fmt, [first_row + i for i in empty])}; fix them or pass --skip-empty "
+            "to drop them"
         )
     keep = np.setdiff1d(np.arange(len(raw)), np.asarray(empty, dtype=np.int64))
     ids = (
         [str(v) for v in _string_column(path, table, id_col, "id")]
         if id_col is not None
-        else [str(i) for i in range(len(raw))]
+        else [str(first_row + i) for i in range(len(raw))]
     )
     labels = None
     if label_col is not None and label_col in names:
@@ -420,7 +590,7 @@ def read_texts(
             spelled = sorted({repr(values[i]) for i in missing if values[i] not in (None, "")})[:3]
             raise DataFormatError(
                 f"{path}: {len(missing)} row(s) have no label in column {label_col!r} at "
-                f"{_rows_text(fmt, missing)}"
+                f"{_rows_text(fmt, [first_row + i for i in missing])}"
                 + (f" (missing values spelled {', '.join(spelled)})" if spelled else "")
                 + "; label them or remove them"
             )
@@ -435,7 +605,7 @@ def read_texts(
         labels=labels,
         metadata=metadata,
         source=str(path),
-        skipped_rows=empty,
+        skipped_rows=[first_row + i for i in empty],
         table=kept.replace_schema_metadata(None),
     )
 

@@ -21,9 +21,10 @@ from embedlab.cli.common import (
     check_output_dir,
     console,
     rate,
-    read_input_texts,
+    say_skipped,
     user_errors,
 )
+from embedlab.errors import EmbedlabError
 
 
 @app.command(rich_help_panel="Data: encode, import, inspect")
@@ -77,12 +78,31 @@ def encode(
         bool, typer.Option(help="Average the first layer with the chosen (or last) layer.")
     ] = False,
     backend: BackendOption = None,
+    shard_rows: Annotated[
+        int,
+        typer.Option(
+            help="Input rows per shard: the input is read, encoded and written one shard at a "
+            "time (memory bounded by a shard); more rows than this give a sharded set."
+        ),
+    ] = 100_000,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Start over, discarding an unfinished earlier run for OUTPUT (by default a "
+            "run with the same input and options resumes where it stopped; one with other "
+            "input or options starts over by itself).",
+        ),
+    ] = False,
     force: ForceOption = False,
 ) -> None:
     """Encode the texts of DATA into an EmbeddingSet directory.
 
     Row i of OUTPUT/vectors.npy is the vector of data row i; ids, labels, texts and any
     other columns go to OUTPUT/rows.parquet, and OUTPUT/manifest.json records the encoder.
+    Inputs over --shard-rows rows are written as shards (OUTPUT/shards/00000/ ...) under one
+    manifest. A run that was stopped (Ctrl-C, a crash, kill -9) resumes when started again:
+    only the shards not yet written are encoded.
 
     [bold]Examples[/]
 
@@ -95,20 +115,12 @@ def encode(
       embedlab encode intents.csv -o space-l4-d128/ --layer 4 --dim 128
     """
     from embedlab.encoders import SentenceTransformerEncoder
-    from embedlab.encoding import encode_table
+    from embedlab.encoding import encode_file_sharded
 
     with user_errors():
         check_output_dir(output, force, data, model)
-        table = read_input_texts(
-            data,
-            text_col=text_col,
-            label_col=label_col or "label",
-            require_labels=label_col is not None,
-            id_col=id_col,
-            skip_empty=skip_empty,
-            splits=split,
-            delimiter=delimiter,
-        )
+        if shard_rows < 1:
+            raise EmbedlabError(f"--shard-rows must be at least 1, got {shard_rows}")
         encoder = SentenceTransformerEncoder(
             model,
             batch_size=batch_size,
@@ -120,21 +132,35 @@ def encode(
             backend=backend,
         )
         t0 = time.perf_counter()
-        es = encode_table(table, encoder, keep_text=keep_text)
+        job = encode_file_sharded(
+            data,
+            output,
+            encoder,
+            shard_rows=shard_rows,
+            text_col=text_col,
+            label_col=label_col or "label",
+            require_labels=label_col is not None,
+            id_col=id_col,
+            splits=split,
+            on_empty="skip" if skip_empty else "error",
+            delimiter=delimiter,
+            keep_text=keep_text,
+            overwrite=force,
+            restart=restart,
+        )
         secs = time.perf_counter() - t0
-        es.save(output, overwrite=force)
-        st = encoder.last_stats
-        setup = st.get("load_seconds") or 0.0
+        say_skipped(job)
         timing = f"{secs:.1f} s in all"
-        if setup >= 0.5:
-            timing += f", of which {setup:.1f} s loading / preparing the model"
-        if st["encoded"]:
-            timing += f"; {rate(st['encoded'] / max(secs, 1e-9))} texts/s overall"
-            if setup >= 0.5 and st["texts_per_second"]:
-                timing += f", {rate(st['texts_per_second'])}/s once ready"
+        if job.load_seconds >= 0.5:
+            timing += f", of which {job.load_seconds:.1f} s loading / preparing the model"
+        if job.encoded:
+            timing += f"; {rate(job.encoded / max(secs, 1e-9))} texts/s overall"
+        shards = f"{job.shards} shards" if job.shards > 1 else "1 shard"
+        if job.resumed:
+            shards += f", {job.resumed} done by an earlier run"
         console.print(
-            f"wrote {output}: {es.n} × {es.dim} float32 from {encoder.name} "
-            f"({st['encoded']} encoded, {st['cached']} from cache; {timing}; "
+            f"wrote {output}: {job.rows} × {encoder.dim} float32 from {encoder.name} "
+            f"({job.encoded} encoded, {job.cached} from cache; {shards}; {timing}; "
             f"backend {encoder.resolved_backend})"
         )
 
@@ -182,24 +208,30 @@ def info(
         bool, typer.Option("--verify/--no-verify", help="Check file checksums.")
     ] = True,
 ) -> None:
-    """Show an EmbeddingSet's shape, provenance and label counts.
+    """Show an EmbeddingSet's shape, provenance and label counts (read from its manifest and
+    label column, shard by shard: the vectors are only read to check their checksums).
 
     [bold]Example[/]
 
       embedlab info space/
     """
-    from embedlab.embedding_set import EmbeddingSet, describe
+    from embedlab.sharded import ShardedSet
 
     with user_errors():
-        es = EmbeddingSet.load(space, verify=verify)
+        ss = ShardedSet(space)
+        if verify:
+            ss.verify()
+        d = ss.info()
         if as_json:
-            print(json.dumps(describe(space, es), indent=2))
+            print(json.dumps(d, indent=2))
             return
-        prov = es.provenance
-        counts = es.label_counts()
+        prov = ss.provenance
+        counts = d["label_counts"]
         enc = prov.encoder or {}
         table = Table(show_header=False, title=f"EmbeddingSet {space}", title_justify="left")
-        table.add_row("shape", f"{es.n} × {es.dim} float32")
+        table.add_row("shape", f"{ss.n} × {ss.dim} float32")
+        if len(ss.shards) > 1:
+            table.add_row("shards", str(len(ss.shards)))
         table.add_row(
             "encoder",
             f"{enc.get('name', 'unknown')} ({enc.get('kind', 'precomputed')})"
@@ -212,9 +244,9 @@ def info(
         table.add_row("normalized", str(prov.normalized))
         table.add_row("source", str(prov.source))
         table.add_row("created", prov.created)
-        table.add_row("texts kept", "yes" if es.texts is not None else "no")
-        if es.metadata is not None:
-            table.add_row("metadata", ", ".join(es.metadata.column_names))
+        table.add_row("texts kept", "yes" if d["texts"] else "no")
+        if d["metadata"]:
+            table.add_row("metadata", ", ".join(d["metadata"]))
         if counts:
             shown = ", ".join(f"{k}: {v}" for k, v in list(counts.items())[:12])
             more = f" … ({len(counts)} labels)" if len(counts) > 12 else ""

@@ -1,0 +1,212 @@
+"""Sharded EmbeddingSets and streaming, resumable `embedlab encode`: the shard format
+(manifest, checksums, a missing or corrupt shard named), chunked reading equal to reading
+whole, the one-shard layout, and a job killed at random points finishing with every row
+once, in input order."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from embedlab.cli import app
+from embedlab.datasets import demo_path, load_demo
+from embedlab.embedding_set import EmbeddingSet
+from embedlab.errors import DataFormatError, StoreError, ValidationError
+from embedlab.readers import iter_texts, read_texts
+from embedlab.sharded import ShardedSet, ShardWriter, is_sharded
+
+runner = CliRunner()
+
+
+def encode(*args) -> str:
+    res = runner.invoke(app, ["encode", *map(str, args), "--no-cache"])
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+@pytest.fixture(scope="module")
+def sharded_and_whole(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sharded")
+    data = demo_path("train")
+    encode(data, "-o", root / "whole")
+    encode(data, "-o", root / "sharded", "--shard-rows", "50")
+    return root / "sharded", root / "whole"
+
+
+def test_a_sharded_encode_equals_the_one_shot_encode(sharded_and_whole):
+    sharded, whole = sharded_and_whole
+    assert is_sharded(sharded) and not is_sharded(whole)
+    ss = ShardedSet(sharded)
+    assert ss.shape == (178, 384) and [s["rows"] for s in ss.shards] == [50, 50, 50, 28]
+    assert [s["first_row"] for s in ss.shards] == [0, 50, 100, 150]
+    one = EmbeddingSet.load(whole)
+    every = EmbeddingSet.load(sharded)  # all shards, in order
+    np.testing.assert_allclose(every.vectors, one.vectors, atol=1e-6)
+    assert every.ids.tolist() == one.ids.tolist() == [str(i) for i in range(178)]
+    assert every.labels.tolist() == one.labels.tolist()
+    assert every.texts.tolist() == one.texts.tolist()
+    assert ss.label_counts() == one.label_counts()
+    # a one-shard set is the one-file layout, and opens as a set of one shard
+    assert ShardedSet(whole).shards[0]["rows"] == 178
+    assert (whole / "vectors.npy").is_file() and not (whole / "shards").exists()
+    for i, part in enumerate(ss):  # shard by shard, memory-mapped
+        assert isinstance(part.vectors, np.memmap)
+        np.testing.assert_allclose(part.vectors, one.vectors[50 * i : 50 * i + part.n], atol=1e-6)
+
+
+def test_info_reads_the_manifest_and_labels_only(sharded_and_whole, tmp_path):
+    sharded, _ = sharded_and_whole
+    copy = tmp_path / "s"
+    shutil.copytree(sharded, copy)
+    for shard in (copy / "shards").iterdir():
+        (shard / "vectors.npy").write_bytes(b"not read by info")
+    res = runner.invoke(app, ["info", str(copy)])  # checks the checksums by default
+    assert res.exit_code != 0 and "shard 0" in res.output
+    res = runner.invoke(app, ["info", str(copy), "--json", "--no-verify"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert info["n"] == 178 and info["shards"] == 4 and sum(info["label_counts"].values()) == 178
+
+
+def test_a_missing_or_corrupt_shard_is_named(sharded_and_whole, tmp_path):
+    sharded, _ = sharded_and_whole
+    copy = tmp_path / "s"
+    shutil.copytree(sharded, copy)
+    f = copy / "shards" / "00002" / "vectors.npy"
+    f.write_bytes(f.read_bytes()[:-8])
+    ss = ShardedSet(copy)
+    ss.shard(1)  # the others still read
+    with pytest.raises(StoreError, match=r"shard 2 .*vectors.npy has .* bytes"):
+        ss.shard(2)
+    with pytest.raises(StoreError, match="shard 2"):
+        EmbeddingSet.load(copy)
+    shutil.rmtree(copy / "shards" / "00003")
+    with pytest.raises(StoreError, match=r"shard 3 \(shards/00003\) is missing"):
+        ss.shard(3)
+    with pytest.raises(StoreError, match="shard 2"):
+        ss.verify()  # the first bad shard, named
+    rows = copy / "shards" / "00000" / "rows.parquet"
+    data = bytearray(rows.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte changed
+    rows.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="shard 0 .*checksum mismatch for rows.parquet"):
+        ss.shard(0)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet", ".tsv"])
+def test_reading_in_chunks_equals_reading_whole(tmp_path, suffix):
+    t = load_demo("train")
+    texts = list(t.texts)
+    texts[61] = "  "  # an empty text in the second chunk
+    table = pa.table(
+        {"text": texts, "label": list(t.labels), "note": [f"n{i}" for i in range(178)]}
+    )
+    path = tmp_path / f"d{suffix}"
+    if suffix == ".parquet":
+        pq.write_table(table, path, row_group_size=37)
+    elif suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in table.to_pylist()))
+    else:
+        import pyarrow.csv as pacsv
+
+        opts = pacsv.WriteOptions(delimiter="\t" if suffix == ".tsv" else ",")
+        pacsv.write_csv(table, path, write_options=opts)
+    whole = read_texts(path, on_empty="skip")
+    chunks = list(iter_texts(path, 25, on_empty="skip"))
+    assert [first for first, _ in chunks] == list(range(0, 178, 25))
+
+    def joined(field: str) -> list:
+        return [v for _, c in chunks for v in getattr(c, field)]
+
+    assert joined("texts") == whole.texts
+    assert joined("ids") == whole.ids  # input row numbers
+    assert joined("labels") == whole.labels
+    assert joined("skipped_rows") == whole.skipped_rows == [61]
+    assert pa.concat_tables([c.metadata for _, c in chunks]).equals(whole.metadata)
+    with pytest.raises(DataFormatError, match="row 62") as err:
+        list(iter_texts(path, 25))
+    assert "empty text" in str(err.value)
+
+
+def test_writer_resumes_its_own_job_and_discards_another(tmp_path):
+    out = tmp_path / "out"
+    es = EmbeddingSet(np.eye(4, dtype=np.float32), ids=["a", "b", "c", "d"])
+    w = ShardWriter(out, {"input": 1})
+    w.write(0, es.take([0, 1]), 0)
+    (w.work / "shards" / "00001.tmp999").mkdir()  # a shard cut off mid-write
+    (w.work / "shards" / "00001.tmp999" / "vectors.npy").write_bytes(b"half")
+    w = ShardWriter(out, {"input": 1})
+    assert w.done(0) and not w.done(1)
+    assert not (w.work / "shards" / "00001.tmp999").exists()
+    w.write(1, es.take([2, 3]), 2)
+    with pytest.raises(StoreError, match="shard 2 of 3 is missing"):
+        w.finish(3)
+    assert w.finish(2) == out.absolute() and not w.work.exists()
+    assert EmbeddingSet.load(out).ids.tolist() == ["a", "b", "c", "d"]
+    w = ShardWriter(tmp_path / "o2", {"input": 1})
+    w.write(0, es.take([0, 1]), 0)
+    w = ShardWriter(tmp_path / "o2", {"input": 2})  # other input: starts over
+    assert not w.done(0)
+    w.write(0, es.take([0, 1]), 0)
+    w.write(1, EmbeddingSet(np.eye(4, dtype=np.float32)[:2], ids=["a", "x"]), 2)
+    with pytest.raises(ValidationError, match="ids repeat"):
+        w.finish(2)
+
+
+def test_a_killed_encode_resumes_with_every_row_once_in_order(tmp_path):
+    """`embedlab encode` killed (SIGKILL) at random points, then run again: the result has
+    every input row exactly once, in input order, with the vectors of a run never killed.
+    Bounded: 3 kills, each run under 120 s."""
+    t = load_demo("train")
+    n = 3 * len(t.texts)
+    data = tmp_path / "big.csv"
+    table = pa.table(
+        {
+            "text": [f"{x} ({i // len(t.texts)})" for i, x in enumerate(list(t.texts) * 3)],
+            "label": list(t.labels) * 3,
+        }
+    )
+    import pyarrow.csv as pacsv
+
+    pacsv.write_csv(table, data)
+    reference = tmp_path / "reference"
+    encode(data, "-o", reference, "--shard-rows", "40")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "embedlab.cli", "encode", str(data), "-o", str(out)]
+    cmd += ["--shard-rows", "40", "--no-cache"]
+    work = tmp_path / ".out.partial" / "shards"
+    rng = random.Random(0)
+    kills = 0
+    for _ in range(3):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            done = len([p for p in work.glob("*") if ".tmp" not in p.name]) if work.exists() else 0
+            if done >= 1 + kills:
+                time.sleep(rng.uniform(0.0, 0.4))
+                proc.kill()
+                kills += 1
+                break
+            time.sleep(0.02)
+        proc.wait(timeout=60)
+        if out.exists():
+            break
+    assert kills >= 1
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "done by an earlier run" in res.stdout
+    got, want = EmbeddingSet.load(out), EmbeddingSet.load(reference)
+    assert got.ids.tolist() == want.ids.tolist() == [str(i) for i in range(n)]
+    assert got.texts.tolist() == table.column("text").to_pylist()
+    np.testing.assert_allclose(got.vectors, want.vectors, atol=1e-6)
+    assert not (tmp_path / ".out.partial").exists()
