@@ -6,6 +6,9 @@ On disk an EmbeddingSet is a directory of three files::
     rows.parquet    one row per vector: id, label (if any), text (if kept), metadata columns
     manifest.json   shape, dtype, provenance and the sha256 and size of each file
 
+or (``format_version`` 2, ``"layout": "sharded"``) of shard folders holding the same two data
+files under one manifest that lists each shard's rows and checksums — written and read one
+shard at a time by :mod:`embedlab.sharded`; :meth:`EmbeddingSet.load` reads every shard.
 Saving is atomic (see :mod:`embedlab.atomic`); loading verifies sizes, checksums and shapes.
 """
 
@@ -28,10 +31,19 @@ from embedlab.errors import StoreError, ValidationError
 from embedlab.manifest import read_versioned_json, sha256_file
 from embedlab.validation import check_ids, check_labels, check_vectors
 
-__all__ = ["EmbeddingSet", "Provenance", "describe", "read_vector_file"]
+__all__ = [
+    "EmbeddingSet",
+    "Provenance",
+    "describe",
+    "read_manifest",
+    "read_shard",
+    "read_vector_file",
+    "shard_entries",
+]
 
 FORMAT = "embedlab.embedding_set"
 FORMAT_VERSION = 1
+SHARDED_VERSION = 2  # the sharded layout (embedlab.sharded)
 RESERVED_COLUMNS = ("id", "label", "text")
 VECTORS_FILE = "vectors.npy"
 ROWS_FILE = "rows.parquet"
@@ -427,67 +439,95 @@ class EmbeddingSet:
         truncated, edited or mismatched file raises StoreError naming it.
         """
         path = Path(path)
-        from embedlab.sharded import ShardedSet, is_sharded
-
-        if is_sharded(path):  # every shard, concatenated: ShardedSet reads one at a time
-            return ShardedSet(path).load()
         manifest = read_manifest(path)
-        for name in (VECTORS_FILE, ROWS_FILE):
-            f = path / name
-            if not f.is_file():
-                raise StoreError(f"{path}: {name} is missing")
-            expected = manifest["files"][name]
-            size = f.stat().st_size
-            if size != expected["bytes"]:
-                raise StoreError(
-                    f"{path}: {name} has {size} bytes, manifest says {expected['bytes']} "
-                    "(truncated or replaced file)"
-                )
-            if verify and sha256_file(f) != expected["sha256"]:
-                raise StoreError(
-                    f"{path}: checksum mismatch for {name} (file changed or corrupted)"
-                )
-        try:
-            vectors = np.load(
-                path / VECTORS_FILE, mmap_mode="r" if mmap else None, allow_pickle=False
-            )
-        except (ValueError, OSError, EOFError) as exc:
-            raise StoreError(f"{path}: cannot read {VECTORS_FILE}: {exc}") from None
-        shape = tuple(manifest["shape"])
-        if vectors.shape != shape or vectors.dtype != np.float32:
+        columns = manifest["columns"]
+        provenance = Provenance.from_dict(manifest.get("provenance") or {})
+        dim = int(manifest["shape"][1])
+        parts = [
+            read_shard(path, entry, dim, columns, provenance, mmap=mmap, verify=verify)
+            for entry in shard_entries(manifest)
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        return cls.concat(parts, check_provenance=False)
+
+
+def shard_entries(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The shards a manifest lists (``path`` relative to the set, ``rows``, ``first_row``,
+    ``files``); a one-file set is one shard at the root."""
+    if manifest.get("layout") == "sharded":
+        return [dict(e) for e in manifest["shards"]]
+    n = int(manifest["shape"][0])
+    return [{"path": ".", "rows": n, "first_row": 0, "files": manifest["files"]}]
+
+
+def read_shard(
+    root: Path,
+    entry: Mapping[str, Any],
+    dim: int,
+    columns: Mapping[str, Any],
+    provenance: Provenance,
+    *,
+    mmap: bool = True,
+    verify: bool = True,
+) -> EmbeddingSet:
+    """One shard's folder as an EmbeddingSet, its files checked against ``entry`` (sizes
+    always, sha256 with ``verify``); a StoreError names the shard and the file."""
+    folder = root / entry["path"]
+    where = f"{root}" if entry["path"] == "." else f"{root}: {entry['path']}"
+    if not folder.is_dir():
+        raise StoreError(f"{where} is missing")
+    for name in (VECTORS_FILE, ROWS_FILE):
+        f = folder / name
+        if not f.is_file():
+            raise StoreError(f"{where}: {name} is missing")
+        expected = entry["files"][name]
+        size = f.stat().st_size
+        if size != expected["bytes"]:
             raise StoreError(
-                f"{path}: {VECTORS_FILE} holds {vectors.dtype}{vectors.shape}, manifest says "
-                f"float32{shape}"
+                f"{where}: {name} has {size} bytes, manifest says {expected['bytes']} "
+                "(truncated or replaced file)"
             )
-        try:
-            rows = pq.read_table(path / ROWS_FILE)
-        except (pa.ArrowException, OSError) as exc:
-            raise StoreError(f"{path}: cannot read {ROWS_FILE}: {exc}") from None
-        if rows.num_rows != shape[0]:
-            raise StoreError(
-                f"{path}: {ROWS_FILE} has {rows.num_rows} rows, vectors have {shape[0]}"
-            )
-        cols = manifest["columns"]
-        try:
-            meta_names = list(cols.get("metadata", []))
-            out = object.__new__(cls)
-            out.vectors = vectors
-            out.ids = np.asarray(rows.column("id").to_pylist(), dtype=object)
-            out.labels = (
-                np.asarray(rows.column("label").to_pylist(), dtype=object)
-                if cols.get("labels")
-                else None
-            )
-            out.texts = (
-                np.asarray(rows.column("text").to_pylist(), dtype=object)
-                if cols.get("texts")
-                else None
-            )
-            out.metadata = rows.select(meta_names) if meta_names else None
-            out.provenance = Provenance.from_dict(manifest.get("provenance") or {})
-        except (KeyError, TypeError) as exc:
-            raise StoreError(f"{path}: {ROWS_FILE} does not match the manifest: {exc}") from None
-        return out
+        if verify and sha256_file(f) != expected["sha256"]:
+            raise StoreError(f"{where}: checksum mismatch for {name} (file changed or corrupted)")
+    try:
+        vectors = np.load(
+            folder / VECTORS_FILE, mmap_mode="r" if mmap else None, allow_pickle=False
+        )
+    except (ValueError, OSError, EOFError) as exc:
+        raise StoreError(f"{where}: cannot read {VECTORS_FILE}: {exc}") from None
+    shape = (int(entry["rows"]), dim)
+    if vectors.shape != shape or vectors.dtype != np.float32:
+        raise StoreError(
+            f"{where}: {VECTORS_FILE} holds {vectors.dtype}{vectors.shape}, manifest says "
+            f"float32{shape}"
+        )
+    try:
+        rows = pq.read_table(folder / ROWS_FILE)
+    except (pa.ArrowException, OSError) as exc:
+        raise StoreError(f"{where}: cannot read {ROWS_FILE}: {exc}") from None
+    if rows.num_rows != shape[0]:
+        raise StoreError(f"{where}: {ROWS_FILE} has {rows.num_rows} rows, vectors have {shape[0]}")
+    try:
+        meta_names = list(columns.get("metadata", []))
+        out = object.__new__(EmbeddingSet)
+        out.vectors = vectors
+        out.ids = np.asarray(rows.column("id").to_pylist(), dtype=object)
+        out.labels = (
+            np.asarray(rows.column("label").to_pylist(), dtype=object)
+            if columns.get("labels")
+            else None
+        )
+        out.texts = (
+            np.asarray(rows.column("text").to_pylist(), dtype=object)
+            if columns.get("texts")
+            else None
+        )
+        out.metadata = rows.select(meta_names) if meta_names else None
+        out.provenance = provenance
+    except (KeyError, TypeError) as exc:
+        raise StoreError(f"{where}: {ROWS_FILE} does not match the manifest: {exc}") from None
+    return out
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
@@ -502,21 +542,28 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     mfile = path / MANIFEST_FILE
     if not mfile.is_file():
         raise StoreError(f"{path} is not an EmbeddingSet directory: {MANIFEST_FILE} is missing")
-    manifest = read_versioned_json(mfile, FORMAT, FORMAT_VERSION, "an EmbeddingSet manifest")
+    manifest = read_versioned_json(mfile, FORMAT, SHARDED_VERSION, "an EmbeddingSet manifest")
     try:
         shape = manifest["shape"]
+        entries = shard_entries(manifest)
         ok = (
             len(shape) == 2
             and all(isinstance(v, int) and v >= 0 for v in shape)
             and all(
-                set(manifest["files"][f]) >= {"sha256", "bytes"} for f in (VECTORS_FILE, ROWS_FILE)
+                set(e["files"][f]) >= {"sha256", "bytes"}
+                for e in entries
+                for f in (VECTORS_FILE, ROWS_FILE)
             )
+            and sum(int(e["rows"]) for e in entries) == shape[0]
+            and all(".." not in Path(str(e["path"])).parts for e in entries)
             and isinstance(manifest["columns"], dict)
         )
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):
         ok = False
     if not ok:
-        raise StoreError(f"{mfile} is corrupted (missing or malformed shape / files / columns)")
+        raise StoreError(
+            f"{mfile} is corrupted (missing or malformed shape / files / shards / columns)"
+        )
     return manifest
 
 
@@ -571,10 +618,6 @@ def read_vector_file(
 def describe(path: str | os.PathLike, es: EmbeddingSet | None = None) -> dict[str, Any]:
     """A JSON-ready summary of the EmbeddingSet saved at ``path``: shape, provenance, label
     counts, which columns it keeps, when and by which embedlab it was saved."""
-    from embedlab.sharded import ShardedSet, is_sharded
-
-    if es is None and is_sharded(path):  # from the manifest and label columns only
-        return ShardedSet(path).info()
     es = es if es is not None else EmbeddingSet.load(path)
     manifest = read_manifest(path)
     return {

@@ -16,7 +16,7 @@ lays it out that way, so small sets keep the simple layout every tool reads.
 appears in one step (written to a temporary folder, then renamed) with its own
 ``shard.json``, so a job killed at any point and started again with the same input and
 options finds the shards already done, writes only the missing ones, and publishes the
-whole set atomically once every shard is there.
+whole set atomically once every shard is there (:class:`embedlab.jobs.JobFolder`).
 """
 
 from __future__ import annotations
@@ -34,27 +34,30 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from embedlab.atomic import atomic_directory, fsync_directory, fsync_file
+from embedlab.atomic import atomic_directory
 from embedlab.embedding_set import (
     FORMAT,
     MANIFEST_FILE,
     ROWS_FILE,
+    SHARDED_VERSION,
     VECTORS_FILE,
     EmbeddingSet,
     Provenance,
     _utc_now,
     _version,
+    read_manifest,
+    read_shard,
+    shard_entries,
 )
 from embedlab.errors import StoreError, ValidationError
-from embedlab.manifest import read_versioned_json, sha256_file
+from embedlab.jobs import JobFolder
+from embedlab.manifest import sha256_file
 
 __all__ = ["SHARDED_VERSION", "ShardWriter", "ShardedSet", "is_sharded"]
 
 log = logging.getLogger("embedlab")
 
-SHARDED_VERSION = 2
 SHARD_FILE = "shard.json"
-JOB_FILE = "job.json"
 
 
 def is_sharded(path: str | os.PathLike) -> bool:
@@ -73,21 +76,6 @@ def _files(folder: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def _check_files(folder: Path, files: Mapping[str, Any], where: str, verify: bool) -> None:
-    for name in (VECTORS_FILE, ROWS_FILE):
-        f = folder / name
-        if not f.is_file():
-            raise StoreError(f"{where}: {name} is missing")
-        expected = files[name]
-        if f.stat().st_size != expected["bytes"]:
-            raise StoreError(
-                f"{where}: {name} has {f.stat().st_size} bytes, the manifest says "
-                f"{expected['bytes']} (truncated or replaced)"
-            )
-        if verify and sha256_file(f) != expected["sha256"]:
-            raise StoreError(f"{where}: checksum mismatch for {name} (changed or corrupted)")
-
-
 class ShardedSet:
     """An EmbeddingSet on disk read shard by shard (a format-1 set is one shard).
 
@@ -99,26 +87,11 @@ class ShardedSet:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        mfile = self.path / MANIFEST_FILE
-        if not mfile.is_file():
-            raise StoreError(
-                f"{self.path} is not an EmbeddingSet directory: {MANIFEST_FILE} is missing"
-            )
-        doc = read_versioned_json(mfile, FORMAT, SHARDED_VERSION, "an EmbeddingSet manifest")
-        self.manifest = doc
-        try:
-            self.n, self.dim = (int(v) for v in doc["shape"])
-            self.columns = dict(doc["columns"])
-            if doc.get("layout") == "sharded":
-                self.shards = [dict(s) for s in doc["shards"]]
-            else:  # format 1: the root is the one shard
-                self.shards = [{"path": ".", "rows": self.n, "first_row": 0, "files": doc["files"]}]
-            rows = sum(int(s["rows"]) for s in self.shards)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StoreError(f"{mfile} is corrupted (shape / columns / shards: {exc})") from None
-        if rows != self.n:
-            raise StoreError(f"{mfile}: the shards hold {rows} rows, the shape says {self.n}")
-        self.provenance = Provenance.from_dict(doc.get("provenance") or {})
+        self.manifest = read_manifest(self.path)
+        self.n, self.dim = (int(v) for v in self.manifest["shape"])
+        self.columns = dict(self.manifest["columns"])
+        self.shards = shard_entries(self.manifest)
+        self.provenance = Provenance.from_dict(self.manifest.get("provenance") or {})
 
     def __len__(self) -> int:
         return self.n
@@ -132,33 +105,20 @@ class ShardedSet:
     def shape(self) -> tuple[int, int]:
         return (self.n, self.dim)
 
-    def _where(self, i: int) -> str:
-        return f"{self.path}: shard {i} ({self.shards[i]['path']})"
-
     def shard(self, i: int, *, mmap: bool = True, verify: bool = True) -> EmbeddingSet:
         """Shard ``i`` as an EmbeddingSet (vectors memory-mapped); StoreError naming the
         shard when one of its files is missing, truncated or changed."""
         if not 0 <= i < len(self.shards):
             raise ValidationError(f"shard {i} does not exist ({len(self.shards)} shards)")
-        entry = self.shards[i]
-        folder = self.path / entry["path"]
-        where = self._where(i)
-        if not folder.is_dir():
-            raise StoreError(f"{where} is missing")
-        _check_files(folder, entry["files"], where, verify)
-        try:
-            vectors = np.load(folder / VECTORS_FILE, mmap_mode="r" if mmap else None)
-            rows = pq.read_table(folder / ROWS_FILE)
-        except (ValueError, OSError, EOFError, pa.ArrowException) as exc:
-            raise StoreError(f"{where}: cannot read it ({exc})") from None
-        if vectors.shape != (int(entry["rows"]), self.dim) or vectors.dtype != np.float32:
-            raise StoreError(
-                f"{where}: vectors are {vectors.dtype}{vectors.shape}, the manifest says "
-                f"float32({entry['rows']}, {self.dim})"
-            )
-        if rows.num_rows != int(entry["rows"]):
-            raise StoreError(f"{where}: {rows.num_rows} rows for {entry['rows']} vectors")
-        return _from_parts(vectors, rows, self.columns, self.provenance)
+        return read_shard(
+            self.path,
+            self.shards[i],
+            self.dim,
+            self.columns,
+            self.provenance,
+            mmap=mmap,
+            verify=verify,
+        )
 
     def __iter__(self) -> Iterator[EmbeddingSet]:
         for i in range(len(self.shards)):
@@ -166,10 +126,10 @@ class ShardedSet:
 
     def rows_tables(self, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
         """Each shard's rows.parquet (only ``columns`` when given), vectors not read."""
-        for i, entry in enumerate(self.shards):
+        for entry in self.shards:
             f = self.path / entry["path"] / ROWS_FILE
             if not f.is_file():
-                raise StoreError(f"{self._where(i)}: {ROWS_FILE} is missing")
+                raise StoreError(f"{self.path}: shard {entry['path']}: {ROWS_FILE} is missing")
             yield pq.read_table(f, columns=list(columns) if columns else None)
 
     def label_counts(self) -> dict[str, int]:
@@ -186,18 +146,14 @@ class ShardedSet:
         return dict(sorted(counts.items()))
 
     def verify(self) -> None:
-        """Check every shard's files against the manifest (sizes and checksums)."""
-        for i, entry in enumerate(self.shards):
-            folder = self.path / entry["path"]
-            if not folder.is_dir():
-                raise StoreError(f"{self._where(i)} is missing")
-            _check_files(folder, entry["files"], self._where(i), True)
+        """Check every shard's files against the manifest (sizes and checksums), one shard
+        at a time; StoreError naming the first bad one."""
+        for i in range(len(self.shards)):
+            self.shard(i, verify=True)
 
     def load(self) -> EmbeddingSet:
         """Every shard in one in-memory EmbeddingSet (for sets that fit in memory)."""
-        if len(self.shards) == 1:
-            return self.shard(0)
-        return EmbeddingSet.concat(list(self), check_provenance=False)
+        return EmbeddingSet.load(self.path)
 
     def info(self) -> dict[str, Any]:
         """A JSON-ready summary read from the manifest and the label columns only."""
@@ -214,26 +170,6 @@ class ShardedSet:
             "saved": self.manifest.get("saved"),
             "embedlab_version": self.manifest.get("embedlab_version"),
         }
-
-
-def _from_parts(
-    vectors: np.ndarray, rows: pa.Table, columns: Mapping[str, Any], provenance: Provenance
-) -> EmbeddingSet:
-    out = object.__new__(EmbeddingSet)
-    out.vectors = vectors
-    out.ids = np.asarray(rows.column("id").to_pylist(), dtype=object)
-    out.labels = (
-        np.asarray(rows.column("label").to_pylist(), dtype=object)
-        if columns.get("labels")
-        else None
-    )
-    out.texts = (
-        np.asarray(rows.column("text").to_pylist(), dtype=object) if columns.get("texts") else None
-    )
-    meta = list(columns.get("metadata", []))
-    out.metadata = rows.select(meta) if meta else None
-    out.provenance = provenance
-    return out
 
 
 class ShardWriter:
@@ -259,40 +195,16 @@ class ShardWriter:
         if self.output.exists() and not overwrite:
             raise StoreError(f"{self.output} already exists (pass --force to replace it)")
         self.overwrite = overwrite
-        self.work = self.output.with_name(f".{self.output.name}.partial")
-        self.job = json.loads(json.dumps(dict(job), default=str))
-        job_file = self.work / JOB_FILE
-        if self.work.exists():
-            try:
-                old = json.loads(job_file.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                old = None
-            if restart or old != self.job:  # another job's shards cannot be reused
-                if old is not None and old != self.job:
-                    log.warning(
-                        "%s: discarding an unfinished run with other input or options",
-                        self.work,
-                    )
-                shutil.rmtree(self.work)
-        (self.work / "shards").mkdir(parents=True, exist_ok=True)
-        if not job_file.is_file():
-            tmp = job_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.job, indent=1), encoding="utf-8")
-            fsync_file(tmp)
-            os.replace(tmp, job_file)
-            fsync_directory(self.work)
-        for stale in (self.work / "shards").glob("*.tmp*"):  # a shard cut off mid-write
-            shutil.rmtree(stale, ignore_errors=True)
+        self.job_folder = JobFolder(self.output, job, restart=restart)
+        self.work = self.job_folder.path
 
     def abandon(self) -> None:
         """After a failure: remove the work folder if it holds no finished shard (nothing to
         resume), keep it otherwise."""
-        shards = self.work / "shards"
-        if not any(p.is_dir() and ".tmp" not in p.name for p in shards.glob("*")):
-            shutil.rmtree(self.work, ignore_errors=True)
+        self.job_folder.abandon()
 
     def _folder(self, i: int) -> Path:
-        return self.work / "shards" / f"{i:05d}"
+        return self.job_folder.piece(i)
 
     def done(self, i: int) -> bool:
         """Whether shard ``i`` was completely written by an earlier run of this job."""
@@ -301,9 +213,16 @@ class ShardWriter:
             return False
         if entry["rows"] == 0:
             return True
-        try:
-            _check_files(self._folder(i), entry["files"], f"shard {i}", verify=False)
-        except StoreError:
+        try:  # its files as its record says (sizes; the record was written after them)
+            read_shard(
+                self.job_folder.pieces,
+                {**entry, "path": f"{i:05d}"},
+                int(entry["dim"]),
+                entry["columns"],
+                Provenance(),
+                verify=False,
+            )
+        except (StoreError, KeyError, TypeError, ValueError):
             shutil.rmtree(self._folder(i), ignore_errors=True)
             return False
         return True
@@ -317,9 +236,7 @@ class ShardWriter:
     def write(self, i: int, es: EmbeddingSet | None, first_row: int) -> None:
         """Write shard ``i`` (rows ``first_row`` … of the input) in one step; ``None``: a
         chunk of the input that gave no rows (every text skipped), remembered as done."""
-        folder = self._folder(i)
-        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = self.job_folder.temp(i)
         tmp.mkdir(parents=True)
         entry: dict[str, Any] = {"rows": 0, "first_row": int(first_row)}
         if es is not None:
@@ -327,16 +244,13 @@ class ShardWriter:
             pq.write_table(es.rows_table(), tmp / ROWS_FILE)
             entry |= {
                 "rows": int(es.n),
+                "dim": int(es.dim),
                 "files": _files(tmp),
                 "columns": _columns(es),
                 "provenance": es.provenance.to_dict(),
             }
         (tmp / SHARD_FILE).write_text(json.dumps(entry, indent=1), encoding="utf-8")
-        for f in tmp.iterdir():
-            fsync_file(f)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-        fsync_directory(folder.parent)
+        self.job_folder.commit(i, tmp)
 
     def finish(self, n_shards: int) -> Path:
         """Publish shards 0 … n_shards-1 at the output (one shard: the format-1 layout) and
@@ -393,7 +307,7 @@ class ShardWriter:
                     "shards": shards,
                 }
             (tmp / MANIFEST_FILE).write_text(json.dumps(doc, indent=1), encoding="utf-8")
-        shutil.rmtree(self.work, ignore_errors=True)
+        self.job_folder.remove()
         return self.output
 
 
