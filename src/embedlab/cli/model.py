@@ -30,6 +30,7 @@ from embedlab.cli.common import (
     plural,
     read_input_texts,
     read_labelled,
+    say_skipped,
     user_errors,
 )
 from embedlab.errors import EmbedlabError
@@ -414,25 +415,16 @@ def _adapt_summary(adapted: dict | None) -> str:
     )
 
 
-def _prediction_table(details: dict, table, id_col: str | None, keep_columns: bool):
-    """The input's columns (or just its ids) followed by the prediction columns; a
-    prediction column whose name the input already uses is called predicted_<name>."""
-    import pyarrow as pa
-
-    if keep_columns and table.table is not None:
-        out = table.table
-    else:
-        out = pa.table({id_col or "id": pa.array(table.ids, type=pa.string())})
-    for k, v in details.items():
-        name = f"predicted_{k}" if k in out.column_names else k
-        out = out.append_column(name, pa.array(v.tolist()))
-    return out
-
-
 @app.command(rich_help_panel="Classify")
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="A model bundle made by `embedlab fit`.")],
-    data: Annotated[Path, typer.Argument(help="Texts to label (CSV, TSV, JSONL, JSON, Parquet).")],
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Texts to label (CSV, TSV, JSONL, JSON, Parquet), or an EmbeddingSet "
+            "directory (sharded or not) encoded with the model's encoder."
+        ),
+    ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Output file: .csv, .jsonl or .parquet.")
     ],
@@ -454,15 +446,31 @@ def predict(
     delimiter: DelimiterOption = None,
     backend: BackendOption = None,
     cache: CacheOption = True,
+    chunk_rows: Annotated[
+        int,
+        typer.Option(
+            help="Rows per chunk: the input is read, predicted and written one chunk at a "
+            "time (memory bounded by a chunk)."
+        ),
+    ] = 65_536,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Start over, discarding an unfinished earlier run for OUTPUT (by default a "
+            "run with the same input, model and options resumes where it stopped).",
+        ),
+    ] = False,
     force: ForceOption = False,
 ) -> None:
-    """Label texts with a fitted model; out-of-scope inputs get the model's oos label
-    (unless --no-reject).
+    """Label texts (or stored vectors) with a fitted model; out-of-scope inputs get the
+    model's oos label (unless --no-reject).
 
     OUTPUT holds the input's columns, then: label, score (novelty: higher = more out of
     scope), out_of_scope, and the top-3 labels with their probabilities (a name the input
     already uses becomes predicted_<name>). OUTPUT may not be the input, and an existing
-    OUTPUT needs --force.
+    OUTPUT needs --force. The input is processed chunk by chunk; a run that was stopped
+    (Ctrl-C, a crash, kill -9) resumes when started again.
 
     [bold]Examples[/]
 
@@ -472,28 +480,36 @@ def predict(
 
       embedlab predict model/ new.csv -o predictions.csv --no-reject   [dim]# closed-set data[/]
     """
+    from embedlab.manifest import sha256_file
     from embedlab.pipeline import Pipeline
-    from embedlab.readers import write_table
+    from embedlab.prediction import predict_file
 
     with user_errors():
         check_output_file(output, force, data, model_dir)
         if output.suffix.lower() not in (".csv", ".jsonl", ".parquet"):
             raise EmbedlabError(f"{output}: output must end in .csv, .jsonl or .parquet")
         pipe = Pipeline.load(model_dir, cache=cache, backend=backend)
-        table = read_input_texts(
+        job = predict_file(
+            pipe,
             data,
+            output,
+            chunk_rows=chunk_rows,
+            reject=reject,
+            keep_columns=keep_columns,
             text_col=text_col,
-            label_col=None,
             id_col=id_col,
             splits=split,
-            skip_empty=skip_empty,
+            on_empty="skip" if skip_empty else "error",
             delimiter=delimiter,
+            model_id=sha256_file(model_dir / "bundle.json"),
+            restart=restart,
         )
-        details = pipe.predict_details(table.texts, reject=reject)
-        write_table(_prediction_table(details, table, id_col, keep_columns), output)
-        n_oos = int(details["out_of_scope"].sum())
-        rejected = f"{n_oos} out of scope" if reject else "rejection off (--no-reject)"
-        console.print(f"wrote {output}: {plural(len(table), 'prediction')}, {rejected}")
+        say_skipped(job)
+        rejected = f"{job.out_of_scope} out of scope" if reject else "rejection off (--no-reject)"
+        resumed = (
+            f"; {job.resumed} of {job.chunks} chunks done by an earlier run" if job.resumed else ""
+        )
+        console.print(f"wrote {output}: {plural(job.rows, 'prediction')}, {rejected}{resumed}")
 
 
 @app.command(rich_help_panel="Classify")

@@ -1,0 +1,253 @@
+"""Predictions for inputs of any size: a model's labels for a data file of texts or for a
+stored (possibly sharded) EmbeddingSet, computed chunk by chunk and written as they go, so
+memory is bounded by a chunk; resumable (a job stopped at any point and started again with
+the same input, model and options computes only the chunks not yet written); the output file
+appears in one step when every chunk is there.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from embedlab.atomic import fsync_directory, fsync_file
+from embedlab.errors import DataFormatError, ValidationError
+from embedlab.jobs import JobFolder
+from embedlab.manifest import sha256_file
+from embedlab.progress import progress_bar
+from embedlab.readers import TEXT_FORMATS, iter_texts
+
+__all__ = ["CHUNK_ROWS", "PredictJob", "predict_file", "prediction_table"]
+
+#: Rows per chunk of a streaming prediction (vectors of a chunk: 100 MB at 384 dimensions).
+CHUNK_ROWS = 65_536
+_ENCODER_KEYS = ("fingerprint", "layer", "truncate_dim", "first_last_average")
+
+
+@dataclass
+class PredictJob:
+    """What :func:`predict_file` did."""
+
+    output: Path
+    rows: int = 0
+    chunks: int = 0
+    resumed: int = 0
+    out_of_scope: int = 0
+    skipped_rows: list[int] = field(default_factory=list)
+
+
+def prediction_table(details: dict[str, np.ndarray], base: pa.Table) -> pa.Table:
+    """``base`` (the input's columns, or only its ids) followed by the prediction columns;
+    a prediction column whose name the input already uses becomes ``predicted_<name>``."""
+    out = base
+    for name, values in details.items():
+        col = f"predicted_{name}" if name in out.column_names else name
+        v = np.asarray(values)
+        array = pa.array(v, type=pa.string()) if v.dtype == object else pa.array(v)
+        out = out.append_column(col, array)
+    return out
+
+
+def _is_set(path: Path) -> bool:
+    return path.is_dir() and (path / "manifest.json").is_file()
+
+
+def _check_encoder(pipe: Any, provenance: Any, path: Path) -> None:
+    """Refuse vectors that another encoder (model, layer, dimension) made."""
+    mine = pipe._encoder().spec
+    theirs = provenance.encoder or {}
+    if not theirs:
+        raise ValidationError(
+            f"{path} holds imported vectors of unknown origin; the model can only score "
+            "vectors of its own encoder — predict from the texts, or encode them with "
+            "`embedlab encode` and the model's encoder"
+        )
+    diff = [k for k in _ENCODER_KEYS if mine.get(k) != theirs.get(k)]
+    if diff:
+        shown = ", ".join(f"{k}: set {theirs.get(k)!r} vs model {mine.get(k)!r}" for k in diff)
+        raise ValidationError(
+            f"{path} was encoded with another encoder than the model's ({shown}); predict from "
+            "the texts, or encode them again with the model's encoder"
+        )
+
+
+def _set_chunks(
+    path: Path, pipe: Any, rows: int, keep_columns: bool
+) -> tuple[int, Iterator[tuple[np.ndarray | None, pa.Table, list[int]]]]:
+    from embedlab.sharded import ShardedSet
+
+    ss = ShardedSet(path)
+    _check_encoder(pipe, ss.provenance, path)
+
+    def chunks() -> Iterator[tuple[np.ndarray | None, pa.Table, list[int]]]:
+        for i in range(len(ss.shards)):
+            shard = ss.shard(i)  # memory-mapped; unmapped when the next one replaces it
+            table = shard.rows_table()
+            if not keep_columns:
+                table = table.select(["id"])
+            for s in range(0, shard.n, rows):
+                yield shard.vectors[s : s + rows], table.slice(s, rows), []
+            del shard
+
+    return ss.n, chunks()
+
+
+def _text_chunks(
+    path: Path, rows: int, read: dict[str, Any], keep_columns: bool
+) -> Iterator[tuple[list[str], pa.Table, list[int]]]:
+    """(texts, the input's columns — or only the ids —, skipped rows) per chunk."""
+    id_col = read.get("id_col")
+    for _first, t in iter_texts(path, rows, label_col=None, **read):
+        if keep_columns and t.table is not None:
+            base = t.table
+        else:
+            base = pa.table({id_col or "id": pa.array(t.ids, type=pa.string())})
+        yield t.texts, base, t.skipped_rows
+
+
+def _rows_in(path: Path) -> int | None:
+    from embedlab.encoding import _count_rows
+
+    return _count_rows(path)
+
+
+def predict_file(
+    pipe: Any,
+    data: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    reject: bool = True,
+    keep_columns: bool = True,
+    text_col: str = "text",
+    id_col: str | None = None,
+    splits: Sequence[str] | None = None,
+    on_empty: Literal["error", "skip"] = "error",
+    delimiter: str | None = None,
+    model_id: str = "",
+    restart: bool = False,
+    progress: bool | None = None,
+) -> PredictJob:
+    """Predict every row of ``data`` (a data file of texts, or an EmbeddingSet directory
+    of vectors the model's encoder made) into ``output`` (.csv, .jsonl or .parquet), one
+    chunk of ``chunk_rows`` rows at a time; resumable (see the module doc)."""
+    if chunk_rows < 1:
+        raise ValidationError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    data, output = Path(data), Path(output)
+    fmt = TEXT_FORMATS.get(output.suffix.lower())
+    if fmt not in ("csv", "jsonl", "parquet"):
+        raise DataFormatError(f"{output}: output must end in .csv, .jsonl or .parquet")
+    vectors = _is_set(data)
+    read = {
+        "text_col": text_col,
+        "id_col": id_col,
+        "splits": splits,
+        "on_empty": on_empty,
+        "delimiter": delimiter,
+    }
+    stamp = (
+        sha256_file(data / "manifest.json")
+        if vectors
+        else {"bytes": data.stat().st_size, "mtime_ns": data.stat().st_mtime_ns}
+    )
+    job = JobFolder(
+        output,
+        {
+            "kind": "predict",
+            "input": {"path": str(data.resolve()), "stamp": stamp},
+            "model": model_id,
+            "options": {
+                **read,
+                "splits": list(splits or []),
+                "chunk_rows": chunk_rows,
+                "reject": reject,
+                "keep_columns": keep_columns,
+            },
+        },
+        restart=restart,
+    )
+    done = PredictJob(output)
+    if vectors:
+        total, chunks = _set_chunks(data, pipe, chunk_rows, keep_columns)
+    else:
+        total, chunks = _rows_in(data), _text_chunks(data, chunk_rows, read, keep_columns)
+    show = (total or 0) > 10_000 if progress is None else progress
+    try:
+        with progress_bar(total or 0, "predicting", enabled=show and bool(total)) as advance:
+            for i, (inputs, base, skipped) in enumerate(chunks):
+                done.chunks += 1
+                done.skipped_rows += skipped
+                n = base.num_rows
+                if job.piece(i).exists():
+                    done.resumed += 1
+                    meta = pq.read_metadata(job.piece(i)).metadata or {}
+                    done.out_of_scope += int(meta.get(b"embedlab.out_of_scope", b"0"))
+                elif n:
+                    if vectors:
+                        details = pipe.details_from_vectors(np.asarray(inputs), reject=reject)
+                    else:
+                        details = pipe.predict_details(inputs, reject=reject, progress=False)
+                    table = prediction_table(details, base)
+                    n_oos = int(np.asarray(details["out_of_scope"]).sum())
+                    done.out_of_scope += n_oos
+                    table = table.replace_schema_metadata({"embedlab.out_of_scope": str(n_oos)})
+                    tmp = job.temp(i)
+                    pq.write_table(table, tmp)
+                    job.commit(i, tmp)
+                done.rows += n
+                advance(n + len(skipped))
+        _publish(job, done.chunks, output, fmt)
+    except BaseException:
+        job.abandon()
+        raise
+    job.remove()
+    return done
+
+
+def _publish(job: JobFolder, n_chunks: int, output: Path, fmt: str) -> None:
+    """Stream the chunks' tables into ``output`` in order, atomically (a temporary file in
+    the same folder, synced, then renamed)."""
+    pieces = [job.piece(i) for i in range(n_chunks) if job.piece(i).exists()]
+    if not pieces:
+        raise ValidationError("no rows to predict: every input row was skipped")
+    schema = pa.unify_schemas(
+        [pq.read_schema(p).remove_metadata() for p in pieces], promote_options="permissive"
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            writer: Any = None
+            if fmt == "parquet":
+                writer = pq.ParquetWriter(fh, schema)
+            elif fmt == "csv":
+                writer = pacsv.CSVWriter(fh, schema)
+            for piece in pieces:  # one chunk in memory at a time
+                table = pq.read_table(piece).replace_schema_metadata(None).cast(schema)
+                if fmt == "jsonl":
+                    buf = io.StringIO()
+                    for rec in table.to_pylist():  # JSON lines are written row by row
+                        buf.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                    fh.write(buf.getvalue().encode("utf-8"))
+                else:
+                    writer.write_table(table)
+            if writer is not None:
+                writer.close()
+        fsync_file(tmp)
+        os.replace(tmp, output)
+        fsync_directory(output.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
