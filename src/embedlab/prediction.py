@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from embedlab.atomic import fsync_directory, fsync_file
@@ -91,14 +93,20 @@ def _set_chunks(
     _check_encoder(pipe, ss.provenance, path)
 
     def chunks() -> Iterator[tuple[np.ndarray | None, pa.Table, list[int]]]:
-        for i in range(len(ss.shards)):
-            shard = ss.shard(i)  # memory-mapped; unmapped when the next one replaces it
-            table = shard.rows_table()
-            if not keep_columns:
-                table = table.select(["id"])
-            for s in range(0, shard.n, rows):
-                yield shard.vectors[s : s + rows], table.slice(s, rows), []
-            del shard
+        # the next shard is read and its checksums verified in a thread while this one is
+        # predicted (hashing releases the GIL); at most two shards are mapped at a time
+        with ThreadPoolExecutor(1) as pool:
+            ahead = pool.submit(ss.shard, 0)
+            for i in range(len(ss.shards)):
+                shard = ahead.result()  # memory-mapped, verified
+                if i + 1 < len(ss.shards):
+                    ahead = pool.submit(ss.shard, i + 1)
+                table = shard.rows_table()
+                if not keep_columns:
+                    table = table.select(["id"])
+                for s in range(0, shard.n, rows):
+                    yield shard.vectors[s : s + rows], table.slice(s, rows), []
+                del shard
 
     return ss.n, chunks()
 
@@ -191,7 +199,7 @@ def predict_file(
                 n = base.num_rows
                 if job.piece(i).exists():
                     done.resumed += 1
-                    meta = pq.read_metadata(job.piece(i)).metadata or {}
+                    meta = _read_piece(job.piece(i)).schema.metadata or {}
                     done.out_of_scope += int(meta.get(b"embedlab.out_of_scope", b"0"))
                 elif n:
                     if vectors:
@@ -203,7 +211,11 @@ def predict_file(
                     done.out_of_scope += n_oos
                     table = table.replace_schema_metadata({"embedlab.out_of_scope": str(n_oos)})
                     tmp = job.temp(i)
-                    pq.write_table(table, tmp)
+                    with (
+                        pa.OSFile(str(tmp), "wb") as sink,
+                        pa.ipc.new_file(sink, table.schema) as piece,
+                    ):  # Arrow IPC: a temporary piece, written as it is in memory
+                        piece.write_table(table)
                     job.commit(i, tmp)
                 done.rows += n
                 advance(n + len(skipped))
@@ -215,6 +227,12 @@ def predict_file(
     return done
 
 
+def _read_piece(path: Path) -> pa.Table:
+    """A finished piece (an Arrow IPC file), memory-mapped."""
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).read_all()
+
+
 def _publish(job: JobFolder, n_chunks: int, output: Path, fmt: str) -> None:
     """Stream the chunks' tables into ``output`` in order, atomically (a temporary file in
     the same folder, synced, then renamed)."""
@@ -222,7 +240,7 @@ def _publish(job: JobFolder, n_chunks: int, output: Path, fmt: str) -> None:
     if not pieces:
         raise ValidationError("no rows to predict: every input row was skipped")
     schema = pa.unify_schemas(
-        [pq.read_schema(p).remove_metadata() for p in pieces], promote_options="permissive"
+        [_read_piece(p).schema.remove_metadata() for p in pieces], promote_options="permissive"
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
@@ -235,7 +253,7 @@ def _publish(job: JobFolder, n_chunks: int, output: Path, fmt: str) -> None:
             elif fmt == "csv":
                 writer = pacsv.CSVWriter(fh, schema)
             for piece in pieces:  # one chunk in memory at a time
-                table = pq.read_table(piece).replace_schema_metadata(None).cast(schema)
+                table = _read_piece(piece).replace_schema_metadata(None).cast(schema)
                 if fmt == "jsonl":
                     buf = io.StringIO()
                     for rec in table.to_pylist():  # JSON lines are written row by row

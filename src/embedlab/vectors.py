@@ -6,14 +6,22 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-__all__ = ["class_means", "principal_directions", "top_k_cosine", "unit_rows"]
+__all__ = ["class_means", "cosine_to", "principal_directions", "top_k_cosine", "unit_rows"]
 
 
 def unit_rows(X: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero), float32."""
     X = np.asarray(X, dtype=np.float32)
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X))[:, None]  # no (n, d) temporary
     return X / np.maximum(norms, 1e-12)
+
+
+def cosine_to(X: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of X to each unit row of R, (n, m), float32: the
+    products divided by X's row norms afterwards (n × m divisions, not n × d)."""
+    X = np.asarray(X, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X))
+    return (X @ R.T) / np.maximum(norms, 1e-12)[:, None]
 
 
 def class_means(X: np.ndarray, y_idx: np.ndarray, n_classes: int) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from embedlab.detect.base import NoveltyDetector
-from embedlab.vectors import class_means, unit_rows
+from embedlab.vectors import class_means, cosine_to, unit_rows
 
 __all__ = ["MaxCosineDetector"]
 
@@ -37,4 +37,4 @@ class MaxCosineDetector(NoveltyDetector):
             self.centroids_ = unit_rows(class_means(U, y_idx, len(classes)))
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        return 1.0 - (unit_rows(X) @ self.centroids_.T).max(axis=1)
+        return 1.0 - cosine_to(X, self.centroids_).max(axis=1)

@@ -10,7 +10,7 @@ from sklearn.cluster import KMeans
 
 from embedlab.heads.base import EmbeddingClassifier
 from embedlab.heads.teen import Teen, teen_shift
-from embedlab.vectors import class_means, unit_rows
+from embedlab.vectors import class_means, cosine_to, unit_rows
 
 __all__ = ["PrototypeClassifier", "class_means"]
 
@@ -125,11 +125,10 @@ class PrototypeClassifier(EmbeddingClassifier):
 
     def similarities(self, X: Any) -> np.ndarray:
         """Cosine similarity of each row to its closest prototype of each class, (n, n_classes)."""
-        U = unit_rows(self._validate_predict(X))
-        sims = U @ self.prototypes_.T
+        sims = cosine_to(self._validate_predict(X), self.prototypes_)
         if len(self.prototypes_) == len(self.classes_):
             return sims
-        out = np.full((len(U), len(self.classes_)), -np.inf, dtype=np.float32)
+        out = np.full((len(sims), len(self.classes_)), -np.inf, dtype=np.float32)
         np.maximum.at(out.T, self.prototype_class_, sims.T)
         return out
 
