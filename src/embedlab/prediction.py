@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tempfile
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -191,8 +192,33 @@ def predict_file(
     else:
         total, chunks = _rows_in(data), _text_chunks(data, chunk_rows, read, keep_columns)
     show = (total or 0) > 10_000 if progress is None else progress
+
+    def predict_chunk(i: int, inputs: Any, base: pa.Table) -> int:
+        """Predict one chunk and write it as piece i; its out-of-scope count."""
+        if vectors:
+            details = pipe.details_from_vectors(np.asarray(inputs), reject=reject)
+        else:
+            details = pipe.predict_details(inputs, reject=reject, progress=False)
+        n_oos = int(np.asarray(details["out_of_scope"]).sum())
+        table = prediction_table(details, base)
+        table = table.replace_schema_metadata({"embedlab.out_of_scope": str(n_oos)})
+        tmp = job.temp(i)
+        with (
+            pa.OSFile(str(tmp), "wb") as sink,
+            pa.ipc.new_file(sink, table.schema) as piece,
+        ):  # Arrow IPC: a temporary piece, written as it is in memory
+            piece.write_table(table)
+        job.commit(i, tmp)
+        return n_oos
+
     try:
-        with progress_bar(total or 0, "predicting", enabled=show and bool(total)) as advance:
+        # chunks are predicted two at a time (numpy and Arrow release the GIL); at most
+        # three are in memory; each is its own piece, so the order of finishing is free
+        with (
+            progress_bar(total or 0, "predicting", enabled=show and bool(total)) as advance,
+            ThreadPoolExecutor(2) as pool,
+        ):
+            running: deque[tuple[Any, int]] = deque()
             for i, (inputs, base, skipped) in enumerate(chunks):
                 done.chunks += 1
                 done.skipped_rows += skipped
@@ -201,24 +227,20 @@ def predict_file(
                     done.resumed += 1
                     meta = _read_piece(job.piece(i)).schema.metadata or {}
                     done.out_of_scope += int(meta.get(b"embedlab.out_of_scope", b"0"))
+                    advance(n + len(skipped))
                 elif n:
-                    if vectors:
-                        details = pipe.details_from_vectors(np.asarray(inputs), reject=reject)
-                    else:
-                        details = pipe.predict_details(inputs, reject=reject, progress=False)
-                    table = prediction_table(details, base)
-                    n_oos = int(np.asarray(details["out_of_scope"]).sum())
-                    done.out_of_scope += n_oos
-                    table = table.replace_schema_metadata({"embedlab.out_of_scope": str(n_oos)})
-                    tmp = job.temp(i)
-                    with (
-                        pa.OSFile(str(tmp), "wb") as sink,
-                        pa.ipc.new_file(sink, table.schema) as piece,
-                    ):  # Arrow IPC: a temporary piece, written as it is in memory
-                        piece.write_table(table)
-                    job.commit(i, tmp)
+                    running.append((pool.submit(predict_chunk, i, inputs, base), n))
+                else:
+                    advance(len(skipped))
                 done.rows += n
-                advance(n + len(skipped))
+                while len(running) > 2 or (running and running[0][0].done()):
+                    future, rows = running.popleft()
+                    done.out_of_scope += future.result()
+                    advance(rows)
+            while running:
+                future, rows = running.popleft()
+                done.out_of_scope += future.result()
+                advance(rows)
         _publish(job, done.chunks, output, fmt)
     except BaseException:
         job.abandon()
