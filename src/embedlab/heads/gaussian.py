@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import numpy as np
+from scipy.special import softmax
 
 from embedlab.covariance import ScatterStats, mahalanobis_to_means, shrunk_covariance_from_stats
 from embedlab.errors import ValidationError
@@ -189,6 +190,27 @@ class GaussianClassifier(EmbeddingClassifier):
         return (
             (Z**2) @ inv.T - 2 * Z @ (self.means_ * inv).T + (self.means_**2 * inv).sum(1)[None, :]
         )
+
+    def _ranking_scores(self, X: Any) -> np.ndarray:
+        """Scores that rank the classes of each row as :meth:`class_scores` does and give the
+        same softmax: with a shared covariance the row's own x'Px term, equal for every
+        class, is left out (linear in x, LDA: n·k·d work instead of n·d²)."""
+        if self.covariance != "shared":
+            return self.class_scores(X)
+        X = self._validate_predict(X)
+        Z = unit_rows(X) if self.normalize else X
+        PM = (self.means_ @ self.precision_).astype(np.float32)  # (k, d); P is symmetric
+        mpm = np.einsum("kd,kd->k", PM, self.means_).astype(np.float32)
+        return Z @ PM.T - 0.5 * mpm[None, :]
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_``."""
+        return softmax(self._ranking_scores(X).astype(np.float64), axis=1)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each row."""
+        scores = self._ranking_scores(X)  # checks it is fitted first
+        return self.classes_[np.argmax(scores, axis=1)]
 
     def class_scores(self, X: Any) -> np.ndarray:
         """Class log-likelihoods up to a constant: −½·distance (− ½·log|Σ_k| for diagonal)."""
