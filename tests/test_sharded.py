@@ -210,3 +210,24 @@ def test_a_killed_encode_resumes_with_every_row_once_in_order(tmp_path):
     assert got.texts.tolist() == table.column("text").to_pylist()
     np.testing.assert_allclose(got.vectors, want.vectors, atol=1e-6)
     assert not (tmp_path / ".out.partial").exists()
+
+
+def test_an_index_is_built_shard_by_shard(sharded_and_whole, tmp_path):
+    from embedlab.index import Index
+
+    sharded, whole = sharded_and_whole
+    a, rows = Index.from_set(sharded, "flat")
+    b = Index("flat", 384).add(EmbeddingSet.load(whole).vectors)
+    Q = EmbeddingSet.load(whole).vectors[:5]
+    assert rows.num_rows == 178 and a.ids.tolist() == [str(i) for i in range(178)]
+    np.testing.assert_array_equal(a.search(Q, 3)[0], b.search(Q, 3)[0])
+    ivf, _ = Index.from_set(sharded, "ivf4,pq8x4", train_rows=120, seed=0)
+    again, _ = Index.from_set(sharded, "ivf4,pq8x4", train_rows=120, seed=0)
+    assert len(ivf) == 178
+    np.testing.assert_array_equal(ivf.search(Q, 3)[0], again.search(Q, 3)[0])  # seeded
+    out = tmp_path / "ix"
+    res = runner.invoke(
+        app, ["index", str(sharded), "-o", str(out), "--spec", "ivf4,pq8x4", "--train-rows", "120"]
+    )
+    assert res.exit_code == 0, res.output
+    assert len(Index.load(out)) == 178

@@ -146,6 +146,40 @@ class Index:
             self._faiss_index(X).add(X)
         return self
 
+    @classmethod
+    def from_set(
+        cls,
+        path: str | os.PathLike,
+        spec: str = "flat",
+        *,
+        train_rows: int = 100_000,
+        seed: int = 0,
+    ) -> tuple[Index, Any]:
+        """An index of a saved EmbeddingSet (sharded or not), built shard by shard: the
+        quantiser (sq8, pq, ivf-pq) trained on ``train_rows`` rows drawn evenly from every
+        shard (seeded), then each shard added in turn. Returns (index, rows table)."""
+        import pyarrow as pa
+
+        from embedlab.sharded import ShardedSet
+
+        ss = ShardedSet(path)
+        index = cls(spec, ss.dim, encoder=ss.provenance.encoder)
+        if index.kind in ("sq8", "pq", "ivfpq"):
+            rng = np.random.default_rng(seed)
+            want = min(int(train_rows), ss.n)
+            chosen = np.sort(rng.choice(ss.n, size=want, replace=False))
+            parts, start = [], 0
+            for shard in ss:  # one shard mapped at a time; only the sampled rows copied
+                mine = chosen[(chosen >= start) & (chosen < start + shard.n)] - start
+                parts.append(np.asarray(shard.vectors[mine]))
+                start += shard.n
+            index.train(np.concatenate(parts))
+        tables = []
+        for shard in ss:
+            index.add(shard.vectors, ids=shard.ids)
+            tables.append(shard.rows_table())
+        return index, pa.concat_tables(tables)
+
     def _faiss_index(self, first: np.ndarray) -> Any:
         import faiss
 

@@ -35,9 +35,16 @@ def index(
             help="flat, sq8, pqM[xB], hnswM, ivfN,pqM[xB], binary,rescoreR or dimD,rerankR."
         ),
     ] = "flat",
+    train_rows: Annotated[
+        int,
+        typer.Option(
+            help="Rows drawn from the set (evenly from every shard, seeded) to train a "
+            "quantiser (sq8, pq, ivf-pq)."
+        ),
+    ] = 100_000,
     force: ForceOption = False,
 ) -> None:
-    """Build a search index over an EmbeddingSet.
+    """Build a search index over an EmbeddingSet (sharded or not: added shard by shard).
 
     [bold]Examples[/]
 
@@ -47,17 +54,17 @@ def index(
 
       embedlab index space/ -o index/ --spec ivf256,pq16       (FAISS IVF-PQ)
     """
-    from embedlab.embedding_set import EmbeddingSet
     from embedlab.index import Index
 
     with user_errors():
         check_output_dir(output, force, space)
-        es = EmbeddingSet.load(space)
+        if train_rows < 1:
+            raise EmbedlabError(f"--train-rows must be at least 1, got {train_rows}")
         t0 = time.perf_counter()
-        idx = Index(spec, es.dim, encoder=es.provenance.encoder).add(es.vectors, ids=es.ids)
-        idx.save(output, overwrite=force, rows=es.rows_table())
+        idx, rows = Index.from_set(space, spec, train_rows=train_rows)
+        idx.save(output, overwrite=force, rows=rows)
         console.print(
-            f"wrote {output}: {spec} index of {len(idx)} × {es.dim} vectors, "
+            f"wrote {output}: {spec} index of {len(idx)} × {idx.dim} vectors, "
             f"{idx.bytes_per_vector():g} bytes/vector, built in {time.perf_counter() - t0:.1f} s"
         )
 
