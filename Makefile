@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "embedlab needs Python 3.11, found " + sys.version.split()[0]'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,serve]'
+	$(PY) -m pip install --quiet -e '.[dev,serve,ray]'
 	@# Build the packaged encoder's ONNX graph (and its backend check) once, at install
 	@# time, into the venv: the first `embedlab encode` then exports nothing.
 	EMBEDLAB_ONNX_CACHE=$(CURDIR)/$(VENV)/share/embedlab EMBEDLAB_SYSTEM_GRAPHS=0 $(PY) -c \

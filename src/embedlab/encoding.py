@@ -115,11 +115,14 @@ def encode_file_sharded(
     overwrite: bool = False,
     restart: bool = False,
     progress: bool | None = None,
+    ray: Any = None,
 ) -> EncodeJob:
     """Encode a data file into an EmbeddingSet at ``output`` one shard of ``shard_rows``
     input rows at a time (memory bounded by a shard), resumably: run again after a crash or
     a kill with the same input and options, it encodes only the shards not yet written.
     One shard gives the simple one-file layout; more, a sharded set (:mod:`embedlab.sharded`).
+    ``ray`` (:class:`embedlab.distributed.RayOptions`): the shards are encoded by a pool of
+    Ray actors (same output, see :mod:`embedlab.distributed`).
     """
     from embedlab.sharded import ShardWriter
 
@@ -157,7 +160,10 @@ def encode_file_sharded(
         delimiter=delimiter,
     )
     try:
-        _run_encode(writer, chunks, encoder, keep_text, out, total, show)
+        if ray is None:
+            _run_encode(writer, chunks, encoder, keep_text, out, total, show)
+        else:
+            _run_encode_ray(writer, chunks, encoder, keep_text, out, ray, path)
     except BaseException:
         writer.abandon()  # kept only when it holds finished shards to resume from
         raise
@@ -193,3 +199,53 @@ def _run_encode(
                 writer.write(i, es, first)
             out.rows += len(table)
             advance(n_in)
+
+
+def _run_encode_ray(
+    writer: Any,
+    chunks: Any,
+    encoder: Encoder,
+    keep_text: bool,
+    out: EncodeJob,
+    ray: Any,
+    source: Path,
+) -> None:
+    """The shards not yet written, as input pieces for a pool of Ray encoder actors."""
+    import pyarrow as pa
+
+    from embedlab.distributed import EncodeWorker, run_items, write_input_piece
+
+    items = []
+    for i, (first, table) in enumerate(chunks):
+        out.shards += 1
+        out.skipped_rows += table.skipped_rows
+        out.rows += len(table)
+        if writer.done(i):
+            out.resumed += 1
+        elif len(table) == 0:
+            writer.write(i, None, first)
+        else:
+            cols = {
+                "id": pa.array(table.ids, pa.string()),
+                "text": pa.array(table.texts, pa.string()),
+            }
+            if table.labels is not None:
+                cols["label"] = pa.array(table.labels, pa.string())
+            piece = pa.table(cols)
+            if table.metadata is not None:
+                for name in table.metadata.column_names:
+                    piece = piece.append_column(name, table.metadata.column(name))
+            path = write_input_piece(writer.work / "inputs", i, piece)
+            items.append(
+                {"shard": i, "first_row": first, "input": str(path), "source": str(source)}
+            )
+            out.encoded += len(table)
+    spec = encoder.spec
+    kwargs = {
+        "spec": spec,
+        "backend": encoder.resolved_backend,
+        "work": str(writer.work),
+        "keep_text": keep_text,
+    }
+    run_items(items, EncodeWorker, kwargs, ray)
+    out.dim = int(spec.get("dim") or 0)

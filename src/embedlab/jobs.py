@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -67,13 +68,24 @@ class JobFolder:
             else:
                 stale.unlink(missing_ok=True)
 
+    @classmethod
+    def attach(cls, path: str | os.PathLike) -> JobFolder:
+        """The work folder at ``path`` as another process sees it (a Ray worker writing
+        pieces): nothing is checked, discarded or cleaned."""
+        folder = object.__new__(cls)
+        folder.path = Path(path)
+        folder.output = folder.path.with_name(folder.path.name[1:].removesuffix(".partial"))
+        folder.pieces = folder.path / "pieces"
+        folder.job = json.loads((folder.path / JOB_FILE).read_text(encoding="utf-8"))
+        return folder
+
     def piece(self, i: int) -> Path:
         """Where finished piece ``i`` lives."""
         return self.pieces / f"{i:05d}"
 
     def temp(self, i: int) -> Path:
         """A temporary name to build piece ``i`` under (then :meth:`commit`)."""
-        tmp = self.pieces / f"{i:05d}.tmp{os.getpid()}"
+        tmp = self.pieces / f"{i:05d}.tmp{os.getpid()}-{threading.get_ident()}"
         if tmp.is_dir():
             shutil.rmtree(tmp)
         else:

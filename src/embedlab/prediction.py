@@ -147,10 +147,14 @@ def predict_file(
     model_id: str = "",
     restart: bool = False,
     progress: bool | None = None,
+    ray: Any = None,
+    model_dir: str | os.PathLike | None = None,
 ) -> PredictJob:
     """Predict every row of ``data`` (a data file of texts, or an EmbeddingSet directory
     of vectors the model's encoder made) into ``output`` (.csv, .jsonl or .parquet), one
-    chunk of ``chunk_rows`` rows at a time; resumable (see the module doc)."""
+    chunk of ``chunk_rows`` rows at a time; resumable (see the module doc). ``ray``
+    (:class:`embedlab.distributed.RayOptions`, with ``model_dir``, the bundle the actors
+    load): the chunks are predicted by a pool of Ray actors (same output)."""
     if chunk_rows < 1:
         raise ValidationError(f"chunk_rows must be at least 1, got {chunk_rows}")
     data, output = Path(data), Path(output)
@@ -187,6 +191,29 @@ def predict_file(
         restart=restart,
     )
     done = PredictJob(output)
+    if ray is not None:
+        if model_dir is None:
+            raise ValidationError("predicting on Ray needs model_dir (the actors load it)")
+        try:
+            _predict_ray(
+                pipe,
+                data,
+                job,
+                done,
+                vectors,
+                chunk_rows,
+                read,
+                keep_columns,
+                reject,
+                ray,
+                Path(model_dir),
+            )
+            _publish(job, done.chunks, output, fmt)
+        except BaseException:
+            job.abandon()
+            raise
+        job.remove()
+        return done
     if vectors:
         total, chunks = _set_chunks(data, pipe, chunk_rows, keep_columns)
     else:
@@ -194,22 +221,7 @@ def predict_file(
     show = (total or 0) > 10_000 if progress is None else progress
 
     def predict_chunk(i: int, inputs: Any, base: pa.Table) -> int:
-        """Predict one chunk and write it as piece i; its out-of-scope count."""
-        if vectors:
-            details = pipe.details_from_vectors(np.asarray(inputs), reject=reject)
-        else:
-            details = pipe.predict_details(inputs, reject=reject, progress=False)
-        n_oos = int(np.asarray(details["out_of_scope"]).sum())
-        table = prediction_table(details, base)
-        table = table.replace_schema_metadata({"embedlab.out_of_scope": str(n_oos)})
-        tmp = job.temp(i)
-        with (
-            pa.OSFile(str(tmp), "wb") as sink,
-            pa.ipc.new_file(sink, table.schema) as piece,
-        ):  # Arrow IPC: a temporary piece, written as it is in memory
-            piece.write_table(table)
-        job.commit(i, tmp)
-        return n_oos
+        return predict_piece(pipe, job, i, inputs, base, vectors, reject)
 
     try:
         # chunks are predicted two at a time (numpy and Arrow release the GIL); at most
@@ -247,6 +259,114 @@ def predict_file(
         raise
     job.remove()
     return done
+
+
+def predict_piece(
+    pipe: Any,
+    job: JobFolder,
+    i: int,
+    inputs: Any,
+    base: pa.Table,
+    vectors: bool,
+    reject: bool,
+) -> int:
+    """Predict one chunk (vectors or texts) and write it as piece ``i`` in one step; its
+    out-of-scope count (also kept in the piece's metadata)."""
+    if vectors:
+        details = pipe.details_from_vectors(np.asarray(inputs), reject=reject)
+    else:
+        details = pipe.predict_details(inputs, reject=reject, progress=False)
+    n_oos = int(np.asarray(details["out_of_scope"]).sum())
+    table = prediction_table(details, base)
+    table = table.replace_schema_metadata({"embedlab.out_of_scope": str(n_oos)})
+    tmp = job.temp(i)
+    with (
+        pa.OSFile(str(tmp), "wb") as sink,
+        pa.ipc.new_file(sink, table.schema) as piece,
+    ):  # Arrow IPC: a temporary piece, written as it is in memory
+        piece.write_table(table)
+    job.commit(i, tmp)
+    return n_oos
+
+
+_TEXT = "__embedlab_text__"
+
+
+def set_chunk(item: dict[str, Any], keep_columns: bool) -> tuple[np.ndarray, pa.Table]:
+    """Rows ``start:stop`` of shard ``shard`` of the set at ``set``: vectors and columns."""
+    from embedlab.sharded import ShardedSet
+
+    shard = ShardedSet(item["set"]).shard(int(item["shard"]))
+    a, b = int(item["start"]), int(item["stop"])
+    table = shard.rows_table().slice(a, b - a)
+    return np.asarray(shard.vectors[a:b]), table if keep_columns else table.select(["id"])
+
+
+def text_chunk(path: str, keep_columns: bool) -> tuple[list[str], pa.Table]:
+    """An input piece written by :func:`_predict_ray`: its texts and output columns."""
+    table = pq.read_table(path)
+    texts = table.column(_TEXT).to_pylist()
+    return texts, table.drop_columns([_TEXT])
+
+
+def _predict_ray(
+    pipe: Any,
+    data: Path,
+    job: JobFolder,
+    done: PredictJob,
+    vectors: bool,
+    chunk_rows: int,
+    read: dict[str, Any],
+    keep_columns: bool,
+    reject: bool,
+    ray: Any,
+    model_dir: Path,
+) -> None:
+    from embedlab.distributed import PredictWorker, run_items, write_input_piece
+
+    items: list[dict[str, Any]] = []
+    if vectors:
+        from embedlab.sharded import ShardedSet
+
+        ss = ShardedSet(data)
+        _check_encoder(pipe, ss.provenance, data)
+        i = 0
+        for s, entry in enumerate(ss.shards):
+            for a in range(0, int(entry["rows"]), chunk_rows):
+                b = min(a + chunk_rows, int(entry["rows"]))
+                done.chunks += 1
+                done.rows += b - a
+                if job.piece(i).exists():
+                    done.resumed += 1
+                else:
+                    items.append(
+                        {"chunk": i, "set": str(data.resolve()), "shard": s, "start": a, "stop": b}
+                    )
+                i += 1
+    else:
+        for i, (texts, base, skipped) in enumerate(
+            _text_chunks(data, chunk_rows, read, keep_columns)
+        ):
+            done.chunks += 1
+            done.skipped_rows += skipped
+            done.rows += base.num_rows
+            if job.piece(i).exists():
+                done.resumed += 1
+            elif base.num_rows:
+                piece = base.append_column(_TEXT, pa.array(texts, pa.string()))
+                path = write_input_piece(job.path / "inputs", i, piece)
+                items.append({"chunk": i, "input": str(path)})
+    kwargs = {
+        "model": str(model_dir),
+        "backend": pipe._encoder().resolved_backend,
+        "work": str(job.path),
+        "options": {"keep_columns": keep_columns, "reject": reject},
+    }
+    run_items(items, PredictWorker, kwargs, ray)
+    for i in range(done.chunks):
+        if job.piece(i).exists():
+            meta = _read_piece(job.piece(i)).schema.metadata or {}
+            done.out_of_scope += int(meta.get(b"embedlab.out_of_scope", b"0"))
 
 
 def _read_piece(path: Path) -> pa.Table:

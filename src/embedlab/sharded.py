@@ -198,6 +198,16 @@ class ShardWriter:
         self.job_folder = JobFolder(self.output, job, restart=restart)
         self.work = self.job_folder.path
 
+    @classmethod
+    def attach(cls, work: str | os.PathLike) -> ShardWriter:
+        """A writer of shards into the work folder ``work`` of a job started elsewhere (a
+        Ray worker): :meth:`write` and :meth:`done` only."""
+        writer = object.__new__(cls)
+        writer.job_folder = JobFolder.attach(work)
+        writer.work = writer.job_folder.path
+        writer.output, writer.overwrite = writer.job_folder.output, False
+        return writer
+
     def abandon(self) -> None:
         """After a failure: remove the work folder if it holds no finished shard (nothing to
         resume), keep it otherwise."""

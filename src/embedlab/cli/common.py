@@ -80,6 +80,37 @@ DelimiterOption = Annotated[
 ]
 
 
+RayOption = Annotated[
+    bool,
+    typer.Option(
+        "--ray",
+        help="Run on Ray: a pool of actors, each loading the encoder / model once (a local "
+        "runtime on 127.0.0.1 unless --ray-address; needs the 'ray' extra). Same output.",
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        help="An existing Ray cluster (ray://HOST:10001 or HOST:6379); its workers must see "
+        "the output's folder."
+    ),
+]
+RayActorsOption = Annotated[int, typer.Option(help="Ray actors (one CPU each).")]
+
+
+def ray_options(ray: bool, address: str | None, actors: int):
+    """RayOptions for --ray / --ray-address / --ray-actors (None without --ray)."""
+    if not ray:
+        if address:
+            raise EmbedlabError("--ray-address needs --ray")
+        return None
+    if actors < 1:
+        raise EmbedlabError(f"--ray-actors must be at least 1, got {actors}")
+    from embedlab.distributed import RayOptions
+
+    return RayOptions(address=address, actors=actors)
+
+
 def read_input_texts(data: Path, *, skip_empty: bool = False, **kwargs):
     """read_texts with --skip-empty mapped, saying which rows were skipped."""
     from embedlab.readers import read_texts

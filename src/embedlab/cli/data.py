@@ -15,12 +15,16 @@ from embedlab.cli.common import (
     DelimiterOption,
     ForceOption,
     ModelOption,
+    RayActorsOption,
+    RayAddressOption,
+    RayOption,
     SkipEmptyOption,
     TextColOption,
     app,
     check_output_dir,
     console,
     rate,
+    ray_options,
     say_skipped,
     user_errors,
 )
@@ -94,6 +98,9 @@ def encode(
             "input or options starts over by itself).",
         ),
     ] = False,
+    ray: RayOption = False,
+    ray_address: RayAddressOption = None,
+    ray_actors: RayActorsOption = 2,
     force: ForceOption = False,
 ) -> None:
     """Encode the texts of DATA into an EmbeddingSet directory.
@@ -102,7 +109,8 @@ def encode(
     other columns go to OUTPUT/rows.parquet, and OUTPUT/manifest.json records the encoder.
     Inputs over --shard-rows rows are written as shards (OUTPUT/shards/00000/ ...) under one
     manifest. A run that was stopped (Ctrl-C, a crash, kill -9) resumes when started again:
-    only the shards not yet written are encoded.
+    only the shards not yet written are encoded. With --ray the shards are encoded by a
+    pool of Ray actors (same output; a run may resume on either).
 
     [bold]Examples[/]
 
@@ -121,6 +129,7 @@ def encode(
         check_output_dir(output, force, data, model)
         if shard_rows < 1:
             raise EmbedlabError(f"--shard-rows must be at least 1, got {shard_rows}")
+        on_ray = ray_options(ray, ray_address, ray_actors)
         encoder = SentenceTransformerEncoder(
             model,
             batch_size=batch_size,
@@ -147,6 +156,7 @@ def encode(
             keep_text=keep_text,
             overwrite=force,
             restart=restart,
+            ray=on_ray,
         )
         secs = time.perf_counter() - t0
         say_skipped(job)

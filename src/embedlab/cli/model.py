@@ -18,6 +18,9 @@ from embedlab.cli.common import (
     ForceOption,
     LabelColOption,
     ModelOption,
+    RayActorsOption,
+    RayAddressOption,
+    RayOption,
     RejectOption,
     SkipEmptyOption,
     SplitOption,
@@ -28,6 +31,7 @@ from embedlab.cli.common import (
     console,
     err_console,
     plural,
+    ray_options,
     read_input_texts,
     read_labelled,
     say_skipped,
@@ -461,6 +465,9 @@ def predict(
             "run with the same input, model and options resumes where it stopped).",
         ),
     ] = False,
+    ray: RayOption = False,
+    ray_address: RayAddressOption = None,
+    ray_actors: RayActorsOption = 2,
     force: ForceOption = False,
 ) -> None:
     """Label texts (or stored vectors) with a fitted model; out-of-scope inputs get the
@@ -503,6 +510,8 @@ def predict(
             delimiter=delimiter,
             model_id=sha256_file(model_dir / "bundle.json"),
             restart=restart,
+            ray=ray_options(ray, ray_address, ray_actors),
+            model_dir=model_dir,
         )
         say_skipped(job)
         rejected = f"{job.out_of_scope} out of scope" if reject else "rejection off (--no-reject)"

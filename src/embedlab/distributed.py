@@ -1,0 +1,187 @@
+"""Encode and predict on Ray (``--ray``): the same jobs as :func:`embedlab.encoding.
+encode_file_sharded` and :func:`embedlab.prediction.predict_file`, with the heavy step run
+as a Ray Data pipeline — work items → ``map_batches`` over a pool of actors that each load
+the encoder (or the model) once → each item written as its shard or piece.
+
+The driver reads the input chunk by chunk (memory bounded by a chunk) and writes each chunk
+to the job's work folder as an input piece; the actors read their piece, compute, and write
+their shard into the same work folder in one step (a retried item rewrites the same shard,
+so a worker killed midway loses nothing and duplicates nothing: Ray restarts the actor and
+retries the item). The driver then publishes the output exactly as the single-machine job
+does, so both give the same result, and a job started on one can resume on the other.
+
+Without an address Ray runs as a local runtime on 127.0.0.1, started and stopped here; with
+one (``ray://host:10001`` or ``host:6379``), an existing cluster — whose workers must see
+the work folder (shared storage) and have embedlab installed. Needs the ``ray`` extra.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embedlab.errors import EmbedlabError
+
+__all__ = ["RayOptions", "ray_session", "run_items"]
+
+#: Actor restarts and item retries after a worker dies.
+RETRIES = 3
+
+
+@dataclass
+class RayOptions:
+    """Where and how wide: ``address`` (None: a local runtime on 127.0.0.1), ``actors``
+    (encoder / model actors, one CPU each)."""
+
+    address: str | None = None
+    actors: int = 2
+
+
+@contextlib.contextmanager
+def ray_session(options: RayOptions) -> Iterator[Any]:
+    """Ray, connected: the running session if there is one, else a local runtime on
+    loopback (or the cluster at ``options.address``), shut down on exit if started here."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise EmbedlabError(
+            f"--ray needs the 'ray' extra ({exc.name} is missing): pip install 'embedlab[ray]'"
+        ) from None
+    if ray.is_initialized():
+        yield ray
+        return
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if options.address:
+        ray.init(address=options.address, **quiet)
+    else:
+        ray.init(
+            num_cpus=max(options.actors, 1),
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            **quiet,
+        )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def run_items(
+    items: Sequence[dict[str, Any]],
+    worker: type,
+    kwargs: dict[str, Any],
+    options: RayOptions,
+) -> list[dict[str, Any]]:
+    """Run ``worker`` (a callable class: constructed once per actor with ``kwargs``, called
+    with a batch of one item) over ``items`` as a Ray Data pipeline; its results."""
+    if not items:
+        return []
+    quiet = logging.getLogger("ray.data")  # its executor's INFO summary; restored below
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        return _run(items, worker, kwargs, options)
+    finally:
+        quiet.setLevel(level)
+
+
+def _run(
+    items: Sequence[dict[str, Any]], worker: type, kwargs: dict[str, Any], options: RayOptions
+) -> list[dict[str, Any]]:
+    with ray_session(options) as ray:
+        import ray.data
+
+        ds = ray.data.from_items(list(items), override_num_blocks=len(items))
+        out = ds.map_batches(
+            worker,
+            fn_constructor_kwargs=kwargs,
+            batch_size=1,
+            concurrency=max(1, options.actors),
+            num_cpus=1,
+            max_restarts=RETRIES,
+            max_task_retries=RETRIES,
+        )
+        return out.take_all()
+
+
+def _one(batch: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {k: (v[0].item() if hasattr(v[0], "item") else v[0]) for k, v in batch.items()}
+
+
+class EncodeWorker:
+    """A Ray actor that encodes input pieces into shards (the encoder loaded once)."""
+
+    def __init__(self, spec: dict[str, Any], backend: str | None, work: str, keep_text: bool):
+        from embedlab.encoders.sentence_transformer import encoder_from_spec
+        from embedlab.sharded import ShardWriter
+
+        self.encoder = encoder_from_spec(spec, cache=False, backend=backend)
+        self.writer = ShardWriter.attach(work)
+        self.keep_text = keep_text
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        from embedlab.encoding import encode_table
+        from embedlab.readers import TextTable
+
+        item = _one(batch)
+        i = int(item["shard"])
+        if not self.writer.done(i):  # a retried item whose shard was written: nothing to do
+            table = pq.read_table(item["input"])
+            meta = [c for c in table.column_names if c not in ("id", "label", "text")]
+            texts = TextTable(
+                texts=table.column("text").to_pylist(),
+                ids=table.column("id").to_pylist(),
+                labels=table.column("label").to_pylist() if "label" in table.column_names else None,
+                metadata=table.select(meta) if meta else None,
+                source=str(item["source"]),
+            )
+            es = encode_table(texts, self.encoder, keep_text=self.keep_text, progress=False)
+            self.writer.write(i, es, int(item["first_row"]))
+        return {"shard": [i], "pid": [os.getpid()]}
+
+
+class PredictWorker:
+    """A Ray actor that predicts chunks into pieces (the model loaded once)."""
+
+    def __init__(self, model: str, backend: str | None, work: str, options: dict[str, Any]):
+        from embedlab.jobs import JobFolder
+        from embedlab.pipeline import Pipeline
+
+        self.pipe = Pipeline.load(model, cache=False, backend=backend)
+        self.job = JobFolder.attach(work)
+        self.options = options
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        from embedlab.prediction import predict_piece, set_chunk, text_chunk
+
+        item = _one(batch)
+        i = int(item["chunk"])
+        if not self.job.piece(i).exists():
+            if "set" in item:
+                inputs, base = set_chunk(item, self.options["keep_columns"])
+                vectors = True
+            else:
+                inputs, base = text_chunk(item["input"], self.options["keep_columns"])
+                vectors = False
+            predict_piece(self.pipe, self.job, i, inputs, base, vectors, self.options["reject"])
+        return {"chunk": [i], "pid": [os.getpid()]}
+
+
+def write_input_piece(folder: Path, i: int, table: pa.Table) -> Path:
+    """An input chunk for the workers, written in one step under ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{i:05d}.parquet"
+    if not path.exists():
+        tmp = folder / f"{i:05d}.parquet.tmp{os.getpid()}"
+        pq.write_table(table, tmp, compression="none")
+        os.replace(tmp, path)
+    return path
