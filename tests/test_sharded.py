@@ -231,3 +231,22 @@ def test_an_index_is_built_shard_by_shard(sharded_and_whole, tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert len(Index.load(out)) == 178
+
+
+def test_filter_and_concat_shard_by_shard(sharded_and_whole, tmp_path):
+    from embedlab.sharded import concat_sets, filter_set
+
+    sharded, whole = sharded_and_whole
+    one = EmbeddingSet.load(whole)
+    alarms = filter_set(sharded, tmp_path / "alarms", ["set_alarm", "weather_forecast"])
+    rest = filter_set(sharded, tmp_path / "rest", ["set_alarm", "weather_forecast"], exclude=True)
+    want = one.where_label("set_alarm", "weather_forecast")
+    got = EmbeddingSet.load(alarms)
+    assert got.ids.tolist() == want.ids.tolist()
+    np.testing.assert_allclose(got.vectors, want.vectors, atol=1e-6)
+    both = EmbeddingSet.load(concat_sets([alarms, rest], tmp_path / "both"))
+    assert both.n == 178 and sorted(both.ids.tolist(), key=int) == one.ids.tolist()
+    with pytest.raises(ValidationError, match="ids repeat"):
+        concat_sets([alarms, alarms], tmp_path / "twice")
+    with pytest.raises(ValidationError, match="unknown label"):
+        filter_set(sharded, tmp_path / "x", ["nope"])

@@ -53,7 +53,7 @@ from embedlab.errors import StoreError, ValidationError
 from embedlab.jobs import JobFolder
 from embedlab.manifest import sha256_file
 
-__all__ = ["SHARDED_VERSION", "ShardWriter", "ShardedSet", "is_sharded"]
+__all__ = ["ShardWriter", "ShardedSet", "concat_sets", "filter_set", "is_sharded"]
 
 log = logging.getLogger("embedlab")
 
@@ -336,3 +336,62 @@ def _columns(es: EmbeddingSet) -> dict[str, Any]:
         "texts": es.texts is not None,
         "metadata": [] if es.metadata is None else es.metadata.column_names,
     }
+
+
+def filter_set(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    labels: Sequence[str],
+    *,
+    exclude: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """A new set of the rows of ``source`` whose label is one of ``labels`` (or is not,
+    with ``exclude``), written shard by shard (memory bounded by a shard)."""
+    ss = ShardedSet(source)
+    if not ss.columns.get("labels"):
+        raise ValidationError(f"{source} has no labels to filter on")
+    known = ss.label_counts()
+    unknown = [lab for lab in labels if str(lab) not in known]
+    if unknown:
+        raise ValidationError(f"unknown label(s) {unknown}; known labels: {sorted(known)[:20]}")
+    wanted = [str(x) for x in labels]
+    job = {"filter": wanted, "exclude": exclude, "source": sha256_file(ss.path / MANIFEST_FILE)}
+    writer = ShardWriter(output, job, overwrite=overwrite)
+    kept = 0
+    for i, shard in enumerate(ss):
+        if writer.done(i):
+            continue
+        mask = np.isin(shard.labels.astype(str), wanted) != exclude
+        part = shard.take(np.flatnonzero(mask)) if mask.any() else None
+        writer.write(i, part, kept)
+        kept += int(mask.sum())
+    return writer.finish(len(ss.shards))
+
+
+def concat_sets(
+    sources: Sequence[str | os.PathLike], output: str | os.PathLike, *, overwrite: bool = False
+) -> Path:
+    """One set of every row of ``sources`` in order (same encoder, columns and dimension),
+    shard by shard; row ids must stay unique."""
+    sets = [ShardedSet(p) for p in sources]
+    if not sets:
+        raise ValidationError("nothing to concatenate")
+    first = sets[0]
+    for other in sets[1:]:
+        if not first.provenance.same_encoder(other.provenance) or other.dim != first.dim:
+            raise ValidationError(
+                f"{other.path} comes from another encoder or dimension than {first.path}"
+            )
+        if other.columns != first.columns:
+            raise ValidationError(f"{other.path} has other columns than {first.path}")
+    job = {"concat": [sha256_file(s.path / MANIFEST_FILE) for s in sets]}
+    writer = ShardWriter(output, job, overwrite=overwrite)
+    k = start = 0
+    for ss in sets:
+        for shard in ss:
+            if not writer.done(k):
+                writer.write(k, shard, start)
+            start += shard.n
+            k += 1
+    return writer.finish(k)
