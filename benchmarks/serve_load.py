@@ -35,7 +35,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,7 +43,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from embedlab.datasets import load_demo
-from embedlab.serve.process import free_port, running_server
+from embedlab.serve.process import free_port, running_process, running_server
 
 ANCHOR = "hand-written FastAPI + sentence-transformers"
 
@@ -52,30 +51,12 @@ ANCHOR = "hand-written FastAPI + sentence-transformers"
 @contextlib.contextmanager
 def anchor_server(model_dir: str):
     """benchmarks/naive_st_server.py on 127.0.0.1 and a free port: (base URL, process)."""
-    import httpx
-
     port = free_port()
     script = str(Path(__file__).with_name("naive_st_server.py"))
-    proc = subprocess.Popen([sys.executable, script, model_dir, "--port", str(port)])
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("the anchor server exited")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError("the anchor server was not ready in 120 s")
-            time.sleep(0.3)
+    cmd = [sys.executable, script, model_dir, "--port", str(port)]
+    with running_process(cmd, base, ready_timeout=120, what="the anchor server") as proc:
         yield base, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def rss_mb(pid: int) -> float:

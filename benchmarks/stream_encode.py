@@ -14,25 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from measured import run_measured
 
 from embedlab.datasets import load_demo
-
-_MEASURED = (
-    "import resource, runpy, sys\n"
-    "sys.argv = ['embedlab', *sys.argv[1:]]\n"
-    "try:\n"
-    "    runpy.run_module('embedlab.cli', run_name='__main__')\n"
-    "finally:\n"
-    "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-    "    print(f'PEAK_RSS_KB {peak}', file=sys.stderr)\n"
-)
 
 
 def main() -> None:
@@ -50,21 +38,15 @@ def main() -> None:
             texts = [f"{base[i % len(base)]} #{i}" for i in range(n)]
             pq.write_table(pa.table({"text": texts}), data, row_group_size=10_000)
         out = work / f"space-{n}"
-        cmd = [sys.executable, "-c", _MEASURED, "encode", str(data), "-o", str(out)]
-        cmd += ["--shard-rows", str(args.shard_rows), "--no-cache", "--force", "--restart"]
-        t0 = time.perf_counter()
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if res.returncode:
-            raise SystemExit(res.stdout + res.stderr)
-        peak = int(res.stderr.rsplit("PEAK_RSS_KB", 1)[1].split()[0]) / 1024
+        cmd = ["encode", str(data), "-o", str(out), "--shard-rows", str(args.shard_rows)]
+        stdout, wall, peak = run_measured([*cmd, "--no-cache", "--force", "--restart"])
         row = {
             "rows": n,
             "shard_rows": args.shard_rows,
             "wall_s": round(wall, 1),
             "texts_per_s": round(n / wall),
             "peak_rss_mb": round(peak, 1),
-            "message": res.stdout.strip().splitlines()[-1][:200],
+            "message": stdout.strip().splitlines()[-1][:200],
         }
         print(json.dumps(row), flush=True)
 

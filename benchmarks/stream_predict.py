@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from measured import run_measured
 
 from embedlab.datasets import demo_path, load_demo
 from embedlab.embedding_set import EmbeddingSet, Provenance
@@ -74,27 +75,10 @@ def synthetic(out: Path, model: Path, rows: int, seed: int = 0) -> None:
     writer.finish(-(-rows // shard_rows))
 
 
-_MEASURED = (
-    "import resource, runpy, sys\n"
-    "sys.argv = ['embedlab', *sys.argv[1:]]\n"
-    "try:\n"
-    "    runpy.run_module('embedlab.cli', run_name='__main__')\n"
-    "finally:\n"
-    "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-    "    print(f'PEAK_RSS_KB {peak}', file=sys.stderr)\n"
-)
-
-
 def run_predict(model: Path, data: Path, out: Path) -> dict:
     """`embedlab predict` in a process of its own; its wall time and its own peak RSS."""
     args = ["predict", str(model), str(data), "-o", str(out), "--force", "--no-keep-columns"]
-    cmd = [sys.executable, "-c", _MEASURED, *args, "--no-cache"]
-    t0 = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if res.returncode:
-        raise SystemExit(res.stdout + res.stderr)
-    peak_kb = int(res.stderr.rsplit("PEAK_RSS_KB", 1)[1].split()[0])
+    stdout, wall, peak = run_measured([*args, "--no-cache"])
     startup_cmd = [
         sys.executable,
         "-c",
@@ -106,8 +90,8 @@ def run_predict(model: Path, data: Path, out: Path) -> dict:
     return {
         "wall_s": round(wall, 2),
         "startup_s": round(startup, 2),
-        "peak_rss_mb": round(peak_kb / 1024, 1),
-        "message": res.stdout.strip().splitlines()[-1],
+        "peak_rss_mb": round(peak, 1),
+        "message": stdout.strip().splitlines()[-1],
     }
 
 

@@ -191,10 +191,10 @@ def predict_file(
         restart=restart,
     )
     done = PredictJob(output)
-    if ray is not None:
-        if model_dir is None:
-            raise ValidationError("predicting on Ray needs model_dir (the actors load it)")
-        try:
+    if ray is not None and model_dir is None:
+        raise ValidationError("predicting on Ray needs model_dir (the actors load it)")
+    try:
+        if ray is not None:
             _predict_ray(
                 pipe,
                 data,
@@ -208,57 +208,70 @@ def predict_file(
                 ray,
                 Path(model_dir),
             )
-            _publish(job, done.chunks, output, fmt)
-        except BaseException:
-            job.abandon()
-            raise
-        job.remove()
-        return done
+        else:
+            _predict_here(
+                pipe, data, job, done, vectors, chunk_rows, read, keep_columns, reject, progress
+            )
+        _publish(job, done.chunks, output, fmt)
+    except BaseException:
+        job.abandon()  # kept only when it holds finished pieces to resume from
+        raise
+    job.remove()
+    return done
+
+
+def _predict_here(
+    pipe: Any,
+    data: Path,
+    job: JobFolder,
+    done: PredictJob,
+    vectors: bool,
+    chunk_rows: int,
+    read: dict[str, Any],
+    keep_columns: bool,
+    reject: bool,
+    progress: bool | None,
+) -> None:
+    """The chunks not yet written, predicted in this process, two at a time (numpy and
+    Arrow release the GIL); at most three in memory; each its own piece, so the order of
+    finishing is free."""
     if vectors:
         total, chunks = _set_chunks(data, pipe, chunk_rows, keep_columns)
     else:
         total, chunks = _rows_in(data), _text_chunks(data, chunk_rows, read, keep_columns)
     show = (total or 0) > 10_000 if progress is None else progress
-
-    def predict_chunk(i: int, inputs: Any, base: pa.Table) -> int:
-        return predict_piece(pipe, job, i, inputs, base, vectors, reject)
-
-    try:
-        # chunks are predicted two at a time (numpy and Arrow release the GIL); at most
-        # three are in memory; each is its own piece, so the order of finishing is free
-        with (
-            progress_bar(total or 0, "predicting", enabled=show and bool(total)) as advance,
-            ThreadPoolExecutor(2) as pool,
-        ):
-            running: deque[tuple[Any, int]] = deque()
-            for i, (inputs, base, skipped) in enumerate(chunks):
-                done.chunks += 1
-                done.skipped_rows += skipped
-                n = base.num_rows
-                if job.piece(i).exists():
-                    done.resumed += 1
-                    meta = _read_piece(job.piece(i)).schema.metadata or {}
-                    done.out_of_scope += int(meta.get(b"embedlab.out_of_scope", b"0"))
-                    advance(n + len(skipped))
-                elif n:
-                    running.append((pool.submit(predict_chunk, i, inputs, base), n))
-                else:
-                    advance(len(skipped))
-                done.rows += n
-                while len(running) > 2 or (running and running[0][0].done()):
-                    future, rows = running.popleft()
-                    done.out_of_scope += future.result()
-                    advance(rows)
-            while running:
+    with (
+        progress_bar(total or 0, "predicting", enabled=show and bool(total)) as advance,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        running: deque[tuple[Any, int]] = deque()
+        for i, (inputs, base, skipped) in enumerate(chunks):
+            done.chunks += 1
+            done.skipped_rows += skipped
+            n = base.num_rows
+            if job.piece(i).exists():
+                done.resumed += 1
+                done.out_of_scope += _out_of_scope(job.piece(i))
+                advance(n + len(skipped))
+            elif n:
+                task = pool.submit(predict_piece, pipe, job, i, inputs, base, vectors, reject)
+                running.append((task, n))
+            else:
+                advance(len(skipped))
+            done.rows += n
+            while len(running) > 2 or (running and running[0][0].done()):
                 future, rows = running.popleft()
                 done.out_of_scope += future.result()
                 advance(rows)
-        _publish(job, done.chunks, output, fmt)
-    except BaseException:
-        job.abandon()
-        raise
-    job.remove()
-    return done
+        while running:
+            future, rows = running.popleft()
+            done.out_of_scope += future.result()
+            advance(rows)
+
+
+def _out_of_scope(piece: Path) -> int:
+    meta = _read_piece(piece).schema.metadata or {}
+    return int(meta.get(b"embedlab.out_of_scope", b"0"))
 
 
 def predict_piece(
@@ -363,10 +376,9 @@ def _predict_ray(
         "options": {"keep_columns": keep_columns, "reject": reject},
     }
     run_items(items, PredictWorker, kwargs, ray)
-    for i in range(done.chunks):
-        if job.piece(i).exists():
-            meta = _read_piece(job.piece(i)).schema.metadata or {}
-            done.out_of_scope += int(meta.get(b"embedlab.out_of_scope", b"0"))
+    done.out_of_scope += sum(
+        _out_of_scope(job.piece(i)) for i in range(done.chunks) if job.piece(i).exists()
+    )
 
 
 def _read_piece(path: Path) -> pa.Table:

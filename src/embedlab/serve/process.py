@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 
-__all__ = ["free_port", "running_server"]
+__all__ = ["free_port", "running_process", "running_server"]
 
 
 def free_port() -> int:
@@ -21,31 +21,28 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(
-    models: Sequence[str], *options: str, ready_timeout: float = 90.0
-) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``embedlab serve MODELS... OPTIONS`` on 127.0.0.1 and a free port; yields (base URL,
-    process) once /readyz answers (at most ``ready_timeout`` s), terminates it on exit."""
+def running_process(
+    cmd: Sequence[str], base: str, *, ready_timeout: float = 90.0, what: str = "the server"
+) -> Iterator[subprocess.Popen]:
+    """Start ``cmd``; yield the process once ``base``/readyz answers 200 (at most
+    ``ready_timeout`` s); terminate it (then kill) on exit."""
     import httpx
 
-    port = free_port()
-    cmd = [sys.executable, "-m", "embedlab.cli", "serve", *models, "--port", str(port), *options]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + ready_timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"embedlab serve exited: {proc.stdout.read()[-2000:]}")
+                raise RuntimeError(f"{what} exited: {proc.stdout.read()[-2000:]}")
             try:
                 if httpx.get(base + "/readyz", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"embedlab serve was not ready in {ready_timeout:g} s")
+                raise TimeoutError(f"{what} was not ready in {ready_timeout:g} s")
             time.sleep(0.3)
-        yield base, proc
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -53,3 +50,16 @@ def running_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=20)
+
+
+@contextlib.contextmanager
+def running_server(
+    models: Sequence[str], *options: str, ready_timeout: float = 90.0
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``embedlab serve MODELS... OPTIONS`` on 127.0.0.1 and a free port; yields (base URL,
+    process) once /readyz answers (at most ``ready_timeout`` s), terminates it on exit."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "embedlab.cli", "serve", *models, "--port", str(port), *options]
+    base = f"http://127.0.0.1:{port}"
+    with running_process(cmd, base, ready_timeout=ready_timeout, what="embedlab serve") as proc:
+        yield base, proc
