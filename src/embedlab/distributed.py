@@ -3,7 +3,9 @@ encode_file_sharded` and :func:`embedlab.prediction.predict_file`, with the heav
 as a Ray Data pipeline — work items → ``map_batches`` over a pool of actors that each load
 the encoder (or the model) once → each item written as its shard or piece.
 
-The driver reads the input chunk by chunk (memory bounded by a chunk) and writes each chunk
+The workers live beside their jobs (:class:`embedlab.encoding.EncodeWorker`,
+:class:`embedlab.prediction.PredictWorker`); this module only runs items on Ray. The driver
+reads the input chunk by chunk (memory bounded by a chunk) and writes each chunk
 to the job's work folder as an input piece; the actors read their piece, compute, and write
 their shard into the same work folder in one step (a retried item rewrites the same shard,
 so a worker killed midway loses nothing and duplicates nothing: Ray restarts the actor and
@@ -31,7 +33,7 @@ import pyarrow.parquet as pq
 
 from embedlab.errors import EmbedlabError
 
-__all__ = ["RayOptions", "ray_session", "run_items"]
+__all__ = ["RayOptions", "item_of", "ray_session", "run_items", "write_input_piece"]
 
 #: Actor restarts and item retries after a worker dies.
 RETRIES = 3
@@ -113,67 +115,9 @@ def _run(
         return out.take_all()
 
 
-def _one(batch: dict[str, np.ndarray]) -> dict[str, Any]:
+def item_of(batch: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The one work item of a batch of one (``batch_size=1``), as plain Python values."""
     return {k: (v[0].item() if hasattr(v[0], "item") else v[0]) for k, v in batch.items()}
-
-
-class EncodeWorker:
-    """A Ray actor that encodes input pieces into shards (the encoder loaded once)."""
-
-    def __init__(self, spec: dict[str, Any], backend: str | None, work: str, keep_text: bool):
-        from embedlab.encoders.sentence_transformer import encoder_from_spec
-        from embedlab.sharded import ShardWriter
-
-        self.encoder = encoder_from_spec(spec, cache=False, backend=backend)
-        self.writer = ShardWriter.attach(work)
-        self.keep_text = keep_text
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        from embedlab.encoding import encode_table
-        from embedlab.readers import TextTable
-
-        item = _one(batch)
-        i = int(item["shard"])
-        if not self.writer.done(i):  # a retried item whose shard was written: nothing to do
-            table = pq.read_table(item["input"])
-            meta = [c for c in table.column_names if c not in ("id", "label", "text")]
-            texts = TextTable(
-                texts=table.column("text").to_pylist(),
-                ids=table.column("id").to_pylist(),
-                labels=table.column("label").to_pylist() if "label" in table.column_names else None,
-                metadata=table.select(meta) if meta else None,
-                source=str(item["source"]),
-            )
-            es = encode_table(texts, self.encoder, keep_text=self.keep_text, progress=False)
-            self.writer.write(i, es, int(item["first_row"]))
-        return {"shard": [i], "pid": [os.getpid()]}
-
-
-class PredictWorker:
-    """A Ray actor that predicts chunks into pieces (the model loaded once)."""
-
-    def __init__(self, model: str, backend: str | None, work: str, options: dict[str, Any]):
-        from embedlab.jobs import JobFolder
-        from embedlab.pipeline import Pipeline
-
-        self.pipe = Pipeline.load(model, cache=False, backend=backend)
-        self.job = JobFolder.attach(work)
-        self.options = options
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        from embedlab.prediction import predict_piece, set_chunk, text_chunk
-
-        item = _one(batch)
-        i = int(item["chunk"])
-        if not self.job.piece(i).exists():
-            if "set" in item:
-                inputs, base = set_chunk(item, self.options["keep_columns"])
-                vectors = True
-            else:
-                inputs, base = text_chunk(item["input"], self.options["keep_columns"])
-                vectors = False
-            predict_piece(self.pipe, self.job, i, inputs, base, vectors, self.options["reject"])
-        return {"chunk": [i], "pid": [os.getpid()]}
 
 
 def write_input_piece(folder: Path, i: int, table: pa.Table) -> Path:

@@ -213,7 +213,7 @@ def _run_encode_ray(
     """The shards not yet written, as input pieces for a pool of Ray encoder actors."""
     import pyarrow as pa
 
-    from embedlab.distributed import EncodeWorker, run_items, write_input_piece
+    from embedlab.distributed import run_items, write_input_piece
 
     items = []
     for i, (first, table) in enumerate(chunks):
@@ -249,3 +249,36 @@ def _run_encode_ray(
     }
     run_items(items, EncodeWorker, kwargs, ray)
     out.dim = int(spec.get("dim") or 0)
+
+
+class EncodeWorker:
+    """A Ray actor that encodes input pieces into shards (the encoder loaded once)."""
+
+    def __init__(self, spec: dict[str, Any], backend: str | None, work: str, keep_text: bool):
+        from embedlab.encoders.sentence_transformer import encoder_from_spec
+        from embedlab.sharded import ShardWriter
+
+        self.encoder = encoder_from_spec(spec, cache=False, backend=backend)
+        self.writer = ShardWriter.attach(work)
+        self.keep_text = keep_text
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        import pyarrow.parquet as pq
+
+        from embedlab.distributed import item_of
+
+        item = item_of(batch)
+        i = int(item["shard"])
+        if not self.writer.done(i):  # a retried item whose shard was written: nothing to do
+            table = pq.read_table(item["input"])
+            meta = [c for c in table.column_names if c not in ("id", "label", "text")]
+            texts = TextTable(
+                texts=table.column("text").to_pylist(),
+                ids=table.column("id").to_pylist(),
+                labels=table.column("label").to_pylist() if "label" in table.column_names else None,
+                metadata=table.select(meta) if meta else None,
+                source=str(item["source"]),
+            )
+            es = encode_table(texts, self.encoder, keep_text=self.keep_text, progress=False)
+            self.writer.write(i, es, int(item["first_row"]))
+        return {"shard": [i], "pid": [os.getpid()]}

@@ -335,7 +335,7 @@ def _predict_ray(
     ray: Any,
     model_dir: Path,
 ) -> None:
-    from embedlab.distributed import PredictWorker, run_items, write_input_piece
+    from embedlab.distributed import run_items, write_input_piece
 
     items: list[dict[str, Any]] = []
     if vectors:
@@ -423,3 +423,30 @@ def _publish(job: JobFolder, n_chunks: int, output: Path, fmt: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+class PredictWorker:
+    """A Ray actor that predicts chunks into pieces (the model loaded once)."""
+
+    def __init__(self, model: str, backend: str | None, work: str, options: dict[str, Any]):
+        from embedlab.jobs import JobFolder
+        from embedlab.pipeline import Pipeline
+
+        self.pipe = Pipeline.load(model, cache=False, backend=backend)
+        self.job = JobFolder.attach(work)
+        self.options = options
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        from embedlab.distributed import item_of
+
+        item = item_of(batch)
+        i = int(item["chunk"])
+        if not self.job.piece(i).exists():
+            if "set" in item:
+                inputs, base = set_chunk(item, self.options["keep_columns"])
+                vectors = True
+            else:
+                inputs, base = text_chunk(item["input"], self.options["keep_columns"])
+                vectors = False
+            predict_piece(self.pipe, self.job, i, inputs, base, vectors, self.options["reject"])
+        return {"chunk": [i], "pid": [os.getpid()]}
