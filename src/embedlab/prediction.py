@@ -194,24 +194,11 @@ def predict_file(
     if ray is not None and model_dir is None:
         raise ValidationError("predicting on Ray needs model_dir (the actors load it)")
     try:
+        run = _Run(pipe, data, job, done, vectors, chunk_rows, read, keep_columns, reject)
         if ray is not None:
-            _predict_ray(
-                pipe,
-                data,
-                job,
-                done,
-                vectors,
-                chunk_rows,
-                read,
-                keep_columns,
-                reject,
-                ray,
-                Path(model_dir),
-            )
+            _predict_ray(run, ray, Path(model_dir))
         else:
-            _predict_here(
-                pipe, data, job, done, vectors, chunk_rows, read, keep_columns, reject, progress
-            )
+            _predict_here(run, progress)
         _publish(job, done.chunks, output, fmt)
     except BaseException:
         job.abandon()  # kept only when it holds finished pieces to resume from
@@ -220,21 +207,27 @@ def predict_file(
     return done
 
 
-def _predict_here(
-    pipe: Any,
-    data: Path,
-    job: JobFolder,
-    done: PredictJob,
-    vectors: bool,
-    chunk_rows: int,
-    read: dict[str, Any],
-    keep_columns: bool,
-    reject: bool,
-    progress: bool | None,
-) -> None:
+@dataclass
+class _Run:
+    """One prediction job: what every way of running it needs."""
+
+    pipe: Any
+    data: Path
+    job: JobFolder
+    done: PredictJob
+    vectors: bool
+    chunk_rows: int
+    read: dict[str, Any]
+    keep_columns: bool
+    reject: bool
+
+
+def _predict_here(run: _Run, progress: bool | None) -> None:
     """The chunks not yet written, predicted in this process, two at a time (numpy and
     Arrow release the GIL); at most three in memory; each its own piece, so the order of
     finishing is free."""
+    pipe, data, job, done, vectors = run.pipe, run.data, run.job, run.done, run.vectors
+    chunk_rows, read, keep_columns, reject = run.chunk_rows, run.read, run.keep_columns, run.reject
     if vectors:
         total, chunks = _set_chunks(data, pipe, chunk_rows, keep_columns)
     else:
@@ -322,19 +315,10 @@ def text_chunk(path: str, keep_columns: bool) -> tuple[list[str], pa.Table]:
     return texts, table.drop_columns([_TEXT])
 
 
-def _predict_ray(
-    pipe: Any,
-    data: Path,
-    job: JobFolder,
-    done: PredictJob,
-    vectors: bool,
-    chunk_rows: int,
-    read: dict[str, Any],
-    keep_columns: bool,
-    reject: bool,
-    ray: Any,
-    model_dir: Path,
-) -> None:
+def _predict_ray(run: _Run, ray: Any, model_dir: Path) -> None:
+    """The chunks not yet written, predicted by a pool of Ray actors."""
+    pipe, data, job, done, vectors = run.pipe, run.data, run.job, run.done, run.vectors
+    chunk_rows, read, keep_columns, reject = run.chunk_rows, run.read, run.keep_columns, run.reject
     from embedlab.distributed import run_items, write_input_piece
 
     items: list[dict[str, Any]] = []
