@@ -20,8 +20,8 @@ the work folder (shared storage) and have embedlab installed. Needs the ``ray`` 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from embedlab.atomic import atomic_write_bytes
 from embedlab.errors import EmbedlabError
 
 __all__ = ["RayOptions", "item_of", "ray_session", "run_items", "write_input_piece"]
@@ -125,7 +126,7 @@ def write_input_piece(folder: Path, i: int, table: pa.Table) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{i:05d}.parquet"
     if not path.exists():
-        tmp = folder / f"{i:05d}.parquet.tmp{os.getpid()}"
-        pq.write_table(table, tmp, compression="none")
-        os.replace(tmp, path)
+        buf = io.BytesIO()  # the chunk is in memory already
+        pq.write_table(table, buf, compression="none")
+        atomic_write_bytes(path, buf.getvalue())
     return path

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from embedlab.embedding_set import EmbeddingSet
 from embedlab.encoders.base import Encoder
 from embedlab.progress import progress_bar
-from embedlab.readers import TextTable, iter_texts, read_texts
+from embedlab.readers import TextTable, count_rows, iter_texts, read_texts
 
 __all__ = ["EncodeJob", "encode_file", "encode_file_sharded", "encode_table"]
 
@@ -77,25 +77,7 @@ class EncodeJob:
     encoded: int = 0
     cached: int = 0
     load_seconds: float = 0.0
-    dim: int = 0
     skipped_rows: list[int] = field(default_factory=list)
-
-
-def _count_rows(path: Path) -> int | None:
-    """About how many rows the file holds, for the progress bar (lines for CSV / JSONL,
-    Parquet's own count), without reading it into memory; None for a JSON document."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows
-    if suffix == ".json":
-        return None
-    lines = 0
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 24):
-            lines += block.count(b"\n")
-    return max(1, lines - (1 if suffix in (".csv", ".tsv") else 0))
 
 
 def encode_file_sharded(
@@ -146,7 +128,7 @@ def encode_file_sharded(
     }
     writer = ShardWriter(output, job, overwrite=overwrite, restart=restart)
     out = EncodeJob(Path(output))
-    total = _count_rows(path)
+    total = count_rows(path)
     show = (total or 0) > 1000 if progress is None else progress
     chunks = iter_texts(
         path,
@@ -195,7 +177,6 @@ def _run_encode(
                 out.encoded += int(stats.get("encoded", len(table)))
                 out.cached += int(stats.get("cached", 0))
                 out.load_seconds = max(out.load_seconds, float(stats.get("load_seconds") or 0))
-                out.dim = es.dim
                 writer.write(i, es, first)
             out.rows += len(table)
             advance(n_in)
@@ -240,15 +221,13 @@ def _run_encode_ray(
                 {"shard": i, "first_row": first, "input": str(path), "source": str(source)}
             )
             out.encoded += len(table)
-    spec = encoder.spec
     kwargs = {
-        "spec": spec,
+        "spec": encoder.spec,
         "backend": encoder.resolved_backend,
         "work": str(writer.work),
         "keep_text": keep_text,
     }
     run_items(items, EncodeWorker, kwargs, ray)
-    out.dim = int(spec.get("dim") or 0)
 
 
 class EncodeWorker:

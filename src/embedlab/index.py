@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from embedlab.atomic import atomic_directory
+from embedlab.encoders.base import spec_differences
 from embedlab.errors import StoreError, ValidationError
 from embedlab.manifest import read_versioned_json, sha256_file
 from embedlab.validation import check_vectors
@@ -302,11 +303,8 @@ class Index:
         """Raise when query vectors from encoder ``spec`` cannot be compared with the index."""
         if spec is None or self.encoder is None:
             return
-        keys = ("fingerprint", "layer", "truncate_dim", "first_last_average")
-        mine = {k: self.encoder.get(k) for k in keys}
-        theirs = {k: spec.get(k) for k in keys}
-        if mine != theirs:
-            diff = {k: (theirs[k], mine[k]) for k in keys if mine[k] != theirs[k]}
+        diff = spec_differences(spec, self.encoder)
+        if diff:
             raise ValidationError(
                 "the queries come from another encoder than the index "
                 + ", ".join(f"{k}: query {a!r} vs index {b!r}" for k, (a, b) in diff.items())

@@ -25,17 +25,17 @@ import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from embedlab.atomic import fsync_directory, fsync_file
+from embedlab.encoders.base import spec_differences
 from embedlab.errors import DataFormatError, ValidationError
 from embedlab.jobs import JobFolder
-from embedlab.manifest import sha256_file
+from embedlab.manifest import saved_kind, sha256_file
 from embedlab.progress import progress_bar
-from embedlab.readers import TEXT_FORMATS, iter_texts
+from embedlab.readers import TEXT_FORMATS, count_rows, iter_texts
 
 __all__ = ["CHUNK_ROWS", "PredictJob", "predict_file", "prediction_table"]
 
 #: Rows per chunk of a streaming prediction (vectors of a chunk: 100 MB at 384 dimensions).
 CHUNK_ROWS = 65_536
-_ENCODER_KEYS = ("fingerprint", "layer", "truncate_dim", "first_last_average")
 
 
 @dataclass
@@ -62,10 +62,6 @@ def prediction_table(details: dict[str, np.ndarray], base: pa.Table) -> pa.Table
     return out
 
 
-def _is_set(path: Path) -> bool:
-    return path.is_dir() and (path / "manifest.json").is_file()
-
-
 def _check_encoder(pipe: Any, provenance: Any, path: Path) -> None:
     """Refuse vectors that another encoder (model, layer, dimension) made."""
     mine = pipe._encoder().spec
@@ -76,9 +72,9 @@ def _check_encoder(pipe: Any, provenance: Any, path: Path) -> None:
             "vectors of its own encoder — predict from the texts, or encode them with "
             "`embedlab encode` and the model's encoder"
         )
-    diff = [k for k in _ENCODER_KEYS if mine.get(k) != theirs.get(k)]
+    diff = spec_differences(theirs, mine)
     if diff:
-        shown = ", ".join(f"{k}: set {theirs.get(k)!r} vs model {mine.get(k)!r}" for k in diff)
+        shown = ", ".join(f"{k}: set {a!r} vs model {b!r}" for k, (a, b) in diff.items())
         raise ValidationError(
             f"{path} was encoded with another encoder than the model's ({shown}); predict from "
             "the texts, or encode them again with the model's encoder"
@@ -125,12 +121,6 @@ def _text_chunks(
         yield t.texts, base, t.skipped_rows
 
 
-def _rows_in(path: Path) -> int | None:
-    from embedlab.encoding import _count_rows
-
-    return _count_rows(path)
-
-
 def predict_file(
     pipe: Any,
     data: str | os.PathLike,
@@ -161,7 +151,7 @@ def predict_file(
     fmt = TEXT_FORMATS.get(output.suffix.lower())
     if fmt not in ("csv", "jsonl", "parquet"):
         raise DataFormatError(f"{output}: output must end in .csv, .jsonl or .parquet")
-    vectors = _is_set(data)
+    vectors = saved_kind(data) == "embedding_set"
     read = {
         "text_col": text_col,
         "id_col": id_col,
@@ -231,7 +221,7 @@ def _predict_here(run: _Run, progress: bool | None) -> None:
     if vectors:
         total, chunks = _set_chunks(data, pipe, chunk_rows, keep_columns)
     else:
-        total, chunks = _rows_in(data), _text_chunks(data, chunk_rows, read, keep_columns)
+        total, chunks = count_rows(data), _text_chunks(data, chunk_rows, read, keep_columns)
     show = (total or 0) > 10_000 if progress is None else progress
     with (
         progress_bar(total or 0, "predicting", enabled=show and bool(total)) as advance,
@@ -263,7 +253,9 @@ def _predict_here(run: _Run, progress: bool | None) -> None:
 
 
 def _out_of_scope(piece: Path) -> int:
-    meta = _read_piece(piece).schema.metadata or {}
+    """A finished piece's out-of-scope count, from its schema (no data read)."""
+    with pa.memory_map(str(piece)) as source:
+        meta = pa.ipc.open_file(source).schema.metadata or {}
     return int(meta.get(b"embedlab.out_of_scope", b"0"))
 
 

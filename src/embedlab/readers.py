@@ -30,6 +30,7 @@ __all__ = [
     "PairTable",
     "TextTable",
     "VectorTable",
+    "count_rows",
     "iter_texts",
     "read_label_names",
     "read_pairs",
@@ -423,6 +424,22 @@ def iter_texts(
             first += part.num_rows
     if not seen:
         raise DataFormatError(f"{path} has no rows")
+
+
+def count_rows(path: str | os.PathLike) -> int | None:
+    """About how many rows a data file holds (lines for CSV / TSV / JSONL, Parquet's own
+    count), without reading it into memory — for progress bars; None for a JSON document."""
+    path = Path(path)
+    fmt = _format_of(path)
+    if fmt == "parquet":
+        return pq.ParquetFile(path).metadata.num_rows
+    if fmt == "json":
+        return None
+    lines = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            lines += block.count(b"\n")
+    return max(1, lines - (1 if fmt in ("csv", "tsv") else 0))
 
 
 def _parquet_chunks(path: Path, rows: int) -> Iterator[pa.Table]:

@@ -10,13 +10,23 @@ import numpy as np
 
 from embedlab.errors import EncoderError
 
-__all__ = ["DEFAULT_MAX_CHARS", "Encoder", "check_texts"]
+__all__ = ["DEFAULT_MAX_CHARS", "Encoder", "check_texts", "spec_differences"]
 
 log = logging.getLogger("embedlab")
 
 #: Characters kept per text before tokenising. Transformer encoders truncate to a few hundred
 #: tokens anyway; cutting megabyte-long strings first keeps tokenisation from stalling.
 DEFAULT_MAX_CHARS = 100_000
+
+
+#: What makes two encoders' vectors comparable: the model, the layer, the dimension kept.
+COMPARABLE_KEYS = ("fingerprint", "layer", "truncate_dim", "first_last_average")
+
+
+def spec_differences(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The keys of :data:`COMPARABLE_KEYS` on which encoder specs ``a`` and ``b`` differ, with
+    (a's value, b's value); empty when their vectors can be compared."""
+    return {k: (a.get(k), b.get(k)) for k in COMPARABLE_KEYS if a.get(k) != b.get(k)}
 
 
 @runtime_checkable
