@@ -39,6 +39,7 @@ __all__ = [
     "read_shard",
     "read_vector_file",
     "shard_entries",
+    "stored_label_counts",
 ]
 
 FORMAT = "embedlab.embedding_set"
@@ -615,20 +616,41 @@ def read_vector_file(
     )
 
 
-def describe(path: str | os.PathLike, es: EmbeddingSet | None = None) -> dict[str, Any]:
-    """A JSON-ready summary of the EmbeddingSet saved at ``path``: shape, provenance, label
-    counts, which columns it keeps, when and by which embedlab it was saved."""
-    es = es if es is not None else EmbeddingSet.load(path)
+def stored_label_counts(path: str | os.PathLike) -> dict[str, int]:
+    """Rows per label of the set saved at ``path``, from its label columns only (shard by
+    shard; no vectors read)."""
+    path = Path(path)
     manifest = read_manifest(path)
+    if not manifest["columns"].get("labels"):
+        return {}
+    counts: dict[str, int] = {}
+    for entry in shard_entries(manifest):
+        f = path / entry["path"] / ROWS_FILE
+        if not f.is_file():
+            raise StoreError(f"{path}: {entry['path']}: {ROWS_FILE} is missing")
+        column = pq.read_table(f, columns=["label"]).column("label")
+        values, n = np.unique(np.asarray(column.to_pylist(), dtype=object), return_counts=True)
+        for v, c in zip(values.tolist(), n.tolist(), strict=True):
+            counts[v] = counts.get(v, 0) + c
+    return dict(sorted(counts.items()))
+
+
+def describe(path: str | os.PathLike, es: EmbeddingSet | None = None) -> dict[str, Any]:
+    """A JSON-ready summary of the EmbeddingSet saved at ``path``: shape, shards, provenance,
+    label counts, which columns it keeps, when and by which embedlab it was saved — from the
+    manifest and the label columns (``es``, when given, supplies the label counts)."""
+    manifest = read_manifest(path)
+    columns = manifest["columns"]
     return {
         "path": str(path),
-        "n": es.n,
-        "dim": es.dim,
+        "n": int(manifest["shape"][0]),
+        "dim": int(manifest["shape"][1]),
         "dtype": "float32",
-        "provenance": es.provenance.to_dict(),
-        "label_counts": es.label_counts(),
-        "texts": es.texts is not None,
-        "metadata": [] if es.metadata is None else es.metadata.column_names,
+        "shards": len(shard_entries(manifest)),
+        "provenance": Provenance.from_dict(manifest.get("provenance") or {}).to_dict(),
+        "label_counts": es.label_counts() if es is not None else stored_label_counts(path),
+        "texts": bool(columns.get("texts")),
+        "metadata": list(columns.get("metadata", [])),
         "saved": manifest.get("saved"),
         "embedlab_version": manifest.get("embedlab_version"),
     }

@@ -45,9 +45,11 @@ from embedlab.embedding_set import (
     Provenance,
     _utc_now,
     _version,
+    describe,
     read_manifest,
     read_shard,
     shard_entries,
+    stored_label_counts,
 )
 from embedlab.errors import StoreError, ValidationError
 from embedlab.jobs import JobFolder
@@ -124,26 +126,9 @@ class ShardedSet:
         for i in range(len(self.shards)):
             yield self.shard(i)
 
-    def rows_tables(self, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
-        """Each shard's rows.parquet (only ``columns`` when given), vectors not read."""
-        for entry in self.shards:
-            f = self.path / entry["path"] / ROWS_FILE
-            if not f.is_file():
-                raise StoreError(f"{self.path}: shard {entry['path']}: {ROWS_FILE} is missing")
-            yield pq.read_table(f, columns=list(columns) if columns else None)
-
     def label_counts(self) -> dict[str, int]:
         """Rows per label, from the label columns only."""
-        if not self.columns.get("labels"):
-            return {}
-        counts: dict[str, int] = {}
-        for table in self.rows_tables(["label"]):
-            values, n = np.unique(
-                np.asarray(table.column("label").to_pylist(), dtype=object), return_counts=True
-            )
-            for v, c in zip(values.tolist(), n.tolist(), strict=True):
-                counts[v] = counts.get(v, 0) + c
-        return dict(sorted(counts.items()))
+        return stored_label_counts(self.path)
 
     def verify(self) -> None:
         """Check every shard's files against the manifest (sizes and checksums), one shard
@@ -157,19 +142,7 @@ class ShardedSet:
 
     def info(self) -> dict[str, Any]:
         """A JSON-ready summary read from the manifest and the label columns only."""
-        return {
-            "path": str(self.path),
-            "n": self.n,
-            "dim": self.dim,
-            "dtype": "float32",
-            "shards": len(self.shards),
-            "provenance": self.provenance.to_dict(),
-            "label_counts": self.label_counts(),
-            "texts": bool(self.columns.get("texts")),
-            "metadata": list(self.columns.get("metadata", [])),
-            "saved": self.manifest.get("saved"),
-            "embedlab_version": self.manifest.get("embedlab_version"),
-        }
+        return describe(self.path)
 
 
 class ShardWriter:
