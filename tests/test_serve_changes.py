@@ -325,3 +325,17 @@ def test_run_time_classes_in_a_hierarchy_need_a_parent(tmp_path):
         r = c.post("/v1/classify", json={"model": "areas", "input": ["tell me a funny joke"]})
         row = r.json()["data"][0]
         assert row["label"] == "tell_joke" and row["levels"] == {"level1": "small_talk"}
+
+
+def test_a_label_filter_on_an_index_without_labels_is_refused(served, tmp_path):
+    model, index_dir = served
+    plain = tmp_path / "plain"
+    index = Index.load(index_dir)
+    Index("flat", index.dim, encoder=index.encoder).add(index_vectors(index_dir)).save(plain)
+    app = create_app(ServeConfig(paths=[str(model), str(plain)]))
+    with TestClient(app) as c:
+        body = {"index": "plain", "input": ["wake me up"], "labels": ["set_alarm"]}
+        r = c.post("/v1/search", json=body)
+        assert r.status_code == 422 and "keeps no labels" in r.json()["error"]["message"]
+        r = c.post("/v1/search", json={"index": "plain", "input": ["wake me up"], "k": 2})
+        assert r.status_code == 200 and len(r.json()["data"][0]["hits"]) == 2

@@ -250,3 +250,31 @@ def test_filter_and_concat_shard_by_shard(sharded_and_whole, tmp_path):
         concat_sets([alarms, alarms], tmp_path / "twice")
     with pytest.raises(ValidationError, match="unknown label"):
         filter_set(sharded, tmp_path / "x", ["nope"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["encode", "DATA", "-o", "OUT", "--shard-rows", "0"], "--shard-rows must be at least 1"),
+        (["encode", "DATA", "-o", "OUT", "--ray-address", "h:1"], "--ray-address needs --ray"),
+        (["encode", "DATA", "-o", "OUT", "--ray", "--ray-actors", "0"], "--ray-actors must be"),
+        (["predict", "MODEL", "DATA", "-o", "OUT.csv", "--chunk-rows", "0"], "chunk_rows must"),
+        (["index", "SPACE", "-o", "OUT", "--train-rows", "0"], "--train-rows must be at least 1"),
+        (["add-classes", "MODEL", "DATA", "--in-place", "--parent", "tell_joke"], "CLASS=PARENT"),
+    ],
+)
+def test_bad_large_input_options_are_named(sharded_and_whole, quick_model, tmp_path, args, message):
+    sharded, _ = sharded_and_whole
+    fill = {
+        "DATA": str(demo_path("test")),
+        "OUT": str(tmp_path / "out"),
+        "OUT.csv": str(tmp_path / "out.csv"),
+        "MODEL": str(quick_model),
+        "SPACE": str(sharded),
+    }
+    if args[0] == "add-classes":  # a copy: the model is not to change
+        shutil.copytree(quick_model, tmp_path / "m")
+        fill["MODEL"] = str(tmp_path / "m")
+    res = runner.invoke(app, [fill.get(a, a) for a in args])
+    assert res.exit_code != 0 and message in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.csv").exists()
