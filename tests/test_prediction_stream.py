@@ -1,15 +1,18 @@
 """Streaming predictions (embedlab.prediction / `embedlab predict`): chunk by chunk equals
 all at once, over texts and over stored (sharded) vectors, every output format, another
-encoder's vectors refused, and a job that failed midway resumed with only the missing
-chunks computed."""
+encoder's vectors refused, and a job that failed midway (an error, or `embedlab predict`
+killed at random points) resumed with only the missing chunks computed."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from killing import kill_at_random_points
 from typer.testing import CliRunner
 
 from embedlab.cli import app
@@ -119,4 +122,31 @@ def test_a_failed_prediction_resumes_with_the_missing_chunks_only(pipe, tmp_path
     assert job.resumed == 2 and counting.calls == 3 and job.chunks == 5
     predict_file(pipe, data, tmp_path / "ref.jsonl", chunk_rows=25)
     assert read(out) == read(tmp_path / "ref.jsonl")
+    assert not (tmp_path / ".p.jsonl.partial").exists()
+
+
+def test_a_killed_predict_resumes_with_every_row_once_in_order(quick_model, tmp_path):
+    """`embedlab predict` killed (SIGKILL) at random points, then run again: the output is
+    the one of a run never killed — every row once, in input order. Bounded: 3 kills."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from embedlab.datasets import load_demo
+
+    t = load_demo("train")
+    texts = [f"{x} ({k})" for k in range(3) for x in t.texts]
+    data = tmp_path / "big.csv"
+    pacsv.write_csv(pa.table({"text": texts}), data)
+    out = tmp_path / "p.jsonl"
+    cmd = [sys.executable, "-m", "embedlab.cli", "predict", str(quick_model), str(data)]
+    cmd += ["-o", str(out), "--chunk-rows", "30"]
+    kills = kill_at_random_points(cmd, tmp_path / ".p.jsonl.partial" / "pieces", out)
+    assert kills >= 1
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "done by an earlier run" in res.stdout, res.stdout
+    cli("predict", quick_model, data, "-o", tmp_path / "ref.jsonl", "--chunk-rows", "30")
+    got = read(out)
+    assert got == read(tmp_path / "ref.jsonl")
+    assert [r["text"] for r in got] == texts
     assert not (tmp_path / ".p.jsonl.partial").exists()

@@ -6,16 +6,15 @@ once, in input order."""
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from killing import kill_at_random_points
 from typer.testing import CliRunner
 
 from embedlab.cli import app
@@ -184,23 +183,7 @@ def test_a_killed_encode_resumes_with_every_row_once_in_order(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "embedlab.cli", "encode", str(data), "-o", str(out)]
     cmd += ["--shard-rows", "40", "--no-cache"]
-    work = tmp_path / ".out.partial" / "pieces"
-    rng = random.Random(0)
-    kills = 0
-    for _ in range(3):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            done = len([p for p in work.glob("*") if ".tmp" not in p.name]) if work.exists() else 0
-            if done >= 1 + kills:
-                time.sleep(rng.uniform(0.0, 0.4))
-                proc.kill()
-                kills += 1
-                break
-            time.sleep(0.02)
-        proc.wait(timeout=60)
-        if out.exists():
-            break
+    kills = kill_at_random_points(cmd, tmp_path / ".out.partial" / "pieces", out)
     assert kills >= 1
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
@@ -258,6 +241,7 @@ def test_filter_and_concat_shard_by_shard(sharded_and_whole, tmp_path):
         (["encode", "DATA", "-o", "OUT", "--shard-rows", "0"], "--shard-rows must be at least 1"),
         (["encode", "DATA", "-o", "OUT", "--ray-address", "h:1"], "--ray-address needs --ray"),
         (["encode", "DATA", "-o", "OUT", "--ray", "--ray-actors", "0"], "--ray-actors must be"),
+        (["encode", "DATA", "-o", "OUT", "--ray", "--ray-address", "head"], "is not one: give"),
         (["predict", "MODEL", "DATA", "-o", "OUT.csv", "--chunk-rows", "0"], "chunk_rows must"),
         (["index", "SPACE", "-o", "OUT", "--train-rows", "0"], "--train-rows must be at least 1"),
         (["add-classes", "MODEL", "DATA", "--in-place", "--parent", "tell_joke"], "CLASS=PARENT"),

@@ -13,8 +13,11 @@ retries the item). The driver then publishes the output exactly as the single-ma
 does, so both give the same result, and a job started on one can resume on the other.
 
 Without an address Ray runs as a local runtime on 127.0.0.1, started and stopped here; with
-one (``ray://host:10001`` or ``host:6379``), an existing cluster — whose workers must see
-the work folder (shared storage) and have embedlab installed. Needs the ``ray`` extra.
+one (``host:6379``, ``ray://host:10001`` or ``auto``), an existing cluster — whose workers
+must see the work folder (shared storage at the same path) and have embedlab installed. A
+cluster started with token authentication (Ray's default for ``ray start`` since 2.59)
+wants ``RAY_AUTH_MODE=token`` and its token in this process's environment, as Ray's own
+tools do. Needs the ``ray`` extra.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,48 +39,142 @@ import pyarrow.parquet as pq
 from embedlab.atomic import atomic_write_bytes
 from embedlab.errors import EmbedlabError
 
-__all__ = ["RayOptions", "item_of", "ray_session", "run_items", "write_input_piece"]
+__all__ = ["RayOptions", "check", "item_of", "ray_session", "run_items", "write_input_piece"]
 
 #: Actor restarts and item retries after a worker dies.
 RETRIES = 3
+#: Ray's switch for token authentication (an environment variable, by Ray's design).
+AUTH_MODE = "RAY_AUTH_MODE"
 
 
 @dataclass
 class RayOptions:
-    """Where and how wide: ``address`` (None: a local runtime on 127.0.0.1), ``actors``
-    (encoder / model actors, one CPU each)."""
+    """Where and how wide: ``address`` (None: a local runtime on 127.0.0.1; ``HOST:PORT``: a
+    cluster's head; ``ray://HOST:PORT``: its Ray Client server; ``auto``: the cluster
+    running on this machine), ``actors`` (encoder / model actors, one CPU each)."""
 
     address: str | None = None
     actors: int = 2
+
+    def __post_init__(self) -> None:
+        if self.actors < 1:
+            raise EmbedlabError(f"Ray actors must be at least 1, got {self.actors}")
+        if self.address is not None and self.address != "auto":
+            _host_port(self.address)
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """The host and port of a cluster address, or a clear error."""
+    rest = address.removeprefix("ray://")
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in rest:
+        raise EmbedlabError(
+            f"Ray address {address!r} is not one: give HOST:PORT (a cluster's head, e.g. "
+            "10.0.0.5:6379), ray://HOST:PORT (its Ray Client server, e.g. port 10001) or auto"
+        )
+    return host.strip("[]"), int(port)
 
 
 @contextlib.contextmanager
 def ray_session(options: RayOptions) -> Iterator[Any]:
     """Ray, connected: the running session if there is one, else a local runtime on
     loopback (or the cluster at ``options.address``), shut down on exit if started here."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+    # Ray switches token authentication on for the runtimes it starts by setting this
+    # process's RAY_AUTH_MODE; it is put back as it was when the session ends.
+    auth_mode = os.environ.get(AUTH_MODE)
+    try:
+        if options.address:
+            _join(ray, options.address, quiet)
+        else:
+            ray.init(
+                num_cpus=max(options.actors, 1),
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                **quiet,
+            )
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+    finally:
+        if auth_mode is None:
+            os.environ.pop(AUTH_MODE, None)
+        else:
+            os.environ[AUTH_MODE] = auth_mode
+
+
+def check(options: RayOptions) -> None:
+    """Fail fast, before any input is read: the ``ray`` extra is installed, and the cluster
+    at ``options.address`` (if any) answers and lets this process in."""
+    _import_ray()
+    if options.address and options.address != "auto":
+        _reach(options.address)
+
+
+def _import_ray() -> Any:
     try:
         import ray
     except ImportError as exc:
         raise EmbedlabError(
             f"--ray needs the 'ray' extra ({exc.name} is missing): pip install 'embedlab[ray]'"
         ) from None
-    if ray.is_initialized():
-        yield ray
-        return
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if options.address:
-        ray.init(address=options.address, **quiet)
-    else:
-        ray.init(
-            num_cpus=max(options.actors, 1),
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            **quiet,
-        )
+    return ray
+
+
+def _reach(address: str) -> None:
+    """The usual failures to join a cluster, said plainly and at once (Ray itself retries
+    for minutes): nothing listening at ``address``, or a head that wants a token."""
+    host, port = _host_port(address)
     try:
-        yield ray
-    finally:
-        ray.shutdown()
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        raise EmbedlabError(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc}): start one "
+            "(ray start --head) or leave out --ray-address for a local runtime"
+        ) from None
+    if not address.startswith("ray://"):
+        _check_token(address)
+
+
+def _join(ray: Any, address: str, quiet: dict[str, Any]) -> None:
+    """Connect to the cluster at ``address``, its usual failures said plainly."""
+    if address != "auto":
+        _reach(address)
+    try:
+        ray.init(address=address, **quiet)
+    except ConnectionError as exc:
+        raise EmbedlabError(f"could not join the Ray cluster at {address}: {exc}") from None
+
+
+def _check_token(address: str) -> None:
+    """Ask the cluster's head whether this process may talk to it; a clear error when it
+    wants a token this process does not give."""
+    try:
+        from ray._raylet import GcsClient  # what `ray status` asks with
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # another Ray: its own error will do
+        return
+    try:
+        GcsClient(address=address)
+    except AuthenticationError:
+        given = os.environ.get(AUTH_MODE, "").lower() == "token"
+        raise EmbedlabError(
+            f"the Ray cluster at {address} refused "
+            + (
+                "this token: give the cluster's (ray get-auth-token on its head)"
+                if given
+                else "to talk without its token: run with RAY_AUTH_MODE=token"
+            )
+            + " and the token in ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN "
+            "(see https://docs.ray.io/en/latest/ray-security/token-auth.html)"
+        ) from None
+    except Exception:  # anything else is for ray.init to report
+        return
 
 
 def run_items(

@@ -108,6 +108,10 @@ def encode_file_sharded(
     """
     from embedlab.sharded import ShardWriter
 
+    if ray is not None:
+        from embedlab.distributed import check
+
+        check(ray)
     path = Path(path)
     st = path.stat()
     options: dict[str, Any] = {

@@ -19,12 +19,14 @@ import json
 import logging
 import os
 import shutil
+import socket
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from embedlab.atomic import fsync_directory, fsync_file
+from embedlab.errors import EmbedlabError
 
 __all__ = ["JobFolder"]
 
@@ -76,7 +78,14 @@ class JobFolder:
         folder.path = Path(path)
         folder.output = folder.path.with_name(folder.path.name[1:].removesuffix(".partial"))
         folder.pieces = folder.path / "pieces"
-        folder.job = json.loads((folder.path / JOB_FILE).read_text(encoding="utf-8"))
+        try:
+            folder.job = json.loads((folder.path / JOB_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise EmbedlabError(
+                f"{folder.path}: this job's work folder is not visible on {socket.gethostname()}"
+                ": every worker of a Ray cluster must see the output's folder at the same path "
+                "(shared storage)"
+            ) from None
         return folder
 
     def piece(self, i: int) -> Path:

@@ -151,6 +151,12 @@ def predict_file(
     fmt = TEXT_FORMATS.get(output.suffix.lower())
     if fmt not in ("csv", "jsonl", "parquet"):
         raise DataFormatError(f"{output}: output must end in .csv, .jsonl or .parquet")
+    if ray is not None:
+        if model_dir is None:
+            raise ValidationError("predicting on Ray needs model_dir (the actors load it)")
+        from embedlab.distributed import check
+
+        check(ray)
     vectors = saved_kind(data) == "embedding_set"
     read = {
         "text_col": text_col,
@@ -181,8 +187,6 @@ def predict_file(
         restart=restart,
     )
     done = PredictJob(output)
-    if ray is not None and model_dir is None:
-        raise ValidationError("predicting on Ray needs model_dir (the actors load it)")
     try:
         run = _Run(pipe, data, job, done, vectors, chunk_rows, read, keep_columns, reject)
         if ray is not None:

@@ -91,8 +91,9 @@ RayOption = Annotated[
 RayAddressOption = Annotated[
     str | None,
     typer.Option(
-        help="An existing Ray cluster (ray://HOST:10001 or HOST:6379); its workers must see "
-        "the output's folder."
+        help="An existing Ray cluster: HOST:6379 (its head), ray://HOST:10001 (Ray Client) "
+        "or auto. Its workers must see the output's folder (shared storage, same path); a "
+        "cluster with token authentication wants RAY_AUTH_MODE=token and its token."
     ),
 ]
 RayActorsOption = Annotated[int, typer.Option(help="Ray actors (one CPU each).")]
@@ -108,7 +109,7 @@ def ray_options(ray: bool, address: str | None, actors: int):
         raise EmbedlabError(f"--ray-actors must be at least 1, got {actors}")
     from embedlab.distributed import RayOptions
 
-    return RayOptions(address=address, actors=actors)
+    return RayOptions(address=address, actors=actors)  # checks the address's form
 
 
 def read_input_texts(data: Path, *, skip_empty: bool = False, **kwargs):
