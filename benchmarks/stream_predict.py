@@ -4,7 +4,7 @@ head's bare matrix products on the same vectors (the anchor: what the arithmetic
 
 Usage:
   .venv/bin/python benchmarks/stream_predict.py [--rows 1000000] [--work /tmp/stream-bench]
-      [--heads prototype gaussian]
+      [--heads prototype gaussian] [--vector-format npy|parquet]
 
 Models: fitted on the packaged demo data with the frozen packaged encoder (`embedlab fit
 --no-adapt --head H`). Vectors: for each row a demo intent drawn at random, its training
@@ -41,7 +41,7 @@ def fit(model: Path, head: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
 
-def synthetic(out: Path, model: Path, rows: int, seed: int = 0) -> None:
+def synthetic(out: Path, model: Path, rows: int, seed: int = 0, vector_format: str = "npy") -> None:
     if (out / "manifest.json").is_file():
         return
     from embedlab.pipeline import Pipeline
@@ -55,7 +55,8 @@ def synthetic(out: Path, model: Path, rows: int, seed: int = 0) -> None:
     means = np.stack([X[labels == n].mean(axis=0) for n in names]).astype(np.float32)
     spread = float(np.mean([X[labels == n].std(axis=0).mean() for n in names]))
     rng = np.random.default_rng(seed)
-    writer = ShardWriter(out, {"synthetic": rows, "seed": seed, "model": str(model)})
+    job = {"synthetic": rows, "seed": seed, "model": str(model)}
+    writer = ShardWriter(out, job, vector_format=vector_format)
     shard_rows = 100_000
     for i, s in enumerate(range(0, rows, shard_rows)):
         n = min(shard_rows, rows - s)
@@ -119,14 +120,16 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--work", default="/tmp/stream-bench")
     ap.add_argument("--heads", nargs="+", default=["prototype", "gaussian"])
+    ap.add_argument("--vector-format", default="npy", choices=["npy", "parquet"])
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     for head in args.heads:
         fit(work / f"model-{head}", head)
-    data = work / f"vectors-{args.rows}"
+    suffix = "" if args.vector_format == "npy" else f"-{args.vector_format}"
+    data = work / f"vectors-{args.rows}{suffix}"
     t0 = time.perf_counter()
-    synthetic(data, work / f"model-{args.heads[0]}", args.rows)
+    synthetic(data, work / f"model-{args.heads[0]}", args.rows, vector_format=args.vector_format)
     print(f"synthetic set: {time.perf_counter() - t0:.1f} s", flush=True)
     rows = []
     for head in args.heads:

@@ -21,8 +21,10 @@ from embedlab.cli import app
 from embedlab.datasets import demo_path, load_demo
 from embedlab.embedding_set import EmbeddingSet
 from embedlab.errors import DataFormatError, StoreError, ValidationError
+from embedlab.index import Index
+from embedlab.manifest import sha256_file
 from embedlab.readers import iter_texts, read_texts
-from embedlab.sharded import ShardedSet, ShardWriter, is_sharded
+from embedlab.sharded import ShardedSet, ShardWriter, filter_set, is_sharded
 
 runner = CliRunner()
 
@@ -100,6 +102,59 @@ def test_a_missing_or_corrupt_shard_is_named(sharded_and_whole, tmp_path):
     rows.write_bytes(bytes(data))
     with pytest.raises(StoreError, match="shards/00000: checksum mismatch for rows.parquet"):
         ss.shard(0)
+
+
+def test_vectors_kept_in_parquet_read_as_the_npy_ones(sharded_and_whole, quick_model, tmp_path):
+    sharded, _ = sharded_and_whole
+    out = tmp_path / "pq"
+    encode(demo_path("train"), "-o", out, "--shard-rows", "50", "--vector-format", "parquet")
+    assert not list(out.rglob("vectors.npy")) and len(list(out.rglob("rows.parquet"))) == 4
+    column = pq.read_table(out / "shards" / "00001" / "rows.parquet").column("vector")
+    assert str(column.type) == "fixed_size_list<element: float>[384]"  # for any Parquet tool
+    got, want = EmbeddingSet.load(out), EmbeddingSet.load(sharded)
+    np.testing.assert_array_equal(np.array(column.to_pylist(), np.float32), got.vectors[50:100])
+    np.testing.assert_allclose(got.vectors, want.vectors, atol=1e-6)
+    assert got.ids.tolist() == want.ids.tolist() and got.texts.tolist() == want.texts.tolist()
+    assert (
+        json.loads(runner.invoke(app, ["info", str(out), "--json"]).output)["vectors"] == "parquet"
+    )
+    # one shard stays in the sharded layout (format 1 is vectors.npy); filtering keeps the format
+    encode(demo_path("test"), "-o", tmp_path / "one", "--vector-format", "parquet")
+    assert ShardedSet(tmp_path / "one").vector_format == "parquet" and is_sharded(tmp_path / "one")
+    filter_set(out, tmp_path / "oos", ["oos"])
+    assert ShardedSet(tmp_path / "oos").vector_format == "parquet"
+    assert EmbeddingSet.load(tmp_path / "oos").n == want.label_counts()["oos"]
+    # predictions and an index read them as they read vectors.npy
+    for space, name in ((out, "a.csv"), (sharded, "b.csv")):
+        res = runner.invoke(
+            app, ["predict", str(quick_model), str(space), "-o", str(tmp_path / name)]
+        )
+        assert res.exit_code == 0, res.output
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    index, rows = Index.from_set(out, "flat")
+    assert len(index) == 178 and rows.column("id").to_pylist() == want.ids.tolist()
+    # a corrupt shard is named; a vector column of the wrong shape too
+    f = out / "shards" / "00002" / "rows.parquet"
+    f.write_bytes(f.read_bytes()[:-8])
+    with pytest.raises(StoreError, match=r"shards/00002: rows.parquet has .* bytes"):
+        ShardedSet(out).shard(2)
+    bad = tmp_path / "bad"
+    shutil.copytree(tmp_path / "one", bad)
+    table = pq.read_table(bad / "shards" / "00000" / "rows.parquet")
+    table = table.set_column(3, "vector", pa.array(table.column("vector").to_pylist()))
+    f = bad / "shards" / "00000" / "rows.parquet"
+    pq.write_table(table, f)
+    doc = json.loads((bad / "manifest.json").read_text())  # a manifest that agrees with it
+    doc["shards"][0]["files"]["rows.parquet"] = {
+        "sha256": sha256_file(f),
+        "bytes": f.stat().st_size,
+    }
+    (bad / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(StoreError, match=r"shards/00000: its 'vector' column holds list<.*double>"):
+        ShardedSet(bad).shard(0)
+    res = runner.invoke(app, ["encode", str(demo_path("test")), "-o", str(tmp_path / "x"),
+                              "--vector-format", "arrow"])  # fmt: skip
+    assert res.exit_code != 0 and "vector format must be one of npy, parquet" in res.output
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet", ".tsv"])
@@ -196,8 +251,6 @@ def test_a_killed_encode_resumes_with_every_row_once_in_order(tmp_path):
 
 
 def test_an_index_is_built_shard_by_shard(sharded_and_whole, tmp_path):
-    from embedlab.index import Index
-
     sharded, whole = sharded_and_whole
     a, rows = Index.from_set(sharded, "flat")
     b = Index("flat", 384).add(EmbeddingSet.load(whole).vectors)

@@ -8,7 +8,10 @@ On disk an EmbeddingSet is a directory of three files::
 
 or (``format_version`` 2, ``"layout": "sharded"``) of shard folders holding the same two data
 files under one manifest that lists each shard's rows and checksums — written and read one
-shard at a time by :mod:`embedlab.sharded`; :meth:`EmbeddingSet.load` reads every shard.
+shard at a time by :mod:`embedlab.sharded`; :meth:`EmbeddingSet.load` reads every shard. A
+sharded set may keep its vectors in rows.parquet instead, as a ``vector`` column of
+fixed-size float32 lists (``"vectors": "parquet"``; read by any Parquet tool, not
+memory-mapped): a shard whose files hold no vectors.npy is read that way.
 Saving is atomic (see :mod:`embedlab.atomic`); loading verifies sizes, checksums and shapes.
 """
 
@@ -40,6 +43,7 @@ __all__ = [
     "read_vector_file",
     "shard_entries",
     "stored_label_counts",
+    "vector_column",
 ]
 
 FORMAT = "embedlab.embedding_set"
@@ -48,6 +52,8 @@ SHARDED_VERSION = 2  # the sharded layout (embedlab.sharded)
 RESERVED_COLUMNS = ("id", "label", "text")
 VECTORS_FILE = "vectors.npy"
 ROWS_FILE = "rows.parquet"
+VECTOR_COLUMN = "vector"  # the vectors' column in rows.parquet, for sets stored that way
+VECTOR_FORMATS = ("npy", "parquet")
 MANIFEST_FILE = "manifest.json"
 
 
@@ -478,7 +484,7 @@ def read_shard(
     where = f"{root}" if entry["path"] == "." else f"{root}: {entry['path']}"
     if not folder.is_dir():
         raise StoreError(f"{where} is missing")
-    for name in (VECTORS_FILE, ROWS_FILE):
+    for name in entry["files"]:
         f = folder / name
         if not f.is_file():
             raise StoreError(f"{where}: {name} is missing")
@@ -491,22 +497,28 @@ def read_shard(
             )
         if verify and sha256_file(f) != expected["sha256"]:
             raise StoreError(f"{where}: checksum mismatch for {name} (file changed or corrupted)")
-    try:
-        vectors = np.load(
-            folder / VECTORS_FILE, mmap_mode="r" if mmap else None, allow_pickle=False
-        )
-    except (ValueError, OSError, EOFError) as exc:
-        raise StoreError(f"{where}: cannot read {VECTORS_FILE}: {exc}") from None
     shape = (int(entry["rows"]), dim)
-    if vectors.shape != shape or vectors.dtype != np.float32:
-        raise StoreError(
-            f"{where}: {VECTORS_FILE} holds {vectors.dtype}{vectors.shape}, manifest says "
-            f"float32{shape}"
-        )
+    in_parquet = VECTORS_FILE not in entry["files"]
     try:
-        rows = pq.read_table(folder / ROWS_FILE)
+        schema = pq.read_schema(folder / ROWS_FILE)
+        rows = pq.read_table(
+            folder / ROWS_FILE, columns=[c for c in schema.names if c != VECTOR_COLUMN]
+        )
+        vectors, stored = (
+            _column_vectors(folder / ROWS_FILE, schema, dim) if in_parquet else (None, "")
+        )
     except (pa.ArrowException, OSError) as exc:
         raise StoreError(f"{where}: cannot read {ROWS_FILE}: {exc}") from None
+    if not in_parquet:
+        try:
+            vectors = np.load(
+                folder / VECTORS_FILE, mmap_mode="r" if mmap else None, allow_pickle=False
+            )
+        except (ValueError, OSError, EOFError) as exc:
+            raise StoreError(f"{where}: cannot read {VECTORS_FILE}: {exc}") from None
+        stored = f"{VECTORS_FILE} holds {vectors.dtype}{vectors.shape}"
+    if vectors is None or vectors.shape != shape or vectors.dtype != np.float32:
+        raise StoreError(f"{where}: {stored}, manifest says float32{shape}")
     if rows.num_rows != shape[0]:
         raise StoreError(f"{where}: {ROWS_FILE} has {rows.num_rows} rows, vectors have {shape[0]}")
     try:
@@ -531,6 +543,45 @@ def read_shard(
     return out
 
 
+def _data_files(manifest: Mapping[str, Any]) -> tuple[str, ...]:
+    """The data files each shard of the set holds, by where it keeps its vectors."""
+    if manifest.get("layout") == "sharded" and manifest.get("vectors") == "parquet":
+        return (ROWS_FILE,)
+    return (VECTORS_FILE, ROWS_FILE)
+
+
+def _column_vectors(path: Path, schema: pa.Schema, dim: int) -> tuple[np.ndarray | None, str]:
+    """The (n, dim) float32 matrix kept in the vector column of the Parquet file at
+    ``path``, decoded a batch at a time into one array (memory: the matrix and a batch, not
+    the file's column chunk), or None and what the column holds instead."""
+    if VECTOR_COLUMN not in schema.names:
+        return None, f"{ROWS_FILE} has no {VECTOR_COLUMN!r} column"
+    kind = schema.field(VECTOR_COLUMN).type
+    if (
+        not pa.types.is_fixed_size_list(kind)
+        or kind.list_size != dim
+        or kind.value_type != pa.float32()
+    ):
+        return None, f"its {VECTOR_COLUMN!r} column holds {kind}"
+    source = pq.ParquetFile(path, buffer_size=1 << 22, pre_buffer=False)
+    out = np.empty((source.metadata.num_rows, dim), dtype=np.float32)
+    start = 0
+    for batch in source.iter_batches(batch_size=8192, columns=[VECTOR_COLUMN], use_threads=False):
+        column = batch.column(0)
+        values = column.flatten()  # (the slice of) its float32 values, no copy
+        if column.null_count or values.null_count:
+            return None, f"its {VECTOR_COLUMN!r} column holds nulls"
+        out[start : start + len(column)] = values.to_numpy().reshape(-1, dim)
+        start += len(column)
+    return out, ""
+
+
+def vector_column(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    """An (n, d) float32 matrix as a column of fixed-size lists (the Parquet layout)."""
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(flat, int(vectors.shape[1]))
+
+
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     """Read and check an EmbeddingSet directory's manifest.json (no data files are read)."""
     path = Path(path)
@@ -550,10 +601,12 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
         ok = (
             len(shape) == 2
             and all(isinstance(v, int) and v >= 0 for v in shape)
+            and manifest.get("vectors", "npy") in VECTOR_FORMATS
+            and all(set(e["files"]) == set(_data_files(manifest)) for e in entries)
             and all(
-                set(e["files"][f]) >= {"sha256", "bytes"}
+                set(e["files"][f]) >= {"sha256", "bytes"} and "/" not in f and f != ".."
                 for e in entries
-                for f in (VECTORS_FILE, ROWS_FILE)
+                for f in e["files"]
             )
             and sum(int(e["rows"]) for e in entries) == shape[0]
             and all(".." not in Path(str(e["path"])).parts for e in entries)
@@ -647,6 +700,7 @@ def describe(path: str | os.PathLike, es: EmbeddingSet | None = None) -> dict[st
         "dim": int(manifest["shape"][1]),
         "dtype": "float32",
         "shards": len(shard_entries(manifest)),
+        "vectors": manifest.get("vectors", "npy"),
         "provenance": Provenance.from_dict(manifest.get("provenance") or {}).to_dict(),
         "label_counts": es.label_counts() if es is not None else stored_label_counts(path),
         "texts": bool(columns.get("texts")),

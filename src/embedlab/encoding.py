@@ -98,13 +98,15 @@ def encode_file_sharded(
     restart: bool = False,
     progress: bool | None = None,
     ray: Any = None,
+    vector_format: str = "npy",
 ) -> EncodeJob:
     """Encode a data file into an EmbeddingSet at ``output`` one shard of ``shard_rows``
     input rows at a time (memory bounded by a shard), resumably: run again after a crash or
     a kill with the same input and options, it encodes only the shards not yet written.
     One shard gives the simple one-file layout; more, a sharded set (:mod:`embedlab.sharded`).
     ``ray`` (:class:`embedlab.distributed.RayOptions`): the shards are encoded by a pool of
-    Ray actors (same output, see :mod:`embedlab.distributed`).
+    Ray actors (same output, see :mod:`embedlab.distributed`). ``vector_format``: ``"npy"``
+    (memory-mappable) or ``"parquet"`` (a ``vector`` column of rows.parquet).
     """
     from embedlab.sharded import ShardWriter
 
@@ -130,7 +132,9 @@ def encode_file_sharded(
         "encoder": encoder.spec,
         "options": options,
     }
-    writer = ShardWriter(output, job, overwrite=overwrite, restart=restart)
+    writer = ShardWriter(
+        output, job, overwrite=overwrite, restart=restart, vector_format=vector_format
+    )
     out = EncodeJob(Path(output))
     total = count_rows(path)
     show = (total or 0) > 1000 if progress is None else progress

@@ -8,6 +8,10 @@ Layout (``format_version`` 2, ``"layout": "sharded"``)::
     shards/00000/          vectors.npy (float32, memory-mappable) + rows.parquet + shard.json
     shards/00001/ ...
 
+With ``vector_format="parquet"`` (``"vectors": "parquet"`` in the manifest) a shard is its
+rows.parquet alone, the vectors in its ``vector`` column of fixed-size float32 lists — for
+sets that other Parquet tools (DuckDB, Spark, Arrow) read as they are.
+
 A set saved by :meth:`EmbeddingSet.save` (vectors.npy + rows.parquet at the root,
 ``format_version`` 1) opens as a set with one shard, and a job that writes a single shard
 lays it out that way, so small sets keep the simple layout every tool reads.
@@ -25,7 +29,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +44,8 @@ from embedlab.embedding_set import (
     MANIFEST_FILE,
     ROWS_FILE,
     SHARDED_VERSION,
+    VECTOR_COLUMN,
+    VECTOR_FORMATS,
     VECTORS_FILE,
     EmbeddingSet,
     Provenance,
@@ -50,6 +56,7 @@ from embedlab.embedding_set import (
     read_shard,
     shard_entries,
     stored_label_counts,
+    vector_column,
 )
 from embedlab.errors import StoreError, ValidationError
 from embedlab.jobs import JobFolder
@@ -71,10 +78,10 @@ def is_sharded(path: str | os.PathLike) -> bool:
     return isinstance(doc, dict) and doc.get("layout") == "sharded"
 
 
-def _files(folder: Path) -> dict[str, dict[str, Any]]:
+def _files(folder: Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
     return {
         name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
-        for name in (VECTORS_FILE, ROWS_FILE)
+        for name in names
     }
 
 
@@ -94,6 +101,8 @@ class ShardedSet:
         self.columns = dict(self.manifest["columns"])
         self.shards = shard_entries(self.manifest)
         self.provenance = Provenance.from_dict(self.manifest.get("provenance") or {})
+        #: where the vectors are kept: "npy" (memory-mapped) or "parquet" (a column)
+        self.vector_format = str(self.manifest.get("vectors", "npy"))
 
     def __len__(self) -> int:
         return self.n
@@ -154,6 +163,8 @@ class ShardWriter:
     writer reports those shards as done (:meth:`done`) and only the missing ones are written;
     the work of another ``job`` (other input or options) is discarded, and so is the same
     job's with ``restart``. :meth:`abandon` removes the work folder when no shard was written.
+    ``vector_format``: ``"npy"`` (memory-mappable vectors.npy per shard) or ``"parquet"`` (the
+    vectors as a column of rows.parquet; always the sharded layout).
     """
 
     def __init__(
@@ -163,13 +174,19 @@ class ShardWriter:
         *,
         overwrite: bool = False,
         restart: bool = False,
+        vector_format: str = "npy",
     ) -> None:
+        if vector_format not in VECTOR_FORMATS:
+            raise ValidationError(
+                f"vector format must be one of {', '.join(VECTOR_FORMATS)}, got {vector_format!r}"
+            )
         self.output = Path(output).absolute()
         if self.output.exists() and not overwrite:
             raise StoreError(f"{self.output} already exists (pass --force to replace it)")
         self.overwrite = overwrite
-        self.job_folder = JobFolder(self.output, job, restart=restart)
+        self.job_folder = JobFolder(self.output, {**job, "vectors": vector_format}, restart=restart)
         self.work = self.job_folder.path
+        self.vector_format = vector_format
 
     @classmethod
     def attach(cls, work: str | os.PathLike) -> ShardWriter:
@@ -179,6 +196,7 @@ class ShardWriter:
         writer.job_folder = JobFolder.attach(work)
         writer.work = writer.job_folder.path
         writer.output, writer.overwrite = writer.job_folder.output, False
+        writer.vector_format = writer.job_folder.job.get("vectors", "npy")
         return writer
 
     def abandon(self) -> None:
@@ -223,12 +241,29 @@ class ShardWriter:
         tmp.mkdir(parents=True)
         entry: dict[str, Any] = {"rows": 0, "first_row": int(first_row)}
         if es is not None:
-            np.save(tmp / VECTORS_FILE, np.ascontiguousarray(es.vectors, dtype=np.float32))
-            pq.write_table(es.rows_table(), tmp / ROWS_FILE)
+            rows = es.rows_table()
+            if self.vector_format == "parquet":
+                if VECTOR_COLUMN in rows.column_names:
+                    raise ValidationError(
+                        f"a metadata column is named {VECTOR_COLUMN!r}, which the Parquet "
+                        "vector layout uses: rename it, or keep the vectors in .npy files"
+                    )
+                others = rows.column_names
+                rows = rows.append_column(VECTOR_COLUMN, vector_column(es.vectors))
+                # floats neither compress nor repeat: stored plain, decoded at memory speed
+                compression = {c: "snappy" for c in others} | {VECTOR_COLUMN: "none"}
+                pq.write_table(
+                    rows, tmp / ROWS_FILE, use_dictionary=others, compression=compression
+                )
+                names = (ROWS_FILE,)
+            else:
+                np.save(tmp / VECTORS_FILE, np.ascontiguousarray(es.vectors, dtype=np.float32))
+                pq.write_table(rows, tmp / ROWS_FILE)
+                names = (VECTORS_FILE, ROWS_FILE)
             entry |= {
                 "rows": int(es.n),
                 "dim": int(es.dim),
-                "files": _files(tmp),
+                "files": _files(tmp, names),
                 "columns": _columns(es),
                 "provenance": es.provenance.to_dict(),
             }
@@ -249,7 +284,7 @@ class ShardWriter:
                 folders.append(self._folder(i))
         if not entries:
             raise ValidationError("no rows to write: every input row was skipped")
-        dims = {int(np.load(f / VECTORS_FILE, mmap_mode="r").shape[1]) for f in folders}
+        dims = {int(e["dim"]) for e in entries}
         columns = [e["columns"] for e in entries]
         if len(dims) != 1 or any(c != columns[0] for c in columns):
             raise StoreError(f"the shards in {self.work} do not agree on dimension or columns")
@@ -272,21 +307,22 @@ class ShardWriter:
                 "embedlab_version": _version(),
                 "saved": _utc_now(),
             }
-            if len(entries) == 1:
-                _place(folders[0], tmp)
+            if len(entries) == 1 and self.vector_format == "npy":
+                _place(folders[0], tmp, entries[0]["files"])
                 doc = {**base, "format_version": 1, "files": entries[0]["files"]}
             else:
                 (tmp / "shards").mkdir()
                 shards = []
                 for k, (entry, folder) in enumerate(zip(entries, folders, strict=True)):
                     (tmp / "shards" / f"{k:05d}").mkdir()
-                    _place(folder, tmp / "shards" / f"{k:05d}")
+                    _place(folder, tmp / "shards" / f"{k:05d}", entry["files"])
                     kept = {key: entry[key] for key in ("rows", "first_row", "files")}
                     shards.append({"path": f"shards/{k:05d}", **kept})
                 doc = {
                     **base,
                     "format_version": SHARDED_VERSION,
                     "layout": "sharded",
+                    "vectors": self.vector_format,
                     "shards": shards,
                 }
             (tmp / MANIFEST_FILE).write_text(json.dumps(doc, indent=1), encoding="utf-8")
@@ -294,9 +330,9 @@ class ShardWriter:
         return self.output
 
 
-def _place(src: Path, dst: Path) -> None:
+def _place(src: Path, dst: Path, names: Iterable[str]) -> None:
     """A shard's data files into ``dst``: hard links on one file system, else copies."""
-    for name in (VECTORS_FILE, ROWS_FILE):
+    for name in names:
         try:
             os.link(src / name, dst / name)
         except OSError:
@@ -330,7 +366,7 @@ def filter_set(
         raise ValidationError(f"unknown label(s) {unknown}; known labels: {sorted(known)[:20]}")
     wanted = [str(x) for x in labels]
     job = {"filter": wanted, "exclude": exclude, "source": sha256_file(ss.path / MANIFEST_FILE)}
-    writer = ShardWriter(output, job, overwrite=overwrite)
+    writer = ShardWriter(output, job, overwrite=overwrite, vector_format=ss.vector_format)
     kept = 0
     for i, shard in enumerate(ss):
         if writer.done(i):
@@ -346,7 +382,8 @@ def concat_sets(
     sources: Sequence[str | os.PathLike], output: str | os.PathLike, *, overwrite: bool = False
 ) -> Path:
     """One set of every row of ``sources`` in order (same encoder, columns and dimension),
-    shard by shard; row ids must stay unique."""
+    shard by shard, its vectors kept as the first source keeps them; row ids must stay
+    unique."""
     sets = [ShardedSet(p) for p in sources]
     if not sets:
         raise ValidationError("nothing to concatenate")
@@ -359,7 +396,7 @@ def concat_sets(
         if other.columns != first.columns:
             raise ValidationError(f"{other.path} has other columns than {first.path}")
     job = {"concat": [sha256_file(s.path / MANIFEST_FILE) for s in sets]}
-    writer = ShardWriter(output, job, overwrite=overwrite)
+    writer = ShardWriter(output, job, overwrite=overwrite, vector_format=first.vector_format)
     k = start = 0
     for ss in sets:
         for shard in ss:

@@ -89,6 +89,14 @@ def encode(
             "time (memory bounded by a shard); more rows than this give a sharded set."
         ),
     ] = 100_000,
+    vector_format: Annotated[
+        str,
+        typer.Option(
+            help="Where shards keep their vectors: npy (vectors.npy, memory-mapped) or parquet "
+            "(a 'vector' column of fixed-size float32 lists in rows.parquet, for DuckDB / "
+            "Spark / Arrow; always the sharded layout).",
+        ),
+    ] = "npy",
     restart: Annotated[
         bool,
         typer.Option(
@@ -121,6 +129,8 @@ def encode(
       embedlab encode ../shared/data/clinc150/data_full.json --split train -o clinc-train/
 
       embedlab encode intents.csv -o space-l4-d128/ --layer 4 --dim 128
+
+      embedlab encode tickets.parquet -o space/ --vector-format parquet   (DuckDB-readable)
     """
     from embedlab.encoders import SentenceTransformerEncoder
     from embedlab.encoding import encode_file_sharded
@@ -157,6 +167,7 @@ def encode(
             overwrite=force,
             restart=restart,
             ray=on_ray,
+            vector_format=vector_format,
         )
         secs = time.perf_counter() - t0
         say_skipped(job)
@@ -242,6 +253,8 @@ def info(
         table.add_row("shape", f"{ss.n} × {ss.dim} float32")
         if len(ss.shards) > 1:
             table.add_row("shards", str(len(ss.shards)))
+        if ss.vector_format == "parquet":
+            table.add_row("vectors", "in rows.parquet (column 'vector', fixed-size float32 lists)")
         table.add_row(
             "encoder",
             f"{enc.get('name', 'unknown')} ({enc.get('kind', 'precomputed')})"
