@@ -79,8 +79,14 @@ def _format_of(path: Path) -> str:
     return fmt
 
 
+def _text_encoding(head: bytes) -> str:
+    """How a text file starting with ``head`` is decoded: UTF-16 after its byte-order mark,
+    else UTF-8 (a UTF-8 byte-order mark dropped)."""
+    return "utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+
+
 def _decode(path: Path, data: bytes, header_lines: int) -> str:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # a UTF-16 byte-order mark
+    if _text_encoding(data[:2]) == "utf-16":
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError:
@@ -462,13 +468,11 @@ def _check_file(path: Path) -> None:
 
 
 def _open_text(path: Path) -> Any:
-    """The file as text, UTF-16 when it starts with that byte-order mark, else UTF-8 (a
-    UTF-8 byte-order mark dropped)."""
+    """The file as text (see :func:`_text_encoding`)."""
     _check_file(path)
     with open(path, "rb") as fh:
         head = fh.read(2)
-    utf16 = head in (b"\xff\xfe", b"\xfe\xff")
-    return open(path, encoding="utf-16" if utf16 else "utf-8-sig", newline="")
+    return open(path, encoding=_text_encoding(head), newline="")
 
 
 def _decoding_error(path: Path, exc: UnicodeDecodeError) -> DataFormatError:
