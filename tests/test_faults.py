@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from embedlab.atomic import atomic_directory, check_output_dir, remove_stale_temps
 from embedlab.cli import app
 from embedlab.errors import DataFormatError, RefusedOverwrite, StoreError, ValidationError
-from embedlab.readers import read_texts
+from embedlab.readers import iter_texts, read_texts
 from embedlab.space import EmbeddingSet, read_vector_file
 
 runner = CliRunner()
@@ -339,6 +339,10 @@ def test_semicolon_csv_and_utf16_files_are_read(tmp_path):
     assert t.texts == ["book a flight"] and t.labels == ["travel"]
     (tmp_path / "u16.csv").write_bytes("text,label\nnaïve café,food\n".encode("utf-16"))
     assert read_texts(tmp_path / "u16.csv").texts == ["naïve café"]
+    (tmp_path / "bom8.csv").write_bytes("text,label\nnaïve café,food\n".encode("utf-8-sig"))
+    for name in ("semi.csv", "u16.csv", "bom8.csv"):  # the streaming reader decodes alike
+        chunks = list(iter_texts(tmp_path / name, 1))
+        assert [c.texts for _, c in chunks] == [read_texts(tmp_path / name).texts]
 
 
 def test_an_explicit_delimiter_wins_over_the_sniffed_one(tmp_path):
