@@ -282,10 +282,33 @@ def test_filter_and_concat_shard_by_shard(sharded_and_whole, tmp_path):
     np.testing.assert_allclose(got.vectors, want.vectors, atol=1e-6)
     both = EmbeddingSet.load(concat_sets([alarms, rest], tmp_path / "both"))
     assert both.n == 178 and sorted(both.ids.tolist(), key=int) == one.ids.tolist()
-    with pytest.raises(ValidationError, match="ids repeat"):
+    with pytest.raises(ValidationError, match="ids repeat across the sets"):
         concat_sets([alarms, alarms], tmp_path / "twice")
     with pytest.raises(ValidationError, match="unknown label"):
         filter_set(sharded, tmp_path / "x", ["nope"])
+
+
+def test_filter_and_concat_on_the_command_line(sharded_and_whole, tmp_path):
+    sharded, whole = sharded_and_whole
+
+    def cli(*args):
+        res = runner.invoke(app, [*map(str, args)])
+        return res.exit_code, " ".join(res.output.split())
+
+    code, said = cli("filter", sharded, "-o", tmp_path / "in", "-l", "oos", "--exclude")
+    assert code == 0 and "wrote" in said and "168 × 384 float32 (4 shards)" in said
+    assert cli("filter", sharded, "-o", tmp_path / "oos", "--label", "oos")[0] == 0
+    code, said = cli("concat", tmp_path / "in", tmp_path / "oos", "-o", tmp_path / "all")
+    assert code == 0 and "178 × 384 float32 (5 shards)" in said
+    got, one = EmbeddingSet.load(tmp_path / "all"), EmbeddingSet.load(whole)
+    assert sorted(got.ids.tolist(), key=int) == one.ids.tolist()
+    code, said = cli("concat", tmp_path / "in", sharded, "-o", tmp_path / "twice")
+    assert code != 0 and "row ids repeat across the sets" in said
+    assert not (tmp_path / "twice").exists() and not (tmp_path / ".twice.partial").exists()
+    code, said = cli("filter", sharded, "-o", tmp_path / "x", "-l", "nope")
+    assert code != 0 and "unknown label(s) ['nope']" in said
+    code, said = cli("filter", sharded, "-o", sharded, "-l", "oos", "--force")
+    assert code != 0 and sharded.exists()  # never written over its own input
 
 
 @pytest.mark.parametrize(

@@ -270,10 +270,16 @@ class ShardWriter:
         (tmp / SHARD_FILE).write_text(json.dumps(entry, indent=1), encoding="utf-8")
         self.job_folder.commit(i, tmp)
 
-    def finish(self, n_shards: int) -> Path:
+    def finish(
+        self,
+        n_shards: int,
+        *,
+        repeated: str = "in the input (ids must be unique; leave out --id-col to number the rows)",
+    ) -> Path:
         """Publish shards 0 … n_shards-1 at the output (one shard: the format-1 layout) and
         remove the work folder. StoreError naming a missing shard; ValidationError when row
-        ids repeat across shards."""
+        ids repeat across shards (``repeated``: where, and what to do, for the message; the
+        work folder is removed then, as a run on the same input would fail the same way)."""
         entries, folders = [], []
         for i in range(n_shards):
             entry = self._entry(i)
@@ -293,10 +299,8 @@ class ShardWriter:
             [pq.read_table(f / ROWS_FILE, columns=["id"]).column("id") for f in folders]
         )
         if pc.count_distinct(ids).as_py() != n:  # the id column only, in Arrow memory
-            raise ValidationError(
-                "row ids repeat in the input (ids must be unique; leave out --id-col to number "
-                "the rows)"
-            )
+            self.job_folder.remove()  # the same input would repeat them again: nothing to resume
+            raise ValidationError(f"row ids repeat {repeated}")
         with atomic_directory(self.output, overwrite=self.overwrite) as tmp:
             base = {
                 "format": FORMAT,
@@ -404,4 +408,4 @@ def concat_sets(
                 writer.write(k, shard, start)
             start += shard.n
             k += 1
-    return writer.finish(k)
+    return writer.finish(k, repeated="across the sets (their ids must not overlap)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -277,3 +277,65 @@ def info(
         else:
             table.add_row("labels", "none")
         console.print(table)
+
+
+@app.command("filter", rich_help_panel="Data: encode, import, inspect")
+def filter_command(
+    space: Annotated[Path, typer.Argument(help="An EmbeddingSet directory (sharded or not).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory to write the new set to.")
+    ],
+    label: Annotated[
+        list[str],
+        typer.Option("--label", "-l", help="A label whose rows to keep (repeatable)."),
+    ],
+    exclude: Annotated[
+        bool, typer.Option("--exclude", help="Keep every row except those labels' instead.")
+    ] = False,
+    force: ForceOption = False,
+) -> None:
+    """Write the rows of some labels (or all but them) to a new EmbeddingSet, shard by shard
+    (memory bounded by a shard; vectors kept as the source keeps them).
+
+    [bold]Examples[/]
+
+      embedlab filter space/ -o alarms/ --label set_alarm --label weather_forecast
+
+      embedlab filter space/ -o in-scope/ --label oos --exclude
+    """
+    from embedlab.sharded import ShardedSet, filter_set
+
+    with user_errors():
+        check_output_dir(output, force, space)
+        filter_set(space, output, label, exclude=exclude, overwrite=force)
+        _say_written(ShardedSet(output))
+
+
+@app.command(rich_help_panel="Data: encode, import, inspect")
+def concat(
+    spaces: Annotated[
+        list[Path], typer.Argument(help="EmbeddingSet directories, in the order wanted.")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory to write the joined set to.")
+    ],
+    force: ForceOption = False,
+) -> None:
+    """Join EmbeddingSets of the same encoder, dimension and columns into one, shard by shard
+    (no set is loaded whole; row ids must not overlap).
+
+    [bold]Example[/]
+
+      embedlab concat january/ february/ march/ -o q1/
+    """
+    from embedlab.sharded import ShardedSet, concat_sets
+
+    with user_errors():
+        check_output_dir(output, force, *spaces)
+        concat_sets(spaces, output, overwrite=force)
+        _say_written(ShardedSet(output))
+
+
+def _say_written(ss: Any) -> None:
+    shards = f"{len(ss.shards)} shards" if len(ss.shards) > 1 else "1 shard"
+    console.print(f"wrote {ss.path}: {ss.n} × {ss.dim} float32 ({shards})")
