@@ -12,7 +12,11 @@ from embedlab.cli.common import BackendOption, app, console, err_console, user_e
 from embedlab.errors import EmbedlabError
 
 keys_app = typer.Typer(
-    help="API keys for `embedlab serve`: create (shown once), list, revoke.",
+    help="API keys for `embedlab serve`: create (shown once), list, revoke.\n\n"
+    "[bold]Examples[/]\n\n"
+    "  embedlab keys create support-bot --keys keys.json --model intents --rate 600\n\n"
+    "  embedlab keys list --keys keys.json\n\n"
+    "  embedlab serve intents/ --keys keys.json   (the model in intents/ is served as intents)",
     rich_markup_mode="rich",
     no_args_is_help=True,
 )
@@ -199,7 +203,12 @@ def keys_create(
         ),
     ] = False,
 ) -> None:
-    """Create a key; the token is printed once and only its hash is stored."""
+    """Create a key; the token is printed once and only its hash is stored.
+
+    [bold]Example[/]
+
+      embedlab keys create support-bot --keys keys.json --model intents --rate 600
+    """
     from embedlab.serve.keys import KeyStore
 
     with user_errors():
@@ -213,7 +222,12 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(keys: KeysFileOption) -> None:
-    """List keys (ids, names, models, limits — never tokens)."""
+    """List keys (ids, names, models, limits — never tokens).
+
+    [bold]Example[/]
+
+      embedlab keys list --keys keys.json
+    """
     from embedlab.serve.keys import KeyStore
 
     with user_errors():
@@ -233,7 +247,12 @@ def keys_revoke(
     keys: KeysFileOption,
 ) -> None:
     """Revoke a key: a running server answers its requests with 401 from the next request
-    on (it re-reads the keys file when the file changes)."""
+    on (it re-reads the keys file when the file changes).
+
+    [bold]Example[/]
+
+      embedlab keys revoke 3f9a2c1b --keys keys.json   (the id from keys list)
+    """
     from embedlab.serve.keys import KeyStore
 
     with user_errors():
