@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -544,6 +544,12 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
             )
         return key
 
+    def _listing(request: Request, served: Iterable[Any]) -> dict:
+        """The served models or indexes the request's key may use, in OpenAI's list shape."""
+        key = authorise(request)
+        shown = [x for x in served if key is None or key.allows(x.name)]
+        return {"object": "list", "data": [x.describe() for x in shown]}
+
     def served_models(request: Request, names: list[str]) -> dict[str, ServedModel]:
         """The served models, after :func:`authorise` (each read once: a swap during the
         request does not mix versions)."""
@@ -616,17 +622,13 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
     async def list_models(request: Request) -> dict:
         """The served models (OpenAI's list shape, with version, encoder, classes, threshold)
         that the request's key may use."""
-        key = authorise(request)
-        shown = [m for m in reg.models.values() if key is None or key.allows(m.name)]
-        return {"object": "list", "data": [m.describe() for m in shown]}
+        return _listing(request, reg.models.values())
 
     @app.get("/v1/indexes", responses=_documented(401))
     async def list_indexes(request: Request) -> dict:
         """The served search indexes (size, spec, encoder, the labels a search can filter by)
         that the request's key may use."""
-        key = authorise(request)
-        shown = [i for i in reg.indexes.values() if key is None or key.allows(i.name)]
-        return {"object": "list", "data": [i.describe() for i in shown]}
+        return _listing(request, reg.indexes.values())
 
     @app.post("/v1/embeddings", responses=_TEXT_ERRORS)
     async def embeddings(req: EmbeddingsRequest, request: Request) -> dict:
