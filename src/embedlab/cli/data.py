@@ -176,7 +176,7 @@ def encode(
             timing += f", of which {job.load_seconds:.1f} s loading / preparing the model"
         if job.encoded:
             timing += f"; {rate(job.encoded / max(secs, 1e-9))} texts/s overall"
-        shards = f"{job.shards} shards" if job.shards > 1 else "1 shard"
+        shards = _shards(job.shards)
         if job.resumed:
             shards += f", {job.resumed} done by an earlier run"
         console.print(
@@ -337,5 +337,8 @@ def concat(
 
 
 def _say_written(ss: Any) -> None:
-    shards = f"{len(ss.shards)} shards" if len(ss.shards) > 1 else "1 shard"
-    console.print(f"wrote {ss.path}: {ss.n} × {ss.dim} float32 ({shards})")
+    console.print(f"wrote {ss.path}: {ss.n} × {ss.dim} float32 ({_shards(len(ss.shards))})")
+
+
+def _shards(n: int) -> str:
+    return f"{n} shards" if n > 1 else "1 shard"
