@@ -120,6 +120,9 @@ def test_demo_runs(tmp_path):
     assert "Search (48 bytes/vector, binary + rescore)" in res.output
     assert "add-classes (no refit" in res.output
     demo_output = " ".join(res.output.split())
+    assert "streamed in 3 chunks of 40 rows" in demo_output and "102 rows" in demo_output
+    assert (tmp_path / "demo" / "test_predictions.csv").read_text().count("\n") == 103
+    assert "--shard-rows 100000" in demo_output
     res = invoke("search", tmp_path / "demo" / "index", "wake me up at seven", "-k", "1", "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["label"] == "set_alarm"
     train = EmbeddingSet.load(tmp_path / "demo" / "train")

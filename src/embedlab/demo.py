@@ -128,6 +128,19 @@ def run_demo(
         f"Search ({index.bytes_per_vector():g} bytes/vector, binary + rescore) → {index_dir}: "
         f"{query!r} → {hits}"
     )
+    # The same model over a whole file, as `embedlab predict` runs it on millions of rows:
+    # in chunks, each written as it is done (a killed run resumes), published in one step.
+    from embedlab.datasets import demo_path
+    from embedlab.prediction import predict_file
+
+    streamed = predict_file(
+        pipe, demo_path("test"), out_dir / "test_predictions.csv", chunk_rows=40, progress=False
+    )
+    console.print(
+        f"Predictions for the test file, streamed in {streamed.chunks} chunks of 40 rows "
+        f"(resumable, as `embedlab predict` does) → {streamed.output}: {streamed.rows} rows, "
+        f"{streamed.out_of_scope} out of scope"
+    )
     from embedlab.report import model_report, write_report
 
     report_path = write_report(
@@ -145,7 +158,9 @@ def run_demo(
         f'or [bold]embedlab search {out_dir / "index"} "your query"[/], or serve the models '
         f"over HTTP: [bold]embedlab serve {model_dir} {out_dir / 'model_zero_shot'} "
         f"{out_dir / 'index'}[/] (then open http://127.0.0.1:8000/ for the playground, or POST "
-        "/v1/classify; see the README's Serving section)"
+        "/v1/classify; see the README's Serving section). Millions of rows: [bold]embedlab "
+        "encode big.parquet -o space/ --shard-rows 100000[/] (sharded, resumable; add --ray "
+        "to run on Ray) — see the README's Large inputs section"
     )
     sets["metrics"] = metrics
     return sets
