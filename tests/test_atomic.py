@@ -4,7 +4,7 @@ import pytest
 
 from embedlab.atomic import atomic_directory, atomic_write_bytes
 
-MARK = '{"format": "embedlab.embedding_set"}'  # what an EmbeddingSet's manifest says
+MARK = '{"format": "embedlab.embedding_set", "files": {"a.txt": {}}}'  # a manifest listing a.txt
 
 
 def test_atomic_write_bytes_replaces_and_leaves_no_temp(tmp_path):

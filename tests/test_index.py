@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from embedlab.embedding_set import EmbeddingSet
 from embedlab.errors import StoreError, ValidationError
 from embedlab.index import Index
 
@@ -107,7 +108,9 @@ def test_errors(data, tmp_path):
         index.search(Q[:, :32], 3)
     with pytest.raises(ValidationError, match="needs at least 256 vectors"):
         Index("ivf16,pq16", 64).add(X[:100])
-    with pytest.raises(ValidationError, match="1..16 bits"):
+    with pytest.raises(
+        ValidationError, match="x20 is out of range: the bits per code must be 1..16"
+    ):
         Index("ivf16,pq16x20", 64)
     path = index.save(tmp_path / "i")
     data_bytes = bytearray((path / "ids.npy").read_bytes())
@@ -117,6 +120,34 @@ def test_errors(data, tmp_path):
         Index.load(path)
     with pytest.raises(StoreError, match="no index at"):
         Index.load(tmp_path / "nope")
+
+
+@pytest.mark.parametrize(
+    "spec, says",
+    [
+        ("hnsw0", "hnsw0 is out of range"),  # aborted inside FAISS (rc 134)
+        ("hnsw1", "hnsw1 is out of range"),  # segfaulted (rc 139)
+        ("dim0,rerank10", "dim0 is out of range"),  # built a 0-byte index
+        ("dim64,rerank0", "rerank0 is out of range"),  # AssertionError traceback
+        ("binary,rescore0", "rescore0 is out of range"),
+        ("dim65,rerank2", "dim65 exceeds the vectors' dimension 64"),
+        ("ivf0,pq8", "ivf0 is out of range"),
+        ("pq0", "pq0 is out of range"),
+        ("hnsw" + "9" * 30, "is out of range"),
+    ],
+)
+def test_every_number_of_a_spec_is_checked_before_faiss(tmp_path, spec, says):
+    """Each bad number stops `embedlab index` with one line, before FAISS sees it."""
+    from typer.testing import CliRunner
+
+    from embedlab.cli import app
+
+    space = tmp_path / "space"
+    EmbeddingSet(np.eye(64, dtype=np.float32), ids=[str(i) for i in range(64)]).save(space)
+    res = CliRunner().invoke(app, ["index", str(space), "-o", str(tmp_path / "i"), "--spec", spec])
+    assert res.exit_code == 2 and says in res.output, res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) <= 2
+    assert not (tmp_path / "i").exists()
 
 
 def test_index_search_allow_mask_is_exact_for_a_flat_index():

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.atomic import ADAPT_MARKER, atomic_directory
+from embedlab.atomic import atomic_directory
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.errors import ValidationError
+from embedlab.ownership import ADAPT_MARKER
 from embedlab.progress import progress_bar
 from embedlab.vectors import class_means, unit_rows
 
@@ -229,7 +230,9 @@ def adapt_encoder(
     out_dir = Path(out_dir)
     with atomic_directory(out_dir, overwrite=True) as tmp:
         model.save(str(tmp))
-        (tmp / ADAPT_MARKER).write_text(json.dumps(report, indent=1), encoding="utf-8")
+        written = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
+        marker = {**report, "files": written}  # what a later --force may replace
+        (tmp / ADAPT_MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
     if budget_hit:
         log.warning(
             "adaptation cut by its time budget (%s s) after %d of %d planned steps: the model "

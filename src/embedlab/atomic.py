@@ -19,6 +19,7 @@ from pathlib import Path
 from embedlab.errors import RefusedOverwrite, StoreError
 
 __all__ = [
+    "AS_AT_START",
     "atomic_directory",
     "atomic_write_bytes",
     "check_output_dir",
@@ -27,11 +28,11 @@ __all__ = [
     "fsync_directory",
     "fsync_file",
     "remove_stale_temps",
+    "version_lock",
 ]
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
-ADAPT_MARKER = ".embedlab_adapt.json"  # written into every adapted encoder directory
 _STALE_AFTER_S = 3600.0  # a temp without a recognisable owner is stale after this long
 
 
@@ -47,14 +48,6 @@ def _umask() -> int:
     mask = os.umask(0o022)  # pragma: no cover - not Linux
     os.umask(mask)
     return mask
-
-
-def _is_embedlab_dir(path: Path) -> bool:
-    """True when ``path`` is something embedlab saved (a bundle, an EmbeddingSet, an
-    index, by its root document and format) or an adapted encoder it wrote."""
-    from embedlab.manifest import saved_kind
-
-    return saved_kind(path, strict=True) is not None or (path / ADAPT_MARKER).is_file()
 
 
 def check_replaceable(
@@ -83,17 +76,27 @@ def check_replaceable(
             raise RefusedOverwrite(
                 f"{target} holds the input {item}; refusing to replace it: write elsewhere"
             )
-    if _is_embedlab_dir(real):
+    _check_only_embedlab_files(target, real)
+
+
+def _check_only_embedlab_files(target: Path, real: Path) -> None:
+    """RefusedOverwrite listing what in ``real`` embedlab did not write (see
+    :func:`embedlab.ownership.foreign_paths`): replacing the folder would delete it."""
+    from embedlab.ownership import foreign_paths, owned_paths
+
+    foreign = foreign_paths(real, limit=6)
+    if not foreign:
         return
-    contents = sorted(p.name for p in real.iterdir())
-    if contents:
-        shown = ", ".join(contents[:5]) + (
-            f" and {len(contents) - 5} more" if len(contents) > 5 else ""
-        )
+    shown = ", ".join(foreign[:5]) + (" and more" if len(foreign) > 5 else "")
+    if owned_paths(real) is None:
         raise RefusedOverwrite(
             f"{target} is not something embedlab wrote (it holds {shown}); refusing to replace "
             "it: choose a new directory or remove it yourself"
         )
+    raise RefusedOverwrite(
+        f"{target} holds files embedlab did not write ({shown}); replacing the folder would "
+        "delete them: move them out of it, or write to a new directory"
+    )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -220,22 +223,87 @@ def _exchange(a: Path, b: Path) -> bool:
     return rc == 0
 
 
+#: ``atomic_directory(expect_stamp=...)`` default: the target must hold at the swap what it
+#: held when the write began.
+AS_AT_START: object = object()
+_LOCK_WAIT_S = 120.0
+
+
 @contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def version_lock(target: str | os.PathLike) -> Iterator[None]:
+    """Hold the write lock of directory ``target``: an exclusive ``flock`` on the folder
+    that holds it (nothing is created; the kernel releases it when a writer's process dies,
+    so a crashed writer never leaves it stuck). Other embedlab writers there wait."""
+    import fcntl
+    import time
+
+    target = Path(target).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"another embedlab process has been writing beside {target} for "
+                        f"over {_LOCK_WAIT_S:.0f} s; try again when it is done"
+                    ) from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _check_version(target: Path, expect_stamp: str | None) -> None:
+    """VersionConflict unless ``target`` holds the version (root-document checksum) the
+    writer started from; called under :func:`version_lock`."""
+    from embedlab.errors import VersionConflict
+    from embedlab.manifest import saved_version, stamp_of
+
+    now = stamp_of(target) if target.exists() else None
+    if now == expect_stamp:
+        return
+    if expect_stamp is None and not target.exists():
+        return
+    raise VersionConflict(
+        f"{target} changed while this change was being made: it now holds "
+        f"{saved_version(target)}, written by another process after this one read it. "
+        "Nothing was written and that version stands; run again to apply this change to it"
+    )
+
+
+@contextlib.contextmanager
+def atomic_directory(
+    target: str | os.PathLike,
+    overwrite: bool = False,
+    expect_stamp: str | object | None = AS_AT_START,
+) -> Iterator[Path]:
     """Yield a temp directory to fill; on success it replaces ``target`` in one step.
 
     If the body raises, the temp directory is removed and ``target`` is left untouched.
     With ``overwrite=False`` an existing ``target`` raises ``FileExistsError`` before any work;
-    with ``overwrite=True`` only a directory embedlab wrote (see :func:`check_replaceable`)
-    is replaced. The new directory keeps the old one's mode (else the umask's default), and
-    temps left by a killed earlier write to the same place are removed first.
+    with ``overwrite=True`` only a directory embedlab wrote, holding nothing else (see
+    :func:`check_replaceable`), is replaced. The swap is a compare-and-swap: under a lock
+    beside ``target``, its root document must still have the checksum ``expect_stamp`` (by
+    default, the one it had when this write began; None: there was nothing), else
+    :class:`~embedlab.errors.VersionConflict` and nothing is written. The new directory keeps
+    the old one's mode (else the umask's default), and temps left by a killed earlier write
+    to the same place are removed first.
     """
+    from embedlab.manifest import stamp_of
+
     target = Path(target).absolute()
     if target.exists() and not target.is_dir():
         raise RefusedOverwrite(f"{target} exists and is not a directory")
     if target.exists() and not overwrite:
         raise RefusedOverwrite(f"{target} already exists (pass overwrite=True to replace it)")
     check_replaceable(target)
+    if expect_stamp is AS_AT_START:
+        expect_stamp = stamp_of(target) if target.exists() else None
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(target)
     try:
@@ -252,18 +320,23 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False) -> Iter
             if child.is_file():
                 fsync_file(child)
         fsync_directory(tmp)
-        if target.exists():
-            if _exchange(tmp, target):
-                # tmp now holds the previous copy.
-                shutil.rmtree(tmp, ignore_errors=True)
+        with version_lock(target):
+            _check_version(target, expect_stamp)  # type: ignore[arg-type]
+            if target.exists() and not overwrite:
+                raise RefusedOverwrite(f"{target} was created by another process meanwhile")
+            check_replaceable(target)  # nothing of the user's arrived meanwhile
+            if target.exists():
+                if _exchange(tmp, target):
+                    # tmp now holds the previous copy.
+                    shutil.rmtree(tmp, ignore_errors=True)
+                else:
+                    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+                    os.replace(target, old)
+                    os.replace(tmp, target)
+                    shutil.rmtree(old, ignore_errors=True)
             else:
-                old = target.with_name(f".{target.name}.old-{os.getpid()}")
-                os.replace(target, old)
                 os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-        fsync_directory(target.parent)
+            fsync_directory(target.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -23,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.atomic import atomic_directory
+from embedlab.atomic import AS_AT_START, atomic_directory
+from embedlab.containment import inside, refuse_links
 from embedlab.errors import StoreError
 from embedlab.manifest import read_versioned_json, sha256_file
+from embedlab.ownership import SIGNATURE_FILE
 
 __all__ = [
     "ARRAYS_FILE",
@@ -35,10 +37,12 @@ __all__ = [
     "ENCODER_DIR",
     "GRAPH_DIR",
     "REGISTRY",
+    "SIGNATURE_FILE",
     "canonical_json",
     "estimator_from_state",
     "estimator_to_state",
     "read_bundle",
+    "sign_bundle",
     "write_bundle",
 ]
 
@@ -171,6 +175,32 @@ def json_sha256(obj: Any) -> str:
 
 
 # --------------------------------------------------------------------------- bundle directory
+def _split_timings(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``fields`` without what depends on the machine's speed (the fit's timings, the
+    adaptation's seconds), and those apart: they are kept outside the checksum, so the same
+    data, options and seed give the same checksum on any machine."""
+    info = dict(fields.get("info") or {})
+    timings: dict[str, Any] = {}
+    if "timings" in info:
+        timings["timings"] = info.pop("timings")
+    adapted = info.get("adapted")
+    if isinstance(adapted, dict) and "seconds" in adapted:
+        info["adapted"] = {k: v for k, v in adapted.items() if k != "seconds"}
+        timings["adapt_seconds"] = adapted["seconds"]
+    return ({**fields, "info": info} if "info" in fields else fields), timings
+
+
+def _join_timings(doc: dict[str, Any]) -> dict[str, Any]:
+    timings = doc.pop("timings", None)
+    info = doc.get("info")
+    if isinstance(timings, dict) and isinstance(info, dict):
+        if "timings" in timings:
+            info["timings"] = timings["timings"]
+        if isinstance(info.get("adapted"), dict) and "adapt_seconds" in timings:
+            info["adapted"]["seconds"] = timings["adapt_seconds"]
+    return doc
+
+
 def write_bundle(
     path: str | os.PathLike,
     *,
@@ -179,17 +209,27 @@ def write_bundle(
     copy_encoder: bool,
     arrays: dict[str, np.ndarray],
     fields: dict[str, Any],
-) -> Path:
+    expect_stamp: str | object | None = AS_AT_START,
+    sign: Any = None,
+) -> str:
     """Write a bundle directory atomically: ``fields`` (JSON values) and the encoder's spec
     into bundle.json, ``arrays`` into arrays.safetensors, the encoder's model directory
-    when ``copy_encoder`` (an adapted encoder), and the ONNX graph it runs on."""
+    when ``copy_encoder`` (an adapted encoder), and the ONNX graph it runs on.
+
+    The write replaces ``path`` only if it still holds the version whose bundle.json has
+    the checksum ``expect_stamp`` (default: what it held when the write began), else
+    VersionConflict. ``sign`` (a :class:`~embedlab.signing.SigningKey`) adds signature.json.
+    An encoder outside the bundle is referred to by absolute path; inside it, relatively.
+    Returns the new bundle.json's sha256 (its stamp)."""
     from safetensors.numpy import save_file
 
     from embedlab import __version__
 
     path = Path(path)
     spec = dict(encoder.spec)
-    with atomic_directory(path, overwrite=overwrite) as tmp:
+    spec["path"] = str(Path(encoder.model_path).absolute())
+    checked, timings = _split_timings(fields)
+    with atomic_directory(path, overwrite=overwrite, expect_stamp=expect_stamp) as tmp:
         if copy_encoder:
             shutil.copytree(encoder.model_path, tmp / ENCODER_DIR)
             spec["path"] = ENCODER_DIR  # relative to the bundle
@@ -202,25 +242,37 @@ def write_bundle(
             "format_version": BUNDLE_FORMAT_VERSION,
             "embedlab_version": __version__,
             "encoder": spec,
-            **fields,
+            **checked,
             "arrays_sha256": sha256_file(tmp / ARRAYS_FILE),
         }
         doc["checksum"] = json_sha256(doc)
-        (tmp / BUNDLE_JSON).write_text(json.dumps(doc, indent=1), encoding="utf-8")
-    return path
+        if timings:
+            doc["timings"] = timings  # outside the checksum: they vary with the machine
+        data = json.dumps(doc, indent=1).encode("utf-8")
+        (tmp / BUNDLE_JSON).write_bytes(data)
+        if sign is not None:
+            from embedlab.signing import sign_document
+
+            (tmp / SIGNATURE_FILE).write_bytes(sign_document(sign, data, BUNDLE_JSON))
+    return hashlib.sha256(data).hexdigest()
 
 
-def read_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """bundle.json and the arrays of the bundle at ``path``, every checksum and version
-    verified; StoreError (naming the file and the fix) for anything missing, edited,
-    corrupted or made by an incompatible embedlab."""
+def read_bundle(
+    path: str | os.PathLike, *, key: Any = None
+) -> tuple[dict[str, Any], dict[str, np.ndarray], str]:
+    """bundle.json, the arrays and the stamp (bundle.json's sha256) of the bundle at
+    ``path``, every checksum and version verified, every path it names checked to stay
+    inside it; with ``key`` (a SigningKey) its signature too. StoreError (naming the file
+    and the fix) for anything missing, edited, corrupted, unsigned, leaving the bundle or
+    made by an incompatible embedlab."""
     from safetensors.numpy import load_file
 
     from embedlab import __version__
 
     path = Path(path)
-    doc = _read_bundle_json(path)
-    if sha256_file(path / ARRAYS_FILE) != doc.get("arrays_sha256"):
+    doc, stamp = _read_bundle_json(path, key)
+    arrays_file = inside(path, ARRAYS_FILE, "the bundle's arrays")
+    if sha256_file(arrays_file) != doc.get("arrays_sha256"):
         raise StoreError(
             f"{path}: {ARRAYS_FILE} does not match bundle.json (corrupted or replaced)"
         )
@@ -231,10 +283,10 @@ def read_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.n
             f"this embedlab {__version__}; re-fit it with this version"
         )
     try:
-        arrays = load_file(str(path / ARRAYS_FILE))
+        arrays = load_file(str(arrays_file))
     except Exception as exc:  # safetensors raises its own error types
         raise StoreError(f"{path}: cannot read {ARRAYS_FILE}: {exc}") from None
-    return doc, arrays
+    return doc, arrays, stamp
 
 
 def _bundle_graph(encoder: Any, tmp: Path) -> dict[str, Any] | None:
@@ -259,20 +311,83 @@ def _bundle_graph(encoder: Any, tmp: Path) -> dict[str, Any] | None:
     }
 
 
-def _read_bundle_json(path: Path) -> dict[str, Any]:
+def _read_bundle_json(path: Path, key: Any = None) -> tuple[dict[str, Any], str]:
     f = path / BUNDLE_JSON
     if not path.is_dir():
         raise StoreError(f"no model bundle at {path} (make one with `embedlab fit`)")
     if not f.is_file():
         raise StoreError(f"{path} is not a model bundle: {BUNDLE_JSON} is missing")
-    doc = read_versioned_json(f, BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, "an embedlab model bundle")
+    refuse_links(path, "the bundle")  # embedlab never writes links: none may lead out of it
+    raw = f.read_bytes()
+    if key is not None:
+        from embedlab.signing import verify_signature
+
+        sig = path / SIGNATURE_FILE
+        verify_signature(key, raw, sig.read_bytes() if sig.is_file() else None, path)
+    doc = read_versioned_json(
+        f, BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, "an embedlab model bundle", raw=raw
+    )
     checksum = doc.pop("checksum", None)
+    timings = doc.pop("timings", None)
     if checksum != json_sha256(doc):
         raise StoreError(
             f"{f} was modified after it was saved (checksum mismatch); re-fit the model "
             "rather than editing the bundle by hand"
         )
-    for key in ("encoder", "classifier", "classes", "oos_label"):
-        if key not in doc:
-            raise StoreError(f"{f} lacks {key!r}")
-    return doc
+    for key_name in ("encoder", "classifier", "classes", "oos_label"):
+        if key_name not in doc:
+            raise StoreError(f"{f} lacks {key_name!r}")
+    _check_encoder_paths(path, doc["encoder"])
+    if timings is not None:
+        doc["timings"] = timings
+    return _join_timings(doc), hashlib.sha256(raw).hexdigest()
+
+
+def _check_encoder_paths(path: Path, spec: Any) -> None:
+    """The encoder's paths in bundle.json: a relative model path and the graph file must stay
+    inside the bundle (never absolute, no ``..``, no links); the graph is a self-contained
+    ONNX file whose initialisers fit in it. An absolute model path is a reference to a
+    sentence-transformers directory outside the bundle (read, fingerprinted, never written)."""
+    if not isinstance(spec, dict):
+        raise StoreError(f"{path}: bundle.json's encoder is not a description of an encoder")
+    model = spec.get("path")
+    if isinstance(model, str) and not os.path.isabs(model):
+        inside(path, model, "the encoder's model directory")
+    elif not isinstance(model, str):
+        raise StoreError(f"{path}: bundle.json names no encoder path")
+    elif (
+        not (Path(model) / "modules.json").is_file() and not (Path(model) / "config.json").is_file()
+    ):
+        from embedlab.encoders.sentence_transformer import DEFAULT_MODEL_NAME
+
+        if spec.get("name") != DEFAULT_MODEL_NAME:  # the packaged one is found again by name
+            raise StoreError(
+                f"{path}: the encoder {model} it refers to is not a sentence-transformers "
+                "model directory (no modules.json / config.json)"
+            )
+    graph = spec.get("graph")
+    if graph is not None:
+        if not isinstance(graph, dict) or not str(graph.get("file", "")).startswith(
+            f"{GRAPH_DIR}/"
+        ):
+            raise StoreError(
+                f"{path}: bundle.json names the ONNX graph {graph!r}; a bundle's graph lives "
+                f"in its {GRAPH_DIR}/ folder"
+            )
+        inside(path, graph["file"], "the encoder's ONNX graph")
+
+
+def sign_bundle(path: str | os.PathLike, key: Any) -> None:
+    """Add (or replace) ``key``'s signature (a SigningKey) of the bundle at ``path``, after
+    verifying its checksums (a damaged bundle is not signed); under the bundle's write lock,
+    so that a version written meanwhile is never signed by mistake."""
+    from embedlab.atomic import atomic_write_bytes, version_lock
+    from embedlab.signing import sign_document
+
+    path = Path(path)
+    with version_lock(path):
+        _doc, _arrays, stamp = read_bundle(path)
+        data = (path / BUNDLE_JSON).read_bytes()
+        if hashlib.sha256(data).hexdigest() != stamp:
+            raise StoreError(f"{path} changed while it was being signed; sign it again")
+        atomic_write_bytes(path / SIGNATURE_FILE, sign_document(key, data, BUNDLE_JSON))

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embedlab.atomic import atomic_directory
+from embedlab.containment import check_npy, inside
 from embedlab.errors import StoreError, ValidationError
 from embedlab.manifest import read_versioned_json, sha256_file
 from embedlab.validation import check_ids, check_labels, check_vectors
@@ -480,12 +481,12 @@ def read_shard(
 ) -> EmbeddingSet:
     """One shard's folder as an EmbeddingSet, its files checked against ``entry`` (sizes
     always, sha256 with ``verify``); a StoreError names the shard and the file."""
-    folder = root / entry["path"]
+    folder = inside(root, entry["path"], "a shard")
     where = f"{root}" if entry["path"] == "." else f"{root}: {entry['path']}"
     if not folder.is_dir():
         raise StoreError(f"{where} is missing")
     for name in entry["files"]:
-        f = folder / name
+        f = inside(folder, name, "a shard file")
         if not f.is_file():
             raise StoreError(f"{where}: {name} is missing")
         expected = entry["files"][name]
@@ -510,6 +511,7 @@ def read_shard(
     except (pa.ArrowException, OSError) as exc:
         raise StoreError(f"{where}: cannot read {ROWS_FILE}: {exc}") from None
     if not in_parquet:
+        check_npy(folder / VECTORS_FILE, where)  # its header's shape fits in the file
         try:
             vectors = np.load(
                 folder / VECTORS_FILE, mmap_mode="r" if mmap else None, allow_pickle=False

@@ -34,3 +34,8 @@ class EncoderError(EmbedlabError, RuntimeError):
 
 class RefusedOverwrite(StoreError, FileExistsError):
     """An output exists and may not be replaced (not asked to, or not something embedlab wrote)."""
+
+
+class VersionConflict(StoreError):
+    """A directory changed between reading it and writing its next version (another writer
+    got there first): nothing was written, and the other writer's version stands."""

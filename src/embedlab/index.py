@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from embedlab.atomic import atomic_directory
+from embedlab.containment import check_npy, refuse_links
 from embedlab.encoders.base import spec_differences
 from embedlab.errors import StoreError, ValidationError
 from embedlab.manifest import read_versioned_json, sha256_file
@@ -45,6 +46,7 @@ __all__ = ["INDEX_SPECS", "Index"]
 INDEX_SPECS = ("flat", "sq8", "pqM[xB]", "hnswM", "ivfN,pqM[xB]", "binary,rescoreR", "dimD,rerankR")
 FORMAT = "embedlab.index"
 FORMAT_VERSION = 1
+_INDEX_FILES = ("ids.npy", "vectors.npy", "faiss.npy", "rows.parquet")
 
 _PATTERNS = {
     "flat": re.compile(r"^flat$"),
@@ -67,8 +69,33 @@ def _parse(spec: str) -> tuple[str, tuple[int, ...]]:
                 args = (*args, 8)
             if kind == "pq" and len(args) == 1:
                 args = (*args, 8)
+            _check_bounds(spec, kind, args)
             return kind, args
     raise ValidationError(f"unknown index spec {spec!r}; use one of: {', '.join(INDEX_SPECS)}")
+
+
+#: (kind, position of the number) -> (token, smallest, largest, what it is)
+_BOUNDS = {
+    ("pq", 0): ("pq", 1, 4096, "the number of sub-vectors"),
+    ("pq", 1): ("x", 1, 16, "the bits per code"),
+    ("hnsw", 0): ("hnsw", 2, 512, "the links per node (HNSW's M)"),
+    ("ivfpq", 0): ("ivf", 1, 1 << 20, "the number of IVF lists"),
+    ("ivfpq", 1): ("pq", 1, 4096, "the number of sub-vectors"),
+    ("ivfpq", 2): ("x", 1, 16, "the bits per code"),
+    ("binary", 0): ("rescore", 1, 1000, "the rescoring factor (candidates per result)"),
+    ("shortlist", 0): ("dim", 1, 1 << 16, "the shortlist's dimensions"),
+    ("shortlist", 1): ("rerank", 1, 1000, "the reranking factor (candidates per result)"),
+}
+
+
+def _check_bounds(spec: str, kind: str, args: tuple[int, ...]) -> None:
+    """Every number of a spec within its range (before FAISS sees any): one line each."""
+    for i, value in enumerate(args):
+        token, lo, hi, what = _BOUNDS.get((kind, i), ("", 0, 0, ""))
+        if token and not lo <= value <= hi:
+            raise ValidationError(
+                f"index spec {spec!r}: {token}{value} is out of range: {what} must be {lo}..{hi}"
+            )
 
 
 class Index:
@@ -94,11 +121,12 @@ class Index:
         self.dim = int(dim)
         self.encoder = encoder
         if self.kind == "shortlist" and self.args[0] > self.dim:
-            raise ValidationError(f"dim{self.args[0]} exceeds the vectors' dimension {self.dim}")
+            raise ValidationError(
+                f"index spec {spec!r}: dim{self.args[0]} exceeds the vectors' dimension "
+                f"{self.dim} (use dim1..dim{self.dim})"
+            )
         m_bits = {"ivfpq": self.args[1:], "pq": self.args}.get(self.kind)
-        if m_bits and not 1 <= m_bits[1] <= 16:
-            raise ValidationError(f"PQ codes take 1..16 bits, not {m_bits[1]}")
-        if m_bits and (m_bits[0] < 1 or self.dim % m_bits[0]):
+        if m_bits and self.dim % m_bits[0]:
             raise ValidationError(
                 f"pq{m_bits[0]}: the number of sub-vectors must divide the dimension {self.dim}"
             )
@@ -420,9 +448,17 @@ class Index:
     def _load(cls, path: Path, doc: dict[str, Any]) -> Index:
         import faiss
 
+        unknown = set(doc["files"]) - set(_INDEX_FILES)
+        if unknown:
+            raise StoreError(
+                f"{path}: index.json lists files an index does not hold: {sorted(unknown)[:3]}"
+            )
+        refuse_links(path, "the index")
         for name, digest in doc["files"].items():
             if sha256_file(path / name) != digest:
                 raise StoreError(f"{path}: checksum mismatch for {name} (corrupted or replaced)")
+            if name.endswith(".npy"):
+                check_npy(path / name, str(path))  # declared shapes fit in the files
         index = cls(doc["spec"], doc["dim"], doc.get("encoder"))
         index.ids = np.load(path / "ids.npy", allow_pickle=False).astype(object)
         if "rows.parquet" in doc["files"]:

@@ -10,7 +10,14 @@ from typing import Any
 
 from embedlab.errors import StoreError
 
-__all__ = ["SAVED_KINDS", "read_versioned_json", "saved_kind", "sha256_file"]
+__all__ = [
+    "SAVED_KINDS",
+    "read_versioned_json",
+    "saved_kind",
+    "saved_version",
+    "sha256_file",
+    "stamp_of",
+]
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -25,11 +32,14 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def read_versioned_json(file: Path, fmt: str, max_version: int, what: str) -> dict[str, Any]:
-    """Parse ``file`` and check its ``format`` is ``fmt`` and ``format_version`` is at most
-    ``max_version``; every failure is a StoreError that names the file and the problem."""
+def read_versioned_json(
+    file: Path, fmt: str, max_version: int, what: str, raw: bytes | None = None
+) -> dict[str, Any]:
+    """Parse ``file`` (or its bytes ``raw``, already read) and check its ``format`` is
+    ``fmt`` and ``format_version`` is at most ``max_version``; every failure is a StoreError
+    that names the file and the problem."""
     try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
+        doc = json.loads((file.read_bytes() if raw is None else raw).decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise StoreError(f"{file} is corrupted (not valid JSON: {exc})") from None
     except RecursionError:
@@ -73,3 +83,34 @@ def saved_kind(path: str | os.PathLike, *, strict: bool = False) -> str | None:
         if isinstance(doc, dict) and doc.get("format") == fmt:
             return kind
     return None
+
+
+def stamp_of(path: str | os.PathLike) -> str | None:
+    """sha256 of the root document of what embedlab saved at ``path`` (bundle.json,
+    manifest.json, index.json, summary.json): it lists every other file's own checksum, so
+    it changes with any of them. None when there is none right now."""
+    path = Path(path)
+    for name, _fmt in SAVED_KINDS.values():
+        try:
+            return hashlib.sha256((path / name).read_bytes()).hexdigest()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            continue
+        except OSError:  # replaced while reading
+            return None
+    return None
+
+
+def saved_version(path: str | os.PathLike) -> str:
+    """A few words on what is saved at ``path`` now, for messages: "version 3" of a model
+    (its lineage), "an embedlab index", or "nothing"."""
+    path = Path(path)
+    kind = saved_kind(path)
+    if kind is None:
+        return "nothing embedlab wrote" if path.exists() else "nothing"
+    if kind == "bundle":
+        try:
+            doc = json.loads((path / "bundle.json").read_text(encoding="utf-8"))
+            return f"version {int(doc['info']['lineage']['version'])}"
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            return "a model of unknown version"
+    return {"embedding_set": "an EmbeddingSet", "index": "an index"}.get(kind, "a discovery")

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from embedlab.atomic import AS_AT_START
 from embedlab.bundle import (
     BUNDLE_FORMAT_VERSION,
     BUNDLE_JSON,
@@ -126,6 +127,9 @@ class Pipeline:
         self.info: dict[str, Any] = {}
         self._adapted_dir: Path | None = None
         self._work: _TempDir | None = None
+        self._encoder_in_bundle = False  # loaded from a bundle that holds its encoder
+        #: sha256 of the bundle.json this pipeline was loaded from (None: not loaded)
+        self.source_stamp: str | None = None
 
     @property
     def oos_label(self) -> str:
@@ -667,6 +671,7 @@ class Pipeline:
         )
         child.chain_ = self.chain_
         child._adapted_dir, child._work = self._adapted_dir, self._work
+        child._encoder_in_bundle = self._encoder_in_bundle
         info = json.loads(json.dumps(self.info, default=_json_default))
         training = info.setdefault("training", {})
         counts = dict(training.get("label_counts", {}))
@@ -740,8 +745,20 @@ class Pipeline:
         return found
 
     # ------------------------------------------------------------------ bundle
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write the fitted pipeline as a bundle directory (atomically)."""
+    def save(
+        self,
+        path: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+        expect_stamp: str | object | None = AS_AT_START,
+        sign: Any = None,
+    ) -> Path:
+        """Write the fitted pipeline as a bundle directory (atomically).
+
+        ``expect_stamp``: the bundle.json checksum ``path`` must still hold when the new
+        version replaces it (default: what it held when the write began; pass
+        :attr:`source_stamp` to write the next version of the bundle this was loaded from),
+        else VersionConflict and nothing is written. ``sign``: a SigningKey to sign with."""
         if not self._fitted():
             raise ValidationError("cannot save an unfitted pipeline")
         path = Path(path)
@@ -755,13 +772,16 @@ class Pipeline:
             arrays.update({f"transform.{k}": v for k, v in chain_arrays.items()})
         encoder = self._encoder()
         model_dir = Path(encoder.model_path)
-        return write_bundle(
+        self.source_stamp = write_bundle(
             path,
             overwrite=overwrite,
             encoder=encoder,
             copy_encoder=self._adapted_dir is not None
+            or self._encoder_in_bundle
             or (model_dir.parent / BUNDLE_JSON).is_file(),
             arrays=arrays,
+            expect_stamp=expect_stamp,
+            sign=sign,
             fields={
                 "transforms": transforms,
                 "oos_label": self.oos_label,
@@ -771,18 +791,27 @@ class Pipeline:
                 "classifier": classifier_state,
             },
         )
+        return path
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, *, cache: bool = True, backend: str | None = None
+        cls,
+        path: str | os.PathLike,
+        *,
+        cache: bool = True,
+        backend: str | None = None,
+        key: Any = None,
     ) -> Pipeline:
-        """Load a bundle; raises StoreError for a missing, edited, corrupted or newer bundle.
+        """Load a bundle; raises StoreError for a missing, edited, corrupted or newer bundle,
+        one that names a path outside itself, or (with ``key``, a SigningKey) one not signed
+        with that key.
 
-        ``backend`` (else ``$EMBEDLAB_BACKEND``, else the one saved) runs the encoder."""
+        ``backend`` (else ``$EMBEDLAB_BACKEND``, else the one saved) runs the encoder. The
+        loaded pipeline's :attr:`source_stamp` is the checksum of the bundle.json it read."""
 
-        path = Path(path)
+        path = Path(path).absolute()
         try:
-            return cls._load(path, cache=cache, backend=backend)
+            return cls._load(path, cache=cache, backend=backend, key=key)
         except (RecursionError, AttributeError, TypeError, KeyError, IndexError) as exc:
             # Only a bundle edited by hand (with its checksum recomputed) gets here.
             raise StoreError(
@@ -791,12 +820,13 @@ class Pipeline:
             ) from None
 
     @classmethod
-    def _load(cls, path: Path, *, cache: bool, backend: str | None) -> Pipeline:
-        doc, arrays = read_bundle(path)
+    def _load(cls, path: Path, *, cache: bool, backend: str | None, key: Any) -> Pipeline:
+        doc, arrays, stamp = read_bundle(path, key=key)
         classifier = estimator_from_state(doc["classifier"], arrays)
         if not isinstance(classifier, (OpenSetClassifier, MultiLabelClassifier)):
             raise StoreError(f"{path}: bundle does not hold an embedlab classifier")
         encoder = encoder_from_spec(doc["encoder"], base_dir=path, cache=cache, backend=backend)
+        in_bundle = not os.path.isabs(str(doc["encoder"].get("path")))
         chain = None
         if doc.get("transforms"):
             chain = _chain_from_state(path, doc["transforms"], arrays)
@@ -823,6 +853,8 @@ class Pipeline:
         )
         pipe.chain_ = chain
         pipe.info = doc.get("info", {})
+        pipe.source_stamp = stamp
+        pipe._encoder_in_bundle = in_bundle
         if doc.get("hierarchy"):
             pipe.hierarchy = Hierarchy.from_parents(doc["hierarchy"])
         return pipe

@@ -13,6 +13,7 @@ from embedlab.cli.common import (
     DelimiterOption,
     ForceOption,
     LabelColOption,
+    SignOption,
     SkipEmptyOption,
     SplitOption,
     TextColOption,
@@ -21,6 +22,7 @@ from embedlab.cli.common import (
     console,
     plural,
     read_labelled,
+    signing_key,
     user_errors,
 )
 
@@ -47,9 +49,21 @@ def _target(model_dir: Path, output: Path | None, in_place: bool, force: bool, *
     if in_place == (output is not None):
         raise ValidationError("give --output DIR or --in-place (one of the two)")
     if in_place:
+        from embedlab.atomic import check_replaceable
+
+        check_replaceable(model_dir)  # nothing of the user's in it (before any work)
         return model_dir
     check_output_dir(output, force, *inputs, model_dir)
     return output
+
+
+def _save_change(parent, new, target: Path, in_place: bool, force: bool, key) -> None:
+    """Write the new version: in place only over the version it was made from (another
+    writer's newer version is never overwritten: VersionConflict names it)."""
+    if in_place:
+        new.save(target, overwrite=True, expect_stamp=parent.source_stamp, sign=key)
+    else:
+        new.save(target, overwrite=force, sign=key)
 
 
 def _describe_change(pipe, output: Path) -> str:
@@ -103,6 +117,7 @@ def add_classes(
     delimiter: DelimiterOption = None,
     backend: BackendOption = None,
     cache: CacheOption = True,
+    sign: SignOption = None,
     force: ForceOption = False,
 ) -> None:
     """Add classes to a fitted model without refitting it.
@@ -127,6 +142,7 @@ def add_classes(
 
     with user_errors():
         target = _target(model_dir, output, in_place, force, data)
+        key = signing_key(sign)
         if teen not in ("auto", "on", "off"):
             raise ValidationError(f"--teen must be auto, on or off, not {teen!r}")
         parents = {}
@@ -143,7 +159,7 @@ def add_classes(
             teen={"auto": "auto", "on": True, "off": False}[teen],
             parents=parents or None,
         )
-        new.save(target, overwrite=force or in_place)
+        _save_change(pipe, new, target, in_place, force, key)
         console.print(_describe_change(new, target))
 
 
@@ -155,6 +171,7 @@ def remove_classes(
     in_place: InPlaceOption = False,
     backend: BackendOption = None,
     cache: CacheOption = True,
+    sign: SignOption = None,
     force: ForceOption = False,
 ) -> None:
     """Remove classes from a fitted model without refitting it.
@@ -174,9 +191,10 @@ def remove_classes(
 
     with user_errors():
         target = _target(model_dir, output, in_place, force)
+        key = signing_key(sign)
         pipe = Pipeline.load(model_dir, cache=cache, backend=backend)
         new = pipe.remove_classes(labels)
-        new.save(target, overwrite=force or in_place)
+        _save_change(pipe, new, target, in_place, force, key)
         console.print(_describe_change(new, target))
 
 

@@ -57,6 +57,25 @@ ModelOption = Annotated[
         help="Local sentence-transformers model directory (default: packaged all-MiniLM-L6-v2)."
     ),
 ]
+SignOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--sign",
+        help="Sign the bundle with this key file (`embedlab keys sign-key create`): a server "
+        "started with --require-signature serves only bundles signed with its key.",
+    ),
+]
+
+
+def signing_key(path: Path | None):
+    """The SigningKey in ``path`` (read before any work), or None."""
+    if path is None:
+        return None
+    from embedlab.signing import load_key
+
+    return load_key(path)
+
+
 ForceOption = Annotated[
     bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists (and embedlab wrote it).")
 ]

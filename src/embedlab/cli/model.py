@@ -22,6 +22,7 @@ from embedlab.cli.common import (
     RayAddressOption,
     RayOption,
     RejectOption,
+    SignOption,
     SkipEmptyOption,
     SplitOption,
     TextColOption,
@@ -35,6 +36,7 @@ from embedlab.cli.common import (
     read_input_texts,
     read_labelled,
     say_skipped,
+    signing_key,
     user_errors,
 )
 from embedlab.errors import EmbedlabError
@@ -154,6 +156,7 @@ def fit(
     cache: CacheOption = True,
     skip_empty: SkipEmptyOption = False,
     delimiter: DelimiterOption = None,
+    sign: SignOption = None,
     force: ForceOption = False,
 ) -> None:
     """Fit a classifier that also says when an input is none of the known classes.
@@ -196,6 +199,7 @@ def fit(
         if (data is None) == (labels_only is None):
             raise EmbedlabError("give training DATA, or --labels-only LABELS_FILE (not both)")
         check_output_dir(output, force, data, val, model, unlabeled, labels_only)
+        opts["sign_key"] = signing_key(sign)
         tree = read_hierarchy(hierarchy) if hierarchy is not None else None
         if labels_only is not None:
             other = multi_label or unlabeled is not None or transform is not None
@@ -240,7 +244,7 @@ def fit(
             ).texts
         t0 = time.perf_counter()
         pipe.fit(table.texts, table.labels, validation=validation, unlabeled=pool)
-        pipe.save(output, overwrite=force)
+        pipe.save(output, overwrite=force, sign=opts["sign_key"])
         info = pipe.info
         adapted = info.get("adapted")
         console.print(
@@ -317,7 +321,7 @@ def _fit_labels_only(opts: dict, tree, *, other_options: bool) -> None:
     )
     t0 = time.perf_counter()
     pipe.fit_labels_only(labels, descriptions, in_scope_texts=in_scope)
-    pipe.save(o.output, overwrite=o.force)
+    pipe.save(o.output, overwrite=o.force, sign=o.sign_key)
     levels = f", {tree.depth} levels" if tree is not None else ""
     thr = pipe.info["threshold"]
     console.print(
@@ -370,7 +374,7 @@ def _fit_multi_label(opts: dict, table) -> None:
     )
     t0 = time.perf_counter()
     pipe.fit(table.texts, table.labels)
-    pipe.save(o.output, overwrite=o.force)
+    pipe.save(o.output, overwrite=o.force, sign=o.sign_key)
     info = pipe.info
     tr = info["training"]
     held = info["held_out_metrics"]

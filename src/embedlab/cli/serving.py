@@ -12,7 +12,8 @@ from embedlab.cli.common import BackendOption, app, console, err_console, user_e
 from embedlab.errors import EmbedlabError
 
 keys_app = typer.Typer(
-    help="API keys for `embedlab serve`: create (shown once), list, revoke.\n\n"
+    help="API keys for `embedlab serve`: create (shown once), list, revoke; signing keys for "
+    "bundles: sign-key create, sign, verify.\n\n"
     "[bold]Examples[/]\n\n"
     "  embedlab keys create support-bot --keys keys.json --model intents --rate 600\n\n"
     "  embedlab keys list --keys keys.json\n\n"
@@ -116,6 +117,21 @@ def serve(
     cors_origin: Annotated[
         list[str] | None, typer.Option(help="Allow browser calls from this origin (repeat).")
     ] = None,
+    require_signature: Annotated[
+        Path | None,
+        typer.Option(
+            "--require-signature",
+            help="Serve only bundles signed with this key file (`embedlab keys sign-key "
+            "create`; `fit --sign`); changes made through the service are signed with it.",
+        ),
+    ] = None,
+    public_metrics: Annotated[
+        bool,
+        typer.Option(
+            "--public-metrics",
+            help="With --keys: let /metrics answer without a key (for a scraper).",
+        ),
+    ] = False,
     backend: BackendOption = None,
 ) -> None:
     """Serve models and indexes over HTTP: OpenAI-compatible embeddings, classify, detect,
@@ -150,6 +166,8 @@ def serve(
                 f"[yellow]warning:[/] serving on {host} with no --keys: anyone who can reach "
                 "this address can call the models"
             )
+        if not 1 <= port <= 65535:
+            raise EmbedlabError(f"--port must be 1..65535, not {port}")
         if keys is not None and not keys.is_file():
             raise EmbedlabError(
                 f"{keys}: no such keys file (create one with `embedlab keys create`)"
@@ -170,6 +188,8 @@ def serve(
             watch=watch,
             watch_interval=watch_interval,
             read_only=read_only,
+            signing_key_file=str(require_signature) if require_signature else None,
+            public_metrics=public_metrics,
         )
         if watch_interval <= 0:
             raise EmbedlabError("--watch-interval must be more than 0 seconds")
@@ -179,7 +199,9 @@ def serve(
             f"serving {names} on http://{host}:{port} "
             f"({'API keys required' if keys else 'no API keys'}; batching "
             f"{'on' if batching else 'off'}{'; watching for new versions' if watch else ''}"
-            f"{'; read-only' if read_only else ''}); playground at http://{host}:{port}/; "
+            f"{'; read-only' if read_only else ''}"
+            f"{'; signed bundles only' if require_signature else ''}); "
+            f"playground at http://{host}:{port}/; "
             "Ctrl-C stops"
         )
     uvicorn.run(service, host=host, port=port, log_level="warning", access_log=False)
@@ -258,3 +280,75 @@ def keys_revoke(
     with user_errors():
         k = KeyStore(keys).revoke(key_id)
         console.print(f"revoked key {k.id} ({k.name})")
+
+
+sign_key_app = typer.Typer(
+    help="Signing keys for model bundles (HMAC-SHA256 over bundle.json).\n\n"
+    "[bold]Example[/]\n\n"
+    "  embedlab keys sign-key create signing.key",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+)
+keys_app.add_typer(sign_key_app, name="sign-key")
+
+
+@sign_key_app.command("create")
+def sign_key_create(
+    path: Annotated[Path, typer.Argument(help="Where to write the key file (mode 0600).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing key file.")] = False,
+) -> None:
+    """Create a random 256-bit signing key; keep the file secret.
+
+    [bold]Examples[/]
+
+      embedlab keys sign-key create signing.key
+
+      embedlab fit train.csv -o model/ --sign signing.key
+
+      embedlab serve model/ --require-signature signing.key
+    """
+    from embedlab.signing import create_key
+
+    with user_errors():
+        key = create_key(path, force=force)
+        console.print(f"wrote signing key {key.key_id} to {path} (mode 0600; keep it secret)")
+
+
+@keys_app.command("sign")
+def keys_sign(
+    bundle: Annotated[Path, typer.Argument(help="A model bundle made by `embedlab fit`.")],
+    key: Annotated[Path, typer.Option("--key", help="The signing key file.")],
+) -> None:
+    """Sign an existing bundle (it is verified first: a damaged bundle is not signed).
+
+    [bold]Example[/]
+
+      embedlab keys sign model/ --key signing.key
+    """
+    from embedlab.bundle import sign_bundle
+    from embedlab.signing import load_key
+
+    with user_errors():
+        k = load_key(key)
+        sign_bundle(bundle, k)
+        console.print(f"signed {bundle} with key {k.key_id}")
+
+
+@keys_app.command("verify")
+def keys_verify(
+    bundle: Annotated[Path, typer.Argument(help="A model bundle.")],
+    key: Annotated[Path, typer.Option("--key", help="The signing key file.")],
+) -> None:
+    """Check that a bundle is signed with a key and unchanged since (exit 2 if not).
+
+    [bold]Example[/]
+
+      embedlab keys verify model/ --key signing.key
+    """
+    from embedlab.bundle import read_bundle
+    from embedlab.signing import load_key
+
+    with user_errors():
+        k = load_key(key)
+        read_bundle(bundle, key=k)
+        console.print(f"{bundle}: signed with key {k.key_id}, every file as signed")

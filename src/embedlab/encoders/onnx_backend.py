@@ -252,12 +252,19 @@ class OnnxBackend:
         from filelock import FileLock
 
         if self._bundled is not None:
+            from embedlab.containment import check_onnx_sizes
+            from embedlab.errors import StoreError
             from embedlab.manifest import sha256_file
 
             path, info = self._bundled
-            if path.is_file() and sha256_file(path) == info.get("sha256"):
-                return path
-            log.warning("the bundle's ONNX graph %s is damaged; exporting one instead", path)
+            if path.is_file() and not path.is_symlink() and sha256_file(path) == info.get("sha256"):
+                try:
+                    check_onnx_sizes(path, "the bundle's ONNX graph")
+                    return path
+                except StoreError as exc:
+                    log.warning("%s; using a graph exported to the cache instead", exc)
+            else:
+                log.warning("the bundle's ONNX graph %s is damaged; exporting one instead", path)
             self._bundled = None
         if self._fresh():
             return self.graph_path
@@ -388,23 +395,32 @@ class OnnxBackend:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
 
-        def load() -> Any:
-            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        def load(graph: Path) -> Any:
+            return ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
 
         try:
-            first = load()
-        except Exception as exc:  # a graph ORT cannot load: export again once
-            log.warning("cannot load %s (%s): exporting again", path.name, exc)
-            path.unlink(missing_ok=True)
-            self.ensure_exported()
-            first = load()
+            first = load(path)
+        except Exception as exc:  # a graph this ONNX Runtime cannot load
+            if self._bundled is not None:  # a bundle's own file: reported, never touched
+                log.warning(
+                    "the bundle's ONNX graph %s cannot be loaded by this ONNX Runtime (%s); "
+                    "using a graph exported to the cache instead (the bundle is left as it is)",
+                    path,
+                    str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+                )
+                self._bundled = None
+            else:  # the cache's own export: made again once
+                log.warning("cannot load %s (%s): exporting again", path.name, exc)
+                path.unlink(missing_ok=True)
+            path = self.ensure_exported()
+            first = load(path)
         self._inputs = {i.name for i in first.get_inputs()}
         others: list[Any] = []
         if n_sessions > 1:  # ONNX Runtime builds sessions without the GIL: side by side
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(n_sessions - 1) as pool:
-                others = list(pool.map(lambda _: load(), range(n_sessions - 1)))
+                others = list(pool.map(lambda _: load(path), range(n_sessions - 1)))
         self._sessions = [first, *others]
         self._session = first  # published last: other threads test it without the lock
 

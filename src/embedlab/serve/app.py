@@ -30,11 +30,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embedlab import __version__
 from embedlab.encoders.onnx_backend import physical_cores
-from embedlab.errors import ValidationError
+from embedlab.errors import RefusedOverwrite, ValidationError, VersionConflict
 from embedlab.serve.batching import MicroBatcher, QueueFull
 from embedlab.serve.keys import ApiKey, KeyStore, RateLimiter
 from embedlab.serve.playground import PLAYGROUND_HTML
-from embedlab.serve.registry import Registry, ServedIndex, ServedModel, stamp_of
+from embedlab.serve.registry import (
+    Registry,
+    ServedIndex,
+    ServedModel,
+    describe_file,
+    stamp_of,
+)
 
 __all__ = ["ServeConfig", "create_app"]
 
@@ -62,6 +68,8 @@ class ServeConfig:
     watch: bool = False
     watch_interval: float = 2.0
     read_only: bool = False
+    signing_key_file: str | None = None  # only bundles signed with this key are served
+    public_metrics: bool = False  # with keys: /metrics answers without one
 
 
 def request_models(
@@ -155,10 +163,12 @@ def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
         403: "the key may not use this model (or may not change it)",
         404: "no served model (or index) of that name",
         409: "the model cannot take these classes (one is known already, or the model takes "
-        "none: multi-label, no kept training rows), or the server is read-only",
+        "none: multi-label, no kept training rows), the server is read-only, or another "
+        "writer saved a newer version of the model first (nothing was saved)",
         413: "the request body is over --max-body-bytes",
         422: "an invalid request, or a limit (--max-texts, --max-chars) exceeded",
         429: "rate limit of the key, or the encoder queue is full (see Retry-After)",
+        503: "the model's directory moved or vanished since it was loaded (nothing was saved)",
     }
     return {c: {"model": ErrorBody, "description": what[c]} for c in codes}
 
@@ -353,7 +363,16 @@ def _token_cost(max_len: int) -> Any:
 def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI:
     """The service for ``config.paths`` (or an already loaded ``registry``)."""
     cfg = config
-    reg = registry if registry is not None else Registry(list(cfg.paths), backend=cfg.backend)
+    signing_key = None
+    if cfg.signing_key_file:
+        from embedlab.signing import load_key
+
+        signing_key = load_key(cfg.signing_key_file)
+    reg = (
+        registry
+        if registry is not None
+        else Registry(list(cfg.paths), backend=cfg.backend, key=signing_key)
+    )
     EmbeddingsRequest, TextsRequest, SearchRequest, ClassesRequest = request_models(
         cfg,
         list(reg.models),
@@ -515,19 +534,20 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
                     {"WWW-Authenticate": "Bearer"},
                 )
         served = reg.models if pool == "model" else reg.indexes
-        unknown = [n for n in names if n not in served]
+        # a name the key may not use is answered as one not served: 404 vs 403 would tell
+        # a key holder which names exist
+        unknown = [n for n in names if n not in served or (key is not None and not key.allows(n))]
         if unknown:
             visible = sorted(n for n in served if key is None or key.allows(n))
             raise _ApiError(
                 404,
                 f"{pool}_not_found",
-                f"no served {pool} {unknown[0]!r}; served: {visible}",
+                f"no served {pool} {unknown[0]!r} for this key; served: {visible}"
+                if key is not None
+                else f"no served {pool} {unknown[0]!r}; served: {visible}",
             )
         if key is None:
             return None
-        denied = [m for m in names if not key.allows(m)]
-        if denied:
-            raise _ApiError(403, "forbidden", f"this key may not use {denied[0]!r}")
         if write and not key.write:
             raise _ApiError(
                 403,
@@ -605,16 +625,26 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz")
-    async def readyz() -> dict:
-        """Readiness: every model and index is loaded."""
-        return {"status": "ready", "models": sorted(reg.models), "indexes": sorted(reg.indexes)}
+    @app.get("/readyz", responses={503: {"description": "a served directory moved or vanished"}})
+    async def readyz() -> Any:
+        """Readiness: every model and index is loaded and its directory is where it was
+        served from (503, naming them, when one moved or vanished: it answers from memory,
+        but no change to it can be saved and no new version can be loaded)."""
+        body = {"status": "ready", "models": sorted(reg.models), "indexes": sorted(reg.indexes)}
+        missing = reg.missing()
+        if missing:
+            body.update(status="degraded", missing=missing)
+            return JSONResponse(body, status_code=503)
+        return body
 
     @app.get("/metrics", response_class=PlainTextResponse)
-    async def prometheus() -> PlainTextResponse:
+    async def prometheus(request: Request) -> PlainTextResponse:
         """Prometheus metrics: requests, latency, batch sizes, queue depth, errors, reloads,
         and per model the out-of-scope rate and novelty-score quantiles over the recent
-        window."""
+        window. With API keys it needs a key (they name every model), unless the server was
+        started with --public-metrics."""
+        if keys is not None and not cfg.public_metrics:
+            authorise(request)
         metrics.refresh_model_health()
         return PlainTextResponse(generate_latest(metrics.registry).decode("utf-8"))
 
@@ -755,7 +785,9 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
             "data": [{"index": i, "hits": h} for i, h in enumerate(hits)],
         }
 
-    @app.post("/v1/models/{name}/classes", responses=_documented(401, 403, 404, 409, 413, 422, 429))
+    @app.post(
+        "/v1/models/{name}/classes", responses=_documented(401, 403, 404, 409, 413, 422, 429, 503)
+    )
     async def add_classes(
         name: Annotated[str, PathParam(json_schema_extra=served_names)],
         req: ClassesRequest,
@@ -793,8 +825,31 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
                 )
             except ValidationError as exc:  # a label the model knows already...: no paths
                 raise _ApiError(409, "conflict", str(exc)) from None
-            await asyncio.to_thread(child.save, model.path, overwrite=True)
-            new = ServedModel(name, model.path, child, model.encoder_key, stamp_of(model.path))
+            if describe_file(model.path) is None:
+                raise _ApiError(
+                    503,
+                    "directory_missing",
+                    f"model {name!r}'s directory {model.path} moved or vanished since it was "
+                    "loaded: the change was not saved (restart the server on the new path)",
+                )
+            try:
+                await asyncio.to_thread(
+                    child.save,
+                    model.path,
+                    overwrite=True,
+                    expect_stamp=model.stamp,
+                    sign=signing_key,
+                )
+            except VersionConflict as exc:
+                raise _ApiError(
+                    409,
+                    "version_conflict",
+                    f"model {name!r} was changed on disk by another writer since version "
+                    f"{model.version} was loaded; the change was not saved ({exc})",
+                ) from None
+            except RefusedOverwrite as exc:
+                raise _ApiError(409, "conflict", f"the change was not saved: {exc}") from None
+            new = ServedModel(name, model.path, child, model.encoder_key, child.source_stamp)
             reg.swap(new)
             metrics.reloads.labels(name, "ok").inc()
         added = sorted(set(labels) - {str(child.oos_label)})

@@ -10,7 +10,6 @@ already holds the old entry finishes on it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -44,13 +43,9 @@ def describe_file(path: Path) -> Path | None:
 def stamp_of(path: Path) -> str | None:
     """The checksum of the directory's describing file (it lists every other file's own
     checksum, so it changes with any of them); None when there is none right now."""
-    desc = describe_file(path)
-    if desc is None:
-        return None
-    try:
-        return hashlib.sha256(desc.read_bytes()).hexdigest()
-    except OSError:  # replaced while reading
-        return None
+    from embedlab.manifest import stamp_of as root_stamp
+
+    return root_stamp(path)
 
 
 @dataclass
@@ -159,16 +154,22 @@ class Registry:
     ``encoders[key]`` (one object per distinct encoder)."""
 
     def __init__(
-        self, paths: list[str | os.PathLike], *, backend: str | None = None, cache: bool = False
+        self,
+        paths: list[str | os.PathLike],
+        *,
+        backend: str | None = None,
+        cache: bool = False,
+        key: Any = None,
     ) -> None:
+        """``key``: a SigningKey every served bundle must be signed with (None: any)."""
         if not paths:
             raise ValidationError("serve needs at least one model or index directory")
-        self.backend, self.cache = backend, cache
+        self.backend, self.cache, self.key = backend, cache, key
         self.models: dict[str, ServedModel] = {}
         self.indexes: dict[str, ServedIndex] = {}
         self.encoders: dict[str, Any] = {}
         for p in paths:
-            path = Path(p)
+            path = Path(p).absolute()  # written back by absolute path, whatever the cwd does
             name = path.resolve().name
             if name in self.models or name in self.indexes:
                 other = (self.models.get(name) or self.indexes[name]).path
@@ -195,7 +196,7 @@ class Registry:
         """Load what ``path`` holds now (a model bundle or an index), without serving it;
         raises (StoreError, ValidationError) for a directory that holds neither or a broken one.
         """
-        path = Path(path)
+        path = Path(path).absolute()
         name = name or path.resolve().name
         stamp = stamp_of(path)
         desc = describe_file(path)
@@ -206,10 +207,10 @@ class Registry:
             )
         if desc.name == INDEX_FILE:
             return self._load_index(path, name, stamp)
-        pipe = Pipeline.load(path, cache=self.cache, backend=self.backend)
+        pipe = Pipeline.load(path, cache=self.cache, backend=self.backend, key=self.key)
         key, shared = self._share(pipe._encoder())
         pipe.encoder = shared  # one encoder object for every model built on the same one
-        return ServedModel(name, path, pipe, key, stamp)
+        return ServedModel(name, path, pipe, key, pipe.source_stamp)
 
     def _load_index(self, path: Path, name: str, stamp: str | None) -> ServedIndex:
         from embedlab.encoders.sentence_transformer import encoder_from_spec
@@ -242,6 +243,11 @@ class Registry:
 
     def entries(self) -> list[ServedModel | ServedIndex]:
         return [*self.models.values(), *self.indexes.values()]
+
+    def missing(self) -> dict[str, str]:
+        """Served entries whose directory moved or vanished (name -> the path served from):
+        they keep serving from memory, but no change can be saved to them."""
+        return {e.name: str(e.path) for e in self.entries() if describe_file(e.path) is None}
 
     def changed(self) -> list[ServedModel | ServedIndex]:
         """The served entries whose directory now holds another version (and a complete one:
