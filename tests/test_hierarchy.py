@@ -83,7 +83,10 @@ def test_data_labels_must_be_leaves_of_the_hierarchy():
         h.check_labels(["book_flight", "travel"])
     with pytest.raises(ValidationError, match=r"misses 1 label\(s\) of the data: \['weather'\]"):
         h.check_labels(["book_flight", "weather", "oos"], ignore=["oos"])
-    h.check_labels(["book_flight", "oos"], ignore=["oos"])
+    h.check_labels(["book_flight", "oos"], ignore=["oos"])  # a test set: some classes
+    # the labels a model is fitted on: a child that is no class is named (a misspelling)
+    with pytest.raises(ValidationError, match=r"not classes of the data: \['balance'"):
+        h.check_labels(["book_flight", "oos"], ignore=["oos"], complete=True)
 
 
 def test_level_scores_known_answer():

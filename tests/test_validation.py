@@ -18,8 +18,11 @@ def test_check_vectors_keeps_float32_without_copy():
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (np.array([[1.0, np.nan], [0, 0]]), r"NaN or infinite values in 1 row\(s\): rows 0"),
-        (np.array([[0, 0], [np.inf, 1.0]]), "rows 1"),
+        (
+            np.array([[1.0, np.nan], [0, 0]]),
+            r"NaN or infinite values in 1 row\(s\): rows 1 \(counted from 1\)",
+        ),
+        (np.array([[0, 0], [np.inf, 1.0]]), "rows 2 "),
         (np.zeros((0, 3)), "empty"),
         (np.zeros(3), "2-D"),
         (np.zeros((2, 0)), "0 dimensions"),

@@ -27,6 +27,7 @@ __all__ = [
     "check_replaceable",
     "fsync_directory",
     "fsync_file",
+    "new_file_mode",
     "remove_stale_temps",
     "version_lock",
 ]
@@ -48,6 +49,15 @@ def _umask() -> int:
     mask = os.umask(0o022)  # pragma: no cover - not Linux
     os.umask(mask)
     return mask
+
+
+def new_file_mode(path: str | os.PathLike) -> int:
+    """The mode a file written at ``path`` gets: the replaced file's, else what an ordinary
+    ``open`` gives under the umask (temp files start at 0600)."""
+    try:
+        return Path(path).stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 def check_replaceable(
@@ -181,10 +191,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """
     path = Path(path)
     remove_stale_temps(path)
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except OSError:
-        mode = 0o666 & ~_umask()
+    mode = new_file_mode(path)
     fd, tmp = tempfile.mkstemp(
         prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
     )

@@ -125,9 +125,12 @@ class Hierarchy:
 
         return _map_distinct(labels, ancestor)
 
-    def check_labels(self, labels: Sequence[str], *, ignore: Sequence[str] = ()) -> None:
+    def check_labels(
+        self, labels: Sequence[str], *, ignore: Sequence[str] = (), complete: bool = False
+    ) -> None:
         """ValidationError when a data label is an inner node of the hierarchy (rows are
-        labelled with leaves) or is missing from it."""
+        labelled with leaves) or is missing from it; with ``complete`` (the labels a model
+        is fitted on), also when a child of the hierarchy is no label (a misspelling)."""
         present = sorted(set(map(str, labels)) - set(ignore))
         inner = [lab for lab in present if lab in self.parents]
         if inner:
@@ -141,6 +144,14 @@ class Hierarchy:
             raise ValidationError(
                 f"the hierarchy misses {len(missing)} label(s) of the data: {missing[:10]}"
                 f"{' ...' if len(missing) > 10 else ''}; give each a parent"
+            )
+        strays = sorted(set(self.parent) - self.parents - set(present) - set(ignore))
+        if complete and strays:
+            raise ValidationError(
+                f"{len(strays)} child(ren) in the hierarchy are not classes of the data: "
+                f"{strays[:10]}{' ...' if len(strays) > 10 else ''}; every child must be a "
+                "label of some rows (or the parent of one): remove those rows of the "
+                "hierarchy, or fix their spelling"
             )
 
     def to_json(self) -> dict[str, str]:

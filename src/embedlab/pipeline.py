@@ -198,7 +198,7 @@ class Pipeline:
         texts = check_texts(texts)
         labels = check_labels(labels, len(texts)).astype(str)
         if self.hierarchy is not None:
-            self.hierarchy.check_labels(labels, ignore=[self.oos_label])
+            self.hierarchy.check_labels(labels, ignore=[self.oos_label], complete=True)
         is_oos = labels == self.oos_label
         in_classes = np.unique(labels[~is_oos])
         encoder = self._encoder()
@@ -305,7 +305,7 @@ class Pipeline:
             "selection": selection,
             "self_training": self_report,
         }
-        self.info["lineage"] = _lineage(None, {"op": "fit", "training": self.info["training"]})
+        self.info["lineage"] = _lineage(None, self._fit_change("fit"))
         return self
 
     def fit_labels_only(
@@ -344,7 +344,7 @@ class Pipeline:
         if len(set(names)) < 2:
             raise ValidationError("zero-shot classification needs at least 2 labels")
         if self.hierarchy is not None:
-            self.hierarchy.check_labels(names)
+            self.hierarchy.check_labels(names, complete=True)
         phrases = [
             template.format(d.strip() if isinstance(d, str) and d.strip() else label_to_text(n))
             for n, d in zip(names, descriptions, strict=True)
@@ -385,9 +385,7 @@ class Pipeline:
             "selection": None,
             "timings": {"total_seconds": round(time.perf_counter() - start, 2)},
         }
-        self.info["lineage"] = _lineage(
-            None, {"op": "fit_labels_only", "training": self.info["training"]}
-        )
+        self.info["lineage"] = _lineage(None, self._fit_change("fit_labels_only"))
         return self
 
     def _fit_multi_label(
@@ -447,8 +445,46 @@ class Pipeline:
             "calibrated_on": f"out-of-fold scores of the training rows ({clf.cv} folds)",
             "held_out_metrics": clf.oof_metrics_,
         }
-        self.info["lineage"] = _lineage(None, {"op": "fit", "training": self.info["training"]})
+        self.info["lineage"] = _lineage(None, self._fit_change("fit"))
         return self
+
+    def _fit_change(self, op: str) -> dict[str, Any]:
+        """What a fit made, for its lineage: the training data and a digest of the model
+        (encoder, head, detector, thresholds, transform), so that a refit with other data
+        or options gets another fingerprint and the same one gets the same."""
+        info = self.info
+        model = {k: info.get(k) for k in ("head", "detector", "threshold", "thresholds")}
+        model["transform"] = info.get("transform")
+        model["encoder"] = (getattr(self._encoder(), "spec", None) or {}).get("fingerprint")
+        digest = hashlib.sha256(
+            json.dumps(model, sort_keys=True, default=_json_default).encode()
+        ).hexdigest()
+        return {"op": op, "training": info["training"], "model": digest}
+
+    def _continue_numbering(self, path: Path) -> None:
+        """A fresh fit saved over an earlier version of a model (``fit --force``) becomes
+        that model's next version: numbers never go back at one place, and the history
+        keeps what came before."""
+        lineage = self.info.get("lineage") or {}
+        if lineage.get("parent") is not None or not (path / BUNDLE_JSON).is_file():
+            return
+        try:
+            prev = json.loads((path / BUNDLE_JSON).read_text(encoding="utf-8"))["info"]["lineage"]
+            version = int(prev["version"])
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            return  # not a readable earlier version: nothing to continue
+        if prev.get("fingerprint") == lineage.get("fingerprint"):
+            return  # the same model again
+        rows = (self.info.get("training") or {}).get("n")
+        self.info["lineage"] = {
+            "version": version + 1,
+            "fingerprint": lineage.get("fingerprint"),
+            "parent": prev.get("fingerprint"),
+            "history": [
+                *prev.get("history", []),
+                {"version": version + 1, "op": "refit", "rows": rows},
+            ],
+        }
 
     def _vectors(self, texts: Sequence[str], progress: bool | None) -> np.ndarray:
         if not self._fitted():
@@ -770,6 +806,8 @@ class Pipeline:
         if self.chain_ is not None:
             transforms, chain_arrays = self.chain_.state()
             arrays.update({f"transform.{k}": v for k, v in chain_arrays.items()})
+        if overwrite:
+            self._continue_numbering(path)
         encoder = self._encoder()
         model_dir = Path(encoder.model_path)
         self.source_stamp = write_bundle(

@@ -118,7 +118,13 @@ class Plan:
             )
         if self.task == "classify":
             return f"embedlab fit DATA -o model/ --transform {rec.transform}"
-        return f"embedlab encode DATA -o space/ --layer {rec.layer} --dim {rec.dim}"
+        encode = f"embedlab encode DATA -o space/ --layer {rec.layer} --dim {rec.dim}"
+        if rec.storage == "float32":
+            return encode
+        spec = {"int8": "sq8", "binary": f"binary,rescore{RESCORE}"}.get(
+            rec.storage, f"pq{rec.dim // PQ_SUBVECTOR_DIMS}"
+        )  # the stored form the plan measured, kept by an index of the vectors
+        return f"{encode} && embedlab index space/ -o index/ --spec {spec}"
 
     @property
     def reference(self) -> PlanRow:

@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc
 import pyarrow.parquet as pq
 
-from embedlab.atomic import fsync_directory, fsync_file
+from embedlab.atomic import fsync_directory, fsync_file, new_file_mode
 from embedlab.encoders.base import spec_differences
 from embedlab.errors import DataFormatError, ValidationError
 from embedlab.jobs import JobFolder
@@ -380,6 +380,7 @@ def _publish(job: JobFolder, n_chunks: int, output: Path, fmt: str) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
     tmp = Path(tmp_name)
     try:
+        os.chmod(tmp, new_file_mode(output))  # the umask's mode, as bundle.json gets
         with os.fdopen(fd, "wb") as fh:
             writer: Any = None
             if fmt == "parquet":

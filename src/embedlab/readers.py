@@ -9,6 +9,7 @@ line number follows. (Default ids are 0-based row positions.)
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -151,7 +152,30 @@ def _sniff_delimiter(header_line: str, default: str) -> str:
     return best if counts[best] else default
 
 
+_CSV_FIELD_LIMIT = 2**31 - 1  # a cell as long as a JSONL value may be
+
+
+@contextlib.contextmanager
+def _csv_fields_unbounded() -> Iterator[None]:
+    """The csv module caps a cell at 131,072 characters (a process-wide setting): raised
+    while embedlab parses, and put back afterwards."""
+    before = csv.field_size_limit()
+    if before >= _CSV_FIELD_LIMIT:
+        yield
+        return
+    csv.field_size_limit(_CSV_FIELD_LIMIT)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
+
+
 def _read_delimited(path: Path, delimiter: str | None) -> pa.Table:
+    with _csv_fields_unbounded():
+        return _parse_delimited(path, delimiter)
+
+
+def _parse_delimited(path: Path, delimiter: str | None) -> pa.Table:
     text = _decode(path, _read_bytes(path), header_lines=1)
     if delimiter is None:
         default = "\t" if path.suffix.lower() == ".tsv" else ","
@@ -293,14 +317,14 @@ def read_label_names(
             f"columns are {table.column_names}"
         )
     raw = _string_column(path, table, "label", "label")
-    missing = [i for i, v in enumerate(raw) if _is_missing(v)]
+    missing = [i for i, v in enumerate(raw) if is_missing_value(v)]
     if missing:
         fmt = _format_of(path)
         raise DataFormatError(f"{path}: empty label at {_rows_text(fmt, missing)}")
     labels = [_label_text(v).strip() for v in raw]
     if "description" in table.column_names:
         desc = _string_column(path, table, "description", "description")
-        descriptions = [None if _is_missing(d) else str(d) for d in desc]
+        descriptions = [None if is_missing_value(d) else str(d) for d in desc]
     else:
         descriptions = [None] * len(labels)
     return labels, descriptions
@@ -326,7 +350,7 @@ _MISSING_STRINGS = frozenset(
 )
 
 
-def _is_missing(v: Any) -> bool:
+def is_missing_value(v: Any) -> bool:
     """None, a float NaN, an empty string or a common spelling of 'missing' (NaN, NA, null)."""
     if v is None:
         return True
@@ -483,7 +507,7 @@ def _decoding_error(path: Path, exc: UnicodeDecodeError) -> DataFormatError:
 
 
 def _delimited_chunks(path: Path, delimiter: str | None, rows: int) -> Iterator[pa.Table]:
-    with _open_text(path) as fh:
+    with _open_text(path) as fh, _csv_fields_unbounded():
         try:
             header_line = fh.readline()
             if delimiter is None:
@@ -596,6 +620,8 @@ def _texts_from_table(
         if id_col is not None
         else [str(first_row + i) for i in range(len(raw))]
     )
+    if id_col is not None:
+        _check_unique_ids(path, fmt, [ids[i] for i in keep.tolist()], keep, first_row, id_col)
     labels = None
     if label_col is not None and label_col in names:
         merged = (table.schema.metadata or {}).get(f"embedlab.merged.{label_col}".encode())
@@ -606,7 +632,7 @@ def _texts_from_table(
                 "label; write every label the same way (all quoted, or all numbers)"
             )
         values = _string_column(path, table, label_col, "label")
-        missing = [i for i in keep.tolist() if _is_missing(values[i])]
+        missing = [i for i in keep.tolist() if is_missing_value(values[i])]
         if missing:
             spelled = sorted({repr(values[i]) for i in missing if values[i] not in (None, "")})[:3]
             raise DataFormatError(
@@ -628,6 +654,25 @@ def _texts_from_table(
         source=str(path),
         skipped_rows=[first_row + i for i in empty],
         table=kept.replace_schema_metadata(None),
+    )
+
+
+def _check_unique_ids(
+    path: Path, fmt: str, ids: list[str], keep: np.ndarray, first_row: int, id_col: str
+) -> None:
+    """DataFormatError naming the file and the rows of the first id that repeats."""
+    uniq, inverse, counts = np.unique(
+        np.asarray(ids, dtype=str), return_inverse=True, return_counts=True
+    )
+    if len(uniq) == len(ids):
+        return
+    dup = int(np.flatnonzero(counts > 1)[0])
+    where = [first_row + int(keep[i]) for i in np.flatnonzero(inverse == dup)]
+    more = int((counts > 1).sum()) - 1
+    raise DataFormatError(
+        f"{path}: id {uniq[dup]!r} in column {id_col!r} repeats at {_rows_text(fmt, where)}"
+        + (f" (and {more} other id(s) repeat)" if more else "")
+        + "; every row needs its own id"
     )
 
 

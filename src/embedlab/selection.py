@@ -71,17 +71,22 @@ def _folds(y: np.ndarray, n_folds: int, seed: int):
         hidden = rng.choice(classes, n_hide, replace=False)
         novel = np.isin(y, hidden)
         known = np.flatnonzero(~novel)
-        yk = y[known]
-        _, counts = np.unique(yk, return_counts=True)
-        strat = yk if counts.min() >= 2 else None
-        test_size = max(0.2, len(counts) / len(known)) if strat is not None else 0.2
-        tr, va = train_test_split(
-            known,
-            test_size=min(test_size, 0.5),
-            stratify=strat,
-            random_state=int(rng.integers(1 << 31)),
-        )
-        yield tr, va, np.flatnonzero(novel)
+        _, inverse, counts = np.unique(y[known], return_inverse=True, return_counts=True)
+        # a class with one example is always trained on (held out, it would leave its
+        # class unknown to the head, or the head with a single class)
+        single = counts[inverse] == 1
+        rest = known[~single]
+        yk = y[rest]
+        strat = yk if len(rest) else None
+        test_size = max(0.2, int((counts > 1).sum()) / max(1, len(rest)))
+        seed = int(rng.integers(1 << 31))
+        if len(rest) < 2:
+            tr, va = rest, rest[:0]
+        else:
+            tr, va = train_test_split(
+                rest, test_size=min(test_size, 0.5), stratify=strat, random_state=seed
+            )
+        yield np.sort(np.concatenate([tr, known[single]])), va, np.flatnonzero(novel)
 
 
 def _accuracy(head: Any, X: np.ndarray, y: np.ndarray) -> float:

@@ -40,6 +40,11 @@ def _preview(items: Sequence[Any], limit: int = 5) -> str:
     return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
 
 
+def _rows(indices: Sequence[int], limit: int = 5) -> str:
+    """Row positions for a message, counted from 1 as every embedlab message counts them."""
+    return _preview([int(i) + 1 for i in indices], limit) + " (counted from 1)"
+
+
 def check_vectors(
     X: Any,
     *,
@@ -95,12 +100,12 @@ def check_vectors(
             if src_finite.all():
                 raise ValidationError(
                     f"{name} holds values too large for float32 (|x| > 3.4e38) in "
-                    f"{bad.size} row(s): rows {_preview(bad.tolist())} (counted from 0); "
+                    f"{bad.size} row(s): rows {_rows(bad.tolist())}; "
                     "rescale the vectors"
                 )
         raise ValidationError(
             f"{name} contains NaN or infinite values in {bad.size} row(s): "
-            f"rows {_preview(bad.tolist())}"
+            f"rows {_rows(bad.tolist())}"
         )
     return arr
 
@@ -124,14 +129,12 @@ def check_labels(labels: Any, n: int, *, name: str = "labels") -> np.ndarray:
         raise ValidationError(f"{name} has {len(raw)} entries for {n} rows")
     missing = [i for i, v in enumerate(raw) if v is None or (isinstance(v, float) and v != v)]
     if missing:
-        raise ValidationError(
-            f"{name} are missing in {len(missing)} row(s): rows {_preview(missing)}"
-        )
+        raise ValidationError(f"{name} are missing in {len(missing)} row(s): rows {_rows(missing)}")
     arr = np.asarray([str(v) for v in raw], dtype=object)
     empty = np.flatnonzero(np.char.str_len(arr.astype(str)) == 0) if n else np.array([], int)
     if empty.size:
         raise ValidationError(
-            f"{name} are empty in {empty.size} row(s): rows {_preview(empty.tolist())}"
+            f"{name} are empty in {empty.size} row(s): rows {_rows(empty.tolist())}"
         )
     return arr
 

@@ -179,9 +179,42 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("es" if word.endswith(("s", "sh", "ch", "x")) else "s")
 
 
+def _summarise_warnings(caught: list) -> None:
+    """scikit-learn's (and its helpers') warnings as one line per kind; others as they were."""
+    import warnings
+
+    third_party: dict[str, list[str]] = {}
+    for w in caught:
+        origin = str(getattr(w.category, "__module__", "")) + " " + str(w.filename)
+        if any(lib in origin for lib in ("sklearn", "scipy", "threadpoolctl")):
+            third_party.setdefault(w.category.__name__, []).append(str(w.message))
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    for kind, messages in third_party.items():
+        first = " ".join(messages[0].split())
+        first = first if len(first) <= 160 else first[:157] + "..."
+        times = "once" if len(messages) == 1 else f"{len(messages)} times"
+        err_console.print(
+            f"[yellow]note:[/] scikit-learn warned {times} ({kind}: {first})",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Print library errors as one readable line and exit 2, without a traceback."""
+    """Print library errors as one readable line and exit 2, without a traceback; the
+    warnings of scikit-learn and its helpers become one summarised line per kind."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            yield from _user_errors()
+        finally:
+            _summarise_warnings(caught)
+
+
+def _user_errors() -> Iterator[None]:
     try:
         yield
     except EmbedlabError as exc:

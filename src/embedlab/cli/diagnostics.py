@@ -89,7 +89,7 @@ def diagnose_space(
                     if not rows
                     else ", e.g. "
                     + "; ".join(
-                        f"row {r['row']} ({es.ids[r['row']]}) labelled {r['label']}, "
+                        f"row {r['row'] + 1} ({es.ids[r['row']]}) labelled {r['label']}, "
                         f"neighbours say {r['neighbours_say']}"
                         for r in rows[:3]
                     )

@@ -198,6 +198,9 @@ def fit(
             raise EmbedlabError("name the model directory to write with --output / -o")
         if (data is None) == (labels_only is None):
             raise EmbedlabError("give training DATA, or --labels-only LABELS_FILE (not both)")
+        for flag, value in (("--adapt-budget", adapt_budget), ("--time-budget", time_budget)):
+            if value is not None and not value > 0:
+                raise EmbedlabError(f"{flag} must be more than 0 seconds, not {value:g}")
         check_output_dir(output, force, data, val, model, unlabeled, labels_only)
         opts["sign_key"] = signing_key(sign)
         tree = read_hierarchy(hierarchy) if hierarchy is not None else None

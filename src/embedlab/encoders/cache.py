@@ -210,9 +210,22 @@ class EmbeddingCache:
                             [(model, k) for k in damaged],
                         )
             except sqlite3.Error as exc:
-                log.warning("embedding cache read failed (%s); encoding without it", exc)
-                return {}
-        return found
+                corrupt = exc
+                if not _is_corruption(exc):
+                    log.warning("embedding cache read failed (%s); encoding without it", exc)
+                    return {}
+            else:
+                return found
+        self._recover(corrupt)
+        return {}
+
+    def _recover(self, exc: Exception) -> bool:
+        """A database whose header opens but whose pages are damaged: moved aside like a
+        damaged header (the next use starts a new one); True when that worked."""
+        if self._read_only or not self._set_aside(exc):
+            log.warning("embedding cache is damaged (%s); encoding without it", exc)
+            return False
+        return True
 
     def put_many(self, model: str, keys: Sequence[bytes], vectors: np.ndarray) -> None:
         """Store ``vectors[i]`` under ``keys[i]``; existing entries are kept."""
@@ -224,21 +237,26 @@ class EmbeddingCache:
         for i, k in enumerate(keys):
             blob = vectors[i].tobytes()
             rows.append((model, k, dim, blob, _checksum(model, k, blob)))
-        with self._connect() as conn:
-            if conn is None or self._read_only:
+        for attempt in range(2):  # once more in a new database after moving a damaged one
+            with self._connect() as conn:
+                if conn is None or self._read_only:
+                    return
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO vectors_v2 (model, key, dim, vec, checksum) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        rows,
+                    )
+                    conn.execute("COMMIT")
+                    return
+                except sqlite3.Error as exc:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    failed = exc
+            if attempt or not _is_corruption(failed) or not self._recover(failed):
+                log.warning("embedding cache write failed (%s); vectors not cached", failed)
                 return
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(
-                    "INSERT OR IGNORE INTO vectors_v2 (model, key, dim, vec, checksum) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    rows,
-                )
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                log.warning("embedding cache write failed (%s); vectors not cached", exc)
 
     def count(self, model: str | None = None) -> int:
         """Number of cached vectors (for one model key, or all)."""

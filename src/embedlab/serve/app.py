@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embedlab import __version__
 from embedlab.encoders.onnx_backend import physical_cores
-from embedlab.errors import RefusedOverwrite, ValidationError, VersionConflict
+from embedlab.errors import DataFormatError, RefusedOverwrite, ValidationError, VersionConflict
 from embedlab.serve.batching import MicroBatcher, QueueFull
 from embedlab.serve.keys import ApiKey, KeyStore, RateLimiter
 from embedlab.serve.playground import PLAYGROUND_HTML
@@ -498,6 +498,8 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # a body that does not parse: an invalid request
             metrics.errors.labels("invalid_request").inc()
+            if isinstance(exc.__cause__, RecursionError):
+                return _error(422, "invalid_request", "the request body is nested too deeply")
             return _error(422, "invalid_request", "the request body is not valid UTF-8 JSON")
         metrics.errors.labels("http").inc()
         return _error(exc.status_code, "http_error", str(exc.detail), exc.headers)
@@ -525,7 +527,16 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         if keys is not None:
             header = request.headers.get("authorization", "")
             token = header[7:].strip() if header.lower().startswith("bearer ") else None
-            key = keys.check(token or request.headers.get("x-api-key"))
+            try:
+                key = keys.check(token or request.headers.get("x-api-key"))
+            except DataFormatError as exc:  # fail closed, and say why in the log
+                log.error("refusing requests: the keys file cannot be read: %s", exc)
+                raise _ApiError(
+                    503,
+                    "keys_unreadable",
+                    "keys file unreadable: the server refuses requests "
+                    "until it is repaired (its log says why)",
+                ) from None
             if key is None:
                 raise _ApiError(
                     401,
@@ -813,6 +824,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
                 )
             texts = [e.text for e in req.examples]
             labels = [e.label for e in req.examples]
+            _check_examples(texts, labels)
             X = await encode(model, texts)
             try:
                 child = await asyncio.to_thread(
@@ -863,6 +875,31 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         }
 
     return app
+
+
+def _check_examples(texts: list[str], labels: list[str]) -> None:
+    """422 for a label that spells "missing" (NaN, NA, null: refused as the command line
+    refuses them in files) and for one text given two labels."""
+    from embedlab.readers import is_missing_value
+
+    for i, label in enumerate(labels):
+        if is_missing_value(label):
+            raise _ApiError(
+                422,
+                "invalid_request",
+                f"examples[{i}].label is {label!r}, a spelling of a missing label: give every "
+                "example the name of its class",
+            )
+    seen: dict[str, str] = {}
+    for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        key = text.strip()
+        if seen.setdefault(key, label) != label:
+            raise _ApiError(
+                422,
+                "invalid_request",
+                f"examples[{i}]: the text {text[:80]!r} comes with two labels "
+                f"({seen[key]!r} and {label!r}) in this request: give each text one label",
+            )
 
 
 def _encoder_of(entry: ServedModel | ServedIndex) -> Any:

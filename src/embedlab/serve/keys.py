@@ -73,7 +73,7 @@ class KeyStore:
         try:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
             return [ApiKey(**k) for k in doc["keys"]]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OSError) as exc:
             raise DataFormatError(f"{self.path}: not an embedlab keys file ({exc})") from None
 
     def _write(self) -> None:
