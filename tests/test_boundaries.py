@@ -267,6 +267,18 @@ def test_declared_shapes_are_bounded_by_the_file_sizes(tmp_path):
         Index.load(saved)
 
 
+def test_a_crafted_arrays_header_is_refused_before_allocating(model):
+    import struct
+
+    header = json.dumps(
+        {"w": {"dtype": "F32", "shape": [10**9, 1000], "data_offsets": [0, 4 * 10**12]}}
+    ).encode()
+    (model / "arrays.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"0" * 16)
+    _rewrite_bundle(model, lambda d: d.update(arrays_sha256=_sha(model / "arrays.safetensors")))
+    with pytest.raises(StoreError, match="cannot read arrays.safetensors"):
+        Pipeline.load(model)
+
+
 def test_set_and_index_paths_stay_inside(tmp_path):
     victim = tmp_path / "victim"
     victim.mkdir()

@@ -26,13 +26,25 @@ from pathlib import Path
 from typing import Any
 
 from embedlab.atomic import fsync_directory, fsync_file
-from embedlab.errors import EmbedlabError
+from embedlab.errors import EmbedlabError, RefusedOverwrite
 
 __all__ = ["JobFolder"]
 
 log = logging.getLogger("embedlab")
 
 JOB_FILE = "job.json"
+
+
+def _abandoned_start(path: Path) -> bool:
+    """A work folder cut off before its job.json was written: nothing but an empty pieces
+    folder and the job file's temp (anything else may be someone's: never removed)."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    names = {p.name for p in path.iterdir()}
+    pieces = path / "pieces"
+    return names <= {"pieces", "job.tmp"} and (
+        not pieces.exists() or (pieces.is_dir() and not any(pieces.iterdir()))
+    )
 
 
 class JobFolder:
@@ -51,6 +63,11 @@ class JobFolder:
                 old = json.loads(job_file.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 old = None
+            if old is None and not _abandoned_start(self.path):
+                raise RefusedOverwrite(
+                    f"{self.path} is in the way of this job's work folder and is not one "
+                    "embedlab made (no job.json); move it, or write the output elsewhere"
+                )
             if restart or old != self.job:  # another job's pieces cannot be reused
                 if old is not None and old != self.job:
                     log.warning(
