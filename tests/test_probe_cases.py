@@ -212,13 +212,15 @@ def test_scikit_learn_warnings_become_one_line(capsys):
 
     from embedlab.cli.common import user_errors
 
-    with user_errors():
+    with pytest.warns(UserWarning, match="someone else's"), user_errors():
         for i in range(7):  # seven places in scikit-learn that warn
             warnings.warn_explicit(
                 "lbfgs failed to converge (status=1)", ConvergenceWarning, "sklearn/x.py", i
             )
+        warnings.warn("a warning of someone else's", UserWarning, stacklevel=1)
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "scikit-learn warned 7 times (ConvergenceWarning" in err
+    assert "scikit-learn warned 7 times (ConvergenceWarning" in err
+    assert err.count("scikit-learn warned") == 1  # the other warning went on as it was
 
 
 def test_output_files_follow_the_umask(model, tmp_path):

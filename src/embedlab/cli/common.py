@@ -207,11 +207,12 @@ def user_errors() -> Iterator[None]:
     warnings of scikit-learn and its helpers become one summarised line per kind."""
     import warnings
 
-    with warnings.catch_warnings(record=True) as caught:
-        try:
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
             yield from _user_errors()
-        finally:
-            _summarise_warnings(caught)
+    finally:
+        _summarise_warnings(caught)  # after the recorder is gone: shown, not recorded again
 
 
 def _user_errors() -> Iterator[None]:

@@ -314,41 +314,42 @@ def sign_key_create(
         console.print(f"wrote signing key {key.key_id} to {path} (mode 0600; keep it secret)")
 
 
+BundleArgument = Annotated[Path, typer.Argument(help="A model bundle made by `embedlab fit`.")]
+SigningKeyOption = Annotated[Path, typer.Option("--key", help="The signing key file.")]
+
+
+def _with_key(bundle: Path, key: Path, verify_only: bool) -> None:
+    """Sign ``bundle`` with the key in ``key`` (verified first), or only verify it."""
+    from embedlab.bundle import read_bundle, sign_bundle
+    from embedlab.signing import load_key
+
+    with user_errors():
+        k = load_key(key)
+        if verify_only:
+            read_bundle(bundle, key=k)
+            console.print(f"{bundle}: signed with key {k.key_id}, every file as signed")
+        else:
+            sign_bundle(bundle, k)
+            console.print(f"signed {bundle} with key {k.key_id}")
+
+
 @keys_app.command("sign")
-def keys_sign(
-    bundle: Annotated[Path, typer.Argument(help="A model bundle made by `embedlab fit`.")],
-    key: Annotated[Path, typer.Option("--key", help="The signing key file.")],
-) -> None:
+def keys_sign(bundle: BundleArgument, key: SigningKeyOption) -> None:
     """Sign an existing bundle (it is verified first: a damaged bundle is not signed).
 
     [bold]Example[/]
 
       embedlab keys sign model/ --key signing.key
     """
-    from embedlab.bundle import sign_bundle
-    from embedlab.signing import load_key
-
-    with user_errors():
-        k = load_key(key)
-        sign_bundle(bundle, k)
-        console.print(f"signed {bundle} with key {k.key_id}")
+    _with_key(bundle, key, verify_only=False)
 
 
 @keys_app.command("verify")
-def keys_verify(
-    bundle: Annotated[Path, typer.Argument(help="A model bundle.")],
-    key: Annotated[Path, typer.Option("--key", help="The signing key file.")],
-) -> None:
+def keys_verify(bundle: BundleArgument, key: SigningKeyOption) -> None:
     """Check that a bundle is signed with a key and unchanged since (exit 2 if not).
 
     [bold]Example[/]
 
       embedlab keys verify model/ --key signing.key
     """
-    from embedlab.bundle import read_bundle
-    from embedlab.signing import load_key
-
-    with user_errors():
-        k = load_key(key)
-        read_bundle(bundle, key=k)
-        console.print(f"{bundle}: signed with key {k.key_id}, every file as signed")
+    _with_key(bundle, key, verify_only=True)

@@ -195,7 +195,7 @@ class SentenceTransformerEncoder:
         return {
             "kind": "sentence-transformers",
             "name": self.name,
-            "path": str(self.model_path),
+            "path": str(self.model_path.absolute()),  # never relative to the cwd
             "fingerprint": self.fingerprint,
             "dim": self.dim,
             "max_seq_length": self._config["max_seq_length"],
