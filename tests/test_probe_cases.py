@@ -46,6 +46,8 @@ def client(model):
 
 def test_http_refuses_missing_label_spellings_and_one_text_with_two_labels(client):
     url = "/v1/models/model/classes"
+    schema = json.dumps(client.get("/openapi.json").json())
+    assert "NaN" in schema  # the schema says which labels read as missing
     for spelled in ("NaN", "NA", "null", " n/a "):
         body = {"examples": [{"text": "tell me a joke", "label": spelled}]}
         r = client.post(url, json=body)
@@ -56,8 +58,8 @@ def test_http_refuses_missing_label_spellings_and_one_text_with_two_labels(clien
             {"text": "tell me a joke ", "label": "humour"},
         ]
     }
-    r = client.post(url, json=body)
-    assert r.status_code == 422 and "two labels" in r.json()["error"]["message"]
+    r = client.post(url, json=body)  # valid against the schema, in conflict with itself
+    assert r.status_code == 409 and "two labels" in r.json()["error"]["message"]
     assert client.get("/v1/models").json()["data"][0]["version"] == 1  # nothing changed
 
 

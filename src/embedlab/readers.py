@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -347,6 +348,10 @@ def _string_column(path: Path, table: pa.Table, name: str, what: str) -> list[An
 
 _MISSING_STRINGS = frozenset(
     {"nan", "NaN", "NAN", "NA", "N/A", "n/a", "null", "NULL", "<NA>", "#N/A"}
+)
+#: a regular expression matching exactly the cells that read as a missing label
+MISSING_LABEL_PATTERN = (
+    r"^\s*(" + "|".join(sorted(re.escape(m) for m in _MISSING_STRINGS)) + r")?\s*$"
 )
 
 

@@ -124,7 +124,13 @@ def request_models(
         k: int = Field(default=10, ge=1, le=100)
         labels: Annotated[list[label], Field(min_length=1, max_length=1000)] = None
 
-    one_text, one_label = text, label  # (a field may not be annotated with its own name)
+    from embedlab.readers import MISSING_LABEL_PATTERN
+
+    # a class name: not a spelling of "missing" (NaN, NA, null: refused in files too)
+    class_label = Annotated[
+        label, Field(json_schema_extra={"not": {"pattern": MISSING_LABEL_PATTERN}})
+    ]
+    one_text, one_label = text, class_label  # (a field may not be annotated with its own name)
 
     class Example(BaseModel):
         """One labelled example."""
@@ -163,8 +169,9 @@ def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
         403: "the key may not use this model (or may not change it)",
         404: "no served model (or index) of that name",
         409: "the model cannot take these classes (one is known already, or the model takes "
-        "none: multi-label, no kept training rows), the server is read-only, or another "
-        "writer saved a newer version of the model first (nothing was saved)",
+        "none: multi-label, no kept training rows), one text comes with two labels, the "
+        "server is read-only, or another writer saved a newer version of the model first "
+        "(nothing was saved)",
         413: "the request body is over --max-body-bytes",
         422: "an invalid request, or a limit (--max-texts, --max-chars) exceeded",
         429: "rate limit of the key, or the encoder queue is full (see Retry-After)",
@@ -879,7 +886,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
 
 def _check_examples(texts: list[str], labels: list[str]) -> None:
     """422 for a label that spells "missing" (NaN, NA, null: refused as the command line
-    refuses them in files) and for one text given two labels."""
+    refuses them in files; the schema says so too), 409 for one text given two labels."""
     from embedlab.readers import is_missing_value
 
     for i, label in enumerate(labels):
@@ -895,8 +902,8 @@ def _check_examples(texts: list[str], labels: list[str]) -> None:
         key = text.strip()
         if seen.setdefault(key, label) != label:
             raise _ApiError(
-                422,
-                "invalid_request",
+                409,
+                "conflicting_labels",
                 f"examples[{i}]: the text {text[:80]!r} comes with two labels "
                 f"({seen[key]!r} and {label!r}) in this request: give each text one label",
             )
