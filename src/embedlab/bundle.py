@@ -370,9 +370,10 @@ def _check_encoder_paths(path: Path, spec: Any) -> None:
         if not isinstance(graph, dict) or not str(graph.get("file", "")).startswith(
             f"{GRAPH_DIR}/"
         ):
+            named = graph.get("file") if isinstance(graph, dict) else graph
             raise StoreError(
-                f"{path}: bundle.json names the ONNX graph {graph!r}; a bundle's graph lives "
-                f"in its {GRAPH_DIR}/ folder"
+                f"{path}: bundle.json names the ONNX graph {named!r}, outside the bundle's "
+                f"{GRAPH_DIR}/ folder; refusing to read it"
             )
         inside(path, graph["file"], "the encoder's ONNX graph")
 
