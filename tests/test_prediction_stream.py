@@ -1,7 +1,7 @@
 """Streaming predictions (embedlab.prediction / `embedlab predict`): chunk by chunk equals
 all at once, over texts and over stored (sharded) vectors, every output format, another
 encoder's vectors refused, and a job that failed midway (an error, or `embedlab predict`
-killed at random points) resumed with only the missing chunks computed."""
+killed at chosen pieces) resumed with only the missing chunks computed."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from killing import kill_at_random_points
+from killing import crash_at
 from typer.testing import CliRunner
 
 from embedlab.cli import app
@@ -126,7 +126,7 @@ def test_a_failed_prediction_resumes_with_the_missing_chunks_only(pipe, tmp_path
 
 
 def test_a_killed_predict_resumes_with_every_row_once_in_order(quick_model, tmp_path):
-    """`embedlab predict` killed (SIGKILL) at random points, then run again: the output is
+    """`embedlab predict` killed (SIGKILL) at two chosen pieces, then run again: the output is
     the one of a run never killed — every row once, in input order. Bounded: 3 kills."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -140,8 +140,7 @@ def test_a_killed_predict_resumes_with_every_row_once_in_order(quick_model, tmp_
     out = tmp_path / "p.jsonl"
     cmd = [sys.executable, "-m", "embedlab.cli", "predict", str(quick_model), str(data)]
     cmd += ["-o", str(out), "--chunk-rows", "30"]
-    kills = kill_at_random_points(cmd, tmp_path / ".p.jsonl.partial" / "pieces", out)
-    assert kills >= 1
+    crash_at(cmd, ["before-commit:2", "after-commit:9"], out)
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "done by an earlier run" in res.stdout, res.stdout

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import threading
 from collections.abc import Mapping
@@ -33,6 +34,17 @@ __all__ = ["JobFolder"]
 log = logging.getLogger("embedlab")
 
 JOB_FILE = "job.json"
+
+
+CRASH_AT = "EMBEDLAB_CRASH_AT"
+
+
+def _crash_point(when: str, i: int) -> None:
+    """The resumption tests' deterministic kill: with ``EMBEDLAB_CRASH_AT=before-commit:N``
+    (piece N written, not yet finished) or ``after-commit:N`` this process is SIGKILLed
+    there, as a crash would stop it, instead of at a moment chosen by a timer."""
+    if os.environ.get(CRASH_AT) == f"{when}:{i}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _abandoned_start(path: Path) -> bool:
@@ -122,11 +134,13 @@ class JobFolder:
         """Make the piece built at ``tmp`` finished piece ``i``, in one step (synced)."""
         for f in [tmp] if tmp.is_file() else [p for p in tmp.rglob("*") if p.is_file()]:
             fsync_file(f)
+        _crash_point("before-commit", i)
         final = self.piece(i)
         if final.is_dir():
             shutil.rmtree(final)
         os.replace(tmp, final)
         fsync_directory(self.pieces)
+        _crash_point("after-commit", i)
         return final
 
     def finished(self) -> set[int]:
