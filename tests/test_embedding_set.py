@@ -4,8 +4,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from embedlab.embedding_set import EmbeddingSet, Provenance
 from embedlab.errors import StoreError, ValidationError
-from embedlab.space import EmbeddingSet, Provenance
 
 
 @pytest.fixture

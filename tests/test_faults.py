@@ -27,9 +27,9 @@ from typer.testing import CliRunner
 
 from embedlab.atomic import atomic_directory, check_output_dir, remove_stale_temps
 from embedlab.cli import app
+from embedlab.embedding_set import EmbeddingSet, read_vector_file
 from embedlab.errors import DataFormatError, RefusedOverwrite, StoreError, ValidationError
 from embedlab.readers import iter_texts, read_texts
-from embedlab.space import EmbeddingSet, read_vector_file
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,7 +220,7 @@ def test_kill_9_during_save_keeps_previous_copy_and_next_save_cleans_up(tmp_path
     script = textwrap.dedent(
         f"""
         import numpy as np, sys
-        from embedlab.space import EmbeddingSet
+        from embedlab.embedding_set import EmbeddingSet
         es = EmbeddingSet(np.random.default_rng(0).normal(size=(400_000, 96)).astype("f4"))
         print("ready", flush=True)
         while True:
@@ -346,6 +346,7 @@ def test_semicolon_csv_and_utf16_files_are_read(tmp_path):
         assert [c.texts for _, c in chunks] == [read_texts(tmp_path / name).texts]
 
 
+@pytest.mark.slow
 def test_an_explicit_delimiter_wins_over_the_sniffed_one(tmp_path):
     f = tmp_path / "odd.csv"  # a header with a comma inside a ';'-delimited file
     f.write_text("note,x;text;label\nn1;book a flight;travel\n")
@@ -361,6 +362,7 @@ def test_directory_as_data_says_so(tmp_path):
         read_texts(tmp_path)
 
 
+@pytest.mark.slow
 def test_misspelled_label_column_is_an_error(tmp_path):
     (tmp_path / "d.csv").write_text("text,label\nhi,x\n")
     res = invoke("encode", tmp_path / "d.csv", "-o", tmp_path / "s", "--label-col", "lable")
@@ -400,6 +402,7 @@ def test_imported_index_search_says_what_to_do(tmp_path):
     assert len(hits) == 10 and hits[0]["id"] == "0" and hits[0]["score"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_saved_auto_backend_does_not_override_the_user(monkeypatch):
     from embedlab.encoders import SentenceTransformerEncoder
     from embedlab.encoders.sentence_transformer import encoder_from_spec

@@ -163,6 +163,7 @@ def test_labels_only_pipeline_calibrates_with_texts(st_encoder_uncached, tmp_pat
         Pipeline(st_encoder_uncached).fit_labels_only(["refund", "oos"])
 
 
+@pytest.mark.slow
 def test_cli_labels_only_with_hierarchy_predict_evaluate(tmp_path):
     (tmp_path / "labels.csv").write_text(LABELS_CSV)
     (tmp_path / "tree.csv").write_text(TREE_CSV)
@@ -213,6 +214,7 @@ def test_cli_labels_only_with_hierarchy_predict_evaluate(tmp_path):
     assert "Accuracy at every level of the hierarchy" in html.read_text()
 
 
+@pytest.mark.slow
 def test_cli_fit_with_a_hierarchy_that_misses_a_label(tmp_path):
     from embedlab.datasets import demo_path
 
@@ -256,6 +258,7 @@ def test_cli_labels_only_bad_combinations(tmp_path, args, message):
     assert message in " ".join(res.output.split())
 
 
+@pytest.mark.slow
 def test_cli_added_classes_take_a_place_in_the_hierarchy(tmp_path):
     """add-classes on a model with a hierarchy: each new class needs --parent (as every class
     needed one at fit); the new version predicts its level; --in-place replaces the model."""

@@ -46,6 +46,7 @@ def clinc_files(tmp_path_factory):
     return files, known, added, hidden, out
 
 
+@pytest.mark.slow
 def test_the_label_set_loop_on_clinc150(clinc_files):
     from embedlab.pipeline import Pipeline
 

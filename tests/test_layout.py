@@ -75,8 +75,19 @@ def test_shared_helpers_are_defined_once():
     assert where == {h: ["embedlab/vectors.py"] for h in helpers}
 
 
-def test_the_old_space_module_still_imports():
-    from embedlab import embedding_set, space
+def test_removed_aliases_are_gone_and_announced():
+    """Deprecated aliases are removed, and the changelog says what replaces them."""
+    import importlib
 
-    assert space.EmbeddingSet is embedding_set.EmbeddingSet
-    assert set(space.__all__) <= set(dir(embedding_set))
+    import pytest
+
+    from embedlab.detect import MaxCosineDetector
+    from embedlab.openset import OpenSetClassifier
+
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("embedlab.space")
+    assert not hasattr(MaxCosineDetector(), "score_samples")
+    assert not hasattr(OpenSetClassifier(), "score_samples")
+    changes = (Path(__file__).resolve().parents[1] / "CHANGELOG.md").read_text(encoding="utf-8")
+    removed = changes.split("### Removed", 1)[1].split("###", 1)[0]
+    assert "`embedlab.space`" in removed and "`score_samples`" in removed

@@ -321,6 +321,7 @@ def test_single_label_data_for_a_multi_label_model_and_the_reverse(st_encoder_un
         flat.evaluate(TEXTS, LABELS)
 
 
+@pytest.mark.slow
 def test_cli_multi_label_fit_predict_evaluate_report(tmp_path):
     data = _write_csv(tmp_path / "train.csv", TEXTS * 3, LABELS * 3)
     model = tmp_path / "m"
@@ -363,6 +364,7 @@ def test_cli_multi_label_bad_options(tmp_path, extra, message):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_cli_empty_label_between_separators_names_the_row(tmp_path):
     data = _write_csv(tmp_path / "train.csv", TEXTS, [*LABELS[:4], "refund,,late", *LABELS[5:]])
     res = runner.invoke(app, ["fit", str(data), "--multi-label", "-o", str(tmp_path / "m")])

@@ -134,6 +134,7 @@ def test_unknown_labels_at_evaluation(fitted):
         fitted.evaluate(["hello there"], ["brand_new"])
 
 
+@pytest.mark.slow
 def test_unfitted_pipeline():
     with pytest.raises(ValidationError, match="not fitted"):
         Pipeline(encoder=SentenceTransformerEncoder(cache=False)).predict(["x"])
@@ -229,6 +230,7 @@ def test_transform_chain_is_fitted_saved_and_reloaded(st_encoder_uncached, tmp_p
     np.testing.assert_allclose(a["score"], b["score"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_transform_layer_must_match_the_encoder(fake_encoder):
     pipe = Pipeline(encoder=SentenceTransformerEncoder(cache=False), transform="layer3,norm")
     with pytest.raises(ValidationError, match="asks for layer 3"):

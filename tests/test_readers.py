@@ -5,9 +5,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from embedlab.embedding_set import read_vector_file
 from embedlab.errors import DataFormatError
 from embedlab.readers import read_table, read_texts, write_table
-from embedlab.space import read_vector_file
 
 
 def write(path, text: str | bytes):

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from embedlab.datasets import load_demo
+from embedlab.embedding_set import EmbeddingSet
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.errors import ValidationError
 from embedlab.openset import OpenSetClassifier
 from embedlab.pipeline import Pipeline
 from embedlab.report import model_report, space_report, write_report
-from embedlab.space import EmbeddingSet
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

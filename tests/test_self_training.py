@@ -81,6 +81,7 @@ def test_self_training_an_open_set_model_keeps_junk_out(few_labels):
     ).mean()
 
 
+@pytest.mark.slow
 def test_pipeline_and_cli_fit_with_an_unlabelled_pool(fake_encoder, tmp_path):
     from embedlab.pipeline import Pipeline
 

@@ -304,6 +304,7 @@ def test_an_encoder_no_entry_uses_is_let_go(served):
     assert len(reg.encoders) == 1
 
 
+@pytest.mark.slow
 def test_run_time_classes_in_a_hierarchy_need_a_parent(tmp_path):
     from typer.testing import CliRunner
 

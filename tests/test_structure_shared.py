@@ -24,6 +24,7 @@ def _write(path, rows, header=("text", "label")):
     return path
 
 
+@pytest.mark.slow
 def test_multi_label_goemotions_subset(tmp_path):
     from embedlab.datasets import load_goemotions
 
@@ -47,6 +48,7 @@ def test_multi_label_goemotions_subset(tmp_path):
     assert m["label_cardinality_true"] > 1.0 and len(m["per_label"]) == 28
 
 
+@pytest.mark.slow
 def test_zero_shot_clinc150_domains_through_intent_names(tmp_path):
     from embedlab.datasets import clinc150_path, load_clinc150
 

@@ -95,6 +95,23 @@ def test_cli_in_place_writes_race_service_posts_and_nothing_confirmed_is_lost(
         for t in threads:
             t.join(timeout=RACE_S + 180)
         assert not failures, failures
+        # the race over, each side writes once more alone: both must get through (the CLI
+        # on the latest version, the service once its watcher has loaded the CLI's)
+        data = tmp_path / "cli_last.csv"
+        rows = "".join(f"{e['text']},cli_last\n" for e in _examples("cli_last"))
+        data.write_text("text,label\n" + rows)
+        cmd = [sys.executable, "-m", "embedlab.cli", "add-classes", str(model), str(data)]
+        proc = subprocess.run([*cmd, "--in-place", "--no-cache"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-400:]
+        confirmed["cli"].append("cli_last")
+        with httpx.Client(base_url=base, timeout=60) as h:
+            for _ in range(100):  # at most 20 s for the watcher
+                r = h.post("/v1/models/model/classes", json={"examples": _examples("http_last")})
+                if r.status_code == 200:
+                    confirmed["http"].append("http_last")
+                    break
+                assert r.status_code == 409, r.text
+                time.sleep(0.2)
         on_disk = set(map(str, Pipeline.load(model, cache=False).classes_))
         served: set[str] = set()
         wait_until = time.monotonic() + 20  # the watcher loads the last CLI version
@@ -103,7 +120,7 @@ def test_cli_in_place_writes_race_service_posts_and_nothing_confirmed_is_lost(
             if served == on_disk:
                 break
             time.sleep(0.2)
-    assert confirmed["cli"] and confirmed["http"], (confirmed, refused)
+    assert "cli_last" in confirmed["cli"] and "http_last" in confirmed["http"], refused
     lost = {*confirmed["cli"], *confirmed["http"]} - on_disk
     assert not lost, f"confirmed but lost: {sorted(lost)} (refused: {refused})"
     assert served == on_disk

@@ -413,15 +413,6 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         with validated():
             return self.detector_.decision_function(X)
 
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Deprecated alias of :meth:`novelty_score`."""
-        warnings.warn(
-            "OpenSetClassifier.score_samples is deprecated: use novelty_score",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.novelty_score(X)
-
     def predict_proba(self, X: Any) -> np.ndarray:
         """The head's probabilities over the in-scope ``classes_`` (out-of-scope aside)."""
         X = self._X(X)

@@ -89,11 +89,13 @@ def test_cache_keeps_layers_apart(tmp_path, st_encoder_uncached):
         ({"dim": 0}, r"1..384"),
     ],
 )
+@pytest.mark.slow
 def test_out_of_range(kw, message):
     with pytest.raises(EncoderError, match=message):
         SentenceTransformerEncoder(cache=False, **kw)
 
 
+@pytest.mark.slow
 def test_adaptation_refuses_elastic_encoders(tmp_path):
     from embedlab.adapt import adapt_encoder
     from embedlab.errors import ValidationError

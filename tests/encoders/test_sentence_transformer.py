@@ -11,6 +11,7 @@ from embedlab.errors import EncoderError
 TEXTS = ["book me a flight to paris", "what's the weather tomorrow", "play some jazz"]
 
 
+@pytest.mark.slow
 def test_spec_without_loading_the_model():
     enc = SentenceTransformerEncoder(cache=False)
     spec = enc.spec
@@ -130,6 +131,7 @@ def test_unloadable_model_gives_clear_error(tmp_path):
         enc.encode(["hello"])
 
 
+@pytest.mark.slow
 def test_fingerprint_changes_with_weights(tmp_path):
     import shutil
 

@@ -63,8 +63,7 @@ class NoveltyDetector(BaseEstimator):
     Subclasses implement ``_fit`` and ``_score`` (and ``_check_params`` for their own
     hyperparameters). This is not scikit-learn's outlier convention (there, higher scores
     mean *more normal* and ``predict`` gives ±1), so detectors do not inherit
-    ``OutlierMixin``; ``score_samples`` remains as a deprecated alias of
-    ``decision_function``.
+    ``OutlierMixin`` (and have no ``score_samples``: its sign would mislead).
     """
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:  # pragma: no cover
@@ -118,17 +117,6 @@ class NoveltyDetector(BaseEstimator):
         check_is_fitted(self, "threshold_")
         X = self._validate(X, reset=False)
         return np.asarray(self._score(np.asarray(X, dtype=np.float32)), dtype=np.float32)
-
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Deprecated alias of :meth:`decision_function` (higher = more novel)."""
-        import warnings
-
-        warnings.warn(
-            "score_samples is deprecated: use decision_function (higher = more novel)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.decision_function(X)
 
     def calibrate(self, X_in: Any, target_fpr: float | None = None) -> NoveltyDetector:
         """Set ``threshold_`` so that ``target_fpr`` of the in-scope rows ``X_in`` are flagged."""
