@@ -235,7 +235,7 @@ def test_transform_layer_must_match_the_encoder(fake_encoder):
     pipe = Pipeline(encoder=SentenceTransformerEncoder(cache=False), transform="layer3,norm")
     with pytest.raises(ValidationError, match="asks for layer 3"):
         pipe.fit(["a b", "c d", "e f", "g h"], ["x", "x", "y", "y"])
-    assert Pipeline(transform="layer2,dim64")._encoder().layer == 2
+    assert Pipeline(transform="layer2,dim64").encoder_.layer == 2
 
 
 def test_bundle_with_a_damaged_transform_is_refused(st_encoder_uncached, tmp_path):
@@ -255,3 +255,17 @@ def test_bundle_with_a_damaged_transform_is_refused(st_encoder_uncached, tmp_pat
     (path / "bundle.json").write_text(json.dumps(doc))
     with pytest.raises(StoreError, match="saved transform cannot be rebuilt"):
         Pipeline.load(path, cache=False)
+
+
+def test_the_public_face_the_service_uses(quick_model):
+    """The service reads a pipeline through public names only: its encoder and why its
+    classes cannot change (None when they can)."""
+    from embedlab.multilabel import MultiLabelClassifier
+    from embedlab.openset import OpenSetClassifier
+
+    assert Pipeline(classifier=MultiLabelClassifier()).class_change_refusal == "a multi-label model"
+    unfitted = Pipeline(classifier=OpenSetClassifier())
+    assert unfitted.class_change_refusal == "it keeps no training rows"
+    loaded = Pipeline.load(quick_model, cache=False)
+    assert loaded.class_change_refusal is None
+    assert loaded.encoder_ is loaded.encoder and loaded.encoder_.dim == 384

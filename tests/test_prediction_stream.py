@@ -100,8 +100,9 @@ class _FailAfter:
     def __init__(self, pipe, n):
         self.pipe, self.n, self.calls = pipe, n, 0
 
-    def _encoder(self):
-        return self.pipe._encoder()
+    @property
+    def encoder_(self):
+        return self.pipe.encoder_
 
     def predict_details(self, texts, **kw):
         self.calls += 1

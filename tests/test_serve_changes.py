@@ -44,7 +44,7 @@ def test_search_matches_the_index_and_filters_by_label(served):
     app = create_app(ServeConfig(paths=[str(model), str(index_dir)]))
     queries = ["wake me up at seven", "will it rain tomorrow"]
     index = Index.load(index_dir)
-    Q = Pipeline.load(model)._encoder().encode(queries)  # the same (default) encoder
+    Q = Pipeline.load(model).encoder_.encode(queries)  # the same (default) encoder
     with TestClient(app) as c:
         listed = c.get("/v1/indexes").json()["data"]
         assert listed[0]["id"] == "examples" and listed[0]["size"] == len(index)

@@ -153,6 +153,22 @@ class Pipeline:
                 f"{what} works on single-label models only; this one is multi-label"
             )
 
+    @property
+    def encoder_(self) -> SentenceTransformerEncoder:
+        """The encoder this pipeline encodes texts with (the packaged one, built on first
+        use, when none was given)."""
+        return self._encoder()
+
+    @property
+    def class_change_refusal(self) -> str | None:
+        """Why classes cannot be added to or removed from this model without a refit (a
+        multi-label model, or one that keeps no training rows); None when they can."""
+        if self.multi_label:
+            return "a multi-label model"
+        if not hasattr(self.classifier, "train_X_"):
+            return "it keeps no training rows"
+        return None
+
     def _encoder(self) -> SentenceTransformerEncoder:
         if self.encoder is None:
             layer = TransformChain(self.transform).layer if self.transform else None

@@ -64,7 +64,7 @@ def prediction_table(details: dict[str, np.ndarray], base: pa.Table) -> pa.Table
 
 def _check_encoder(pipe: Any, provenance: Any, path: Path) -> None:
     """Refuse vectors that another encoder (model, layer, dimension) made."""
-    mine = pipe._encoder().spec
+    mine = pipe.encoder_.spec
     theirs = provenance.encoder or {}
     if not theirs:
         raise ValidationError(
@@ -351,7 +351,7 @@ def _predict_ray(run: _Run, ray: Any, model_dir: Path) -> None:
                 items.append({"chunk": i, "input": str(path)})
     kwargs = {
         "model": str(model_dir),
-        "backend": pipe._encoder().resolved_backend,
+        "backend": pipe.encoder_.resolved_backend,
         "work": str(job.path),
         "options": {"keep_columns": keep_columns, "reject": reject},
     }

@@ -820,12 +820,8 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         lock = locks.setdefault(name, asyncio.Lock())
         async with lock:
             model = reg.models[name]
-            if not model.can_add_classes:
-                why = (
-                    "a multi-label model"
-                    if model.pipeline.multi_label
-                    else "it keeps no training rows"
-                )
+            why = model.pipeline.class_change_refusal
+            if why is not None:
                 raise _ApiError(
                     409, "unsupported", f"model {name!r} cannot take new classes: {why}"
                 )
@@ -910,7 +906,7 @@ def _check_examples(texts: list[str], labels: list[str]) -> None:
 
 
 def _encoder_of(entry: ServedModel | ServedIndex) -> Any:
-    return entry.pipeline._encoder() if isinstance(entry, ServedModel) else entry.encoder
+    return entry.pipeline.encoder_ if isinstance(entry, ServedModel) else entry.encoder
 
 
 def _warm_index(served: ServedIndex) -> None:

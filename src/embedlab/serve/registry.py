@@ -72,14 +72,13 @@ class ServedModel:
     @property
     def can_add_classes(self) -> bool:
         """Single-label models that keep their training rows take new classes at run time."""
-        clf = self.pipeline.classifier
-        return not self.pipeline.multi_label and hasattr(clf, "train_X_")
+        return self.pipeline.class_change_refusal is None
 
     def describe(self) -> dict[str, Any]:
         """The model's entry in GET /v1/models (OpenAI's shape plus embedlab's fields)."""
         pipe = self.pipeline
         lineage = (pipe.info or {}).get("lineage") or {}
-        encoder = pipe._encoder()
+        encoder = pipe.encoder_
         return {
             "id": self.name,
             "object": "model",
@@ -208,7 +207,7 @@ class Registry:
         if desc.name == INDEX_FILE:
             return self._load_index(path, name, stamp)
         pipe = Pipeline.load(path, cache=self.cache, backend=self.backend, key=self.key)
-        key, shared = self._share(pipe._encoder())
+        key, shared = self._share(pipe.encoder_)
         pipe.encoder = shared  # one encoder object for every model built on the same one
         return ServedModel(name, path, pipe, key, pipe.source_stamp)
 
@@ -229,7 +228,7 @@ class Registry:
 
     def swap(self, entry: ServedModel | ServedIndex) -> None:
         """Serve ``entry`` under its name from now on (requests holding the old one finish)."""
-        encoder = entry.pipeline._encoder() if isinstance(entry, ServedModel) else entry.encoder
+        encoder = entry.pipeline.encoder_ if isinstance(entry, ServedModel) else entry.encoder
         self.encoders.setdefault(entry.encoder_key, encoder)
         if isinstance(entry, ServedModel):
             self.models[entry.name] = entry
