@@ -14,7 +14,6 @@ checksums and versions and never unpickles.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -35,7 +34,6 @@ from embedlab.bundle import (
     ENCODER_DIR,
     estimator_from_state,
     estimator_to_state,
-    json_sha256,
     read_bundle,
     write_bundle,
 )
@@ -44,6 +42,13 @@ from embedlab.encoders.base import check_texts
 from embedlab.encoders.sentence_transformer import encoder_from_spec
 from embedlab.errors import StoreError, ValidationError
 from embedlab.hierarchy import Hierarchy, evaluate_levels
+from embedlab.lineage import (
+    continued_lineage,
+    fit_lineage,
+    json_default,
+    lineage,
+    training_fingerprint,
+)
 from embedlab.metrics import evaluate_open_set
 from embedlab.multilabel import MultiLabelClassifier, evaluate_multilabel, label_indicator
 from embedlab.openset import OpenSetClassifier
@@ -64,17 +69,6 @@ AUTO_ADAPT_MIN_PER_CLASS = 5
 def should_adapt(n_texts: int, n_classes: int) -> bool:
     """The ``adapt="auto"`` rule (measured on CLINC150, see docs/benchmarks.md)."""
     return n_classes >= 2 and n_texts / n_classes >= AUTO_ADAPT_MIN_PER_CLASS
-
-
-def training_fingerprint(texts: Sequence[str], labels: Sequence[str]) -> str:
-    """sha256 over the (text, label) rows, in order."""
-    h = hashlib.sha256()
-    for t, y in zip(texts, labels, strict=True):
-        h.update(t.encode("utf-8"))
-        h.update(b"\x1f")
-        h.update(str(y).encode("utf-8"))
-        h.update(b"\x1e")
-    return h.hexdigest()
 
 
 class Pipeline:
@@ -321,7 +315,7 @@ class Pipeline:
             "selection": selection,
             "self_training": self_report,
         }
-        self.info["lineage"] = _lineage(None, self._fit_change("fit"))
+        self.info["lineage"] = fit_lineage(self.info, self._encoder(), "fit")
         return self
 
     def fit_labels_only(
@@ -401,7 +395,7 @@ class Pipeline:
             "selection": None,
             "timings": {"total_seconds": round(time.perf_counter() - start, 2)},
         }
-        self.info["lineage"] = _lineage(None, self._fit_change("fit_labels_only"))
+        self.info["lineage"] = fit_lineage(self.info, self._encoder(), "fit_labels_only")
         return self
 
     def _fit_multi_label(
@@ -461,46 +455,8 @@ class Pipeline:
             "calibrated_on": f"out-of-fold scores of the training rows ({clf.cv} folds)",
             "held_out_metrics": clf.oof_metrics_,
         }
-        self.info["lineage"] = _lineage(None, self._fit_change("fit"))
+        self.info["lineage"] = fit_lineage(self.info, self._encoder(), "fit")
         return self
-
-    def _fit_change(self, op: str) -> dict[str, Any]:
-        """What a fit made, for its lineage: the training data and a digest of the model
-        (encoder, head, detector, thresholds, transform), so that a refit with other data
-        or options gets another fingerprint and the same one gets the same."""
-        info = self.info
-        model = {k: info.get(k) for k in ("head", "detector", "threshold", "thresholds")}
-        model["transform"] = info.get("transform")
-        model["encoder"] = (getattr(self._encoder(), "spec", None) or {}).get("fingerprint")
-        digest = hashlib.sha256(
-            json.dumps(model, sort_keys=True, default=_json_default).encode()
-        ).hexdigest()
-        return {"op": op, "training": info["training"], "model": digest}
-
-    def _continue_numbering(self, path: Path) -> None:
-        """A fresh fit saved over an earlier version of a model (``fit --force``) becomes
-        that model's next version: numbers never go back at one place, and the history
-        keeps what came before."""
-        lineage = self.info.get("lineage") or {}
-        if lineage.get("parent") is not None or not (path / BUNDLE_JSON).is_file():
-            return
-        try:
-            prev = json.loads((path / BUNDLE_JSON).read_text(encoding="utf-8"))["info"]["lineage"]
-            version = int(prev["version"])
-        except (OSError, ValueError, KeyError, TypeError, RecursionError):
-            return  # not a readable earlier version: nothing to continue
-        if prev.get("fingerprint") == lineage.get("fingerprint"):
-            return  # the same model again
-        rows = (self.info.get("training") or {}).get("n")
-        self.info["lineage"] = {
-            "version": version + 1,
-            "fingerprint": lineage.get("fingerprint"),
-            "parent": prev.get("fingerprint"),
-            "history": [
-                *prev.get("history", []),
-                {"version": version + 1, "op": "refit", "rows": rows},
-            ],
-        }
 
     def _vectors(self, texts: Sequence[str], progress: bool | None) -> np.ndarray:
         if not self._fitted():
@@ -724,7 +680,7 @@ class Pipeline:
         child.chain_ = self.chain_
         child._adapted_dir, child._work = self._adapted_dir, self._work
         child._encoder_in_bundle = self._encoder_in_bundle
-        info = json.loads(json.dumps(self.info, default=_json_default))
+        info = json.loads(json.dumps(self.info, default=json_default))
         training = info.setdefault("training", {})
         counts = dict(training.get("label_counts", {}))
         kept = np.asarray(classifier.train_class_)
@@ -743,7 +699,7 @@ class Pipeline:
             if classifier.train_held_.any()
             else "a held-out split of the kept training rows (recalibrated after the class change)"
         )
-        info["lineage"] = _lineage(self.info, change)
+        info["lineage"] = lineage(self.info, change)
         child.info = info
         return child
 
@@ -822,8 +778,8 @@ class Pipeline:
         if self.chain_ is not None:
             transforms, chain_arrays = self.chain_.state()
             arrays.update({f"transform.{k}": v for k, v in chain_arrays.items()})
-        if overwrite:
-            self._continue_numbering(path)
+        if overwrite and self.info.get("lineage"):  # a refit continues the numbering there
+            self.info["lineage"] = continued_lineage(self.info, path / BUNDLE_JSON)
         encoder = self._encoder()
         model_dir = Path(encoder.model_path)
         self.source_stamp = write_bundle(
@@ -933,34 +889,6 @@ def _check_not_label_sets(unknown: list[str], known: set[str]) -> None:
                     "this is multi-label data, and the model is single-label (fit one with "
                     "`embedlab fit --multi-label`)"
                 )
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON data")
-
-
-def _lineage(parent_info: dict[str, Any] | None, change: dict[str, Any]) -> dict[str, Any]:
-    """Version, fingerprint and history of a model: a fit is version 1; each class change
-    makes a child whose fingerprint hashes its parent's with the change."""
-    parent = None
-    history: list[dict[str, Any]] = []
-    version = 1
-    if parent_info is not None:
-        prev = parent_info.get("lineage") or _lineage(
-            None, {"op": "fit", "training": parent_info.get("training", {})}
-        )
-        parent, version = prev["fingerprint"], int(prev["version"]) + 1
-        history = [*prev.get("history", []), {"version": version, **change}]
-    return {
-        "version": version,
-        "fingerprint": json_sha256({"parent": parent, "change": change}),
-        "parent": parent,
-        "history": history,
-    }
 
 
 def _chain_from_state(path: Path, config: Any, arrays: dict[str, np.ndarray]) -> TransformChain:
