@@ -97,22 +97,22 @@ def test_removed_aliases_are_gone_and_announced():
 #: shrink (lower the number, or drop the entry) but not grow, and no other may join them
 #: (issue 25 asks for none at all; this keeps the way there one-directional).
 LONG_FUNCTIONS = {
-    ("serve/app.py", "create_app"): 513,
+    ("serve/app.py", "create_app"): 509,
     ("adapt.py", "adapt_encoder"): 160,
     ("demo.py", "run_demo"): 137,
-    ("pipeline.py", "fit"): 123,
+    ("pipeline.py", "fit"): 122,
     ("report.py", "model_report"): 118,
     ("readers.py", "read_vectors"): 109,
     ("planner.py", "plan"): 103,
-    ("cli/model.py", "fit"): 99,
+    ("cli/model.py", "fit"): 92,
 }
 LONG_MODULES = {
     "readers.py": 941,
-    "pipeline.py": 904,
+    "pipeline.py": 901,
     "embedding_set.py": 712,
     "planner.py": 652,
-    "serve/app.py": 919,
-    "cli/model.py": 637,
+    "serve/app.py": 915,
+    "cli/model.py": 634,
     "encoders/sentence_transformer.py": 688,
     "encoders/onnx_backend.py": 831,
 }

@@ -302,7 +302,7 @@ def test_pipeline_fit_predict_evaluate_save_load(st_encoder_uncached, tmp_path):
     )
     with pytest.raises(ValidationError, match="single-label models only"):
         back.add_classes(["x"], ["new"])
-    with pytest.raises(ValidationError, match="unlabelled pools work on single-label"):
+    with pytest.raises(ValidationError, match="unlabeled= works with single-label models only"):
         Pipeline(st_encoder_uncached, MultiLabelClassifier()).fit(TEXTS, LABELS, unlabeled=["x"])
 
 
@@ -377,3 +377,27 @@ def test_warning_free_fit_on_separable_data():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         MultiLabelClassifier(head="linear").fit(X, Y)
+
+
+@pytest.mark.parametrize(
+    "structure, asked, says",
+    [
+        ("multi-label", {"hierarchy": True}, "--hierarchy works with single-label models only"),
+        ("multi-label", {"validation": True}, "--val works with single-label models only"),
+        ("multi-label", {"head": "qda"}, "--head 'qda' has no multi-label form"),
+        ("single-label", {"target_precision": 0.9}, "--target-precision goes with"),
+        ("zero-shot", {"transform": True, "adapt": True}, "takes no --transform or --adapt"),
+        ("single-label", {"time_budget": 0.0}, "--time-budget must be more than 0"),
+    ],
+)
+def test_fit_mode_rules_live_in_one_place(structure, asked, says):
+    """The command line and the Pipeline check the same rules (fit_options), each naming
+    the options in its own words."""
+    from embedlab.fit_options import CLI_NAMES, LIBRARY_NAMES, check_fit_options
+
+    with pytest.raises(ValidationError, match=says):
+        check_fit_options(structure, CLI_NAMES, **asked)
+    library = says.replace("--val", "validation=").replace("--hierarchy", "hierarchy=")
+    if "--" not in library:
+        with pytest.raises(ValidationError, match=library):
+            check_fit_options(structure, LIBRARY_NAMES, **asked)

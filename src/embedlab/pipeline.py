@@ -41,6 +41,7 @@ from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.encoders.base import check_texts
 from embedlab.encoders.sentence_transformer import encoder_from_spec
 from embedlab.errors import StoreError, ValidationError
+from embedlab.fit_options import check_fit_options
 from embedlab.hierarchy import Hierarchy, evaluate_levels
 from embedlab.lineage import (
     continued_lineage,
@@ -194,15 +195,14 @@ class Pipeline:
         :mod:`embedlab.self_training`, ``self_training`` = a SelfTraining to change rounds
         or share). The encoder is adapted on the labelled rows only.
         """
+        check_fit_options(
+            "multi-label" if self.multi_label else "single-label",
+            validation=validation is not None,
+            unlabeled=unlabeled is not None,
+            hierarchy=self.hierarchy is not None,
+            adapt=self.adapt is True,
+        )
         if self.multi_label:
-            if validation is not None or unlabeled is not None:
-                raise ValidationError(
-                    "validation data and unlabelled pools work on single-label models only; "
-                    "a multi-label model calibrates its thresholds on held-out folds of its "
-                    "training rows"
-                )
-            if self.hierarchy is not None:
-                raise ValidationError("label hierarchies work with single-label models only")
             return self._fit_multi_label(texts, labels, progress)
         start = time.perf_counter()
         texts = check_texts(texts)
@@ -337,6 +337,7 @@ class Pipeline:
         no labels needed) set the threshold so that ``target_fpr`` of them are rejected;
         without them nothing can calibrate it and nothing is rejected (``info`` says so).
         """
+        check_fit_options("zero-shot", transform=bool(self.transform), adapt=self.adapt is True)
         from embedlab.heads.zeroshot import label_to_text
 
         start = time.perf_counter()
@@ -359,8 +360,6 @@ class Pipeline:
             template.format(d.strip() if isinstance(d, str) and d.strip() else label_to_text(n))
             for n, d in zip(names, descriptions, strict=True)
         ]
-        if self.transform:
-            raise ValidationError("a zero-shot model takes no transform (nothing to fit it on)")
         encoder = self._encoder()
         V = encoder.encode(phrases, progress=progress)
         clf = OpenSetClassifier.from_prototypes(
@@ -409,8 +408,6 @@ class Pipeline:
             raise ValidationError(f"labels has {len(labels)} entries for {len(texts)} rows")
         clf = self.classifier
         sets = clf.label_sets(list(labels))
-        if self.adapt is True:
-            raise ValidationError("encoder adaptation works on single-label data only")
         encoder = self._encoder()
         chain = TransformChain(self.transform) if self.transform else None
         t_enc = time.perf_counter()

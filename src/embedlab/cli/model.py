@@ -40,6 +40,7 @@ from embedlab.cli.common import (
     user_errors,
 )
 from embedlab.errors import EmbedlabError
+from embedlab.fit_options import CLI_NAMES, check_fit_options
 
 
 @app.command(rich_help_panel="Classify")
@@ -198,24 +199,17 @@ def fit(
             raise EmbedlabError("name the model directory to write with --output / -o")
         if (data is None) == (labels_only is None):
             raise EmbedlabError("give training DATA, or --labels-only LABELS_FILE (not both)")
-        for flag, value in (("--adapt-budget", adapt_budget), ("--time-budget", time_budget)):
-            if value is not None and not value > 0:
-                raise EmbedlabError(f"{flag} must be more than 0 seconds, not {value:g}")
+        _check_fit_options(opts)  # every rule of which option goes with which structure
         check_output_dir(output, force, data, val, model, unlabeled, labels_only)
         opts["sign_key"] = signing_key(sign)
         tree = read_hierarchy(hierarchy) if hierarchy is not None else None
         if labels_only is not None:
-            other = multi_label or unlabeled is not None or transform is not None
-            _fit_labels_only(opts, tree, other_options=other or bool(adapt))
+            _fit_labels_only(opts, tree)
             return
         table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)
         if multi_label:
-            if tree is not None:
-                raise EmbedlabError("--hierarchy works with single-label models only")
             _fit_multi_label(opts, table)
             return
-        if target_precision is not None:
-            raise EmbedlabError("--target-precision goes with --multi-label")
         clf = OpenSetClassifier(
             head=head,
             detector=detector,
@@ -286,7 +280,30 @@ def fit(
             )
 
 
-def _fit_labels_only(opts: dict, tree, *, other_options: bool) -> None:
+def _check_fit_options(o: dict) -> None:
+    """The options of `fit` against the label structure they ask for (fit_options)."""
+    structure = (
+        "zero-shot"
+        if o["labels_only"] is not None
+        else ("multi-label" if o["multi_label"] else "single-label")
+    )
+    check_fit_options(
+        structure,
+        CLI_NAMES,
+        multi_label=o["multi_label"],
+        hierarchy=o["hierarchy"] is not None,
+        validation=o["val"] is not None,
+        unlabeled=o["unlabeled"] is not None,
+        adapt=o["adapt"] is True,
+        transform=o["transform"] is not None,
+        head=o["head"] if o["multi_label"] else None,
+        target_precision=o["target_precision"],
+        adapt_budget=o["adapt_budget"],
+        time_budget=o["time_budget"],
+    )
+
+
+def _fit_labels_only(opts: dict, tree) -> None:
     """`fit --labels-only`: a zero-shot model from label names / descriptions."""
     o = SimpleNamespace(**opts)
     from embedlab.encoders import SentenceTransformerEncoder
@@ -294,11 +311,6 @@ def _fit_labels_only(opts: dict, tree, *, other_options: bool) -> None:
     from embedlab.pipeline import Pipeline
     from embedlab.readers import read_label_names
 
-    if other_options:
-        raise EmbedlabError(
-            "--labels-only takes no --multi-label, --unlabeled, --transform or --adapt "
-            "(there are no training texts to use them on)"
-        )
     labels, descriptions = read_label_names(o.labels_only, delimiter=o.delimiter)
     in_scope = None
     if o.val is not None:
@@ -344,25 +356,10 @@ def _fit_multi_label(opts: dict, table) -> None:
     """`fit --multi-label`: a MultiLabelClassifier pipeline (frozen encoder)."""
     o = SimpleNamespace(**opts)
     from embedlab.encoders import SentenceTransformerEncoder
-    from embedlab.multilabel import MULTILABEL_HEADS, MultiLabelClassifier
+    from embedlab.multilabel import MultiLabelClassifier
     from embedlab.pipeline import Pipeline
     from embedlab.transforms import TransformChain
 
-    if o.head not in MULTILABEL_HEADS:
-        raise EmbedlabError(
-            f"--head {o.head!r} has no multi-label form; choose one of "
-            + ", ".join(MULTILABEL_HEADS)
-        )
-    for flag, value in (
-        ("--val", o.val),
-        ("--unlabeled", o.unlabeled),
-        ("--adapt", o.adapt or None),
-    ):
-        if value is not None:
-            raise EmbedlabError(
-                f"{flag} works with single-label models only (a multi-label model calibrates "
-                "on held-out folds of its training rows, with the encoder frozen)"
-            )
     layer = TransformChain(o.transform).layer if o.transform else None
     pipe = Pipeline(
         encoder=SentenceTransformerEncoder(o.model, cache=o.cache, layer=layer, backend=o.backend),
