@@ -269,3 +269,23 @@ def test_the_public_face_the_service_uses(quick_model):
     loaded = Pipeline.load(quick_model, cache=False)
     assert loaded.class_change_refusal is None
     assert loaded.encoder_ is loaded.encoder and loaded.encoder_.dim == 384
+
+
+@pytest.mark.slow
+def test_a_bundle_written_by_round_2_still_loads_and_predicts_the_same(tmp_path):
+    """tests/fixtures/bundle_0_1_0: a model fitted by embedlab 0.1.0 (commit 07abd70, the
+    round-2 release; demo training data, prototype head, max-cosine detector, torch), with
+    its predictions on the demo test set. It still loads (from a copy: loading writes
+    nothing), predicts the same labels and novelty, and takes a new version in place."""
+    from pathlib import Path
+
+    here = Path(__file__).parent / "fixtures"
+    shutil.copytree(here / "bundle_0_1_0", tmp_path / "model")
+    expected = json.loads((here / "bundle_0_1_0_predictions.json").read_text())["rows"]
+    pipe = Pipeline.load(tmp_path / "model", cache=False, backend="torch")
+    d = pipe.predict_details([r["text"] for r in expected])
+    assert d["label"].tolist() == [r["label"] for r in expected]
+    np.testing.assert_allclose(d["score"], [r["novelty"] for r in expected], atol=1e-5)
+    child = pipe.add_classes(["tell me a joke", "make me laugh"], ["tell_joke"] * 2)
+    child.save(tmp_path / "model", overwrite=True, expect_stamp=pipe.source_stamp)
+    assert Pipeline.load(tmp_path / "model").info["lineage"]["version"] == 2

@@ -235,6 +235,10 @@ def test_output_files_follow_the_umask(model, tmp_path):
     assert res.exit_code == 0, res.output
     assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
     assert (model / "bundle.json").stat().st_mode & 0o777 == out.stat().st_mode & 0o777
+    # every file of a saved directory too (safetensors writes its file 0600)
+    Pipeline.load(model).save(tmp_path / "again")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "again").rglob("*.*")}
+    assert set(modes.values()) == {0o666 & ~_umask()}, modes
 
 
 def test_the_same_fit_gives_the_same_checksum(quick_model, tmp_path):

@@ -323,8 +323,11 @@ def atomic_directory(
     try:
         os.chmod(tmp, mode)
         yield tmp
+        file_mode = 0o666 & ~_umask()
         for child in tmp.rglob("*"):
-            if child.is_file():
+            if child.is_file() and not child.is_symlink():
+                # as an ordinary open would make it (some writers make files 0600)
+                os.chmod(child, file_mode)
                 fsync_file(child)
         fsync_directory(tmp)
         with version_lock(target):
