@@ -271,10 +271,7 @@ def _check_version(target: Path, expect_stamp: str | None) -> None:
     from embedlab.errors import VersionConflict
     from embedlab.manifest import saved_version, stamp_of
 
-    now = stamp_of(target) if target.exists() else None
-    if now == expect_stamp:
-        return
-    if expect_stamp is None and not target.exists():
+    if stamp_of(target) == expect_stamp:  # None: there is no root document (or no folder)
         return
     raise VersionConflict(
         f"{target} changed while this change was being made: it now holds "

@@ -90,24 +90,23 @@ def foreign_paths(path: str | os.PathLike, limit: int = 20) -> list[str]:
         return []
     folders = set().union(*(_prefixes(f) for f in files), *(_prefixes(t) for t in trees), trees)
     found: list[str] = []
+
+    def in_tree(rel: str) -> bool:
+        return rel in trees or any(rel.startswith(t + "/") for t in trees)
+
     for folder, dirs, names in os.walk(path, followlinks=False):
-        rel_dir = PurePosixPath(os.path.relpath(folder, path))
+        here = PurePosixPath(os.path.relpath(folder, path))  # "." / "x" is "x"
+        keep = []
         for d in sorted(dirs):
-            rel = str(rel_dir / d) if str(rel_dir) != "." else d
-            if rel in trees or any(rel.startswith(t + "/") for t in trees):
-                continue
-            if rel not in folders or (Path(folder) / d).is_symlink():
+            rel, link = str(here / d), (Path(folder) / d).is_symlink()
+            if not in_tree(rel) and (link or rel not in folders):
                 found.append(rel + "/")
-        dirs[:] = [
-            d
-            for d in dirs
-            if (str(rel_dir / d) if str(rel_dir) != "." else d) in folders
-            and not (Path(folder) / d).is_symlink()
-        ]
+            if rel in folders and not link:
+                keep.append(d)
+        dirs[:] = keep
         for n in sorted(names):
-            rel = str(rel_dir / n) if str(rel_dir) != "." else n
-            inside_tree = any(rel.startswith(t + "/") for t in trees)
-            if (rel not in files and not inside_tree) or (Path(folder) / n).is_symlink():
+            rel = str(here / n)
+            if (Path(folder) / n).is_symlink() or not (rel in files or in_tree(rel)):
                 found.append(rel)
         if len(found) >= limit:
             break

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from embedlab.errors import ValidationError
+from embedlab.manifest import stamp_of
 from embedlab.pipeline import Pipeline
 
-__all__ = ["Registry", "ServedIndex", "ServedModel", "describe_file"]
+__all__ = ["Registry", "ServedIndex", "ServedModel", "describe_file", "stamp_of"]
 
 BUNDLE_FILE, INDEX_FILE = "bundle.json", "index.json"
 
@@ -38,14 +39,6 @@ def describe_file(path: Path) -> Path | None:
         if (path / name).is_file():
             return path / name
     return None
-
-
-def stamp_of(path: Path) -> str | None:
-    """The checksum of the directory's describing file (it lists every other file's own
-    checksum, so it changes with any of them); None when there is none right now."""
-    from embedlab.manifest import stamp_of as root_stamp
-
-    return root_stamp(path)
 
 
 @dataclass
@@ -197,7 +190,6 @@ class Registry:
         """
         path = Path(path).absolute()
         name = name or path.resolve().name
-        stamp = stamp_of(path)
         desc = describe_file(path)
         if desc is None:
             raise ValidationError(
@@ -205,7 +197,7 @@ class Registry:
                 "takes directories written by `embedlab fit` or `embedlab index`"
             )
         if desc.name == INDEX_FILE:
-            return self._load_index(path, name, stamp)
+            return self._load_index(path, name, stamp_of(path))
         pipe = Pipeline.load(path, cache=self.cache, backend=self.backend, key=self.key)
         key, shared = self._share(pipe.encoder_)
         pipe.encoder = shared  # one encoder object for every model built on the same one
