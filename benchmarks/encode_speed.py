@@ -152,7 +152,7 @@ def main() -> None:
         clf = OpenSetClassifier().fit(enc._forward(train.texts), np.asarray(train.labels))
         d = clf.predict_details(enc._forward(test.texts))
         m = evaluate_open_set(
-            np.asarray(test.labels), d["label"], d["score"], "oos", d["top1_label"]
+            np.asarray(test.labels), d.labels, d.novelty, "oos", d.top_labels[:, 0]
         )
         print(
             f"| {b} | {100 * m['accuracy']:.2f}% | {100 * m['head_accuracy']:.2f}% | "

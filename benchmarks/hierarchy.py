@@ -62,16 +62,16 @@ def main() -> None:
     t = time.perf_counter()
     fine = Pipeline(adapt=False, hierarchy=tree).fit_labels_only(sorted(tree.parent))
     d = fine.predict_details(texts, reject=False)
-    lv = evaluate_levels(intents, d["label"], tree)
+    lv = evaluate_levels(intents, d.labels, tree)
     record(
         "zero-shot, intent names -> domain (CHiLS)",
-        domain_accuracy=float((d["label_level1"] == domains).mean()),
+        domain_accuracy=float((d.levels["level1"] == domains).mean()),
         intent_accuracy=lv["accuracy_by_level"]["label"],
         wrong_intent_right_domain=lv["wrong_leaf_right_parent_share"],
         seconds=round(time.perf_counter() - t, 1),
     )
     # with examples: vectors encoded once, classifiers on them
-    enc = fine._encoder()
+    enc = fine.encoder_
     tr = load_clinc150("train")
     Xtr, ytr = enc.encode(tr.texts), np.asarray(tr.labels, dtype=object)
     Xte = enc.encode(texts)

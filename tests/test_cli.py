@@ -147,7 +147,7 @@ def test_demo_runs(tmp_path):
     zs = Pipeline.load(tmp_path / "demo" / "model_zero_shot")
     assert zs.hierarchy is not None and len(zs.hierarchy.parents) == 4
     d = zs.predict_details(["wake me up at seven tomorrow"])
-    assert d["label"][0] == "set_alarm" and d["label_level1"][0] == "home_assistant"
+    assert d.labels[0] == "set_alarm" and d.levels["level1"][0] == "home_assistant"
 
 
 def test_version():
@@ -200,12 +200,13 @@ def test_fit_predict_evaluate(tmp_path, demo_csvs):
         assert table.num_rows == 102
         assert {
             "label",
-            "score",
+            "confidence",
+            "novelty",
             "out_of_scope",
             "top1_label",
-            "top1_prob",
+            "top1_confidence",
             "top3_label",
-            "top3_prob",
+            "top3_confidence",
         } <= set(table.column_names)
         # The input's columns are kept; the prediction's label does not overwrite the truth.
         assert table.column("text").to_pylist()[0] == read_table(test).column("text")[0].as_py()
@@ -490,7 +491,7 @@ def test_no_reject_turns_rejection_off_at_predict_and_evaluate_time(tmp_path, qu
     assert (pipe.predict(texts) == "oos").any()  # the default rejects some
     closed = pipe.predict(texts, reject=False)
     assert set(closed) <= set(pipe.classes_)
-    np.testing.assert_array_equal(closed, pipe.predict_details(texts, top_k=1)["top1_label"])
+    np.testing.assert_array_equal(closed, pipe.predict_details(texts, top_k=1).top_labels[:, 0])
 
     res = invoke("predict", quick_model, f, "-o", tmp_path / "p.csv", "--no-reject")
     assert res.exit_code == 0, res.output

@@ -26,12 +26,12 @@ def test_loaded_model_is_thread_safe_and_picklable(quick_model, backend):
     with ThreadPoolExecutor(8) as pool:  # 8 threads race for the lazy model / session
         results = list(pool.map(fresh.predict_details, chunks))
     for i, res in enumerate(results):
-        np.testing.assert_array_equal(res["label"], serial["label"][i::8])
-        np.testing.assert_allclose(res["score"], serial["score"][i::8], atol=1e-5)
+        np.testing.assert_array_equal(res.labels, serial.labels[i::8])
+        np.testing.assert_allclose(res.novelty, serial.novelty[i::8], atol=1e-5)
     clone = pickle.loads(pickle.dumps(fresh))  # after use: sessions are dropped, not pickled
     again = clone.predict_details(texts)
-    np.testing.assert_array_equal(again["label"], serial["label"])
-    np.testing.assert_allclose(again["score"], serial["score"], atol=1e-5)
+    np.testing.assert_array_equal(again.labels, serial.labels)
+    np.testing.assert_allclose(again.novelty, serial.novelty, atol=1e-5)
 
 
 @pytest.mark.slow

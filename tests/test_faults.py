@@ -162,8 +162,8 @@ def test_every_text_gets_the_same_label_alone_and_in_its_file(onnx_cache):
     together = pipe.predict_details(test.texts)
     for i, text in enumerate(test.texts):
         alone = pipe.predict_details([text])
-        assert alone["label"][0] == together["label"][i], text
-        assert abs(alone["score"][0] - together["score"][i]) < 1e-4, text
+        assert alone.labels[0] == together.labels[i], text
+        assert abs(alone.novelty[0] - together.novelty[i]) < 1e-4, text
 
 
 # ------------------------------------------------------------------ BAD 5: NaN labels

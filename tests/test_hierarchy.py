@@ -144,17 +144,17 @@ def test_labels_only_pipeline_calibrates_with_texts(st_encoder_uncached, tmp_pat
     pipe = Pipeline(st_encoder_uncached, hierarchy=h).fit_labels_only(labels, desc)
     assert pipe.info["threshold"] is None  # nothing to calibrate on: nothing rejected
     d = pipe.predict_details(["give me my money back", "hello friend"])
-    assert d["label"].tolist() == ["refund", "greeting"]
-    assert d["label_level1"].tolist() == ["billing", "chat"]
-    assert not d["out_of_scope"].any()
+    assert d.labels.tolist() == ["refund", "greeting"]
+    assert d.levels["level1"].tolist() == ["billing", "chat"]
+    assert not d.out_of_scope.any()
     texts = ["refund please", "where is my parcel", "hi", "money back now", "still no box"]
     pipe2 = Pipeline(st_encoder_uncached).fit_labels_only(labels, desc, in_scope_texts=texts * 10)
     assert np.isfinite(pipe2.classifier.threshold_)
-    assert pipe2.predict_details(["what is the boiling point of tungsten"])["out_of_scope"][0]
+    assert pipe2.predict_details(["what is the boiling point of tungsten"]).out_of_scope[0]
     pipe.save(tmp_path / "z")
     back = Pipeline.load(tmp_path / "z")
     assert back.hierarchy == h
-    assert back.predict_details(["hello friend"])["label_level1"].tolist() == ["chat"]
+    assert back.predict_details(["hello friend"]).levels["level1"].tolist() == ["chat"]
     m = back.evaluate(["give me my money back", "hello friend"], ["refund", "late"])
     assert m["hierarchy"]["accuracy_by_level"] == {"level1": 0.5, "label": 0.5}
     with pytest.raises(ValidationError, match="misses 1 label"):
@@ -286,4 +286,4 @@ def test_cli_added_classes_take_a_place_in_the_hierarchy(tmp_path):
     assert pipe.info["lineage"]["version"] == 2
     assert pipe.hierarchy.parent["tell_joke"] == "small_talk"
     d = pipe.predict_details(["tell me a funny joke"])
-    assert d["label"][0] == "tell_joke" and d["label_level1"][0] == "small_talk"
+    assert d.labels[0] == "tell_joke" and d.levels["level1"][0] == "small_talk"

@@ -288,7 +288,11 @@ def test_pipeline_fit_predict_evaluate_save_load(st_encoder_uncached, tmp_path):
     pred = pipe.predict(["give me a refund", "nice weather today"])
     assert all(isinstance(p, tuple) for p in pred)
     d = pipe.predict_details(["give me a refund"])
-    assert {"label", "n_labels", "score", "out_of_scope", "top1_label", "top1_prob"} <= set(d)
+    assert list(d.columns())[:5] == ["label", "n_labels", "confidence", "novelty", "out_of_scope"]
+    assert {"top1_label", "top1_confidence"} <= set(d.columns())
+    assert d.n_labels[0] == len(d.label_sets[0]) and d.to_rows()[0]["labels"] == list(
+        d.label_sets[0]
+    )
     m = pipe.evaluate(TEXTS * 3, LABELS * 3)
     for key in ("micro_f1", "macro_f1", "subset_accuracy", "hamming_loss", "per_label"):
         assert key in m
@@ -297,8 +301,8 @@ def test_pipeline_fit_predict_evaluate_save_load(st_encoder_uncached, tmp_path):
     back = Pipeline.load(tmp_path / "m")
     assert back.multi_label
     assert (
-        back.predict_details(TEXTS)["label"].tolist()
-        == pipe.predict_details(TEXTS)["label"].tolist()
+        back.predict_details(TEXTS).labels.tolist()
+        == pipe.predict_details(TEXTS).labels.tolist()
     )
     with pytest.raises(ValidationError, match="single-label models only"):
         back.add_classes(["x"], ["new"])

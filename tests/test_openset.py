@@ -29,18 +29,19 @@ def test_auto_fit_predict():
     assert (clf.predict(Xt) == yt).mean() > 0.85
     assert (clf.predict(oos_t[20:]) == "oos").mean() > 0.8
     d = clf.predict_details(Xt[:4])
-    assert set(d) == {
+    assert list(d.columns()) == [
         "label",
-        "score",
+        "confidence",
+        "novelty",
         "out_of_scope",
         "top1_label",
-        "top1_prob",
+        "top1_confidence",
         "top2_label",
-        "top2_prob",
+        "top2_confidence",
         "top3_label",
-        "top3_prob",
-    }
-    assert (d["top1_prob"] >= d["top2_prob"]).all()
+        "top3_confidence",
+    ]
+    assert (d.top_confidences[:, 0] >= d.top_confidences[:, 1]).all()
 
 
 def test_named_and_given_components():

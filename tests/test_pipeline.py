@@ -35,13 +35,14 @@ def test_fit_evaluate_on_demo(fitted):
 def test_predict_details(fitted):
     texts = ["book me a flight to oslo", "who painted the sistine chapel"]
     out = fitted.predict_details(texts)
-    assert out["label"][0] == "book_flight"
+    assert out.labels[0] == "book_flight"
     labels = fitted.predict(texts)  # the contract: an array of labels, nothing else
     assert isinstance(labels, np.ndarray) and labels.shape == (2,)
-    np.testing.assert_array_equal(labels, out["label"])
+    np.testing.assert_array_equal(labels, out.labels)
     assert set(labels) <= set(fitted.classes_) | {fitted.oos_label}
-    assert out["score"][1] > out["score"][0]
-    assert out["top1_label"].shape == (2,)
+    assert out.novelty[1] > out.novelty[0]
+    assert out.top_labels[:, 0].shape == (2,)
+    np.testing.assert_array_equal(out.confidence, out.top_confidences[:, 0])
 
 
 def test_bundle_round_trip(fitted, tmp_path):
@@ -51,8 +52,8 @@ def test_bundle_round_trip(fitted, tmp_path):
     loaded.encoder._model = fitted.encoder.model
     texts = load_demo("test").texts
     a, b = fitted.predict_details(texts), loaded.predict_details(texts)
-    np.testing.assert_array_equal(a["label"], b["label"])
-    np.testing.assert_allclose(a["score"], b["score"], rtol=1e-6)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(a.novelty, b.novelty, rtol=1e-6)
     doc = json.loads((path / "bundle.json").read_text())
     assert doc["encoder"]["name"] == "all-MiniLM-L6-v2"
     assert doc["info"]["training"]["fingerprint"]
@@ -226,8 +227,8 @@ def test_transform_chain_is_fitted_saved_and_reloaded(st_encoder_uncached, tmp_p
     loaded.encoder._model = st_encoder_uncached.model
     assert loaded.transform == spec and loaded.chain_.fitted
     a, b = pipe.predict_details(test.texts), loaded.predict_details(test.texts)
-    np.testing.assert_array_equal(a["label"], b["label"])
-    np.testing.assert_allclose(a["score"], b["score"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(a.novelty, b.novelty, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow
@@ -284,8 +285,8 @@ def test_a_bundle_written_by_round_2_still_loads_and_predicts_the_same(tmp_path)
     expected = json.loads((here / "bundle_0_1_0_predictions.json").read_text())["rows"]
     pipe = Pipeline.load(tmp_path / "model", cache=False, backend="torch")
     d = pipe.predict_details([r["text"] for r in expected])
-    assert d["label"].tolist() == [r["label"] for r in expected]
-    np.testing.assert_allclose(d["score"], [r["novelty"] for r in expected], atol=1e-5)
+    assert d.labels.tolist() == [r["label"] for r in expected]
+    np.testing.assert_allclose(d.novelty, [r["novelty"] for r in expected], atol=1e-5)
     child = pipe.add_classes(["tell me a joke", "make me laugh"], ["tell_joke"] * 2)
     child.save(tmp_path / "model", overwrite=True, expect_stamp=pipe.source_stamp)
     assert Pipeline.load(tmp_path / "model").info["lineage"]["version"] == 2

@@ -1,4 +1,4 @@
-"""Streaming predictions (embedlab.prediction / `embedlab predict`): chunk by chunk equals
+"""Streaming predictions (embedlab.predict_stream / `embedlab predict`): chunk by chunk equals
 all at once, over texts and over stored (sharded) vectors, every output format, another
 encoder's vectors refused, and a job that failed midway (an error, or `embedlab predict`
 killed at chosen pieces) resumed with only the missing chunks computed."""
@@ -19,7 +19,7 @@ from embedlab.cli import app
 from embedlab.datasets import demo_path
 from embedlab.errors import ValidationError
 from embedlab.pipeline import Pipeline
-from embedlab.prediction import predict_file
+from embedlab.predict_stream import predict_file
 
 runner = CliRunner()
 
@@ -56,7 +56,7 @@ def test_chunks_equal_one_pass_over_texts(quick_model, tmp_path, suffix):
     assert len(a) == len(b) == 102
     assert [r["predicted_label"] for r in a] == [r["predicted_label"] for r in b]
     assert [r["text"] for r in a] == [r["text"] for r in b]
-    np.testing.assert_allclose([r["score"] for r in a], [r["score"] for r in b], atol=1e-5)
+    np.testing.assert_allclose([r["novelty"] for r in a], [r["novelty"] for r in b], atol=1e-5)
 
 
 def test_stored_vectors_give_the_labels_of_the_texts(quick_model, pipe, tmp_path):
@@ -69,13 +69,13 @@ def test_stored_vectors_give_the_labels_of_the_texts(quick_model, pipe, tmp_path
     d = pipe.predict_details(
         list(pq.read_table(space / "shards" / "00000" / "rows.parquet").column("text").to_pylist())
     )
-    assert from_vectors.column("predicted_label").to_pylist()[:30] == d["label"].tolist()
+    assert from_vectors.column("predicted_label").to_pylist()[:30] == d.labels.tolist()
     assert from_vectors.column("id").to_pylist() == [str(i) for i in range(102)]
     texts = predict_file(pipe, data, tmp_path / "t.parquet")
     assert texts.out_of_scope == job.out_of_scope
     np.testing.assert_allclose(
-        from_vectors.column("score").to_numpy(),
-        pq.read_table(tmp_path / "t.parquet").column("score").to_numpy(),
+        from_vectors.column("novelty").to_numpy(),
+        pq.read_table(tmp_path / "t.parquet").column("novelty").to_numpy(),
         atol=1e-5,
     )
 

@@ -52,8 +52,8 @@ def test_adapted_fit_is_the_same_on_a_busy_machine():
     assert idle_pipe.info["head"] == busy_pipe.info["head"]
     assert idle_pipe.info["detector"] == busy_pipe.info["detector"]
     assert idle_pipe.info["threshold"] == busy_pipe.info["threshold"]
-    np.testing.assert_array_equal(idle["label"], busy["label"])
-    np.testing.assert_allclose(idle["score"], busy["score"], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(idle.labels, busy.labels)
+    np.testing.assert_allclose(idle.novelty, busy.novelty, rtol=0, atol=1e-6)
 
 
 def test_a_time_cap_is_explicit_and_recorded():

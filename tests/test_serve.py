@@ -48,11 +48,15 @@ def test_classify_gives_the_same_labels_as_predict(client, twin_models):
     body = r.json()
     pipe = Pipeline.load(twin_models[0])
     d = pipe.predict_details(TEXTS)
-    assert [row["label"] for row in body["data"]] == d["label"].tolist()
-    assert [row["out_of_scope"] for row in body["data"]] == d["out_of_scope"].tolist()
-    np.testing.assert_allclose([row["novelty"] for row in body["data"]], d["score"], rtol=1e-5)
+    assert [row["label"] for row in body["data"]] == d.labels.tolist()
+    assert [row["out_of_scope"] for row in body["data"]] == d.out_of_scope.tolist()
+    np.testing.assert_allclose([row["novelty"] for row in body["data"]], d.novelty, rtol=1e-5)
+    np.testing.assert_allclose([row["confidence"] for row in body["data"]], d.confidence, rtol=1e-5)
     assert all(len(row["top"]) == 2 for row in body["data"])
-    assert body["data"][0]["score"] == body["data"][0]["top"][0]["score"]
+    assert body["data"][0]["confidence"] == body["data"][0]["top"][0]["confidence"]
+    # one vocabulary: the JSON row's fields are the CSV columns' names
+    assert {"label", "confidence", "novelty", "out_of_scope"} <= set(d.columns())
+    assert set(body["data"][0]) == {"label", "confidence", "novelty", "out_of_scope", "top"}
 
 
 def test_several_models_share_one_encoding(client):

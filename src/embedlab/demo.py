@@ -131,7 +131,7 @@ def run_demo(
     # The same model over a whole file, as `embedlab predict` runs it on millions of rows:
     # in chunks, each written as it is done (a killed run resumes), published in one step.
     from embedlab.datasets import demo_path
-    from embedlab.prediction import predict_file
+    from embedlab.predict_stream import predict_file
 
     streamed = predict_file(
         pipe, demo_path("test"), out_dir / "test_predictions.csv", chunk_rows=40, progress=False

@@ -1,10 +1,10 @@
 """Encode and predict on Ray (``--ray``): the same jobs as :func:`embedlab.encoding.
-encode_file_sharded` and :func:`embedlab.prediction.predict_file`, with the heavy step run
+encode_file_sharded` and :func:`embedlab.predict_stream.predict_file`, with the heavy step run
 as a Ray Data pipeline — work items → ``map_batches`` over a pool of actors that each load
 the encoder (or the model) once → each item written as its shard or piece.
 
 The workers live beside their jobs (:class:`embedlab.encoding.EncodeWorker`,
-:class:`embedlab.prediction.PredictWorker`); this module only runs items on Ray. The driver
+:class:`embedlab.predict_stream.PredictWorker`); this module only runs items on Ray. The driver
 reads the input chunk by chunk (memory bounded by a chunk) and writes each chunk
 to the job's work folder as an input piece; the actors read their piece, compute, and write
 their shard into the same work folder in one step (a retried item rewrites the same shard,

@@ -24,6 +24,7 @@ from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 
 from embedlab.errors import ValidationError
+from embedlab.predictions import Predictions
 from embedlab.validation import check_vectors
 from embedlab.vectors import top_k_cosine, unit_rows
 
@@ -385,28 +386,26 @@ class MultiLabelClassifier(BaseEstimator):
     def _novelty(self, scores: np.ndarray) -> np.ndarray:
         return np.min(self.thresholds_ - scores, axis=1).astype(np.float32)
 
-    def predict_details(self, X: Any, top_k: int = 3) -> dict[str, np.ndarray]:
-        """Per row, from one scoring pass: ``label`` (the predicted labels joined by
-        ``label_sep``, ``oos_label`` for none), ``n_labels``, ``score`` (novelty, as
-        :meth:`novelty_score`), ``out_of_scope`` (no label), and the ``top_k`` labels by
-        score with their per-label scores in [0, 1] (``top{i}_label`` / ``top{i}_prob``)."""
+    def predict_details(self, X: Any, top_k: int = 3) -> Predictions:
+        """Per row, from one scoring pass (:class:`~embedlab.predictions.Predictions`):
+        ``labels`` (the predicted labels joined by ``label_sep``, ``oos_label`` for none;
+        the sets in ``label_sets``), ``novelty`` (as :meth:`novelty_score`), ``out_of_scope``
+        (no label), and the ``top_k`` labels by their per-label scores in [0, 1] (they need
+        not sum to 1; ``confidence`` is the best one's)."""
         scores = self.decision_function(X)
         P = self._decide(scores)
-        probs = self._proba(scores)
         names = np.asarray(self.classes_, dtype=object)
-        cells = [self.label_sep.join(names[row]) or self.oos_label for row in P]
-        out: dict[str, np.ndarray] = {
-            "label": np.asarray(cells, dtype=object),
-            "n_labels": P.sum(1).astype(np.int64),
-            "score": self._novelty(scores),
-            "out_of_scope": ~P.any(1),
-        }
-        k = min(top_k, len(names))
-        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        for i in range(k):  # a loop over the k top columns
-            out[f"top{i + 1}_label"] = names[top[:, i]]
-            out[f"top{i + 1}_prob"] = np.take_along_axis(probs, top[:, i : i + 1], 1)[:, 0]
-        return out
+        sets = tuple(tuple(names[row].tolist()) for row in P)
+        cells = [self.label_sep.join(row) or self.oos_label for row in sets]
+        return Predictions.from_scores(
+            names,
+            self._proba(scores),
+            self._novelty(scores),
+            ~P.any(1),
+            top_k,
+            labels=np.asarray(cells, dtype=object),
+            label_sets=sets,
+        )
 
 
 def _decide(scores: np.ndarray, thresholds: np.ndarray, allow_empty: bool) -> np.ndarray:

@@ -18,6 +18,7 @@ from embedlab.errors import ValidationError
 from embedlab.heads.base import check_new_classes, check_removable
 from embedlab.heads.registry import HEADS, make_head
 from embedlab.heads.teen import Teen
+from embedlab.predictions import Predictions
 from embedlab.selection import select_head_and_detector
 from embedlab.splits import calibration_holdout
 from embedlab.validation import check_labels, validate_estimator_data, validated
@@ -422,29 +423,22 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X: Any, *, reject: bool = True) -> np.ndarray:
         """A class of ``classes_`` per row, or ``oos_label`` where the detector rejects it
         (never with ``reject=False``: then always the head's best class)."""
-        return self.predict_details(X, top_k=1, reject=reject)["label"]
+        return self.predict_details(X, top_k=1, reject=reject).labels
 
-    def predict_details(
-        self, X: Any, top_k: int = 3, *, reject: bool = True
-    ) -> dict[str, np.ndarray]:
-        """Label, novelty score, out-of-scope flag, and the top-k classes with probabilities.
+    def predict_details(self, X: Any, top_k: int = 3, *, reject: bool = True) -> Predictions:
+        """Labels, confidence, novelty, out-of-scope flags and the top-k classes
+        (:class:`~embedlab.predictions.Predictions`).
 
-        ``reject=False`` turns rejection off without refitting: ``label`` is the head's best
-        class, ``out_of_scope`` is all false, ``score`` is still the novelty score."""
+        ``reject=False`` turns rejection off without refitting: ``labels`` are the head's
+        best class, ``out_of_scope`` is all false, ``novelty`` is still given."""
         X = self._X(X)
         with validated():  # checked once, here
             proba = self.head_.predict_proba(X)
-            scores = self.detector_.decision_function(X)
-        oos = scores > self.threshold_ if reject else np.zeros(len(X), dtype=bool)
-        k = min(top_k, proba.shape[1])
-        top = np.argsort(-proba, axis=1)[:, :k]
-        label = np.asarray(self.classes_[top[:, 0]], dtype=object)
-        label[oos] = str(self.oos_label)
-        out = {"label": label, "score": scores, "out_of_scope": oos}
-        for j in range(k):
-            out[f"top{j + 1}_label"] = np.asarray(self.classes_[top[:, j]], dtype=object)
-            out[f"top{j + 1}_prob"] = proba[np.arange(len(X)), top[:, j]].astype(np.float32)
-        return out
+            novelty = self.detector_.decision_function(X)
+        oos = novelty > self.threshold_ if reject else np.zeros(len(X), dtype=bool)
+        return Predictions.from_scores(
+            self.classes_, proba, novelty, oos, top_k, oos_label=str(self.oos_label)
+        )
 
 
 #: How each head takes a class change (reported in ``update_``).

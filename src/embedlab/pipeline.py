@@ -14,7 +14,6 @@ checksums and versions and never unpickles.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -37,6 +36,7 @@ from embedlab.bundle import (
     read_bundle,
     write_bundle,
 )
+from embedlab.class_changes import changed_info, extended_hierarchy
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.encoders.base import check_texts
 from embedlab.encoders.sentence_transformer import encoder_from_spec
@@ -46,13 +46,12 @@ from embedlab.hierarchy import Hierarchy, evaluate_levels
 from embedlab.lineage import (
     continued_lineage,
     fit_lineage,
-    json_default,
-    lineage,
     training_fingerprint,
 )
 from embedlab.metrics import evaluate_open_set
 from embedlab.multilabel import MultiLabelClassifier, evaluate_multilabel, label_indicator
 from embedlab.openset import OpenSetClassifier
+from embedlab.predictions import Predictions
 from embedlab.splits import calibration_holdout
 from embedlab.transforms import TransformChain
 from embedlab.validation import check_labels, check_vectors, validated
@@ -474,7 +473,7 @@ class Pipeline:
         if self.multi_label:
             sets = self.classifier.predict_label_sets(self._vectors(texts, progress))
             return np.fromiter(sets, dtype=object, count=len(sets))  # a 1-D array of tuples
-        return self.predict_details(texts, top_k=1, reject=reject, progress=progress)["label"]
+        return self.predict_details(texts, top_k=1, reject=reject, progress=progress).labels
 
     def predict_details(
         self,
@@ -483,15 +482,17 @@ class Pipeline:
         top_k: int = 3,
         reject: bool = True,
         progress: bool | None = None,
-    ) -> dict[str, np.ndarray]:
-        """Per text: ``label`` (as :meth:`predict`), ``score`` (novelty: higher = more out of
-        scope), ``out_of_scope``, and the ``top{i}_label`` / ``top{i}_prob`` of the head.
-        ``reject=False``: no rejection (closed-set data), the score is still given.
+    ) -> Predictions:
+        """Per text (:class:`~embedlab.predictions.Predictions`): ``labels`` (as
+        :meth:`predict`), ``confidence`` (the head's top-1 probability), ``novelty`` (higher
+        = more unusual), ``out_of_scope``, the head's ``top_k`` classes and confidences, and
+        with a hierarchy the coarser ``levels``. ``reject=False``: no rejection (closed-set
+        data), the novelty is still given.
 
-        Multi-label: ``label`` is the predicted labels joined by the model's separator
-        (``oos_label`` for none), ``n_labels`` their number, ``score`` how far the row is from
-        passing any label's threshold (> 0: none passes, ``out_of_scope``), and the top
-        labels with their per-label scores (``top{i}_prob``; they need not sum to 1)."""
+        Multi-label: ``labels`` are the predicted labels joined by the model's separator
+        (``oos_label`` for none; the sets in ``label_sets``), ``novelty`` how far the row is
+        from passing any label's threshold (> 0: none passes, ``out_of_scope``), and the top
+        labels with their per-label scores (they need not sum to 1)."""
         if not self._fitted():
             raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
         X = self._encoder().encode(texts, progress=progress)  # validates the texts
@@ -499,7 +500,7 @@ class Pipeline:
 
     def details_from_vectors(
         self, X: np.ndarray, *, top_k: int = 3, reject: bool = True
-    ) -> dict[str, np.ndarray]:
+    ) -> Predictions:
         """:meth:`predict_details` for vectors the encoder already made (the service encodes
         once for every model that shares an encoder); the fitted transform is applied here.
         The vectors are checked here (numeric, 2-D, the encoder's width, finite), once."""
@@ -510,11 +511,12 @@ class Pipeline:
             out = self.classifier.predict_details(X, top_k=top_k, reject=reject)
         if self.hierarchy is None:
             return out
-        levels = {
-            f"label_{name}": self.hierarchy.at_level(out["label"], i, keep=[self.oos_label])
-            for i, name in enumerate(self.hierarchy.level_names()[:-1], start=1)
-        }
-        return {"label": out["label"], **levels, **{k: v for k, v in out.items() if k != "label"}}
+        return out.with_levels(
+            {
+                name: self.hierarchy.at_level(out.labels, i, keep=[self.oos_label])
+                for i, name in enumerate(self.hierarchy.level_names()[:-1], start=1)
+            }
+        )
 
     def evaluate(
         self,
@@ -549,7 +551,7 @@ class Pipeline:
             )
         details = self.predict_details(texts, top_k=1, reject=reject, progress=progress)
         metrics = evaluate_open_set(
-            labels, details["label"], details["score"], self.oos_label, details["top1_label"]
+            labels, details.labels, details.novelty, self.oos_label, details.top_labels[:, 0]
         )
         metrics["rejection"] = bool(reject)
         tree = hierarchy if hierarchy is not None else self.hierarchy
@@ -557,7 +559,7 @@ class Pipeline:
             tree.check_labels(labels, ignore=[self.oos_label])
             tree.check_labels(self.classes_)
             metrics["hierarchy"] = evaluate_levels(
-                labels, details["label"], tree, oos_label=self.oos_label
+                labels, details.labels, tree, oos_label=self.oos_label
             )
         metrics["seconds"] = round(time.perf_counter() - start, 3)
         return metrics
@@ -615,7 +617,9 @@ class Pipeline:
         self._single_label_only("add_classes")
         texts = check_texts(texts)
         labels = check_labels(labels, len(texts)).astype(str)
-        hierarchy = self._extended_hierarchy(labels, parents)
+        hierarchy = extended_hierarchy(
+            self.hierarchy, list(map(str, self.classes_)), self.oos_label, labels, parents
+        )
         if vectors is None:
             X = self._vectors(texts, progress)
         else:
@@ -630,31 +634,6 @@ class Pipeline:
         child = self._child(clf, change)
         child.hierarchy = hierarchy
         return child
-
-    def _extended_hierarchy(
-        self, labels: np.ndarray, parents: Mapping[str, str] | None
-    ) -> Hierarchy | None:
-        """The hierarchy with the new classes of ``labels`` under their ``parents``."""
-        new = sorted(set(labels.tolist()) - {*map(str, self.classes_), self.oos_label})
-        if self.hierarchy is None:
-            if parents:
-                raise ValidationError(
-                    "parents were given but this model has no hierarchy (fit with --hierarchy)"
-                )
-            return None
-        parents = {str(k): str(v) for k, v in (parents or {}).items()}
-        stray = sorted(set(parents) - set(new))
-        if stray:
-            raise ValidationError(f"parents name classes that are not being added: {stray}")
-        missing = [c for c in new if c not in parents and c not in self.hierarchy.parent]
-        if missing:
-            raise ValidationError(
-                f"this model has a hierarchy: give each new class a parent ({missing[:10]} "
-                "have none; --parent CLASS=PARENT, or parents={class: parent})"
-            )
-        extended = Hierarchy.from_parents({**self.hierarchy.parent, **parents})
-        extended.check_labels([*map(str, self.classes_), *new])
-        return extended
 
     def remove_classes(self, labels: Sequence[str] | str) -> Pipeline:
         """A new pipeline without the classes ``labels``; this one is unchanged."""
@@ -677,26 +656,7 @@ class Pipeline:
         child.chain_ = self.chain_
         child._adapted_dir, child._work = self._adapted_dir, self._work
         child._encoder_in_bundle = self._encoder_in_bundle
-        info = json.loads(json.dumps(self.info, default=json_default))
-        training = info.setdefault("training", {})
-        counts = dict(training.get("label_counts", {}))
-        kept = np.asarray(classifier.train_class_)
-        names = [str(c) for c in classifier.classes_]
-        class_counts = np.bincount(kept, minlength=len(names))
-        counts = {k: v for k, v in counts.items() if k == self.oos_label or k in names}
-        counts.update({n: int(c) for n, c in zip(names, class_counts, strict=True)})
-        if change.get("oos_rows"):
-            counts[self.oos_label] = counts.get(self.oos_label, 0) + int(change["oos_rows"])
-        training["label_counts"] = dict(sorted(counts.items()))
-        training["n"] = int(sum(counts.values()))
-        training["n_oos"] = int(counts.get(self.oos_label, 0))
-        info["threshold"] = classifier.threshold_
-        info["calibrated_on"] = (
-            "rows held out of adaptation (kept rows, recalibrated after the class change)"
-            if classifier.train_held_.any()
-            else "a held-out split of the kept training rows (recalibrated after the class change)"
-        )
-        info["lineage"] = lineage(self.info, change)
+        info = changed_info(self.info, classifier, change, self.oos_label)
         child.info = info
         return child
 
@@ -724,7 +684,7 @@ class Pipeline:
             chosen = np.ones(len(X), dtype=bool)
             selection = f"all {len(X)} rows"
         else:
-            chosen = clf.predict_details(X, top_k=1)["out_of_scope"]
+            chosen = clf.predict_details(X, top_k=1).out_of_scope
             selection = f"the {int(chosen.sum())} of {len(X)} rows the model rejects"
             if not chosen.any():
                 raise ValidationError(

@@ -209,9 +209,10 @@ def model_report(
     start = time.perf_counter()
     y = check_labels(labels, len(texts)).astype(str)
     oos = pipeline.oos_label
-    X = pipeline._vectors(texts, None)
-    d = pipeline.classifier.predict_details(X)
-    metrics = evaluate_open_set(y, d["label"], d["score"], oos, d["top1_label"])
+    X = pipeline.embed(texts)
+    d = pipeline.classifier.predict_details(X, top_k=1)
+    top1 = d.top_labels[:, 0].astype(str)
+    metrics = evaluate_open_set(y, d.labels, d.novelty, oos, top1)
     is_oos = y == oos
     # Accuracy with and without rejection side by side, first: on closed-set data the
     # second is the figure to compare with other classifiers.
@@ -233,7 +234,7 @@ def model_report(
     if tree is not None:
         from embedlab.hierarchy import evaluate_levels
 
-        lv = evaluate_levels(y, d["label"], tree, oos_label=oos)
+        lv = evaluate_levels(y, d.labels, tree, oos_label=oos)
         share = lv["wrong_leaf_right_parent_share"]
         sections.append(
             (
@@ -246,17 +247,15 @@ def model_report(
         )
 
     inside = ~is_oos
-    wrong = inside & (d["top1_label"] != y)
+    wrong = inside & (top1 != y)
     pairs, counts = (
-        np.unique(
-            np.stack([y[wrong], d["top1_label"][wrong].astype(str)], 1), axis=0, return_counts=True
-        )
+        np.unique(np.stack([y[wrong], top1[wrong]], 1), axis=0, return_counts=True)
         if wrong.any()
         else (np.empty((0, 2)), np.empty(0, int))
     )
     order = np.argsort(-counts, kind="stable")[:20]
     classes, inv = np.unique(y[inside], return_inverse=True)
-    correct = (d["label"][inside] == y[inside]).astype(float)
+    correct = (d.labels[inside] == y[inside]).astype(float)
     acc = np.bincount(inv, weights=correct) / np.bincount(inv)
     worst = np.argsort(acc, kind="stable")[:30]
     sections.append(
@@ -280,15 +279,15 @@ def model_report(
     )
     if is_oos.any() and inside.any():
         thr = float(pipeline.classifier.threshold_)
-        fpr, tpr, _ = roc_curve(is_oos.astype(int), d["score"])
+        fpr, tpr, _ = roc_curve(is_oos.astype(int), d.novelty)
         sections.append(
             (
                 "Out-of-scope detection",
                 '<div class="grid">'
                 + plots.histograms(
-                    {"in-scope": d["score"][inside], "out-of-scope": d["score"][is_oos]},
+                    {"in-scope": d.novelty[inside], "out-of-scope": d.novelty[is_oos]},
                     title="Novelty scores",
-                    xlabel="score (higher = more novel)",
+                    xlabel="novelty (higher = more unusual)",
                     threshold=thr,
                 )
                 + plots.lines(
@@ -305,8 +304,7 @@ def model_report(
         ("Diagnostics of the in-scope embeddings", _diagnostics(X[inside], y[inside], seed))
     )
     hover = [
-        f"{t[:160]} — label {a}, predicted {b}"
-        for t, a, b in zip(texts, y, d["label"], strict=True)
+        f"{t[:160]} — label {a}, predicted {b}" for t, a, b in zip(texts, y, d.labels, strict=True)
     ]
     sections.append(("Map", _map(X, y, hover, max_points=max_points, seed=seed, highlight=oos)))
     if plan is not None:

@@ -120,7 +120,7 @@ def self_train_openset(
     y = np.asarray([str(v) for v in y], dtype=object)
     in_scope = y != str(clf.oos_label)
     X_in, y_in = np.asarray(X, dtype=np.float32)[in_scope], y[in_scope]
-    allowed = ~clf.predict_details(X_pool, top_k=1)["out_of_scope"]
+    allowed = ~clf.predict_details(X_pool, top_k=1).out_of_scope
     report: dict[str, Any] = {
         "pool": len(X_pool),
         "rejected_in_pool": int((~allowed).sum()),

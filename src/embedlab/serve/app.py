@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from embedlab import __version__
 from embedlab.encoders.onnx_backend import physical_cores
 from embedlab.errors import DataFormatError, RefusedOverwrite, ValidationError, VersionConflict
+from embedlab.predictions import Predictions
 from embedlab.serve.batching import MicroBatcher, QueueFull
 from embedlab.serve.keys import ApiKey, KeyStore, RateLimiter
 from embedlab.serve.playground import PLAYGROUND_HTML
@@ -615,15 +616,15 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
 
     async def details(
         served: dict[str, ServedModel], texts: list[str], top_k: int
-    ) -> dict[str, dict]:
+    ) -> dict[str, Predictions]:
         by_encoder: dict[str, np.ndarray] = {}
         out = {}
         for name, model in served.items():  # requested models; texts encoded once per encoder
             if model.encoder_key not in by_encoder:
                 by_encoder[model.encoder_key] = await encode(model, texts)
-            d = model.pipeline.details_from_vectors(by_encoder[model.encoder_key], top_k=top_k)
-            metrics.observe_model(name, np.asarray(d["score"]), np.asarray(d["out_of_scope"]))
-            out[name] = d
+            found = model.pipeline.details_from_vectors(by_encoder[model.encoder_key], top_k=top_k)
+            metrics.observe_model(name, found.novelty, found.out_of_scope)
+            out[name] = found
         return out
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -713,45 +714,21 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
             "usage": {"prompt_tokens": words, "total_tokens": words},
         }
 
-    def rows(d: dict[str, np.ndarray], top_k: int, levels: list[str]) -> list[dict]:
-        n = len(d["label"])
-        k = len([c for c in d if c.startswith("top") and c.endswith("_label")])
-        out = []
-        for i in range(n):  # building the JSON rows of a response
-            top = [
-                {"label": str(d[f"top{j}_label"][i]), "score": float(d[f"top{j}_prob"][i])}
-                for j in range(1, min(k, top_k) + 1)
-            ]
-            row = {
-                "label": str(d["label"][i]),
-                "score": top[0]["score"] if top else None,
-                "top": top,
-                "out_of_scope": bool(d["out_of_scope"][i]),
-                "novelty": float(d["score"][i]),
-            }
-            if levels:
-                row["levels"] = {lv: str(d[f"label_{lv}"][i]) for lv in levels}
-            out.append(row)
-        return out
-
     @app.post("/v1/classify", responses=_TEXT_ERRORS)
     async def classify(req: TextsRequest, request: Request) -> dict:
         """Labels (or the out-of-scope label) for texts, in input order; the same labels as
         `embedlab predict`. ``models``: several models, texts encoded once per encoder."""
         served = served_models(request, model_names(req))
         found = await details(served, _texts(req.input), req.top_k)
-        results = []
-        for name, model in served.items():
-            pipe = model.pipeline
-            levels = pipe.hierarchy.level_names()[:-1] if pipe.hierarchy is not None else []
-            results.append(
-                {
-                    "model": name,
-                    "version": model.version,
-                    "threshold": model.threshold,
-                    "data": rows(found[name], req.top_k, levels),
-                }
-            )
+        results = [
+            {
+                "model": name,
+                "version": model.version,
+                "threshold": model.threshold,
+                "data": found[name].to_rows(req.top_k),
+            }
+            for name, model in served.items()
+        ]
         if len(results) == 1:
             return {"object": "list", **results[0]}
         return {"object": "list", "results": results}
@@ -771,7 +748,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
                     "version": model.version,
                     "data": [
                         {"out_of_scope": bool(o), "novelty": float(s), "threshold": thr}
-                        for o, s in zip(d["out_of_scope"], d["score"], strict=True)
+                        for o, s in zip(d.out_of_scope.tolist(), d.novelty.tolist(), strict=True)
                     ],
                 }
             )

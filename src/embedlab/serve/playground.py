@@ -1,5 +1,5 @@
 """The playground page the service shows at ``/``: type a text, see the predicted label, the
-top classes with their scores, the novelty score against the out-of-scope threshold and the
+top classes with their confidences, the novelty against the out-of-scope threshold and the
 nearest stored examples of a served index. One self-contained page (no CDN, no external
 file: it works offline); it calls the service's own JSON API and builds the page with
 ``textContent`` only, so no text from a request or a model is ever read as HTML."""
@@ -75,7 +75,8 @@ is against the out-of-scope threshold, and the nearest stored examples.</p>
   <div><span id="label"></span><span id="oos" class="badge"></span></div>
   <div id="levels" class="hint"></div>
   <h3>Top classes</h3>
-  <table id="top"><thead><tr><th>class</th><th>score</th><th style="width:50%"></th></tr></thead>
+  <table id="top"><thead><tr><th>class</th><th>confidence</th>
+    <th style="width:50%"></th></tr></thead>
   <tbody></tbody></table>
   <h3>Novelty</h3>
   <div class="gauge"><div class="fill" id="novelty-fill"></div>
@@ -163,18 +164,18 @@ function showClassify(res) {
   for (const t of row.top) {
     const tr = document.createElement("tr");
     cell(tr, t.label);
-    cell(tr, fmt(t.score), "num");
+    cell(tr, fmt(t.confidence), "num");
     const bar = document.createElement("div");
     bar.className = "bar";
     const fill = document.createElement("div");
-    fill.style.width = Math.max(0, Math.min(1, t.score)) * 100 + "%";
+    fill.style.width = Math.max(0, Math.min(1, t.confidence)) * 100 + "%";
     bar.appendChild(fill);
     cell(tr, "").appendChild(bar);
     body.appendChild(tr);
   }
   $("novelty").textContent = fmt(row.novelty);
   $("threshold").textContent = fmt(res.threshold);
-  // the gauge spans 0 .. 2 x threshold (or the score's own scale without one)
+  // the gauge spans 0 .. 2 x threshold (or the novelty's own scale without one)
   const top = res.threshold ? Math.max(2 * Math.abs(res.threshold), Math.abs(row.novelty))
                             : Math.max(1, Math.abs(row.novelty));
   const pos = (v) => Math.max(0, Math.min(1, v / top)) * 100 + "%";

@@ -29,6 +29,7 @@ from embedlab.encoders.base import spec_differences
 from embedlab.errors import DataFormatError, ValidationError
 from embedlab.jobs import JobFolder
 from embedlab.manifest import saved_kind, sha256_file
+from embedlab.predictions import Predictions
 from embedlab.progress import progress_bar
 from embedlab.readers import TEXT_FORMATS, count_rows, iter_texts
 
@@ -50,14 +51,14 @@ class PredictJob:
     skipped_rows: list[int] = field(default_factory=list)
 
 
-def prediction_table(details: dict[str, np.ndarray], base: pa.Table) -> pa.Table:
-    """``base`` (the input's columns, or only its ids) followed by the prediction columns;
-    a prediction column whose name the input already uses becomes ``predicted_<name>``."""
+def prediction_table(predictions: Predictions, base: pa.Table) -> pa.Table:
+    """``base`` (the input's columns, or only its ids) followed by the prediction columns
+    (:meth:`Predictions.to_table`); a prediction column whose name the input already uses
+    becomes ``predicted_<name>``."""
     out = base
-    for name, values in details.items():
+    found = predictions.to_table()
+    for name, array in zip(found.column_names, found.columns, strict=True):
         col = f"predicted_{name}" if name in out.column_names else name
-        v = np.asarray(values)
-        array = pa.array(v, type=pa.string()) if v.dtype == object else pa.array(v)
         out = out.append_column(col, array)
     return out
 
@@ -275,11 +276,11 @@ def predict_piece(
     """Predict one chunk (vectors or texts) and write it as piece ``i`` in one step; its
     out-of-scope count (also kept in the piece's metadata)."""
     if vectors:
-        details = pipe.details_from_vectors(np.asarray(inputs), reject=reject)
+        found = pipe.details_from_vectors(np.asarray(inputs), reject=reject)
     else:
-        details = pipe.predict_details(inputs, reject=reject, progress=False)
-    n_oos = int(np.asarray(details["out_of_scope"]).sum())
-    table = prediction_table(details, base)
+        found = pipe.predict_details(inputs, reject=reject, progress=False)
+    n_oos = int(found.out_of_scope.sum())
+    table = prediction_table(found, base)
     table = table.replace_schema_metadata({"embedlab.out_of_scope": str(n_oos)})
     tmp = job.temp(i)
     with (

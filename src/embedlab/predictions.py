@@ -1,0 +1,161 @@
+"""What a model says about each input: one typed result for every label structure.
+
+One vocabulary everywhere (Python attributes, CSV / Parquet columns, JSON fields, the
+report): ``confidence`` is the head's top-1 probability (multi-label: the best label's own
+score in [0, 1]), ``novelty`` how unusual an input is (higher = more unusual; above the
+model's threshold it is out of scope).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Predictions"]
+
+
+@dataclass(frozen=True, eq=False)
+class Predictions:
+    """Predictions for ``n`` inputs, as arrays.
+
+    ``labels`` (n,): the label of each input — one of the model's classes or its
+    out-of-scope label; multi-label: the predicted labels joined by the model's separator
+    (the out-of-scope label for none), each set also in ``label_sets``.
+    ``confidence`` (n,) float32, ``novelty`` (n,) float32, ``out_of_scope`` (n,) bool.
+    ``top_labels`` / ``top_confidences`` (n, k): the head's k best classes, best first.
+    ``levels``: a hierarchy's coarser levels, level name → (n,) labels (top level first).
+    """
+
+    labels: np.ndarray
+    confidence: np.ndarray
+    novelty: np.ndarray
+    out_of_scope: np.ndarray
+    top_labels: np.ndarray
+    top_confidences: np.ndarray
+    levels: Mapping[str, np.ndarray] = field(default_factory=dict)
+    label_sets: tuple[tuple[str, ...], ...] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        for name in ("confidence", "novelty", "out_of_scope"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"Predictions.{name} has {len(getattr(self, name))} rows, not {n}")
+        if self.top_labels.shape != self.top_confidences.shape or len(self.top_labels) != n:
+            raise ValueError("Predictions.top_labels and top_confidences must both be (n, k)")
+        if self.label_sets is not None and len(self.label_sets) != n:
+            raise ValueError(f"Predictions.label_sets has {len(self.label_sets)} rows, not {n}")
+
+    @classmethod
+    def from_scores(
+        cls,
+        classes: np.ndarray,
+        proba: np.ndarray,
+        novelty: np.ndarray,
+        out_of_scope: np.ndarray,
+        top_k: int,
+        *,
+        oos_label: str = "",
+        labels: np.ndarray | None = None,
+        label_sets: tuple[tuple[str, ...], ...] | None = None,
+    ) -> Predictions:
+        """Predictions from per-class probabilities (n, C): the top-k classes ranked by
+        probability (ties: the earlier class first), the top-1 probability as confidence.
+        ``labels`` default: the top class, ``oos_label`` where ``out_of_scope``."""
+        k = max(1, min(int(top_k), proba.shape[1]))
+        order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+        top_conf = np.take_along_axis(proba, order, axis=1).astype(np.float32)
+        top_labels = np.asarray(classes, dtype=object)[order]
+        out_of_scope = np.asarray(out_of_scope, dtype=bool)
+        if labels is None:
+            labels = top_labels[:, 0].copy()
+            labels[out_of_scope] = str(oos_label)
+        return cls(
+            labels=np.asarray(labels, dtype=object),
+            confidence=top_conf[:, 0].copy(),
+            novelty=np.asarray(novelty, dtype=np.float32),
+            out_of_scope=out_of_scope,
+            top_labels=top_labels,
+            top_confidences=top_conf,
+            label_sets=label_sets,
+        )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def top_k(self) -> int:
+        """How many ranked classes each input carries."""
+        return int(self.top_labels.shape[1])
+
+    @property
+    def multi_label(self) -> bool:
+        return self.label_sets is not None
+
+    @property
+    def n_labels(self) -> np.ndarray:
+        """Multi-label: how many labels each input got (0: none, out of scope)."""
+        if self.label_sets is None:
+            raise AttributeError("n_labels is defined for multi-label predictions only")
+        return np.fromiter(map(len, self.label_sets), dtype=np.int64, count=len(self))
+
+    def with_levels(self, levels: Mapping[str, np.ndarray]) -> Predictions:
+        """The same predictions with a hierarchy's coarser levels attached."""
+        return replace(self, levels=dict(levels))
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The output columns in order: ``label``, ``label_<level>`` per coarser level,
+        ``n_labels`` (multi-label), ``confidence``, ``novelty``, ``out_of_scope``, then
+        ``top{j}_label`` / ``top{j}_confidence`` for j = 1..k."""
+        out: dict[str, np.ndarray] = {"label": self.labels}
+        out.update({f"label_{name}": v for name, v in self.levels.items()})
+        if self.label_sets is not None:
+            out["n_labels"] = self.n_labels
+        out.update(confidence=self.confidence, novelty=self.novelty, out_of_scope=self.out_of_scope)
+        for j in range(self.top_k):  # one pair of columns per rank
+            out[f"top{j + 1}_label"] = self.top_labels[:, j]
+            out[f"top{j + 1}_confidence"] = self.top_confidences[:, j]
+        return out
+
+    def to_table(self) -> Any:
+        """The columns of :meth:`columns` as a pyarrow Table (labels as strings)."""
+        import pyarrow as pa
+
+        arrays = {
+            name: pa.array(v, type=pa.string()) if v.dtype == object else pa.array(v)
+            for name, v in self.columns().items()
+        }
+        return pa.table(arrays)
+
+    def to_rows(self, top_k: int | None = None) -> list[dict[str, Any]]:
+        """One JSON-ready dict per input: ``label``, ``confidence``, ``novelty``,
+        ``out_of_scope``, ``top`` (a list of ``{"label", "confidence"}``, at most ``top_k``),
+        ``levels`` (level → label) with a hierarchy, ``labels`` (the set) for multi-label."""
+        k = self.top_k if top_k is None else max(0, min(int(top_k), self.top_k))
+        labels = self.labels.astype(str).tolist()
+        conf = self.confidence.astype(float).tolist()
+        novelty = self.novelty.astype(float).tolist()
+        oos = self.out_of_scope.astype(bool).tolist()
+        top_l = self.top_labels[:, :k].astype(str).tolist()
+        top_c = self.top_confidences[:, :k].astype(float).tolist()
+        levels = {name: v.astype(str).tolist() for name, v in self.levels.items()}
+        rows = []
+        for i in range(len(labels)):  # building the JSON rows of a response
+            row: dict[str, Any] = {
+                "label": labels[i],
+                "confidence": conf[i],
+                "novelty": novelty[i],
+                "out_of_scope": oos[i],
+                "top": [
+                    {"label": lab, "confidence": c}
+                    for lab, c in zip(top_l[i], top_c[i], strict=True)
+                ],
+            }
+            if levels:
+                row["levels"] = {name: v[i] for name, v in levels.items()}
+            if self.label_sets is not None:
+                row["labels"] = list(self.label_sets[i])
+            rows.append(row)
+        return rows
