@@ -301,8 +301,7 @@ def test_pipeline_fit_predict_evaluate_save_load(st_encoder_uncached, tmp_path):
     back = Pipeline.load(tmp_path / "m")
     assert back.multi_label
     assert (
-        back.predict_details(TEXTS).labels.tolist()
-        == pipe.predict_details(TEXTS).labels.tolist()
+        back.predict_details(TEXTS).labels.tolist() == pipe.predict_details(TEXTS).labels.tolist()
     )
     with pytest.raises(ValidationError, match="single-label models only"):
         back.add_classes(["x"], ["new"])
