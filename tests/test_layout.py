@@ -97,7 +97,6 @@ def test_removed_aliases_are_gone_and_announced():
 #: shrink (lower the number, or drop the entry) but not grow, and no other may join them
 #: (issue 25 asks for none at all; this keeps the way there one-directional).
 LONG_FUNCTIONS = {
-    ("serve/app.py", "create_app"): 509,
     ("adapt.py", "adapt_encoder"): 160,
     ("demo.py", "run_demo"): 137,
     ("pipeline.py", "fit"): 122,
@@ -111,7 +110,6 @@ LONG_MODULES = {
     "pipeline.py": 861,
     "embedding_set.py": 712,
     "planner.py": 652,
-    "serve/app.py": 915,
     "cli/model.py": 413,
     "encoders/sentence_transformer.py": 688,
     "encoders/onnx_backend.py": 831,

@@ -1,0 +1,78 @@
+"""The service's Prometheus metrics, in a registry of each app's own (nothing
+process-global): requests, latency, batch sizes, queue, errors, reloads, and per model the
+out-of-scope rate and novelty quantiles over a recent window."""
+
+from collections import deque
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    """This app's Prometheus metrics, in a registry of its own."""
+
+    def __init__(self, window: int) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "embedlab_requests",
+            "Requests by endpoint and status",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "embedlab_request_seconds",
+            "Request latency",
+            ["endpoint"],
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.batch_rows = Histogram(
+            "embedlab_batch_rows",
+            "Rows per encoder call",
+            registry=r,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        )
+        self.queue = Gauge("embedlab_queue_rows", "Rows waiting for the encoder", registry=r)
+        self.errors = Counter("embedlab_errors", "Errors by kind", ["kind"], registry=r)
+        self.oos_rate = Gauge(
+            "embedlab_model_oos_rate",
+            "Out-of-scope share over the recent window",
+            ["model"],
+            registry=r,
+        )
+        self.novelty = Gauge(
+            "embedlab_model_novelty_quantile",
+            "Novelty-score quantiles over the recent window",
+            ["model", "quantile"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "embedlab_reloads",
+            "Versions of served directories loaded (ok) or refused (refused)",
+            ["name", "outcome"],
+            registry=r,
+        )
+        self.window = window
+        self._recent: dict[str, deque] = {}
+
+    def observe_model(self, model: str, novelty: np.ndarray, oos: np.ndarray) -> None:
+        """Remember a request's novelty scores and decisions (the window's last rows)."""
+        recent = self._recent.setdefault(model, deque(maxlen=self.window))
+        recent.extend(zip(novelty.tolist(), oos.tolist(), strict=True))
+
+    def refresh_model_health(self) -> None:
+        """Set the model-health gauges from the windows (when /metrics is read, not on every
+        request)."""
+        for model, recent in list(self._recent.items()):
+            if not recent:
+                continue
+            values, oos = np.asarray(list(recent), dtype=np.float64).T
+            self.oos_rate.labels(model).set(float(oos.mean()))
+            finite = values[np.isfinite(values)]
+            if finite.size:
+                qs = (0.5, 0.9, 0.99)
+                for q, v in zip(qs, np.quantile(finite, qs), strict=True):
+                    self.novelty.labels(model, str(q)).set(float(v))

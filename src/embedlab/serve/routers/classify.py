@@ -1,0 +1,76 @@
+"""``POST /v1/classify`` and ``POST /v1/detect``: labels and out-of-scope decisions of one
+or several served models (texts encoded once per encoder)."""
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from embedlab.serve.errors import TEXT_ERRORS, ApiError
+from embedlab.serve.schemas import RequestModels
+from embedlab.serve.state import ServiceState, request_texts
+
+__all__ = ["classify_router"]
+
+
+def _model_names(req: Any) -> list[str]:
+    names = ([req.model] if req.model else []) + list(req.models or [])
+    if not names:
+        raise ApiError(422, "invalid_request", "name a model (model) or models (models)")
+    return list(dict.fromkeys(names))
+
+
+def _answer(results: list[dict]) -> dict:
+    """One model's result inline, several under ``results``."""
+    if len(results) == 1:
+        return {"object": "list", **results[0]}
+    return {"object": "list", "results": results}
+
+
+def classify_router(state: ServiceState, requests: RequestModels) -> APIRouter:
+    router = APIRouter()
+    TextsRequest = requests.texts
+
+    @router.post("/v1/classify", responses=TEXT_ERRORS)
+    async def classify(req: TextsRequest, request: Request) -> dict:
+        """Labels (or the out-of-scope label) for texts, in input order; the same labels as
+        `embedlab predict`, with the same names: ``confidence`` (the head's top-1
+        probability), ``novelty`` (higher = more unusual), ``out_of_scope``, ``top``.
+        ``models``: several models, texts encoded once per encoder."""
+        served = state.served_models(request, _model_names(req))
+        found = await state.predictions(served, request_texts(req.input), req.top_k)
+        return _answer(
+            [
+                {
+                    "model": name,
+                    "version": model.version,
+                    "threshold": model.threshold,
+                    "data": found[name].to_rows(req.top_k),
+                }
+                for name, model in served.items()
+            ]
+        )
+
+    @router.post("/v1/detect", responses=TEXT_ERRORS)
+    async def detect(req: TextsRequest, request: Request) -> dict:
+        """Out-of-scope decisions: novelty (higher = more unusual) against the threshold."""
+        served = state.served_models(request, _model_names(req))
+        found = await state.predictions(served, request_texts(req.input), 1)
+        return _answer(
+            [
+                {
+                    "model": name,
+                    "version": model.version,
+                    "data": [
+                        {"out_of_scope": o, "novelty": s, "threshold": model.threshold}
+                        for o, s in zip(
+                            found[name].out_of_scope.tolist(),
+                            found[name].novelty.astype(float).tolist(),
+                            strict=True,
+                        )
+                    ],
+                }
+                for name, model in served.items()
+            ]
+        )
+
+    return router

@@ -1,0 +1,99 @@
+"""The service's request bodies, made for a configuration so that /openapi.json states its
+limits and the names it serves."""
+
+from collections.abc import Sequence
+from typing import Annotated, Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from embedlab.serve.config import ServeConfig
+
+__all__ = ["RequestModels", "request_models"]
+
+
+class RequestModels(NamedTuple):
+    """The request body classes of one service."""
+
+    embeddings: type
+    texts: type
+    search: type
+    classes: type
+
+
+def request_models(
+    cfg: ServeConfig, names: Sequence[str], max_dim: int, index_names: Sequence[str] = ()
+) -> RequestModels:
+    """The request bodies, with the service's limits in their schema (so /openapi.json says
+    what is accepted): non-blank texts of at most ``max_chars``, at most ``max_texts`` of
+    them, ``dimensions`` up to the widest served encoder; served model and index names listed.
+    """
+    text = Annotated[str, StringConstraints(min_length=1, max_length=cfg.max_chars, pattern=r"\S")]
+    texts = Annotated[list[text], Field(min_length=1, max_length=cfg.max_texts)]
+    public = not cfg.keys_file  # with API keys the public schema does not list what is served
+    shown = sorted(names)[:3] if public else ["my-model"]
+    name = Annotated[str, StringConstraints(min_length=1), Field(examples=shown)]
+    label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")]
+    # in the schema only (an unknown name gets 404); an empty enum is not valid JSON Schema
+    served = {"enum": sorted(names)} if names and public else {}
+    served_index = {"enum": sorted(index_names)} if index_names and public else {}
+
+    class EmbeddingsRequest(BaseModel):
+        """OpenAI's embeddings request (``model``: a served model's id)."""
+
+        input: text | texts
+        model: Annotated[name, Field(json_schema_extra=served)]
+        dimensions: int | None = Field(default=None, ge=1, le=max_dim)
+        encoding_format: Literal["float", "base64"] = "float"
+        user: str | None = None
+
+    class TextsRequest(BaseModel):
+        """Texts for one model (``model``) or several (``models``, with ``model`` if given
+        too: encoded once per encoder); at least one of the two is required."""
+
+        model_config = ConfigDict(
+            json_schema_extra={"anyOf": [{"required": ["model"]}, {"required": ["models"]}]}
+        )
+        input: text | texts
+        # not nullable: leaving a field out says "none" (defaults are not validated)
+        model: Annotated[name, Field(json_schema_extra=served)] = None
+        models: Annotated[
+            list[Annotated[name, Field(json_schema_extra=served)]], Field(min_length=1)
+        ] = None
+        top_k: int = Field(default=3, ge=1, le=50)
+
+    class SearchRequest(BaseModel):
+        """Query texts for a served index: the ``k`` nearest stored items of each, only
+        those with one of ``labels`` when given."""
+
+        input: text | texts
+        index: Annotated[
+            str, StringConstraints(min_length=1), Field(json_schema_extra=served_index)
+        ]
+        k: int = Field(default=10, ge=1, le=100)
+        labels: Annotated[list[label], Field(min_length=1, max_length=1000)] = None
+
+    from embedlab.readers import MISSING_LABEL_PATTERN
+
+    # a class name: not a spelling of "missing" (NaN, NA, null: refused in files too)
+    class_label = Annotated[
+        label, Field(json_schema_extra={"not": {"pattern": MISSING_LABEL_PATTERN}})
+    ]
+    one_text, one_label = text, class_label  # (a field may not be annotated with its own name)
+
+    class Example(BaseModel):
+        """One labelled example."""
+
+        text: one_text
+        label: one_label
+
+    class ClassesRequest(BaseModel):
+        """Labelled examples of the classes to add (every label new to the model)."""
+
+        examples: Annotated[list[Example], Field(min_length=1, max_length=cfg.max_texts)]
+        parents: Annotated[dict[one_label, one_label], Field(max_length=1000)] = Field(
+            default_factory=dict,
+            description="new class -> its parent, for a model with a hierarchy (required "
+            "there for each new class)",
+        )
+
+    return RequestModels(EmbeddingsRequest, TextsRequest, SearchRequest, ClassesRequest)
