@@ -18,12 +18,12 @@ from embedlab.cli import app
 from embedlab.errors import ValidationError
 from embedlab.multilabel import (
     MultiLabelClassifier,
-    _fit_ovr_logistic,
     evaluate_multilabel,
     label_indicator,
     parse_label_sets,
     per_label_thresholds,
 )
+from embedlab.multilabel_scores import fit_ovr_logistic
 from embedlab.pipeline import Pipeline
 from embedlab.vectors import unit_rows
 
@@ -182,7 +182,7 @@ def test_linear_scores_equal_sklearn_logistic_regression_per_label():
     X, Y = _toy()
     Z = unit_rows(X)
     Yb = label_indicator(Y, ["l0", "l1", "l2"])
-    params = _fit_ovr_logistic(Z, Yb, C=2.0)
+    params = fit_ovr_logistic(Z, Yb, C=2.0)
     for j in range(3):
         lr = LogisticRegression(C=2.0, tol=1e-8, max_iter=5000).fit(Z, Yb[:, j])
         ours = Z @ params["coef"][j] + params["intercept"][j]
@@ -303,8 +303,12 @@ def test_pipeline_fit_predict_evaluate_save_load(st_encoder_uncached, tmp_path):
     assert (
         back.predict_details(TEXTS).labels.tolist() == pipe.predict_details(TEXTS).labels.tolist()
     )
-    with pytest.raises(ValidationError, match="single-label models only"):
-        back.add_classes(["x"], ["new"])
+    v2 = back.add_classes(["where is my invoice", "send me the invoice"] * 2, ["invoice"] * 4)
+    assert "invoice" in v2.classes_ and v2.info["lineage"]["version"] == 2
+    assert v2.info["thresholds"].keys() == {"invoice", "late", "refund"}
+    assert v2.remove_classes(["invoice"]).classes_.tolist() == ["late", "refund"]
+    found = back.discover(TEXTS * 3, all_rows=True, min_size=2)
+    assert found.n_input == 24
     with pytest.raises(ValidationError, match="unlabeled= works with single-label models only"):
         Pipeline(st_encoder_uncached, MultiLabelClassifier()).fit(TEXTS, LABELS, unlabeled=["x"])
 
@@ -349,6 +353,23 @@ def test_cli_multi_label_fit_predict_evaluate_report(tmp_path):
     assert res.exit_code == 0, res.output
     text = html.read_text()
     assert "Per label" in text and "threshold" in text and "F1 per label" in text
+    # class changes through the command line, as for single-label models
+    extra = _write_csv(
+        tmp_path / "new.csv",
+        ["where is my invoice", "send me the invoice", "invoice for my refund please"] * 2,
+        ["invoice", "invoice", "invoice,refund"] * 2,
+    )
+    res = runner.invoke(app, ["add-classes", str(model), str(extra), "-o", str(tmp_path / "m2")])
+    assert res.exit_code == 0, res.output
+    assert "added 1 class (invoice; 6 rows), now 3 classes" in " ".join(res.output.split())
+    res = runner.invoke(app, ["remove-classes", str(tmp_path / "m2"), "late", "--in-place"])
+    assert res.exit_code == 0, res.output
+    assert Pipeline.load(tmp_path / "m2").classes_.tolist() == ["invoice", "refund"]
+    res = runner.invoke(
+        app,
+        ["discover", str(model), str(data), "-o", str(tmp_path / "d"), "--all", "--min-size", "2"],
+    )
+    assert res.exit_code == 0, res.output
 
 
 @pytest.mark.parametrize(
@@ -404,3 +425,77 @@ def test_fit_mode_rules_live_in_one_place(structure, asked, says):
     if "--" not in library:
         with pytest.raises(ValidationError, match=library):
             check_fit_options(structure, LIBRARY_NAMES, **asked)
+
+
+# ---------------------------------------------------------------- class-set changes
+def _toy_with_l3(seed=0, n=20):
+    """Rows of a fourth label l3 at a corner of its own, some also carrying l0."""
+    rng = np.random.default_rng(seed)
+    corner = np.eye(6, dtype=np.float32)[3] * 3
+    both = (corner + np.eye(6, dtype=np.float32)[0] * 3) / 1.4
+    X = np.vstack(
+        [corner + 0.35 * rng.standard_normal((n, 6)), both + 0.35 * rng.standard_normal((n, 6))]
+    ).astype(np.float32)
+    return X, ["l3"] * n + ["l0,l3"] * n
+
+
+@pytest.mark.parametrize("head", ["linear", "prototype"])
+def test_added_labels_leave_known_ones_exactly_and_equal_a_refit_for_themselves(head):
+    X, Y = _toy()
+    clf = MultiLabelClassifier(head=head).fit(X, Y)
+    X3, Y3 = _toy_with_l3()
+    new = clf.add_classes(X3, Y3)
+    assert new.classes_.tolist() == ["l0", "l1", "l2", "l3"]
+    assert clf.classes_.tolist() == ["l0", "l1", "l2"]  # the original is unchanged
+    Xt, _ = _toy(seed=1)
+    before, after = clf.decision_function(Xt), new.decision_function(Xt)
+    np.testing.assert_array_equal(after[:, :3], before)  # known labels: the same scores
+    np.testing.assert_array_equal(new.thresholds_[:3], clf.thresholds_)
+    # the new label: what a fit on every kept row gives it (one-vs-rest: labels independent)
+    rows = MultiLabelClassifier(head=head).fit(
+        np.vstack([X, X3]), [",".join(s) or "oos" for s in Y] + Y3
+    )
+    np.testing.assert_allclose(after[:, 3], rows.decision_function(Xt)[:, 3], atol=1e-5)
+    assert new.thresholds_[3] == pytest.approx(rows.thresholds_[3], abs=1e-5)
+    sets = new.predict_label_sets(_toy_with_l3(seed=2)[0])
+    assert sum("l3" in s for s in sets) >= 36
+    assert new.update_["classes"] == ["l3"] and new.update_["rows"] == 40
+    assert new.label_counts_.tolist()[3] == 40
+
+
+@pytest.mark.parametrize("head", ["mlp", "knn"])
+def test_shared_heads_are_refit_with_the_same_head(head):
+    X, Y = _toy()
+    clf = MultiLabelClassifier(head=head, hidden=32, epochs=100).fit(X, Y)
+    new = clf.add_classes(*_toy_with_l3())
+    assert new.head_ == head and new.update_["head_update"].startswith("refit")
+    sets = new.predict_label_sets(_toy_with_l3(seed=2)[0])
+    assert sum("l3" in s for s in sets) >= 36
+
+
+@pytest.mark.parametrize("head", ["linear", "mlp", "prototype", "knn"])
+def test_removed_labels_leave_the_others_exactly(head):
+    X, Y = _toy()
+    clf = MultiLabelClassifier(head=head, hidden=32, epochs=50).fit(X, Y)
+    new = clf.remove_classes(["l1"])
+    Xt, _ = _toy(seed=1)
+    np.testing.assert_array_equal(new.decision_function(Xt), clf.decision_function(Xt)[:, [0, 2]])
+    assert new.classes_.tolist() == ["l0", "l2"] and new.train_Y_.shape[1] == 2
+    assert new.update_["rows"] == 80  # l1 alone, l0+l1 and l1+l2 rows
+    with pytest.raises(ValidationError, match="not classes of this model"):
+        clf.remove_classes(["nope"])
+
+
+def test_class_changes_refuse_what_they_cannot_do():
+    X, Y = _toy()
+    clf = MultiLabelClassifier(head="linear").fit(X, Y)
+    with pytest.raises(ValidationError, match="none of these rows' labels is new"):
+        clf.add_classes(X[:4], ["l0"] * 4)
+    with pytest.raises(ValidationError, match="fewer than 2 rows"):
+        clf.add_classes(X[:1], ["l9"])
+    bare = MultiLabelClassifier(head="linear", keep_rows=False).fit(X, Y)
+    assert not hasattr(bare, "train_X_")
+    with pytest.raises(ValidationError, match="does not keep its training vectors"):
+        bare.add_classes(*_toy_with_l3())
+    X_ref, y_ref = clf.reference_rows()
+    assert len(X_ref) == 120 and set(y_ref) == {"l0", "l1", "l2"}  # one-label rows only

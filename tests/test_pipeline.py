@@ -56,6 +56,7 @@ def test_bundle_round_trip(fitted, tmp_path):
     np.testing.assert_allclose(a.novelty, b.novelty, rtol=1e-6)
     doc = json.loads((path / "bundle.json").read_text())
     assert doc["encoder"]["name"] == "all-MiniLM-L6-v2"
+    assert doc["stages"] == ["encoder", "classifier"]  # no transform stage in this one
     assert doc["info"]["training"]["fingerprint"]
     # Nothing in the bundle is a pickle.
     assert b"pickle" not in (path / "arrays.safetensors").read_bytes()[:200]
@@ -264,7 +265,8 @@ def test_the_public_face_the_service_uses(quick_model):
     from embedlab.multilabel import MultiLabelClassifier
     from embedlab.openset import OpenSetClassifier
 
-    assert Pipeline(classifier=MultiLabelClassifier()).class_change_refusal == "a multi-label model"
+    bare = Pipeline(classifier=MultiLabelClassifier(keep_rows=False))
+    assert bare.class_change_refusal == "it keeps no training rows"
     unfitted = Pipeline(classifier=OpenSetClassifier())
     assert unfitted.class_change_refusal == "it keeps no training rows"
     loaded = Pipeline.load(quick_model, cache=False)
@@ -290,3 +292,18 @@ def test_a_bundle_written_by_round_2_still_loads_and_predicts_the_same(tmp_path)
     child = pipe.add_classes(["tell me a joke", "make me laugh"], ["tell_joke"] * 2)
     child.save(tmp_path / "model", overwrite=True, expect_stamp=pipe.source_stamp)
     assert Pipeline.load(tmp_path / "model").info["lineage"]["version"] == 2
+
+
+def test_the_adaptation_settings_survive_a_save(fitted, tmp_path):
+    """A loaded model keeps the adaptation settings it was made with (a refit of the
+    loaded model adapts as the first fit would have)."""
+    from embedlab.adapt import AdaptConfig
+
+    fitted.adapt_config = AdaptConfig(epochs=1.5, seed=7)
+    try:
+        path = fitted.save(tmp_path / "m")
+    finally:
+        fitted.adapt_config = None
+    back = Pipeline.load(path, cache=False)
+    assert back.adapt_config == AdaptConfig(epochs=1.5, seed=7)
+    assert Pipeline.load(fitted.save(tmp_path / "plain"), cache=False).adapt_config is None

@@ -340,3 +340,26 @@ def test_a_label_filter_on_an_index_without_labels_is_refused(served, tmp_path):
         assert r.status_code == 422 and "keeps no labels" in r.json()["error"]["message"]
         r = c.post("/v1/search", json={"index": "plain", "input": ["wake me up"], "k": 2})
         assert r.status_code == 200 and len(r.json()["data"][0]["hits"]) == 2
+
+
+@pytest.mark.slow
+def test_a_multi_label_model_is_served_and_takes_run_time_labels(tmp_path, st_encoder_uncached):
+    from embedlab.multilabel import MultiLabelClassifier
+
+    texts = ["my refund has not come", "the parcel is late", "late and no refund either"]
+    texts += ["where is my money back", "still waiting for the box", "hello there"]
+    labels = ["refund", "late", "late,refund", "refund", "late", "oos"]
+    pipe = Pipeline(st_encoder_uncached, MultiLabelClassifier(cv=2, head="linear"), adapt=False)
+    pipe.fit(texts * 3, labels * 3).save(tmp_path / "tickets")
+    app = create_app(ServeConfig(paths=[str(tmp_path / "tickets")]))
+    with TestClient(app) as c:
+        r = c.post("/v1/classify", json={"model": "tickets", "input": ["late and no refund"]})
+        assert r.status_code == 200, r.text
+        row = r.json()["data"][0]
+        assert row["label"] == ",".join(row["labels"]) and row["labels"]
+        examples = [{"text": t, "label": "invoice"} for t in ["send the invoice", "my invoice"]]
+        examples += [{"text": "invoice for the late parcel", "label": "invoice,late"}]
+        r = c.post("/v1/models/tickets/classes", json={"examples": examples})
+        assert r.status_code == 200, r.text
+        assert r.json()["added"] == ["invoice"] and r.json()["version"] == 2
+    assert Pipeline.load(tmp_path / "tickets").classes_.tolist() == ["invoice", "late", "refund"]

@@ -52,25 +52,42 @@ def changed_info(
     info: Mapping[str, Any], classifier: Any, change: dict[str, Any], oos_label: str
 ) -> dict[str, Any]:
     """The info of the model a class change made from a model with ``info``: its label
-    counts and row totals, the recalibrated threshold, and the lineage entry."""
+    counts and row totals, the recalibrated threshold(s), and the lineage entry."""
     out = json.loads(json.dumps(info, default=json_default))
     training = out.setdefault("training", {})
-    counts = dict(training.get("label_counts", {}))
-    kept = np.asarray(classifier.train_class_)
     names = [str(c) for c in classifier.classes_]
-    class_counts = np.bincount(kept, minlength=len(names))
-    counts = {k: v for k, v in counts.items() if k == oos_label or k in names}
-    counts.update({n: int(c) for n, c in zip(names, class_counts, strict=True)})
-    if change.get("oos_rows"):
-        counts[oos_label] = counts.get(oos_label, 0) + int(change["oos_rows"])
-    training["label_counts"] = dict(sorted(counts.items()))
-    training["n"] = int(sum(counts.values()))
-    training["n_oos"] = int(counts.get(oos_label, 0))
-    out["threshold"] = classifier.threshold_
-    out["calibrated_on"] = (
-        "rows held out of adaptation (kept rows, recalibrated after the class change)"
-        if classifier.train_held_.any()
-        else "a held-out split of the kept training rows (recalibrated after the class change)"
-    )
+    if hasattr(classifier, "train_Y_"):  # multi-label: rows carry sets of labels
+        _multi_label_info(out, classifier, names)
+    else:
+        counts = dict(training.get("label_counts", {}))
+        counts = {k: v for k, v in counts.items() if k == oos_label or k in names}
+        kept = np.asarray(classifier.train_class_)
+        class_counts = np.bincount(kept, minlength=len(names))
+        counts.update({n: int(c) for n, c in zip(names, class_counts, strict=True)})
+        if change.get("oos_rows"):
+            counts[oos_label] = counts.get(oos_label, 0) + int(change["oos_rows"])
+        training["label_counts"] = dict(sorted(counts.items()))
+        training["n"] = int(sum(counts.values()))
+        training["n_oos"] = int(counts.get(oos_label, 0))
+        out["threshold"] = classifier.threshold_
+        out["calibrated_on"] = (
+            "rows held out of adaptation (kept rows, recalibrated after the class change)"
+            if classifier.train_held_.any()
+            else "a held-out split of the kept training rows (recalibrated after the class change)"
+        )
     out["lineage"] = lineage(info, change)
     return out
+
+
+def _multi_label_info(out: dict[str, Any], classifier: Any, names: list[str]) -> None:
+    """A multi-label model's counts (rows per label; rows with none) and thresholds."""
+    Y = np.asarray(classifier.train_Y_, dtype=bool)
+    training = out["training"]
+    training["label_counts"] = {n: int(c) for n, c in zip(names, Y.sum(0), strict=True)}
+    training["n"] = len(Y)
+    training["n_oos"] = int((~Y.any(1)).sum())
+    training["n_multi_label"] = int((Y.sum(1) > 1).sum())
+    out["thresholds"] = {
+        n: (float(t) if np.isfinite(t) else None)
+        for n, t in zip(names, classifier.thresholds_, strict=True)
+    }

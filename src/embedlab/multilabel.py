@@ -13,17 +13,20 @@ it as a row that carries no label).
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 from scipy.special import expit
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 
 from embedlab.errors import ValidationError
+from embedlab.heads.base import check_removable
+from embedlab.multilabel_scores import fit_mlp, fit_ovr_logistic, mlp_scores
 from embedlab.predictions import Predictions
 from embedlab.validation import check_vectors
 from embedlab.vectors import top_k_cosine, unit_rows
@@ -172,6 +175,23 @@ def evaluate_multilabel(Y_true: np.ndarray, Y_pred: np.ndarray, classes: Sequenc
     }
 
 
+def _check_counts(classes: np.ndarray, counts: np.ndarray) -> None:
+    """A label needs two rows: a threshold cannot be calibrated from one example."""
+    if (counts < 2).any():
+        few = [str(c) for c in classes[counts < 2]][:10]
+        raise ValidationError(
+            f"{int((counts < 2).sum())} label(s) have fewer than 2 rows: {few}; a "
+            "threshold cannot be calibrated from one example"
+        )
+
+
+#: Per head, which of its fitted arrays hold one entry per label, and along which axis.
+_LABEL_AXIS = {"coef": 0, "intercept": 0, "means": 0, "w2": 0, "b2": 0, "labels": 1}
+#: Heads whose per-label scorers are independent of each other (one-vs-rest, one mean per
+#: label): a class change touches only the labels it adds or removes.
+_INDEPENDENT_HEADS = ("linear", "prototype")
+
+
 class MultiLabelClassifier(BaseEstimator):
     """Label sets from embeddings: per-label scores, per-label calibrated thresholds.
 
@@ -203,6 +223,9 @@ class MultiLabelClassifier(BaseEstimator):
         A label cell holding only this is a row with no label.
     label_sep : str, default ","
         Separator of the labels in one label cell (a string of joined labels).
+    keep_rows : bool, default True
+        Keep the training vectors and their label sets (``train_X_``, ``train_Y_``): what
+        :meth:`add_classes`, :meth:`remove_classes` and discovery work from.
 
     ``fit(X, Y)`` takes Y as label sets (lists / tuples of strings, or strings of labels
     joined by ``label_sep``) or a boolean (n, L) matrix; ``predict`` returns the (n, L)
@@ -223,6 +246,7 @@ class MultiLabelClassifier(BaseEstimator):
         random_state: int = 0,
         oos_label: str = "oos",
         label_sep: str = ",",
+        keep_rows: bool = True,
     ):
         self.head = head
         self.target_precision = target_precision
@@ -235,6 +259,7 @@ class MultiLabelClassifier(BaseEstimator):
         self.random_state = random_state
         self.oos_label = oos_label
         self.label_sep = label_sep
+        self.keep_rows = keep_rows
 
     def label_sets(self, cells: Sequence[Any], *, name: str = "labels") -> list[tuple[str, ...]]:
         """Label cells → label sets, with this model's separator and out-of-scope label."""
@@ -274,28 +299,23 @@ class MultiLabelClassifier(BaseEstimator):
         self._check_params()
         X = check_vectors(X, name="X")
         classes, Yb = self._targets(Y, len(X))
+        return self._fit_rows(X, classes, Yb)
+
+    def _fit_rows(self, X: np.ndarray, classes: np.ndarray, Yb: np.ndarray) -> MultiLabelClassifier:
         if len(classes) < 1:
             raise ValidationError("multi-label training data carries no label at all")
         counts = Yb.sum(0)
-        if (counts < 2).any():
-            few = [str(c) for c in classes[counts < 2]][:10]
-            raise ValidationError(
-                f"{int((counts < 2).sum())} label(s) have fewer than 2 rows: {few}; a "
-                "threshold cannot be calibrated from one example"
-            )
+        _check_counts(classes, counts)
         if len(X) < int(self.cv):
             raise ValidationError(f"{len(X)} rows are too few for {self.cv}-fold calibration")
         Z = unit_rows(X)
-        folds = list(KFold(int(self.cv), shuffle=True, random_state=self.random_state).split(Z))
         allow_empty = (
             bool((~Yb.any(1)).any()) if self.allow_empty == "auto" else bool(self.allow_empty)
         )
         candidates = AUTO_HEADS if self.head == "auto" else (self.head,)
         tried = {}
-        for head in candidates:  # a loop over candidate heads, then over folds
-            oof = np.empty(Yb.shape, dtype=np.float32)
-            for train, held in folds:
-                oof[held] = self._scores(head, Z[held], self._fit_scores(head, Z[train], Yb[train]))
+        for head in candidates:  # a loop over candidate heads
+            oof = self._oof_scores(head, Z, Yb)
             thresholds, reached = per_label_thresholds(
                 oof, Yb, target_precision=self.target_precision
             )
@@ -304,14 +324,7 @@ class MultiLabelClassifier(BaseEstimator):
             tried[head] = (metrics, thresholds, reached)
         best = max(candidates, key=lambda h: tried[h][0]["macro_f1"])  # first among equals
         metrics, thresholds, reached = tried[best]
-        if self.target_precision is not None and not reached.all():
-            warnings.warn(
-                f"{int((~reached).sum())} label(s) cannot reach precision "
-                f"{self.target_precision} on held-out rows and will never be predicted: "
-                f"{[str(c) for c in classes[~reached]][:10]}",
-                UserWarning,
-                stacklevel=2,
-            )
+        self._warn_unreached(classes, reached)
         self.head_ = best
         self.selection_ = (
             {h: round(tried[h][0]["macro_f1"], 4) for h in candidates} if len(tried) > 1 else None
@@ -324,7 +337,28 @@ class MultiLabelClassifier(BaseEstimator):
         self.allow_empty_ = allow_empty
         self.oof_metrics_ = metrics
         self.params_ = self._fit_scores(best, Z, Yb)
+        if self.keep_rows:
+            self.train_X_ = np.ascontiguousarray(X, dtype=np.float32)
+            self.train_Y_ = np.asarray(Yb, dtype=bool)
         return self
+
+    def _oof_scores(self, head: str, Z: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        """Out-of-fold scores (n, L) of ``head`` over ``cv`` seeded folds of the rows."""
+        folds = KFold(int(self.cv), shuffle=True, random_state=self.random_state).split(Z)
+        oof = np.empty(Y.shape, dtype=np.float32)
+        for train, held in folds:  # a loop over folds
+            oof[held] = self._scores(head, Z[held], self._fit_scores(head, Z[train], Y[train]))
+        return oof
+
+    def _warn_unreached(self, classes: np.ndarray, reached: np.ndarray) -> None:
+        if self.target_precision is not None and not reached.all():
+            warnings.warn(
+                f"{int((~reached).sum())} label(s) cannot reach precision "
+                f"{self.target_precision} on held-out rows and will never be predicted: "
+                f"{[str(c) for c in classes[~reached]][:10]}",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _fit_scores(self, head: str, Z: np.ndarray, Y: np.ndarray) -> dict[str, np.ndarray]:
         if head == "prototype":
@@ -333,8 +367,8 @@ class MultiLabelClassifier(BaseEstimator):
         if head == "knn":
             return {"rows": Z.astype(np.float32), "labels": Y.copy()}
         if head == "mlp":
-            return _fit_mlp(Z, Y, int(self.hidden), int(self.epochs), int(self.random_state))
-        return _fit_ovr_logistic(Z, Y, float(self.C))
+            return fit_mlp(Z, Y, int(self.hidden), int(self.epochs), int(self.random_state))
+        return fit_ovr_logistic(Z, Y, float(self.C))
 
     def _scores(self, head: str, Z: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
         if head == "prototype":
@@ -347,11 +381,145 @@ class MultiLabelClassifier(BaseEstimator):
                 out[s : s + 2048] = labels[idx[s : s + 2048]].mean(axis=1)
             return out
         if head == "mlp":
-            return _mlp_scores(Z, params)
+            return mlp_scores(Z, params)
         return expit(Z @ params["coef"].T + params["intercept"]).astype(np.float32)
 
     def _decide(self, scores: np.ndarray) -> np.ndarray:
         return _decide(scores, self.thresholds_, self.allow_empty_)
+
+    # ------------------------------------------------------------ class-set changes
+    def kept_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """The kept training vectors and their (n, L) label matrix over ``classes_``; a
+        ValidationError when the model keeps none (``keep_rows=False``, or saved by an
+        older embedlab)."""
+        check_is_fitted(self, "params_")
+        if not hasattr(self, "train_X_"):
+            raise ValidationError(
+                "this model does not keep its training vectors (fitted with keep_rows=False, "
+                "or saved by an older embedlab), so it cannot add or remove labels, nor "
+                "calibrate discovery on them; refit it"
+            )
+        return self.train_X_, self.train_Y_
+
+    def reference_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Kept rows that carry exactly one label, with that label: the labelled groups
+        discovery calibrates its cut on."""
+        X, Y = self.kept_rows()
+        one = Y.sum(1) == 1
+        return X[one], np.asarray(self.classes_, dtype=object)[Y[one].argmax(1)]
+
+    def add_classes(self, X: Any, Y: Any) -> MultiLabelClassifier:
+        """A new classifier that also knows the labels of (X, Y) that are new to it; this
+        one is unchanged. ``Y``: label sets (or cells joined by ``label_sep``); a row may
+        carry known labels beside new ones (kept with the rows for later changes). The kept
+        rows count as not carrying the new labels. Linear and prototype heads fit only the
+        new labels' scorers and thresholds (out of fold over every kept row) and keep the
+        known ones exactly; mlp and knn heads (shared by all labels) are refit on the kept
+        rows with the same head. Raises ValidationError when no label is new, or a new
+        label has fewer than 2 rows."""
+        X_old, Y_old = self.kept_rows()
+        X = check_vectors(X, name="X", dim=self.n_features_in_)
+        sets = self.label_sets(list(Y))
+        if len(sets) != len(X):
+            raise ValidationError(f"Y has {len(sets)} label sets for {len(X)} vectors")
+        known = [str(c) for c in self.classes_]
+        added = sorted({lab for row in sets for lab in row} - set(known))
+        if not added:
+            raise ValidationError(
+                f"none of these rows' labels is new to the model (it knows {known[:10]}"
+                f"{'...' if len(known) > 10 else ''}): adding classes adds labels; refit "
+                "to learn from more examples of known ones"
+            )
+        classes = np.asarray(sorted([*known, *added]), dtype=object)
+        position = {c: j for j, c in enumerate(classes)}
+        old_cols = np.asarray([position[c] for c in known], dtype=np.int64)
+        new_cols = np.asarray([position[c] for c in added], dtype=np.int64)
+        Y_all = np.zeros((len(X_old) + len(X), len(classes)), dtype=bool)
+        Y_all[: len(X_old), old_cols] = Y_old
+        Y_all[len(X_old) :] = label_indicator(sets, classes)
+        X_all = np.vstack([X_old, X]).astype(np.float32)
+        _check_counts(classes[new_cols], Y_all[:, new_cols].sum(0))
+        if self.head_ in _INDEPENDENT_HEADS:
+            out = self._with_new_labels(X_all, Y_all, classes, old_cols, new_cols)
+            head_update = "new labels' scorers fitted, known ones kept"
+            detector_update = "new labels' thresholds calibrated out of fold, known ones kept"
+        else:
+            out = clone(self).set_params(head=self.head_)._fit_rows(X_all, classes, Y_all)
+            out.selection_ = self.selection_
+            head_update = detector_update = "refit on kept rows (same head)"
+        out.update_ = {
+            "op": "add",
+            "classes": added,
+            "rows": len(X),
+            "oos_rows": int(sum(1 for row in sets if not row)),
+            "head_update": head_update,
+            "detector_update": detector_update,
+            "thresholds": {
+                str(classes[j]): (
+                    float(out.thresholds_[j]) if np.isfinite(out.thresholds_[j]) else None
+                )
+                for j in new_cols
+            },
+        }
+        return out
+
+    def _with_new_labels(
+        self,
+        X_all: np.ndarray,
+        Y_all: np.ndarray,
+        classes: np.ndarray,
+        old_cols: np.ndarray,
+        new_cols: np.ndarray,
+    ) -> MultiLabelClassifier:
+        """A copy with the new labels' scorers and thresholds fitted on every kept row and
+        the known labels' arrays moved to their places in the new class order."""
+        Z = unit_rows(X_all)
+        Y_new = Y_all[:, new_cols]
+        thresholds, reached = per_label_thresholds(
+            self._oof_scores(self.head_, Z, Y_new), Y_new, target_precision=self.target_precision
+        )
+        self._warn_unreached(classes[new_cols], reached)
+        fitted = self._fit_scores(self.head_, Z, Y_new)
+
+        def placed(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+            out = np.empty((len(classes), *old.shape[1:]), dtype=old.dtype)
+            out[old_cols], out[new_cols] = old, new.astype(old.dtype)
+            return out
+
+        out = copy.copy(self)  # every attribute that changes is reassigned, none mutated
+        out.params_ = {k: placed(v, fitted[k]) for k, v in self.params_.items()}
+        out.thresholds_ = placed(self.thresholds_, thresholds)
+        out.threshold_reached_ = placed(self.threshold_reached_, reached)
+        out.label_counts_ = Y_all.sum(0).astype(np.int64)
+        out.classes_ = classes
+        out.train_X_, out.train_Y_ = X_all, Y_all
+        return out
+
+    def remove_classes(self, labels: Any) -> MultiLabelClassifier:
+        """A new classifier without the labels ``labels``; this one is unchanged. Exact for
+        every head: the other labels' scorers and thresholds are kept as they are (kept
+        rows stay, without the removed labels). Unknown labels, or leaving fewer than 2,
+        raise ValidationError."""
+        _, Y_old = self.kept_rows()
+        drop, keep = check_removable(self.classes_, labels)
+        out = copy.copy(self)  # every attribute that changes is reassigned, none mutated
+        out.params_ = {
+            k: np.compress(keep, v, axis=_LABEL_AXIS[k]) if k in _LABEL_AXIS else v
+            for k, v in self.params_.items()
+        }
+        out.classes_ = self.classes_[keep]
+        out.thresholds_ = self.thresholds_[keep]
+        out.threshold_reached_ = self.threshold_reached_[keep]
+        out.label_counts_ = self.label_counts_[keep]
+        out.train_Y_ = Y_old[:, keep]
+        out.update_ = {
+            "op": "remove",
+            "classes": drop,
+            "rows": int(Y_old[:, ~keep].any(1).sum()),
+            "head_update": "the removed labels' scorers dropped, the others kept",
+            "detector_update": "the other labels' thresholds kept",
+        }
+        return out
 
     # ------------------------------------------------------------------ predicting
     def _X(self, X: Any) -> np.ndarray:
@@ -419,80 +587,3 @@ def _decide(scores: np.ndarray, thresholds: np.ndarray, allow_empty: bool) -> np
             margin = np.where(usable, scores[none] - thresholds, -np.inf)
             passed[none, np.argmax(margin, axis=1)] = True
     return passed
-
-
-def _fit_ovr_logistic(Z: np.ndarray, Y: np.ndarray, C: float) -> dict[str, np.ndarray]:
-    """One binary L2 logistic regression per label (scikit-learn's, L-BFGS), stacked into
-    one (L, d) weight matrix; a loop over labels, each fit vectorised over the rows."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    L, d = Y.shape[1], Z.shape[1]
-    coef = np.zeros((L, d), dtype=np.float32)
-    intercept = np.zeros(L, dtype=np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for j in range(L):
-            if Y[:, j].all() or not Y[:, j].any():  # one value (a fold without the label)
-                intercept[j] = 20.0 if Y[:, j].all() else -20.0
-                continue
-            lr = LogisticRegression(C=C, max_iter=1000).fit(Z, Y[:, j])
-            coef[j], intercept[j] = lr.coef_[0], lr.intercept_[0]
-    return {"coef": coef, "intercept": intercept}
-
-
-def _fit_mlp(
-    Z: np.ndarray, Y: np.ndarray, hidden: int, epochs: int, seed: int
-) -> dict[str, np.ndarray]:
-    """A one-hidden-layer network (GELU, dropout 0.2) with one logit per label, trained with
-    binary cross-entropy (AdamW, lr 1e-3, weight decay 1e-4, batches of 256) for ``epochs``
-    passes. Every random draw (initial weights, batch order, dropout) comes from one
-    generator seeded with ``seed``: torch's global random state is neither used nor changed,
-    so concurrent fits stay reproducible. Weights come back as float32 arrays."""
-    import math
-
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    d, L = Z.shape[1], Y.shape[1]
-
-    def uniform(shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
-        bound = 1.0 / math.sqrt(fan_in)  # torch.nn.Linear's default initialisation
-        t = torch.rand(shape, generator=gen) * (2 * bound) - bound
-        return t.requires_grad_()
-
-    w1, b1 = uniform((hidden, d), d), uniform((hidden,), d)
-    w2, b2 = uniform((L, hidden), hidden), uniform((L,), hidden)
-    opt = torch.optim.AdamW([w1, b1, w2, b2], lr=1e-3, weight_decay=1e-4)
-    X = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
-    T = torch.from_numpy(Y.astype(np.float32))
-    gelu = torch.nn.functional.gelu
-    for _ in range(epochs):  # a loop over epochs and batches, each batch vectorised
-        order = torch.randperm(len(X), generator=gen)
-        for s in range(0, len(X), 256):
-            b = order[s : s + 256]
-            h = gelu(X[b] @ w1.T + b1)
-            keep = (torch.rand(h.shape, generator=gen) >= 0.2).float() / 0.8  # dropout
-            logits = (h * keep) @ w2.T + b2
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, T[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return {
-        "w1": w1.detach().numpy().astype(np.float32),
-        "b1": b1.detach().numpy().astype(np.float32),
-        "w2": w2.detach().numpy().astype(np.float32),
-        "b2": b2.detach().numpy().astype(np.float32),
-    }
-
-
-def _mlp_scores(Z: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
-    """Per-label sigmoid outputs of the network, in chunks of rows (numpy, no torch)."""
-    from scipy.special import erf
-
-    out = np.empty((len(Z), params["w2"].shape[0]), dtype=np.float32)
-    for s in range(0, len(Z), 4096):  # memory bounded by the chunk's hidden layer
-        H = Z[s : s + 4096] @ params["w1"].T + params["b1"]
-        H = 0.5 * H * (1.0 + erf(H / np.float32(np.sqrt(2.0))))
-        out[s : s + 4096] = expit(H @ params["w2"].T + params["b2"])
-    return out

@@ -245,6 +245,12 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         labels = np.asarray(self.classes_, dtype=object)[self.train_class_]
         return self.train_X_, labels, self.train_held_, self.train_oos_X_
 
+    def reference_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """The kept in-scope rows and their labels: the labelled groups discovery
+        calibrates its cut on."""
+        X, labels, _, _ = self.kept_rows()
+        return X, labels
+
     def add_classes(
         self,
         X: Any,

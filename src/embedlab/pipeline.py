@@ -29,26 +29,20 @@ import numpy as np
 from embedlab.atomic import AS_AT_START
 from embedlab.bundle import (
     BUNDLE_FORMAT_VERSION,
-    BUNDLE_JSON,
     ENCODER_DIR,
-    estimator_from_state,
-    estimator_to_state,
-    read_bundle,
-    write_bundle,
 )
 from embedlab.class_changes import changed_info, extended_hierarchy
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.encoders.base import check_texts
-from embedlab.encoders.sentence_transformer import encoder_from_spec
-from embedlab.errors import StoreError, ValidationError
+from embedlab.errors import ValidationError
 from embedlab.fit_options import check_fit_options
 from embedlab.hierarchy import Hierarchy, evaluate_levels
 from embedlab.lineage import (
-    continued_lineage,
     fit_lineage,
     training_fingerprint,
 )
 from embedlab.metrics import evaluate_open_set
+from embedlab.model_store import load_pipeline, save_pipeline
 from embedlab.multilabel import MultiLabelClassifier, evaluate_multilabel, label_indicator
 from embedlab.openset import OpenSetClassifier
 from embedlab.predictions import Predictions
@@ -155,10 +149,8 @@ class Pipeline:
 
     @property
     def class_change_refusal(self) -> str | None:
-        """Why classes cannot be added to or removed from this model without a refit (a
-        multi-label model, or one that keeps no training rows); None when they can."""
-        if self.multi_label:
-            return "a multi-label model"
+        """Why classes cannot be added to or removed from this model without a refit (it
+        keeps no training rows); None when they can."""
         if not hasattr(self.classifier, "train_X_"):
             return "it keeps no training rows"
         return None
@@ -614,21 +606,27 @@ class Pipeline:
         ``parents``: new class → its parent, for a pipeline with a hierarchy (every new class
         needs one there, as every class did at fit).
         """
-        self._single_label_only("add_classes")
         texts = check_texts(texts)
-        labels = check_labels(labels, len(texts)).astype(str)
-        hierarchy = extended_hierarchy(
-            self.hierarchy, list(map(str, self.classes_)), self.oos_label, labels, parents
-        )
+        if self.multi_label:  # label cells stay as given: the classifier parses its sets
+            if len(labels) != len(texts):
+                raise ValidationError(f"labels has {len(labels)} entries for {len(texts)} rows")
+            options: dict[str, Any] = {}
+            hierarchy = None
+        else:
+            labels = check_labels(labels, len(texts)).astype(str)
+            options = {"teen": teen}
+            hierarchy = extended_hierarchy(
+                self.hierarchy, list(map(str, self.classes_)), self.oos_label, labels, parents
+            )
         if vectors is None:
             X = self._vectors(texts, progress)
         else:
             X = self._features(check_vectors(vectors, dim=self._encoder().dim))
             if len(X) != len(texts):
                 raise ValidationError(f"{len(X)} vectors for {len(texts)} texts")
-        clf = self.classifier.add_classes(X, labels, teen=teen)
+        clf = self.classifier.add_classes(X, labels, **options)
         change = dict(clf.update_)
-        change["rows_fingerprint"] = training_fingerprint(texts, labels)
+        change["rows_fingerprint"] = training_fingerprint(texts, [str(v) for v in labels])
         if parents:
             change["parents"] = dict(sorted(parents.items()))
         child = self._child(clf, change)
@@ -637,8 +635,7 @@ class Pipeline:
 
     def remove_classes(self, labels: Sequence[str] | str) -> Pipeline:
         """A new pipeline without the classes ``labels``; this one is unchanged."""
-        self._single_label_only("remove_classes")
-        if not hasattr(self.classifier, "detector_"):
+        if not self._fitted():
             raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
         clf = self.classifier.remove_classes(labels)
         return self._child(clf, dict(clf.update_))
@@ -675,11 +672,10 @@ class Pipeline:
         model's kept training rows (see :mod:`embedlab.discover`)."""
         from embedlab.discover import discover_classes
 
-        self._single_label_only("discover")
         texts = check_texts(texts)
         X = self._vectors(texts, progress)
         clf = self.classifier
-        X_ref, y_ref, _, _ = clf.kept_rows()
+        X_ref, y_ref = clf.reference_rows()
         if all_rows:
             chosen = np.ones(len(X), dtype=bool)
             selection = f"all {len(X)} rows"
@@ -718,7 +714,8 @@ class Pipeline:
         expect_stamp: str | object | None = AS_AT_START,
         sign: Any = None,
     ) -> Path:
-        """Write the fitted pipeline as a bundle directory (atomically).
+        """Write the fitted pipeline as a bundle directory (atomically; see
+        :mod:`embedlab.model_store`).
 
         ``expect_stamp``: the bundle.json checksum ``path`` must still hold when the new
         version replaces it (default: what it held when the write began; pass
@@ -726,39 +723,9 @@ class Pipeline:
         else VersionConflict and nothing is written. ``sign``: a SigningKey to sign with."""
         if not self._fitted():
             raise ValidationError("cannot save an unfitted pipeline")
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise StoreError(f"{path} already exists (pass overwrite=True, or --force)")
-        arrays: dict[str, np.ndarray] = {}
-        classifier_state = estimator_to_state(self.classifier, "classifier", arrays)
-        transforms = None
-        if self.chain_ is not None:
-            transforms, chain_arrays = self.chain_.state()
-            arrays.update({f"transform.{k}": v for k, v in chain_arrays.items()})
-        if overwrite and self.info.get("lineage"):  # a refit continues the numbering there
-            self.info["lineage"] = continued_lineage(self.info, path / BUNDLE_JSON)
-        encoder = self._encoder()
-        model_dir = Path(encoder.model_path)
-        self.source_stamp = write_bundle(
-            path,
-            overwrite=overwrite,
-            encoder=encoder,
-            copy_encoder=self._adapted_dir is not None
-            or self._encoder_in_bundle
-            or (model_dir.parent / BUNDLE_JSON).is_file(),
-            arrays=arrays,
-            expect_stamp=expect_stamp,
-            sign=sign,
-            fields={
-                "transforms": transforms,
-                "oos_label": self.oos_label,
-                "classes": [str(c) for c in self.classes_],
-                "hierarchy": None if self.hierarchy is None else self.hierarchy.to_json(),
-                "info": self.info,
-                "classifier": classifier_state,
-            },
+        return save_pipeline(
+            self, Path(path), overwrite=overwrite, expect_stamp=expect_stamp, sign=sign
         )
-        return path
 
     @classmethod
     def load(
@@ -775,56 +742,7 @@ class Pipeline:
 
         ``backend`` (else ``$EMBEDLAB_BACKEND``, else the one saved) runs the encoder. The
         loaded pipeline's :attr:`source_stamp` is the checksum of the bundle.json it read."""
-
-        path = Path(path).absolute()
-        try:
-            return cls._load(path, cache=cache, backend=backend, key=key)
-        except (RecursionError, AttributeError, TypeError, KeyError, IndexError) as exc:
-            # Only a bundle edited by hand (with its checksum recomputed) gets here.
-            raise StoreError(
-                f"{path}: {BUNDLE_JSON} does not describe a model embedlab can rebuild "
-                f"({type(exc).__name__}: {str(exc)[:200]}); re-fit the model"
-            ) from None
-
-    @classmethod
-    def _load(cls, path: Path, *, cache: bool, backend: str | None, key: Any) -> Pipeline:
-        doc, arrays, stamp = read_bundle(path, key=key)
-        classifier = estimator_from_state(doc["classifier"], arrays)
-        if not isinstance(classifier, (OpenSetClassifier, MultiLabelClassifier)):
-            raise StoreError(f"{path}: bundle does not hold an embedlab classifier")
-        encoder = encoder_from_spec(doc["encoder"], base_dir=path, cache=cache, backend=backend)
-        in_bundle = not os.path.isabs(str(doc["encoder"].get("path")))
-        chain = None
-        if doc.get("transforms"):
-            chain = _chain_from_state(path, doc["transforms"], arrays)
-            if chain.dim_in != encoder.dim:
-                raise StoreError(
-                    f"{path}: the transform expects {chain.dim_in}-d vectors but the encoder "
-                    f"gives {encoder.dim}-d"
-                )
-        n_features = getattr(classifier, "n_features_in_", None)
-        if (
-            n_features != (chain.output_dim() if chain else encoder.dim)
-            or [str(c) for c in classifier.classes_] != doc["classes"]
-        ):
-            raise StoreError(
-                f"{path}: classifier expects {n_features}-d vectors and classes "
-                f"{len(classifier.classes_)}, but the encoder gives {encoder.dim}-d / bundle lists "
-                f"{len(doc['classes'])} classes"
-            )
-        pipe = cls(
-            encoder=encoder,
-            classifier=classifier,
-            adapt=False,
-            transform=chain.spec if chain else None,
-        )
-        pipe.chain_ = chain
-        pipe.info = doc.get("info", {})
-        pipe.source_stamp = stamp
-        pipe._encoder_in_bundle = in_bundle
-        if doc.get("hierarchy"):
-            pipe.hierarchy = Hierarchy.from_parents(doc["hierarchy"])
-        return pipe
+        return load_pipeline(cls, Path(path).absolute(), cache=cache, backend=backend, key=key)
 
 
 class _TempDir:
@@ -846,16 +764,3 @@ def _check_not_label_sets(unknown: list[str], known: set[str]) -> None:
                     "this is multi-label data, and the model is single-label (fit one with "
                     "`embedlab fit --multi-label`)"
                 )
-
-
-def _chain_from_state(path: Path, config: Any, arrays: dict[str, np.ndarray]) -> TransformChain:
-    prefix = "transform."
-    try:
-        chain = TransformChain.from_state(
-            config, {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-        )
-    except (ValidationError, KeyError, TypeError) as exc:
-        raise StoreError(f"{path}: the saved transform cannot be rebuilt: {exc}") from None
-    if not chain.fitted or chain.dim_in is None:
-        raise StoreError(f"{path}: the saved transform {chain.spec!r} is not fitted")
-    return chain

@@ -75,10 +75,15 @@ def _describe_change(pipe, output: Path) -> str:
     text = (
         f"wrote {output} (version {lineage['version']}): {verb} {plural(len(names), 'class')} "
         f"({shown}; {plural(change['rows'], 'row')}), now {len(pipe.classes_)} classes; head "
-        f"updated {change['head_update']}; threshold {change['threshold_before']:.4g} → "
-        f"{change['threshold']:.4g} (recalibrated at target FPR "
-        f"{pipe.classifier.target_fpr:g})"
+        f"updated {change['head_update']}; "
     )
+    if "threshold" in change:
+        text += (
+            f"threshold {change['threshold_before']:.4g} → {change['threshold']:.4g} "
+            f"(recalibrated at target FPR {pipe.classifier.target_fpr:g})"
+        )
+    else:  # multi-label: one threshold per label
+        text += change["detector_update"]
     if change.get("teen_classes"):
         text += f"; TEEN moved {plural(len(change['teen_classes']), 'few-shot class')}"
     return text
@@ -129,6 +134,11 @@ def add_classes(
     holds. Rows labelled with the model's oos label join its out-of-scope examples. The new
     model records its parent's fingerprint, what changed and a version number.
 
+    A multi-label model takes rows whose label cells (joined by its separator) name new
+    labels, possibly beside known ones: linear and prototype heads fit only the new
+    labels' scorers and thresholds and keep the known ones exactly; mlp and knn heads are
+    refit on the kept rows.
+
     [bold]Examples[/]
 
       embedlab add-classes model/ new_intents.csv -o model_v2/
@@ -152,6 +162,8 @@ def add_classes(
                 raise ValidationError(f"--parent takes CLASS=PARENT, not {item!r}")
             parents[child.strip()] = par.strip()
         pipe = Pipeline.load(model_dir, cache=cache, backend=backend)
+        if pipe.multi_label and teen != "auto":
+            raise ValidationError("--teen applies to single-label models; this one is multi-label")
         table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)
         new = pipe.add_classes(
             table.texts,

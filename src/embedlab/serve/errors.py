@@ -40,7 +40,7 @@ def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
         403: "the key may not use this model (or may not change it)",
         404: "no served model (or index) of that name",
         409: "the model cannot take these classes (one is known already, or the model takes "
-        "none: multi-label, no kept training rows), one text comes with two labels, the "
+        "none: no kept training rows), one text comes with two labels, the "
         "server is read-only, or another writer saved a newer version of the model first "
         "(nothing was saved)",
         413: "the request body is over --max-body-bytes",

@@ -125,7 +125,7 @@ def models_router(state: ServiceState, requests: RequestModels) -> APIRouter:
             "object": "model",
             "id": name,
             "version": new.version,
-            "added": sorted(set(labels) - {str(child.oos_label)}),
+            "added": sorted(set(map(str, child.classes_)) - set(map(str, model.pipeline.classes_))),
             "classes": [str(c) for c in child.classes_],
             "threshold": new.threshold,
         }
