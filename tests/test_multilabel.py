@@ -309,8 +309,12 @@ def test_pipeline_fit_predict_evaluate_save_load(st_encoder_uncached, tmp_path):
     assert v2.remove_classes(["invoice"]).classes_.tolist() == ["late", "refund"]
     found = back.discover(TEXTS * 3, all_rows=True, min_size=2)
     assert found.n_input == 24
-    with pytest.raises(ValidationError, match="unlabeled= works with single-label models only"):
-        Pipeline(st_encoder_uncached, MultiLabelClassifier()).fit(TEXTS, LABELS, unlabeled=["x"])
+    pool = ["is the refund on its way", "my order is very late", "good morning"] * 4
+    st = Pipeline(st_encoder_uncached, MultiLabelClassifier(cv=2, head="linear"), adapt=False)
+    st.fit(TEXTS * 3, LABELS * 3, unlabeled=pool)
+    report = st.info["self_training"]
+    assert report["pool"] == 12 and len(report["rounds"]) == 2
+    assert len(st.classifier.train_X_) == 24 + report["rounds"][-1]["pseudo_labelled"]
 
 
 def test_single_label_data_for_a_multi_label_model_and_the_reverse(st_encoder_uncached):
@@ -499,3 +503,23 @@ def test_class_changes_refuse_what_they_cannot_do():
         bare.add_classes(*_toy_with_l3())
     X_ref, y_ref = clf.reference_rows()
     assert len(X_ref) == 120 and set(y_ref) == {"l0", "l1", "l2"}  # one-label rows only
+
+
+def test_self_training_keeps_thresholds_on_labelled_rows_and_leaves_none_rows_out():
+    from embedlab.self_training import SelfTraining, self_train_multilabel
+
+    X, Y = _toy(n_per=12)
+    pool, _ = _toy(n_per=40, seed=3)
+    clf = MultiLabelClassifier(head="linear").fit(X, Y)
+    st, report = self_train_multilabel(clf, pool, SelfTraining(rounds=2))
+    n_none = int((~clf.predict(pool).any(1)).sum())
+    assert report["rejected_in_pool"] == n_none > 0  # the far-away rows: no label
+    taken = report["rounds"][-1]["pseudo_labelled"]
+    assert 0 < taken <= len(pool) - n_none
+    assert st.train_Y_[len(X):].any(1).all()  # no guessed row without a label
+    assert clf.train_X_.shape[0] == len(X)  # the original is unchanged
+    Xt, Yt = _toy(seed=1)
+    m = evaluate_multilabel(label_indicator(Yt, st.classes_), st.predict(Xt), st.classes_)
+    assert m["macro_f1"] > 0.9
+    again, _ = self_train_multilabel(clf, pool, SelfTraining(rounds=2))
+    np.testing.assert_array_equal(again.thresholds_, st.thresholds_)  # deterministic

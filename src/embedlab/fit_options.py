@@ -95,9 +95,13 @@ def check_fit_options(
         )
     if hierarchy:
         raise ValidationError(f"{names['hierarchy']} works with single-label models only")
-    for key, asked in (("validation", validation), ("unlabeled", unlabeled), ("adapt", adapt)):
-        if asked:
-            raise ValidationError(
-                f"{names[key]} works with single-label models only (a multi-label model "
-                "calibrates on held-out folds of its training rows, with the encoder frozen)"
-            )
+    if adapt:
+        raise ValidationError(
+            f"{names['adapt']} works with single-label models only (multi-label thresholds are "
+            "calibrated out of fold on the training rows, which an adapted encoder has seen)"
+        )
+    if validation:
+        raise ValidationError(
+            f"{names['validation']} works with single-label models only (a multi-label model "
+            "calibrates its per-label thresholds on held-out folds of its training rows)"
+        )

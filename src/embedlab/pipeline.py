@@ -36,14 +36,14 @@ from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.encoders.base import check_texts
 from embedlab.errors import ValidationError
 from embedlab.fit_options import check_fit_options
-from embedlab.hierarchy import Hierarchy, evaluate_levels
+from embedlab.hierarchy import Hierarchy
 from embedlab.lineage import (
     fit_lineage,
     training_fingerprint,
 )
-from embedlab.metrics import evaluate_open_set
+from embedlab.model_evaluation import evaluate_multi_label, evaluate_single_label
 from embedlab.model_store import load_pipeline, save_pipeline
-from embedlab.multilabel import MultiLabelClassifier, evaluate_multilabel, label_indicator
+from embedlab.multilabel import MultiLabelClassifier, label_indicator
 from embedlab.openset import OpenSetClassifier
 from embedlab.predictions import Predictions
 from embedlab.splits import calibration_holdout
@@ -194,7 +194,7 @@ class Pipeline:
             adapt=self.adapt is True,
         )
         if self.multi_label:
-            return self._fit_multi_label(texts, labels, progress)
+            return self._fit_multi_label(texts, labels, progress, unlabeled, self_training)
         start = time.perf_counter()
         texts = check_texts(texts)
         labels = check_labels(labels, len(texts)).astype(str)
@@ -389,10 +389,16 @@ class Pipeline:
         return self
 
     def _fit_multi_label(
-        self, texts: Sequence[str], labels: Sequence[Any], progress: bool | None
+        self,
+        texts: Sequence[str],
+        labels: Sequence[Any],
+        progress: bool | None,
+        unlabeled: Sequence[str] | None = None,
+        self_training: Any = None,
     ) -> Pipeline:
         """Fit a multi-label pipeline: frozen encoder (adaptation is single-label), then
-        the classifier's per-label scores and thresholds."""
+        the classifier's per-label scores and thresholds (then self-training on the
+        ``unlabeled`` pool, as for single-label models)."""
         start = time.perf_counter()
         texts = check_texts(texts)
         if len(labels) != len(texts):
@@ -408,6 +414,17 @@ class Pipeline:
         self.chain_ = chain.fit(X) if chain else None
         X = self._features(X)
         clf.fit(X, sets)
+        self_report = None
+        if unlabeled is not None:
+            from embedlab.self_training import SelfTraining, self_train_multilabel
+
+            pool = check_texts(unlabeled)
+            X_pool = self._features(encoder.encode(pool, progress=progress))
+            self.classifier, self_report = self_train_multilabel(
+                clf, X_pool, self_training or SelfTraining()
+            )
+            self_report["pool_fingerprint"] = training_fingerprint(pool, [""] * len(pool))
+            clf = self.classifier
         fit_s = time.perf_counter() - t_fit
         Y = label_indicator(sets, clf.classes_)
         sep = clf.label_sep
@@ -442,6 +459,7 @@ class Pipeline:
             "target_precision": clf.target_precision,
             "calibrated_on": f"out-of-fold scores of the training rows ({clf.cv} folds)",
             "held_out_metrics": clf.oof_metrics_,
+            "self_training": self_report,
         }
         self.info["lineage"] = fit_lineage(self.info, self._encoder(), "fit")
         return self
@@ -530,63 +548,10 @@ class Pipeline:
         if self.multi_label:
             if hierarchy is not None:
                 raise ValidationError("label hierarchies work with single-label models only")
-            return self._evaluate_multi_label(texts, labels, progress)
-        start = time.perf_counter()
-        labels = check_labels(labels, len(texts)).astype(str)
-        known = set(map(str, self.classes_)) | {self.oos_label}
-        unknown = sorted(set(labels.tolist()) - known)
-        _check_not_label_sets(unknown, known)
-        if unknown:
-            raise ValidationError(
-                f"{len(unknown)} label(s) were not seen in training: {unknown[:10]}; relabel "
-                f"them {self.oos_label!r} to count them as out of scope"
-            )
-        details = self.predict_details(texts, top_k=1, reject=reject, progress=progress)
-        metrics = evaluate_open_set(
-            labels, details.labels, details.novelty, self.oos_label, details.top_labels[:, 0]
+            return evaluate_multi_label(self, texts, labels, progress=progress)
+        return evaluate_single_label(
+            self, texts, labels, reject=reject, hierarchy=hierarchy, progress=progress
         )
-        metrics["rejection"] = bool(reject)
-        tree = hierarchy if hierarchy is not None else self.hierarchy
-        if tree is not None:
-            tree.check_labels(labels, ignore=[self.oos_label])
-            tree.check_labels(self.classes_)
-            metrics["hierarchy"] = evaluate_levels(
-                labels, details.labels, tree, oos_label=self.oos_label
-            )
-        metrics["seconds"] = round(time.perf_counter() - start, 3)
-        return metrics
-
-    def _evaluate_multi_label(
-        self, texts: Sequence[str], labels: Sequence[Any], progress: bool | None
-    ) -> dict[str, Any]:
-        """Multi-label metrics (:func:`embedlab.multilabel.evaluate_multilabel`) and the
-        out-of-scope view: rows with no true label should get no predicted label."""
-        start = time.perf_counter()
-        clf = self.classifier
-        if len(labels) != len(texts):
-            raise ValidationError(f"labels has {len(labels)} entries for {len(texts)} rows")
-        sets = clf.label_sets(list(labels))
-        Y = label_indicator(sets, clf.classes_)  # names an unknown label and its row
-        trained_multi = (self.info.get("training") or {}).get("n_multi_label", 0)
-        if trained_multi and len(Y) >= 20 and not (Y.sum(1) > 1).any():
-            raise ValidationError(
-                f"no row of this data holds more than one label, but the model is multi-label "
-                f"({trained_multi} training rows had several, joined by {clf.label_sep!r}): "
-                "single-label data, or labels joined by another separator? Evaluate it with "
-                "a single-label model, or join each row's labels with "
-                f"{clf.label_sep!r}"
-            )
-        X = self._vectors(check_texts(texts), progress)
-        P = clf.predict(X)
-        metrics = evaluate_multilabel(Y, P, clf.classes_)
-        none_true = ~Y.any(1)
-        metrics["n_oos"] = int(none_true.sum())
-        metrics["oos_recall"] = float((~P[none_true].any(1)).mean()) if none_true.any() else None
-        for name, entry in metrics["per_label"].items():
-            t = self.info.get("thresholds", {}).get(name)
-            entry["threshold"] = t
-        metrics["seconds"] = round(time.perf_counter() - start, 3)
-        return metrics
 
     # ------------------------------------------------------------ class-set changes
     def add_classes(
@@ -751,16 +716,3 @@ class _TempDir:
     def __init__(self, path: Path) -> None:
         self.path = path
         weakref.finalize(self, shutil.rmtree, path, ignore_errors=True)
-
-
-def _check_not_label_sets(unknown: list[str], known: set[str]) -> None:
-    """A single-label model given label sets ("a,b" with a and b both its classes): say so."""
-    for cell in unknown:
-        for sep in (",", ";", "|"):
-            parts = [p.strip() for p in cell.split(sep)]
-            if len(parts) > 1 and all(p in known for p in parts):
-                raise ValidationError(
-                    f"label {cell!r} joins several of this model's classes with {sep!r}: "
-                    "this is multi-label data, and the model is single-label (fit one with "
-                    "`embedlab fit --multi-label`)"
-                )

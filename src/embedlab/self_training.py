@@ -20,7 +20,13 @@ from sklearn.base import clone
 from embedlab.errors import ValidationError
 from embedlab.validation import check_vectors
 
-__all__ = ["SelfTraining", "pseudo_labels", "self_train_head", "self_train_openset"]
+__all__ = [
+    "SelfTraining",
+    "pseudo_labels",
+    "self_train_head",
+    "self_train_multilabel",
+    "self_train_openset",
+]
 
 
 @dataclass(frozen=True)
@@ -146,4 +152,39 @@ def self_train_openset(
         model.train_X_ = np.vstack([model.train_X_, X_pool[rows]])
         model.train_class_ = np.r_[model.train_class_, idx].astype(np.int64)
         model.train_held_ = np.r_[model.train_held_, np.zeros(len(rows), dtype=bool)]
+    return model, report
+
+
+def self_train_multilabel(
+    clf: Any, X_pool: Any, config: SelfTraining | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """Self-train a fitted MultiLabelClassifier ``clf`` on ``X_pool``: each round the
+    current model guesses the label sets of the pool, the rows it is surest about (every
+    label's score farthest from its threshold) join the labelled rows with their guessed
+    sets, and ``clf`` is refitted on both (:meth:`MultiLabelClassifier.with_guesses`: same
+    head, thresholds calibrated on labelled rows only). Rows guessed to carry no label
+    never join. Round r takes up to r/rounds × share of the pool."""
+    config = config or SelfTraining()
+    X_pool = _check(X_pool, clf.n_features_in_)
+    allowed = clf.predict(X_pool).any(1)
+    report: dict[str, Any] = {
+        "pool": len(X_pool),
+        "rejected_in_pool": int((~allowed).sum()),
+        "labelled_rows": len(clf.kept_rows()[0]),
+        "rounds": [],
+    }
+    model = clf
+    usable = np.isfinite(clf.thresholds_)
+    for r in range(1, config.rounds + 1):
+        scores = model.decision_function(X_pool)
+        guesses = model.predict(X_pool)
+        gap = np.abs(scores - np.where(usable, model.thresholds_, 0.0))[:, usable]
+        sureness = gap.min(axis=1) if gap.shape[1] else np.zeros(len(X_pool))
+        ok = np.flatnonzero(
+            allowed & guesses.any(1) & (model.predict_proba(X_pool).max(1) >= config.min_prob)
+        )
+        quota = config.quota(r, len(X_pool), 1)
+        rows = ok[np.argsort(-sureness[ok], kind="stable")[:quota]]
+        model = clf.with_guesses(X_pool[rows], guesses[rows])
+        report["rounds"].append({"round": r, "pseudo_labelled": len(rows)})
     return model, report

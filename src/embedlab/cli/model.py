@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Annotated
 
 import typer
@@ -28,6 +27,12 @@ from embedlab.cli.common import (
     read_labelled,
     signing_key,
     user_errors,
+)
+from embedlab.cli.fit_modes import (
+    adapt_summary,
+    fit_labels_only,
+    fit_multi_label,
+    say_self_training,
 )
 from embedlab.errors import EmbedlabError
 from embedlab.fit_options import CLI_NAMES, check_fit_options
@@ -194,11 +199,20 @@ def fit(
         opts["sign_key"] = signing_key(sign)
         tree = read_hierarchy(hierarchy) if hierarchy is not None else None
         if labels_only is not None:
-            _fit_labels_only(opts, tree)
+            fit_labels_only(opts, tree)
             return
         table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)
+        pool = None
+        if unlabeled is not None:
+            pool = read_input_texts(
+                unlabeled,
+                text_col=text_col,
+                label_col=None,
+                skip_empty=skip_empty,
+                delimiter=delimiter,
+            ).texts
         if multi_label:
-            _fit_multi_label(opts, table)
+            fit_multi_label(opts, table, pool)
             return
         clf = OpenSetClassifier(
             head=head,
@@ -220,15 +234,6 @@ def fit(
         if val is not None:
             vt = read_labelled(val, text_col, label_col, val_split, skip_empty, delimiter)
             validation = (vt.texts, vt.labels)
-        pool = None
-        if unlabeled is not None:
-            pool = read_input_texts(
-                unlabeled,
-                text_col=text_col,
-                label_col=None,
-                skip_empty=skip_empty,
-                delimiter=delimiter,
-            ).texts
         t0 = time.perf_counter()
         pipe.fit(table.texts, table.labels, validation=validation, unlabeled=pool)
         pipe.save(output, overwrite=force, sign=opts["sign_key"])
@@ -240,16 +245,10 @@ def fit(
             f"detector [bold]{info['detector']}[/], threshold {info['threshold']:.4g} at "
             f"target FPR {target_fpr:g}; "
             + (f"transform {transform}; " if transform else "")
-            + _adapt_summary(adapted)
+            + adapt_summary(adapted)
             + f"{time.perf_counter() - t0:.1f} s in all"
         )
-        st = info.get("self_training")
-        if st:
-            taken = ", ".join(str(r["pseudo_labelled"]) for r in st["rounds"])
-            console.print(
-                f"self-training on {st['pool']} unlabelled rows: {taken} confident guesses "
-                f"taken in {len(st['rounds'])} round(s) (rows the detector rejects left out)"
-            )
+        say_self_training(info)
         if adapted and adapted.get("stopped_by_time_budget"):
             err_console.print(
                 f"[yellow]warning:[/] --adapt-budget {adapt_budget:g} s cut adaptation after "
@@ -290,124 +289,4 @@ def _check_fit_options(o: dict) -> None:
         target_precision=o["target_precision"],
         adapt_budget=o["adapt_budget"],
         time_budget=o["time_budget"],
-    )
-
-
-def _fit_labels_only(opts: dict, tree) -> None:
-    """`fit --labels-only`: a zero-shot model from label names / descriptions."""
-    o = SimpleNamespace(**opts)
-    from embedlab.encoders import SentenceTransformerEncoder
-    from embedlab.openset import OpenSetClassifier
-    from embedlab.pipeline import Pipeline
-    from embedlab.readers import read_label_names
-
-    labels, descriptions = read_label_names(o.labels_only, delimiter=o.delimiter)
-    in_scope = None
-    if o.val is not None:
-        vt = read_input_texts(
-            o.val,
-            text_col=o.text_col,
-            label_col=None,
-            splits=o.val_split,
-            skip_empty=o.skip_empty,
-            delimiter=o.delimiter,
-        )
-        in_scope = vt.texts
-        if vt.table is not None and o.label_col in vt.table.column_names:
-            cells = vt.table.column(o.label_col).to_pylist()
-            keep = [str(c) != o.oos_label for c in cells]
-            if len(keep) == len(vt.texts):
-                in_scope = [t for t, k in zip(vt.texts, keep, strict=True) if k]
-    pipe = Pipeline(
-        encoder=SentenceTransformerEncoder(o.model, cache=o.cache, backend=o.backend),
-        classifier=OpenSetClassifier(target_fpr=o.target_fpr, oos_label=o.oos_label),
-        adapt=False,
-        hierarchy=tree,
-    )
-    t0 = time.perf_counter()
-    pipe.fit_labels_only(labels, descriptions, in_scope_texts=in_scope)
-    pipe.save(o.output, overwrite=o.force, sign=o.sign_key)
-    levels = f", {tree.depth} levels" if tree is not None else ""
-    thr = pipe.info["threshold"]
-    console.print(
-        f"wrote {o.output}: zero-shot, {len(pipe.classes_)} labels from {len(labels)} "
-        f"names / descriptions{levels}; out-of-scope threshold "
-        + (
-            f"{thr:.4g} (max-cosine) at target FPR {o.target_fpr:g} on {len(in_scope)} --val texts"
-            if thr is not None
-            else "not set: pass --val with typical inputs (labels not needed) to reject "
-            "out-of-scope ones; until then nothing is rejected"
-        )
-        + f"; {time.perf_counter() - t0:.1f} s"
-    )
-
-
-def _fit_multi_label(opts: dict, table) -> None:
-    """`fit --multi-label`: a MultiLabelClassifier pipeline (frozen encoder)."""
-    o = SimpleNamespace(**opts)
-    from embedlab.encoders import SentenceTransformerEncoder
-    from embedlab.multilabel import MultiLabelClassifier
-    from embedlab.pipeline import Pipeline
-    from embedlab.transforms import TransformChain
-
-    layer = TransformChain(o.transform).layer if o.transform else None
-    pipe = Pipeline(
-        encoder=SentenceTransformerEncoder(o.model, cache=o.cache, layer=layer, backend=o.backend),
-        classifier=MultiLabelClassifier(
-            head=o.head,
-            target_precision=o.target_precision,
-            oos_label=o.oos_label,
-            label_sep=o.label_sep,
-        ),
-        adapt=False,
-        transform=o.transform,
-    )
-    t0 = time.perf_counter()
-    pipe.fit(table.texts, table.labels)
-    pipe.save(o.output, overwrite=o.force, sign=o.sign_key)
-    info = pipe.info
-    tr = info["training"]
-    held = info["held_out_metrics"]
-    never = [k for k, v in info["thresholds"].items() if v is None]
-    console.print(
-        f"wrote {o.output}: multi-label, {len(pipe.classes_)} labels from {tr['n']} rows "
-        f"({tr['n_multi_label']} with several labels, {tr['n_oos']} with none), head "
-        f"[bold]{pipe.classifier.head_}[/]"
-        + (
-            " (chosen by out-of-fold macro-F1: "
-            + ", ".join(f"{k} {v:.3f}" for k, v in info["selection"].items())
-            + ")"
-            if info.get("selection")
-            else ""
-        )
-        + ", one threshold per label "
-        + (f"at precision ≥ {o.target_precision:g}" if o.target_precision else "maximising its F1")
-        + f"; held-out macro-F1 {held['macro_f1']:.3f}, micro-F1 {held['micro_f1']:.3f}; "
-        f"{time.perf_counter() - t0:.1f} s in all"
-    )
-    if never:
-        err_console.print(
-            f"[yellow]warning:[/] {len(never)} label(s) never reach the target precision on "
-            f"held-out rows and will never be predicted: {', '.join(never[:10])}"
-        )
-
-
-def _adapt_summary(adapted: dict | None) -> str:
-    """One clause of fit's summary: what adaptation did and which checkpoint it kept."""
-    if not adapted:
-        return "encoder frozen; "
-    curve = adapted.get("validation_curve") or []
-    scores = f" (held-out accuracy {curve[0]['accuracy']:.1%} frozen" if curve else ""
-    if curve:
-        best = max(curve, key=lambda p: (p["accuracy"], p["step"]))
-        scores += f", best {best['accuracy']:.1%} at step {best['step']})"
-    if adapted.get("kept") == "frozen":
-        return (
-            f"adaptation ({adapted['steps']} steps, {adapted['seconds']:.0f} s) did not beat "
-            f"the frozen encoder on {adapted['validation_rows']} held-out rows{scores}: "
-            "encoder kept frozen; "
-        )
-    return (
-        f"encoder adapted in {adapted['seconds']:.0f} s ({adapted['steps']} steps, kept "
-        f"{adapted.get('kept', 'last')}{scores}); "
     )

@@ -1,0 +1,143 @@
+"""The label structures `embedlab fit` builds besides single-label classifiers —
+zero-shot from label names (``--labels-only``) and multi-label (``--multi-label``) — and
+the summaries fit prints."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+from embedlab.cli.common import console, err_console, read_input_texts
+
+
+def fit_labels_only(opts: dict, tree) -> None:
+    """`fit --labels-only`: a zero-shot model from label names / descriptions."""
+    o = SimpleNamespace(**opts)
+    from embedlab.encoders import SentenceTransformerEncoder
+    from embedlab.openset import OpenSetClassifier
+    from embedlab.pipeline import Pipeline
+    from embedlab.readers import read_label_names
+
+    labels, descriptions = read_label_names(o.labels_only, delimiter=o.delimiter)
+    in_scope = None
+    if o.val is not None:
+        vt = read_input_texts(
+            o.val,
+            text_col=o.text_col,
+            label_col=None,
+            splits=o.val_split,
+            skip_empty=o.skip_empty,
+            delimiter=o.delimiter,
+        )
+        in_scope = vt.texts
+        if vt.table is not None and o.label_col in vt.table.column_names:
+            cells = vt.table.column(o.label_col).to_pylist()
+            keep = [str(c) != o.oos_label for c in cells]
+            if len(keep) == len(vt.texts):
+                in_scope = [t for t, k in zip(vt.texts, keep, strict=True) if k]
+    pipe = Pipeline(
+        encoder=SentenceTransformerEncoder(o.model, cache=o.cache, backend=o.backend),
+        classifier=OpenSetClassifier(target_fpr=o.target_fpr, oos_label=o.oos_label),
+        adapt=False,
+        hierarchy=tree,
+    )
+    t0 = time.perf_counter()
+    pipe.fit_labels_only(labels, descriptions, in_scope_texts=in_scope)
+    pipe.save(o.output, overwrite=o.force, sign=o.sign_key)
+    levels = f", {tree.depth} levels" if tree is not None else ""
+    thr = pipe.info["threshold"]
+    console.print(
+        f"wrote {o.output}: zero-shot, {len(pipe.classes_)} labels from {len(labels)} "
+        f"names / descriptions{levels}; out-of-scope threshold "
+        + (
+            f"{thr:.4g} (max-cosine) at target FPR {o.target_fpr:g} on {len(in_scope)} --val texts"
+            if thr is not None
+            else "not set: pass --val with typical inputs (labels not needed) to reject "
+            "out-of-scope ones; until then nothing is rejected"
+        )
+        + f"; {time.perf_counter() - t0:.1f} s"
+    )
+
+
+def fit_multi_label(opts: dict, table, pool: list[str] | None) -> None:
+    """`fit --multi-label`: a MultiLabelClassifier pipeline (frozen encoder; self-training
+    on the --unlabeled pool when given)."""
+    o = SimpleNamespace(**opts)
+    from embedlab.encoders import SentenceTransformerEncoder
+    from embedlab.multilabel import MultiLabelClassifier
+    from embedlab.pipeline import Pipeline
+    from embedlab.transforms import TransformChain
+
+    layer = TransformChain(o.transform).layer if o.transform else None
+    pipe = Pipeline(
+        encoder=SentenceTransformerEncoder(o.model, cache=o.cache, layer=layer, backend=o.backend),
+        classifier=MultiLabelClassifier(
+            head=o.head,
+            target_precision=o.target_precision,
+            oos_label=o.oos_label,
+            label_sep=o.label_sep,
+        ),
+        adapt=False,
+        transform=o.transform,
+    )
+    t0 = time.perf_counter()
+    pipe.fit(table.texts, table.labels, unlabeled=pool)
+    pipe.save(o.output, overwrite=o.force, sign=o.sign_key)
+    info = pipe.info
+    tr = info["training"]
+    held = info["held_out_metrics"]
+    never = [k for k, v in info["thresholds"].items() if v is None]
+    console.print(
+        f"wrote {o.output}: multi-label, {len(pipe.classes_)} labels from {tr['n']} rows "
+        f"({tr['n_multi_label']} with several labels, {tr['n_oos']} with none), head "
+        f"[bold]{pipe.classifier.head_}[/]"
+        + (
+            " (chosen by out-of-fold macro-F1: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in info["selection"].items())
+            + ")"
+            if info.get("selection")
+            else ""
+        )
+        + ", one threshold per label "
+        + (f"at precision ≥ {o.target_precision:g}" if o.target_precision else "maximising its F1")
+        + f"; held-out macro-F1 {held['macro_f1']:.3f}, micro-F1 {held['micro_f1']:.3f}; "
+        f"{time.perf_counter() - t0:.1f} s in all"
+    )
+    say_self_training(info)
+    if never:
+        err_console.print(
+            f"[yellow]warning:[/] {len(never)} label(s) never reach the target precision on "
+            f"held-out rows and will never be predicted: {', '.join(never[:10])}"
+        )
+
+
+def say_self_training(info: dict) -> None:
+    st = info.get("self_training")
+    if st:
+        taken = ", ".join(str(r["pseudo_labelled"]) for r in st["rounds"])
+        console.print(
+            f"self-training on {st['pool']} unlabelled rows: {taken} confident guesses "
+            f"taken in {len(st['rounds'])} round(s) ({st['rejected_in_pool']} rows guessed "
+            "out of scope left out)"
+        )
+
+
+def adapt_summary(adapted: dict | None) -> str:
+    """One clause of fit's summary: what adaptation did and which checkpoint it kept."""
+    if not adapted:
+        return "encoder frozen; "
+    curve = adapted.get("validation_curve") or []
+    scores = f" (held-out accuracy {curve[0]['accuracy']:.1%} frozen" if curve else ""
+    if curve:
+        best = max(curve, key=lambda p: (p["accuracy"], p["step"]))
+        scores += f", best {best['accuracy']:.1%} at step {best['step']})"
+    if adapted.get("kept") == "frozen":
+        return (
+            f"adaptation ({adapted['steps']} steps, {adapted['seconds']:.0f} s) did not beat "
+            f"the frozen encoder on {adapted['validation_rows']} held-out rows{scores}: "
+            "encoder kept frozen; "
+        )
+    return (
+        f"encoder adapted in {adapted['seconds']:.0f} s ({adapted['steps']} steps, kept "
+        f"{adapted.get('kept', 'last')}{scores}); "
+    )
