@@ -37,7 +37,7 @@ def main() -> None:
     dv_texts, dv_cells = load_goemotions("dev")
     enc = SentenceTransformerEncoder()
     X_tr, X_dv = enc.encode(tr_texts), enc.encode(dv_texts)
-    print("| labelled | seed | micro-F1 alone | micro-F1 + pool | macro-F1 alone | macro-F1 + pool |")
+    print("| labelled | seed | micro-F1 alone | + pool | macro-F1 alone | + pool |")
     print("|---:|---:|---:|---:|---:|---:|")
     for n in args.labelled:
         for seed in args.seeds:
