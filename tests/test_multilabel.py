@@ -516,7 +516,7 @@ def test_self_training_keeps_thresholds_on_labelled_rows_and_leaves_none_rows_ou
     assert report["rejected_in_pool"] == n_none > 0  # the far-away rows: no label
     taken = report["rounds"][-1]["pseudo_labelled"]
     assert 0 < taken <= len(pool) - n_none
-    assert st.train_Y_[len(X):].any(1).all()  # no guessed row without a label
+    assert st.train_Y_[len(X) :].any(1).all()  # no guessed row without a label
     assert clf.train_X_.shape[0] == len(X)  # the original is unchanged
     Xt, Yt = _toy(seed=1)
     m = evaluate_multilabel(label_indicator(Yt, st.classes_), st.predict(Xt), st.classes_)
