@@ -1,0 +1,111 @@
+"""The structure × capability table (embedlab.capabilities, the README) walked cell by
+cell: a model of every label structure is fitted on a deterministic fake encoder and every
+capability is run on it; a cell marked ✓ must work, a cell marked ✗ must be refused with a
+ValidationError (its reason is in the table). Fast: no packaged encoder."""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from pathlib import Path
+
+import pytest
+
+from embedlab.capabilities import CAPABILITIES, STRUCTURES, TABLE, capability_table
+from embedlab.errors import ValidationError
+from embedlab.fit_options import check_fit_options
+from embedlab.hierarchy import Hierarchy
+from embedlab.multilabel import MultiLabelClassifier
+from embedlab.openset import OpenSetClassifier
+from embedlab.pipeline import Pipeline
+
+WORDS = ["alarm", "weather", "music", "timer"]
+TEXTS = [f"{w} request number {i}" for w in WORDS for i in range(12)]
+LABELS = [w for w in WORDS for _ in range(12)]
+NEXT = {w: WORDS[(i + 1) % 4] for i, w in enumerate(WORDS)}
+MULTI = [lab if i % 3 else f"{lab},{NEXT[lab]}" for i, lab in enumerate(LABELS)]
+PARENTS = {"alarm": "home", "timer": "home", "weather": "info", "music": "info"}
+TREE = Hierarchy.from_parents(PARENTS)
+POOL = [f"{w} please, pool row {i}" for w in WORDS for i in range(6)]
+NEW = ["tell me a joke a", "tell me a joke b", "tell me a joke c"]
+
+
+def _pipeline(structure: str, encoder, unlabeled=None) -> Pipeline:
+    head = OpenSetClassifier(head="prototype", detector="max-cosine")
+    if structure == "single-label":
+        return Pipeline(encoder, head, adapt=False).fit(TEXTS, LABELS, unlabeled=unlabeled)
+    if structure == "hierarchy":
+        pipe = Pipeline(encoder, head, adapt=False, hierarchy=TREE)
+        return pipe.fit(TEXTS, LABELS, unlabeled=unlabeled)
+    if structure == "multi-label":
+        pipe = Pipeline(encoder, MultiLabelClassifier(head="linear"), adapt=False)
+        return pipe.fit(TEXTS, MULTI, unlabeled=unlabeled)
+    if unlabeled is not None:
+        check_fit_options("zero-shot", unlabeled=True)
+    return Pipeline(encoder, adapt=False).fit_labels_only(WORDS)
+
+
+def _run(structure: str, capability: str, encoder, tmp_path: Path) -> None:
+    """Do ``capability`` with a fitted model of ``structure`` (errors propagate)."""
+    if capability == "fit --adapt":
+        # the option rules; adaptation itself runs in tests/test_adapt.py (a real encoder)
+        check_fit_options("single-label" if structure == "hierarchy" else structure, adapt=True)
+        return
+    if capability == "fit --unlabeled":
+        pipe = _pipeline(structure, encoder, unlabeled=POOL)
+        assert pipe.info["self_training"]["pool"] == len(POOL)
+        return
+    pipe = _pipeline(structure, encoder)
+    if capability == "add-classes":
+        parents = {"joke": "info"} if pipe.hierarchy is not None else None
+        new = pipe.add_classes(NEW, ["joke"] * 3, parents=parents)
+        assert "joke" in new.classes_ and new.info["lineage"]["version"] == 2
+        said = new.predict(NEW[:1])[0]  # a label (single-label) or a label set
+        assert said == "joke" or "joke" in said
+    elif capability == "remove-classes":
+        assert "music" not in pipe.remove_classes(["music"]).classes_
+    elif capability == "discover":
+        assert pipe.discover(TEXTS + POOL, all_rows=True, min_size=3).n_input == len(TEXTS + POOL)
+    elif capability == "serve-time classes":
+        # the service's gate (the service itself: tests/test_serve_changes.py)
+        why = pipe.class_change_refusal
+        if why is not None:
+            raise ValidationError(why)
+    elif capability == "streaming / Ray predict":
+        # the path every chunk takes, locally and on Ray workers (tests/test_ray.py)
+        from embedlab.predict_stream import predict_file
+
+        data = tmp_path / "in.csv"
+        with data.open("w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows([["text"], *([t] for t in POOL)])
+        job = predict_file(pipe, data, tmp_path / "out.csv", chunk_rows=7, progress=False)
+        assert job.rows == len(POOL) and job.chunks == 4
+    elif capability == "report":
+        from embedlab.report import model_report
+
+        labels = MULTI if pipe.multi_label else LABELS
+        assert "<html" in model_report(pipe, TEXTS, labels).lower()
+    else:  # pragma: no cover - a capability the table lists but this walk does not know
+        raise AssertionError(f"no walk for {capability!r}")
+
+
+@pytest.mark.parametrize("capability", CAPABILITIES)
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_every_cell_of_the_capability_table(structure, capability, fake_encoder, tmp_path):
+    why = TABLE[structure][capability]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # few rows per class: the heads warn, as they should
+        if why is None:
+            _run(structure, capability, fake_encoder, tmp_path)
+        else:
+            assert why.strip() and "\n" not in why
+            with pytest.raises(ValidationError):
+                _run(structure, capability, fake_encoder, tmp_path)
+
+
+def test_no_cell_is_empty_and_the_readme_shows_the_table():
+    assert set(TABLE) == set(STRUCTURES)
+    for row in TABLE.values():
+        assert set(row) == set(CAPABILITIES)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert capability_table() in readme
