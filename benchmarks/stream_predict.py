@@ -103,7 +103,7 @@ def anchor(model: Path, data: Path) -> float:
     from embedlab.sharded import ShardedSet
 
     pipe = Pipeline.load(model, cache=False)
-    P = pipe.classifier.head_.prototypes_
+    P = pipe.classifier_.head_.prototypes_
     ss = ShardedSet(data)
     t0 = time.perf_counter()
     for shard in ss:

@@ -312,7 +312,7 @@ def test_fit_with_validation_file(tmp_path, demo_csvs):
 
     pipe = Pipeline.load(tmp_path / "m")
     assert pipe.info["calibrated_on"] == "validation data"
-    assert len(pipe.classifier.detector_.calibration_scores_) == 72  # test's in-scope rows
+    assert len(pipe.classifier_.detector_.calibration_scores_) == 72  # test's in-scope rows
 
 
 @pytest.mark.slow

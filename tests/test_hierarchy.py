@@ -149,7 +149,7 @@ def test_labels_only_pipeline_calibrates_with_texts(st_encoder_uncached, tmp_pat
     assert not d.out_of_scope.any()
     texts = ["refund please", "where is my parcel", "hi", "money back now", "still no box"]
     pipe2 = Pipeline(st_encoder_uncached).fit_labels_only(labels, desc, in_scope_texts=texts * 10)
-    assert np.isfinite(pipe2.classifier.threshold_)
+    assert np.isfinite(pipe2.classifier_.threshold_)
     assert pipe2.predict_details(["what is the boiling point of tungsten"]).out_of_scope[0]
     pipe.save(tmp_path / "z")
     back = Pipeline.load(tmp_path / "z")

@@ -314,7 +314,7 @@ def test_pipeline_fit_predict_evaluate_save_load(st_encoder_uncached, tmp_path):
     st.fit(TEXTS * 3, LABELS * 3, unlabeled=pool)
     report = st.info["self_training"]
     assert report["pool"] == 12 and len(report["rounds"]) == 2
-    assert len(st.classifier.train_X_) == 24 + report["rounds"][-1]["pseudo_labelled"]
+    assert len(st.classifier_.train_X_) == 24 + report["rounds"][-1]["pseudo_labelled"]
 
 
 def test_single_label_data_for_a_multi_label_model_and_the_reverse(st_encoder_uncached):
@@ -325,8 +325,10 @@ def test_single_label_data_for_a_multi_label_model_and_the_reverse(st_encoder_un
         pipe.evaluate(TEXTS * 3, single)
     with pytest.raises(ValidationError, match=r"'refund;late' \(row 5\)"):
         pipe.evaluate(TEXTS, [c.replace(",", ";") for c in LABELS])
+    from embedlab.openset import OpenSetClassifier
+
     flat = Pipeline(st_encoder_uncached, adapt=False)
-    flat.classifier.set_params(head="prototype", detector="max-cosine")
+    flat.set_params(classifier=OpenSetClassifier(head="prototype", detector="max-cosine"))
     flat.fit(TEXTS * 3, single)
     with pytest.raises(ValidationError, match="this is multi-label data"):
         flat.evaluate(TEXTS, LABELS)

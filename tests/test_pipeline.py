@@ -128,7 +128,7 @@ def test_missing_and_corrupt_bundles(tmp_path):
 
 def test_vectors_of_another_dimension(fitted):
     with pytest.raises(ValueError, match="384 features"):
-        fitted.classifier.predict(np.zeros((2, 10), dtype=np.float32))
+        fitted.classifier_.predict(np.zeros((2, 10), dtype=np.float32))
 
 
 def test_unknown_labels_at_evaluation(fitted):
@@ -206,7 +206,7 @@ def test_auto_adapt_skips_elastic_encoders(st_encoder_uncached, tmp_path):
     path = pipe.save(tmp_path / "m")
     loaded = Pipeline.load(path, cache=False)
     assert loaded.encoder.layer == 4 and loaded.encoder.dim == 96
-    assert loaded.classifier.n_features_in_ == 96
+    assert loaded.classifier_.n_features_in_ == 96
 
 
 @pytest.mark.slow
@@ -219,7 +219,7 @@ def test_transform_chain_is_fitted_saved_and_reloaded(st_encoder_uncached, tmp_p
     clf = OpenSetClassifier(head="prototype", detector="max-cosine")
     pipe = Pipeline(encoder=enc, classifier=clf, adapt=False, transform=spec)
     pipe.fit(train.texts, train.labels)
-    assert pipe.classifier.n_features_in_ == (64 if "pca64" in spec else 128)
+    assert pipe.classifier_.n_features_in_ == (64 if "pca64" in spec else 128)
     assert pipe.evaluate(test.texts, test.labels)["accuracy"] >= 0.7
     path = pipe.save(tmp_path / "m")
     doc = json.loads((path / "bundle.json").read_text())
@@ -307,3 +307,34 @@ def test_the_adaptation_settings_survive_a_save(fitted, tmp_path):
     back = Pipeline.load(path, cache=False)
     assert back.adapt_config == AdaptConfig(epochs=1.5, seed=7)
     assert Pipeline.load(fitted.save(tmp_path / "plain"), cache=False).adapt_config is None
+
+
+def test_scikit_learn_conventions(fake_encoder):
+    """Parameters are never changed by fit (the fitted classifier is ``classifier_``, the
+    encoder in use ``encoder_``); get_params / set_params / clone work."""
+    from sklearn.base import clone
+
+    template = OpenSetClassifier(head="prototype", detector="max-cosine")
+    pipe = Pipeline(fake_encoder, template, adapt=False)
+    before = pipe.get_params(deep=False)
+    assert set(before) == {
+        "encoder",
+        "classifier",
+        "adapt",
+        "adapt_config",
+        "calibration_fraction",
+        "transform",
+        "hierarchy",
+    }
+    texts = [f"{w} number {i}" for w in ("alarm", "music", "timer") for i in range(8)]
+    labels = [w for w in ("alarm", "music", "timer") for _ in range(8)]
+    pipe.fit(texts, labels)
+    assert pipe.get_params(deep=False) == before
+    assert not hasattr(template, "head_")  # the template was cloned, not fitted
+    assert pipe.classifier_ is not template and pipe.encoder_ is fake_encoder
+    twin = clone(pipe)
+    with pytest.raises(ValidationError, match="not fitted yet"):
+        twin.classifier_  # noqa: B018 - a clone is unfitted
+    np.testing.assert_array_equal(twin.fit(texts, labels).predict(texts), pipe.predict(texts))
+    pipe.set_params(adapt="auto")
+    assert pipe.adapt == "auto"

@@ -57,7 +57,7 @@ def evaluate_multi_label(
     """Multi-label metrics (:func:`embedlab.multilabel.evaluate_multilabel`) and the
     out-of-scope view: rows with no true label should get no predicted label."""
     start = time.perf_counter()
-    clf = pipe.classifier
+    clf = pipe.classifier_
     if len(labels) != len(texts):
         raise ValidationError(f"labels has {len(labels)} entries for {len(texts)} rows")
     sets = clf.label_sets(list(labels))

@@ -45,7 +45,7 @@ def save_pipeline(pipe: Any, path: Path, *, overwrite: bool, expect_stamp: Any, 
     if path.exists() and not overwrite:
         raise StoreError(f"{path} already exists (pass overwrite=True, or --force)")
     arrays: dict[str, np.ndarray] = {}
-    classifier_state = estimator_to_state(pipe.classifier, "classifier", arrays)
+    classifier_state = estimator_to_state(pipe.classifier_, "classifier", arrays)
     transforms = None
     if pipe.chain_ is not None:
         transforms, chain_arrays = pipe.chain_.state()
@@ -128,6 +128,7 @@ def _load(cls: type, path: Path, *, cache: bool, backend: str | None, key: Any) 
         adapt_config=_adapt_config(path, doc.get("adapt_config")),
         transform=chain.spec if chain else None,
     )
+    pipe._classifier = classifier
     pipe.chain_ = chain
     pipe.info = doc.get("info", {})
     pipe.source_stamp = stamp

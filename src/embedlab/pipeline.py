@@ -16,34 +16,36 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
-import time
-import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from embedlab.atomic import AS_AT_START
 from embedlab.bundle import (
     BUNDLE_FORMAT_VERSION,
-    ENCODER_DIR,
 )
 from embedlab.class_changes import changed_info, extended_hierarchy
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.encoders.base import check_texts
 from embedlab.errors import ValidationError
 from embedlab.fit_options import check_fit_options
+from embedlab.fitting import (
+    TempFolder,
+    fit_multi_label,
+    fit_single_label,
+    fit_zero_shot,
+    should_adapt,
+)
 from embedlab.hierarchy import Hierarchy
 from embedlab.lineage import (
-    fit_lineage,
     training_fingerprint,
 )
 from embedlab.model_evaluation import evaluate_multi_label, evaluate_single_label
 from embedlab.model_store import load_pipeline, save_pipeline
-from embedlab.multilabel import MultiLabelClassifier, label_indicator
+from embedlab.multilabel import MultiLabelClassifier
 from embedlab.openset import OpenSetClassifier
 from embedlab.predictions import Predictions
 from embedlab.splits import calibration_holdout
@@ -55,17 +57,7 @@ __all__ = ["BUNDLE_FORMAT_VERSION", "Pipeline", "calibration_holdout", "should_a
 log = logging.getLogger("embedlab")
 
 
-#: ``adapt="auto"`` fine-tunes the encoder when each class has at least this many examples
-#: on average and the whole set fits the time budget; see docs/benchmarks.md for why.
-AUTO_ADAPT_MIN_PER_CLASS = 5
-
-
-def should_adapt(n_texts: int, n_classes: int) -> bool:
-    """The ``adapt="auto"`` rule (measured on CLINC150, see docs/benchmarks.md)."""
-    return n_classes >= 2 and n_texts / n_classes >= AUTO_ADAPT_MIN_PER_CLASS
-
-
-class Pipeline:
+class Pipeline(BaseEstimator):
     """Texts in, labels (or out-of-scope) out.
 
     Parameters
@@ -105,35 +97,53 @@ class Pipeline:
         hierarchy: Hierarchy | None = None,
     ) -> None:
         self.encoder = encoder
-        self.hierarchy = hierarchy
-        self.transform = transform
-        self.chain_: TransformChain | None = None
-        self.calibration_fraction = calibration_fraction
-        self.classifier = classifier if classifier is not None else OpenSetClassifier()
+        self.classifier = classifier
         self.adapt = adapt
         self.adapt_config = adapt_config
+        self.calibration_fraction = calibration_fraction
+        self.transform = transform
+        self.hierarchy = hierarchy
+        # fitted state (set by fit, load or a class change)
+        self.chain_: TransformChain | None = None
         self.info: dict[str, Any] = {}
-        self._adapted_dir: Path | None = None
-        self._work: _TempDir | None = None
-        self._encoder_in_bundle = False  # loaded from a bundle that holds its encoder
         #: sha256 of the bundle.json this pipeline was loaded from (None: not loaded)
         self.source_stamp: str | None = None
+        self._classifier: OpenSetClassifier | MultiLabelClassifier | None = None
+        self._runtime_encoder: SentenceTransformerEncoder | None = None
+        self._adapted_dir: Path | None = None
+        self._work: TempFolder | None = None
+        self._encoder_in_bundle = False  # loaded from a bundle that holds its encoder
+
+    def _template(self) -> OpenSetClassifier | MultiLabelClassifier:
+        """The classifier a fit starts from (a fresh clone of it is fitted)."""
+        return self.classifier if self.classifier is not None else OpenSetClassifier()
+
+    @property
+    def classifier_(self) -> OpenSetClassifier | MultiLabelClassifier:
+        """The fitted classifier (ValidationError before fit or load)."""
+        if self._classifier is None:
+            raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
+        return self._classifier
 
     @property
     def oos_label(self) -> str:
-        return str(self.classifier.oos_label)
+        return str(self._current().oos_label)
 
     @property
     def classes_(self) -> np.ndarray:
-        return self.classifier.classes_
+        return self.classifier_.classes_
 
     @property
     def multi_label(self) -> bool:
         """Whether rows carry label sets (a MultiLabelClassifier) rather than one label."""
-        return isinstance(self.classifier, MultiLabelClassifier)
+        return isinstance(self._current(), MultiLabelClassifier)
+
+    def _current(self) -> OpenSetClassifier | MultiLabelClassifier:
+        """The fitted classifier, or before a fit the one it will start from."""
+        return self._classifier or self._template()
 
     def _fitted(self) -> bool:
-        return hasattr(self.classifier, "detector_") or hasattr(self.classifier, "params_")
+        return self._classifier is not None
 
     def _single_label_only(self, what: str) -> None:
         if self.multi_label:
@@ -143,23 +153,42 @@ class Pipeline:
 
     @property
     def encoder_(self) -> SentenceTransformerEncoder:
-        """The encoder this pipeline encodes texts with (the packaged one, built on first
-        use, when none was given)."""
+        """The encoder this pipeline encodes texts with: the adapted one after a fit that
+        adapted it, else the one given, else the packaged one (built on first use)."""
         return self._encoder()
 
     @property
     def class_change_refusal(self) -> str | None:
         """Why classes cannot be added to or removed from this model without a refit (it
         keeps no training rows); None when they can."""
-        if not hasattr(self.classifier, "train_X_"):
+        if not hasattr(self._current(), "train_X_"):
             return "it keeps no training rows"
         return None
 
+    def share_encoder(self, encoder: SentenceTransformerEncoder) -> None:
+        """Encode with ``encoder`` from now on: an already loaded encoder of the same spec
+        (the service shares one per spec between its models). ValidationError when it is
+        another encoder (model, layer, dimension, weights)."""
+        mine, theirs = self._encoder().spec, encoder.spec
+        if mine.get("fingerprint") != theirs.get("fingerprint") or mine.get("dim") != theirs.get(
+            "dim"
+        ):
+            raise ValidationError("share_encoder needs an encoder of the same spec as this model's")
+        self.encoder = self._runtime_encoder = encoder
+
+    def _start_fit(self) -> None:
+        """Forget what an earlier fit adapted: a new fit starts from the given encoder."""
+        if self._adapted_dir is not None:
+            self._runtime_encoder, self._adapted_dir, self._work = None, None, None
+
     def _encoder(self) -> SentenceTransformerEncoder:
-        if self.encoder is None:
-            layer = TransformChain(self.transform).layer if self.transform else None
-            self.encoder = SentenceTransformerEncoder(layer=layer)
-        return self.encoder
+        if self._runtime_encoder is None:
+            if self.encoder is not None:
+                self._runtime_encoder = self.encoder
+            else:
+                layer = TransformChain(self.transform).layer if self.transform else None
+                self._runtime_encoder = SentenceTransformerEncoder(layer=layer)
+        return self._runtime_encoder
 
     def _features(self, X: np.ndarray) -> np.ndarray:
         """Encoder output → what the classifier sees (the fitted transform chain, if any)."""
@@ -193,121 +222,18 @@ class Pipeline:
             hierarchy=self.hierarchy is not None,
             adapt=self.adapt is True,
         )
+        self._start_fit()
         if self.multi_label:
-            return self._fit_multi_label(texts, labels, progress, unlabeled, self_training)
-        start = time.perf_counter()
-        texts = check_texts(texts)
-        labels = check_labels(labels, len(texts)).astype(str)
-        if self.hierarchy is not None:
-            self.hierarchy.check_labels(labels, ignore=[self.oos_label], complete=True)
-        is_oos = labels == self.oos_label
-        in_classes = np.unique(labels[~is_oos])
-        encoder = self._encoder()
-        chain = TransformChain(self.transform) if self.transform else None
-        if chain is not None and chain.layer is not None and encoder.layer != chain.layer:
-            raise ValidationError(
-                f"transform {self.transform!r} asks for layer {chain.layer} but the encoder "
-                f"gives layer {encoder.layer or 'last'}; pass an encoder with layer="
-                f"{chain.layer}, or drop layer{chain.layer} from the spec"
-            )
-        do_adapt = self.adapt if isinstance(self.adapt, bool) else None
-        if self.adapt == "auto":
-            do_adapt = should_adapt(int((~is_oos).sum()), len(in_classes)) and not getattr(
-                encoder, "elastic", False
-            )
-        elif not isinstance(self.adapt, bool):
-            raise ValidationError(f"adapt must be True, False or 'auto', not {self.adapt!r}")
-        adapt_report = None
-        calibration_mask = None
-        if do_adapt and len(in_classes) >= 2:
-            from embedlab.adapt import adapt_encoder
-
-            # Rows the adapted encoder has seen look more in-scope than new inputs will, so a
-            # threshold set on them rejects too much: hold some out of adaptation to calibrate.
-            calibration_mask = calibration_holdout(labels, is_oos, self.calibration_fraction)
-            train_rows = ~is_oos & ~calibration_mask
-            work = Path(tempfile.mkdtemp(prefix="embedlab-adapt-"))
-            # The adapted model lives here until save() copies it into a bundle; it is
-            # deleted with the last pipeline that uses it (this one, or one derived from it
-            # by add_classes / remove_classes).
-            self._work = _TempDir(work)
-            encoder, adapt_report = adapt_encoder(
-                encoder,
-                [t for t, keep in zip(texts, train_rows, strict=True) if keep],
-                labels[train_rows],
-                work / ENCODER_DIR,
-                self.adapt_config,
-                # The same held-out (in-scope) rows pick the checkpoint, or the frozen encoder.
-                validation=(
-                    [t for t, h in zip(texts, calibration_mask, strict=True) if h],
-                    labels[calibration_mask],
-                ),
-                progress=progress,
-            )
-            adapt_report["calibration_rows"] = int(calibration_mask.sum())
-            if adapt_report.get("kept") != "frozen":
-                self.encoder = encoder
-                self._adapted_dir = work / ENCODER_DIR
-        t_enc = time.perf_counter()
-        X = encoder.encode(texts, progress=progress)
-        encode_s = time.perf_counter() - t_enc
-        t_fit = time.perf_counter()
-        self.chain_ = chain.fit(X[~is_oos] if (~is_oos).any() else X) if chain else None
-        X = self._features(X)
-        self.classifier.fit(X, labels, calibration_mask=calibration_mask, progress=progress)
-        self_report = None
-        selection = self.classifier.selection_  # self-training refits without re-selecting
-        if unlabeled is not None:
-            from embedlab.self_training import SelfTraining, self_train_openset
-
-            pool = check_texts(unlabeled)
-            X_pool = self._features(encoder.encode(pool, progress=progress))
-            self.classifier, self_report = self_train_openset(
-                self.classifier,
-                X,
-                labels,
-                X_pool,
-                self_training or SelfTraining(),
-            )
-            self_report["pool_fingerprint"] = training_fingerprint(pool, [""] * len(pool))
-        if validation is not None:
-            v_texts = check_texts(validation[0])
-            v_labels = check_labels(validation[1], len(v_texts)).astype(str)
-            v_in = [t for t, y in zip(v_texts, v_labels, strict=True) if y != self.oos_label]
-            if not v_in:
-                raise ValidationError("the validation data has no in-scope rows to calibrate on")
-            self.classifier.calibrate(self._features(encoder.encode(v_in, progress=progress)))
-        fit_s = time.perf_counter() - t_fit
-        counts = dict(zip(*np.unique(labels, return_counts=True), strict=True))
-        self.info = {
-            "training": {
-                "fingerprint": training_fingerprint(texts, labels),
-                "n": len(texts),
-                "n_oos": int(is_oos.sum()),
-                "label_counts": {str(k): int(v) for k, v in counts.items()},
-            },
-            "adapted": adapt_report,
-            "timings": {
-                "encode_seconds": round(encode_s, 2),
-                "classifier_fit_seconds": round(fit_s, 2),
-                "total_seconds": round(time.perf_counter() - start, 2),
-            },
-            "transform": self.transform,
-            "head": self.classifier.head_name_,
-            "detector": self.classifier.detector_name_,
-            "threshold": self.classifier.threshold_,
-            "calibrated_on": "validation data"
-            if validation is not None
-            else (
-                "rows held out of adaptation"
-                if calibration_mask is not None
-                else "a held-out split of the training rows"
-            ),
-            "selection": selection,
-            "self_training": self_report,
-        }
-        self.info["lineage"] = fit_lineage(self.info, self._encoder(), "fit")
-        return self
+            return fit_multi_label(self, texts, labels, progress, unlabeled, self_training)
+        return fit_single_label(
+            self,
+            texts,
+            labels,
+            validation=validation,
+            unlabeled=unlabeled,
+            self_training=self_training,
+            progress=progress,
+        )
 
     def fit_labels_only(
         self,
@@ -329,140 +255,15 @@ class Pipeline:
         without them nothing can calibrate it and nothing is rejected (``info`` says so).
         """
         check_fit_options("zero-shot", transform=bool(self.transform), adapt=self.adapt is True)
-        from embedlab.heads.zeroshot import label_to_text
-
-        start = time.perf_counter()
-        self._single_label_only("fit_labels_only")
-        names = [str(v).strip() for v in labels]
-        if descriptions is None:
-            descriptions = [None] * len(names)
-        if len(descriptions) != len(names):
-            raise ValidationError(f"{len(descriptions)} descriptions for {len(names)} labels")
-        empty = [i + 1 for i, n in enumerate(names) if not n]
-        if empty:
-            raise ValidationError(f"empty label name in row(s) {empty[:10]}")
-        if self.oos_label in names:
-            raise ValidationError(f"{self.oos_label!r} is the out-of-scope label, not a class")
-        if len(set(names)) < 2:
-            raise ValidationError("zero-shot classification needs at least 2 labels")
-        if self.hierarchy is not None:
-            self.hierarchy.check_labels(names, complete=True)
-        phrases = [
-            template.format(d.strip() if isinstance(d, str) and d.strip() else label_to_text(n))
-            for n, d in zip(names, descriptions, strict=True)
-        ]
-        encoder = self._encoder()
-        V = encoder.encode(phrases, progress=progress)
-        clf = OpenSetClassifier.from_prototypes(
-            V,
-            names,
-            oos_label=self.oos_label,
-            target_fpr=self.classifier.target_fpr,
+        self._start_fit()
+        return fit_zero_shot(
+            self,
+            labels,
+            descriptions,
+            in_scope_texts=in_scope_texts,
+            template=template,
+            progress=progress,
         )
-        self.classifier = clf
-        if in_scope_texts is not None:
-            texts = check_texts(in_scope_texts)
-            clf.calibrate(encoder.encode(texts, progress=progress))
-            calibrated = f"{len(texts)} in-scope texts (target FPR {clf.target_fpr:g})"
-        else:
-            calibrated = "nothing: no in-scope texts were given, so nothing is rejected"
-        counts = dict(zip(*np.unique(names, return_counts=True), strict=True))
-        self.info = {
-            "training": {
-                "fingerprint": training_fingerprint(phrases, names),
-                "n": 0,
-                "n_oos": 0,
-                "label_counts": {},
-                "descriptions": {str(k): int(v) for k, v in counts.items()},
-            },
-            "zero_shot": {"template": template, "descriptions": len(phrases)},
-            "adapted": None,
-            "transform": None,
-            "head": "zero-shot prototypes (label names / descriptions)",
-            "detector": "max-cosine",
-            "threshold": clf.threshold_ if np.isfinite(clf.threshold_) else None,
-            "calibrated_on": calibrated,
-            "selection": None,
-            "timings": {"total_seconds": round(time.perf_counter() - start, 2)},
-        }
-        self.info["lineage"] = fit_lineage(self.info, self._encoder(), "fit_labels_only")
-        return self
-
-    def _fit_multi_label(
-        self,
-        texts: Sequence[str],
-        labels: Sequence[Any],
-        progress: bool | None,
-        unlabeled: Sequence[str] | None = None,
-        self_training: Any = None,
-    ) -> Pipeline:
-        """Fit a multi-label pipeline: frozen encoder (adaptation is single-label), then
-        the classifier's per-label scores and thresholds (then self-training on the
-        ``unlabeled`` pool, as for single-label models)."""
-        start = time.perf_counter()
-        texts = check_texts(texts)
-        if len(labels) != len(texts):
-            raise ValidationError(f"labels has {len(labels)} entries for {len(texts)} rows")
-        clf = self.classifier
-        sets = clf.label_sets(list(labels))
-        encoder = self._encoder()
-        chain = TransformChain(self.transform) if self.transform else None
-        t_enc = time.perf_counter()
-        X = encoder.encode(texts, progress=progress)
-        encode_s = time.perf_counter() - t_enc
-        t_fit = time.perf_counter()
-        self.chain_ = chain.fit(X) if chain else None
-        X = self._features(X)
-        clf.fit(X, sets)
-        self_report = None
-        if unlabeled is not None:
-            from embedlab.self_training import SelfTraining, self_train_multilabel
-
-            pool = check_texts(unlabeled)
-            X_pool = self._features(encoder.encode(pool, progress=progress))
-            self.classifier, self_report = self_train_multilabel(
-                clf, X_pool, self_training or SelfTraining()
-            )
-            self_report["pool_fingerprint"] = training_fingerprint(pool, [""] * len(pool))
-            clf = self.classifier
-        fit_s = time.perf_counter() - t_fit
-        Y = label_indicator(sets, clf.classes_)
-        sep = clf.label_sep
-        cells = [sep.join(s) if s else self.oos_label for s in sets]
-        self.info = {
-            "training": {
-                "fingerprint": training_fingerprint(texts, cells),
-                "n": len(texts),
-                "n_oos": int((~Y.any(1)).sum()),
-                "n_multi_label": int((Y.sum(1) > 1).sum()),
-                "label_counts": {
-                    str(c): int(v) for c, v in zip(clf.classes_, Y.sum(0), strict=True)
-                },
-            },
-            "multi_label": True,
-            "label_sep": sep,
-            "adapted": None,
-            "timings": {
-                "encode_seconds": round(encode_s, 2),
-                "classifier_fit_seconds": round(fit_s, 2),
-                "total_seconds": round(time.perf_counter() - start, 2),
-            },
-            "transform": self.transform,
-            "head": f"multi-label {clf.head_}",
-            "selection": clf.selection_,
-            "detector": "per-label thresholds (none passed = out of scope)",
-            "threshold": None,
-            "thresholds": {
-                str(c): (float(t) if np.isfinite(t) else None)
-                for c, t in zip(clf.classes_, clf.thresholds_, strict=True)
-            },
-            "target_precision": clf.target_precision,
-            "calibrated_on": f"out-of-fold scores of the training rows ({clf.cv} folds)",
-            "held_out_metrics": clf.oof_metrics_,
-            "self_training": self_report,
-        }
-        self.info["lineage"] = fit_lineage(self.info, self._encoder(), "fit")
-        return self
 
     def _vectors(self, texts: Sequence[str], progress: bool | None) -> np.ndarray:
         if not self._fitted():
@@ -481,7 +282,7 @@ class Pipeline:
         ``reject=False``). A multi-label pipeline returns each text's label set as a tuple
         (empty: none of the labels)."""
         if self.multi_label:
-            sets = self.classifier.predict_label_sets(self._vectors(texts, progress))
+            sets = self.classifier_.predict_label_sets(self._vectors(texts, progress))
             return np.fromiter(sets, dtype=object, count=len(sets))  # a 1-D array of tuples
         return self.predict_details(texts, top_k=1, reject=reject, progress=progress).labels
 
@@ -516,9 +317,9 @@ class Pipeline:
         The vectors are checked here (numeric, 2-D, the encoder's width, finite), once."""
         X = self._features(check_vectors(X, dim=self._encoder().dim))
         if self.multi_label:
-            return self.classifier.predict_details(X, top_k=top_k)
+            return self.classifier_.predict_details(X, top_k=top_k)
         with validated():
-            out = self.classifier.predict_details(X, top_k=top_k, reject=reject)
+            out = self.classifier_.predict_details(X, top_k=top_k, reject=reject)
         if self.hierarchy is None:
             return out
         return out.with_levels(
@@ -589,7 +390,7 @@ class Pipeline:
             X = self._features(check_vectors(vectors, dim=self._encoder().dim))
             if len(X) != len(texts):
                 raise ValidationError(f"{len(X)} vectors for {len(texts)} texts")
-        clf = self.classifier.add_classes(X, labels, **options)
+        clf = self.classifier_.add_classes(X, labels, **options)
         change = dict(clf.update_)
         change["rows_fingerprint"] = training_fingerprint(texts, [str(v) for v in labels])
         if parents:
@@ -602,12 +403,12 @@ class Pipeline:
         """A new pipeline without the classes ``labels``; this one is unchanged."""
         if not self._fitted():
             raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
-        clf = self.classifier.remove_classes(labels)
+        clf = self.classifier_.remove_classes(labels)
         return self._child(clf, dict(clf.update_))
 
     def _child(self, classifier: OpenSetClassifier, change: dict[str, Any]) -> Pipeline:
         child = Pipeline(
-            encoder=self.encoder,
+            encoder=self._encoder(),
             classifier=classifier,
             adapt=False,
             adapt_config=self.adapt_config,
@@ -616,6 +417,7 @@ class Pipeline:
             hierarchy=self.hierarchy,
         )
         child.chain_ = self.chain_
+        child._classifier = classifier
         child._adapted_dir, child._work = self._adapted_dir, self._work
         child._encoder_in_bundle = self._encoder_in_bundle
         info = changed_info(self.info, classifier, change, self.oos_label)
@@ -639,7 +441,7 @@ class Pipeline:
 
         texts = check_texts(texts)
         X = self._vectors(texts, progress)
-        clf = self.classifier
+        clf = self.classifier_
         X_ref, y_ref = clf.reference_rows()
         if all_rows:
             chosen = np.ones(len(X), dtype=bool)
@@ -708,11 +510,3 @@ class Pipeline:
         ``backend`` (else ``$EMBEDLAB_BACKEND``, else the one saved) runs the encoder. The
         loaded pipeline's :attr:`source_stamp` is the checksum of the bundle.json it read."""
         return load_pipeline(cls, Path(path).absolute(), cache=cache, backend=backend, key=key)
-
-
-class _TempDir:
-    """A temporary folder removed when the last object holding it goes away."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        weakref.finalize(self, shutil.rmtree, path, ignore_errors=True)

@@ -210,7 +210,7 @@ def model_report(
     y = check_labels(labels, len(texts)).astype(str)
     oos = pipeline.oos_label
     X = pipeline.embed(texts)
-    d = pipeline.classifier.predict_details(X, top_k=1)
+    d = pipeline.classifier_.predict_details(X, top_k=1)
     top1 = d.top_labels[:, 0].astype(str)
     metrics = evaluate_open_set(y, d.labels, d.novelty, oos, top1)
     is_oos = y == oos
@@ -278,7 +278,7 @@ def model_report(
         )
     )
     if is_oos.any() and inside.any():
-        thr = float(pipeline.classifier.threshold_)
+        thr = float(pipeline.classifier_.threshold_)
         fpr, tpr, _ = roc_curve(is_oos.astype(int), d.novelty)
         sections.append(
             (

@@ -80,7 +80,7 @@ def _describe_change(pipe, output: Path) -> str:
     if "threshold" in change:
         text += (
             f"threshold {change['threshold_before']:.4g} → {change['threshold']:.4g} "
-            f"(recalibrated at target FPR {pipe.classifier.target_fpr:g})"
+            f"(recalibrated at target FPR {pipe.classifier_.target_fpr:g})"
         )
     else:  # multi-label: one threshold per label
         text += change["detector_update"]

@@ -90,7 +90,7 @@ def fit_multi_label(opts: dict, table, pool: list[str] | None) -> None:
     console.print(
         f"wrote {o.output}: multi-label, {len(pipe.classes_)} labels from {tr['n']} rows "
         f"({tr['n_multi_label']} with several labels, {tr['n_oos']} with none), head "
-        f"[bold]{pipe.classifier.head_}[/]"
+        f"[bold]{pipe.classifier_.head_}[/]"
         + (
             " (chosen by out-of-fold macro-F1: "
             + ", ".join(f"{k} {v:.3f}" for k, v in info["selection"].items())

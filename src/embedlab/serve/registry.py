@@ -55,7 +55,7 @@ class ServedModel:
     @property
     def threshold(self) -> float | None:
         """The out-of-scope threshold, or None (a multi-label model, or none calibrated)."""
-        t = getattr(self.pipeline.classifier, "threshold_", None)
+        t = getattr(self.pipeline.classifier_, "threshold_", None)
         return float(t) if t is not None and math.isfinite(t) else None
 
     @property
@@ -200,7 +200,7 @@ class Registry:
             return self._load_index(path, name, stamp_of(path))
         pipe = Pipeline.load(path, cache=self.cache, backend=self.backend, key=self.key)
         key, shared = self._share(pipe.encoder_)
-        pipe.encoder = shared  # one encoder object for every model built on the same one
+        pipe.share_encoder(shared)  # one encoder object for every model built on the same one
         return ServedModel(name, path, pipe, key, pipe.source_stamp)
 
     def _load_index(self, path: Path, name: str, stamp: str | None) -> ServedIndex:
