@@ -525,3 +525,21 @@ def test_self_training_keeps_thresholds_on_labelled_rows_and_leaves_none_rows_ou
     assert m["macro_f1"] > 0.9
     again, _ = self_train_multilabel(clf, pool, SelfTraining(rounds=2))
     np.testing.assert_array_equal(again.thresholds_, st.thresholds_)  # deterministic
+
+
+def test_one_fit_configuration_checked_before_data_and_building_the_model():
+    from embedlab.fit_options import CLI_NAMES, FitConfig
+    from embedlab.openset import OpenSetClassifier
+
+    with pytest.raises(ValidationError, match="--val works with single-label models only"):
+        FitConfig(multi_label=True, validation=True).check(CLI_NAMES)
+    with pytest.raises(ValidationError, match="--labels-only takes no --multi-label"):
+        FitConfig(labels_only=True, multi_label=True).check(CLI_NAMES)
+    ml = Pipeline.from_config(FitConfig(multi_label=True, head="knn", label_sep="|").check())
+    assert isinstance(ml.classifier, MultiLabelClassifier) and ml.classifier.label_sep == "|"
+    assert ml.adapt is False and ml.multi_label
+    single = Pipeline.from_config(FitConfig(head="linear", adapt_budget=30.0, seed=3).check())
+    assert isinstance(single.classifier, OpenSetClassifier) and single.classifier.head == "linear"
+    assert single.adapt == "auto" and single.adapt_config.time_budget == 30.0
+    assert single.adapt_config.seed == 3 and single.classifier.random_state == 3
+    assert FitConfig(labels_only=True).structure == "zero-shot"

@@ -14,7 +14,7 @@ from embedlab.errors import ValidationError
 from embedlab.hierarchy import Hierarchy
 from embedlab.lineage import json_default, lineage
 
-__all__ = ["changed_info", "extended_hierarchy"]
+__all__ = ["changed_info", "child_pipeline", "extended_hierarchy"]
 
 
 def extended_hierarchy(
@@ -91,3 +91,23 @@ def _multi_label_info(out: dict[str, Any], classifier: Any, names: list[str]) ->
         n: (float(t) if np.isfinite(t) else None)
         for n, t in zip(names, classifier.thresholds_, strict=True)
     }
+
+
+def child_pipeline(pipe: Any, classifier: Any, change: dict[str, Any]) -> Any:
+    """The new version of ``pipe`` a class change made: the same encoder, transform and
+    settings around the changed ``classifier``, its info updated by ``change``."""
+    child = type(pipe)(
+        encoder=pipe.encoder_,
+        classifier=classifier,
+        adapt=False,
+        adapt_config=pipe.adapt_config,
+        calibration_fraction=pipe.calibration_fraction,
+        transform=pipe.transform,
+        hierarchy=pipe.hierarchy,
+    )
+    child.chain_ = pipe.chain_
+    child._classifier = classifier
+    child._adapted_dir, child._work = pipe._adapted_dir, pipe._work
+    child._encoder_in_bundle = pipe._encoder_in_bundle
+    child.info = changed_info(pipe.info, classifier, change, pipe.oos_label)
+    return child

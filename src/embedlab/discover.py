@@ -25,7 +25,14 @@ from embedlab.errors import ValidationError
 from embedlab.validation import check_vectors
 from embedlab.vectors import class_means, unit_rows
 
-__all__ = ["Cluster", "Discovery", "calibrate_cut", "discover_classes", "save_discovery"]
+__all__ = [
+    "Cluster",
+    "Discovery",
+    "calibrate_cut",
+    "discover_classes",
+    "discover_in_model",
+    "save_discovery",
+]
 
 #: At most this many rows go into one linkage tree (its distance matrix is n²/2 floats);
 #: the other rows join the nearest cluster found on a seeded sample of this size.
@@ -382,3 +389,51 @@ def _names(
         used.add(name)
         out.append((name, words))
     return out
+
+
+def discover_in_model(
+    pipe: Any,
+    texts: Sequence[str],
+    *,
+    all_rows: bool = False,
+    min_size: int = 5,
+    n_central: int = 3,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> Discovery:
+    """:meth:`Pipeline.discover`: new classes among the ``texts`` a fitted model rejects
+    (every text with ``all_rows``), the cut calibrated on the model's reference rows."""
+    from embedlab.encoders.base import check_texts
+
+    texts = check_texts(texts)
+    X = pipe.embed(texts, progress=progress)
+    clf = pipe.classifier_
+    X_ref, y_ref = clf.reference_rows()
+    if all_rows:
+        chosen = np.ones(len(X), dtype=bool)
+        selection = f"all {len(X)} rows"
+    else:
+        chosen = clf.predict_details(X, top_k=1).out_of_scope
+        selection = f"the {int(chosen.sum())} of {len(X)} rows the model rejects"
+        if not chosen.any():
+            raise ValidationError(
+                f"the model rejects none of the {len(X)} rows: nothing to discover among "
+                "them (all_rows / --all clusters every row)"
+            )
+    if chosen.sum() < min_size:
+        raise ValidationError(
+            f"{selection.removeprefix('the ')}: fewer than min_size {min_size}, too few to "
+            "form a cluster"
+        )
+    rows = np.flatnonzero(chosen)
+    found = discover_classes(
+        X[rows],
+        [texts[i] for i in rows],
+        reference=(X_ref, y_ref),
+        min_size=min_size,
+        n_central=n_central,
+        reserved=[*map(str, clf.classes_), pipe.oos_label],
+        seed=seed,
+    )
+    found.rows, found.selection, found.n_input = rows, selection, len(X)
+    return found

@@ -1,15 +1,18 @@
-"""Which fit options go with which label structure: the one place these rules live. The
-command line checks them before any data is read, the Pipeline before it fits; each names
-the options in its own words (``--val`` there, ``validation=`` here).
+"""What a fit is asked to do, and which options go with which label structure: the one
+place these rules live. :class:`FitConfig` holds a fit's options and builds the model; the
+command line builds one and checks it before any data is read, the Pipeline checks the same
+rules before it fits; each names the options in its own words (``--val`` there,
+``validation=`` here).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from embedlab.errors import ValidationError
 
-__all__ = ["CLI_NAMES", "LIBRARY_NAMES", "Structure", "check_fit_options"]
+__all__ = ["CLI_NAMES", "LIBRARY_NAMES", "FitConfig", "Structure", "check_fit_options"]
 
 Structure = Literal["single-label", "multi-label", "zero-shot"]
 
@@ -104,4 +107,82 @@ def check_fit_options(
         raise ValidationError(
             f"{names['validation']} works with single-label models only (a multi-label model "
             "calibrates its per-label thresholds on held-out folds of its training rows)"
+        )
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Everything a fit needs besides its data: the label structure, head, detector, targets,
+    transform, adaptation, hierarchy, labels' conventions, seed and budgets, and whether
+    validation rows or an unlabelled pool will come. :meth:`check` applies the rules above
+    (before any data is read); ``Pipeline.from_config`` builds the unfitted model."""
+
+    multi_label: bool = False  # rows carry label sets
+    labels_only: bool = False  # zero-shot, from label names
+    head: str = "auto"
+    detector: str = "auto"
+    target_fpr: float = 0.02
+    target_precision: float | None = None
+    transform: str | None = None
+    adapt: bool | Literal["auto"] = "auto"
+    adapt_budget: float | None = None
+    time_budget: float | None = None
+    hierarchy: Any = None  # a Hierarchy (or, before it is read, where it comes from)
+    oos_label: str = "oos"
+    label_sep: str = ","
+    seed: int = 0
+    validation: bool = False  # validation rows will be given
+    unlabeled: bool = False  # an unlabelled pool will be given
+
+    @property
+    def structure(self) -> Structure:
+        """The label structure asked for."""
+        if self.labels_only:
+            return "zero-shot"
+        return "multi-label" if self.multi_label else "single-label"
+
+    def check(self, names: dict[str, str] = LIBRARY_NAMES) -> FitConfig:
+        """ValidationError naming the first option that does not go with the structure."""
+        multi = self.structure == "multi-label"
+        check_fit_options(
+            self.structure,
+            names,
+            multi_label=self.multi_label,
+            hierarchy=self.hierarchy is not None,
+            validation=self.validation,
+            unlabeled=self.unlabeled,
+            adapt=self.adapt is True,
+            transform=self.transform is not None,
+            head=self.head if multi else None,
+            target_precision=self.target_precision,
+            adapt_budget=self.adapt_budget,
+            time_budget=self.time_budget,
+        )
+        return self
+
+    def classifier(self) -> Any:
+        """The unfitted classifier of this structure."""
+        if self.structure == "multi-label":
+            from embedlab.multilabel import MultiLabelClassifier
+
+            return MultiLabelClassifier(
+                head=self.head,
+                target_precision=self.target_precision,
+                oos_label=self.oos_label,
+                label_sep=self.label_sep,
+                random_state=self.seed,
+            )
+        from embedlab.openset import OpenSetClassifier
+
+        if self.structure == "zero-shot":
+            return OpenSetClassifier(
+                target_fpr=self.target_fpr, oos_label=self.oos_label, random_state=self.seed
+            )
+        return OpenSetClassifier(
+            head=self.head,
+            detector=self.detector,
+            target_fpr=self.target_fpr,
+            oos_label=self.oos_label,
+            time_budget=self.time_budget,
+            random_state=self.seed,
         )

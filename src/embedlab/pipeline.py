@@ -27,11 +27,11 @@ from embedlab.atomic import AS_AT_START
 from embedlab.bundle import (
     BUNDLE_FORMAT_VERSION,
 )
-from embedlab.class_changes import changed_info, extended_hierarchy
+from embedlab.class_changes import child_pipeline, extended_hierarchy
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.encoders.base import check_texts
 from embedlab.errors import ValidationError
-from embedlab.fit_options import check_fit_options
+from embedlab.fit_options import FitConfig, check_fit_options
 from embedlab.fitting import (
     TempFolder,
     fit_multi_label,
@@ -113,6 +113,30 @@ class Pipeline(BaseEstimator):
         self._adapted_dir: Path | None = None
         self._work: TempFolder | None = None
         self._encoder_in_bundle = False  # loaded from a bundle that holds its encoder
+
+    @classmethod
+    def from_config(
+        cls,
+        config: FitConfig,
+        encoder: SentenceTransformerEncoder | None = None,
+        hierarchy: Hierarchy | None = None,
+    ) -> Pipeline:
+        """The unfitted pipeline a :class:`~embedlab.fit_options.FitConfig` asks for:
+        ``encoder``, the structure's classifier, the transform, adaptation (single-label
+        only) and ``hierarchy`` (the Hierarchy read from what the config names)."""
+        from embedlab.adapt import AdaptConfig
+
+        single = config.structure == "single-label"
+        return cls(
+            encoder=encoder,
+            classifier=config.classifier(),
+            adapt=config.adapt if single else False,
+            adapt_config=AdaptConfig(time_budget=config.adapt_budget, seed=config.seed)
+            if single
+            else None,
+            transform=config.transform if config.structure != "zero-shot" else None,
+            hierarchy=hierarchy,
+        )
 
     def _template(self) -> OpenSetClassifier | MultiLabelClassifier:
         """The classifier a fit starts from (a fresh clone of it is fitted)."""
@@ -395,7 +419,7 @@ class Pipeline(BaseEstimator):
         change["rows_fingerprint"] = training_fingerprint(texts, [str(v) for v in labels])
         if parents:
             change["parents"] = dict(sorted(parents.items()))
-        child = self._child(clf, change)
+        child = child_pipeline(self, clf, change)
         child.hierarchy = hierarchy
         return child
 
@@ -404,25 +428,7 @@ class Pipeline(BaseEstimator):
         if not self._fitted():
             raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
         clf = self.classifier_.remove_classes(labels)
-        return self._child(clf, dict(clf.update_))
-
-    def _child(self, classifier: OpenSetClassifier, change: dict[str, Any]) -> Pipeline:
-        child = Pipeline(
-            encoder=self._encoder(),
-            classifier=classifier,
-            adapt=False,
-            adapt_config=self.adapt_config,
-            calibration_fraction=self.calibration_fraction,
-            transform=self.transform,
-            hierarchy=self.hierarchy,
-        )
-        child.chain_ = self.chain_
-        child._classifier = classifier
-        child._adapted_dir, child._work = self._adapted_dir, self._work
-        child._encoder_in_bundle = self._encoder_in_bundle
-        info = changed_info(self.info, classifier, change, self.oos_label)
-        child.info = info
-        return child
+        return child_pipeline(self, clf, dict(clf.update_))
 
     def discover(
         self,
@@ -437,40 +443,17 @@ class Pipeline(BaseEstimator):
         """New classes among the ``texts`` this model rejects (every text with
         ``all_rows``): a :class:`~embedlab.discover.Discovery`, its cut calibrated on the
         model's kept training rows (see :mod:`embedlab.discover`)."""
-        from embedlab.discover import discover_classes
+        from embedlab.discover import discover_in_model
 
-        texts = check_texts(texts)
-        X = self._vectors(texts, progress)
-        clf = self.classifier_
-        X_ref, y_ref = clf.reference_rows()
-        if all_rows:
-            chosen = np.ones(len(X), dtype=bool)
-            selection = f"all {len(X)} rows"
-        else:
-            chosen = clf.predict_details(X, top_k=1).out_of_scope
-            selection = f"the {int(chosen.sum())} of {len(X)} rows the model rejects"
-            if not chosen.any():
-                raise ValidationError(
-                    f"the model rejects none of the {len(X)} rows: nothing to discover among "
-                    "them (all_rows / --all clusters every row)"
-                )
-        if chosen.sum() < min_size:
-            raise ValidationError(
-                f"{selection.removeprefix('the ')}: fewer than min_size {min_size}, too few to "
-                "form a cluster"
-            )
-        rows = np.flatnonzero(chosen)
-        found = discover_classes(
-            X[rows],
-            [texts[i] for i in rows],
-            reference=(X_ref, y_ref),
+        return discover_in_model(
+            self,
+            texts,
+            all_rows=all_rows,
             min_size=min_size,
             n_central=n_central,
-            reserved=[*map(str, clf.classes_), self.oos_label],
             seed=seed,
+            progress=progress,
         )
-        found.rows, found.selection, found.n_input = rows, selection, len(X)
-        return found
 
     # ------------------------------------------------------------------ bundle
     def save(

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import time
 from types import SimpleNamespace
+from typing import Any
 
 from embedlab.cli.common import console, err_console, read_input_texts
 
 
-def fit_labels_only(opts: dict, tree) -> None:
+def fit_labels_only(opts: dict, pipe: Any) -> None:
     """`fit --labels-only`: a zero-shot model from label names / descriptions."""
     o = SimpleNamespace(**opts)
-    from embedlab.encoders import SentenceTransformerEncoder
-    from embedlab.openset import OpenSetClassifier
-    from embedlab.pipeline import Pipeline
     from embedlab.readers import read_label_names
 
     labels, descriptions = read_label_names(o.labels_only, delimiter=o.delimiter)
@@ -35,15 +33,10 @@ def fit_labels_only(opts: dict, tree) -> None:
             keep = [str(c) != o.oos_label for c in cells]
             if len(keep) == len(vt.texts):
                 in_scope = [t for t, k in zip(vt.texts, keep, strict=True) if k]
-    pipe = Pipeline(
-        encoder=SentenceTransformerEncoder(o.model, cache=o.cache, backend=o.backend),
-        classifier=OpenSetClassifier(target_fpr=o.target_fpr, oos_label=o.oos_label),
-        adapt=False,
-        hierarchy=tree,
-    )
     t0 = time.perf_counter()
     pipe.fit_labels_only(labels, descriptions, in_scope_texts=in_scope)
     pipe.save(o.output, overwrite=o.force, sign=o.sign_key)
+    tree = pipe.hierarchy
     levels = f", {tree.depth} levels" if tree is not None else ""
     thr = pipe.info["threshold"]
     console.print(
@@ -59,27 +52,10 @@ def fit_labels_only(opts: dict, tree) -> None:
     )
 
 
-def fit_multi_label(opts: dict, table, pool: list[str] | None) -> None:
+def fit_multi_label(opts: dict, pipe: Any, table: Any, pool: list[str] | None) -> None:
     """`fit --multi-label`: a MultiLabelClassifier pipeline (frozen encoder; self-training
     on the --unlabeled pool when given)."""
     o = SimpleNamespace(**opts)
-    from embedlab.encoders import SentenceTransformerEncoder
-    from embedlab.multilabel import MultiLabelClassifier
-    from embedlab.pipeline import Pipeline
-    from embedlab.transforms import TransformChain
-
-    layer = TransformChain(o.transform).layer if o.transform else None
-    pipe = Pipeline(
-        encoder=SentenceTransformerEncoder(o.model, cache=o.cache, layer=layer, backend=o.backend),
-        classifier=MultiLabelClassifier(
-            head=o.head,
-            target_precision=o.target_precision,
-            oos_label=o.oos_label,
-            label_sep=o.label_sep,
-        ),
-        adapt=False,
-        transform=o.transform,
-    )
     t0 = time.perf_counter()
     pipe.fit(table.texts, table.labels, unlabeled=pool)
     pipe.save(o.output, overwrite=o.force, sign=o.sign_key)
@@ -141,3 +117,38 @@ def adapt_summary(adapted: dict | None) -> str:
         f"encoder adapted in {adapted['seconds']:.0f} s ({adapted['steps']} steps, kept "
         f"{adapted.get('kept', 'last')}{scores}); "
     )
+
+
+def say_single_label_fit(pipe: Any, config: Any, output: Any, seconds: float) -> None:
+    """What a single-label fit did: classes, head, detector, threshold, adaptation, and the
+    warnings a user should read (a time cap that cut adaptation or selection, no oos rows)."""
+    info = pipe.info
+    adapted = info.get("adapted")
+    console.print(
+        f"wrote {output}: {len(pipe.classes_)} classes from {info['training']['n']} rows "
+        f"({info['training']['n_oos']} out-of-scope), head [bold]{info['head']}[/], "
+        f"detector [bold]{info['detector']}[/], threshold {info['threshold']:.4g} at "
+        f"target FPR {config.target_fpr:g}; "
+        + (f"transform {config.transform}; " if config.transform else "")
+        + adapt_summary(adapted)
+        + f"{seconds:.1f} s in all"
+    )
+    say_self_training(info)
+    if adapted and adapted.get("stopped_by_time_budget"):
+        err_console.print(
+            f"[yellow]warning:[/] --adapt-budget {config.adapt_budget:g} s cut adaptation after "
+            f"{adapted['steps']} of {adapted['planned_steps']} planned steps; the model "
+            "depends on this machine's speed (recorded in the bundle)"
+        )
+    if info["training"]["n_oos"] == 0:
+        console.print(
+            f"no {config.oos_label!r} rows in the training data: the threshold rejects about "
+            f"{config.target_fpr:.0%} of in-scope inputs as out of scope. If your inputs are "
+            "always one of these classes, predict and evaluate with --no-reject."
+        )
+    skipped = (info.get("selection") or {}).get("skipped")
+    if skipped:
+        err_console.print(
+            f"[yellow]warning:[/] --time-budget {config.time_budget:g} s skipped "
+            f"{', '.join(skipped)} in the head/detector selection (recorded in the bundle)"
+        )

@@ -21,21 +21,14 @@ from embedlab.cli.common import (
     TextColOption,
     app,
     check_output_dir,
-    console,
-    err_console,
     read_input_texts,
     read_labelled,
     signing_key,
     user_errors,
 )
-from embedlab.cli.fit_modes import (
-    adapt_summary,
-    fit_labels_only,
-    fit_multi_label,
-    say_self_training,
-)
+from embedlab.cli.fit_modes import fit_labels_only, fit_multi_label, say_single_label_fit
 from embedlab.errors import EmbedlabError
-from embedlab.fit_options import CLI_NAMES, check_fit_options
+from embedlab.fit_options import CLI_NAMES, FitConfig
 
 
 @app.command(rich_help_panel="Classify")
@@ -182,10 +175,8 @@ def fit(
       embedlab fit train.csv --hierarchy parents.csv -o model/   (predict every level)
     """
     opts = dict(locals())  # every option, for the multi-label and zero-shot paths
-    from embedlab.adapt import AdaptConfig
     from embedlab.encoders import SentenceTransformerEncoder
     from embedlab.hierarchy import read_hierarchy
-    from embedlab.openset import OpenSetClassifier
     from embedlab.pipeline import Pipeline
     from embedlab.transforms import TransformChain
 
@@ -194,12 +185,15 @@ def fit(
             raise EmbedlabError("name the model directory to write with --output / -o")
         if (data is None) == (labels_only is None):
             raise EmbedlabError("give training DATA, or --labels-only LABELS_FILE (not both)")
-        _check_fit_options(opts)  # every rule of which option goes with which structure
+        config = _config(opts).check(CLI_NAMES)  # which option goes with which structure
         check_output_dir(output, force, data, val, model, unlabeled, labels_only)
         opts["sign_key"] = signing_key(sign)
         tree = read_hierarchy(hierarchy) if hierarchy is not None else None
+        layer = TransformChain(transform).layer if transform else None
+        encoder = SentenceTransformerEncoder(model, cache=cache, layer=layer, backend=backend)
+        pipe = Pipeline.from_config(config, encoder, hierarchy=tree)
         if labels_only is not None:
-            fit_labels_only(opts, tree)
+            fit_labels_only(opts, pipe)
             return
         table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)
         pool = None
@@ -212,24 +206,8 @@ def fit(
                 delimiter=delimiter,
             ).texts
         if multi_label:
-            fit_multi_label(opts, table, pool)
+            fit_multi_label(opts, pipe, table, pool)
             return
-        clf = OpenSetClassifier(
-            head=head,
-            detector=detector,
-            target_fpr=target_fpr,
-            oos_label=oos_label,
-            time_budget=time_budget,
-        )
-        layer = TransformChain(transform).layer if transform else None
-        pipe = Pipeline(
-            encoder=SentenceTransformerEncoder(model, cache=cache, layer=layer, backend=backend),
-            classifier=clf,
-            adapt="auto" if adapt is None else adapt,
-            adapt_config=AdaptConfig(time_budget=adapt_budget),
-            transform=transform,
-            hierarchy=tree,
-        )
         validation = None
         if val is not None:
             vt = read_labelled(val, text_col, label_col, val_split, skip_empty, delimiter)
@@ -237,56 +215,25 @@ def fit(
         t0 = time.perf_counter()
         pipe.fit(table.texts, table.labels, validation=validation, unlabeled=pool)
         pipe.save(output, overwrite=force, sign=opts["sign_key"])
-        info = pipe.info
-        adapted = info.get("adapted")
-        console.print(
-            f"wrote {output}: {len(pipe.classes_)} classes from {info['training']['n']} rows "
-            f"({info['training']['n_oos']} out-of-scope), head [bold]{info['head']}[/], "
-            f"detector [bold]{info['detector']}[/], threshold {info['threshold']:.4g} at "
-            f"target FPR {target_fpr:g}; "
-            + (f"transform {transform}; " if transform else "")
-            + adapt_summary(adapted)
-            + f"{time.perf_counter() - t0:.1f} s in all"
-        )
-        say_self_training(info)
-        if adapted and adapted.get("stopped_by_time_budget"):
-            err_console.print(
-                f"[yellow]warning:[/] --adapt-budget {adapt_budget:g} s cut adaptation after "
-                f"{adapted['steps']} of {adapted['planned_steps']} planned steps; the model "
-                "depends on this machine's speed (recorded in the bundle)"
-            )
-        if info["training"]["n_oos"] == 0:
-            console.print(
-                f"no {oos_label!r} rows in the training data: the threshold rejects about "
-                f"{target_fpr:.0%} of in-scope inputs as out of scope. If your inputs are "
-                "always one of these classes, predict and evaluate with --no-reject."
-            )
-        skipped = (info.get("selection") or {}).get("skipped")
-        if skipped:
-            err_console.print(
-                f"[yellow]warning:[/] --time-budget {time_budget:g} s skipped "
-                f"{', '.join(skipped)} in the head/detector selection (recorded in the bundle)"
-            )
+        say_single_label_fit(pipe, config, output, time.perf_counter() - t0)
 
 
-def _check_fit_options(o: dict) -> None:
-    """The options of `fit` against the label structure they ask for (fit_options)."""
-    structure = (
-        "zero-shot"
-        if o["labels_only"] is not None
-        else ("multi-label" if o["multi_label"] else "single-label")
-    )
-    check_fit_options(
-        structure,
-        CLI_NAMES,
+def _config(o: dict) -> FitConfig:
+    """The fit's options as one FitConfig (checked before any data is read)."""
+    return FitConfig(
         multi_label=o["multi_label"],
-        hierarchy=o["hierarchy"] is not None,
-        validation=o["val"] is not None,
-        unlabeled=o["unlabeled"] is not None,
-        adapt=o["adapt"] is True,
-        transform=o["transform"] is not None,
-        head=o["head"] if o["multi_label"] else None,
+        labels_only=o["labels_only"] is not None,
+        head=o["head"],
+        detector=o["detector"],
+        target_fpr=o["target_fpr"],
         target_precision=o["target_precision"],
+        transform=o["transform"],
+        adapt="auto" if o["adapt"] is None else o["adapt"],
         adapt_budget=o["adapt_budget"],
         time_budget=o["time_budget"],
+        hierarchy=o["hierarchy"],
+        oos_label=o["oos_label"],
+        label_sep=o["label_sep"],
+        validation=o["val"] is not None,
+        unlabeled=o["unlabeled"] is not None,
     )
