@@ -29,7 +29,8 @@ from embedlab.atomic import atomic_directory, check_output_dir, remove_stale_tem
 from embedlab.cli import app
 from embedlab.embedding_set import EmbeddingSet, read_vector_file
 from embedlab.errors import DataFormatError, RefusedOverwrite, StoreError, ValidationError
-from embedlab.readers import iter_texts, read_texts
+from embedlab.readers import read_texts
+from embedlab.text_chunks import iter_texts
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from embedlab.errors import ValidationError
+from embedlab.pair_files import PairTable
 from embedlab.planner import Plan, PlanRow, _mark_pareto, plan
-from embedlab.readers import PairTable
 
 
 def seed_of(text: str) -> int:

@@ -203,7 +203,7 @@ def test_write_table_round_trip(tmp_path, ext):
 
 
 def test_read_pairs_stsb_layout_and_columns(tmp_path):
-    from embedlab.readers import read_pairs
+    from embedlab.pair_files import read_pairs
 
     f = tmp_path / "sts.csv"
     f.write_text(
@@ -221,7 +221,7 @@ def test_read_pairs_stsb_layout_and_columns(tmp_path):
 
 
 def test_read_pairs_bad_input(tmp_path):
-    from embedlab.readers import read_pairs
+    from embedlab.pair_files import read_pairs
 
     g = tmp_path / "pairs.csv"
     g.write_text("sentence1,sentence2,score\nhello,world,high\n")

@@ -23,8 +23,9 @@ from embedlab.embedding_set import EmbeddingSet
 from embedlab.errors import DataFormatError, StoreError, ValidationError
 from embedlab.index import Index
 from embedlab.manifest import sha256_file
-from embedlab.readers import iter_texts, read_texts
+from embedlab.readers import read_texts
 from embedlab.sharded import ShardedSet, ShardWriter, filter_set, is_sharded
+from embedlab.text_chunks import iter_texts
 
 runner = CliRunner()
 

@@ -89,8 +89,6 @@ def adapt_encoder(
     encoder (sharing the original's cache settings) and a dict of what happened (steps,
     seconds, losses), also written to ``.embedlab_adapt.json`` in ``out_dir``.
     """
-    import torch
-
     cfg = config or AdaptConfig()
     if getattr(encoder, "elastic", False):
         raise ValidationError(
@@ -110,145 +108,196 @@ def adapt_encoder(
         known = np.isin(v_labels, classes)
         val_texts = [t for t, k in zip(validation[0], known, strict=True) if k]
         val_y = np.searchsorted(classes, v_labels[known]).astype(np.int64)
-    start = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-
-    # Prototypes start at the frozen class means, so the first steps do no harm.
-    frozen = unit_rows(encoder.encode(texts, progress=progress))
-    init = unit_rows(class_means(frozen, y_idx, len(classes)))
-
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(encoder.model_path), device="cpu", local_files_only=True)
-    model.train()
-    if cfg.freeze_embeddings:
-        for name, p in model.named_parameters():
-            if "word_embeddings" in name:
-                p.requires_grad_(False)
-    tokenize = getattr(model, "preprocess", None) or model.tokenize
-    protos = torch.nn.Parameter(torch.from_numpy(init.copy()))
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(
-        [{"params": params}, {"params": [protos], "lr": cfg.learning_rate * 20}],
-        lr=cfg.learning_rate,
-        weight_decay=0.01,
-    )
-    n = len(texts)
-    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
-    epochs = cfg.epochs if cfg.epochs is not None else auto_epochs(n)
-    total = max(cfg.min_steps, round(epochs * steps_per_epoch))
-    warm = max(1, int(cfg.warmup * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
-    )
-    y_t = torch.from_numpy(y_idx.astype(np.int64))
-    # Enough shuffled passes for every planned step to get a full batch.
-    order = np.concatenate(
-        [rng.permutation(n) for _ in range(math.ceil(total * cfg.batch_size / n) + 1)]
-    )
-    step, losses, budget_hit = 0, [], False
-    show = (total > 20) if progress is None else progress
-    checks = _eval_steps(total, cfg.eval_points) if val_texts else set()
-    curve: list[tuple[int, float]] = []
-    best: tuple[float, int, dict[str, Any] | None] = (-1.0, -1, None)
-
-    def score(at: int) -> None:
-        nonlocal best
-        # Rounded once: the recorded curve, this running best and choose_checkpoint all
-        # compare the same numbers.
-        acc = round(_prototype_accuracy(model, tokenize, protos, val_texts, val_y), 4)
-        curve.append((at, acc))
-        if at == 0 or acc >= best[0]:  # ties: the later checkpoint, as in choose_checkpoint
-            state = (
-                None if at == 0 else {k: v.detach().clone() for k, v in model.state_dict().items()}
-            )
-            best = (acc, at, state)
-
-    if val_texts:
-        score(0)
-    with progress_bar(total, "adapting encoder", enabled=show) as advance:
-        for step in range(total):
-            if cfg.time_budget is not None and time.perf_counter() - start > cfg.time_budget:
-                budget_hit = True
-                break
-            batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            if len(batch) == 0:
-                break
-            features = tokenize([texts[i] for i in batch])
-            emb = model(features)["sentence_embedding"]
-            emb = torch.nn.functional.normalize(emb, dim=1)
-            cos = emb @ torch.nn.functional.normalize(protos, dim=1).T
-            target = y_t[batch]
-            if cfg.margin:  # additive cosine margin (CosFace): the true class must win by m
-                cos = cos - cfg.margin * torch.nn.functional.one_hot(target, cos.shape[1])
-            loss = torch.nn.functional.cross_entropy(cfg.scale * cos, target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-            advance(1)
-            if step + 1 in checks:
-                score(step + 1)
-        else:
-            step = total
-    if val_texts and budget_hit and (not curve or curve[-1][0] != step):
-        score(step)  # the last state a time cap left
-    kept = "last"
-    if val_texts:
-        _, at, state = best
-        if choose_checkpoint(curve, len(val_texts)) == at and at != curve[-1][0]:
-            kept = "frozen" if at == 0 else f"step {at}"
-            if state is not None:
-                model.load_state_dict(state)
-    model.eval()
-    report = {
-        "steps": int(step),
-        "planned_steps": int(total),
-        "epochs_done": round(step / steps_per_epoch, 3),
-        "seconds": round(time.perf_counter() - start, 1),
-        "stopped_by_time_budget": budget_hit,
-        "time_budget": cfg.time_budget,
-        "first_loss": round(float(np.mean(losses[:10])), 4) if losses else None,
-        "final_loss": round(float(np.mean(losses[-10:])), 4) if losses else None,
-        "n_texts": n,
-        "n_classes": len(classes),
-        "validation_rows": len(val_texts),
-        "validation_curve": [{"step": a, "accuracy": c} for a, c in curve],
-        "kept": kept,
-        "base_model": encoder.spec.get("fingerprint"),
-        "config": {**asdict(cfg), "epochs": epochs},
-    }
-    if kept == "frozen":
+    run = _Run(encoder, cfg, texts, y_idx, len(classes), progress)
+    run.train(val_texts, val_y)
+    report = run.report(encoder, len(classes), len(val_texts))
+    if report["kept"] == "frozen":
         log.info(
             "adaptation did not beat the frozen encoder on %d held-out rows (%s): kept frozen",
             len(val_texts),
-            curve,
+            run.curve,
         )
         return encoder, report
-    out_dir = Path(out_dir)
+    return _save_adapted(run.model, encoder, report, Path(out_dir)), report
+
+
+class _Run:
+    """One adaptation: the model in training, its prototypes, optimiser and schedule, and
+    what happened (steps, losses, the held-out curve, the best checkpoint)."""
+
+    def __init__(
+        self,
+        encoder: SentenceTransformerEncoder,
+        cfg: AdaptConfig,
+        texts: list[str],
+        y_idx: np.ndarray,
+        n_classes: int,
+        progress: bool | None,
+    ) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        self.cfg, self.texts, self.progress = cfg, texts, progress
+        self.start = time.perf_counter()
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        # Prototypes start at the frozen class means, so the first steps do no harm.
+        frozen = unit_rows(encoder.encode(texts, progress=progress))
+        init = unit_rows(class_means(frozen, y_idx, n_classes))
+        model = SentenceTransformer(str(encoder.model_path), device="cpu", local_files_only=True)
+        model.train()
+        if cfg.freeze_embeddings:
+            for name, p in model.named_parameters():
+                if "word_embeddings" in name:
+                    p.requires_grad_(False)
+        self.model = model
+        self.tokenize = getattr(model, "preprocess", None) or model.tokenize
+        self.protos = torch.nn.Parameter(torch.from_numpy(init.copy()))
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(
+            [{"params": params}, {"params": [self.protos], "lr": cfg.learning_rate * 20}],
+            lr=cfg.learning_rate,
+            weight_decay=0.01,
+        )
+        n = len(texts)
+        self.steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+        self.epochs = cfg.epochs if cfg.epochs is not None else auto_epochs(n)
+        total = max(cfg.min_steps, round(self.epochs * self.steps_per_epoch))
+        warm = max(1, int(cfg.warmup * total))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
+        )
+        self.total = total
+        self.y_t = torch.from_numpy(y_idx.astype(np.int64))
+        # Enough shuffled passes for every planned step to get a full batch.
+        self.order = np.concatenate(
+            [rng.permutation(n) for _ in range(math.ceil(total * cfg.batch_size / n) + 1)]
+        )
+        self.step, self.losses, self.budget_hit = 0, [], False
+        self.curve: list[tuple[int, float]] = []
+        self.best: tuple[float, int, dict[str, Any] | None] = (-1.0, -1, None)
+        self.kept = "last"
+
+    def score(self, at: int, val_texts: list[str], val_y: np.ndarray) -> None:
+        """Held-out accuracy at step ``at``; keeps the best state (ties: the later)."""
+        # Rounded once: the recorded curve, this running best and choose_checkpoint all
+        # compare the same numbers.
+        acc = round(
+            _prototype_accuracy(self.model, self.tokenize, self.protos, val_texts, val_y), 4
+        )
+        self.curve.append((at, acc))
+        if at == 0 or acc >= self.best[0]:  # ties: the later checkpoint, as in choose_checkpoint
+            state = (
+                None
+                if at == 0
+                else {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            )
+            self.best = (acc, at, state)
+
+    def train(self, val_texts: list[str], val_y: np.ndarray) -> None:
+        """Every planned step (or until the time budget), scored at the check points; then
+        the checkpoint to keep (the last, unless an earlier one beats it beyond noise)."""
+        cfg, total = self.cfg, self.total
+        show = (total > 20) if self.progress is None else self.progress
+        checks = _eval_steps(total, cfg.eval_points) if val_texts else set()
+        if val_texts:
+            self.score(0, val_texts, val_y)
+        step = 0
+        with progress_bar(total, "adapting encoder", enabled=show) as advance:
+            for step in range(total):
+                if (
+                    cfg.time_budget is not None
+                    and time.perf_counter() - self.start > cfg.time_budget
+                ):
+                    self.budget_hit = True
+                    break
+                batch = self.order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                if len(batch) == 0:
+                    break
+                self._step(batch)
+                advance(1)
+                if step + 1 in checks:
+                    self.score(step + 1, val_texts, val_y)
+            else:
+                step = total
+        self.step = step
+        if val_texts and self.budget_hit and (not self.curve or self.curve[-1][0] != step):
+            self.score(step, val_texts, val_y)  # the last state a time cap left
+        if val_texts:
+            _, at, state = self.best
+            if choose_checkpoint(self.curve, len(val_texts)) == at and at != self.curve[-1][0]:
+                self.kept = "frozen" if at == 0 else f"step {at}"
+                if state is not None:
+                    self.model.load_state_dict(state)
+        self.model.eval()
+
+    def _step(self, batch: np.ndarray) -> None:
+        """One optimiser step of the normalised-softmax loss (with the additive margin)."""
+        import torch
+
+        cfg = self.cfg
+        features = self.tokenize([self.texts[i] for i in batch])
+        emb = self.model(features)["sentence_embedding"]
+        emb = torch.nn.functional.normalize(emb, dim=1)
+        cos = emb @ torch.nn.functional.normalize(self.protos, dim=1).T
+        target = self.y_t[batch]
+        if cfg.margin:  # additive cosine margin (CosFace): the true class must win by m
+            cos = cos - cfg.margin * torch.nn.functional.one_hot(target, cos.shape[1])
+        loss = torch.nn.functional.cross_entropy(cfg.scale * cos, target)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        self.losses.append(float(loss.detach()))
+
+    def report(
+        self, encoder: SentenceTransformerEncoder, n_classes: int, n_val: int
+    ) -> dict[str, Any]:
+        losses = self.losses
+        return {
+            "steps": int(self.step),
+            "planned_steps": int(self.total),
+            "epochs_done": round(self.step / self.steps_per_epoch, 3),
+            "seconds": round(time.perf_counter() - self.start, 1),
+            "stopped_by_time_budget": self.budget_hit,
+            "time_budget": self.cfg.time_budget,
+            "first_loss": round(float(np.mean(losses[:10])), 4) if losses else None,
+            "final_loss": round(float(np.mean(losses[-10:])), 4) if losses else None,
+            "n_texts": len(self.texts),
+            "n_classes": n_classes,
+            "validation_rows": n_val,
+            "validation_curve": [{"step": a, "accuracy": c} for a, c in self.curve],
+            "kept": self.kept,
+            "base_model": encoder.spec.get("fingerprint"),
+            "config": {**asdict(self.cfg), "epochs": self.epochs},
+        }
+
+
+def _save_adapted(
+    model: Any, encoder: SentenceTransformerEncoder, report: dict[str, Any], out_dir: Path
+) -> SentenceTransformerEncoder:
+    """Write the adapted model (and what happened, for a later --force) to ``out_dir``;
+    the encoder that runs it, with ``encoder``'s settings."""
     with atomic_directory(out_dir, overwrite=True) as tmp:
         model.save(str(tmp))
         written = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
         marker = {**report, "files": written}  # what a later --force may replace
         (tmp / ADAPT_MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
-    if budget_hit:
+    if report["stopped_by_time_budget"]:
         log.warning(
             "adaptation cut by its time budget (%s s) after %d of %d planned steps: the model "
             "depends on this machine's speed",
-            cfg.time_budget,
-            step,
-            total,
+            report["time_budget"],
+            report["steps"],
+            report["planned_steps"],
         )
-    adapted = SentenceTransformerEncoder(
+    return SentenceTransformerEncoder(
         out_dir,
         batch_size=encoder.batch_size,
         normalize=encoder.normalize,
         cache=encoder.cache or False,
         backend=encoder.backend,
     )
-    return adapted, report
 
 
 def _eval_steps(total: int, points: int) -> set[int]:

@@ -34,8 +34,33 @@ def run_demo(
         f"[bold]embedlab demo[/] — encoder {encoder.name} (dim {encoder.dim}), "
         f"model files at {encoder.model_path}"
     )
-    sets: dict[str, Any] = {}
     tables = {split: load_demo(split) for split in ("train", "test")}
+    sets = _encode_sets(tables, encoder, out_dir, console)
+    _first_look(sets["train"], sets["test"], console)
+    pipe, metrics = _fit_and_evaluate(tables, encoder, out_dir, console)
+    _search(sets["train"], encoder, out_dir, console)
+    sets["report"] = _stream_and_report(pipe, tables, out_dir, console)
+    sets["label_set_change"] = _label_set_change(pipe, out_dir, console)
+    sets["zero_shot"] = _zero_shot(encoder, tables, metrics, out_dir, console)
+    model_dir = out_dir / "model"
+    console.print(
+        f"Next: [bold]embedlab predict {model_dir} my_texts.csv -o predictions.csv[/] "
+        f'or [bold]embedlab search {out_dir / "index"} "your query"[/], or serve the models '
+        f"over HTTP: [bold]embedlab serve {model_dir} {out_dir / 'model_zero_shot'} "
+        f"{out_dir / 'index'}[/] (then open http://127.0.0.1:8000/ for the playground, or POST "
+        "/v1/classify; see the README's Serving section). Millions of rows: [bold]embedlab "
+        "encode big.parquet -o space/ --shard-rows 100000[/] (sharded, resumable; add --ray "
+        "to run on Ray) — see the README's Large inputs section"
+    )
+    sets["metrics"] = metrics
+    return sets
+
+
+def _encode_sets(
+    tables: dict[str, Any], encoder: Any, out_dir: Path, console: Console
+) -> dict[str, Any]:
+    """Each split encoded and saved as an EmbeddingSet, with what the encoder did."""
+    sets: dict[str, Any] = {}
     for split, table in tables.items():
         t0 = time.perf_counter()
         es = encode_table(table, encoder)
@@ -53,14 +78,16 @@ def run_demo(
             f"{stats['cached']} from cache{load}; {secs:.2f} s)"
         )
         sets[split] = es
-    train, test = sets["train"], sets["test"]
-    counts = train.label_counts()
+    counts = sets["train"].label_counts()
     console.print(
         f"  {len(counts) - (OOS_LABEL in counts)} intents + {counts.get(OOS_LABEL, 0)} "
         f"out-of-scope ('{OOS_LABEL}') examples in train"
     )
+    return sets
 
-    # A first look at the space: each test query's nearest training example by cosine.
+
+def _first_look(train: Any, test: Any, console: Console) -> None:
+    """A first look at the space: each test query's nearest training example by cosine."""
     known = train.where_label(OOS_LABEL, exclude=True)
     sims = _unit(test.vectors) @ _unit(known.vectors).T
     best = sims.argmax(axis=1)
@@ -90,7 +117,11 @@ def run_demo(
         f"out-of-scope {top[oos].mean():.2f}"
     )
 
-    # The main job: fit an open-set classifier on train, evaluate on test, save the bundle.
+
+def _fit_and_evaluate(
+    tables: dict[str, Any], encoder: Any, out_dir: Path, console: Console
+) -> tuple[Pipeline, dict[str, Any]]:
+    """The main job: fit an open-set classifier on train, evaluate on test, save it."""
     t0 = time.perf_counter()
     pipe = Pipeline(encoder=encoder).fit(tables["train"].texts, tables["train"].labels)
     fit_s = time.perf_counter() - t0
@@ -115,8 +146,11 @@ def run_demo(
         value = metrics[key]
         results.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
     console.print(results)
+    return pipe, metrics
 
-    # Search: 32x smaller binary codes, rescored with the float vectors.
+
+def _search(train: Any, encoder: Any, out_dir: Path, console: Console) -> None:
+    """Search: 32x smaller binary codes, rescored with the float vectors."""
     index = Index("binary,rescore10", train.dim, encoder=train.provenance.encoder)
     index.add(train.vectors, ids=train.ids)
     index_dir = index.save(out_dir / "index", overwrite=True, rows=train.rows_table())
@@ -128,10 +162,16 @@ def run_demo(
         f"Search ({index.bytes_per_vector():g} bytes/vector, binary + rescore) → {index_dir}: "
         f"{query!r} → {hits}"
     )
-    # The same model over a whole file, as `embedlab predict` runs it on millions of rows:
-    # in chunks, each written as it is done (a killed run resumes), published in one step.
+
+
+def _stream_and_report(
+    pipe: Pipeline, tables: dict[str, Any], out_dir: Path, console: Console
+) -> Path:
+    """The model over a whole file, as `embedlab predict` runs it on millions of rows (in
+    chunks, each written as it is done: a killed run resumes), then the HTML report."""
     from embedlab.datasets import demo_path
     from embedlab.predict_stream import predict_file
+    from embedlab.report import model_report, write_report
 
     streamed = predict_file(
         pipe, demo_path("test"), out_dir / "test_predictions.csv", chunk_rows=40, progress=False
@@ -141,8 +181,6 @@ def run_demo(
         f"(resumable, as `embedlab predict` does) → {streamed.output}: {streamed.rows} rows, "
         f"{streamed.out_of_scope} out of scope"
     )
-    from embedlab.report import model_report, write_report
-
     report_path = write_report(
         model_report(
             pipe, tables["test"].texts, tables["test"].labels, title="embedlab demo: test set"
@@ -150,20 +188,7 @@ def run_demo(
         out_dir / "report.html",
     )
     console.print(f"Report (open it in a browser): [bold]{report_path.resolve()}[/]")
-    sets["report"] = report_path
-    sets["label_set_change"] = _label_set_change(pipe, out_dir, console)
-    sets["zero_shot"] = _zero_shot(encoder, tables, metrics, out_dir, console)
-    console.print(
-        f"Next: [bold]embedlab predict {model_dir} my_texts.csv -o predictions.csv[/] "
-        f'or [bold]embedlab search {out_dir / "index"} "your query"[/], or serve the models '
-        f"over HTTP: [bold]embedlab serve {model_dir} {out_dir / 'model_zero_shot'} "
-        f"{out_dir / 'index'}[/] (then open http://127.0.0.1:8000/ for the playground, or POST "
-        "/v1/classify; see the README's Serving section). Millions of rows: [bold]embedlab "
-        "encode big.parquet -o space/ --shard-rows 100000[/] (sharded, resumable; add --ray "
-        "to run on Ray) — see the README's Large inputs section"
-    )
-    sets["metrics"] = metrics
-    return sets
+    return report_path
 
 
 def _zero_shot(

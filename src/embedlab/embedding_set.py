@@ -660,7 +660,7 @@ def read_vector_file(
     label_col: str | None = "label",
 ) -> EmbeddingSet:
     """An EmbeddingSet of precomputed vectors in ``.npy``, Parquet or CSV (validated)."""
-    from embedlab.readers import read_vectors
+    from embedlab.vector_files import read_vectors
 
     t = read_vectors(path, vector_col=vector_col, id_col=id_col, label_col=label_col)
     return EmbeddingSet(

@@ -11,7 +11,8 @@ from typing import Any, Literal
 from embedlab.embedding_set import EmbeddingSet
 from embedlab.encoders.base import Encoder
 from embedlab.progress import progress_bar
-from embedlab.readers import TextTable, count_rows, iter_texts, read_texts
+from embedlab.readers import TextTable, read_texts
+from embedlab.text_chunks import count_rows, iter_texts
 
 __all__ = ["EncodeJob", "encode_file", "encode_file_sharded", "encode_table"]
 

@@ -218,7 +218,7 @@ def plan(
     progress: bool | None = None,
 ) -> Plan:
     """Measure every (layer, dim, storage) on a held-out split of labelled texts (classify,
-    retrieve) or scored pairs (sts, ``pairs`` = a :class:`~embedlab.readers.PairTable`).
+    retrieve) or scored pairs (sts, ``pairs`` = a :class:`~embedlab.pair_files.PairTable`).
 
     ``tolerance``: the recommendation is the smallest feasible configuration whose quality is
     within this fraction of the best feasible one (default 0.5 %). ``head`` / ``detector``

@@ -31,7 +31,8 @@ from embedlab.jobs import JobFolder
 from embedlab.manifest import saved_kind, sha256_file
 from embedlab.predictions import Predictions
 from embedlab.progress import progress_bar
-from embedlab.readers import TEXT_FORMATS, count_rows, iter_texts
+from embedlab.readers import TEXT_FORMATS
+from embedlab.text_chunks import count_rows, iter_texts
 
 __all__ = ["CHUNK_ROWS", "PredictJob", "predict_file", "prediction_table"]
 

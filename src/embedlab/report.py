@@ -199,8 +199,6 @@ def model_report(
     seed: int = 0,
 ) -> str:
     """HTML report of a fitted :class:`~embedlab.pipeline.Pipeline` on labelled texts."""
-    from sklearn.metrics import roc_curve
-
     from embedlab.metrics import evaluate_open_set
     from embedlab.validation import check_labels
 
@@ -211,97 +209,19 @@ def model_report(
     oos = pipeline.oos_label
     X = pipeline.embed(texts)
     d = pipeline.classifier_.predict_details(X, top_k=1)
-    top1 = d.top_labels[:, 0].astype(str)
-    metrics = evaluate_open_set(y, d.labels, d.novelty, oos, top1)
+    metrics = evaluate_open_set(y, d.labels, d.novelty, oos, d.top_labels[:, 0].astype(str))
     is_oos = y == oos
-    # Accuracy with and without rejection side by side, first: on closed-set data the
-    # second is the figure to compare with other classifiers.
-    first = {
-        "accuracy (rejection = error)": metrics["accuracy"],
-        "head accuracy (no rejection)": metrics["head_accuracy"],
-    }
-    rest = {k: v for k, v in metrics.items() if k not in ("accuracy", "head_accuracy")}
-    headline = _cards(first | rest)
-    if not metrics["n_oos"] and metrics["in_scope_rejected"] is not None:
-        headline += (
-            '<p class="note">These rows hold no out-of-scope examples: head accuracy is the '
-            "figure comparable with closed-set classifiers; the threshold rejected "
-            f"{metrics['in_scope_rejected']:.2%} of them (<code>embedlab predict --no-reject"
-            "</code> turns rejection off without refitting).</p>"
-        )
-    sections = [("Headline metrics", headline)]
+    sections = [("Headline metrics", _headline(metrics))]
     tree = getattr(pipeline, "hierarchy", None)
     if tree is not None:
-        from embedlab.hierarchy import evaluate_levels
-
-        lv = evaluate_levels(y, d.labels, tree, oos_label=oos)
-        share = lv["wrong_leaf_right_parent_share"]
+        sections.append(_levels_section(y, d.labels, tree, oos))
+    sections.append(_errors_section(y, d, is_oos))
+    if is_oos.any() and (~is_oos).any():
         sections.append(
-            (
-                "Accuracy at every level of the hierarchy",
-                _cards({f"accuracy, {k}": v for k, v in lv["accuracy_by_level"].items()})
-                + f'<p class="note">Coarser levels are the predicted label mapped up. Of '
-                f"{lv['wrong_leaf']} wrong labels, {lv['wrong_leaf_right_parent']} have the "
-                "right parent" + (f" ({share:.0%})" if share is not None else "") + ".</p>",
-            )
-        )
-
-    inside = ~is_oos
-    wrong = inside & (top1 != y)
-    pairs, counts = (
-        np.unique(np.stack([y[wrong], top1[wrong]], 1), axis=0, return_counts=True)
-        if wrong.any()
-        else (np.empty((0, 2)), np.empty(0, int))
-    )
-    order = np.argsort(-counts, kind="stable")[:20]
-    classes, inv = np.unique(y[inside], return_inverse=True)
-    correct = (d.labels[inside] == y[inside]).astype(float)
-    acc = np.bincount(inv, weights=correct) / np.bincount(inv)
-    worst = np.argsort(acc, kind="stable")[:30]
-    sections.append(
-        (
-            "Where the classifier goes wrong",
-            '<div class="grid"><div>'
-            + "<h3>Confusion hot spots (true → predicted, in-scope rows)</h3>"
-            + _table(
-                ["true", "predicted", "rows"],
-                [(pairs[i][0], pairs[i][1], int(counts[i])) for i in order],
-            )
-            + "</div><div>"
-            + plots.bars(
-                [classes[i] for i in worst],
-                [acc[i] for i in worst],
-                title=f"Per-class accuracy, the {len(worst)} lowest of {len(classes)}",
-                xlabel="accuracy (rejections count as errors)",
-            )
-            + "</div></div>",
-        )
-    )
-    if is_oos.any() and inside.any():
-        thr = float(pipeline.classifier_.threshold_)
-        fpr, tpr, _ = roc_curve(is_oos.astype(int), d.novelty)
-        sections.append(
-            (
-                "Out-of-scope detection",
-                '<div class="grid">'
-                + plots.histograms(
-                    {"in-scope": d.novelty[inside], "out-of-scope": d.novelty[is_oos]},
-                    title="Novelty scores",
-                    xlabel="novelty (higher = more unusual)",
-                    threshold=thr,
-                )
-                + plots.lines(
-                    {f"ROC (AUROC {metrics['oos_auroc']:.4f})": (fpr, tpr)},
-                    title="ROC: out-of-scope vs in-scope",
-                    xlabel="false positive rate",
-                    ylabel="true positive rate",
-                    diagonal=True,
-                )
-                + "</div>",
-            )
+            _detection_section(d.novelty, is_oos, float(pipeline.classifier_.threshold_), metrics)
         )
     sections.append(
-        ("Diagnostics of the in-scope embeddings", _diagnostics(X[inside], y[inside], seed))
+        ("Diagnostics of the in-scope embeddings", _diagnostics(X[~is_oos], y[~is_oos], seed))
     )
     hover = [
         f"{t[:160]} — label {a}, predicted {b}" for t, a, b in zip(texts, y, d.labels, strict=True)
@@ -315,6 +235,101 @@ def model_report(
         f"{len(texts):,} rows; built in {time.perf_counter() - start:.1f} s by embedlab."
     )
     return _page(title, sections, footer)
+
+
+def _headline(metrics: dict[str, Any]) -> str:
+    """Accuracy with and without rejection side by side, first: on closed-set data the
+    second is the figure to compare with other classifiers."""
+    first = {
+        "accuracy (rejection = error)": metrics["accuracy"],
+        "head accuracy (no rejection)": metrics["head_accuracy"],
+    }
+    rest = {k: v for k, v in metrics.items() if k not in ("accuracy", "head_accuracy")}
+    headline = _cards(first | rest)
+    if not metrics["n_oos"] and metrics["in_scope_rejected"] is not None:
+        headline += (
+            '<p class="note">These rows hold no out-of-scope examples: head accuracy is the '
+            "figure comparable with closed-set classifiers; the threshold rejected "
+            f"{metrics['in_scope_rejected']:.2%} of them (<code>embedlab predict --no-reject"
+            "</code> turns rejection off without refitting).</p>"
+        )
+    return headline
+
+
+def _levels_section(y: np.ndarray, predicted: np.ndarray, tree: Any, oos: str) -> tuple[str, str]:
+    from embedlab.hierarchy import evaluate_levels
+
+    lv = evaluate_levels(y, predicted, tree, oos_label=oos)
+    share = lv["wrong_leaf_right_parent_share"]
+    return (
+        "Accuracy at every level of the hierarchy",
+        _cards({f"accuracy, {k}": v for k, v in lv["accuracy_by_level"].items()})
+        + f'<p class="note">Coarser levels are the predicted label mapped up. Of '
+        f"{lv['wrong_leaf']} wrong labels, {lv['wrong_leaf_right_parent']} have the "
+        "right parent" + (f" ({share:.0%})" if share is not None else "") + ".</p>",
+    )
+
+
+def _errors_section(y: np.ndarray, d: Any, is_oos: np.ndarray) -> tuple[str, str]:
+    """Where the classifier goes wrong: confusion hot spots and the lowest per-class
+    accuracies (in-scope rows)."""
+    top1 = d.top_labels[:, 0].astype(str)
+    inside = ~is_oos
+    wrong = inside & (top1 != y)
+    pairs, counts = (
+        np.unique(np.stack([y[wrong], top1[wrong]], 1), axis=0, return_counts=True)
+        if wrong.any()
+        else (np.empty((0, 2)), np.empty(0, int))
+    )
+    order = np.argsort(-counts, kind="stable")[:20]
+    classes, inv = np.unique(y[inside], return_inverse=True)
+    correct = (d.labels[inside] == y[inside]).astype(float)
+    acc = np.bincount(inv, weights=correct) / np.bincount(inv)
+    worst = np.argsort(acc, kind="stable")[:30]
+    return (
+        "Where the classifier goes wrong",
+        '<div class="grid"><div>'
+        + "<h3>Confusion hot spots (true → predicted, in-scope rows)</h3>"
+        + _table(
+            ["true", "predicted", "rows"],
+            [(pairs[i][0], pairs[i][1], int(counts[i])) for i in order],
+        )
+        + "</div><div>"
+        + plots.bars(
+            [classes[i] for i in worst],
+            [acc[i] for i in worst],
+            title=f"Per-class accuracy, the {len(worst)} lowest of {len(classes)}",
+            xlabel="accuracy (rejections count as errors)",
+        )
+        + "</div></div>",
+    )
+
+
+def _detection_section(
+    novelty: np.ndarray, is_oos: np.ndarray, threshold: float, metrics: dict[str, Any]
+) -> tuple[str, str]:
+    """Out-of-scope detection: novelty histograms with the threshold, and the ROC curve."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(is_oos.astype(int), novelty)
+    return (
+        "Out-of-scope detection",
+        '<div class="grid">'
+        + plots.histograms(
+            {"in-scope": novelty[~is_oos], "out-of-scope": novelty[is_oos]},
+            title="Novelty scores",
+            xlabel="novelty (higher = more unusual)",
+            threshold=threshold,
+        )
+        + plots.lines(
+            {f"ROC (AUROC {metrics['oos_auroc']:.4f})": (fpr, tpr)},
+            title="ROC: out-of-scope vs in-scope",
+            xlabel="false positive rate",
+            ylabel="true positive rate",
+            diagonal=True,
+        )
+        + "</div>",
+    )
 
 
 def _multi_label_report(

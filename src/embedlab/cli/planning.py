@@ -117,8 +117,8 @@ def plan(
       embedlab plan ../shared/data/stsb/sts-dev.csv --task sts --dims 384,128,64
     """
     from embedlab.encoders import SentenceTransformerEncoder
+    from embedlab.pair_files import read_pairs
     from embedlab.planner import plan as make_plan
-    from embedlab.readers import read_pairs
 
     with user_errors():
         layer_list, dim_list = _int_list(layers, "layers"), _int_list(dims, "dims")
