@@ -19,19 +19,16 @@ encode_layers`, cached per layer), and encode time per layer is measured on a sa
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from embedlab.errors import ValidationError
 from embedlab.metrics import retrieval_at_k
+from embedlab.plan_result import PQ_SUBVECTOR_DIMS, RESCORE, Plan, PlanRow
 from embedlab.splits import holdout_per_label
 from embedlab.vectors import unit_rows
 
@@ -45,156 +42,9 @@ METRICS = {
     "sts": ("spearman",),
 }
 K = 10
-RESCORE = 10  # binary retrieval shortlist = RESCORE · k
-PQ_SUBVECTOR_DIMS = 8  # pq: one byte per 8 dimensions
 PQ_TRAIN_ROWS = 10_000  # PQ codebooks train on at most this many rows (FAISS k-means is slow)
 
 
-@dataclass
-class PlanRow:
-    """One measured configuration."""
-
-    layer: int
-    dim: int
-    storage: str
-    bytes_per_vector: float
-    quality: float
-    metrics: dict[str, float]
-    encode_ms: float  # per text, at this layer
-    query_ms: float  # per query: search (retrieve), head + detector (classify), cosine (sts)
-    transform: str  # spec for `embedlab fit --transform`
-    index: str | None  # spec for `embedlab index --spec` (retrieve)
-    pareto: bool = False
-    feasible: bool = True
-
-    @property
-    def total_ms(self) -> float:
-        return self.encode_ms + self.query_ms
-
-    @property
-    def name(self) -> str:
-        return f"layer {self.layer}, dim {self.dim}, {self.storage}"
-
-
-@dataclass
-class Plan:
-    """The measured grid, its Pareto front and the recommendation."""
-
-    task: str
-    metric: str
-    rows: list[PlanRow]
-    tolerance: float
-    max_bytes: float | None
-    max_ms: float | None
-    data: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def best(self) -> PlanRow | None:
-        """Highest quality among the configurations that meet the limits."""
-        ok = [r for r in self.rows if r.feasible]
-        return max(ok, key=lambda r: (r.quality, -r.bytes_per_vector, -r.total_ms), default=None)
-
-    @property
-    def recommended(self) -> PlanRow | None:
-        """Fewest bytes (then fastest) among feasible rows within ``tolerance`` of the best."""
-        best = self.best
-        if best is None:
-            return None
-        floor = best.quality - self.tolerance * abs(best.quality)
-        ok = [r for r in self.rows if r.feasible and r.quality >= floor]
-        return min(ok, key=lambda r: (r.bytes_per_vector, r.total_ms, -r.quality))
-
-    def next_command(self) -> str | None:
-        """The command that uses the recommended choice on the user's data (None without a
-        recommendation)."""
-        rec = self.recommended
-        if rec is None:
-            return None
-        if self.task == "retrieve":
-            return (
-                f"embedlab encode DATA -o space/ --layer {rec.layer} --dim {rec.dim} && "
-                f"embedlab index space/ -o index/ --spec {rec.index}"
-            )
-        if self.task == "classify":
-            return f"embedlab fit DATA -o model/ --transform {rec.transform}"
-        encode = f"embedlab encode DATA -o space/ --layer {rec.layer} --dim {rec.dim}"
-        if rec.storage == "float32":
-            return encode
-        spec = {"int8": "sq8", "binary": f"binary,rescore{RESCORE}"}.get(
-            rec.storage, f"pq{rec.dim // PQ_SUBVECTOR_DIMS}"
-        )  # the stored form the plan measured, kept by an index of the vectors
-        return f"{encode} && embedlab index space/ -o index/ --spec {spec}"
-
-    @property
-    def reference(self) -> PlanRow:
-        """Full model, all dimensions, float32: what every ratio is relative to."""
-        top_layer = max(r.layer for r in self.rows)
-        full = [r for r in self.rows if r.layer == top_layer and r.storage == "float32"]
-        return max(full, key=lambda r: r.dim)
-
-    def table(self) -> list[dict[str, Any]]:
-        """One flat dict per row (what the CSV holds), best quality first."""
-        ref = self.reference
-        out = []
-        for r in sorted(self.rows, key=lambda r: (-r.quality, r.bytes_per_vector)):
-            out.append(
-                {
-                    "layer": r.layer,
-                    "dim": r.dim,
-                    "storage": r.storage,
-                    "bytes_per_vector": r.bytes_per_vector,
-                    "compression": ref.bytes_per_vector / r.bytes_per_vector,
-                    self.metric: r.quality,
-                    "quality_kept": r.quality / ref.quality if ref.quality else math.nan,
-                    **{k: v for k, v in r.metrics.items() if k != self.metric},
-                    "encode_ms": r.encode_ms,
-                    "query_ms": r.query_ms,
-                    "pareto": r.pareto,
-                    "feasible": r.feasible,
-                    "transform": r.transform,
-                    "index": r.index or "",
-                }
-            )
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        pick = lambda r: None if r is None else {**asdict(r), "name": r.name}  # noqa: E731
-        return {
-            "task": self.task,
-            "metric": self.metric,
-            "tolerance": self.tolerance,
-            "max_bytes": self.max_bytes,
-            "max_ms": self.max_ms,
-            "data": self.data,
-            "seconds": round(self.seconds, 2),
-            "recommended": pick(self.recommended),
-            "best": pick(self.best),
-            "reference": pick(self.reference),
-            "rows": self.table(),
-        }
-
-    def save(self, directory: str | os.PathLike, *, plot: bool = True) -> dict[str, Path]:
-        """Write ``plan.csv``, ``plan.json`` and (``plot``) ``plan.png`` into ``directory``."""
-        import pyarrow as pa
-
-        from embedlab.atomic import atomic_write_bytes
-        from embedlab.readers import write_table
-
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"csv": out / "plan.csv", "json": out / "plan.json"}
-        write_table(pa.Table.from_pylist(self.table()), paths["csv"])
-        atomic_write_bytes(
-            paths["json"], json.dumps(self.to_dict(), indent=1, default=float).encode()
-        )
-        if plot:
-            paths["plot"] = out / "plan.png"
-            plot_plan(self, paths["plot"])
-        return paths
-
-
-# --------------------------------------------------------------------------- planning
 def plan(
     texts: Sequence[str] | None = None,
     labels: Sequence[Any] | None = None,
@@ -227,7 +77,6 @@ def plan(
     max-cosine; the same pair measures every configuration.
     """
     from embedlab.encoders import SentenceTransformerEncoder
-    from embedlab.progress import progress_bar
 
     start = time.perf_counter()
     asked = storages
@@ -240,11 +89,7 @@ def plan(
             "the planner needs a full sentence-transformers encoder (no layer / dim set): it "
             "varies the layer and dimension itself"
         )
-    n_layers = int(encoder.spec.get("num_layers") or 0)
-    layers = sorted({int(k) for k in layers}) if layers else list(range(1, n_layers + 1))
-    bad = [k for k in layers if not 1 <= k <= n_layers]
-    if bad:
-        raise ValidationError(f"layers {bad} are out of range: this model has layers 1..{n_layers}")
+    layers = _check_layers(encoder, layers)
     dims = _check_dims(dims, int(encoder.dim), storages)
     if task == "sts":
         data = _sts_data(pairs, test_size, seed)
@@ -255,26 +100,11 @@ def plan(
             f"metric auroc needs out-of-scope rows (label {oos_label!r}) in the data; "
             "there are none"
         )
-    notes = []
+    notes: list[str] = []
     n_fit = int(data["train"].sum())
-    if "pq" in storages and n_fit < 256:
-        if asked:
-            raise ValidationError(
-                f"pq needs at least 256 training rows to learn its codebooks; the training "
-                f"split has {n_fit} (add data, or leave pq out of the storages)"
-            )
-        storages = [s for s in storages if s != "pq"]
-        notes.append(f"pq left out: the training split has {n_fit} rows, pq needs 256")
+    storages = _usable_storages(storages, n_fit, bool(asked), notes)
     if task == "classify":
-        enough = n_fit >= 2 * int(encoder.dim)
-        head = head if head != "auto" else ("gaussian" if enough else "prototype")
-        detector = (
-            detector if detector != "auto" else ("relative-mahalanobis" if enough else "max-cosine")
-        )
-        from embedlab.detect.registry import make_detector
-        from embedlab.heads.registry import make_head
-
-        make_head(head), make_detector(detector)  # unknown names fail here, before encoding
+        head, detector = _classify_models(head, detector, n_fit, int(encoder.dim))
     if task == "retrieve" and "binary" in storages:
         notes.append(
             f"binary keeps {RESCORE}·k candidates by Hamming distance and rescores them with "
@@ -282,33 +112,17 @@ def plan(
         )
     by_layer = encoder.encode_layers(data["texts"], layers, progress=progress)
     encode_ms = _encode_ms(encoder, data["texts"], layers, timing_sample, seed)
-    rows: list[PlanRow] = []
     measure = {"classify": _classify, "retrieve": _retrieve, "sts": _sts}[task]
-    n_configs = len(layers) * len(dims) * len(storages)
-    with progress_bar(n_configs, "measuring", enabled=progress is not False) as advance:
-        for k in layers:
-            for d in dims:
-                V = unit_rows(by_layer[k][:, :d])
-                for storage in storages:
-                    metrics, query_ms, nbytes, index_spec = measure(
-                        V, storage, data, head=head, detector=detector, seed=seed
-                    )
-                    transform = f"layer{k},dim{d},norm" + _storage_token(storage, d)
-                    rows.append(
-                        PlanRow(
-                            layer=k,
-                            dim=d,
-                            storage=storage,
-                            bytes_per_vector=nbytes,
-                            quality=float(metrics[metric]),
-                            metrics={m: float(v) for m, v in metrics.items()},
-                            encode_ms=encode_ms[k],
-                            query_ms=query_ms,
-                            transform=transform,
-                            index=index_spec,
-                        )
-                    )
-                    advance(1)
+    rows = _measure_all(
+        layers,
+        by_layer,
+        encode_ms,
+        dims,
+        storages,
+        metric,
+        progress,
+        lambda V, storage: measure(V, storage, data, head=head, detector=detector, seed=seed),
+    )
     for r in rows:
         r.feasible = (max_bytes is None or r.bytes_per_vector <= max_bytes) and (
             max_ms is None or r.total_ms <= max_ms
@@ -329,6 +143,84 @@ def plan(
         data=summary,
         seconds=time.perf_counter() - start,
     )
+
+
+def _check_layers(encoder: Any, layers: Sequence[int] | None) -> list[int]:
+    """The layers to measure (default: every layer), each within the model's."""
+    n_layers = int(encoder.spec.get("num_layers") or 0)
+    layers = sorted({int(k) for k in layers}) if layers else list(range(1, n_layers + 1))
+    bad = [k for k in layers if not 1 <= k <= n_layers]
+    if bad:
+        raise ValidationError(f"layers {bad} are out of range: this model has layers 1..{n_layers}")
+    return layers
+
+
+def _usable_storages(storages: list[str], n_fit: int, asked: bool, notes: list[str]) -> list[str]:
+    """pq needs 256 training rows for its codebooks: refused when asked for, else left out
+    (said in ``notes``)."""
+    if "pq" in storages and n_fit < 256:
+        if asked:
+            raise ValidationError(
+                f"pq needs at least 256 training rows to learn its codebooks; the training "
+                f"split has {n_fit} (add data, or leave pq out of the storages)"
+            )
+        notes.append(f"pq left out: the training split has {n_fit} rows, pq needs 256")
+        return [s for s in storages if s != "pq"]
+    return storages
+
+
+def _classify_models(head: str, detector: str, n_fit: int, dim: int) -> tuple[str, str]:
+    """``auto``: LDA + relative Mahalanobis with at least twice as many rows as dimensions,
+    else prototype + max-cosine; unknown names fail here, before encoding."""
+    from embedlab.detect.registry import make_detector
+    from embedlab.heads.registry import make_head
+
+    enough = n_fit >= 2 * dim
+    head = head if head != "auto" else ("gaussian" if enough else "prototype")
+    detector = (
+        detector if detector != "auto" else ("relative-mahalanobis" if enough else "max-cosine")
+    )
+    make_head(head), make_detector(detector)
+    return head, detector
+
+
+def _measure_all(
+    layers: list[int],
+    by_layer: dict[int, np.ndarray],
+    encode_ms: dict[int, float],
+    dims: list[int],
+    storages: list[str],
+    metric: str,
+    progress: bool | None,
+    measure: Any,
+) -> list[PlanRow]:
+    """One PlanRow per (layer, dim, storage), measured by ``measure(V, storage)``."""
+    from embedlab.progress import progress_bar
+
+    rows: list[PlanRow] = []
+    n_configs = len(layers) * len(dims) * len(storages)
+    with progress_bar(n_configs, "measuring", enabled=progress is not False) as advance:
+        for k in layers:
+            for d in dims:
+                V = unit_rows(by_layer[k][:, :d])
+                for storage in storages:
+                    metrics, query_ms, nbytes, index_spec = measure(V, storage)
+                    rows.append(
+                        PlanRow(
+                            layer=k,
+                            dim=d,
+                            storage=storage,
+                            bytes_per_vector=nbytes,
+                            quality=float(metrics[metric]),
+                            metrics={m: float(v) for m, v in metrics.items()},
+                            encode_ms=encode_ms[k],
+                            query_ms=query_ms,
+                            transform=f"layer{k},dim{d},norm" + _storage_token(storage, d),
+                            index=index_spec,
+                        )
+                    )
+                    advance(1)
+    return rows
 
 
 def _check_choices(
@@ -571,82 +463,3 @@ def _mark_pareto(rows: list[PlanRow]) -> None:
     dominated = (no_worse & better).any(axis=1)
     for r, dom in zip(ok, dominated, strict=True):
         r.pareto = not dom
-
-
-# --------------------------------------------------------------------------- plotting
-def plot_plan(p: Plan, path: str | os.PathLike) -> Path:
-    """Quality vs bytes per vector (log scale), one colour per storage, Pareto front marked."""
-    from matplotlib.figure import Figure  # no pyplot: matplotlib's global backend is left alone
-
-    from embedlab.atomic import atomic_write_bytes
-
-    fig = Figure(figsize=(8.5, 5), dpi=110)
-    ax = fig.subplots()
-    markers = {"float32": "o", "int8": "s", "binary": "^", "pq": "D"}
-    lo, hi = min(r.layer for r in p.rows), max(r.layer for r in p.rows)
-    points = None
-    for storage in STORAGES:
-        rs = [r for r in p.rows if r.storage == storage]
-        if rs:
-            points = ax.scatter(
-                [r.bytes_per_vector for r in rs],
-                [r.quality for r in rs],
-                c=[r.layer for r in rs],
-                cmap="viridis",
-                vmin=lo,
-                vmax=max(hi, lo + 1),
-                marker=markers[storage],
-                s=[12 + r.dim / 8 for r in rs],
-                alpha=0.8,
-                edgecolors="none",
-            )
-            ax.scatter([], [], marker=markers[storage], c="grey", label=storage)
-    # The best quality reachable within each byte budget (the 2-D front of this view).
-    envelope, top = [], -math.inf
-    for r in sorted(p.rows, key=lambda r: (r.bytes_per_vector, -r.quality)):
-        if r.feasible and r.quality > top:
-            envelope.append(r)
-            top = r.quality
-    if envelope:
-        ax.step(
-            [r.bytes_per_vector for r in envelope],
-            [r.quality for r in envelope],
-            where="post",
-            color="crimson",
-            lw=1,
-            ls="--",
-            label="best within a byte budget",
-        )
-    rec = p.recommended
-    if rec is not None:
-        ax.scatter(
-            [rec.bytes_per_vector], [rec.quality], s=220, facecolors="none", edgecolors="crimson"
-        )
-        ax.annotate(
-            f"recommended: {rec.name}",
-            (rec.bytes_per_vector, rec.quality),
-            textcoords="offset points",
-            xytext=(-12, -18),
-            ha="right",
-            fontsize=8,
-            color="crimson",
-            bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "crimson", "alpha": 0.85},
-        )
-    if points is not None:
-        bar = fig.colorbar(points, ax=ax, pad=0.01)
-        bar.set_label("layer")
-    if p.max_bytes is not None:
-        ax.axvline(p.max_bytes, color="grey", lw=0.8, ls=":")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("bytes per vector (log scale)")
-    ax.set_ylabel(p.metric)
-    ax.set_title(f"embedlab plan — {p.task}: {p.metric} vs storage (colour = layer, size = dim)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    import io
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
