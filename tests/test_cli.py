@@ -250,9 +250,9 @@ def test_fit_with_named_components(tmp_path, demo_csvs):
 def test_fit_with_a_transform(tmp_path, demo_csvs):
     train, test = demo_csvs
     args = ("--head", "prototype", "--detector", "max-cosine")
-    res = invoke("fit", train, "-o", tmp_path / "m", "--transform", "layer3,dim128,int8", *args)
+    res = invoke("fit", train, "-o", tmp_path / "m", "--transform", "layer3,dim128,sq8", *args)
     assert res.exit_code == 0, res.output
-    assert "transform layer3,dim128,int8" in res.output and "encoder frozen" in res.output
+    assert "transform layer3,dim128,sq8" in res.output and "encoder frozen" in res.output
     res = invoke("evaluate", tmp_path / "m", test, "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["accuracy"] > 0.7
     res = invoke("fit", train, "-o", tmp_path / "n", "--transform", "binary,whiten", *args)

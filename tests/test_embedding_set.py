@@ -251,7 +251,7 @@ def test_transform_returns_float_rows_and_records_the_spec():
     np.testing.assert_allclose(np.linalg.norm(out.vectors, axis=1), 1.0, rtol=1e-5)
     assert out.provenance.dim == 8 and out.provenance.extra["transforms"] == ["center,pca8,norm"]
     assert es.provenance.dim == 16  # the source set is unchanged
-    coded = es.transform("int8")
+    coded = es.transform("sq8")
     err = np.abs(coded.vectors - es.vectors)
     assert coded.vectors.dtype == np.float32 and np.median(err) < 0.01  # tails are clipped
     with pytest.raises(ValidationError, match="names layer 3"):

@@ -167,3 +167,34 @@ def test_index_search_allow_mask_is_exact_for_a_flat_index():
     assert np.isinf(scores[:, 2:]).all()
     with pytest.raises(Exception, match="one boolean per stored vector"):
         index.search(Q, 5, allow=few[:10])
+
+
+def test_a_transform_prefix_before_an_index(data, tmp_path):
+    """One grammar: transform steps may come before the index; they are fitted on the first
+    vectors, saved with the index and applied to the queries."""
+    from embedlab.transforms import TransformChain
+
+    X, Q = data
+    index = Index("center,pca16,flat", 64).add(X, ids=[f"r{i}" for i in range(len(X))])
+    assert index.dim == 64 and index.chain.spec == "center,pca16" and index.bytes_per_vector() == 64
+
+    def unit(A):  # the index works on unit rows, before and after its transform
+        return A / np.linalg.norm(A, axis=1, keepdims=True)
+
+    chain = TransformChain("center,pca16").fit(unit(X))
+    exact = Index("flat", 16).add(
+        chain.float_vectors(unit(X)), ids=[f"r{i}" for i in range(len(X))]
+    )
+    Zq = chain.float_vectors(unit(Q))
+    want, _ = exact.search(Zq / np.linalg.norm(Zq, axis=1, keepdims=True), 5)
+    got, _ = index.search(Q, 5)
+    np.testing.assert_array_equal(got, want)
+    assert Index("whiten,hnsw16", 64).add(X).search(Q, 1)[0].shape == (len(Q), 1)
+    back = Index.load(index.save(tmp_path / "i"))
+    np.testing.assert_array_equal(back.search(Q, 5)[0], got)
+    flat = Index("norm,dim32,rerank4", 64)  # dimD,rerankR stays the shortlist index
+    assert flat.kind == "shortlist" and flat.chain.spec == "norm"
+    with pytest.warns(FutureWarning, match="'int8' is now spelled 'sq8'"):
+        assert Index("int8", 64).kind == "sq8"
+    with pytest.raises(ValidationError, match="pca128 exceeds the vectors' dimension 64"):
+        Index("pca128,flat", 64)

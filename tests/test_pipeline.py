@@ -210,7 +210,7 @@ def test_auto_adapt_skips_elastic_encoders(st_encoder_uncached, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", ["center,whiten,pca64,norm", "layer4,dim128,norm,int8"])
+@pytest.mark.parametrize("spec", ["center,whiten,pca64,norm", "layer4,dim128,norm,sq8"])
 def test_transform_chain_is_fitted_saved_and_reloaded(st_encoder_uncached, tmp_path, spec):
     train, test = load_demo("train"), load_demo("test")
     layer = 4 if spec.startswith("layer4") else None

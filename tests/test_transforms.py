@@ -15,19 +15,24 @@ def X():
 
 
 def test_parse_spec():
-    layer, steps = parse_spec("layer4, center,whiten,dim16,int8")
-    assert layer == 4 and [s.token for s in steps] == ["center", "whiten", "dim16", "int8"]
+    layer, steps = parse_spec("layer4, center,whiten,dim16,sq8")
+    assert layer == 4 and [s.token for s in steps] == ["center", "whiten", "dim16", "sq8"]
+    with pytest.warns(FutureWarning, match="'int8' is now spelled 'sq8'"):  # the old spelling
+        assert [s.token for s in parse_spec("dim16,int8")[1]] == ["dim16", "sq8"]
+    assert [s.token for s in parse_spec("pq4x8")[1]] == ["pq4"]  # pqM is pqMx8
 
 
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
         ("binary,whiten", r"'binary' turns vectors into codes, so 'whiten' cannot follow it"),
-        ("center,blur", r"unknown transform 'blur'.*valid tokens: layerK, center"),
+        ("center,blur", r"unknown token 'blur' in transform 'center,blur'; tokens are: layerK"),
         ("center,layer3", "must come first"),
-        ("dim0", "at least 1"),
-        ("", "empty transform spec"),
-        ("int8,pq8", "cannot follow"),
+        ("dim0", "dim0 is out of range"),
+        ("", "empty transform"),
+        ("sq8,pq8", "cannot follow"),
+        ("center,hnsw32", "'hnsw32' in 'center,hnsw32' is an index token, not a transform"),
+        ("pq8x4", "a transform's pq codes are 8 bits"),
     ],
 )
 def test_bad_specs(spec, message):
@@ -58,7 +63,7 @@ def test_dim_and_norm(X):
 
 
 def test_int8_round_trip(X):
-    chain = TransformChain("int8").fit(X)
+    chain = TransformChain("sq8").fit(X)
     codes = chain.transform(X)
     assert codes.dtype == np.int8 and codes.shape == X.shape
     err = np.abs(chain.decode(codes) - X)
@@ -103,7 +108,7 @@ def test_fit_errors(X):
         chain.transform(X[:, :8])
 
 
-@pytest.mark.parametrize("spec", ["center,whiten,dim16,int8", "pca16,norm", "pq4", "binary"])
+@pytest.mark.parametrize("spec", ["center,whiten,dim16,sq8", "pca16,norm", "pq4", "binary"])
 def test_state_round_trip(X, spec):
     chain = TransformChain(spec).fit(X)
     config, arrays = chain.state()

@@ -18,8 +18,11 @@ spec                   index
                        R·k candidates, reranked with all dimensions
 =====================  =======================================================
 
-Vectors are L2-normalised on the way in, so scores are cosine similarities (higher =
-closer). An index saves to a directory of ``index.json`` + arrays (FAISS's own binary
+Transform steps may come first (``center,pca128,hnsw32``: the same tokens as
+``--transform``, see :mod:`embedlab.specs`); they are fitted on the first vectors the index
+is trained on or given, saved with it, and applied to every query. Vectors are
+L2-normalised on the way in (and after the transform), so scores are cosine similarities
+(higher = closer). An index saves to a directory of ``index.json`` + arrays (FAISS's own binary
 format for FAISS indexes, never pickle).
 """
 
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,8 @@ from embedlab.containment import check_npy, refuse_links
 from embedlab.encoders.base import spec_differences
 from embedlab.errors import StoreError, ValidationError
 from embedlab.manifest import read_versioned_json, sha256_file
+from embedlab.specs import tokenize
+from embedlab.transforms import TransformChain
 from embedlab.validation import check_vectors
 from embedlab.vectors import unit_rows
 
@@ -46,56 +50,57 @@ __all__ = ["INDEX_SPECS", "Index"]
 INDEX_SPECS = ("flat", "sq8", "pqM[xB]", "hnswM", "ivfN,pqM[xB]", "binary,rescoreR", "dimD,rerankR")
 FORMAT = "embedlab.index"
 FORMAT_VERSION = 1
-_INDEX_FILES = ("ids.npy", "vectors.npy", "faiss.npy", "rows.parquet")
+_INDEX_FILES = ("ids.npy", "vectors.npy", "faiss.npy", "rows.parquet", "transform.npz")
 
-_PATTERNS = {
-    "flat": re.compile(r"^flat$"),
-    "sq8": re.compile(r"^sq8$"),
-    "pq": re.compile(r"^pq(\d+)(?:x(\d+))?$"),
-    "hnsw": re.compile(r"^hnsw(\d+)$"),
-    "ivfpq": re.compile(r"^ivf(\d+),pq(\d+)(?:x(\d+))?$"),
-    "binary": re.compile(r"^binary,rescore(\d+)$"),
-    "shortlist": re.compile(r"^dim(\d+),rerank(\d+)$"),
+#: The token sequences (after an optional transform prefix) that make each kind of index.
+_SHAPES = {
+    ("flat",): "flat",
+    ("sq8",): "sq8",
+    ("pq",): "pq",
+    ("hnsw",): "hnsw",
+    ("ivf", "pq"): "ivfpq",
+    ("binary", "rescore"): "binary",
+    ("dim", "rerank"): "shortlist",
 }
 
 
-def _parse(spec: str) -> tuple[str, tuple[int, ...]]:
-    s = spec.replace(" ", "").lower()
-    for kind, pattern in _PATTERNS.items():
-        m = pattern.match(s)
-        if m:
-            args = tuple(int(g) for g in m.groups() if g is not None)
-            if kind == "ivfpq" and len(args) == 2:
-                args = (*args, 8)
-            if kind == "pq" and len(args) == 1:
-                args = (*args, 8)
-            _check_bounds(spec, kind, args)
-            return kind, args
-    raise ValidationError(f"unknown index spec {spec!r}; use one of: {', '.join(INDEX_SPECS)}")
+def _parse(spec: str) -> tuple[str, tuple[int, ...], str | None]:
+    """(kind, numbers, transform prefix or None) of an index spec, in the one spec grammar
+    (:mod:`embedlab.specs`): float transform steps may come before the index
+    (``center,pca128,hnsw32``); ``dimD`` followed by ``rerankR`` is the shortlist index."""
+    try:
+        tokens = tokenize(spec, what="index spec")
+    except ValidationError as exc:
+        if "out of range" in str(exc):
+            raise
+        tokens = []  # an unknown token: said below, with the index specs
+    i = 0
+    while i < len(tokens) and tokens[i].role == "float":
+        if tokens[i].name == "dim" and i + 1 < len(tokens) and tokens[i + 1].name == "rerank":
+            break
+        i += 1
+    rest = tokens[i:]
+    kind = _SHAPES.get(tuple(t.name for t in rest))
+    if kind is None:
+        raise ValidationError(
+            f"unknown index spec {spec!r}; use one of: {', '.join(INDEX_SPECS)}, each "
+            "optionally after transform steps (center, whiten, pcaK, dimK, norm)"
+        )
+    prefix = ",".join(t.text for t in tokens[:i]) or None
+    return kind, tuple(a for t in rest for a in t.args), prefix
 
 
-#: (kind, position of the number) -> (token, smallest, largest, what it is)
-_BOUNDS = {
-    ("pq", 0): ("pq", 1, 4096, "the number of sub-vectors"),
-    ("pq", 1): ("x", 1, 16, "the bits per code"),
-    ("hnsw", 0): ("hnsw", 2, 512, "the links per node (HNSW's M)"),
-    ("ivfpq", 0): ("ivf", 1, 1 << 20, "the number of IVF lists"),
-    ("ivfpq", 1): ("pq", 1, 4096, "the number of sub-vectors"),
-    ("ivfpq", 2): ("x", 1, 16, "the bits per code"),
-    ("binary", 0): ("rescore", 1, 1000, "the rescoring factor (candidates per result)"),
-    ("shortlist", 0): ("dim", 1, 1 << 16, "the shortlist's dimensions"),
-    ("shortlist", 1): ("rerank", 1, 1000, "the reranking factor (candidates per result)"),
-}
-
-
-def _check_bounds(spec: str, kind: str, args: tuple[int, ...]) -> None:
-    """Every number of a spec within its range (before FAISS sees any): one line each."""
-    for i, value in enumerate(args):
-        token, lo, hi, what = _BOUNDS.get((kind, i), ("", 0, 0, ""))
-        if token and not lo <= value <= hi:
-            raise ValidationError(
-                f"index spec {spec!r}: {token}{value} is out of range: {what} must be {lo}..{hi}"
-            )
+def _inner_dim(chain: TransformChain | None, dim: int, spec: str) -> int:
+    """The dimension after the transform prefix (``pcaK`` / ``dimK`` set it)."""
+    d = dim
+    for step in chain.steps if chain is not None else ():
+        if step.name in ("pca", "dim"):
+            if step.arg > d:
+                raise ValidationError(
+                    f"index spec {spec!r}: {step.token} exceeds the vectors' dimension {d}"
+                )
+            d = step.arg
+    return d
 
 
 class Index:
@@ -114,29 +119,32 @@ class Index:
     def __init__(
         self, spec: str = "flat", dim: int | None = None, encoder: dict[str, Any] | None = None
     ) -> None:
-        self.kind, self.args = _parse(spec)
+        self.kind, self.args, prefix = _parse(spec)
         self.spec = spec
         if dim is None or int(dim) < 1:
             raise ValidationError("an index needs the vector dimension (dim >= 1)")
         self.dim = int(dim)
         self.encoder = encoder
-        if self.kind == "shortlist" and self.args[0] > self.dim:
+        #: the transform prefix (fitted on the first vectors trained on or added), or None
+        self.chain = TransformChain(prefix) if prefix else None
+        self._d = _inner_dim(self.chain, self.dim, spec)  # what the search structure holds
+        if self.kind == "shortlist" and self.args[0] > self._d:
             raise ValidationError(
                 f"index spec {spec!r}: dim{self.args[0]} exceeds the vectors' dimension "
-                f"{self.dim} (use dim1..dim{self.dim})"
+                f"{self._d} (use dim1..dim{self._d})"
             )
         m_bits = {"ivfpq": self.args[1:], "pq": self.args}.get(self.kind)
-        if m_bits and self.dim % m_bits[0]:
+        if m_bits and self._d % m_bits[0]:
             raise ValidationError(
-                f"pq{m_bits[0]}: the number of sub-vectors must divide the dimension {self.dim}"
+                f"pq{m_bits[0]}: the number of sub-vectors must divide the dimension {self._d}"
             )
         self.ids = np.empty(0, dtype=object)
-        self.vectors = np.empty((0, self.dim), dtype=np.float32)  # kept for rescoring kinds
+        self.vectors = np.empty((0, self._d), dtype=np.float32)  # kept for rescoring kinds
         self._faiss: Any = None
         self._binary: Any = None  # FAISS Hamming index over _codes, built on first search
         self._prefix: Any = None  # FAISS flat index over the normalised first D dimensions
         self.rows: Any = None  # optional pyarrow Table of id / label / text for display
-        self._codes = np.empty((0, -(-self.dim // 8)), dtype=np.uint8)
+        self._codes = np.empty((0, -(-self._d // 8)), dtype=np.uint8)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -145,10 +153,22 @@ class Index:
         return f"Index({self.spec!r}, dim={self.dim}, n={len(self)})"
 
     # ---------------------------------------------------------------- building
+    def _inputs(self, vectors: Any, *, name: str = "vectors", fit: bool = False) -> np.ndarray:
+        """Checked, unit-length vectors in the space the search structure holds: through the
+        transform prefix (fitted here on the first vectors when ``fit``), renormalised."""
+        X = unit_rows(check_vectors(vectors, name=name, dim=self.dim))
+        if self.chain is None:
+            return X
+        if not self.chain.fitted:
+            if not fit:
+                raise ValidationError("the index is empty: add vectors first")
+            self.chain.fit(X)
+        return unit_rows(self.chain.float_vectors(X))
+
     def train(self, vectors: Any) -> Index:
         """Learn the quantiser (sq8, pq, ivf-pq) from ``vectors`` without adding them; by
         default the first batch given to :meth:`add` trains it. Other kinds need no training."""
-        X = unit_rows(check_vectors(vectors, dim=self.dim))
+        X = self._inputs(vectors, fit=True)
         if self.kind in ("sq8", "pq", "ivfpq"):
             if self._faiss is not None and len(self):
                 raise ValidationError("this index already holds vectors; train it before add()")
@@ -158,7 +178,7 @@ class Index:
 
     def add(self, vectors: Any, ids: Any = None) -> Index:
         """Add vectors (n, dim) with optional ids (default: running row numbers)."""
-        X = unit_rows(check_vectors(vectors, dim=self.dim))
+        X = self._inputs(vectors, fit=True)
         new_ids = (
             np.arange(len(self), len(self) + len(X)).astype(str)
             if ids is None
@@ -215,9 +235,9 @@ class Index:
         if self._faiss is None:
             ip = faiss.METRIC_INNER_PRODUCT
             if self.kind == "flat":
-                self._faiss = faiss.IndexFlatIP(self.dim)
+                self._faiss = faiss.IndexFlatIP(self._d)
             elif self.kind == "hnsw":
-                self._faiss = faiss.IndexHNSWFlat(self.dim, self.args[0], ip)
+                self._faiss = faiss.IndexHNSWFlat(self._d, self.args[0], ip)
             else:
                 if self.kind == "sq8":
                     need, factory = 2, "SQ8"
@@ -231,7 +251,7 @@ class Index:
                         f"{self.spec} trains on the first batch added: it needs at least "
                         f"{need} vectors, got {len(first)}"
                     )
-                self._faiss = faiss.index_factory(self.dim, factory, ip)
+                self._faiss = faiss.index_factory(self._d, factory, ip)
                 self._faiss.train(first)
             self._tune()
         return self._faiss
@@ -265,7 +285,7 @@ class Index:
         self.check_encoder(encoder)
         if len(self) == 0:
             raise ValidationError("the index is empty: add vectors first")
-        Q = unit_rows(check_vectors(queries, name="queries", dim=self.dim))
+        Q = self._inputs(queries, name="queries")
         k = int(k)
         if k < 1:
             raise ValidationError("k must be at least 1")
@@ -381,15 +401,15 @@ class Index:
     def bytes_per_vector(self) -> float:
         """Bytes one stored vector costs in the search structure (rescoring copies aside)."""
         if self.kind in ("flat", "hnsw"):
-            return 4.0 * self.dim
+            return 4.0 * self._d
         if self.kind == "sq8":
-            return float(self.dim)
+            return float(self._d)
         if self.kind == "pq":
             return self.args[0] * self.args[1] / 8.0
         if self.kind == "ivfpq":
             return self.args[1] * self.args[2] / 8.0
         if self.kind == "binary":
-            return float(-(-self.dim // 8))
+            return float(-(-self._d // 8))
         return 4.0 * self.args[0]
 
     # ---------------------------------------------------------------- persistence
@@ -411,6 +431,12 @@ class Index:
             for name, arr in arrays.items():
                 np.save(tmp / name, arr, allow_pickle=False)
             files = list(arrays)
+            transform = None
+            if self.chain is not None and self.chain.fitted:
+                transform, chain_arrays = self.chain.state()
+                with open(tmp / "transform.npz", "wb") as fh:
+                    np.savez(fh, **chain_arrays)
+                files.append("transform.npz")
             if rows is not None:
                 pq.write_table(rows, tmp / "rows.parquet")
                 files.append("rows.parquet")
@@ -421,6 +447,7 @@ class Index:
                 "dim": self.dim,
                 "n": len(self),
                 "encoder": self.encoder,
+                "transform": transform,
                 "files": {n: sha256_file(tmp / n) for n in files},
             }
             (tmp / "index.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
@@ -461,6 +488,10 @@ class Index:
                 check_npy(path / name, str(path))  # declared shapes fit in the files
         index = cls(doc["spec"], doc["dim"], doc.get("encoder"))
         index.ids = np.load(path / "ids.npy", allow_pickle=False).astype(object)
+        if "transform.npz" in doc["files"] and doc.get("transform"):
+            with np.load(path / "transform.npz", allow_pickle=False) as saved:
+                chain_arrays = {k: saved[k] for k in saved.files}
+            index.chain = TransformChain.from_state(doc["transform"], chain_arrays)
         if "rows.parquet" in doc["files"]:
             import pyarrow.parquet as pq
 

@@ -77,8 +77,8 @@ class Pipeline(BaseEstimator):
         of fine-tuning and used to set the out-of-scope threshold.
     transform : str, optional
         A :class:`~embedlab.transforms.TransformChain` spec applied between the encoder and
-        the classifier, e.g. ``"layer4,dim128,norm"`` or ``"center,whiten,int8"``. It is
-        fitted on the in-scope training vectors. A chain ending in a code step (int8,
+        the classifier, e.g. ``"layer4,dim128,norm"`` or ``"center,whiten,sq8"``. It is
+        fitted on the in-scope training vectors. A chain ending in a code step (sq8,
         binary, pqM) is applied as encode-then-decode, so the classifier sees exactly what
         that storage keeps. ``layerK`` picks the encoder layer (and then no adaptation).
     hierarchy : Hierarchy, optional

@@ -261,7 +261,7 @@ def _check_dims(dims: Sequence[int] | None, full: int, storages: Sequence[str]) 
 
 
 def _storage_token(storage: str, d: int) -> str:
-    return {"float32": "", "int8": ",int8", "binary": ",binary"}.get(
+    return {"float32": "", "int8": ",sq8", "binary": ",binary"}.get(
         storage, f",pq{d // PQ_SUBVECTOR_DIMS}"
     )
 
@@ -359,7 +359,7 @@ def _codec(V: np.ndarray, train: np.ndarray, storage: str, seed: int) -> Any:
     if storage == "pq":  # plan() has already left pq out when there are < 256 rows
         rows = _pq_sample(np.flatnonzero(train), seed)
         return TransformChain(f"pq{V.shape[1] // PQ_SUBVECTOR_DIMS}").fit(V[rows])
-    return TransformChain(storage).fit(V[train])
+    return TransformChain({"int8": "sq8"}.get(storage, storage)).fit(V[train])
 
 
 def _pq_sample(rows: np.ndarray, seed: int) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Vector transforms composed from one spec string, in the spirit of FAISS ``index_factory``.
 
-``TransformChain.from_spec("layer4,center,whiten,dim128,int8")`` parses, in one place, a
-comma-separated list of steps:
+``TransformChain.from_spec("layer4,center,whiten,dim128,sq8")`` parses a comma-separated
+list of steps with the one spec grammar of :mod:`embedlab.specs` (the tokens mean what they
+mean in an index spec):
 
 =============  ==========================================================  ============
 token          what it does                                                output
@@ -12,36 +13,37 @@ token          what it does                                                outpu
 ``pcaK``       project onto the top K principal components                  float
 ``dimK``       keep the first K dimensions (Matryoshka truncation)          float
 ``norm``       scale rows to unit L2 length                                  float
-``int8``       per-dimension calibrated scalar quantisation to int8         codes
+``sq8``        per-dimension calibrated scalar quantisation to one byte     codes
 ``binary``     sign bits, packed 8 per byte                                 codes
 ``pqM``        FAISS product quantisation, M sub-vectors × 8 bits           codes
 =============  ==========================================================  ============
 
-Float steps compose freely; a code step (int8, binary, pq) must come last. Every step is
+Float steps compose freely; a code step (sq8, binary, pq) must come last; ``int8`` is the
+old spelling of ``sq8`` (accepted, with a deprecation note). Every step is
 fitted on data, saves as JSON + arrays, and reports its bytes per vector.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from embedlab.errors import ValidationError
+from embedlab.specs import tokenize
 from embedlab.validation import check_vectors
 from embedlab.vectors import principal_directions
 
 __all__ = ["TOKENS", "Step", "TransformChain", "parse_spec"]
 
-TOKENS = ("layerK", "center", "whiten", "pcaK", "dimK", "norm", "int8", "binary", "pqM")
-CODE_STEPS = ("int8", "binary", "pq")
+TOKENS = ("layerK", "center", "whiten", "pcaK", "dimK", "norm", "sq8", "binary", "pqM")
+CODE_STEPS = ("sq8", "binary", "pq")
 _ARRAYS = {
     "center": ("mean",),
     "whiten": ("mean", "projection"),
     "pca": ("mean", "projection"),
-    "int8": ("low", "high"),
+    "sq8": ("low", "high"),
     "pq": ("centroids",),
 }
 
@@ -63,35 +65,33 @@ class Step:
         return self.name in CODE_STEPS
 
 
-_TOKEN = re.compile(r"^(layer|pca|dim|pq)(\d+)$|^(center|whiten|norm|int8|binary)$")
-
-
-def parse_spec(spec: str) -> tuple[int | None, list[Step]]:
-    """Parse a spec string into (layer or None, steps); raises naming the bad token."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValidationError(f"empty transform spec; use tokens like {', '.join(TOKENS)}")
+def parse_spec(spec: str, *, warn: bool = True) -> tuple[int | None, list[Step]]:
+    """Parse a spec string into (layer or None, steps) with the one spec grammar
+    (:mod:`embedlab.specs`); raises naming the bad token. ``warn``: a deprecated spelling
+    (``int8`` for ``sq8``) gets a one-line note."""
     layer, steps = None, []
-    for raw in spec.split(","):
-        token = raw.strip().lower()
-        m = _TOKEN.match(token)
-        if not m:
+    for tok in tokenize(spec, what="transform", warn=warn):
+        if tok.role in ("index", "option"):
             raise ValidationError(
-                f"unknown transform {raw.strip()!r} in {spec!r}; valid tokens: {', '.join(TOKENS)}"
+                f"{tok.text!r} in {spec!r} is an index token, not a transform step (a "
+                "transform is float steps ending in at most one code: sq8, binary, pqM); "
+                "build indexes with `embedlab index --spec`"
             )
-        name, arg = (m.group(1), int(m.group(2))) if m.group(1) else (m.group(3), None)
-        if arg is not None and arg < 1:
-            raise ValidationError(f"{token!r}: the number must be at least 1")
+        if tok.name == "pq" and tok.args[1] != 8:
+            raise ValidationError(
+                f"{tok.text!r}: a transform's pq codes are 8 bits per sub-vector (pq{tok.args[0]})"
+            )
         if steps and steps[-1].makes_codes:
             raise ValidationError(
-                f"{steps[-1].token!r} turns vectors into codes, so {token!r} cannot follow it; "
-                "put int8 / binary / pq last"
+                f"{steps[-1].token!r} turns vectors into codes, so {tok.text!r} cannot follow "
+                "it; put sq8 / binary / pq last"
             )
-        if name == "layer":
+        if tok.name == "layer":
             if steps or layer is not None:
-                raise ValidationError(f"{token!r} must come first in {spec!r}")
-            layer = arg
+                raise ValidationError(f"{tok.text!r} must come first in {spec!r}")
+            layer = tok.args[0]
             continue
-        steps.append(Step(name, arg))
+        steps.append(Step(tok.name, tok.args[0] if tok.args else None))
     return layer, steps
 
 
@@ -163,7 +163,7 @@ class TransformChain:
         if not self.makes_codes:
             return 4.0 * d
         last = self.steps[-1]
-        if last.name == "int8":
+        if last.name == "sq8":
             return float(d)
         if last.name == "binary":
             return float(-(-d // 8))
@@ -181,7 +181,9 @@ class TransformChain:
 
     @classmethod
     def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> TransformChain:
-        chain = cls(config["spec"])
+        chain = cls.__new__(cls)
+        chain.spec = config["spec"]
+        chain.layer, chain.steps = parse_spec(config["spec"], warn=False)
         chain.dim_in, chain.fitted = config.get("dim_in"), bool(config.get("fitted"))
         for i, step in enumerate(chain.steps):
             prefix = f"step{i}."
@@ -214,7 +216,7 @@ def _fit_step(step: Step, Z: np.ndarray) -> None:
             "mean": mean.astype(np.float32),
             "projection": np.ascontiguousarray(proj, dtype=np.float32),
         }
-    elif step.name == "int8":
+    elif step.name == "sq8":
         lo, hi = np.percentile(Z, [0.1, 99.9], axis=0)
         hi = np.where(hi - lo < 1e-12, lo + 1e-12, hi)
         step.arrays = {"low": lo.astype(np.float32), "high": hi.astype(np.float32)}
@@ -244,7 +246,7 @@ def _apply(step: Step, Z: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(Z[:, : step.arg])
     if step.name == "norm":
         return Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
-    if step.name == "int8":
+    if step.name == "sq8":
         scaled = (Z - a["low"]) / (a["high"] - a["low"]) * 255.0 - 128.0
         return np.clip(np.rint(scaled), -128, 127).astype(np.int8)
     if step.name == "binary":
@@ -265,7 +267,7 @@ def _pq(step: Step) -> Any:
 
 def _decode(step: Step, codes: np.ndarray) -> np.ndarray:
     a = step.arrays
-    if step.name == "int8":
+    if step.name == "sq8":
         return (codes.astype(np.float32) + 128.0) / 255.0 * (a["high"] - a["low"]) + a["low"]
     if step.name == "binary":
         return np.unpackbits(codes, axis=1).astype(np.float32) * 2.0 - 1.0

@@ -138,7 +138,7 @@ def fit(
         str | None,
         typer.Option(
             help="Vector transform between encoder and classifier, e.g. 'layer4,dim128,norm' or "
-            "'center,whiten,int8' (see `embedlab plan` to choose one)."
+            "'center,whiten,sq8' (see `embedlab plan` to choose one)."
         ),
     ] = None,
     model: ModelOption = None,
@@ -166,7 +166,7 @@ def fit(
 
       embedlab fit tickets.jsonl -o model/ --text-col body --label-col queue --no-adapt
 
-      embedlab fit train.csv -o small/ --transform layer3,dim128,norm,int8   (cheaper vectors)
+      embedlab fit train.csv -o small/ --transform layer3,dim128,norm,sq8   (cheaper vectors)
 
       embedlab fit tickets.csv --multi-label -o model/   (label cells like "refund,late_delivery")
 
