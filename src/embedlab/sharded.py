@@ -40,6 +40,18 @@ import pyarrow.parquet as pq
 
 from embedlab.atomic import atomic_directory
 from embedlab.embedding_set import (
+    EmbeddingSet,
+    Provenance,
+    _utc_now,
+    _version,
+    describe,
+    read_shard,
+    stored_label_counts,
+)
+from embedlab.errors import StoreError, ValidationError
+from embedlab.jobs import JobFolder
+from embedlab.manifest import sha256_file
+from embedlab.set_files import (
     FORMAT,
     MANIFEST_FILE,
     ROWS_FILE,
@@ -47,20 +59,10 @@ from embedlab.embedding_set import (
     VECTOR_COLUMN,
     VECTOR_FORMATS,
     VECTORS_FILE,
-    EmbeddingSet,
-    Provenance,
-    _utc_now,
-    _version,
-    describe,
     read_manifest,
-    read_shard,
     shard_entries,
-    stored_label_counts,
     vector_column,
 )
-from embedlab.errors import StoreError, ValidationError
-from embedlab.jobs import JobFolder
-from embedlab.manifest import sha256_file
 
 __all__ = ["ShardWriter", "ShardedSet", "concat_sets", "filter_set", "is_sharded"]
 
