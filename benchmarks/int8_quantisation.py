@@ -5,7 +5,7 @@ Usage: .venv/bin/python benchmarks/int8_quantisation.py [--n 3000] [--repeats 3]
 Builds, from the same fused fp32 graph embedlab exports, (a) ONNX Runtime's dynamic
 quantisation with one activation scale per tensor (feed-forward output projections kept
 float — the recipe embedlab used before issue 10) and (b) embedlab's per-token recipe
-(``onnx_backend._quantise``) on that fused graph, and takes (c) the graph embedlab ships
+(``onnx_export._quantise``) on that fused graph, and takes (c) the graph embedlab ships
 now (attention and skip-LayerNorm left unfused, Q/K/V packed and quantised). On the first
 --n CLINC150 training utterances, tokenised once and batched by length (128 rows), it
 reports graph throughput (median of alternating rounds), mean / minimum cosine to fp32,
@@ -37,7 +37,7 @@ def main() -> None:
 
     from embedlab.datasets import load_clinc150
     from embedlab.encoders import SentenceTransformerEncoder
-    from embedlab.encoders.onnx_backend import _quantise
+    from embedlab.encoders.onnx_export import _quantise
 
     work = Path(tempfile.mkdtemp(prefix="embedlab-int8-bench-"))
     enc = SentenceTransformerEncoder(cache=False, backend="onnx")

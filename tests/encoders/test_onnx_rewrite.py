@@ -12,7 +12,7 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from embedlab.encoders.onnx_backend import _prepare_for_int8, _quantise  # noqa: E402
+from embedlab.encoders.onnx_export import _prepare_for_int8, _quantise  # noqa: E402
 
 D = 16
 
