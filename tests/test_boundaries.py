@@ -158,12 +158,12 @@ def _tiny_graph(path: Path, *, opset: int = 17, initializer=None) -> None:
 
 
 def _backend(tmp_path: Path, bundled: Path):
-    from embedlab.encoders.onnx_backend import ONNX_EXPORT_VERSION, OnnxBackend
-    from embedlab.encoders.sentence_transformer import (
-        _read_model_config,
+    from embedlab.encoders.model_files import (
         default_model_path,
         model_fingerprint,
+        read_model_config,
     )
+    from embedlab.encoders.onnx_backend import ONNX_EXPORT_VERSION, OnnxBackend
 
     path = default_model_path()
     info = {
@@ -175,7 +175,7 @@ def _backend(tmp_path: Path, bundled: Path):
     return OnnxBackend(
         path,
         model_fingerprint(path),
-        _read_model_config(path),
+        read_model_config(path),
         cache_dir=tmp_path / "cache",
         threads=1,
         bundled=(bundled, info),
