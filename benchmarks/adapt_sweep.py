@@ -7,7 +7,7 @@ Usage: .venv/bin/python benchmarks/adapt_sweep.py EPOCHS LR SHOTS SCALE MARGIN
 Adapts the packaged MiniLM on all train rows (or SHOTS per intent), encodes train, test and
 oos_test with the adapted model, and prints the in-scope test accuracy of each head (no
 rejection) and the OOS AUROC of each detector. These runs chose the defaults of
-``embedlab.adapt.AdaptConfig`` (docs/benchmarks.md).
+``embedlab.models.adapt.AdaptConfig`` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from embedlab.adapt import AdaptConfig, adapt_encoder
-from embedlab.datasets import load_clinc150
+from embedlab.core.metrics import auroc
+from embedlab.data.datasets import load_clinc150
 from embedlab.detect import (
     EnergyDetector,
     KNNDistanceDetector,
@@ -29,7 +29,7 @@ from embedlab.detect import (
 )
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.heads import GaussianClassifier, LinearClassifier, PrototypeClassifier
-from embedlab.metrics import auroc
+from embedlab.models.adapt import AdaptConfig, adapt_encoder
 
 
 def main() -> None:

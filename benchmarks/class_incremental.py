@@ -47,12 +47,12 @@ import numpy as np
 from clinc150 import k_shot
 from fit_compare import domain_intents
 
-from embedlab.datasets import load_clinc150
+from embedlab.core.metrics import auroc
+from embedlab.data.datasets import load_clinc150
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.heads import PrototypeClassifier
 from embedlab.heads.teen import Teen
-from embedlab.metrics import auroc
-from embedlab.openset import OpenSetClassifier
+from embedlab.models.openset import OpenSetClassifier
 
 
 def load(domains: str):

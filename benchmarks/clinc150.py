@@ -25,7 +25,8 @@ import time
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from embedlab.datasets import load_clinc150
+from embedlab.core.metrics import auroc, fpr_at_tpr
+from embedlab.data.datasets import load_clinc150
 from embedlab.detect import (
     EnergyDetector,
     KNNDistanceDetector,
@@ -40,8 +41,7 @@ from embedlab.heads import (
     LinearClassifier,
     PrototypeClassifier,
 )
-from embedlab.metrics import auroc, fpr_at_tpr
-from embedlab.pipeline import Pipeline
+from embedlab.models.pipeline import Pipeline
 
 
 def k_shot(labels: np.ndarray, k: int, seed: int) -> np.ndarray:

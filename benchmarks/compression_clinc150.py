@@ -20,13 +20,13 @@ import warnings
 import faiss
 import numpy as np
 
-from embedlab.datasets import load_clinc150
+from embedlab.compress.index import Index
+from embedlab.compress.transforms import TransformChain
+from embedlab.core.metrics import auroc, retrieval_at_k
+from embedlab.data.datasets import load_clinc150
 from embedlab.detect import MahalanobisDetector, MaxCosineDetector
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.heads import GaussianClassifier, PrototypeClassifier
-from embedlab.index import Index
-from embedlab.metrics import auroc, retrieval_at_k
-from embedlab.transforms import TransformChain
 
 K = 10
 

@@ -3,7 +3,7 @@
 Usage: .venv/bin/python benchmarks/diagnose_scale.py [--n 100000]
 
 Vectors: 500 labelled clusters in 384-d with a power-law spectrum (as in
-index_synthetic.py), L2-normalised. `embedlab.diagnose.diagnose` with its defaults
+index_synthetic.py), L2-normalised. `embedlab.analysis.diagnose.diagnose` with its defaults
 (silhouette on 5,000 rows; one exact FAISS kNN search of 10,000 query rows against all
 rows, shared by label errors and near-duplicates; alignment / uniformity / isotropy on
 200,000 random pairs).
@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from embedlab.diagnose import diagnose
+from embedlab.analysis.diagnose import diagnose
 
 
 def main() -> None:

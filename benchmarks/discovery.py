@@ -9,7 +9,7 @@ Per seed: 30 intents are drawn from the chosen domains' intents and hidden (thei
 removed); ``OpenSetClassifier()`` (head and detector chosen by cross-validation, as
 `embedlab fit --no-adapt`) is fitted on the other intents' train rows + ``oos_train``. It
 predicts the test rows (+ ``oos_test`` with ``--with-oos``); the rejected rows go to
-:func:`embedlab.discover.discover_classes` with the model's kept rows as reference, as
+:func:`embedlab.analysis.discover.discover_classes` with the model's kept rows as reference, as
 `embedlab discover` does. Reported on the rejected rows of hidden intents: clustering
 accuracy (Hungarian matching, noise counted as one more cluster), NMI, ARI; the number of
 clusters found k̂ beside the 30 hidden intents (and beside those with at least
@@ -32,11 +32,11 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from embedlab.datasets import load_clinc150
-from embedlab.discover import discover_classes
+from embedlab.analysis.discover import discover_classes
+from embedlab.core.vectors import unit_rows
+from embedlab.data.datasets import load_clinc150
 from embedlab.encoders import SentenceTransformerEncoder
-from embedlab.openset import OpenSetClassifier
-from embedlab.vectors import unit_rows
+from embedlab.models.openset import OpenSetClassifier
 
 
 def hungarian_accuracy(y: np.ndarray, pred: np.ndarray) -> float:

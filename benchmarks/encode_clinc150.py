@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from embedlab.datasets import load_clinc150
+from embedlab.data.datasets import load_clinc150
 from embedlab.encoders import EmbeddingCache, SentenceTransformerEncoder
 
 

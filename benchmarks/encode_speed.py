@@ -25,7 +25,7 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from embedlab.datasets import load_clinc150
+from embedlab.data.datasets import load_clinc150
 from embedlab.encoders import SentenceTransformerEncoder
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
@@ -139,8 +139,8 @@ def main() -> None:
 
     if args.no_quality:
         return
-    from embedlab.metrics import evaluate_open_set
-    from embedlab.openset import OpenSetClassifier
+    from embedlab.core.metrics import evaluate_open_set
+    from embedlab.models.openset import OpenSetClassifier
 
     train = load_clinc150("train", "oos_train")
     test = load_clinc150("test", "oos_test")

@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 from clinc150 import k_shot  # the same k-shot rows as benchmarks/clinc150.py
 
-from embedlab.datasets import clinc150_path, load_clinc150
-from embedlab.metrics import auroc
+from embedlab.core.metrics import auroc
+from embedlab.data.datasets import clinc150_path, load_clinc150
 
 TUNE = ("banking", "kitchen_and_dining", "auto_and_commute", "utility", "small_talk")
 
@@ -132,7 +132,7 @@ def run_setfit(train, test, oos, seed: int) -> dict | None:
 
 
 def run_embedlab(train, oos_train, test, oos, fit_kw: dict) -> dict:
-    from embedlab.pipeline import Pipeline
+    from embedlab.models.pipeline import Pipeline
 
     texts = list(train[0]) + list(oos_train[0])
     labels = list(train[1]) + list(oos_train[1])

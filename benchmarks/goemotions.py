@@ -32,15 +32,15 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 
-from embedlab.datasets import load_goemotions
+from embedlab.core.vectors import unit_rows
+from embedlab.data.datasets import load_goemotions
 from embedlab.encoders import SentenceTransformerEncoder
-from embedlab.multilabel import (
+from embedlab.models.multilabel import (
     MultiLabelClassifier,
     evaluate_multilabel,
     label_indicator,
     parse_label_sets,
 )
-from embedlab.vectors import unit_rows
 
 KEYS = ("macro_f1", "micro_f1", "subset_accuracy", "hamming_loss", "label_cardinality_predicted")
 

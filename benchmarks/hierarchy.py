@@ -8,7 +8,7 @@ Usage:
 Data: ../shared/data/clinc150 (``data_full.json`` test split, in-scope rows: 4,500;
 ``domains.json``: domain → intents). Names are read as text with underscores as spaces
 ("credit_cards" → "credit cards"); no descriptions, no examples for the zero-shot rows.
-All through :class:`embedlab.pipeline.Pipeline` — ``fit_labels_only`` is
+All through :class:`embedlab.models.pipeline.Pipeline` — ``fit_labels_only`` is
 `embedlab fit --labels-only`, ``hierarchy=`` is ``--hierarchy``. Accuracy without
 rejection (the zero-shot models calibrate no threshold without in-scope texts).
 
@@ -30,10 +30,10 @@ import time
 
 import numpy as np
 
-from embedlab.datasets import clinc150_path, load_clinc150
-from embedlab.hierarchy import evaluate_levels, read_hierarchy
-from embedlab.openset import OpenSetClassifier
-from embedlab.pipeline import Pipeline
+from embedlab.data.datasets import clinc150_path, load_clinc150
+from embedlab.models.hierarchy import evaluate_levels, read_hierarchy
+from embedlab.models.openset import OpenSetClassifier
+from embedlab.models.pipeline import Pipeline
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import time
 import faiss
 import numpy as np
 
-from embedlab.index import Index
+from embedlab.compress.index import Index
 
 DIM = 384
 K = 10

@@ -35,7 +35,7 @@ def main() -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from tokenizers import Tokenizer
 
-    from embedlab.datasets import load_clinc150
+    from embedlab.data.datasets import load_clinc150
     from embedlab.encoders import SentenceTransformerEncoder
     from embedlab.encoders.onnx_export import _quantise
 

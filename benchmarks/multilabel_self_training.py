@@ -10,7 +10,7 @@ labelled set; a label with fewer than two rows there is dropped from it and from
 scoring) and ``--pool`` other ``train`` rows with their labels dropped (the pool);
 figures are on ``dev`` (5,426 rows, never used for fitting or calibration). Rows: the model
 fitted on the labelled rows alone, then self-trained on the pool
-(:func:`embedlab.self_training.self_train_multilabel`, default SelfTraining()). Vectors:
+(:func:`embedlab.models.self_training.self_train_multilabel`, default SelfTraining()). Vectors:
 the packaged MiniLM, frozen, encoded once.
 """
 
@@ -20,10 +20,10 @@ import argparse
 
 import numpy as np
 
-from embedlab.datasets import load_goemotions
+from embedlab.data.datasets import load_goemotions
 from embedlab.encoders import SentenceTransformerEncoder
-from embedlab.multilabel import MultiLabelClassifier, evaluate_multilabel, label_indicator
-from embedlab.self_training import self_train_multilabel
+from embedlab.models.multilabel import MultiLabelClassifier, evaluate_multilabel, label_indicator
+from embedlab.models.self_training import self_train_multilabel
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from sentence_transformers import SentenceTransformer
 
-from embedlab.datasets import load_demo
+from embedlab.data.datasets import load_demo
 from embedlab.encoders import SentenceTransformerEncoder
 
 

@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embedlab.datasets import load_demo
-from embedlab.embedding_set import EmbeddingSet
+from embedlab.data.datasets import load_demo
+from embedlab.data.embedding_set import EmbeddingSet
 
 
 def encode(data: Path, out: Path, shard_rows: int, extra: list[str]) -> float:

@@ -10,9 +10,9 @@ detector should keep out). Test: those intents' test rows (accuracy without reje
 for k-shot, ``oos_test`` too (accuracy with rejection, OOS AUROC).
 
 - ``--shots 0``: zero-shot from the class names alone (``ZeroShotClassifier``, "card_arrival"
-  → "card arrival"), then :func:`embedlab.self_training.self_train_head` on the pool.
+  → "card arrival"), then :func:`embedlab.models.self_training.self_train_head` on the pool.
 - ``--shots k``: ``OpenSetClassifier()`` (head and detector chosen by cross-validation) on k
-  rows per intent + ``oos_train``, then :func:`embedlab.self_training.self_train_openset`
+  rows per intent + ``oos_train``, then :func:`embedlab.models.self_training.self_train_openset`
   (what ``embedlab fit --unlabeled POOL --no-adapt`` does).
 
 Domains as in benchmarks/fit_compare.py: choose ``--rounds`` / ``--share`` on ``tune``,
@@ -29,12 +29,12 @@ import numpy as np
 from clinc150 import k_shot
 from fit_compare import domain_intents
 
-from embedlab.datasets import load_clinc150
+from embedlab.core.metrics import auroc
+from embedlab.data.datasets import load_clinc150
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.heads import ZeroShotClassifier
-from embedlab.metrics import auroc
-from embedlab.openset import OpenSetClassifier
-from embedlab.self_training import SelfTraining, self_train_head, self_train_openset
+from embedlab.models.openset import OpenSetClassifier
+from embedlab.models.self_training import SelfTraining, self_train_head, self_train_openset
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from embedlab.datasets import load_demo
+from embedlab.data.datasets import load_demo
 from embedlab.serve.process import free_port, running_process, running_server
 
 ANCHOR = "hand-written FastAPI + sentence-transformers"

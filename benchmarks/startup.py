@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
 
-    from embedlab.datasets import load_clinc150
+    from embedlab.data.datasets import load_clinc150
     from embedlab.encoders.sentence_transformer import default_model_path
 
     texts = []

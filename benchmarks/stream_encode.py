@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from measured import run_measured
 
-from embedlab.datasets import load_demo
+from embedlab.data.datasets import load_demo
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from stream_predict import fit, synthetic
 _ANCHOR = """
 import json, resource, sys, time
 import faiss, numpy as np
-from embedlab.sharded import ShardedSet
+from embedlab.data.sharded import ShardedSet
 data, out = sys.argv[1], sys.argv[5]
 nlist, m, train_rows = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 t0 = time.perf_counter()
@@ -49,7 +49,7 @@ print(json.dumps({"wall_s": round(wall, 2), "peak_rss_mb": round(peak, 1)}))
 
 def exact_top10(data: Path, queries: np.ndarray) -> np.ndarray:
     """Row numbers of the exact inner-product top 10 of each query, shard by shard."""
-    from embedlab.sharded import ShardedSet
+    from embedlab.data.sharded import ShardedSet
 
     best_s = np.full((len(queries), 10), -np.inf, dtype=np.float32)
     best_i = np.zeros((len(queries), 10), dtype=np.int64)
@@ -102,8 +102,8 @@ def main() -> None:
 
     import faiss
 
-    from embedlab.index import Index
-    from embedlab.sharded import ShardedSet
+    from embedlab.compress.index import Index
+    from embedlab.data.sharded import ShardedSet
 
     ss = ShardedSet(data)
     rng = np.random.default_rng(1)

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 from measured import run_measured
 
-from embedlab.datasets import demo_path, load_demo
-from embedlab.embedding_set import EmbeddingSet, Provenance
-from embedlab.sharded import ShardWriter
+from embedlab.data.datasets import demo_path, load_demo
+from embedlab.data.embedding_set import EmbeddingSet, Provenance
+from embedlab.data.sharded import ShardWriter
 
 
 def fit(model: Path, head: str) -> None:
@@ -44,7 +44,7 @@ def fit(model: Path, head: str) -> None:
 def synthetic(out: Path, model: Path, rows: int, seed: int = 0, vector_format: str = "npy") -> None:
     if (out / "manifest.json").is_file():
         return
-    from embedlab.pipeline import Pipeline
+    from embedlab.models.pipeline import Pipeline
 
     pipe = Pipeline.load(model, cache=False)
     enc = pipe._encoder()
@@ -83,7 +83,8 @@ def run_predict(model: Path, data: Path, out: Path) -> dict:
     startup_cmd = [
         sys.executable,
         "-c",
-        f"from embedlab.pipeline import Pipeline; Pipeline.load({str(model)!r}, cache=False)",
+        "from embedlab.models.pipeline import Pipeline; "
+        f"Pipeline.load({str(model)!r}, cache=False)",
     ]
     t1 = time.perf_counter()
     subprocess.run(startup_cmd, check=True, capture_output=True)
@@ -99,8 +100,8 @@ def run_predict(model: Path, data: Path, out: Path) -> dict:
 def anchor(model: Path, data: Path) -> float:
     """Vectors per second of the head's bare arithmetic: cosine to the class means, argmax,
     max similarity (the prototype head and max-cosine detector, no validation, no output)."""
-    from embedlab.pipeline import Pipeline
-    from embedlab.sharded import ShardedSet
+    from embedlab.data.sharded import ShardedSet
+    from embedlab.models.pipeline import Pipeline
 
     pipe = Pipeline.load(model, cache=False)
     P = pipe.classifier_.head_.prototypes_

@@ -139,7 +139,7 @@ def quick_model(tmp_path_factory) -> Path:
     from typer.testing import CliRunner
 
     from embedlab.cli import app
-    from embedlab.datasets import demo_path
+    from embedlab.data.datasets import demo_path
 
     out = tmp_path_factory.mktemp("quick") / "model"
     args = ["fit", str(demo_path("train")), "-o", str(out), "--no-adapt", "--no-cache"]
@@ -155,7 +155,7 @@ def demo_index(tmp_path_factory) -> Path:
     from typer.testing import CliRunner
 
     from embedlab.cli import app
-    from embedlab.datasets import demo_path
+    from embedlab.data.datasets import demo_path
 
     root = tmp_path_factory.mktemp("demo_index")
     runner = CliRunner()

@@ -1,6 +1,6 @@
 """A job stopped by SIGKILL at chosen points: the helper behind the resumption tests.
 
-The kill is deterministic (``EMBEDLAB_CRASH_AT``, see :mod:`embedlab.jobs`): the job kills
+The kill is deterministic (``EMBEDLAB_CRASH_AT``, see :mod:`embedlab.store.jobs`): the job kills
 itself just before or just after it finishes a chosen piece, so every run of a test crashes
 at the same places whatever the machine's speed."""
 
@@ -10,7 +10,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from embedlab.jobs import CRASH_AT
+from embedlab.store.jobs import CRASH_AT
 
 
 def crash_at(cmd: list[str], points: list[str], output: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedlab.adapt import AdaptConfig, _eval_steps, adapt_encoder, choose_checkpoint
+from embedlab.models.adapt import AdaptConfig, _eval_steps, adapt_encoder, choose_checkpoint
 
 
 def test_eval_steps_are_spread_and_end_at_the_last_step():
@@ -27,7 +27,7 @@ def test_the_last_checkpoint_stays_unless_an_earlier_one_wins_beyond_noise():
 
 
 def _demo(n_classes: int = 6):
-    from embedlab.datasets import load_demo
+    from embedlab.data.datasets import load_demo
 
     train = load_demo("train")
     keep_classes = set(sorted(set(train.labels))[:n_classes])

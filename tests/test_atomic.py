@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from embedlab.atomic import atomic_directory, atomic_write_bytes
+from embedlab.store.atomic import atomic_directory, atomic_write_bytes
 
 MARK = '{"format": "embedlab.embedding_set", "files": {"a.txt": {}}}'  # a manifest listing a.txt
 

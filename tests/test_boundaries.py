@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from embedlab.atomic import version_lock
-from embedlab.bundle import json_sha256
 from embedlab.cli import app
-from embedlab.embedding_set import EmbeddingSet
-from embedlab.errors import RefusedOverwrite, StoreError, VersionConflict
-from embedlab.index import Index
-from embedlab.pipeline import Pipeline
+from embedlab.compress.index import Index
+from embedlab.core.errors import RefusedOverwrite, StoreError, VersionConflict
+from embedlab.data.embedding_set import EmbeddingSet
+from embedlab.models.pipeline import Pipeline
+from embedlab.store.atomic import version_lock
+from embedlab.store.bundle import json_sha256
 
 JOKES = ["tell me a joke", "make me laugh", "say something funny", "know any good jokes"]
 FLIGHTS = ["book a flight to rome", "find flights to oslo", "plane ticket to lima", "fly to nyc"]
@@ -314,7 +314,7 @@ def test_set_and_index_paths_stay_inside(tmp_path):
 
 # ----------------------------------------------------------------- signatures
 def test_signed_bundles(model, tmp_path):
-    from embedlab.signing import create_key, load_key
+    from embedlab.store.signing import create_key, load_key
 
     res = _run("keys", "sign-key", "create", tmp_path / "k.key")
     assert res.exit_code == 0, res.output
@@ -350,7 +350,7 @@ def test_a_server_that_requires_signatures(model, tmp_path):
     from fastapi.testclient import TestClient
 
     from embedlab.serve import ServeConfig, create_app
-    from embedlab.signing import create_key, load_key
+    from embedlab.store.signing import create_key, load_key
 
     key = create_key(tmp_path / "k.key")
     cfg = ServeConfig(paths=[str(model)], signing_key_file=str(tmp_path / "k.key"))
@@ -406,7 +406,7 @@ def test_in_place_cli_refuses_to_overwrite_a_newer_version(model, tmp_path, monk
 def test_a_crashed_writer_does_not_leave_the_lock_stuck(tmp_path):
     target = tmp_path / "model"
     code = (
-        "import sys, time; from embedlab.atomic import version_lock\n"
+        "import sys, time; from embedlab.store.atomic import version_lock\n"
         f"with version_lock({str(target)!r}):\n"
         "    print('held', flush=True); time.sleep(60)\n"
     )

@@ -1,4 +1,4 @@
-"""The structure × capability table (embedlab.capabilities, the README) walked cell by
+"""The structure × capability table (embedlab.models.capabilities, the README) walked cell by
 cell: a model of every label structure is fitted on a deterministic fake encoder and every
 capability is run on it; a cell marked ✓ must work, a cell marked ✗ must be refused with a
 ValidationError (its reason is in the table). Fast: no packaged encoder."""
@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from embedlab.capabilities import CAPABILITIES, STRUCTURES, TABLE, capability_table
-from embedlab.errors import ValidationError
-from embedlab.fit_options import check_fit_options
-from embedlab.hierarchy import Hierarchy
-from embedlab.multilabel import MultiLabelClassifier
-from embedlab.openset import OpenSetClassifier
-from embedlab.pipeline import Pipeline
+from embedlab.core.errors import ValidationError
+from embedlab.models.capabilities import CAPABILITIES, STRUCTURES, TABLE, capability_table
+from embedlab.models.fit_options import check_fit_options
+from embedlab.models.hierarchy import Hierarchy
+from embedlab.models.multilabel import MultiLabelClassifier
+from embedlab.models.openset import OpenSetClassifier
+from embedlab.models.pipeline import Pipeline
 
 WORDS = ["alarm", "weather", "music", "timer"]
 TEXTS = [f"{w} request number {i}" for w in WORDS for i in range(12)]
@@ -73,7 +73,7 @@ def _run(structure: str, capability: str, encoder, tmp_path: Path) -> None:
             raise ValidationError(why)
     elif capability == "streaming / Ray predict":
         # the path every chunk takes, locally and on Ray workers (tests/test_ray.py)
-        from embedlab.predict_stream import predict_file
+        from embedlab.scale.predict_stream import predict_file
 
         data = tmp_path / "in.csv"
         with data.open("w", newline="", encoding="utf-8") as fh:
@@ -81,7 +81,7 @@ def _run(structure: str, capability: str, encoder, tmp_path: Path) -> None:
         job = predict_file(pipe, data, tmp_path / "out.csv", chunk_rows=7, progress=False)
         assert job.rows == len(POOL) and job.chunks == 4
     elif capability == "report":
-        from embedlab.report import model_report
+        from embedlab.analysis.report import model_report
 
         labels = MULTI if pipe.multi_label else LABELS
         assert "<html" in model_report(pipe, TEXTS, labels).lower()

@@ -13,10 +13,10 @@ import pytest
 from sklearn.base import clone
 from typer.testing import CliRunner
 
-from embedlab.errors import ValidationError
+from embedlab.core.errors import ValidationError
 from embedlab.heads import GaussianClassifier, PrototypeClassifier
 from embedlab.heads.teen import Teen, teen_shift
-from embedlab.openset import OpenSetClassifier
+from embedlab.models.openset import OpenSetClassifier
 
 OLD = ["c0", "c2", "c3", "c5", "c7"]
 
@@ -267,7 +267,7 @@ def _new_classes_csv(path):
 
 def test_cli_add_and_remove_classes(quick_model, tmp_path):
     from embedlab.cli import app
-    from embedlab.pipeline import Pipeline
+    from embedlab.models.pipeline import Pipeline
 
     runner = CliRunner()
     data = _new_classes_csv(tmp_path / "new.csv")

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from embedlab.cli import app
-from embedlab.embedding_set import EmbeddingSet
+from embedlab.data.embedding_set import EmbeddingSet
 
 runner = CliRunner()
 
@@ -135,7 +135,7 @@ def test_demo_runs(tmp_path):
     # the label set changes: discover finds the two new intents, add-classes takes them
     summary = json.loads((tmp_path / "demo" / "discovered" / "summary.json").read_text())
     assert summary["k_estimated"] == 2
-    from embedlab.pipeline import Pipeline
+    from embedlab.models.pipeline import Pipeline
 
     v2 = Pipeline.load(tmp_path / "demo" / "model_v2")
     assert v2.info["lineage"]["version"] == 2 and len(v2.classes_) == 14
@@ -157,7 +157,7 @@ def test_version():
 
 @pytest.fixture
 def demo_csvs():
-    from embedlab.datasets import demo_path
+    from embedlab.data.datasets import demo_path
 
     return demo_path("train"), demo_path("test")
 
@@ -194,7 +194,7 @@ def test_fit_predict_evaluate(tmp_path, demo_csvs):
         out = tmp_path / f"pred.{ext}"
         res = invoke("predict", model, test, "-o", out)
         assert res.exit_code == 0, res.output
-        from embedlab.readers import read_table
+        from embedlab.data.readers import read_table
 
         table = read_table(out)
         assert table.num_rows == 102
@@ -308,7 +308,7 @@ def test_fit_with_validation_file(tmp_path, demo_csvs):
         "0.1",
     )
     assert res.exit_code == 0, res.output
-    from embedlab.pipeline import Pipeline
+    from embedlab.models.pipeline import Pipeline
 
     pipe = Pipeline.load(tmp_path / "m")
     assert pipe.info["calibrated_on"] == "validation data"
@@ -363,8 +363,8 @@ def test_index_errors(tmp_path, data_csv):
 
 @pytest.mark.slow
 def test_index_refuses_queries_from_another_encoder(tmp_path, data_csv):
-    from embedlab.errors import ValidationError
-    from embedlab.index import Index
+    from embedlab.compress.index import Index
+    from embedlab.core.errors import ValidationError
 
     invoke("encode", data_csv, "-o", tmp_path / "space")
     es = EmbeddingSet.load(tmp_path / "space")
@@ -476,8 +476,8 @@ def test_no_reject_turns_rejection_off_at_predict_and_evaluate_time(tmp_path, qu
     refit, and evaluate reports head accuracy beside accuracy either way."""
     import csv
 
-    from embedlab.datasets import demo_path
-    from embedlab.pipeline import Pipeline
+    from embedlab.data.datasets import demo_path
+    from embedlab.models.pipeline import Pipeline
 
     pipe = Pipeline.load(quick_model)
     rows = list(csv.DictReader(demo_path("test").open(encoding="utf-8")))

@@ -16,8 +16,8 @@ import pytest
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["torch", "onnx-int8"])
 def test_loaded_model_is_thread_safe_and_picklable(quick_model, backend):
-    from embedlab.datasets import load_demo
-    from embedlab.pipeline import Pipeline
+    from embedlab.data.datasets import load_demo
+    from embedlab.models.pipeline import Pipeline
 
     texts = load_demo("test").texts
     serial = Pipeline.load(quick_model, cache=False, backend=backend).predict_details(texts)
@@ -43,9 +43,9 @@ env = dict(os.environ)
 root = logging.getLogger()
 before = (root.level, list(root.handlers))
 backend = dict.__getitem__(matplotlib.rcParams, "backend")
-from embedlab.datasets import load_demo
+from embedlab.data.datasets import load_demo
 from embedlab.encoders import SentenceTransformerEncoder
-from embedlab.planner import plan
+from embedlab.compress.planner import plan
 demo = load_demo("train")
 enc = SentenceTransformerEncoder(cache=False, backend="onnx-int8")
 enc.encode(demo.texts[:20])

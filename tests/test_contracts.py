@@ -21,6 +21,8 @@ from sklearn.exceptions import NotFittedError
 
 import embedlab.detect as detect_pkg
 import embedlab.heads as heads_pkg
+from embedlab.core.errors import InputTypeError, ValidationError
+from embedlab.core.metrics import auroc
 from embedlab.detect import (
     EnergyDetector,
     KNNDistanceDetector,
@@ -29,9 +31,7 @@ from embedlab.detect import (
     MaxProbDetector,
     NoveltyDetector,
 )
-from embedlab.errors import InputTypeError, ValidationError
 from embedlab.heads import EmbeddingClassifier, PrototypeClassifier, ZeroShotClassifier
-from embedlab.metrics import auroc
 
 DETECTORS = [
     MaxCosineDetector(),
@@ -145,7 +145,7 @@ def test_zero_shot_contract(fake_encoder):
 
 
 def test_open_set_classifier_label_rule():
-    from embedlab.openset import OpenSetClassifier
+    from embedlab.models.openset import OpenSetClassifier
 
     X, y, novel = _data()
     clf = OpenSetClassifier(head="prototype", detector="max-cosine").fit(X, y)

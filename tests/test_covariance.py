@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from embedlab.covariance import mahalanobis_to_means, shrunk_covariance, unit_rows
-from embedlab.errors import ValidationError
+from embedlab.core.covariance import mahalanobis_to_means, shrunk_covariance, unit_rows
+from embedlab.core.errors import ValidationError
 
 
 def test_mahalanobis_matches_direct_formula():
@@ -76,7 +76,7 @@ def test_oas_matches_scikit_learn():
 
 
 def test_scatter_stats_add_and_subtract_exactly():
-    from embedlab.covariance import ScatterStats, shrunk_covariance_from_stats
+    from embedlab.core.covariance import ScatterStats, shrunk_covariance_from_stats
 
     rng = np.random.default_rng(5)
     A, B = rng.normal(size=(30, 8)), rng.normal(size=(12, 8))

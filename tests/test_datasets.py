@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from embedlab.datasets import OOS_LABEL, load_clinc150, load_demo
-from embedlab.embedding_set import EmbeddingSet
+from embedlab.data.datasets import OOS_LABEL, load_clinc150, load_demo
+from embedlab.data.embedding_set import EmbeddingSet
 from embedlab.encoders import SentenceTransformerEncoder
-from embedlab.encoding import encode_file
+from embedlab.scale.encoding import encode_file
 
 
 def test_demo_splits_are_disjoint_and_balanced():

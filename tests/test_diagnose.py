@@ -5,9 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from embedlab import diagnose as dg
-from embedlab.embedding_set import EmbeddingSet
-from embedlab.errors import ValidationError
+from embedlab.analysis import diagnose as dg
+from embedlab.core.errors import ValidationError
+from embedlab.data.embedding_set import EmbeddingSet
 
 
 def test_rankme_counts_equal_singular_values():

@@ -10,9 +10,9 @@ import pytest
 from sklearn.metrics import normalized_mutual_info_score
 from typer.testing import CliRunner
 
-import embedlab.discover as discover_mod
-from embedlab.discover import calibrate_cut, discover_classes
-from embedlab.errors import ValidationError
+import embedlab.analysis.discover as discover_mod
+from embedlab.analysis.discover import calibrate_cut, discover_classes
+from embedlab.core.errors import ValidationError
 
 WORDS = ["pizza", "flight", "alarm", "invoice", "garden", "piano", "tennis"]
 
@@ -102,7 +102,7 @@ def test_bad_input(world):
 
 def test_cli_discover_then_add_classes(quick_model, tmp_path):
     from embedlab.cli import app
-    from embedlab.pipeline import Pipeline
+    from embedlab.models.pipeline import Pipeline
 
     runner = CliRunner()
     unseen = [

@@ -4,8 +4,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from embedlab.embedding_set import EmbeddingSet, Provenance
-from embedlab.errors import StoreError, ValidationError
+from embedlab.core.errors import StoreError, ValidationError
+from embedlab.data.embedding_set import EmbeddingSet, Provenance
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_save_refuses_to_overwrite_by_default(es, tmp_path):
 
 def test_interrupted_save_keeps_previous_copy(es, tmp_path, monkeypatch):
     path = es.save(tmp_path / "s")
-    import embedlab.embedding_set as space_mod
+    import embedlab.data.embedding_set as space_mod
 
     def boom(*args, **kwargs):
         raise OSError("No space left on device")

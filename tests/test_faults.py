@@ -25,12 +25,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from embedlab.atomic import atomic_directory, check_output_dir, remove_stale_temps
 from embedlab.cli import app
-from embedlab.embedding_set import EmbeddingSet, read_vector_file
-from embedlab.errors import DataFormatError, RefusedOverwrite, StoreError, ValidationError
-from embedlab.readers import read_texts
-from embedlab.text_chunks import iter_texts
+from embedlab.core.errors import DataFormatError, RefusedOverwrite, StoreError, ValidationError
+from embedlab.data.embedding_set import EmbeddingSet, read_vector_file
+from embedlab.data.readers import read_texts
+from embedlab.data.text_chunks import iter_texts
+from embedlab.store.atomic import atomic_directory, check_output_dir, remove_stale_temps
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,7 +138,7 @@ def test_existing_file_as_output_directory_is_one_line(tmp_path):
 # ------------------------------------------------------------------ BAD 3: batch invariance
 @pytest.mark.slow
 def test_int8_vectors_do_not_depend_on_batch_neighbours(onnx_cache):
-    from embedlab.datasets import load_demo
+    from embedlab.data.datasets import load_demo
     from embedlab.encoders import SentenceTransformerEncoder
 
     texts = load_demo("test").texts[:60]
@@ -153,9 +153,9 @@ def test_int8_vectors_do_not_depend_on_batch_neighbours(onnx_cache):
 
 @pytest.mark.slow
 def test_every_text_gets_the_same_label_alone_and_in_its_file(onnx_cache):
-    from embedlab.datasets import load_demo
+    from embedlab.data.datasets import load_demo
     from embedlab.encoders import SentenceTransformerEncoder
-    from embedlab.pipeline import Pipeline
+    from embedlab.models.pipeline import Pipeline
 
     train, test = load_demo("train"), load_demo("test")
     enc = SentenceTransformerEncoder(cache=False, backend="onnx-int8")
@@ -221,7 +221,7 @@ def test_kill_9_during_save_keeps_previous_copy_and_next_save_cleans_up(tmp_path
     script = textwrap.dedent(
         f"""
         import numpy as np, sys
-        from embedlab.embedding_set import EmbeddingSet
+        from embedlab.data.embedding_set import EmbeddingSet
         es = EmbeddingSet(np.random.default_rng(0).normal(size=(400_000, 96)).astype("f4"))
         print("ready", flush=True)
         while True:
@@ -254,7 +254,7 @@ def test_saved_directories_and_files_get_ordinary_modes(tmp_path):
         out.chmod(0o750)
         EmbeddingSet(np.ones((3, 4), np.float32)).save(out, overwrite=True)
         assert out.stat().st_mode & 0o777 == 0o750  # --force keeps the mode it had
-        from embedlab.atomic import atomic_write_bytes
+        from embedlab.store.atomic import atomic_write_bytes
 
         atomic_write_bytes(tmp_path / "f.csv", b"x")
         assert (tmp_path / "f.csv").stat().st_mode & 0o777 == 0o644
@@ -282,14 +282,14 @@ def test_deeply_nested_bundle_json_is_one_error_line(tmp_path):
 
 
 def test_crafted_faiss_blob_is_a_store_error(tmp_path):
-    from embedlab.index import Index
+    from embedlab.compress.index import Index
 
     x = np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32)
     Index("flat", 8).add(x).save(tmp_path / "idx")
     blob = np.frombuffer(os.urandom(400), dtype=np.uint8)
     np.save(tmp_path / "idx" / "faiss.npy", blob)
     doc = json.loads((tmp_path / "idx" / "index.json").read_text())
-    from embedlab.manifest import sha256_file
+    from embedlab.store.manifest import sha256_file
 
     doc["files"]["faiss.npy"] = sha256_file(tmp_path / "idx" / "faiss.npy")
     (tmp_path / "idx" / "index.json").write_text(json.dumps(doc))
@@ -319,8 +319,8 @@ def test_empty_vector_cell_names_row_and_column(tmp_path):
 
 
 def test_hand_edited_bundle_is_one_error_line(tmp_path, quick_model):
-    from embedlab.bundle import json_sha256
-    from embedlab.pipeline import Pipeline
+    from embedlab.models.pipeline import Pipeline
+    from embedlab.store.bundle import json_sha256
 
     model = tmp_path / "model"
     shutil.copytree(quick_model, model)
@@ -511,9 +511,9 @@ def test_read_only_cache_directory_does_not_stop_encoding(open_dir, cache_flag):
 # ------------------------------------------------------------------ POOR: adaptation steps
 @pytest.mark.slow
 def test_adaptation_runs_every_planned_step_on_small_data(tmp_path):
-    from embedlab.adapt import AdaptConfig, adapt_encoder
-    from embedlab.datasets import load_demo
+    from embedlab.data.datasets import load_demo
     from embedlab.encoders import SentenceTransformerEncoder
+    from embedlab.models.adapt import AdaptConfig, adapt_encoder
 
     demo = load_demo("train")
     texts, labels = demo.texts[:40], demo.labels[:40]

@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from embedlab.cli import app
-from embedlab.errors import DataFormatError, ValidationError
+from embedlab.core.errors import DataFormatError, ValidationError
+from embedlab.data.readers import read_label_names
 from embedlab.heads import ZeroShotClassifier
-from embedlab.hierarchy import Hierarchy, evaluate_levels, read_hierarchy
-from embedlab.pipeline import Pipeline
-from embedlab.readers import read_label_names
+from embedlab.models.hierarchy import Hierarchy, evaluate_levels, read_hierarchy
+from embedlab.models.pipeline import Pipeline
 
 runner = CliRunner()
 
@@ -216,7 +216,7 @@ def test_cli_labels_only_with_hierarchy_predict_evaluate(tmp_path):
 
 @pytest.mark.slow
 def test_cli_fit_with_a_hierarchy_that_misses_a_label(tmp_path):
-    from embedlab.datasets import demo_path
+    from embedlab.data.datasets import demo_path
 
     (tmp_path / "tree.csv").write_text("child,parent\nset_alarm,clock\n")
     res = runner.invoke(
@@ -249,7 +249,7 @@ def test_cli_fit_with_a_hierarchy_that_misses_a_label(tmp_path):
     ],
 )
 def test_cli_labels_only_bad_combinations(tmp_path, args, message):
-    from embedlab.datasets import demo_path
+    from embedlab.data.datasets import demo_path
 
     (tmp_path / "l.csv").write_text(LABELS_CSV)
     subst = {"DATA": str(demo_path("train")), "L": str(tmp_path / "l.csv")}
@@ -262,7 +262,7 @@ def test_cli_labels_only_bad_combinations(tmp_path, args, message):
 def test_cli_added_classes_take_a_place_in_the_hierarchy(tmp_path):
     """add-classes on a model with a hierarchy: each new class needs --parent (as every class
     needed one at fit); the new version predicts its level; --in-place replaces the model."""
-    from embedlab.datasets import demo_path
+    from embedlab.data.datasets import demo_path
 
     model = tmp_path / "m"
     fit = ["fit", str(demo_path("train")), "--hierarchy", str(demo_path("hierarchy"))]

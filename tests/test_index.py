@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from embedlab.embedding_set import EmbeddingSet
-from embedlab.errors import StoreError, ValidationError
-from embedlab.index import Index
+from embedlab.compress.index import Index
+from embedlab.core.errors import StoreError, ValidationError
+from embedlab.data.embedding_set import EmbeddingSet
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ def test_index_search_allow_mask_is_exact_for_a_flat_index():
 def test_a_transform_prefix_before_an_index(data, tmp_path):
     """One grammar: transform steps may come before the index; they are fitted on the first
     vectors, saved with the index and applied to the queries."""
-    from embedlab.transforms import TransformChain
+    from embedlab.compress.transforms import TransformChain
 
     X, Q = data
     index = Index("center,pca16,flat", 64).add(X, ids=[f"r{i}" for i in range(len(X))])

@@ -18,7 +18,7 @@ KNOWN, ADDED, HIDDEN = 12, 3, 4
 
 @pytest.fixture(scope="module")
 def clinc_files(tmp_path_factory):
-    from embedlab.datasets import clinc150_path, load_clinc150
+    from embedlab.data.datasets import clinc150_path, load_clinc150
 
     if not clinc150_path().exists():
         pytest.skip("../shared/data/clinc150 is absent")
@@ -48,7 +48,7 @@ def clinc_files(tmp_path_factory):
 
 @pytest.mark.slow
 def test_the_label_set_loop_on_clinc150(clinc_files):
-    from embedlab.pipeline import Pipeline
+    from embedlab.models.pipeline import Pipeline
 
     files, known, added, hidden, out = clinc_files
     runner = CliRunner()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from embedlab.metrics import auroc, evaluate_open_set, fpr_at_tpr
+from embedlab.core.metrics import auroc, evaluate_open_set, fpr_at_tpr
 
 
 def test_evaluate_open_set_hand_computed():
@@ -35,7 +35,7 @@ def test_missing_side_gives_none():
 
 
 def test_retrieval_at_k_on_a_known_ranking():
-    from embedlab.metrics import retrieval_at_k
+    from embedlab.core.metrics import retrieval_at_k
 
     ranked = np.array([["a", "b", "a"], ["c", "c", "b"], ["a", "a", "a"]])
     m = retrieval_at_k(ranked, np.array(["a", "b", "b"]), k=3)

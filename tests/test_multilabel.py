@@ -15,17 +15,17 @@ from sklearn.metrics import f1_score, hamming_loss
 from typer.testing import CliRunner
 
 from embedlab.cli import app
-from embedlab.errors import ValidationError
-from embedlab.multilabel import (
+from embedlab.core.errors import ValidationError
+from embedlab.core.vectors import unit_rows
+from embedlab.models.multilabel import (
     MultiLabelClassifier,
     evaluate_multilabel,
     label_indicator,
     parse_label_sets,
     per_label_thresholds,
 )
-from embedlab.multilabel_scores import fit_ovr_logistic
-from embedlab.pipeline import Pipeline
-from embedlab.vectors import unit_rows
+from embedlab.models.multilabel_scores import fit_ovr_logistic
+from embedlab.models.pipeline import Pipeline
 
 runner = CliRunner()
 
@@ -325,7 +325,7 @@ def test_single_label_data_for_a_multi_label_model_and_the_reverse(st_encoder_un
         pipe.evaluate(TEXTS * 3, single)
     with pytest.raises(ValidationError, match=r"'refund;late' \(row 5\)"):
         pipe.evaluate(TEXTS, [c.replace(",", ";") for c in LABELS])
-    from embedlab.openset import OpenSetClassifier
+    from embedlab.models.openset import OpenSetClassifier
 
     flat = Pipeline(st_encoder_uncached, adapt=False)
     flat.set_params(classifier=OpenSetClassifier(head="prototype", detector="max-cosine"))
@@ -423,7 +423,7 @@ def test_warning_free_fit_on_separable_data():
 def test_fit_mode_rules_live_in_one_place(structure, asked, says):
     """The command line and the Pipeline check the same rules (fit_options), each naming
     the options in its own words."""
-    from embedlab.fit_options import CLI_NAMES, LIBRARY_NAMES, check_fit_options
+    from embedlab.models.fit_options import CLI_NAMES, LIBRARY_NAMES, check_fit_options
 
     with pytest.raises(ValidationError, match=says):
         check_fit_options(structure, CLI_NAMES, **asked)
@@ -508,7 +508,7 @@ def test_class_changes_refuse_what_they_cannot_do():
 
 
 def test_self_training_keeps_thresholds_on_labelled_rows_and_leaves_none_rows_out():
-    from embedlab.self_training import SelfTraining, self_train_multilabel
+    from embedlab.models.self_training import SelfTraining, self_train_multilabel
 
     X, Y = _toy(n_per=12)
     pool, _ = _toy(n_per=40, seed=3)
@@ -528,8 +528,8 @@ def test_self_training_keeps_thresholds_on_labelled_rows_and_leaves_none_rows_ou
 
 
 def test_one_fit_configuration_checked_before_data_and_building_the_model():
-    from embedlab.fit_options import CLI_NAMES, FitConfig
-    from embedlab.openset import OpenSetClassifier
+    from embedlab.models.fit_options import CLI_NAMES, FitConfig
+    from embedlab.models.openset import OpenSetClassifier
 
     with pytest.raises(ValidationError, match="--val works with single-label models only"):
         FitConfig(multi_label=True, validation=True).check(CLI_NAMES)

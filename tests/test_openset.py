@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
+from embedlab.core.errors import ValidationError
 from embedlab.detect import MaxCosineDetector
-from embedlab.errors import ValidationError
 from embedlab.heads import PrototypeClassifier
-from embedlab.openset import OpenSetClassifier
-from embedlab.selection import select_head_and_detector
+from embedlab.models.openset import OpenSetClassifier
+from embedlab.models.selection import select_head_and_detector
 
 
 def data(seed=0, k=6, n_per=40, d=24):

@@ -6,12 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-from embedlab.adapt import AdaptConfig
-from embedlab.datasets import load_demo
+from embedlab.core.errors import StoreError, ValidationError
+from embedlab.data.datasets import load_demo
 from embedlab.encoders import SentenceTransformerEncoder
-from embedlab.errors import StoreError, ValidationError
-from embedlab.openset import OpenSetClassifier
-from embedlab.pipeline import Pipeline, should_adapt
+from embedlab.models.adapt import AdaptConfig
+from embedlab.models.openset import OpenSetClassifier
+from embedlab.models.pipeline import Pipeline, should_adapt
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_bundle_arrays_replaced_is_rejected(fitted, tmp_path):
     ],
 )
 def test_bundle_versions(fitted, tmp_path, edit, message):
-    from embedlab.bundle import json_sha256
+    from embedlab.store.bundle import json_sha256
 
     path = fitted.save(tmp_path / "model")
     doc = json.loads((path / "bundle.json").read_text())
@@ -104,7 +104,7 @@ def test_bundle_versions(fitted, tmp_path, edit, message):
 
 
 def test_bundle_cannot_name_arbitrary_classes(fitted, tmp_path):
-    from embedlab.bundle import json_sha256
+    from embedlab.store.bundle import json_sha256
 
     path = fitted.save(tmp_path / "model")
     doc = json.loads((path / "bundle.json").read_text())
@@ -169,7 +169,7 @@ def test_adapted_pipeline_saves_its_encoder(tmp_path, st_encoder_uncached):
 
 
 def test_calibration_holdout_is_stratified():
-    from embedlab.pipeline import calibration_holdout
+    from embedlab.models.pipeline import calibration_holdout
 
     labels = np.array(["a"] * 20 + ["b"] * 10 + ["c"] + ["oos"] * 5, dtype=object)
     is_oos = labels == "oos"
@@ -241,7 +241,7 @@ def test_transform_layer_must_match_the_encoder(fake_encoder):
 
 
 def test_bundle_with_a_damaged_transform_is_refused(st_encoder_uncached, tmp_path):
-    from embedlab.bundle import json_sha256
+    from embedlab.store.bundle import json_sha256
 
     train = load_demo("train")
     enc = SentenceTransformerEncoder(cache=False)
@@ -262,8 +262,8 @@ def test_bundle_with_a_damaged_transform_is_refused(st_encoder_uncached, tmp_pat
 def test_the_public_face_the_service_uses(quick_model):
     """The service reads a pipeline through public names only: its encoder and why its
     classes cannot change (None when they can)."""
-    from embedlab.multilabel import MultiLabelClassifier
-    from embedlab.openset import OpenSetClassifier
+    from embedlab.models.multilabel import MultiLabelClassifier
+    from embedlab.models.openset import OpenSetClassifier
 
     bare = Pipeline(classifier=MultiLabelClassifier(keep_rows=False))
     assert bare.class_change_refusal == "it keeps no training rows"
@@ -297,7 +297,7 @@ def test_a_bundle_written_by_round_2_still_loads_and_predicts_the_same(tmp_path)
 def test_the_adaptation_settings_survive_a_save(fitted, tmp_path):
     """A loaded model keeps the adaptation settings it was made with (a refit of the
     loaded model adapts as the first fit would have)."""
-    from embedlab.adapt import AdaptConfig
+    from embedlab.models.adapt import AdaptConfig
 
     fitted.adapt_config = AdaptConfig(epochs=1.5, seed=7)
     try:

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from embedlab.errors import ValidationError
-from embedlab.pair_files import PairTable
-from embedlab.planner import Plan, PlanRow, _mark_pareto, plan
+from embedlab.compress.planner import Plan, PlanRow, _mark_pareto, plan
+from embedlab.core.errors import ValidationError
+from embedlab.data.pair_files import PairTable
 
 
 def seed_of(text: str) -> int:
@@ -169,7 +169,7 @@ def test_sts_task():
 
 
 def test_save_writes_csv_json_and_plot(classify_plan, tmp_path):
-    from embedlab.readers import read_table
+    from embedlab.data.readers import read_table
 
     paths = classify_plan.save(tmp_path / "out")
     assert read_table(paths["csv"]).num_rows == len(classify_plan.rows)

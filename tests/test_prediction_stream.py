@@ -1,4 +1,4 @@
-"""Streaming predictions (embedlab.predict_stream / `embedlab predict`): chunk by chunk equals
+"""Streaming predictions (embedlab.scale.predict_stream / `embedlab predict`): chunk by chunk equals
 all at once, over texts and over stored (sharded) vectors, every output format, another
 encoder's vectors refused, and a job that failed midway (an error, or `embedlab predict`
 killed at chosen pieces) resumed with only the missing chunks computed."""
@@ -16,10 +16,10 @@ from killing import crash_at
 from typer.testing import CliRunner
 
 from embedlab.cli import app
-from embedlab.datasets import demo_path
-from embedlab.errors import ValidationError
-from embedlab.pipeline import Pipeline
-from embedlab.predict_stream import predict_file
+from embedlab.core.errors import ValidationError
+from embedlab.data.datasets import demo_path
+from embedlab.models.pipeline import Pipeline
+from embedlab.scale.predict_stream import predict_file
 
 runner = CliRunner()
 
@@ -132,7 +132,7 @@ def test_a_killed_predict_resumes_with_every_row_once_in_order(quick_model, tmp_
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    from embedlab.datasets import load_demo
+    from embedlab.data.datasets import load_demo
 
     t = load_demo("train")
     texts = [f"{x} ({k})" for k in range(3) for x in t.texts]

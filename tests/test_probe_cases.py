@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from embedlab.cli import app
-from embedlab.pipeline import Pipeline
+from embedlab.models.pipeline import Pipeline
 
 JOKES = ["tell me a joke", "make me laugh", "say something funny", "know any good jokes"]
 
@@ -75,7 +75,7 @@ def test_deeply_nested_json_is_named_as_such(client):
 
 
 def test_a_refit_gives_the_served_model_a_new_version_and_fingerprint(client, model):
-    from embedlab.datasets import demo_path
+    from embedlab.data.datasets import demo_path
 
     r = client.post(
         "/v1/models/model/classes",
@@ -124,8 +124,8 @@ def test_row_numbers_count_from_1(tmp_path):
 
 
 def test_duplicate_ids_and_megabyte_cells_name_file_and_row(tmp_path):
-    from embedlab.errors import DataFormatError
-    from embedlab.readers import read_texts
+    from embedlab.core.errors import DataFormatError
+    from embedlab.data.readers import read_texts
 
     f = tmp_path / "t.csv"
     f.write_text("id,text\na,hello\nb,world\na,again\n")
@@ -143,7 +143,7 @@ def test_duplicate_ids_and_megabyte_cells_name_file_and_row(tmp_path):
 
 
 def test_the_planned_command_keeps_its_storage_choice():
-    from embedlab.planner import Plan, PlanRow
+    from embedlab.compress.planner import Plan, PlanRow
 
     rows = [
         PlanRow(6, 384, "float32", 1536, 0.80, {}, 1.0, 0.1, "layer6,dim384,norm", None),
@@ -155,7 +155,7 @@ def test_the_planned_command_keeps_its_storage_choice():
 
 
 def test_a_class_with_one_example_is_kept_and_named(caplog):
-    from embedlab.openset import OpenSetClassifier
+    from embedlab.models.openset import OpenSetClassifier
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(61, 16)).astype(np.float32)
@@ -174,7 +174,7 @@ def test_a_class_with_one_example_is_kept_and_named(caplog):
     ],
 )
 def test_budgets_must_be_positive(tmp_path, args, says):
-    from embedlab.datasets import demo_path
+    from embedlab.data.datasets import demo_path
 
     res = _run("fit", demo_path("train"), "-o", tmp_path / "m", *args)
     assert res.exit_code == 2 and says in res.output
@@ -226,7 +226,7 @@ def test_scikit_learn_warnings_become_one_line(capsys):
 
 
 def test_output_files_follow_the_umask(model, tmp_path):
-    from embedlab.atomic import _umask
+    from embedlab.store.atomic import _umask
 
     data = tmp_path / "in.csv"
     data.write_text("text\nwake me up at 7\nwhat's the weather\n")
@@ -242,7 +242,7 @@ def test_output_files_follow_the_umask(model, tmp_path):
 
 
 def test_the_same_fit_gives_the_same_checksum(quick_model, tmp_path):
-    from embedlab.datasets import demo_path
+    from embedlab.data.datasets import demo_path
 
     out = tmp_path / "again"
     args = ["fit", demo_path("train"), "-o", out, "--no-adapt", "--no-cache"]

@@ -26,8 +26,8 @@ import pytest
 
 pytest.importorskip("ray", reason="the ray extra is not installed")
 
-from embedlab.datasets import demo_path, load_demo
-from embedlab.embedding_set import EmbeddingSet
+from embedlab.data.datasets import demo_path, load_demo
+from embedlab.data.embedding_set import EmbeddingSet
 
 CLI = [sys.executable, "-m", "embedlab.cli"]
 

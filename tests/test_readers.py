@@ -5,9 +5,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from embedlab.embedding_set import read_vector_file
-from embedlab.errors import DataFormatError
-from embedlab.readers import read_table, read_texts, write_table
+from embedlab.core.errors import DataFormatError
+from embedlab.data.embedding_set import read_vector_file
+from embedlab.data.readers import read_table, read_texts, write_table
 
 
 def write(path, text: str | bytes):
@@ -203,7 +203,7 @@ def test_write_table_round_trip(tmp_path, ext):
 
 
 def test_read_pairs_stsb_layout_and_columns(tmp_path):
-    from embedlab.pair_files import read_pairs
+    from embedlab.data.pair_files import read_pairs
 
     f = tmp_path / "sts.csv"
     f.write_text(
@@ -221,7 +221,7 @@ def test_read_pairs_stsb_layout_and_columns(tmp_path):
 
 
 def test_read_pairs_bad_input(tmp_path):
-    from embedlab.pair_files import read_pairs
+    from embedlab.data.pair_files import read_pairs
 
     g = tmp_path / "pairs.csv"
     g.write_text("sentence1,sentence2,score\nhello,world,high\n")

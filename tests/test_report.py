@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedlab.datasets import load_demo
-from embedlab.embedding_set import EmbeddingSet
+from embedlab.analysis.report import model_report, space_report, write_report
+from embedlab.core.errors import ValidationError
+from embedlab.data.datasets import load_demo
+from embedlab.data.embedding_set import EmbeddingSet
 from embedlab.encoders import SentenceTransformerEncoder
-from embedlab.errors import ValidationError
-from embedlab.openset import OpenSetClassifier
-from embedlab.pipeline import Pipeline
-from embedlab.report import model_report, space_report, write_report
+from embedlab.models.openset import OpenSetClassifier
+from embedlab.models.pipeline import Pipeline
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -120,8 +120,8 @@ def test_a_plan_that_cannot_be_read_is_named(tmp_path):
 
 
 def test_report_on_closed_set_rows_says_which_accuracy_to_compare(quick_model):
-    from embedlab.datasets import load_demo
-    from embedlab.pipeline import Pipeline
+    from embedlab.data.datasets import load_demo
+    from embedlab.models.pipeline import Pipeline
 
     test = load_demo("test")
     rows = [i for i, y in enumerate(test.labels) if y != "oos"]

@@ -17,9 +17,9 @@ def _spin(seconds: float) -> None:
 
 
 def _fit(texts, labels, test):
-    from embedlab.adapt import AdaptConfig
     from embedlab.encoders import SentenceTransformerEncoder
-    from embedlab.pipeline import Pipeline
+    from embedlab.models.adapt import AdaptConfig
+    from embedlab.models.pipeline import Pipeline
 
     enc = SentenceTransformerEncoder(cache=False, backend="torch")
     cfg = AdaptConfig(epochs=1, min_steps=12, batch_size=16)
@@ -30,7 +30,7 @@ def _fit(texts, labels, test):
 
 @pytest.mark.slow
 def test_adapted_fit_is_the_same_on_a_busy_machine():
-    from embedlab.datasets import load_demo
+    from embedlab.data.datasets import load_demo
 
     train, test = load_demo("train"), load_demo("test")
     keep = [i for i, y in enumerate(train.labels) if y in set(sorted(set(train.labels))[:6])]
@@ -57,9 +57,9 @@ def test_adapted_fit_is_the_same_on_a_busy_machine():
 
 
 def test_a_time_cap_is_explicit_and_recorded():
-    from embedlab.adapt import AdaptConfig
-    from embedlab.openset import OpenSetClassifier
-    from embedlab.selection import select_head_and_detector
+    from embedlab.models.adapt import AdaptConfig
+    from embedlab.models.openset import OpenSetClassifier
+    from embedlab.models.selection import select_head_and_detector
 
     assert AdaptConfig().time_budget is None
     assert OpenSetClassifier().time_budget is None

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from embedlab.errors import ValidationError
+from embedlab.core.errors import ValidationError
 from embedlab.heads import PrototypeClassifier
-from embedlab.openset import OpenSetClassifier
-from embedlab.self_training import (
+from embedlab.models.openset import OpenSetClassifier
+from embedlab.models.self_training import (
     SelfTraining,
     pseudo_labels,
     self_train_head,
@@ -83,7 +83,7 @@ def test_self_training_an_open_set_model_keeps_junk_out(few_labels):
 
 @pytest.mark.slow
 def test_pipeline_and_cli_fit_with_an_unlabelled_pool(fake_encoder, tmp_path):
-    from embedlab.pipeline import Pipeline
+    from embedlab.models.pipeline import Pipeline
 
     texts = [f"alpha {i}" for i in range(6)] + [f"beta {i}" for i in range(6)]
     labels = ["a"] * 6 + ["b"] * 6
@@ -94,7 +94,7 @@ def test_pipeline_and_cli_fit_with_an_unlabelled_pool(fake_encoder, tmp_path):
     assert pipe.info["selection"] is not None  # the first fit's selection is kept
 
     from embedlab.cli import app
-    from embedlab.datasets import demo_path
+    from embedlab.data.datasets import demo_path
 
     pool_csv = tmp_path / "pool.csv"
     pool_csv.write_text("text\nwhat's the weather tomorrow\nplay some jazz\nbook a flight\n")

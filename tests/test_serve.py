@@ -18,7 +18,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed")
 import httpx
 from fastapi.testclient import TestClient
 
-from embedlab.pipeline import Pipeline
+from embedlab.models.pipeline import Pipeline
 from embedlab.serve import ServeConfig, create_app
 from embedlab.serve.keys import KeyStore, RateLimiter
 

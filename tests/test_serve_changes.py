@@ -17,8 +17,8 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed")
 import httpx
 from fastapi.testclient import TestClient
 
-from embedlab.index import Index
-from embedlab.pipeline import Pipeline
+from embedlab.compress.index import Index
+from embedlab.models.pipeline import Pipeline
 from embedlab.serve import ServeConfig, create_app
 from embedlab.serve.batching import MicroBatcher
 from embedlab.serve.keys import KeyStore
@@ -309,7 +309,7 @@ def test_run_time_classes_in_a_hierarchy_need_a_parent(tmp_path):
     from typer.testing import CliRunner
 
     from embedlab.cli import app as cli
-    from embedlab.datasets import demo_path
+    from embedlab.data.datasets import demo_path
 
     model = tmp_path / "areas"
     fit = ["fit", str(demo_path("train")), "--hierarchy", str(demo_path("hierarchy"))]
@@ -344,7 +344,7 @@ def test_a_label_filter_on_an_index_without_labels_is_refused(served, tmp_path):
 
 @pytest.mark.slow
 def test_a_multi_label_model_is_served_and_takes_run_time_labels(tmp_path, st_encoder_uncached):
-    from embedlab.multilabel import MultiLabelClassifier
+    from embedlab.models.multilabel import MultiLabelClassifier
 
     texts = ["my refund has not come", "the parcel is late", "late and no refund either"]
     texts += ["where is my money back", "still waiting for the box", "hello there"]

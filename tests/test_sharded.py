@@ -18,14 +18,14 @@ from killing import crash_at
 from typer.testing import CliRunner
 
 from embedlab.cli import app
-from embedlab.datasets import demo_path, load_demo
-from embedlab.embedding_set import EmbeddingSet
-from embedlab.errors import DataFormatError, StoreError, ValidationError
-from embedlab.index import Index
-from embedlab.manifest import sha256_file
-from embedlab.readers import read_texts
-from embedlab.sharded import ShardedSet, ShardWriter, filter_set, is_sharded
-from embedlab.text_chunks import iter_texts
+from embedlab.compress.index import Index
+from embedlab.core.errors import DataFormatError, StoreError, ValidationError
+from embedlab.data.datasets import demo_path, load_demo
+from embedlab.data.embedding_set import EmbeddingSet
+from embedlab.data.readers import read_texts
+from embedlab.data.sharded import ShardedSet, ShardWriter, filter_set, is_sharded
+from embedlab.data.text_chunks import iter_texts
+from embedlab.store.manifest import sha256_file
 
 runner = CliRunner()
 
@@ -271,7 +271,7 @@ def test_an_index_is_built_shard_by_shard(sharded_and_whole, tmp_path):
 
 
 def test_filter_and_concat_shard_by_shard(sharded_and_whole, tmp_path):
-    from embedlab.sharded import concat_sets, filter_set
+    from embedlab.data.sharded import concat_sets, filter_set
 
     sharded, whole = sharded_and_whole
     one = EmbeddingSet.load(whole)

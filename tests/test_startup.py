@@ -52,7 +52,7 @@ def test_public_names_still_import():
 @pytest.mark.slow
 def test_predict_on_the_onnx_path_never_imports_torch(quick_model, tmp_path):
     code = (
-        "from embedlab.pipeline import Pipeline\n"
+        "from embedlab.models.pipeline import Pipeline\n"
         f"pipe = Pipeline.load({str(quick_model)!r}, cache=False, backend='onnx-int8')\n"
         "print(pipe.predict(['book a flight to rome', 'play some jazz']))"
     )
@@ -65,9 +65,9 @@ def test_predict_on_the_onnx_path_never_imports_torch(quick_model, tmp_path):
 def test_a_copied_bundle_predicts_without_exporting(tmp_path, onnx_cache):
     import shutil
 
-    from embedlab.datasets import load_demo
+    from embedlab.data.datasets import load_demo
     from embedlab.encoders import SentenceTransformerEncoder
-    from embedlab.pipeline import Pipeline
+    from embedlab.models.pipeline import Pipeline
 
     train, test = load_demo("train"), load_demo("test")
     enc = SentenceTransformerEncoder(cache=False, backend="onnx-int8")
@@ -80,7 +80,7 @@ def test_a_copied_bundle_predicts_without_exporting(tmp_path, onnx_cache):
     shutil.copytree(model, copied)
     fresh = tmp_path / "fresh-cache"  # another machine: nothing exported, no verdict
     code = (
-        "from embedlab.pipeline import Pipeline\n"
+        "from embedlab.models.pipeline import Pipeline\n"
         f"pipe = Pipeline.load({str(copied)!r}, cache=False)\n"
         f"labels = pipe.predict({test.texts[:20]!r})\n"
         "print(pipe.encoder.resolved_backend, list(labels))"

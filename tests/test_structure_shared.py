@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from embedlab.cli import app
-from embedlab.errors import DataFormatError
+from embedlab.core.errors import DataFormatError
 
 runner = CliRunner()
 
@@ -26,7 +26,7 @@ def _write(path, rows, header=("text", "label")):
 
 @pytest.mark.slow
 def test_multi_label_goemotions_subset(tmp_path):
-    from embedlab.datasets import load_goemotions
+    from embedlab.data.datasets import load_goemotions
 
     try:
         tr_texts, tr_cells = load_goemotions("train")
@@ -50,7 +50,7 @@ def test_multi_label_goemotions_subset(tmp_path):
 
 @pytest.mark.slow
 def test_zero_shot_clinc150_domains_through_intent_names(tmp_path):
-    from embedlab.datasets import clinc150_path, load_clinc150
+    from embedlab.data.datasets import clinc150_path, load_clinc150
 
     try:
         domains = clinc150_path().parent / "domains.json"

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from embedlab.errors import ValidationError
-from embedlab.transforms import TransformChain, parse_spec
+from embedlab.compress.transforms import TransformChain, parse_spec
+from embedlab.core.errors import ValidationError
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from embedlab.errors import ValidationError
-from embedlab.validation import check_ids, check_labels, check_vectors
+from embedlab.core.errors import ValidationError
+from embedlab.core.validation import check_ids, check_labels, check_vectors
 
 
 def test_check_vectors_converts_to_float32_2d():
@@ -68,8 +68,8 @@ def test_check_labels_stringifies():
 def test_validated_rows_skip_the_second_check_but_not_the_width():
     """Inside ``validated()`` an estimator's parts trust float32 rows of the right width
     (checked once at the outer boundary); anything else is still checked in full."""
+    from embedlab.core.validation import validated
     from embedlab.heads import PrototypeClassifier
-    from embedlab.validation import validated
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((20, 4)).astype(np.float32)

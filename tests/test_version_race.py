@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the serve extra is not installed")
 import httpx
 
-from embedlab.pipeline import Pipeline
+from embedlab.models.pipeline import Pipeline
 from embedlab.serve.process import running_server
 
 RACE_S = 30.0

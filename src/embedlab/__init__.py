@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING, Any
 
-from embedlab.errors import (
+from embedlab.core.errors import (
     DataFormatError,
     EmbedlabError,
     EncoderError,
@@ -26,35 +26,35 @@ _LAZY = {
     "EmbeddingCache": "embedlab.encoders.cache",
     "Encoder": "embedlab.encoders.base",
     "SentenceTransformerEncoder": "embedlab.encoders.sentence_transformer",
-    "encode_file": "embedlab.encoding",
-    "Index": "embedlab.index",
-    "evaluate_open_set": "embedlab.metrics",
-    "MultiLabelClassifier": "embedlab.multilabel",
-    "Hierarchy": "embedlab.hierarchy",
-    "OpenSetClassifier": "embedlab.openset",
-    "Pipeline": "embedlab.pipeline",
-    "TextTable": "embedlab.readers",
-    "read_texts": "embedlab.readers",
-    "write_table": "embedlab.readers",
-    "EmbeddingSet": "embedlab.embedding_set",
-    "Provenance": "embedlab.embedding_set",
-    "TransformChain": "embedlab.transforms",
+    "encode_file": "embedlab.scale.encoding",
+    "Index": "embedlab.compress.index",
+    "evaluate_open_set": "embedlab.core.metrics",
+    "MultiLabelClassifier": "embedlab.models.multilabel",
+    "Hierarchy": "embedlab.models.hierarchy",
+    "OpenSetClassifier": "embedlab.models.openset",
+    "Pipeline": "embedlab.models.pipeline",
+    "TextTable": "embedlab.data.readers",
+    "read_texts": "embedlab.data.readers",
+    "write_table": "embedlab.data.readers",
+    "EmbeddingSet": "embedlab.data.embedding_set",
+    "Provenance": "embedlab.data.embedding_set",
+    "TransformChain": "embedlab.compress.transforms",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from embedlab.embedding_set import EmbeddingSet, Provenance
+    from embedlab.compress.index import Index
+    from embedlab.compress.transforms import TransformChain
+    from embedlab.core.metrics import evaluate_open_set
+    from embedlab.data.embedding_set import EmbeddingSet, Provenance
+    from embedlab.data.readers import TextTable, read_texts, write_table
     from embedlab.encoders.base import Encoder
     from embedlab.encoders.cache import EmbeddingCache
     from embedlab.encoders.sentence_transformer import SentenceTransformerEncoder
-    from embedlab.encoding import encode_file
-    from embedlab.hierarchy import Hierarchy
-    from embedlab.index import Index
-    from embedlab.metrics import evaluate_open_set
-    from embedlab.multilabel import MultiLabelClassifier
-    from embedlab.openset import OpenSetClassifier
-    from embedlab.pipeline import Pipeline
-    from embedlab.readers import TextTable, read_texts, write_table
-    from embedlab.transforms import TransformChain
+    from embedlab.models.hierarchy import Hierarchy
+    from embedlab.models.multilabel import MultiLabelClassifier
+    from embedlab.models.openset import OpenSetClassifier
+    from embedlab.models.pipeline import Pipeline
+    from embedlab.scale.encoding import encode_file
 
 
 def __getattr__(name: str) -> Any:

@@ -10,12 +10,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from embedlab.datasets import OOS_LABEL, load_demo
+from embedlab.compress.index import Index
+from embedlab.core.metrics import HEADLINE_METRICS
+from embedlab.data.datasets import OOS_LABEL, load_demo
 from embedlab.encoders import SentenceTransformerEncoder
-from embedlab.encoding import encode_table
-from embedlab.index import Index
-from embedlab.metrics import HEADLINE_METRICS
-from embedlab.pipeline import Pipeline
+from embedlab.models.pipeline import Pipeline
+from embedlab.scale.encoding import encode_table
 
 __all__ = ["run_demo"]
 
@@ -169,9 +169,9 @@ def _stream_and_report(
 ) -> Path:
     """The model over a whole file, as `embedlab predict` runs it on millions of rows (in
     chunks, each written as it is done: a killed run resumes), then the HTML report."""
-    from embedlab.datasets import demo_path
-    from embedlab.predict_stream import predict_file
-    from embedlab.report import model_report, write_report
+    from embedlab.analysis.report import model_report, write_report
+    from embedlab.data.datasets import demo_path
+    from embedlab.scale.predict_stream import predict_file
 
     streamed = predict_file(
         pipe, demo_path("test"), out_dir / "test_predictions.csv", chunk_rows=40, progress=False
@@ -196,8 +196,8 @@ def _zero_shot(
 ) -> dict[str, Any]:
     """Before any example is labelled: a zero-shot model from the label names alone, with the
     intents' areas as a hierarchy (`embedlab fit --labels-only ... --hierarchy ...`)."""
-    from embedlab.datasets import demo_path
-    from embedlab.hierarchy import read_hierarchy
+    from embedlab.data.datasets import demo_path
+    from embedlab.models.hierarchy import read_hierarchy
 
     train, test = tables["train"], tables["test"]
     names = sorted({y for y in train.labels if y != "oos"})
@@ -220,7 +220,7 @@ def _zero_shot(
 def _label_set_change(pipe: Pipeline, out_dir: Path, console: Console) -> dict[str, Any]:
     """Requests the model was never taught arrive: discover them among what it rejects, add
     the clusters as classes (no refit), and show the new model answering them."""
-    from embedlab.discover import save_discovery
+    from embedlab.analysis.discover import save_discovery
 
     incoming = load_demo("incoming")
     t0 = time.perf_counter()

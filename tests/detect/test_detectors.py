@@ -4,6 +4,8 @@ tests/test_contracts.py)."""
 import numpy as np
 import pytest
 
+from embedlab.core.errors import ValidationError
+from embedlab.core.metrics import auroc
 from embedlab.detect import (
     EnergyDetector,
     KNNDistanceDetector,
@@ -12,9 +14,7 @@ from embedlab.detect import (
     MaxProbDetector,
     threshold_at_fpr,
 )
-from embedlab.errors import ValidationError
 from embedlab.heads import PrototypeClassifier
-from embedlab.metrics import auroc
 
 DETECTORS = [
     MaxCosineDetector(),

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from embedlab.core.errors import EncoderError
 from embedlab.encoders import EmbeddingCache, SentenceTransformerEncoder, default_model_path
-from embedlab.errors import EncoderError
 
 TEXTS = ["book a flight to paris tomorrow", "play some jazz", "what's my balance"]
 
@@ -97,8 +97,8 @@ def test_out_of_range(kw, message):
 
 @pytest.mark.slow
 def test_adaptation_refuses_elastic_encoders(tmp_path):
-    from embedlab.adapt import adapt_encoder
-    from embedlab.errors import ValidationError
+    from embedlab.core.errors import ValidationError
+    from embedlab.models.adapt import adapt_encoder
 
     with pytest.raises(ValidationError, match="without layer / dim"):
         adapt_encoder(

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 
+from embedlab.core.errors import EncoderError
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.encoders.backend_choice import (
     MIN_COSINE,
@@ -14,7 +15,6 @@ from embedlab.encoders.backend_choice import (
     probe_texts,
     resolve_backend,
 )
-from embedlab.errors import EncoderError
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 pytestmark = pytest.mark.slow

@@ -5,8 +5,8 @@ import logging
 import numpy as np
 import pytest
 
+from embedlab.core.errors import EncoderError
 from embedlab.encoders import EmbeddingCache, SentenceTransformerEncoder, check_texts
-from embedlab.errors import EncoderError
 
 TEXTS = ["book me a flight to paris", "what's the weather tomorrow", "play some jazz"]
 

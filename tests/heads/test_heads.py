@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from embedlab.errors import ValidationError
+from embedlab.core.errors import ValidationError
 from embedlab.heads import (
     GaussianClassifier,
     KNNClassifier,

@@ -44,12 +44,12 @@ InPlaceOption = Annotated[
 
 def _target(model_dir: Path, output: Path | None, in_place: bool, force: bool, *inputs) -> Path:
     """Where the new version goes: --output (checked before any work) or MODEL_DIR itself."""
-    from embedlab.errors import ValidationError
+    from embedlab.core.errors import ValidationError
 
     if in_place == (output is not None):
         raise ValidationError("give --output DIR or --in-place (one of the two)")
     if in_place:
-        from embedlab.atomic import check_replaceable
+        from embedlab.store.atomic import check_replaceable
 
         check_replaceable(model_dir)  # nothing of the user's in it (before any work)
         return model_dir
@@ -147,8 +147,8 @@ def add_classes(
 
       embedlab add-classes model/ jokes.csv --in-place --parent tell_joke=small_talk
     """
-    from embedlab.errors import ValidationError
-    from embedlab.pipeline import Pipeline
+    from embedlab.core.errors import ValidationError
+    from embedlab.models.pipeline import Pipeline
 
     with user_errors():
         target = _target(model_dir, output, in_place, force, data)
@@ -199,7 +199,7 @@ def remove_classes(
 
       embedlab remove-classes model/ pto_request pto_balance -o model_v3/
     """
-    from embedlab.pipeline import Pipeline
+    from embedlab.models.pipeline import Pipeline
 
     with user_errors():
         target = _target(model_dir, output, in_place, force)
@@ -262,9 +262,9 @@ def discover(
 
       embedlab discover model/ unlabelled.jsonl -o found/ --all --min-size 10
     """
-    from embedlab.discover import save_discovery
-    from embedlab.pipeline import Pipeline
-    from embedlab.readers import read_texts
+    from embedlab.analysis.discover import save_discovery
+    from embedlab.data.readers import read_texts
+    from embedlab.models.pipeline import Pipeline
 
     with user_errors():
         check_output_dir(output, force, data, model_dir)

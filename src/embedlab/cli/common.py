@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from embedlab import __version__
-from embedlab.errors import EmbedlabError
+from embedlab.core.errors import EmbedlabError
 
 app = typer.Typer(
     name="embedlab",
@@ -71,7 +71,7 @@ def signing_key(path: Path | None):
     """The SigningKey in ``path`` (read before any work), or None."""
     if path is None:
         return None
-    from embedlab.signing import load_key
+    from embedlab.store.signing import load_key
 
     return load_key(path)
 
@@ -126,14 +126,14 @@ def ray_options(ray: bool, address: str | None, actors: int):
         return None
     if actors < 1:
         raise EmbedlabError(f"--ray-actors must be at least 1, got {actors}")
-    from embedlab.distributed import RayOptions
+    from embedlab.scale.distributed import RayOptions
 
     return RayOptions(address=address, actors=actors)  # checks the address's form
 
 
 def read_input_texts(data: Path, *, skip_empty: bool = False, **kwargs):
     """read_texts with --skip-empty mapped, saying which rows were skipped."""
-    from embedlab.readers import read_texts
+    from embedlab.data.readers import read_texts
 
     table = read_texts(data, on_empty="skip" if skip_empty else "error", **kwargs)
     say_skipped(table)
@@ -246,14 +246,14 @@ def reflow_help(doc: str | None) -> str | None:
 
 def check_output_dir(output: Path, force: bool, *inputs: Path | None) -> None:
     """Stop before any work when OUTPUT may not be written (see atomic.check_output_dir)."""
-    from embedlab import atomic
+    from embedlab.store import atomic
 
     atomic.check_output_dir(output, force=force, inputs=tuple(p for p in inputs if p is not None))
 
 
 def check_output_file(output: Path, force: bool, *inputs: Path | None) -> None:
     """Stop before any work when file OUTPUT may not be written."""
-    from embedlab import atomic
+    from embedlab.store import atomic
 
     atomic.check_output_file(output, force=force, inputs=tuple(p for p in inputs if p is not None))
 

@@ -28,7 +28,7 @@ from embedlab.cli.common import (
     say_skipped,
     user_errors,
 )
-from embedlab.errors import EmbedlabError
+from embedlab.core.errors import EmbedlabError
 
 
 @app.command(rich_help_panel="Data: encode, import, inspect")
@@ -133,7 +133,7 @@ def encode(
       embedlab encode tickets.parquet -o space/ --vector-format parquet   (DuckDB-readable)
     """
     from embedlab.encoders import SentenceTransformerEncoder
-    from embedlab.encoding import encode_file_sharded
+    from embedlab.scale.encoding import encode_file_sharded
 
     with user_errors():
         check_output_dir(output, force, data, model)
@@ -210,7 +210,7 @@ def import_vectors(
 
       embedlab import clip_vectors.parquet -o space/
     """
-    from embedlab.embedding_set import EmbeddingSet
+    from embedlab.data.embedding_set import EmbeddingSet
 
     with user_errors():
         check_output_dir(output, force, vectors)
@@ -236,7 +236,7 @@ def info(
 
       embedlab info space/
     """
-    from embedlab.sharded import ShardedSet
+    from embedlab.data.sharded import ShardedSet
 
     with user_errors():
         ss = ShardedSet(space)
@@ -303,7 +303,7 @@ def filter_command(
 
       embedlab filter space/ -o in-scope/ --label oos --exclude
     """
-    from embedlab.sharded import ShardedSet, filter_set
+    from embedlab.data.sharded import ShardedSet, filter_set
 
     with user_errors():
         check_output_dir(output, force, space)
@@ -328,7 +328,7 @@ def concat(
 
       embedlab concat january/ february/ march/ -o q1/
     """
-    from embedlab.sharded import ShardedSet, concat_sets
+    from embedlab.data.sharded import ShardedSet, concat_sets
 
     with user_errors():
         check_output_dir(output, force, *spaces)

@@ -48,8 +48,8 @@ def diagnose_space(
 
       embedlab diagnose clinc-train/ --json > diagnostics.json
     """
-    from embedlab.diagnose import MEASURE_NOTES, diagnose
-    from embedlab.embedding_set import EmbeddingSet
+    from embedlab.analysis.diagnose import MEASURE_NOTES, diagnose
+    from embedlab.data.embedding_set import EmbeddingSet
 
     with user_errors():
         es = EmbeddingSet.load(space)
@@ -142,14 +142,14 @@ def report(
 
       embedlab report space/ -o space.html --plan embedlab-plan/
     """
-    from embedlab.manifest import saved_kind
-    from embedlab.report import model_report, space_report, write_report
+    from embedlab.analysis.report import model_report, space_report, write_report
+    from embedlab.store.manifest import saved_kind
 
     with user_errors():
         check_output_file(output, force, source, data, plan_dir)
         t0 = time.perf_counter()
         if saved_kind(source) == "bundle":
-            from embedlab.pipeline import Pipeline
+            from embedlab.models.pipeline import Pipeline
 
             if data is None:
                 raise typer.BadParameter("a model report needs DATA with labels to evaluate on")
@@ -164,7 +164,7 @@ def report(
                 max_points=max_points,
             )
         else:
-            from embedlab.embedding_set import EmbeddingSet
+            from embedlab.data.embedding_set import EmbeddingSet
 
             es = EmbeddingSet.load(source)
             html = space_report(

@@ -14,7 +14,7 @@ from embedlab.cli.common import console, err_console, read_input_texts
 def fit_labels_only(opts: dict, pipe: Any) -> None:
     """`fit --labels-only`: a zero-shot model from label names / descriptions."""
     o = SimpleNamespace(**opts)
-    from embedlab.readers import read_label_names
+    from embedlab.data.readers import read_label_names
 
     labels, descriptions = read_label_names(o.labels_only, delimiter=o.delimiter)
     in_scope = None

@@ -27,8 +27,8 @@ from embedlab.cli.common import (
     user_errors,
 )
 from embedlab.cli.fit_modes import fit_labels_only, fit_multi_label, say_single_label_fit
-from embedlab.errors import EmbedlabError
-from embedlab.fit_options import CLI_NAMES, FitConfig
+from embedlab.core.errors import EmbedlabError
+from embedlab.models.fit_options import CLI_NAMES, FitConfig
 
 
 @app.command(rich_help_panel="Classify")
@@ -175,10 +175,10 @@ def fit(
       embedlab fit train.csv --hierarchy parents.csv -o model/   (predict every level)
     """
     opts = dict(locals())  # every option, for the multi-label and zero-shot paths
+    from embedlab.compress.transforms import TransformChain
     from embedlab.encoders import SentenceTransformerEncoder
-    from embedlab.hierarchy import read_hierarchy
-    from embedlab.pipeline import Pipeline
-    from embedlab.transforms import TransformChain
+    from embedlab.models.hierarchy import read_hierarchy
+    from embedlab.models.pipeline import Pipeline
 
     with user_errors():
         if output is None:

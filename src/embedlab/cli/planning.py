@@ -24,7 +24,7 @@ from embedlab.cli.common import (
 
 
 def _int_list(value: str | None, what: str) -> list[int] | None:
-    from embedlab.errors import ValidationError
+    from embedlab.core.errors import ValidationError
 
     if value is None or not value.strip():
         return None
@@ -116,9 +116,9 @@ def plan(
 
       embedlab plan ../shared/data/stsb/sts-dev.csv --task sts --dims 384,128,64
     """
+    from embedlab.compress.planner import plan as make_plan
+    from embedlab.data.pair_files import read_pairs
     from embedlab.encoders import SentenceTransformerEncoder
-    from embedlab.pair_files import read_pairs
-    from embedlab.planner import plan as make_plan
 
     with user_errors():
         layer_list, dim_list = _int_list(layers, "layers"), _int_list(dims, "dims")

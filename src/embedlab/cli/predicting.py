@@ -32,7 +32,7 @@ from embedlab.cli.common import (
     say_skipped,
     user_errors,
 )
-from embedlab.errors import EmbedlabError
+from embedlab.core.errors import EmbedlabError
 
 
 @app.command(rich_help_panel="Classify")
@@ -105,9 +105,9 @@ def predict(
 
       embedlab predict model/ new.csv -o predictions.csv --no-reject   [dim]# closed-set data[/]
     """
-    from embedlab.manifest import sha256_file
-    from embedlab.pipeline import Pipeline
-    from embedlab.predict_stream import predict_file
+    from embedlab.models.pipeline import Pipeline
+    from embedlab.scale.predict_stream import predict_file
+    from embedlab.store.manifest import sha256_file
 
     with user_errors():
         check_output_file(output, force, data, model_dir)
@@ -182,10 +182,10 @@ def evaluate(
 
       embedlab evaluate model/ test.csv --no-reject
     """
-    from embedlab.pipeline import Pipeline
+    from embedlab.models.pipeline import Pipeline
 
     with user_errors():
-        from embedlab.hierarchy import read_hierarchy
+        from embedlab.models.hierarchy import read_hierarchy
 
         tree = read_hierarchy(hierarchy) if hierarchy is not None else None
         pipe = Pipeline.load(model_dir, cache=cache, backend=backend)

@@ -18,7 +18,7 @@ from embedlab.cli.common import (
     console,
     user_errors,
 )
-from embedlab.errors import EmbedlabError
+from embedlab.core.errors import EmbedlabError
 
 
 @app.command(rich_help_panel="Search")
@@ -54,7 +54,7 @@ def index(
 
       embedlab index space/ -o index/ --spec ivf256,pq16       (FAISS IVF-PQ)
     """
-    from embedlab.index import Index
+    from embedlab.compress.index import Index
 
     with user_errors():
         check_output_dir(output, force, space)
@@ -93,14 +93,14 @@ def search(
 
       embedlab search clip-index/ --vectors queries.npy -k 10 --json
     """
-    from embedlab.index import Index
+    from embedlab.compress.index import Index
 
     with user_errors():
         if (query is None) == (vectors is None):
             raise EmbedlabError("give a query text or --vectors FILE.npy (one of the two)")
         idx = Index.load(index_dir)
         if vectors is not None:
-            from embedlab.embedding_set import EmbeddingSet
+            from embedlab.data.embedding_set import EmbeddingSet
 
             q = EmbeddingSet.from_file(vectors).vectors
             ids, scores = idx.search(q, k)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from embedlab.cli.common import BackendOption, app, console, err_console, user_errors
-from embedlab.errors import EmbedlabError
+from embedlab.core.errors import EmbedlabError
 
 keys_app = typer.Typer(
     help="API keys for `embedlab serve`: create (shown once), list, revoke; signing keys for "
@@ -307,7 +307,7 @@ def sign_key_create(
 
       embedlab serve model/ --require-signature signing.key
     """
-    from embedlab.signing import create_key
+    from embedlab.store.signing import create_key
 
     with user_errors():
         key = create_key(path, force=force)
@@ -320,8 +320,8 @@ SigningKeyOption = Annotated[Path, typer.Option("--key", help="The signing key f
 
 def _with_key(bundle: Path, key: Path, verify_only: bool) -> None:
     """Sign ``bundle`` with the key in ``key`` (verified first), or only verify it."""
-    from embedlab.bundle import read_bundle, sign_bundle
-    from embedlab.signing import load_key
+    from embedlab.store.bundle import read_bundle, sign_bundle
+    from embedlab.store.signing import load_key
 
     with user_errors():
         k = load_key(key)

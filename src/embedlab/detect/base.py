@@ -10,8 +10,8 @@ from sklearn.base import BaseEstimator
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
 
-from embedlab.errors import ValidationError
-from embedlab.validation import NO_Y, validate_estimator_data
+from embedlab.core.errors import ValidationError
+from embedlab.core.validation import NO_Y, validate_estimator_data
 
 __all__ = ["NoveltyDetector", "calibration_rows", "threshold_at_fpr"]
 
@@ -58,7 +58,7 @@ class NoveltyDetector(BaseEstimator):
       novel / out of scope**.
     - ``predict(X)``: 1 where a row is out of scope (score above ``threshold_``), else 0.
     - ``calibrate(X_in, target_fpr)`` resets ``threshold_`` from in-scope rows you give.
-    - Bad input or hyperparameters raise :class:`~embedlab.errors.ValidationError`.
+    - Bad input or hyperparameters raise :class:`~embedlab.core.errors.ValidationError`.
 
     Subclasses implement ``_fit`` and ``_score`` (and ``_check_params`` for their own
     hyperparameters). This is not scikit-learn's outlier convention (there, higher scores

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from embedlab.core.vectors import class_means, cosine_to, unit_rows
 from embedlab.detect.base import NoveltyDetector
-from embedlab.vectors import class_means, cosine_to, unit_rows
 
 __all__ = ["MaxCosineDetector"]
 

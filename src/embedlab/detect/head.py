@@ -9,8 +9,8 @@ import numpy as np
 from scipy.special import logsumexp
 from sklearn.base import clone
 
+from embedlab.core.errors import ValidationError
 from embedlab.detect.base import NoveltyDetector
-from embedlab.errors import ValidationError
 
 __all__ = ["EnergyDetector", "MaxProbDetector"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from embedlab.core.errors import ValidationError
+from embedlab.core.vectors import top_k_cosine, unit_rows
 from embedlab.detect.base import NoveltyDetector
-from embedlab.errors import ValidationError
-from embedlab.vectors import top_k_cosine, unit_rows
 
 __all__ = ["KNNDistanceDetector"]
 

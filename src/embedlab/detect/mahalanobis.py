@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.covariance import mahalanobis_to_means, shrunk_covariance
+from embedlab.core.covariance import mahalanobis_to_means, shrunk_covariance
+from embedlab.core.vectors import class_means, unit_rows
 from embedlab.detect.base import NoveltyDetector
-from embedlab.vectors import class_means, unit_rows
 
 __all__ = ["MahalanobisDetector"]
 

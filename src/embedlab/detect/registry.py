@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from embedlab.errors import ValidationError
+from embedlab.core.errors import ValidationError
 
 __all__ = ["DETECTORS", "make_detector"]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.errors import EncoderError
+from embedlab.core.errors import EncoderError
 
 __all__ = ["MIN_COSINE", "MIN_MEAN_COSINE", "probe_texts", "resolve_backend"]
 
@@ -36,7 +36,7 @@ CANDIDATES = ("onnx-int8", "onnx")
 
 def probe_texts() -> list[str]:
     """The fixed probe set: 280 short demo utterances and 20 long passages built from them."""
-    from embedlab.datasets import load_demo
+    from embedlab.data.datasets import load_demo
 
     short = load_demo("train").texts + load_demo("test").texts
     long = []
@@ -102,8 +102,8 @@ def _verdict(encoder: Any) -> dict[str, Any]:
     """The remembered verdict, else a new one (saved where the cache can be written)."""
     from filelock import FileLock
 
-    from embedlab.atomic import atomic_write_bytes
     from embedlab.encoders.onnx_backend import system_graph_dir
+    from embedlab.store.atomic import atomic_write_bytes
 
     path = _verdict_path(encoder)
     cached = _read_verdict(path, encoder)

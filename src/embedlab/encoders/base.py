@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from embedlab.errors import EncoderError
+from embedlab.core.errors import EncoderError
 
 __all__ = ["DEFAULT_MAX_CHARS", "Encoder", "check_texts", "spec_differences"]
 

@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from embedlab.errors import EncoderError
+from embedlab.core.errors import EncoderError
 
 __all__ = ["default_model_path", "model_fingerprint", "read_model_config"]
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.errors import EncoderError
+from embedlab.core.errors import EncoderError
 
 __all__ = [
     "BACKENDS",
@@ -218,7 +218,7 @@ class OnnxBackend:
 
     def _fresh(self) -> bool:
         """True when the cached graph exists, matches its sidecar and this export version."""
-        from embedlab.manifest import sha256_file
+        from embedlab.store.manifest import sha256_file
 
         if not (self.graph_path.is_file() and self.meta_path.is_file()):
             return False
@@ -252,9 +252,9 @@ class OnnxBackend:
         from filelock import FileLock
 
         if self._bundled is not None:
-            from embedlab.containment import check_onnx_sizes
-            from embedlab.errors import StoreError
-            from embedlab.manifest import sha256_file
+            from embedlab.core.errors import StoreError
+            from embedlab.store.containment import check_onnx_sizes
+            from embedlab.store.manifest import sha256_file
 
             path, info = self._bundled
             if path.is_file() and not path.is_symlink() and sha256_file(path) == info.get("sha256"):
@@ -305,8 +305,8 @@ class OnnxBackend:
     def _export(self, reference: tuple[list[str], Path] | None = None) -> None:
         import subprocess
 
-        from embedlab.atomic import atomic_write_bytes
-        from embedlab.manifest import sha256_file
+        from embedlab.store.atomic import atomic_write_bytes
+        from embedlab.store.manifest import sha256_file
 
         t0 = time.perf_counter()
         work = self.cache_dir / f".export-{os.getpid()}-{self.graph_path.stem}"

@@ -23,7 +23,7 @@ def build_graph(job: dict[str, Any], *, quiet: bool = True) -> None:
     """Export, fuse and (optionally) quantise one graph to ``job["out"]``; the body of the
     child process :meth:`OnnxBackend.ensure_exported` starts. ``quiet`` (in that child
     only: the process is its own) silences warnings and logging."""
-    from embedlab.progress import progress_bar
+    from embedlab.core.progress import progress_bar
 
     if quiet:
         warnings.simplefilter("ignore")

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from embedlab.core.errors import EncoderError
+from embedlab.core.progress import progress_bar
 from embedlab.encoders.base import DEFAULT_MAX_CHARS, check_texts
 from embedlab.encoders.cache import EmbeddingCache, text_key
 from embedlab.encoders.model_files import (
@@ -20,8 +22,6 @@ from embedlab.encoders.model_files import (
     model_fingerprint,
     read_model_config,
 )
-from embedlab.errors import EncoderError
-from embedlab.progress import progress_bar
 
 __all__ = ["DEFAULT_MODEL_NAME", "SentenceTransformerEncoder", "default_model_path"]
 
@@ -521,7 +521,7 @@ def encoder_from_spec(
     inside). The packaged default model is found again if it moved to another environment.
     The backend is ``backend`` if given, else ``$EMBEDLAB_BACKEND``, else the saved one.
     """
-    from embedlab.errors import StoreError
+    from embedlab.core.errors import StoreError
 
     if not spec:
         raise StoreError(

@@ -10,8 +10,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from embedlab.errors import ValidationError
-from embedlab.validation import validate_estimator_data
+from embedlab.core.errors import ValidationError
+from embedlab.core.validation import validate_estimator_data
 
 __all__ = ["ClassSetChange", "EmbeddingClassifier", "check_new_classes", "check_removable"]
 

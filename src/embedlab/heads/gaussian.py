@@ -8,12 +8,16 @@ from typing import Any
 import numpy as np
 from scipy.special import softmax
 
-from embedlab.covariance import ScatterStats, mahalanobis_to_means, shrunk_covariance_from_stats
-from embedlab.errors import ValidationError
+from embedlab.core.covariance import (
+    ScatterStats,
+    mahalanobis_to_means,
+    shrunk_covariance_from_stats,
+)
+from embedlab.core.errors import ValidationError
+from embedlab.core.validation import validate_estimator_data
+from embedlab.core.vectors import class_means, unit_rows
 from embedlab.heads.base import ClassSetChange, EmbeddingClassifier
 from embedlab.heads.teen import Teen, teen_shift
-from embedlab.validation import validate_estimator_data
-from embedlab.vectors import class_means, unit_rows
 
 __all__ = ["GaussianClassifier"]
 

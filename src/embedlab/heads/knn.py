@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from embedlab.errors import ValidationError
-from embedlab.heads.base import EmbeddingClassifier
-from embedlab.vectors import (
+from embedlab.core.errors import ValidationError
+from embedlab.core.vectors import (
     top_k_cosine,
     unit_rows,
 )
+from embedlab.heads.base import EmbeddingClassifier
 
 __all__ = ["KNNClassifier", "top_k_cosine"]
 

@@ -13,10 +13,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
-from embedlab.errors import ValidationError
+from embedlab.core.errors import ValidationError
+from embedlab.core.validation import check_vectors
+from embedlab.core.vectors import unit_rows
 from embedlab.heads.base import EmbeddingClassifier
-from embedlab.validation import check_vectors
-from embedlab.vectors import unit_rows
 
 __all__ = ["LinearClassifier"]
 

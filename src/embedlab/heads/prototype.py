@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from sklearn.cluster import KMeans
 
+from embedlab.core.vectors import class_means, cosine_to, unit_rows
 from embedlab.heads.base import EmbeddingClassifier
 from embedlab.heads.teen import Teen, teen_shift
-from embedlab.vectors import class_means, cosine_to, unit_rows
 
 __all__ = ["PrototypeClassifier", "class_means"]
 

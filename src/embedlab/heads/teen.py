@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import softmax
 
-from embedlab.errors import ValidationError
-from embedlab.vectors import unit_rows
+from embedlab.core.errors import ValidationError
+from embedlab.core.vectors import unit_rows
 
 __all__ = ["Teen", "teen_shift"]
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.errors import ValidationError
+from embedlab.core.errors import ValidationError
+from embedlab.core.vectors import class_means, unit_rows
 from embedlab.heads.prototype import PrototypeClassifier
-from embedlab.vectors import class_means, unit_rows
 
 __all__ = ["ZeroShotClassifier", "label_to_text"]
 

@@ -71,7 +71,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
     cfg = config
     signing_key = None
     if cfg.signing_key_file:
-        from embedlab.signing import load_key
+        from embedlab.store.signing import load_key
 
         signing_key = load_key(cfg.signing_key_file)
     if registry is None:

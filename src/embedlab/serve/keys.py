@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from embedlab.atomic import atomic_write_bytes
-from embedlab.errors import DataFormatError, ValidationError
+from embedlab.core.errors import DataFormatError, ValidationError
+from embedlab.store.atomic import atomic_write_bytes
 
 __all__ = ["ApiKey", "KeyStore", "RateLimiter"]
 

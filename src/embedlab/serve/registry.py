@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.errors import ValidationError
-from embedlab.manifest import stamp_of
-from embedlab.pipeline import Pipeline
+from embedlab.core.errors import ValidationError
+from embedlab.models.pipeline import Pipeline
+from embedlab.store.manifest import stamp_of
 
 __all__ = ["Registry", "ServedIndex", "ServedModel", "describe_file", "stamp_of"]
 
@@ -204,8 +204,8 @@ class Registry:
         return ServedModel(name, path, pipe, key, pipe.source_stamp)
 
     def _load_index(self, path: Path, name: str, stamp: str | None) -> ServedIndex:
+        from embedlab.compress.index import Index
         from embedlab.encoders.sentence_transformer import encoder_from_spec
-        from embedlab.index import Index
 
         index = Index.load(path)
         if not index.encoder:

@@ -72,7 +72,7 @@ def request_models(
         k: int = Field(default=10, ge=1, le=100)
         labels: Annotated[list[label], Field(min_length=1, max_length=1000)] = None
 
-    from embedlab.readers import MISSING_LABEL_PATTERN
+    from embedlab.data.readers import MISSING_LABEL_PATTERN
 
     # a class name: not a spelling of "missing" (NaN, NA, null: refused in files too)
     class_label = Annotated[

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 from fastapi import Request
 
+from embedlab.core.errors import DataFormatError
 from embedlab.encoders.onnx_backend import physical_cores
-from embedlab.errors import DataFormatError
-from embedlab.predictions import Predictions
+from embedlab.models.predictions import Predictions
 from embedlab.serve.batching import MicroBatcher, QueueFull
 from embedlab.serve.config import ServeConfig
 from embedlab.serve.errors import ApiError

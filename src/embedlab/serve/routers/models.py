@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 
-from embedlab.errors import RefusedOverwrite, ValidationError, VersionConflict
+from embedlab.core.errors import RefusedOverwrite, ValidationError, VersionConflict
 from embedlab.serve.errors import ApiError, documented
 from embedlab.serve.registry import ServedModel, describe_file
 from embedlab.serve.schemas import RequestModels
@@ -19,7 +19,7 @@ __all__ = ["models_router"]
 def check_examples(texts: list[str], labels: list[str]) -> None:
     """422 for a label that spells "missing" (NaN, NA, null: refused as the command line
     refuses them in files; the schema says so too), 409 for one text given two labels."""
-    from embedlab.readers import is_missing_value
+    from embedlab.data.readers import is_missing_value
 
     for i, label in enumerate(labels):
         if is_missing_value(label):

@@ -1,0 +1,2 @@
+"""Looking at a space or a model: diagnostics, discovering new classes, the HTML report and
+its plots."""

@@ -1,0 +1,57 @@
+"""What every label structure can do: the structure × capability table of the README,
+written once here and walked by ``tests/test_capabilities.py`` (every cell that works is
+exercised; every cell that does not is refused with an error, and says why here)."""
+
+from __future__ import annotations
+
+__all__ = ["CAPABILITIES", "STRUCTURES", "TABLE", "capability_table"]
+
+#: The label structures a model can have.
+STRUCTURES = ("single-label", "hierarchy", "multi-label", "zero-shot")
+
+#: What a user does with a model, as the command line names it.
+CAPABILITIES = (
+    "fit --adapt",
+    "add-classes",
+    "remove-classes",
+    "discover",
+    "fit --unlabeled",
+    "serve-time classes",
+    "streaming / Ray predict",
+    "report",
+)
+
+_ZERO_SHOT_CHANGE = "keeps no labelled rows: fit --labels-only again with the new names (seconds)"
+
+#: structure → capability → None (works) or why it does not (one line).
+TABLE: dict[str, dict[str, str | None]] = {
+    "single-label": dict.fromkeys(CAPABILITIES),
+    "hierarchy": dict.fromkeys(CAPABILITIES),
+    "multi-label": {
+        **dict.fromkeys(CAPABILITIES),
+        "fit --adapt": "not yet: its thresholds are calibrated out of fold on the training "
+        "rows, which an adapted encoder has seen (issue 27 takes a multi-label objective)",
+    },
+    "zero-shot": {
+        **dict.fromkeys(CAPABILITIES),
+        "fit --adapt": "no training texts to adapt on (label names only)",
+        "add-classes": _ZERO_SHOT_CHANGE,
+        "remove-classes": _ZERO_SHOT_CHANGE,
+        "discover": "no labelled rows to calibrate the cluster cut on",
+        "fit --unlabeled": "fit --labels-only takes no pool (self-training from names is "
+        "embedlab.models.self_training.self_train_head)",
+        "serve-time classes": _ZERO_SHOT_CHANGE,
+    },
+}
+
+
+def capability_table() -> str:
+    """The table as Markdown (✓, or ✗ with the reason), as in the README."""
+    lines = [
+        "| capability | " + " | ".join(STRUCTURES) + " |",
+        "|---" * (len(STRUCTURES) + 1) + "|",
+    ]
+    for cap in CAPABILITIES:
+        cells = ["✓" if TABLE[s][cap] is None else f"✗ {TABLE[s][cap]}" for s in STRUCTURES]
+        lines.append(f"| {cap} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,346 @@
+"""How a :class:`~embedlab.models.pipeline.Pipeline` is fitted, per label structure: single-label
+(encoder adaptation when it pays, transform, open-set classifier, self-training, threshold
+calibration), multi-label (per-label scorers and thresholds, self-training) and zero-shot
+from label names. Each records what it trained on in the pipeline's ``info``."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from embedlab.compress.transforms import TransformChain
+from embedlab.core.errors import ValidationError
+from embedlab.core.splits import calibration_holdout
+from embedlab.core.validation import check_labels
+from embedlab.encoders.base import check_texts
+from embedlab.models.lineage import fit_lineage, training_fingerprint
+from embedlab.models.multilabel import label_indicator
+from embedlab.models.openset import OpenSetClassifier
+from embedlab.store.bundle import ENCODER_DIR
+
+__all__ = ["fit_multi_label", "fit_single_label", "fit_zero_shot", "should_adapt"]
+
+#: ``adapt="auto"`` fine-tunes the encoder when each class has at least this many examples
+#: on average and the whole set fits the time budget; see docs/benchmarks.md for why.
+AUTO_ADAPT_MIN_PER_CLASS = 5
+
+
+def should_adapt(n_texts: int, n_classes: int) -> bool:
+    """The ``adapt="auto"`` rule (measured on CLINC150, see docs/benchmarks.md)."""
+    return n_classes >= 2 and n_texts / n_classes >= AUTO_ADAPT_MIN_PER_CLASS
+
+
+def fit_single_label(
+    pipe: Any,
+    texts: Sequence[str],
+    labels: Sequence[Any],
+    *,
+    validation: tuple[Sequence[str], Sequence[Any]] | None,
+    unlabeled: Sequence[str] | None,
+    self_training: Any,
+    progress: bool | None,
+) -> Any:
+    """:meth:`Pipeline.fit` of a single-label pipeline (options already checked)."""
+    start = time.perf_counter()
+    texts = check_texts(texts)
+    labels = check_labels(labels, len(texts)).astype(str)
+    if pipe.hierarchy is not None:
+        pipe.hierarchy.check_labels(labels, ignore=[pipe.oos_label], complete=True)
+    is_oos = labels == pipe.oos_label
+    encoder = pipe._encoder()
+    chain = _transform_chain(pipe, encoder)
+    calibration_mask, adapt_report = _adapt_encoder(pipe, texts, labels, is_oos, progress)
+    encoder = pipe._encoder()  # the adapted one, when adaptation kept its weights
+    t_enc = time.perf_counter()
+    X = encoder.encode(texts, progress=progress)
+    encode_s = time.perf_counter() - t_enc
+    t_fit = time.perf_counter()
+    pipe.chain_ = chain.fit(X[~is_oos] if (~is_oos).any() else X) if chain else None
+    X = pipe._features(X)
+    clf = clone(pipe._template())
+    clf.fit(X, labels, calibration_mask=calibration_mask, progress=progress)
+    pipe._classifier = clf
+    self_report = None
+    selection = clf.selection_  # pipe-training refits without re-selecting
+    if unlabeled is not None:
+        from embedlab.models.self_training import SelfTraining, self_train_openset
+
+        pool = check_texts(unlabeled)
+        X_pool = pipe._features(encoder.encode(pool, progress=progress))
+        pipe._classifier, self_report = self_train_openset(
+            clf, X, labels, X_pool, self_training or SelfTraining()
+        )
+        self_report["pool_fingerprint"] = training_fingerprint(pool, [""] * len(pool))
+    if validation is not None:
+        _calibrate_on(pipe, validation, progress)
+    pipe.info = {
+        "training": _training_record(texts, labels, is_oos),
+        "adapted": adapt_report,
+        "timings": {
+            "encode_seconds": round(encode_s, 2),
+            "classifier_fit_seconds": round(time.perf_counter() - t_fit, 2),
+            "total_seconds": round(time.perf_counter() - start, 2),
+        },
+        "transform": pipe.transform,
+        "head": pipe._classifier.head_name_,
+        "detector": pipe._classifier.detector_name_,
+        "threshold": pipe._classifier.threshold_,
+        "calibrated_on": "validation data"
+        if validation is not None
+        else (
+            "rows held out of adaptation"
+            if calibration_mask is not None
+            else "a held-out split of the training rows"
+        ),
+        "selection": selection,
+        "self_training": self_report,
+    }
+    pipe.info["lineage"] = fit_lineage(pipe.info, pipe._encoder(), "fit")
+    return pipe
+
+
+def _transform_chain(pipe: Any, encoder: Any) -> TransformChain | None:
+    """The (unfitted) transform chain of ``transform``; its layer must be the encoder's."""
+    chain = TransformChain(pipe.transform) if pipe.transform else None
+    if chain is not None and chain.layer is not None and encoder.layer != chain.layer:
+        raise ValidationError(
+            f"transform {pipe.transform!r} asks for layer {chain.layer} but the encoder "
+            f"gives layer {encoder.layer or 'last'}; pass an encoder with layer="
+            f"{chain.layer}, or drop layer{chain.layer} from the spec"
+        )
+    return chain
+
+
+def _adapt_encoder(
+    pipe: Any, texts: list[str], labels: np.ndarray, is_oos: np.ndarray, progress: bool | None
+) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+    """Fine-tune the encoder when ``adapt`` says so (``auto``: :func:`should_adapt`):
+    returns the rows held out of it to calibrate on (None: no adaptation) and its report.
+    The adapted encoder becomes the one this pipeline encodes with."""
+    encoder = pipe._encoder()
+    in_classes = np.unique(labels[~is_oos])
+    if pipe.adapt == "auto":
+        do_adapt = should_adapt(int((~is_oos).sum()), len(in_classes)) and not getattr(
+            encoder, "elastic", False
+        )
+    elif isinstance(pipe.adapt, bool):
+        do_adapt = pipe.adapt
+    else:
+        raise ValidationError(f"adapt must be True, False or 'auto', not {pipe.adapt!r}")
+    if not do_adapt or len(in_classes) < 2:
+        return None, None
+    from embedlab.models.adapt import adapt_encoder
+
+    # Rows the adapted encoder has seen look more in-scope than new inputs will, so a
+    # threshold set on them rejects too much: hold some out of adaptation to calibrate.
+    calibration_mask = calibration_holdout(labels, is_oos, pipe.calibration_fraction)
+    train_rows = ~is_oos & ~calibration_mask
+    work = Path(tempfile.mkdtemp(prefix="embedlab-adapt-"))
+    # The adapted model lives here until save() copies it into a bundle; it is deleted
+    # with the last pipeline that uses it (this one, or one derived from it by
+    # add_classes / remove_classes).
+    pipe._work = TempFolder(work)
+    adapted, report = adapt_encoder(
+        encoder,
+        [t for t, keep in zip(texts, train_rows, strict=True) if keep],
+        labels[train_rows],
+        work / ENCODER_DIR,
+        pipe.adapt_config,
+        # The same held-out (in-scope) rows pick the checkpoint, or the frozen encoder.
+        validation=(
+            [t for t, h in zip(texts, calibration_mask, strict=True) if h],
+            labels[calibration_mask],
+        ),
+        progress=progress,
+    )
+    report["calibration_rows"] = int(calibration_mask.sum())
+    if report.get("kept") != "frozen":
+        pipe._runtime_encoder = adapted
+        pipe._adapted_dir = work / ENCODER_DIR
+    return calibration_mask, report
+
+
+def _calibrate_on(
+    pipe: Any, validation: tuple[Sequence[str], Sequence[Any]], progress: bool | None
+) -> None:
+    """Set the threshold on the in-scope rows of the validation data."""
+    v_texts = check_texts(validation[0])
+    v_labels = check_labels(validation[1], len(v_texts)).astype(str)
+    v_in = [t for t, y in zip(v_texts, v_labels, strict=True) if y != pipe.oos_label]
+    if not v_in:
+        raise ValidationError("the validation data has no in-scope rows to calibrate on")
+    X_in = pipe._encoder().encode(v_in, progress=progress)
+    pipe.classifier_.calibrate(pipe._features(X_in))
+
+
+def fit_multi_label(
+    pipe: Any,
+    texts: Sequence[str],
+    labels: Sequence[Any],
+    progress: bool | None,
+    unlabeled: Sequence[str] | None = None,
+    self_training: Any = None,
+) -> Any:
+    """Fit a multi-label pipeline: frozen encoder (adaptation is single-label), then
+    the classifier's per-label scores and thresholds (then pipe-training on the
+    ``unlabeled`` pool, as for single-label models)."""
+    start = time.perf_counter()
+    texts = check_texts(texts)
+    if len(labels) != len(texts):
+        raise ValidationError(f"labels has {len(labels)} entries for {len(texts)} rows")
+    clf = clone(pipe._template())
+    sets = clf.label_sets(list(labels))
+    encoder = pipe._encoder()
+    chain = TransformChain(pipe.transform) if pipe.transform else None
+    t_enc = time.perf_counter()
+    X = encoder.encode(texts, progress=progress)
+    encode_s = time.perf_counter() - t_enc
+    t_fit = time.perf_counter()
+    pipe.chain_ = chain.fit(X) if chain else None
+    X = pipe._features(X)
+    clf.fit(X, sets)
+    pipe._classifier = clf
+    self_report = None
+    if unlabeled is not None:
+        from embedlab.models.self_training import SelfTraining, self_train_multilabel
+
+        pool = check_texts(unlabeled)
+        X_pool = pipe._features(encoder.encode(pool, progress=progress))
+        pipe._classifier, self_report = self_train_multilabel(
+            clf, X_pool, self_training or SelfTraining()
+        )
+        self_report["pool_fingerprint"] = training_fingerprint(pool, [""] * len(pool))
+        clf = pipe._classifier
+    fit_s = time.perf_counter() - t_fit
+    Y = label_indicator(sets, clf.classes_)
+    sep = clf.label_sep
+    cells = [sep.join(s) if s else pipe.oos_label for s in sets]
+    pipe.info = {
+        "training": {
+            "fingerprint": training_fingerprint(texts, cells),
+            "n": len(texts),
+            "n_oos": int((~Y.any(1)).sum()),
+            "n_multi_label": int((Y.sum(1) > 1).sum()),
+            "label_counts": {str(c): int(v) for c, v in zip(clf.classes_, Y.sum(0), strict=True)},
+        },
+        "multi_label": True,
+        "label_sep": sep,
+        "adapted": None,
+        "timings": {
+            "encode_seconds": round(encode_s, 2),
+            "classifier_fit_seconds": round(fit_s, 2),
+            "total_seconds": round(time.perf_counter() - start, 2),
+        },
+        "transform": pipe.transform,
+        "head": f"multi-label {clf.head_}",
+        "selection": clf.selection_,
+        "detector": "per-label thresholds (none passed = out of scope)",
+        "threshold": None,
+        "thresholds": {
+            str(c): (float(t) if np.isfinite(t) else None)
+            for c, t in zip(clf.classes_, clf.thresholds_, strict=True)
+        },
+        "target_precision": clf.target_precision,
+        "calibrated_on": f"out-of-fold scores of the training rows ({clf.cv} folds)",
+        "held_out_metrics": clf.oof_metrics_,
+        "self_training": self_report,
+    }
+    pipe.info["lineage"] = fit_lineage(pipe.info, pipe._encoder(), "fit")
+    return pipe
+
+
+def fit_zero_shot(
+    pipe: Any,
+    labels: Sequence[str],
+    descriptions: Sequence[str | None] | None,
+    *,
+    in_scope_texts: Sequence[str] | None,
+    template: str,
+    progress: bool | None,
+) -> Any:
+    """:meth:`Pipeline.fit_labels_only` (options already checked)."""
+    from embedlab.heads.zeroshot import label_to_text
+
+    start = time.perf_counter()
+    pipe._single_label_only("fit_labels_only")
+    names = [str(v).strip() for v in labels]
+    if descriptions is None:
+        descriptions = [None] * len(names)
+    if len(descriptions) != len(names):
+        raise ValidationError(f"{len(descriptions)} descriptions for {len(names)} labels")
+    empty = [i + 1 for i, n in enumerate(names) if not n]
+    if empty:
+        raise ValidationError(f"empty label name in row(s) {empty[:10]}")
+    if pipe.oos_label in names:
+        raise ValidationError(f"{pipe.oos_label!r} is the out-of-scope label, not a class")
+    if len(set(names)) < 2:
+        raise ValidationError("zero-shot classification needs at least 2 labels")
+    if pipe.hierarchy is not None:
+        pipe.hierarchy.check_labels(names, complete=True)
+    phrases = [
+        template.format(d.strip() if isinstance(d, str) and d.strip() else label_to_text(n))
+        for n, d in zip(names, descriptions, strict=True)
+    ]
+    encoder = pipe._encoder()
+    V = encoder.encode(phrases, progress=progress)
+    clf = OpenSetClassifier.from_prototypes(
+        V,
+        names,
+        oos_label=pipe.oos_label,
+        target_fpr=pipe._template().target_fpr,
+    )
+    pipe._classifier = clf
+    if in_scope_texts is not None:
+        texts = check_texts(in_scope_texts)
+        clf.calibrate(encoder.encode(texts, progress=progress))
+        calibrated = f"{len(texts)} in-scope texts (target FPR {clf.target_fpr:g})"
+    else:
+        calibrated = "nothing: no in-scope texts were given, so nothing is rejected"
+    counts = dict(zip(*np.unique(names, return_counts=True), strict=True))
+    pipe.info = {
+        "training": {
+            "fingerprint": training_fingerprint(phrases, names),
+            "n": 0,
+            "n_oos": 0,
+            "label_counts": {},
+            "descriptions": {str(k): int(v) for k, v in counts.items()},
+        },
+        "zero_shot": {"template": template, "descriptions": len(phrases)},
+        "adapted": None,
+        "transform": None,
+        "head": "zero-shot prototypes (label names / descriptions)",
+        "detector": "max-cosine",
+        "threshold": clf.threshold_ if np.isfinite(clf.threshold_) else None,
+        "calibrated_on": calibrated,
+        "selection": None,
+        "timings": {"total_seconds": round(time.perf_counter() - start, 2)},
+    }
+    pipe.info["lineage"] = fit_lineage(pipe.info, pipe._encoder(), "fit_labels_only")
+    return pipe
+
+
+class TempFolder:
+    """A temporary folder removed when the last object holding it goes away."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        weakref.finalize(self, shutil.rmtree, path, ignore_errors=True)
+
+
+def _training_record(texts: list[str], labels: np.ndarray, is_oos: np.ndarray) -> dict[str, Any]:
+    """What a single-label fit trained on: fingerprint, rows, out-of-scope rows, counts."""
+    counts = dict(zip(*np.unique(labels, return_counts=True), strict=True))
+    return {
+        "fingerprint": training_fingerprint(texts, labels),
+        "n": len(texts),
+        "n_oos": int(is_oos.sum()),
+        "label_counts": {str(k): int(v) for k, v in counts.items()},
+    }

@@ -1,0 +1,2 @@
+"""Whole files of any size: encoding and predicting chunk by chunk, resumable, locally or on
+Ray."""
