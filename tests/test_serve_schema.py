@@ -43,3 +43,27 @@ def test_every_operation_conforms_to_its_schema(quick_model, demo_index, tmp_pat
             case.call_and_validate()
 
         check()
+
+
+def test_blank_means_one_thing_in_the_schema_the_server_and_the_library():
+    """A text the schema calls blank is one the library refuses, whichever regex flavour
+    reads the pattern (pydantic's Rust engine, Python's re for schemathesis, ECMAScript for
+    JSON Schema clients): the characters where they differ are named in the pattern."""
+    import re
+    import sys
+    from typing import Annotated
+
+    from pydantic import BaseModel, StringConstraints, ValidationError
+
+    from embedlab.serve.schemas import NOT_BLANK
+
+    class Checked(BaseModel):
+        text: Annotated[str, StringConstraints(pattern=NOT_BLANK)]
+
+    blanks = [c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace()] + ["\ufeff"]
+    for c in blanks:
+        with pytest.raises(ValidationError):
+            Checked(text=c * 2)
+        assert re.search(NOT_BLANK, c) is None
+    for text in ["a", " a ", "\u0085x", "x\ufeff", "日本"]:
+        assert Checked(text=text).text == text and text.strip()

@@ -8,7 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from embedlab.serve.config import ServeConfig
 
-__all__ = ["RequestModels", "request_models"]
+__all__ = ["NOT_BLANK", "RequestModels", "request_models"]
+
+#: A text holds at least one character that is not blank. Blank is what Python's str.strip()
+#: removes (the library refuses texts that are only that) and what JSON Schema's (ECMAScript)
+#: and pydantic's (Rust) ``\s`` match: they differ on U+0085 and U+FEFF, and neither counts
+#: the separators U+001C..U+001F, so those are named.
+NOT_BLANK = r"[^\s\x1c-\x1f\u0085\ufeff]"
 
 
 class RequestModels(NamedTuple):
@@ -27,12 +33,14 @@ def request_models(
     what is accepted): non-blank texts of at most ``max_chars``, at most ``max_texts`` of
     them, ``dimensions`` up to the widest served encoder; served model and index names listed.
     """
-    text = Annotated[str, StringConstraints(min_length=1, max_length=cfg.max_chars, pattern=r"\S")]
+    text = Annotated[
+        str, StringConstraints(min_length=1, max_length=cfg.max_chars, pattern=NOT_BLANK)
+    ]
     texts = Annotated[list[text], Field(min_length=1, max_length=cfg.max_texts)]
     public = not cfg.keys_file  # with API keys the public schema does not list what is served
     shown = sorted(names)[:3] if public else ["my-model"]
     name = Annotated[str, StringConstraints(min_length=1), Field(examples=shown)]
-    label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")]
+    label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK)]
     # in the schema only (an unknown name gets 404); an empty enum is not valid JSON Schema
     served = {"enum": sorted(names)} if names and public else {}
     served_index = {"enum": sorted(index_names)} if index_names and public else {}
