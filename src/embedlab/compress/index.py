@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.compress.specs import tokenize
+from embedlab.compress.specs import UnknownToken, tokenize
 from embedlab.compress.transforms import TransformChain
 from embedlab.core.errors import StoreError, ValidationError
 from embedlab.core.validation import check_vectors
@@ -70,10 +70,8 @@ def _parse(spec: str) -> tuple[str, tuple[int, ...], str | None]:
     (``center,pca128,hnsw32``); ``dimD`` followed by ``rerankR`` is the shortlist index."""
     try:
         tokens = tokenize(spec, what="index spec")
-    except ValidationError as exc:
-        if "out of range" in str(exc):
-            raise
-        tokens = []  # an unknown token: said below, with the index specs
+    except UnknownToken:
+        tokens = []  # said below, with the index specs
     i = 0
     while i < len(tokens) and tokens[i].role == "float":
         if tokens[i].name == "dim" and i + 1 < len(tokens) and tokens[i + 1].name == "rerank":

@@ -18,9 +18,13 @@ from typing import Literal
 
 from embedlab.core.errors import ValidationError
 
-__all__ = ["ALIASES", "TABLE", "Token", "TokenKind", "tokenize"]
+__all__ = ["ALIASES", "TABLE", "Token", "TokenKind", "UnknownToken", "spellings", "tokenize"]
 
 Role = Literal["layer", "float", "code", "index", "option"]
+
+
+class UnknownToken(ValidationError):
+    """A spec that is empty or holds a token the table does not know."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,6 @@ TABLE = (
         ((1, 1000, "the reranking factor (candidates per result)"),),
     ),
 )
-_BY_NAME = {k.name: k for k in TABLE}
 _COMPILED = [(k, re.compile(f"^{k.pattern}$")) for k in TABLE]
 
 #: Old spellings → the token they mean (accepted, with a deprecation note).
@@ -124,7 +127,7 @@ def tokenize(spec: str, *, what: str = "spec", warn: bool = True) -> list[Token]
     ``warn``: a deprecated spelling gets a one-line FutureWarning (not for specs read back
     from saved files)."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ValidationError(f"empty {what}; tokens are: {', '.join(_shown())}")
+        raise UnknownToken(f"empty {what}; tokens are: {', '.join(_shown())}")
     out = []
     for raw in spec.split(","):
         text = raw.strip().lower()
@@ -154,17 +157,18 @@ def _token(text: str, raw: str, spec: str, what: str) -> Token:
                     f"{what} {spec!r}: {raw} is out of range: {meaning} must be {lo}..{hi}"
                 )
         return Token(kind.name, kind.role, args)
-    raise ValidationError(
+    raise UnknownToken(
         f"unknown token {raw!r} in {what} {spec!r}; tokens are: {', '.join(_shown())}"
     )
 
 
-def _shown() -> list[str]:
+def spellings(*roles: Role) -> tuple[str, ...]:
+    """The tokens as a user writes them (``pcaK``, ``pqM[xB]``), those of ``roles`` only
+    when given, in table order."""
     spelled = {"layer": "layerK", "pca": "pcaK", "dim": "dimK", "pq": "pqM[xB]"}
     spelled |= {"hnsw": "hnswM", "ivf": "ivfN", "rescore": "rescoreR", "rerank": "rerankR"}
-    return [spelled.get(k.name, k.name) for k in TABLE]
+    return tuple(spelled.get(k.name, k.name) for k in TABLE if not roles or k.role in roles)
 
 
-def kind(name: str) -> TokenKind:
-    """The table row of token ``name``."""
-    return _BY_NAME[name]
+def _shown() -> tuple[str, ...]:
+    return spellings()

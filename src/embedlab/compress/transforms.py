@@ -30,14 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.compress.specs import tokenize
+from embedlab.compress.specs import spellings, tokenize
 from embedlab.core.errors import ValidationError
 from embedlab.core.validation import check_vectors
 from embedlab.core.vectors import principal_directions
 
 __all__ = ["TOKENS", "Step", "TransformChain", "parse_spec"]
 
-TOKENS = ("layerK", "center", "whiten", "pcaK", "dimK", "norm", "sq8", "binary", "pqM")
+TOKENS = spellings("layer", "float", "code")  # what a transform spec may hold
 CODE_STEPS = ("sq8", "binary", "pq")
 _ARRAYS = {
     "center": ("mean",),
@@ -98,9 +98,9 @@ def parse_spec(spec: str, *, warn: bool = True) -> tuple[int | None, list[Step]]
 class TransformChain:
     """A parsed spec: ``fit(X)``, ``transform(X)``, ``bytes_per_vector``, save / load state."""
 
-    def __init__(self, spec: str) -> None:
+    def __init__(self, spec: str, *, warn: bool = True) -> None:
         self.spec = spec
-        self.layer, self.steps = parse_spec(spec)
+        self.layer, self.steps = parse_spec(spec, warn=warn)
         self.fitted = False
         self.dim_in: int | None = None
 
@@ -181,9 +181,7 @@ class TransformChain:
 
     @classmethod
     def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> TransformChain:
-        chain = cls.__new__(cls)
-        chain.spec = config["spec"]
-        chain.layer, chain.steps = parse_spec(config["spec"], warn=False)
+        chain = cls(config["spec"], warn=False)  # a saved spec: no deprecation note
         chain.dim_in, chain.fitted = config.get("dim_in"), bool(config.get("fitted"))
         for i, step in enumerate(chain.steps):
             prefix = f"step{i}."

@@ -28,7 +28,7 @@ from embedlab.core.errors import ValidationError
 from embedlab.core.splits import calibration_holdout
 from embedlab.core.validation import check_labels, check_vectors, validated
 from embedlab.encoders import SentenceTransformerEncoder
-from embedlab.encoders.base import check_texts
+from embedlab.encoders.base import check_texts, spec_differences
 from embedlab.models.class_changes import child_pipeline, extended_hierarchy
 from embedlab.models.fit_options import FitConfig, check_fit_options
 from embedlab.models.fitting import (
@@ -193,10 +193,7 @@ class Pipeline(BaseEstimator):
         """Encode with ``encoder`` from now on: an already loaded encoder of the same spec
         (the service shares one per spec between its models). ValidationError when it is
         another encoder (model, layer, dimension, weights)."""
-        mine, theirs = self._encoder().spec, encoder.spec
-        if mine.get("fingerprint") != theirs.get("fingerprint") or mine.get("dim") != theirs.get(
-            "dim"
-        ):
+        if spec_differences(self._encoder().spec, encoder.spec):
             raise ValidationError("share_encoder needs an encoder of the same spec as this model's")
         self.encoder = self._runtime_encoder = encoder
 

@@ -166,7 +166,8 @@ def self_train_multilabel(
     never join. Round r takes up to r/rounds × share of the pool."""
     config = config or SelfTraining()
     X_pool = _check(X_pool, clf.n_features_in_)
-    allowed = clf.predict(X_pool).any(1)
+    scores = clf.decision_function(X_pool)  # one scoring pass per round, this the first
+    allowed = clf._decide(scores).any(1)
     report: dict[str, Any] = {
         "pool": len(X_pool),
         "rejected_in_pool": int((~allowed).sum()),
@@ -176,13 +177,13 @@ def self_train_multilabel(
     model = clf
     usable = np.isfinite(clf.thresholds_)
     for r in range(1, config.rounds + 1):
-        scores = model.decision_function(X_pool)
-        guesses = model.predict(X_pool)
+        if r > 1:
+            scores = model.decision_function(X_pool)
+        guesses = model._decide(scores)
         gap = np.abs(scores - np.where(usable, model.thresholds_, 0.0))[:, usable]
         sureness = gap.min(axis=1) if gap.shape[1] else np.zeros(len(X_pool))
-        ok = np.flatnonzero(
-            allowed & guesses.any(1) & (model.predict_proba(X_pool).max(1) >= config.min_prob)
-        )
+        confident = model._proba(scores).max(1) >= config.min_prob
+        ok = np.flatnonzero(allowed & guesses.any(1) & confident)
         quota = config.quota(r, len(X_pool), 1)
         rows = ok[np.argsort(-sureness[ok], kind="stable")[:quota]]
         model = clf.with_guesses(X_pool[rows], guesses[rows])
