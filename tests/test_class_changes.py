@@ -178,20 +178,23 @@ def test_head_based_detectors_update_in_place(blobs, detector):
     X, y = blobs
     old = np.isin(y, OLD)
     clf = OpenSetClassifier(head="linear", detector=detector).fit(X[old], y[old])
-    assert clf.calibration_detector_ is not None and clf.train_held_.any()
+    assert clf.train_held_.any() and clf.calibration_method_ == "split-conformal"
+    # the calibration head is the detector's own (same configuration, same rows): one fit
+    assert clf.calibration_head_ is clf.detector_.head_
     grown = clf.add_classes(X[~old], y[~old])
     assert grown.update_["detector_update"] == "updated in place"
     assert list(grown.detector_.head_.classes_) == list(grown.classes_)
-    # the detector's head was the classifier's own (same weights): updated once, shared
-    assert grown.detector_.head_ is grown.head_
-    # the threshold holds the target on held-out rows the calibration copy never saw
-    assert not np.isin(np.flatnonzero(grown.train_held_), np.flatnonzero(~grown.train_held_)).any()
-    scores = grown.detector_.calibration_scores_
-    assert len(scores) == grown.train_held_.sum()
-    assert (scores > grown.threshold_).mean() <= grown.target_fpr + 1e-9
+    assert grown.calibration_head_ is grown.detector_.head_
+    # the deployed detector never saw the held-out rows: equal to one fitted without them
+    rows, _labels, held, _ = grown.kept_rows()
+    scores = grown.calibration_scores_
+    assert len(scores) == held.sum()
+    np.testing.assert_allclose(scores, grown.detector_.decision_function(rows[held]), rtol=1e-5)
+    k = int(np.ceil((len(scores) + 1) * (1 - grown.target_fpr)))
+    assert grown.threshold_ == (np.sort(scores)[k - 1] if k <= len(scores) else np.inf)
     shrunk = grown.remove_classes(["c1", "c4"])
     assert shrunk.update_["detector_update"] == "updated in place"
-    assert len(shrunk.detector_.calibration_scores_) == shrunk.train_held_.sum()
+    assert len(shrunk.calibration_scores_) == shrunk.train_held_.sum()
     again = pickle.loads(pickle.dumps(shrunk))
     np.testing.assert_array_equal(again.predict(X), shrunk.predict(X))
 

@@ -148,7 +148,7 @@ def test_open_set_classifier_label_rule():
     from embedlab.models.openset import OpenSetClassifier
 
     X, y, novel = _data()
-    clf = OpenSetClassifier(head="prototype", detector="max-cosine").fit(X, y)
+    clf = OpenSetClassifier(head="prototype", detector="max-cosine", target_fpr=0.1).fit(X, y)
     pred = clf.predict(np.vstack([X, novel]))
     # The documented rule: a class of classes_, or oos_label (never in classes_).
     assert clf.oos_label not in set(clf.classes_)

@@ -21,7 +21,7 @@ def test_auto_fit_predict():
     X, y, oos = data()
     Xa = np.vstack([X, oos[:20]])
     ya = np.concatenate([y, ["oos"] * 20])
-    clf = OpenSetClassifier(time_budget=30).fit(Xa, ya)
+    clf = OpenSetClassifier(time_budget=30, target_fpr=0.05).fit(Xa, ya)
     assert "oos" not in clf.classes_ and len(clf.classes_) == 6
     assert clf.selection_["head"] in clf.selection_["head_scores"]
     assert clf.n_oos_train_ == 20
@@ -34,6 +34,7 @@ def test_auto_fit_predict():
         "confidence",
         "novelty",
         "out_of_scope",
+        "oos_pvalue",
         "top1_label",
         "top1_confidence",
         "top2_label",

@@ -12,7 +12,7 @@ from embedlab.detect import (
     MahalanobisDetector,
     MaxCosineDetector,
     MaxProbDetector,
-    threshold_at_fpr,
+    calibrated_threshold,
 )
 from embedlab.heads import PrototypeClassifier
 
@@ -63,15 +63,29 @@ def test_calibration_hits_target_fpr_on_fresh_data(det):
     assert det.predict(fresh).mean() <= 0.05
 
 
-def test_threshold_at_fpr_exact():
-    s = np.arange(100, dtype=float)
-    t = threshold_at_fpr(s, 0.05)
-    assert (s > t).sum() == 5
-    assert (s > threshold_at_fpr(s, 0.0)).sum() == 0
-    with pytest.raises(ValidationError, match="target_fpr"):
-        threshold_at_fpr(s, 1.0)
+def test_calibrated_threshold_is_the_conformal_rank():
+    s = np.arange(99, dtype=float)  # n = 99: (n+1)(1-0.05) = 95 -> the 95th smallest
+    t = calibrated_threshold(s, 0.05)
+    assert t == 94.0 and (s > t).sum() == 4
+    with pytest.warns(UserWarning, match="at least 49"):
+        assert calibrated_threshold(s[:10], 0.02) == float("inf")
+    with pytest.raises(ValidationError, match=r"\(0, 1\)"):
+        calibrated_threshold(s, 1.0)
     with pytest.raises(ValidationError, match="at least one"):
-        threshold_at_fpr([], 0.1)
+        calibrated_threshold([], 0.1)
+    with pytest.raises(ValidationError, match="NaN"):
+        calibrated_threshold([0.1, np.nan, 0.3], 0.1)
+
+
+@pytest.mark.parametrize("det", DETECTORS[:3], ids=repr)
+def test_p_value_agrees_with_predict(det):
+    X, y, novel, _ = clusters()
+    det.set_params(target_fpr=0.1).fit(X, y)
+    rows = np.vstack([X[:50], novel])
+    p = det.p_value(rows)
+    assert ((p <= 0.1) == det.predict(rows).astype(bool)).all()
+    assert det.calibration_method_ == "split-conformal"
+    assert len(det.calibration_scores_) == int(0.2 * len(X))
 
 
 def test_mahalanobis_known_distances():

@@ -1,7 +1,7 @@
 """Out-of-scope / novelty detectors (one contract, PyOD's): decision_function (higher = more
 novel), a calibrated threshold_, predict → 1 where out of scope, else 0."""
 
-from embedlab.detect.base import NoveltyDetector, threshold_at_fpr
+from embedlab.detect.base import NoveltyDetector, calibrated_threshold
 from embedlab.detect.cosine import MaxCosineDetector
 from embedlab.detect.head import EnergyDetector, MaxProbDetector
 from embedlab.detect.knn import KNNDistanceDetector
@@ -14,5 +14,5 @@ __all__ = [
     "MaxCosineDetector",
     "MaxProbDetector",
     "NoveltyDetector",
-    "threshold_at_fpr",
+    "calibrated_threshold",
 ]

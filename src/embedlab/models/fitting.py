@@ -174,11 +174,15 @@ def _calibrate_on(
     """Set the threshold on the in-scope rows of the validation data."""
     v_texts = check_texts(validation[0])
     v_labels = check_labels(validation[1], len(v_texts)).astype(str)
-    v_in = [t for t, y in zip(v_texts, v_labels, strict=True) if y != pipe.oos_label]
+    in_scope = v_labels != pipe.oos_label
+    v_in = [t for t, keep in zip(v_texts, in_scope, strict=True) if keep]
     if not v_in:
         raise ValidationError("the validation data has no in-scope rows to calibrate on")
     X_in = pipe._encoder().encode(v_in, progress=progress)
-    pipe.classifier_.calibrate(pipe._features(X_in))
+    y_in = v_labels[in_scope]
+    known = np.isin(y_in, pipe.classifier_.classes_.astype(str))
+    # rows of classes the model does not know calibrate the threshold, not the sets
+    pipe.classifier_.calibrate(pipe._features(X_in), y_in if known.all() else None)
 
 
 def fit_multi_label(

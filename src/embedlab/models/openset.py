@@ -12,23 +12,31 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from embedlab.core.conformal import (
+    benjamini_hochberg,
+    check_alpha,
+)
 from embedlab.core.errors import ValidationError
 from embedlab.core.splits import calibration_holdout
 from embedlab.core.validation import check_labels, validate_estimator_data, validated
-from embedlab.detect.base import calibration_rows, threshold_at_fpr
+from embedlab.detect.base import calibration_rows
 from embedlab.detect.registry import DETECTORS, make_detector
 from embedlab.heads.base import check_new_classes, check_removable
 from embedlab.heads.registry import HEADS, make_head
 from embedlab.heads.teen import Teen
+from embedlab.models.conformal_calibration import ConformalCalibration
 from embedlab.models.predictions import Predictions
 from embedlab.models.selection import select_head_and_detector
 
-__all__ = ["DETECTORS", "HEADS", "OpenSetClassifier", "make_detector", "make_head"]
+__all__ = ["CALIBRATIONS", "DETECTORS", "HEADS", "OpenSetClassifier", "make_detector", "make_head"]
+
+#: How the threshold can be calibrated: one over all held-out rows, or one per class.
+CALIBRATIONS = ("split", "mondrian")
 
 log = logging.getLogger("embedlab")
 
 
-class OpenSetClassifier(ClassifierMixin, BaseEstimator):
+class OpenSetClassifier(ConformalCalibration, ClassifierMixin, BaseEstimator):
     """Predict one of the known classes, or ``oos_label`` when the detector flags the row.
 
     Parameters
@@ -50,11 +58,29 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         every fold, so the choice depends on the data only). A cap that skips candidates
         is recorded in ``selection_.skipped``.
     random_state : int, default 0
+    calibration : {"split", "mondrian"}, default "split"
+        How the threshold is calibrated (split-conformal either way: see below). "split":
+        one threshold over all held-out in-scope rows; "mondrian": one per class, over the
+        held-out rows the calibration head assigns to that class, so the promised rate holds
+        for each predicted class (a class with fewer than 1/target_fpr − 1 held-out rows
+        rejects nothing; the fit warns).
     keep_rows : bool, default True
         Keep the training vectors (float32, n × d, plus the out-of-scope rows) in the fitted
         model, so that :meth:`add_classes` and :meth:`remove_classes` can refit the
         detector and recalibrate its threshold later. False saves that space; the model
         then cannot change its class set.
+
+    Guarantees
+    ----------
+    The detector that is kept is fitted on the training rows *without* the held-out
+    (calibration) rows, and the threshold is the ⌈(n+1)(1−target_fpr)⌉-th smallest of its
+    scores of the n held-out in-scope rows: an in-scope input is rejected with probability
+    at most ``target_fpr`` whatever n (split conformal). ``p_value`` is the conformal
+    p-value of each input against those scores (``≤ target_fpr`` exactly when rejected).
+    The head that predicts labels is fitted on every row; a copy fitted without the
+    held-out rows (``calibration_head_``) gives the Mondrian groups and the prediction
+    sets (:meth:`predict_details` with ``sets``), whose coverage is guaranteed the same
+    way. ``calibration_scores_`` keeps the held-out scores (not the rows).
 
     Changing the class set
     ----------------------
@@ -77,6 +103,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         cv: int = 3,
         time_budget: float | None = None,
         random_state: int = 0,
+        calibration: str = "split",
         keep_rows: bool = True,
     ):
         self.head = head
@@ -86,6 +113,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         self.cv = cv
         self.time_budget = time_budget
         self.random_state = random_state
+        self.calibration = calibration
         self.keep_rows = keep_rows
 
     def fit(
@@ -100,6 +128,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         bar over the selection folds (default: for more than 5,000 rows).
         """
         X, y = validate_estimator_data(self, X, y, reset=True, ensure_min_samples=2)
+        self._check_params()
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray([str(v) for v in y], dtype=object)
         is_oos = y == str(self.oos_label)
@@ -142,6 +171,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         self.head_name_ = head if isinstance(head, str) else type(head).__name__
         self.detector_name_ = detector if isinstance(detector, str) else type(detector).__name__
         self.head_ = (make_head(head) if isinstance(head, str) else clone(head)).fit(X_in, y_in)
+        self.classes_ = self.head_.classes_
         det = make_detector(detector) if isinstance(detector, str) else clone(detector)
         det.set_params(target_fpr=self.target_fpr)
         if calib is None or not calib.any():
@@ -152,8 +182,9 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
                 float(det.get_params().get("calibration_split", 0.0) or 0.0),
                 int(det.get_params().get("random_state", 0)),
             )
+        if calib is not None:
+            calib = _train_every_class(y_in, calib)
         self._fit_detector(det, X_in, y_in, calib)
-        self.classes_ = self.head_.classes_
         if self.keep_rows:
             held = np.zeros(len(y_in), dtype=bool) if calib is None else calib.astype(bool)
             self._keep(X_in, y_in, held, X_oos)
@@ -190,37 +221,43 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
             clf.head_ = make_head("prototype").fit(V, y)
         det = make_detector("max-cosine").set_params(target_fpr=target_fpr, calibration_split=0.0)
         clf.detector_ = det.fit(V, y)
+        clf.classes_ = clf.head_.classes_
+        clf.calibration_head_ = clf.head_  # label vectors only: no in-scope row seen
         clf.detector_.threshold_ = float("inf")
         clf.threshold_ = float("inf")
-        clf.calibration_detector_ = None
-        clf.classes_ = clf.head_.classes_
+        clf.calibration_scores_ = np.zeros(0, dtype=np.float32)
+        clf.calibration_groups_ = np.zeros(0, dtype=np.int64)
+        clf.calibration_method_ = "none (nothing rejected until calibrated)"
+        clf.set_scores_ = None
+        clf.group_thresholds_ = None
         clf._set_oos_recall(V[:0])
         return clf
+
+    def _check_params(self) -> None:
+        check_alpha(self.target_fpr, "target_fpr")
+        if self.calibration not in CALIBRATIONS:
+            raise ValidationError(
+                f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}"
+            )
 
     def _fit_detector(
         self, det: Any, X_in: np.ndarray, y_in: np.ndarray, calib: np.ndarray | None
     ) -> None:
-        """Fit ``det`` on the in-scope rows and set the threshold on the ``calib`` rows,
-        scored by a copy fitted on the others (kept as ``calibration_detector_`` when the
-        detector can be updated in place, for later class changes); without usable
-        ``calib`` rows, on the detector's training scores."""
-        self.calibration_detector_ = None
-        if calib is not None and calib.sum() > 0 and (~calib).sum() >= 2:
-            det.set_params(calibration_split=0.0)
-            cal = clone(det).fit(X_in[~calib], y_in[~calib])
-            self._set_threshold(det.fit(X_in, y_in), cal.decision_function(X_in[calib]))
-            if getattr(cal, "updates_in_place", False):
-                self.calibration_detector_ = cal
+        """Fit ``det`` and the calibration head on the in-scope rows outside ``calib`` and
+        calibrate on the ``calib`` rows (split conformal: those fits are the ones kept);
+        without usable ``calib`` rows, fit on every row and set the threshold on the
+        training scores (no guarantee)."""
+        det.set_params(calibration_split=0.0)
+        if calib is not None and calib.sum() > 0 and len(np.unique(y_in[~calib])) >= 2:
+            self.detector_ = det.fit(X_in[~calib], y_in[~calib])
+            self.calibration_head_ = _head_of(self.detector_, self.head_) or clone(self.head_).fit(
+                X_in[~calib], y_in[~calib]
+            )
+            self._calibrate_rows(X_in[calib], y_in[calib], "split-conformal")
         else:
-            det.set_params(calibration_split=0.0)
             self.detector_ = det.fit(X_in, y_in)
-            self.threshold_ = float(self.detector_.threshold_)
-
-    def _set_threshold(self, detector: Any, held_scores: np.ndarray) -> None:
-        self.detector_ = detector
-        self.detector_.calibration_scores_ = np.asarray(held_scores, dtype=np.float32)
-        self.detector_.threshold_ = threshold_at_fpr(held_scores, self.target_fpr)
-        self.threshold_ = float(self.detector_.threshold_)
+            self.calibration_head_ = self.head_
+            self._calibrate_rows(X_in, y_in, "training scores (no guarantee)")
 
     def _set_oos_recall(self, X_oos: np.ndarray) -> None:
         self.n_oos_train_ = len(X_oos)
@@ -292,15 +329,15 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
             held_new = calibration_holdout(
                 y_new, np.zeros(len(y_new), dtype=bool), fraction, self.random_state
             )
-        cal = getattr(self, "calibration_detector_", None)
-        in_place = cal is not None and held_old.any()
+        fit_X, fit_y = X_new[~held_new], y_new[~held_new]  # never the held-out rows
+        in_place = self._updates_in_place() and held_old.any()
         if in_place:
-            # the calibration copy first: it must never see the held-out rows; the updates
-            # on all rows then start from its weights (fewer L-BFGS steps)
-            cal = cal.add_classes(
-                X_new[~held_new], y_new[~held_new], X_old=X_old[~held_old], teen=teen_cfg
+            # the detector first: the head's update on all rows then starts from its
+            # weights (fewer L-BFGS steps)
+            detector = self.detector_.add_classes(
+                fit_X, fit_y, X_old=X_old[~held_old], teen=teen_cfg
             )
-        warm = getattr(cal, "head_", None) if in_place else None
+        warm = getattr(detector, "head_", None) if in_place else None
         out = copy.copy(self)  # every attribute that changes is reassigned, none mutated
         if hasattr(self.head_, "add_classes"):
             out.head_ = self.head_.add_classes(
@@ -311,14 +348,19 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
             out.head_ = clone(self.head_).fit(np.vstack([X_old, X_new]), np.r_[y_old, y_new])
             head_update = "refit on kept rows"
         if in_place:
-            # update the detector and its calibration copy instead of refitting them
+            # update the detector and the calibration head instead of refitting them
             out.classes_ = out.head_.classes_
-            detector = _detector_with_head(self, out.head_) or self.detector_.add_classes(
-                X_new, y_new, X_old=X_old, teen=teen_cfg, warm_start=warm
+            out.detector_ = detector
+            out.calibration_head_ = _head_of(detector, self.calibration_head_) or (
+                self.calibration_head_.add_classes(
+                    fit_X, fit_y, X_old=X_old[~held_old], teen=teen_cfg, warm_start=warm
+                )
             )
-            held_X = np.vstack([X_old[held_old], X_new[held_new]])
-            out._set_threshold(detector, cal.decision_function(held_X))
-            out.calibration_detector_ = cal
+            out._calibrate_rows(
+                np.vstack([X_old[held_old], X_new[held_new]]),
+                np.r_[y_old[held_old], y_new[held_new]],
+                "split-conformal",
+            )
             keep, detector_update = out._keep, "updated in place"
         else:
             keep, detector_update = out._refit, "refit on kept rows"
@@ -357,16 +399,15 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         else:
             out.head_ = clone(self.head_).fit(X_old[~gone], y_old[~gone])
             head_update = "refit on kept rows"
-        cal = getattr(self, "calibration_detector_", None)
-        if cal is not None and (held_old & ~gone).any():
+        if self._updates_in_place() and (held_old & ~gone).any():
             out.classes_ = out.head_.classes_
-            fitted = gone & ~held_old  # the removed rows the calibration copy was fitted on
-            cal = cal.remove_classes(drop, X_old[fitted], y_old[fitted])
-            out._set_threshold(
-                self.detector_.remove_classes(drop, X_old[gone], y_old[gone]),
-                cal.decision_function(X_old[held_old & ~gone]),
-            )
-            out.calibration_detector_ = cal
+            fitted = gone & ~held_old  # the removed rows the detector was fitted on
+            out.detector_ = self.detector_.remove_classes(drop, X_old[fitted], y_old[fitted])
+            out.calibration_head_ = _head_of(
+                out.detector_, self.calibration_head_
+            ) or self.calibration_head_.remove_classes(drop, X_old[fitted], y_old[fitted])
+            kept = held_old & ~gone
+            out._calibrate_rows(X_old[kept], y_old[kept], "split-conformal")
             out._keep(X_old[~gone], y_old[~gone], held_old[~gone], oos_old)
             detector_update = "updated in place"
         else:
@@ -382,6 +423,16 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
             "threshold": out.threshold_,
         }
         return out
+
+    def _updates_in_place(self) -> bool:
+        """Whether a class change can update the detector and the calibration head instead
+        of refitting them (both have add / remove; older bundles keep no calibration head)."""
+        head = getattr(self, "calibration_head_", None)
+        return (
+            getattr(self.detector_, "updates_in_place", False)
+            and hasattr(head, "add_classes")
+            and hasattr(head, "remove_classes")
+        )
 
     def _refit(
         self, X_in: np.ndarray, y_in: np.ndarray, held: np.ndarray, X_oos: np.ndarray
@@ -400,13 +451,6 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         self.train_class_ = np.searchsorted(self.classes_, y_in).astype(np.int64)
         self.train_held_ = held
         self.train_oos_X_ = np.asarray(X_oos, dtype=np.float32).reshape(-1, X_in.shape[1])
-
-    def calibrate(self, X_in: Any, target_fpr: float | None = None) -> OpenSetClassifier:
-        """Re-set the threshold from held-out in-scope rows (e.g. a validation split)."""
-        check_is_fitted(self, "detector_")
-        self.detector_.calibrate(X_in, self.target_fpr if target_fpr is None else target_fpr)
-        self.threshold_ = float(self.detector_.threshold_)
-        return self
 
     def _X(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "detector_")
@@ -431,20 +475,52 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         (never with ``reject=False``: then always the head's best class)."""
         return self.predict_details(X, top_k=1, reject=reject).labels
 
-    def predict_details(self, X: Any, top_k: int = 3, *, reject: bool = True) -> Predictions:
-        """Labels, confidence, novelty, out-of-scope flags and the top-k classes
+    def predict_details(
+        self,
+        X: Any,
+        top_k: int = 3,
+        *,
+        reject: bool = True,
+        fdr: float | None = None,
+        sets: float | None = None,
+    ) -> Predictions:
+        """Labels, confidence, novelty, p-values, out-of-scope flags and the top-k classes
         (:class:`~embedlab.models.predictions.Predictions`).
 
         ``reject=False`` turns rejection off without refitting: ``labels`` are the head's
-        best class, ``out_of_scope`` is all false, ``novelty`` is still given."""
+        best class, ``out_of_scope`` is all false, ``novelty`` and ``p_value`` are still
+        given. ``fdr=q``: reject the rows Benjamini–Hochberg picks at level q over this
+        batch (the expected share of in-scope rows among the rejected is at most q)
+        instead of thresholding each row. ``sets=0.9``: add each row's prediction set
+        (randomised APS from the calibration head) holding the true class with
+        probability ≥ 0.9."""
         X = self._X(X)
+        level = None if sets is None else check_alpha(sets, "sets (coverage)")
+        if fdr is not None:
+            check_alpha(fdr, "fdr")
         with validated():  # checked once, here
             proba = self.head_.predict_proba(X)
             novelty = self.detector_.decision_function(X)
-        oos = novelty > self.threshold_ if reject else np.zeros(len(X), dtype=bool)
-        return Predictions.from_scores(
-            self.classes_, proba, novelty, oos, top_k, oos_label=str(self.oos_label)
+            cal_proba = None
+            if level is not None or self._mondrian():
+                head = self._calibration_head()
+                cal_proba = proba if head is self.head_ else head.predict_proba(X)
+        groups = self._groups(X, cal_proba)
+        p = self._p_values(novelty, groups)
+        if not reject:
+            oos = np.zeros(len(X), dtype=bool)
+        elif fdr is not None:
+            oos = benjamini_hochberg(p, fdr)
+        elif groups is not None:
+            oos = novelty > self.group_thresholds_[groups]
+        else:
+            oos = novelty > self.threshold_
+        out = Predictions.from_scores(
+            self.classes_, proba, novelty, oos, top_k, oos_label=str(self.oos_label), p_value=p
         )
+        if level is not None:
+            out = out.with_sets(self._sets(X, cal_proba, level), level)
+        return out
 
 
 #: How each head takes a class change (reported in ``update_``).
@@ -467,24 +543,23 @@ def _warn_single_examples(classes: np.ndarray, counts: np.ndarray, note: str) ->
         )
 
 
-def _detector_with_head(before: OpenSetClassifier, head: Any) -> Any:
-    """When the detector scores with a head identical to the classifier's own (same class,
-    parameters and weights — e.g. energy over the default linear head), a copy of the
-    detector holding the classifier's updated ``head`` instead of updating its own twice;
-    else None."""
-    det_head = getattr(before.detector_, "head_", None)
-    own = before.head_
-    if det_head is None or type(det_head) is not type(own):
+def _head_of(detector: Any, head: Any) -> Any:
+    """The detector's own head when it is configured as ``head`` (same class and
+    parameters — e.g. energy over the linear head — and so fitted on the same rows as a
+    calibration head would be): reused instead of fitting the same head twice; else None."""
+    own = getattr(detector, "head_", None)
+    if own is None or type(own) is not type(head) or own.get_params() != head.get_params():
         return None
-    if det_head.get_params() != own.get_params():
-        return None
-    for name in ("coef_", "intercept_", "classes_"):
-        a, b = getattr(det_head, name, None), getattr(own, name, None)
-        if a is None or b is None or not np.array_equal(np.asarray(a), np.asarray(b)):
-            return None
-    out = copy.deepcopy(before.detector_)
-    out.head_ = head
-    return out
+    return own
+
+
+def _train_every_class(y: np.ndarray, calib: np.ndarray) -> np.ndarray:
+    """``calib`` without the rows of classes it would hold out entirely (a class of one
+    row): every class keeps a training row for the detector and the calibration head."""
+    trained = np.unique(y[~calib])
+    if len(trained) == len(np.unique(y)):
+        return calib
+    return calib & np.isin(y, trained)
 
 
 def _teen_config(teen: bool | str | Teen | None) -> Teen | None:

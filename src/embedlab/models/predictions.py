@@ -3,7 +3,9 @@
 One vocabulary everywhere (Python attributes, CSV / Parquet columns, JSON fields, the
 report): ``confidence`` is the head's top-1 probability (multi-label: the best label's own
 score in [0, 1]), ``novelty`` how unusual an input is (higher = more unusual; above the
-model's threshold it is out of scope).
+model's threshold it is out of scope), ``p_value`` its conformal p-value (the column
+``oos_pvalue``: small = unusual; an in-scope input gets p ≤ t with probability ≤ t), and a
+prediction set the labels that hold the true one with a chosen probability.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class Predictions:
     ``confidence`` (n,) float32, ``novelty`` (n,) float32, ``out_of_scope`` (n,) bool.
     ``top_labels`` / ``top_confidences`` (n, k): the head's k best classes, best first.
     ``levels``: a hierarchy's coarser levels, level name → (n,) labels (top level first).
+    ``p_value`` (n,) float64 or None: the conformal p-value of each input being in scope.
+    ``prediction_sets`` (with ``sets_level``): per input the labels of its conformal
+    prediction set (best first), which holds the true label with probability ≥ the level.
     """
 
     labels: np.ndarray
@@ -37,6 +42,9 @@ class Predictions:
     top_confidences: np.ndarray
     levels: Mapping[str, np.ndarray] = field(default_factory=dict)
     label_sets: tuple[tuple[str, ...], ...] | None = None
+    p_value: np.ndarray | None = None
+    prediction_sets: tuple[tuple[str, ...], ...] | None = None
+    sets_level: float | None = None
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -45,8 +53,10 @@ class Predictions:
                 raise ValueError(f"Predictions.{name} has {len(getattr(self, name))} rows, not {n}")
         if self.top_labels.shape != self.top_confidences.shape or len(self.top_labels) != n:
             raise ValueError("Predictions.top_labels and top_confidences must both be (n, k)")
-        if self.label_sets is not None and len(self.label_sets) != n:
-            raise ValueError(f"Predictions.label_sets has {len(self.label_sets)} rows, not {n}")
+        for name in ("label_sets", "prediction_sets", "p_value"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"Predictions.{name} has {len(value)} rows, not {n}")
 
     @classmethod
     def from_scores(
@@ -60,6 +70,7 @@ class Predictions:
         oos_label: str = "",
         labels: np.ndarray | None = None,
         label_sets: tuple[tuple[str, ...], ...] | None = None,
+        p_value: np.ndarray | None = None,
     ) -> Predictions:
         """Predictions from per-class probabilities (n, C): the top-k classes ranked by
         probability (ties: the earlier class first), the top-1 probability as confidence.
@@ -80,6 +91,7 @@ class Predictions:
             top_labels=top_labels,
             top_confidences=top_conf,
             label_sets=label_sets,
+            p_value=None if p_value is None else np.asarray(p_value, dtype=np.float64),
         )
 
     def __len__(self) -> int:
@@ -105,15 +117,35 @@ class Predictions:
         """The same predictions with a hierarchy's coarser levels attached."""
         return replace(self, levels=dict(levels))
 
+    def with_sets(self, sets: tuple[tuple[str, ...], ...], level: float) -> Predictions:
+        """The same predictions with conformal prediction sets at coverage ``level``."""
+        return replace(self, prediction_sets=tuple(sets), sets_level=float(level))
+
+    @property
+    def set_size(self) -> np.ndarray:
+        """How many labels each prediction set holds."""
+        if self.prediction_sets is None:
+            raise AttributeError("no prediction sets: predict with sets=<coverage>")
+        return np.fromiter(map(len, self.prediction_sets), dtype=np.int64, count=len(self))
+
     def columns(self) -> dict[str, np.ndarray]:
         """The output columns in order: ``label``, ``label_<level>`` per coarser level,
-        ``n_labels`` (multi-label), ``confidence``, ``novelty``, ``out_of_scope``, then
-        ``top{j}_label`` / ``top{j}_confidence`` for j = 1..k."""
+        ``n_labels`` (multi-label), ``confidence``, ``novelty``, ``out_of_scope``,
+        ``oos_pvalue`` (when known), ``prediction_set`` (labels joined by ``|``) and
+        ``set_size`` (with sets), then ``top{j}_label`` / ``top{j}_confidence`` for
+        j = 1..k."""
         out: dict[str, np.ndarray] = {"label": self.labels}
         out.update({f"label_{name}": v for name, v in self.levels.items()})
         if self.label_sets is not None:
             out["n_labels"] = self.n_labels
         out.update(confidence=self.confidence, novelty=self.novelty, out_of_scope=self.out_of_scope)
+        if self.p_value is not None:
+            out["oos_pvalue"] = self.p_value
+        if self.prediction_sets is not None:
+            out["prediction_set"] = np.asarray(
+                ["|".join(s) for s in self.prediction_sets], dtype=object
+            )
+            out["set_size"] = self.set_size
         for j in range(self.top_k):  # one pair of columns per rank
             out[f"top{j + 1}_label"] = self.top_labels[:, j]
             out[f"top{j + 1}_confidence"] = self.top_confidences[:, j]
@@ -132,7 +164,8 @@ class Predictions:
     def to_rows(self, top_k: int | None = None) -> list[dict[str, Any]]:
         """One JSON-ready dict per input: ``label``, ``confidence``, ``novelty``,
         ``out_of_scope``, ``top`` (a list of ``{"label", "confidence"}``, at most ``top_k``),
-        ``levels`` (level → label) with a hierarchy, ``labels`` (the set) for multi-label."""
+        ``levels`` (level → label) with a hierarchy, ``labels`` (the set) for multi-label,
+        ``p_value`` when known and ``set`` (the prediction set) with sets."""
         k = self.top_k if top_k is None else max(0, min(int(top_k), self.top_k))
         labels = self.labels.astype(str).tolist()
         conf = self.confidence.astype(float).tolist()
@@ -141,6 +174,7 @@ class Predictions:
         top_l = self.top_labels[:, :k].astype(str).tolist()
         top_c = self.top_confidences[:, :k].astype(float).tolist()
         levels = {name: v.astype(str).tolist() for name, v in self.levels.items()}
+        p = None if self.p_value is None else self.p_value.astype(float).tolist()
         rows = []
         for i in range(len(labels)):  # building the JSON rows of a response
             row: dict[str, Any] = {
@@ -157,5 +191,9 @@ class Predictions:
                 row["levels"] = {name: v[i] for name, v in levels.items()}
             if self.label_sets is not None:
                 row["labels"] = list(self.label_sets[i])
+            if p is not None:
+                row["p_value"] = p[i]
+            if self.prediction_sets is not None:
+                row["set"] = list(self.prediction_sets[i])
             rows.append(row)
         return rows

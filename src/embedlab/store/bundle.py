@@ -63,7 +63,7 @@ def _registry() -> dict[str, type]:
     classes += [
         getattr(detect, n)
         for n in detect.__all__
-        if n not in ("NoveltyDetector", "threshold_at_fpr")
+        if n not in ("NoveltyDetector", "calibrated_threshold")
     ]
     classes += [OpenSetClassifier, MultiLabelClassifier]
     return {c.__name__: c for c in classes}
