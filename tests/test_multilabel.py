@@ -543,3 +543,42 @@ def test_one_fit_configuration_checked_before_data_and_building_the_model():
     assert single.adapt == "auto" and single.adapt_config.time_budget == 30.0
     assert single.adapt_config.seed == 3 and single.classifier.random_state == 3
     assert FitConfig(labels_only=True).structure == "zero-shot"
+
+
+def test_multilabel_p_values_are_conformal_and_survive_label_changes():
+    """The p-values come from a copy of the scorers that never saw the rows they are
+    calibrated on (the first fold's model): rows carrying labels are rarely small, rows
+    unlike any label are; BH over a batch empties the rejected rows' sets."""
+    from embedlab.core.conformal import p_values
+
+    rng = np.random.default_rng(0)
+    d, L = 16, 5
+    centres = rng.normal(size=(L, d)) * 2
+    Y = rng.random((900, L)) < 0.25
+    Y[~Y.any(1), 0] = True
+    X = (Y.astype(np.float32) @ centres + rng.normal(size=(900, d))).astype(np.float32)
+    clf = MultiLabelClassifier(head="linear").fit(X, Y)
+    held = len(clf.calibration_scores_)
+    assert held == 300 and clf.calibration_Y_.shape == (300, L)
+    Z = clf._X(X)
+    expected = p_values(
+        -clf.calibration_scores_[clf.calibration_Y_.any(1)].max(1),
+        -clf._scores("linear", Z, clf.calibration_params_).max(1),
+    )
+    np.testing.assert_allclose(clf.p_value(X), expected)
+    Xt = (Y[:300].astype(np.float32) @ centres + rng.normal(size=(300, d))).astype(np.float32)
+    novel = (rng.normal(size=(100, d)) * 0.3 - centres.sum(0)).astype(np.float32)
+    assert (clf.p_value(Xt) <= 0.05).mean() <= 0.05 + 0.03
+    assert (clf.p_value(novel) <= 0.05).mean() > 0.8
+    d_fdr = clf.predict_details(np.vstack([Xt, novel]), fdr=0.1)
+    assert d_fdr.out_of_scope[300:].mean() > 0.8 and d_fdr.out_of_scope[:300].mean() < 0.1
+    assert all(not s for s, o in zip(d_fdr.label_sets, d_fdr.out_of_scope, strict=True) if o)
+    shrunk = clf.remove_classes(["0"])
+    assert shrunk.calibration_scores_.shape == (300, L - 1)
+    np.testing.assert_allclose(
+        shrunk.calibration_scores_, clf.calibration_scores_[:, 1:], rtol=0, atol=0
+    )
+    extra = (rng.normal(size=(40, d)) + 5).astype(np.float32)
+    grown = clf.add_classes(extra, [("new",)] * 40)
+    assert grown.calibration_Y_.shape[1] == L + 1 and "new" in set(grown.classes_)
+    assert np.isfinite(grown.p_value(extra)).all()

@@ -62,6 +62,22 @@ def predict(
         ),
     ] = True,
     reject: RejectOption = True,
+    fdr: Annotated[
+        float | None,
+        typer.Option(
+            help="Reject as a batch instead of row by row: the rows Benjamini-Hochberg picks "
+            "from every row's oos_pvalue, so that the expected share of in-scope rows among "
+            "the rejected is at most this (e.g. 0.1).",
+        ),
+    ] = None,
+    sets: Annotated[
+        float | None,
+        typer.Option(
+            help="Add each row's prediction set: the labels that hold the true one with "
+            "this probability (e.g. 0.9), in prediction_set (joined by |) and set_size. "
+            "Single-label models.",
+        ),
+    ] = None,
     skip_empty: SkipEmptyOption = False,
     delimiter: DelimiterOption = None,
     backend: BackendOption = None,
@@ -91,7 +107,10 @@ def predict(
 
     OUTPUT holds the input's columns, then: label (label_<level> per coarser level of a
     hierarchy, n_labels for multi-label), confidence (the head's top-1 probability),
-    novelty (higher = more unusual; above the threshold = out of scope), out_of_scope, and
+    novelty (higher = more unusual; above the threshold = out of scope), out_of_scope,
+    oos_pvalue (the conformal p-value: an in-scope row gets p <= t with probability <= t;
+    out of scope exactly when p <= the model's target rate), prediction_set / set_size
+    (with --sets), and
     top1_label / top1_confidence .. top3_* (a name the input already uses becomes
     predicted_<name>). OUTPUT may not be the input, and an existing
     OUTPUT needs --force. The input is processed chunk by chunk; a run that was stopped
@@ -104,6 +123,8 @@ def predict(
       embedlab predict model/ tickets.jsonl -o labelled.parquet --text-col body --id-col ticket_id
 
       embedlab predict model/ new.csv -o predictions.csv --no-reject   [dim]# closed-set data[/]
+
+      embedlab predict model/ batch.csv -o flagged.csv --fdr 0.1 --sets 0.9
     """
     from embedlab.models.pipeline import Pipeline
     from embedlab.scale.predict_stream import predict_file
@@ -130,9 +151,13 @@ def predict(
             restart=restart,
             ray=ray_options(ray, ray_address, ray_actors),
             model_dir=model_dir,
+            fdr=fdr,
+            sets=sets,
         )
         say_skipped(job)
         rejected = f"{job.out_of_scope} out of scope" if reject else "rejection off (--no-reject)"
+        if fdr is not None:
+            rejected += f" (Benjamini-Hochberg at FDR {fdr:g} over all {job.rows} rows)"
         resumed = (
             f"; {job.resumed} of {job.chunks} chunks done by an earlier run" if job.resumed else ""
         )

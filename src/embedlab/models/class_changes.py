@@ -17,6 +17,28 @@ from embedlab.models.lineage import json_default, lineage
 __all__ = ["changed_info", "child_pipeline", "extended_hierarchy"]
 
 
+def change_arguments(
+    pipe: Any,
+    texts: Sequence[str],
+    labels: Sequence[Any],
+    teen: Any,
+    parents: Mapping[str, str] | None,
+) -> tuple[Any, dict[str, Any], Hierarchy | None]:
+    """What a pipeline's ``add_classes`` passes on: the labels (multi-label cells as given:
+    the classifier parses its sets), the classifier's options, and the extended hierarchy."""
+    if pipe.multi_label:
+        if len(labels) != len(texts):
+            raise ValidationError(f"labels has {len(labels)} entries for {len(texts)} rows")
+        return labels, {}, None
+    from embedlab.core.validation import check_labels
+
+    labels = check_labels(labels, len(texts)).astype(str)
+    hierarchy = extended_hierarchy(
+        pipe.hierarchy, list(map(str, pipe.classes_)), pipe.oos_label, labels, parents
+    )
+    return labels, {"teen": teen}, hierarchy
+
+
 def extended_hierarchy(
     hierarchy: Hierarchy | None,
     classes: Sequence[str],

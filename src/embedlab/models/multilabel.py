@@ -24,6 +24,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 
+from embedlab.core.conformal import benjamini_hochberg, check_alpha, p_values
 from embedlab.core.errors import ValidationError
 from embedlab.core.validation import check_vectors
 from embedlab.core.vectors import top_k_cosine, unit_rows
@@ -191,15 +192,16 @@ class MultiLabelClassifier(BaseEstimator):
         candidates = AUTO_HEADS if self.head == "auto" else (self.head,)
         tried = {}
         for head in candidates:  # a loop over candidate heads
-            oof = self._oof_scores(head, Z, Yb)
+            oof, fold_params, fold_held = self._oof_scores(head, Z, Yb)
             thresholds, reached = per_label_thresholds(
                 oof, Yb, target_precision=self.target_precision
             )
             metrics = evaluate_multilabel(Yb, _decide(oof, thresholds, allow_empty), classes)
             metrics.pop("per_label")
-            tried[head] = (metrics, thresholds, reached)
+            tried[head] = (metrics, thresholds, reached, fold_params, oof[fold_held], fold_held)
         best = max(candidates, key=lambda h: tried[h][0]["macro_f1"])  # first among equals
-        metrics, thresholds, reached = tried[best]
+        metrics, thresholds, reached, fold_params, fold_scores, fold_held = tried[best]
+        self._set_calibration(fold_params, fold_scores, Yb[fold_held])
         self._warn_unreached(classes, reached)
         self.head_ = best
         self.selection_ = (
@@ -224,17 +226,51 @@ class MultiLabelClassifier(BaseEstimator):
         Z: np.ndarray,
         Y: np.ndarray,
         extra: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
         """Out-of-fold scores (n, L) of ``head`` over ``cv`` seeded folds of the rows;
-        ``extra`` (rows, labels) join every fold's training rows and are never scored."""
+        ``extra`` (rows, labels) join every fold's training rows and are never scored. Also
+        the first fold's fitted scorers and the rows it held out: a model that never saw
+        those rows, kept to calibrate p-values on them."""
         folds = KFold(int(self.cv), shuffle=True, random_state=self.random_state).split(Z)
         oof = np.empty(Y.shape, dtype=np.float32)
+        first: tuple[dict[str, np.ndarray], np.ndarray] | None = None
         for train, held in folds:  # a loop over folds
             Z_t, Y_t = Z[train], Y[train]
             if extra is not None:
                 Z_t, Y_t = np.vstack([Z_t, extra[0]]), np.vstack([Y_t, extra[1]])
-            oof[held] = self._scores(head, Z[held], self._fit_scores(head, Z_t, Y_t))
-        return oof
+            params = self._fit_scores(head, Z_t, Y_t)
+            oof[held] = self._scores(head, Z[held], params)
+            first = first or (params, np.sort(held))
+        assert first is not None
+        return oof, first[0], first[1]
+
+    def _set_calibration(
+        self, params: dict[str, np.ndarray], scores: np.ndarray, Y: np.ndarray
+    ) -> None:
+        """Keep a copy of the scorers that never saw some labelled rows (``params``), and
+        those rows' per-label scores and labels: what the p-values are calibrated on."""
+        self.calibration_params_ = params
+        self.calibration_scores_ = np.asarray(scores, dtype=np.float32)
+        self.calibration_Y_ = np.asarray(Y, dtype=bool)
+        self.calibration_method_ = "split-conformal (the first cross-validation fold's model)"
+
+    def p_value(self, X: Any) -> np.ndarray:
+        """The conformal p-value of each row carrying some label (float64): its best
+        label's score under the calibration copy of the scorers, ranked among the held-out
+        labelled rows' (small = unlike any labelled row; a row that carries a label gets
+        p ≤ t with probability ≤ t)."""
+        return self._p_values(self._X(X))
+
+    def _p_values(self, Z: np.ndarray) -> np.ndarray:
+        params = getattr(self, "calibration_params_", None)
+        if params is None:
+            raise ValidationError(
+                "this multi-label model keeps no calibration copy (saved by an older "
+                "embedlab): refit it for p-values"
+            )
+        labelled = self.calibration_Y_.any(1)
+        cal = -self.calibration_scores_[labelled].max(axis=1)
+        return p_values(cal, -self._scores(self.head_, Z, params).max(axis=1))
 
     def with_guesses(self, X_extra: Any, Y_extra: np.ndarray) -> MultiLabelClassifier:
         """A copy whose scorers also learn from ``X_extra`` with the (m, L) label matrix
@@ -246,7 +282,8 @@ class MultiLabelClassifier(BaseEstimator):
         X_extra = check_vectors(X_extra, name="X_extra", dim=self.n_features_in_)
         Y_extra = np.asarray(Y_extra, dtype=bool).reshape(len(X_extra), len(self.classes_))
         Z, Z_extra = unit_rows(X), unit_rows(X_extra)
-        oof = self._oof_scores(self.head_, Z, Y, extra=(Z_extra, Y_extra))
+        # the calibration copy is kept: it never saw the held-out rows (nor the guesses)
+        oof, _, _ = self._oof_scores(self.head_, Z, Y, extra=(Z_extra, Y_extra))
         thresholds, reached = per_label_thresholds(oof, Y, target_precision=self.target_precision)
         out = copy.copy(self)  # every attribute that changes is reassigned, none mutated
         out.params_ = self._fit_scores(self.head_, np.vstack([Z, Z_extra]), np.vstack([Y, Y_extra]))
@@ -381,8 +418,9 @@ class MultiLabelClassifier(BaseEstimator):
         the known labels' arrays moved to their places in the new class order."""
         Z = unit_rows(X_all)
         Y_new = Y_all[:, new_cols]
+        oof, _, held = self._oof_scores(self.head_, Z, Y_new)
         thresholds, reached = per_label_thresholds(
-            self._oof_scores(self.head_, Z, Y_new), Y_new, target_precision=self.target_precision
+            oof, Y_new, target_precision=self.target_precision
         )
         self._warn_unreached(classes[new_cols], reached)
         fitted = self._fit_scores(self.head_, Z, Y_new)
@@ -399,6 +437,12 @@ class MultiLabelClassifier(BaseEstimator):
         out.label_counts_ = Y_all.sum(0).astype(np.int64)
         out.classes_ = classes
         out.train_X_, out.train_Y_ = X_all, Y_all
+        # a calibration copy of every label's scorers, fitted without the first fold's rows
+        train = np.setdiff1d(np.arange(len(Z)), held)
+        copy_params = self._fit_scores(self.head_, Z[train], Y_all[train])
+        out._set_calibration(
+            copy_params, self._scores(self.head_, Z[held], copy_params), Y_all[held]
+        )
         return out
 
     def remove_classes(self, labels: Any) -> MultiLabelClassifier:
@@ -418,6 +462,15 @@ class MultiLabelClassifier(BaseEstimator):
         out.threshold_reached_ = self.threshold_reached_[keep]
         out.label_counts_ = self.label_counts_[keep]
         out.train_Y_ = Y_old[:, keep]
+        if getattr(self, "calibration_params_", None) is not None:  # exact: columns dropped
+            out._set_calibration(
+                {
+                    k: np.compress(keep, v, axis=_LABEL_AXIS[k]) if k in _LABEL_AXIS else v
+                    for k, v in self.calibration_params_.items()
+                },
+                self.calibration_scores_[:, keep],
+                self.calibration_Y_[:, keep],
+            )
         out.update_ = {
             "op": "remove",
             "classes": drop,
@@ -460,14 +513,30 @@ class MultiLabelClassifier(BaseEstimator):
     def _novelty(self, scores: np.ndarray) -> np.ndarray:
         return np.min(self.thresholds_ - scores, axis=1).astype(np.float32)
 
-    def predict_details(self, X: Any, top_k: int = 3) -> Predictions:
+    def predict_details(
+        self, X: Any, top_k: int = 3, *, fdr: float | None = None, sets: float | None = None
+    ) -> Predictions:
         """Per row, from one scoring pass (:class:`~embedlab.models.predictions.Predictions`):
         ``labels`` (the predicted labels joined by ``label_sep``, ``oos_label`` for none;
-        the sets in ``label_sets``), ``novelty`` (as :meth:`novelty_score`), ``out_of_scope``
-        (no label), and the ``top_k`` labels by their per-label scores in [0, 1] (they need
-        not sum to 1; ``confidence`` is the best one's)."""
-        scores = self.decision_function(X)
+        the sets in ``label_sets``), ``novelty`` (as :meth:`novelty_score`), ``p_value``
+        (as :meth:`p_value`), ``out_of_scope`` (no label), and the ``top_k`` labels by
+        their per-label scores in [0, 1] (they need not sum to 1; ``confidence`` is the
+        best one's). ``fdr=q``: the rows Benjamini–Hochberg rejects at level q over this
+        batch get no label too (out of scope)."""
+        if sets is not None:
+            raise ValidationError(
+                "prediction sets are for single-label models; a multi-label model's answer "
+                "is already a set of labels"
+            )
+        if fdr is not None:
+            check_alpha(fdr, "fdr")
+        Z = self._X(X)
+        scores = self._scores(self.head_, Z, self.params_)
+        calibrated = getattr(self, "calibration_params_", None) is not None
+        p = self._p_values(Z) if calibrated or fdr is not None else None
         P = self._decide(scores)
+        if fdr is not None:
+            P[benjamini_hochberg(p, fdr)] = False
         names = np.asarray(self.classes_, dtype=object)
         sets = tuple(tuple(names[row].tolist()) for row in P)
         cells = [self.label_sep.join(row) or self.oos_label for row in sets]
@@ -479,6 +548,7 @@ class MultiLabelClassifier(BaseEstimator):
             top_k,
             labels=np.asarray(cells, dtype=object),
             label_sets=sets,
+            p_value=p,
         )
 
 

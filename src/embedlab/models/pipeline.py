@@ -26,10 +26,10 @@ from sklearn.base import BaseEstimator
 from embedlab.compress.transforms import TransformChain
 from embedlab.core.errors import ValidationError
 from embedlab.core.splits import calibration_holdout
-from embedlab.core.validation import check_labels, check_vectors, validated
+from embedlab.core.validation import check_vectors, validated
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.encoders.base import check_texts, spec_differences
-from embedlab.models.class_changes import child_pipeline, extended_hierarchy
+from embedlab.models.class_changes import change_arguments, child_pipeline
 from embedlab.models.fit_options import FitConfig, check_fit_options
 from embedlab.models.fitting import (
     TempFolder,
@@ -313,13 +313,18 @@ class Pipeline(BaseEstimator):
         *,
         top_k: int = 3,
         reject: bool = True,
+        fdr: float | None = None,
+        sets: float | None = None,
         progress: bool | None = None,
     ) -> Predictions:
         """Per text (:class:`~embedlab.models.predictions.Predictions`): ``labels`` (as
         :meth:`predict`), ``confidence`` (the head's top-1 probability), ``novelty`` (higher
         = more unusual), ``out_of_scope``, the head's ``top_k`` classes and confidences, and
-        with a hierarchy the coarser ``levels``. ``reject=False``: no rejection (closed-set
-        data), the novelty is still given.
+        with a hierarchy the coarser ``levels``, ``p_value`` (conformal: small = unusual).
+        ``reject=False``: no rejection (closed-set data), the novelty is still given.
+        ``fdr=q``: reject the texts Benjamini–Hochberg picks over this batch (expected share
+        of in-scope texts among the rejected ≤ q). ``sets=0.9``: add prediction sets that
+        hold the true label with probability ≥ 0.9 (single-label models).
 
         Multi-label: ``labels`` are the predicted labels joined by the model's separator
         (``oos_label`` for none; the sets in ``label_sets``), ``novelty`` how far the row is
@@ -328,19 +333,27 @@ class Pipeline(BaseEstimator):
         if not self._fitted():
             raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
         X = self._encoder().encode(texts, progress=progress)  # validates the texts
-        return self.details_from_vectors(X, top_k=top_k, reject=reject)
+        return self.details_from_vectors(X, top_k=top_k, reject=reject, fdr=fdr, sets=sets)
 
     def details_from_vectors(
-        self, X: np.ndarray, *, top_k: int = 3, reject: bool = True
+        self,
+        X: np.ndarray,
+        *,
+        top_k: int = 3,
+        reject: bool = True,
+        fdr: float | None = None,
+        sets: float | None = None,
     ) -> Predictions:
         """:meth:`predict_details` for vectors the encoder already made (the service encodes
         once for every model that shares an encoder); the fitted transform is applied here.
         The vectors are checked here (numeric, 2-D, the encoder's width, finite), once."""
         X = self._features(check_vectors(X, dim=self._encoder().dim))
         if self.multi_label:
-            return self.classifier_.predict_details(X, top_k=top_k)
+            return self.classifier_.predict_details(X, top_k=top_k, fdr=fdr, sets=sets)
         with validated():
-            out = self.classifier_.predict_details(X, top_k=top_k, reject=reject)
+            out = self.classifier_.predict_details(
+                X, top_k=top_k, reject=reject, fdr=fdr, sets=sets
+            )
         if self.hierarchy is None:
             return out
         return out.with_levels(
@@ -394,17 +407,7 @@ class Pipeline(BaseEstimator):
         needs one there, as every class did at fit).
         """
         texts = check_texts(texts)
-        if self.multi_label:  # label cells stay as given: the classifier parses its sets
-            if len(labels) != len(texts):
-                raise ValidationError(f"labels has {len(labels)} entries for {len(texts)} rows")
-            options: dict[str, Any] = {}
-            hierarchy = None
-        else:
-            labels = check_labels(labels, len(texts)).astype(str)
-            options = {"teen": teen}
-            hierarchy = extended_hierarchy(
-                self.hierarchy, list(map(str, self.classes_)), self.oos_label, labels, parents
-            )
+        labels, options, hierarchy = change_arguments(self, texts, labels, teen, parents)
         if vectors is None:
             X = self._vectors(texts, progress)
         else:

@@ -24,6 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc
 import pyarrow.parquet as pq
 
+from embedlab.core.conformal import benjamini_hochberg, check_alpha
 from embedlab.core.errors import DataFormatError, ValidationError
 from embedlab.core.progress import progress_bar
 from embedlab.data.readers import TEXT_FORMATS
@@ -141,14 +142,30 @@ def predict_file(
     progress: bool | None = None,
     ray: Any = None,
     model_dir: str | os.PathLike | None = None,
+    fdr: float | None = None,
+    sets: float | None = None,
 ) -> PredictJob:
     """Predict every row of ``data`` (a data file of texts, or an EmbeddingSet directory
     of vectors the model's encoder made) into ``output`` (.csv, .jsonl or .parquet), one
     chunk of ``chunk_rows`` rows at a time; resumable (see the module doc). ``ray``
     (:class:`embedlab.scale.distributed.RayOptions`, with ``model_dir``, the bundle the actors
-    load): the chunks are predicted by a pool of Ray actors (same output)."""
+    load): the chunks are predicted by a pool of Ray actors (same output). ``sets``: add
+    each row's conformal prediction set at that coverage. ``fdr=q``: the rows rejected are
+    those Benjamini–Hochberg picks at level q over the whole input (every row's p-value is
+    known before the output is written), not each row against the threshold."""
     if chunk_rows < 1:
         raise ValidationError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    if fdr is not None:
+        check_alpha(fdr, "--fdr")
+        if not reject:
+            raise ValidationError("--fdr decides what is rejected: it cannot go with --no-reject")
+    if sets is not None:
+        check_alpha(sets, "--sets (coverage)")
+        if pipe.multi_label:
+            raise ValidationError(
+                "prediction sets are for single-label models; a multi-label model's answer "
+                "is already a set of labels"
+            )
     data, output = Path(data), Path(output)
     fmt = TEXT_FORMATS.get(output.suffix.lower())
     if fmt not in ("csv", "jsonl", "parquet"):
@@ -184,18 +201,22 @@ def predict_file(
                 "chunk_rows": chunk_rows,
                 "reject": reject,
                 "keep_columns": keep_columns,
+                "sets": sets,
             },
         },
         restart=restart,
     )
     done = PredictJob(output)
     try:
-        run = _Run(pipe, data, job, done, vectors, chunk_rows, read, keep_columns, reject)
+        run = _Run(pipe, data, job, done, vectors, chunk_rows, read, keep_columns, reject, sets)
         if ray is not None:
             _predict_ray(run, ray, Path(model_dir))
         else:
             _predict_here(run, progress)
-        _publish(job, done.chunks, output, fmt)
+        rule = None if fdr is None else _fdr_rule(pipe, job, done, fdr)
+        rejected = _publish(job, done.chunks, output, fmt, rule)
+        if rule is not None:
+            done.out_of_scope = rejected
     except BaseException:
         job.abandon()  # kept only when it holds finished pieces to resume from
         raise
@@ -216,6 +237,7 @@ class _Run:
     read: dict[str, Any]
     keep_columns: bool
     reject: bool
+    sets: float | None = None
 
 
 def _predict_here(run: _Run, progress: bool | None) -> None:
@@ -243,7 +265,9 @@ def _predict_here(run: _Run, progress: bool | None) -> None:
                 done.out_of_scope += _out_of_scope(job.piece(i))
                 advance(n + len(skipped))
             elif n:
-                task = pool.submit(predict_piece, pipe, job, i, inputs, base, vectors, reject)
+                task = pool.submit(
+                    predict_piece, pipe, job, i, inputs, base, vectors, reject, run.sets
+                )
                 running.append((task, n))
             else:
                 advance(len(skipped))
@@ -273,13 +297,14 @@ def predict_piece(
     base: pa.Table,
     vectors: bool,
     reject: bool,
+    sets: float | None = None,
 ) -> int:
     """Predict one chunk (vectors or texts) and write it as piece ``i`` in one step; its
     out-of-scope count (also kept in the piece's metadata)."""
     if vectors:
-        found = pipe.details_from_vectors(np.asarray(inputs), reject=reject)
+        found = pipe.details_from_vectors(np.asarray(inputs), reject=reject, sets=sets)
     else:
-        found = pipe.predict_details(inputs, reject=reject, progress=False)
+        found = pipe.predict_details(inputs, reject=reject, sets=sets, progress=False)
     n_oos = int(found.out_of_scope.sum())
     table = prediction_table(found, base)
     table = table.replace_schema_metadata({"embedlab.out_of_scope": str(n_oos)})
@@ -355,7 +380,7 @@ def _predict_ray(run: _Run, ray: Any, model_dir: Path) -> None:
         "model": str(model_dir),
         "backend": pipe.encoder_.resolved_backend,
         "work": str(job.path),
-        "options": {"keep_columns": keep_columns, "reject": reject},
+        "options": {"keep_columns": keep_columns, "reject": reject, "sets": run.sets},
     }
     run_items(items, PredictWorker, kwargs, ray)
     done.out_of_scope += sum(
@@ -369,9 +394,59 @@ def _read_piece(path: Path) -> pa.Table:
         return pa.ipc.open_file(source).read_all()
 
 
-def _publish(job: JobFolder, n_chunks: int, output: Path, fmt: str) -> None:
+def _fdr_rule(pipe: Any, job: JobFolder, done: PredictJob, q: float) -> Any:
+    """Benjamini–Hochberg over every finished piece's p-values (one float per row read):
+    a function that rewrites a piece's decisions — rows with p at most the cut-off are
+    out of scope (label: the out-of-scope label), every other row keeps the head's best
+    class (multi-label: its predicted set, out of scope when empty)."""
+    pieces = [job.piece(i) for i in range(done.chunks) if job.piece(i).exists()]
+    if pieces and "oos_pvalue" not in _read_piece(pieces[0]).column_names:
+        raise ValidationError(
+            "this model gives no p-values (saved by an older embedlab): refit it for --fdr"
+        )
+    p = np.concatenate([_column(_read_piece(x), "oos_pvalue") for x in pieces])
+    rejected = benjamini_hochberg(p, q)
+    cut = float(p[rejected].max()) if rejected.any() else -1.0
+    oos_label = str(pipe.oos_label)
+
+    def rule(table: pa.Table) -> pa.Table:
+        out = _column(table, "oos_pvalue") <= cut
+        if pipe.multi_label:
+            labels = np.where(out, oos_label, _column(table, "label"))
+            table = _set(table, "n_labels", pa.array(np.where(out, 0, _column(table, "n_labels"))))
+            out = out | _column(table, "out_of_scope")
+        else:
+            labels = np.where(out, oos_label, _column(table, "top1_label")).astype(object)
+            if pipe.hierarchy is not None:
+                for j, name in enumerate(pipe.hierarchy.level_names()[:-1], start=1):
+                    level = pipe.hierarchy.at_level(labels, j, keep=[oos_label])
+                    table = _set(table, f"label_{name}", pa.array(level, pa.string()))
+        table = _set(table, "label", pa.array(labels, pa.string()))
+        return _set(table, "out_of_scope", pa.array(out))
+
+    return rule
+
+
+def _name(table: pa.Table, name: str) -> str:
+    """The name prediction column ``name`` has in ``table`` (predicted_<name> when the
+    input already had a column called so)."""
+    return f"predicted_{name}" if f"predicted_{name}" in table.column_names else name
+
+
+def _column(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(_name(table, name)).to_numpy(zero_copy_only=False)
+
+
+def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    """``table`` with its prediction column ``name`` replaced by ``values``."""
+    col = _name(table, name)
+    return table.set_column(table.column_names.index(col), col, values)
+
+
+def _publish(job: JobFolder, n_chunks: int, output: Path, fmt: str, rule: Any = None) -> int:
     """Stream the chunks' tables into ``output`` in order, atomically (a temporary file in
-    the same folder, synced, then renamed)."""
+    the same folder, synced, then renamed); ``rule`` rewrites each table first. The number
+    of rows written out of scope."""
     pieces = [job.piece(i) for i in range(n_chunks) if job.piece(i).exists()]
     if not pieces:
         raise ValidationError("no rows to predict: every input row was skipped")
@@ -379,6 +454,7 @@ def _publish(job: JobFolder, n_chunks: int, output: Path, fmt: str) -> None:
         [_read_piece(p).schema.remove_metadata() for p in pieces], promote_options="permissive"
     )
     output.parent.mkdir(parents=True, exist_ok=True)
+    rejected = 0
     fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
     tmp = Path(tmp_name)
     try:
@@ -391,6 +467,9 @@ def _publish(job: JobFolder, n_chunks: int, output: Path, fmt: str) -> None:
                 writer = pacsv.CSVWriter(fh, schema)
             for piece in pieces:  # one chunk in memory at a time
                 table = _read_piece(piece).replace_schema_metadata(None).cast(schema)
+                if rule is not None:
+                    table = rule(table)
+                rejected += int(_column(table, "out_of_scope").sum())
                 if fmt == "jsonl":
                     buf = io.StringIO()
                     for rec in table.to_pylist():  # JSON lines are written row by row
@@ -406,6 +485,7 @@ def _publish(job: JobFolder, n_chunks: int, output: Path, fmt: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return rejected
 
 
 class PredictWorker:
@@ -431,5 +511,14 @@ class PredictWorker:
             else:
                 inputs, base = text_chunk(item["input"], self.options["keep_columns"])
                 vectors = False
-            predict_piece(self.pipe, self.job, i, inputs, base, vectors, self.options["reject"])
+            predict_piece(
+                self.pipe,
+                self.job,
+                i,
+                inputs,
+                base,
+                vectors,
+                self.options["reject"],
+                self.options.get("sets"),
+            )
         return {"chunk": [i], "pid": [os.getpid()]}
