@@ -87,6 +87,15 @@ RejectOption = Annotated[
         "best class, for closed-set data, without refitting.",
     ),
 ]
+CalibrationOption = Annotated[
+    str,
+    typer.Option(
+        help="How the out-of-scope threshold is calibrated (split conformal: at most "
+        "--target-fpr of in-scope inputs rejected, at any data size): split = one threshold; "
+        "mondrian = one per predicted class, the rate holding for each class (needs "
+        "1/target-fpr - 1 held-out rows per class).",
+    ),
+]
 SkipEmptyOption = Annotated[
     bool, typer.Option(help="Drop empty texts (and say how many) instead of failing.")
 ]
@@ -188,6 +197,8 @@ def _summarise_warnings(caught: list) -> None:
         origin = str(getattr(w.category, "__module__", "")) + " " + str(w.filename)
         if any(lib in origin for lib in ("sklearn", "scipy", "threadpoolctl")):
             third_party.setdefault(w.category.__name__, []).append(str(w.message))
+        elif "embedlab" in origin and issubclass(w.category, UserWarning):  # our own: a line
+            err_console.print(f"[yellow]warning:[/] {w.message}", highlight=False, soft_wrap=True)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     for kind, messages in third_party.items():

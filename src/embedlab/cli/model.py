@@ -11,6 +11,7 @@ import typer
 from embedlab.cli.common import (
     BackendOption,
     CacheOption,
+    CalibrationOption,
     DelimiterOption,
     ForceOption,
     LabelColOption,
@@ -99,6 +100,7 @@ def fit(
     target_fpr: Annotated[
         float, typer.Option(help="Share of in-scope inputs the threshold may reject.")
     ] = 0.02,
+    calibration: CalibrationOption = "split",
     multi_label: Annotated[
         bool,
         typer.Option(
@@ -196,15 +198,10 @@ def fit(
             fit_labels_only(opts, pipe)
             return
         table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)
+        read = {"text_col": text_col, "skip_empty": skip_empty, "delimiter": delimiter}
         pool = None
         if unlabeled is not None:
-            pool = read_input_texts(
-                unlabeled,
-                text_col=text_col,
-                label_col=None,
-                skip_empty=skip_empty,
-                delimiter=delimiter,
-            ).texts
+            pool = read_input_texts(unlabeled, label_col=None, **read).texts
         if multi_label:
             fit_multi_label(opts, pipe, table, pool)
             return
@@ -226,6 +223,7 @@ def _config(o: dict) -> FitConfig:
         head=o["head"],
         detector=o["detector"],
         target_fpr=o["target_fpr"],
+        calibration=o["calibration"],
         target_precision=o["target_precision"],
         transform=o["transform"],
         adapt="auto" if o["adapt"] is None else o["adapt"],

@@ -100,6 +100,12 @@ class ConformalCalibration:
             self._calibrate_rows(X, y, "split-conformal", target_fpr)
         return self
 
+    def p_reference(self) -> np.ndarray:
+        """The calibration rows' novelty scores: what ``p_value`` ranks an input's novelty
+        among (a drift monitor's exchangeable start)."""
+        cal = getattr(self, "calibration_scores_", None)
+        return self.detector_.calibration_scores_ if cal is None else cal
+
     def p_value(self, X: Any) -> np.ndarray:
         """The conformal p-value of each row (float64): (1 + #{calibration scores ≥ its
         novelty}) / (n + 1), against its predicted class's calibration rows with Mondrian

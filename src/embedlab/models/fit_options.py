@@ -18,6 +18,7 @@ Structure = Literal["single-label", "multi-label", "zero-shot"]
 
 #: how the command line names each option
 CLI_NAMES = {
+    "calibration": "--calibration",
     "multi_label": "--multi-label",
     "labels_only": "--labels-only",
     "hierarchy": "--hierarchy",
@@ -32,6 +33,7 @@ CLI_NAMES = {
 }
 #: how the library names them
 LIBRARY_NAMES = {
+    "calibration": "calibration=",
     "multi_label": "a MultiLabelClassifier",
     "labels_only": "fit_labels_only",
     "hierarchy": "hierarchy=",
@@ -60,11 +62,22 @@ def check_fit_options(
     target_precision: float | None = None,
     adapt_budget: float | None = None,
     time_budget: float | None = None,
+    calibration: str = "split",
 ) -> None:
     """ValidationError naming the first option that does not go with ``structure``.
 
     ``multi_label`` / ``adapt`` / ``transform`` / ``validation`` / ``unlabeled`` /
     ``hierarchy``: whether the option is asked for; ``head``: the head asked for, if any."""
+    from embedlab.models.openset import CALIBRATIONS
+
+    if calibration not in CALIBRATIONS:
+        raise ValidationError(
+            f"{names['calibration']} must be one of {', '.join(CALIBRATIONS)}, not {calibration!r}"
+        )
+    if calibration != "split" and structure != "single-label":
+        raise ValidationError(
+            f"{names['calibration']} {calibration} works with single-label models only"
+        )
     for key, value in (("adapt_budget", adapt_budget), ("time_budget", time_budget)):
         if value is not None and not value > 0:
             raise ValidationError(f"{names[key]} must be more than 0 seconds, not {value:g}")
@@ -122,6 +135,7 @@ class FitConfig:
     head: str = "auto"
     detector: str = "auto"
     target_fpr: float = 0.02
+    calibration: str = "split"  # of the out-of-scope threshold: "split" or "mondrian"
     target_precision: float | None = None
     transform: str | None = None
     adapt: bool | Literal["auto"] = "auto"
@@ -157,6 +171,7 @@ class FitConfig:
             target_precision=self.target_precision,
             adapt_budget=self.adapt_budget,
             time_budget=self.time_budget,
+            calibration=self.calibration,
         )
         return self
 
@@ -182,6 +197,7 @@ class FitConfig:
             head=self.head,
             detector=self.detector,
             target_fpr=self.target_fpr,
+            calibration=self.calibration,
             oos_label=self.oos_label,
             time_budget=self.time_budget,
             random_state=self.seed,

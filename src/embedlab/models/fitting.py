@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.base import clone
 
 from embedlab.compress.transforms import TransformChain
+from embedlab.core.conformal import min_calibration_rows
 from embedlab.core.errors import ValidationError
 from embedlab.core.splits import calibration_holdout
 from embedlab.core.validation import check_labels
@@ -141,7 +142,7 @@ def _adapt_encoder(
 
     # Rows the adapted encoder has seen look more in-scope than new inputs will, so a
     # threshold set on them rejects too much: hold some out of adaptation to calibrate.
-    calibration_mask = calibration_holdout(labels, is_oos, pipe.calibration_fraction)
+    calibration_mask = calibration_holdout(labels, is_oos, _calibration_share(pipe, is_oos))
     train_rows = ~is_oos & ~calibration_mask
     work = Path(tempfile.mkdtemp(prefix="embedlab-adapt-"))
     # The adapted model lives here until save() copies it into a bundle; it is deleted
@@ -166,6 +167,17 @@ def _adapt_encoder(
         pipe._runtime_encoder = adapted
         pipe._adapted_dir = work / ENCODER_DIR
     return calibration_mask, report
+
+
+def _calibration_share(pipe: Any, is_oos: np.ndarray) -> float:
+    """The share of in-scope rows kept out of adaptation: ``calibration_fraction``, raised
+    to what the target rate needs for a finite threshold (1/target_fpr − 1 rows, and a
+    margin for rounding per class), at most half."""
+    alpha = getattr(pipe._template(), "target_fpr", None)
+    n_in = max(1, int((~is_oos).sum()))
+    if alpha is None:
+        return pipe.calibration_fraction
+    return max(pipe.calibration_fraction, min(0.5, (min_calibration_rows(alpha) + 2) / n_in))
 
 
 def _calibrate_on(

@@ -261,16 +261,24 @@ class MultiLabelClassifier(BaseEstimator):
         p ≤ t with probability ≤ t)."""
         return self._p_values(self._X(X))
 
-    def _p_values(self, Z: np.ndarray) -> np.ndarray:
-        params = getattr(self, "calibration_params_", None)
-        if params is None:
+    def p_reference(self) -> np.ndarray:
+        """The held-out labelled rows' conformity scores (minus their best label's score
+        under the calibration copy): what ``p_value`` ranks an input's among."""
+        if getattr(self, "calibration_params_", None) is None:
             raise ValidationError(
                 "this multi-label model keeps no calibration copy (saved by an older "
                 "embedlab): refit it for p-values"
             )
-        labelled = self.calibration_Y_.any(1)
-        cal = -self.calibration_scores_[labelled].max(axis=1)
-        return p_values(cal, -self._scores(self.head_, Z, params).max(axis=1))
+        return -self.calibration_scores_[self.calibration_Y_.any(1)].max(axis=1)
+
+    def _p_scores(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows' conformity scores (as :meth:`p_reference`) and their p-values."""
+        cal = self.p_reference()
+        score = -self._scores(self.head_, Z, self.calibration_params_).max(axis=1)
+        return score, p_values(cal, score)
+
+    def _p_values(self, Z: np.ndarray) -> np.ndarray:
+        return self._p_scores(Z)[1]
 
     def with_guesses(self, X_extra: Any, Y_extra: np.ndarray) -> MultiLabelClassifier:
         """A copy whose scorers also learn from ``X_extra`` with the (m, L) label matrix
@@ -533,7 +541,7 @@ class MultiLabelClassifier(BaseEstimator):
         Z = self._X(X)
         scores = self._scores(self.head_, Z, self.params_)
         calibrated = getattr(self, "calibration_params_", None) is not None
-        p = self._p_values(Z) if calibrated or fdr is not None else None
+        score, p = self._p_scores(Z) if calibrated or fdr is not None else (None, None)
         P = self._decide(scores)
         if fdr is not None:
             P[benjamini_hochberg(p, fdr)] = False
@@ -549,6 +557,7 @@ class MultiLabelClassifier(BaseEstimator):
             labels=np.asarray(cells, dtype=object),
             label_sets=sets,
             p_value=p,
+            p_score=score,
         )
 
 

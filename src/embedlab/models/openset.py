@@ -516,7 +516,14 @@ class OpenSetClassifier(ConformalCalibration, ClassifierMixin, BaseEstimator):
         else:
             oos = novelty > self.threshold_
         out = Predictions.from_scores(
-            self.classes_, proba, novelty, oos, top_k, oos_label=str(self.oos_label), p_value=p
+            self.classes_,
+            proba,
+            novelty,
+            oos,
+            top_k,
+            oos_label=str(self.oos_label),
+            p_value=p,
+            p_score=novelty,
         )
         if level is not None:
             out = out.with_sets(self._sets(X, cal_proba, level), level)

@@ -73,8 +73,8 @@ class Pipeline(BaseEstimator):
         Fine-tune the encoder on labelled in-scope texts first (:mod:`embedlab.models.adapt`).
     adapt_config : AdaptConfig, optional
     calibration_fraction : float, default 0.1
-        With adaptation, this share of each in-scope class (at most half of it) is kept out
-        of fine-tuning and used to set the out-of-scope threshold.
+        With adaptation, this share of each in-scope class (at most half; more when the
+        target rate needs it) is kept out of fine-tuning to set the out-of-scope threshold.
     transform : str, optional
         A :class:`~embedlab.compress.transforms.TransformChain` spec applied between the encoder and
         the classifier, e.g. ``"layer4,dim128,norm"`` or ``"center,whiten,sq8"``. It is

@@ -32,6 +32,9 @@ class Predictions:
     ``p_value`` (n,) float64 or None: the conformal p-value of each input being in scope.
     ``prediction_sets`` (with ``sets_level``): per input the labels of its conformal
     prediction set (best first), which holds the true label with probability ≥ the level.
+    ``p_score`` (n,) or None: the score ``p_value`` ranks among the model's calibration
+    scores (higher = more unusual; :meth:`~embedlab.models.openset.OpenSetClassifier.p_reference`
+    gives those) — what a drift monitor bets on. Not an output column.
     """
 
     labels: np.ndarray
@@ -45,6 +48,7 @@ class Predictions:
     p_value: np.ndarray | None = None
     prediction_sets: tuple[tuple[str, ...], ...] | None = None
     sets_level: float | None = None
+    p_score: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -53,7 +57,7 @@ class Predictions:
                 raise ValueError(f"Predictions.{name} has {len(getattr(self, name))} rows, not {n}")
         if self.top_labels.shape != self.top_confidences.shape or len(self.top_labels) != n:
             raise ValueError("Predictions.top_labels and top_confidences must both be (n, k)")
-        for name in ("label_sets", "prediction_sets", "p_value"):
+        for name in ("label_sets", "prediction_sets", "p_value", "p_score"):
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise ValueError(f"Predictions.{name} has {len(value)} rows, not {n}")
@@ -71,6 +75,7 @@ class Predictions:
         labels: np.ndarray | None = None,
         label_sets: tuple[tuple[str, ...], ...] | None = None,
         p_value: np.ndarray | None = None,
+        p_score: np.ndarray | None = None,
     ) -> Predictions:
         """Predictions from per-class probabilities (n, C): the top-k classes ranked by
         probability (ties: the earlier class first), the top-1 probability as confidence.
@@ -92,6 +97,7 @@ class Predictions:
             top_confidences=top_conf,
             label_sets=label_sets,
             p_value=None if p_value is None else np.asarray(p_value, dtype=np.float64),
+            p_score=None if p_score is None else np.asarray(p_score, dtype=np.float64),
         )
 
     def __len__(self) -> int:

@@ -49,6 +49,20 @@ class Metrics:
             ["model", "quantile"],
             registry=r,
         )
+        self.drift_log10 = Gauge(
+            "embedlab_drift_log10_martingale",
+            "log10 of the model's conformal test martingale over the inputs served since it "
+            "was loaded (grows when inputs stop looking like its calibration data)",
+            ["model"],
+            registry=r,
+        )
+        self.drift_alarm = Gauge(
+            "embedlab_drift_alarm",
+            "1 once the drift martingale has reached its alarm level (100: on inputs that "
+            "look like the calibration data, at most 1 % chance ever), else 0",
+            ["model"],
+            registry=r,
+        )
         self.reloads = Counter(
             "embedlab_reloads",
             "Versions of served directories loaded (ok) or refused (refused)",
@@ -62,6 +76,11 @@ class Metrics:
         """Remember a request's novelty scores and decisions (the window's last rows)."""
         recent = self._recent.setdefault(model, deque(maxlen=self.window))
         recent.extend(zip(novelty.tolist(), oos.tolist(), strict=True))
+
+    def observe_drift(self, model: str, summary: dict) -> None:
+        """Set the model's drift gauges from its monitor's summary."""
+        self.drift_log10.labels(model).set(summary["log10_martingale"])
+        self.drift_alarm.labels(model).set(1.0 if summary["alarm"] else 0.0)
 
     def refresh_model_health(self) -> None:
         """Set the model-health gauges from the windows (when /metrics is read, not on every

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from embedlab.core.errors import ValidationError
+from embedlab.detect.drift import DriftMonitor
 from embedlab.models.pipeline import Pipeline
 from embedlab.store.manifest import stamp_of
 
@@ -51,6 +52,14 @@ class ServedModel:
     encoder_key: str
     stamp: str | None = None
     loaded: str = field(default_factory=_now)
+    drift: DriftMonitor | None = None  # made from the model's calibration scores
+
+    def __post_init__(self) -> None:
+        if self.drift is None:
+            try:
+                self.drift = DriftMonitor(self.pipeline.classifier_.p_reference())
+            except (ValidationError, AttributeError):  # a model with no calibration scores
+                self.drift = None
 
     @property
     def threshold(self) -> float | None:
@@ -88,6 +97,7 @@ class ServedModel:
             "levels": pipe.hierarchy.level_names() if pipe.hierarchy is not None else None,
             "can_add_classes": self.can_add_classes,
             "loaded": self.loaded,
+            "drift": None if self.drift is None else self.drift.summary(),
         }
 
 

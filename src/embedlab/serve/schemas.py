@@ -17,6 +17,26 @@ __all__ = ["NOT_BLANK", "RequestModels", "request_models"]
 NOT_BLANK = r"[^\s\x1c-\x1f\u0085\ufeff]"
 
 
+Level = Annotated[float, Field(gt=0, lt=1)]
+
+
+class Guarantees(BaseModel):
+    """What a request may ask of the models' conformal calibration."""
+
+    # not nullable: leaving a field out says "none" (defaults are not validated)
+    fdr: Level = Field(
+        default=None,
+        description="Reject as a batch: the texts Benjamini-Hochberg picks from their "
+        "p-values, so that the expected share of in-scope texts among the rejected is at "
+        "most this (instead of each text against the threshold).",
+    )
+    sets: Level = Field(
+        default=None,
+        description="Add each text's prediction set (/v1/classify, single-label models): "
+        "the labels holding the true one with this probability.",
+    )
+
+
 class RequestModels(NamedTuple):
     """The request body classes of one service."""
 
@@ -54,7 +74,7 @@ def request_models(
         encoding_format: Literal["float", "base64"] = "float"
         user: str | None = None
 
-    class TextsRequest(BaseModel):
+    class TextsRequest(Guarantees):
         """Texts for one model (``model``) or several (``models``, with ``model`` if given
         too: encoded once per encoder); at least one of the two is required."""
 

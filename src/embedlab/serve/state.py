@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from fastapi import Request
 
-from embedlab.core.errors import DataFormatError
+from embedlab.core.errors import DataFormatError, ValidationError
 from embedlab.encoders.onnx_backend import physical_cores
 from embedlab.models.predictions import Predictions
 from embedlab.serve.batching import MicroBatcher, QueueFull
@@ -101,16 +101,32 @@ class ServiceState:
             ) from None
 
     async def predictions(
-        self, served: dict[str, ServedModel], texts: list[str], top_k: int
+        self,
+        served: dict[str, ServedModel],
+        texts: list[str],
+        top_k: int,
+        *,
+        fdr: float | None = None,
+        sets: float | None = None,
     ) -> dict[str, Predictions]:
-        """Each requested model's predictions; the texts are encoded once per encoder."""
+        """Each requested model's predictions (``fdr``, ``sets``: see
+        :meth:`Pipeline.predict_details`); the texts are encoded once per encoder; each
+        model's drift monitor bets on them."""
         by_encoder: dict[str, np.ndarray] = {}
         out = {}
         for name, model in served.items():
             if model.encoder_key not in by_encoder:
                 by_encoder[model.encoder_key] = await self.encode(model, texts)
-            found = model.pipeline.details_from_vectors(by_encoder[model.encoder_key], top_k=top_k)
+            try:
+                found = model.pipeline.details_from_vectors(
+                    by_encoder[model.encoder_key], top_k=top_k, fdr=fdr, sets=sets
+                )
+            except ValidationError as exc:  # e.g. prediction sets of a multi-label model
+                raise ApiError(422, "invalid_request", f"{name}: {exc}") from None
             self.metrics.observe_model(name, found.novelty, found.out_of_scope)
+            if model.drift is not None and found.p_score is not None:
+                model.drift.update(found.p_score)
+                self.metrics.observe_drift(name, model.drift.summary())
             out[name] = found
         return out
 

@@ -26,6 +26,17 @@ def _answer(results: list[dict]) -> dict:
     return {"object": "list", "results": results}
 
 
+def _detections(found: Any, threshold: float | None) -> list[dict]:
+    """One ``{out_of_scope, novelty, p_value, threshold}`` per text."""
+    p = [None] * len(found) if found.p_value is None else found.p_value.astype(float).tolist()
+    return [
+        {"out_of_scope": o, "novelty": s, "p_value": pv, "threshold": threshold}
+        for o, s, pv in zip(
+            found.out_of_scope.tolist(), found.novelty.astype(float).tolist(), p, strict=True
+        )
+    ]
+
+
 def classify_router(state: ServiceState, requests: RequestModels) -> APIRouter:
     router = APIRouter()
     TextsRequest = requests.texts
@@ -34,10 +45,13 @@ def classify_router(state: ServiceState, requests: RequestModels) -> APIRouter:
     async def classify(req: TextsRequest, request: Request) -> dict:
         """Labels (or the out-of-scope label) for texts, in input order; the same labels as
         `embedlab predict`, with the same names: ``confidence`` (the head's top-1
-        probability), ``novelty`` (higher = more unusual), ``out_of_scope``, ``top``.
+        probability), ``novelty`` (higher = more unusual), ``p_value`` (conformal: an
+        in-scope text gets p <= t with probability <= t), ``out_of_scope``, ``top``, and
+        ``set`` with ``sets``. ``fdr``: reject as a batch (Benjamini-Hochberg).
         ``models``: several models, texts encoded once per encoder."""
         served = state.served_models(request, _model_names(req))
-        found = await state.predictions(served, request_texts(req.input), req.top_k)
+        texts = request_texts(req.input)
+        found = await state.predictions(served, texts, req.top_k, fdr=req.fdr, sets=req.sets)
         return _answer(
             [
                 {
@@ -52,22 +66,17 @@ def classify_router(state: ServiceState, requests: RequestModels) -> APIRouter:
 
     @router.post("/v1/detect", responses=TEXT_ERRORS)
     async def detect(req: TextsRequest, request: Request) -> dict:
-        """Out-of-scope decisions: novelty (higher = more unusual) against the threshold."""
+        """Out-of-scope decisions: novelty (higher = more unusual) against the threshold,
+        and the p-value; with ``fdr`` the rejected set is Benjamini-Hochberg's over the
+        request's texts (expected share of in-scope texts among them at most ``fdr``)."""
         served = state.served_models(request, _model_names(req))
-        found = await state.predictions(served, request_texts(req.input), 1)
+        found = await state.predictions(served, request_texts(req.input), 1, fdr=req.fdr)
         return _answer(
             [
                 {
                     "model": name,
                     "version": model.version,
-                    "data": [
-                        {"out_of_scope": o, "novelty": s, "threshold": model.threshold}
-                        for o, s in zip(
-                            found[name].out_of_scope.tolist(),
-                            found[name].novelty.astype(float).tolist(),
-                            strict=True,
-                        )
-                    ],
+                    "data": _detections(found[name], model.threshold),
                 }
                 for name, model in served.items()
             ]
