@@ -55,6 +55,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--min-size", type=int, default=5)
     ap.add_argument("--with-oos", action="store_true")
+    ap.add_argument(
+        "--level",
+        type=float,
+        default=None,
+        help="select rows by conformal p-value <= level (issue 26); default: the rejected rows",
+    )
     ap.add_argument("--jsonl")
     args = ap.parse_args()
     enc = SentenceTransformerEncoder()
@@ -76,7 +82,8 @@ def main() -> None:
             np.vstack([Xtr[known], Xoos]),
             np.r_[ytr[known], np.full(len(Xoos), "oos", dtype=object)],
         )
-        rejected = clf.predict(Xte) == "oos"
+        d = clf.predict_details(Xte, top_k=1)
+        rejected = d.out_of_scope if args.level is None else d.p_value <= args.level
         Xr, yr = Xte[rejected], yte[rejected]
         texts = [t for t, r in zip(te_texts, rejected, strict=True) if r]
         t = time.perf_counter()
@@ -87,6 +94,8 @@ def main() -> None:
         secs = time.perf_counter() - t
         hid = np.isin(yr, hidden)
         lab = found.labels[hid]
+        new_cluster = (found.labels >= 0) & (found.known_classes() == None)  # noqa: E711
+        known_rows = ~hid & (yr != "oos")
         findable = sum(int((yr[hid] == c).sum() >= args.min_size) for c in hidden)
         km = KMeans(args.hidden, n_init=3, random_state=seed).fit_predict(unit_rows(Xr[hid]))
         row = {
@@ -94,6 +103,14 @@ def main() -> None:
             "model": f"{clf.head_name_} / {clf.detector_name_}",
             "rejected_rows": int(rejected.sum()),
             "hidden_rejected_share": float(rejected[np.isin(yte, hidden)].mean()),
+            "known_rejected_share": float(rejected[~np.isin(yte, hidden) & (yte != "oos")].mean()),
+            "known_clusters": len(found.clusters) - found.k,
+            "known_rows_in_new_clusters": float(
+                known_rows[new_cluster].sum() / max(1, new_cluster.sum())
+            ),
+            "known_rows_kept_out": float(1 - new_cluster[known_rows].mean())
+            if known_rows.any()
+            else None,
             "hidden_rejected_rows": int(hid.sum()),
             "k_hat": found.k,
             "findable_intents": findable,
@@ -115,6 +132,7 @@ def main() -> None:
             with open(args.jsonl, "a") as fh:
                 fh.write(json.dumps({"domains": args.domains, **row}) + "\n")
     keys = ("k_hat", "abs_k_error", "accuracy", "nmi", "ari", "hidden_rejected_share")
+    keys += ("known_rejected_share", "known_rows_in_new_clusters", "known_clusters")
     keys += ("kmeans_true_k_nmi", "kmeans_true_k_ari")
     print(f"\nmean of {len(rows)} seeds, {args.domains} domains:")
     for k in keys:

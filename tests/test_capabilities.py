@@ -42,7 +42,7 @@ def _pipeline(structure: str, encoder, unlabeled=None) -> Pipeline:
         return pipe.fit(TEXTS, MULTI, unlabeled=unlabeled)
     if unlabeled is not None:
         check_fit_options("zero-shot", unlabeled=True)
-    return Pipeline(encoder, adapt=False).fit_labels_only(WORDS)
+    return Pipeline(encoder, adapt=False).fit_labels_only(WORDS, in_scope_texts=TEXTS)
 
 
 def _run(structure: str, capability: str, encoder, tmp_path: Path) -> None:
@@ -80,6 +80,18 @@ def _run(structure: str, capability: str, encoder, tmp_path: Path) -> None:
             csv.writer(fh).writerows([["text"], *([t] for t in POOL)])
         job = predict_file(pipe, data, tmp_path / "out.csv", chunk_rows=7, progress=False)
         assert job.rows == len(POOL) and job.chunks == 4
+    elif capability == "p-values, --fdr":
+        d = pipe.predict_details(TEXTS + NEW, fdr=0.2)
+        assert d.p_value.shape == (len(TEXTS) + 3,) and ((d.p_value > 0) & (d.p_value <= 1)).all()
+    elif capability == "--sets":
+        d = pipe.predict_details(TEXTS, sets=0.9)
+        assert len(d.prediction_sets) == len(TEXTS)
+    elif capability == "drift alarm":
+        from embedlab.detect.drift import DriftMonitor
+
+        monitor = DriftMonitor(pipe.classifier_.p_reference())
+        monitor.update(pipe.predict_details(NEW).p_score)
+        assert monitor.summary()["rows"] == len(NEW)
     elif capability == "report":
         from embedlab.analysis.report import model_report
 

@@ -513,3 +513,33 @@ def test_no_reject_turns_rejection_off_at_predict_and_evaluate_time(tmp_path, qu
     res = invoke("evaluate", quick_model, labelled)
     assert res.exit_code == 0 and "no out-of-scope rows" in res.output
     assert "head_accuracy" in res.output
+
+
+def test_predict_fdr_is_one_decision_over_the_whole_file_and_sets_cover(tmp_path, quick_model):
+    """--fdr: Benjamini-Hochberg over every row's oos_pvalue (not per chunk); --sets: the
+    prediction_set column holds the model's sets."""
+    import pyarrow.csv as pacsv
+
+    from embedlab.core.conformal import benjamini_hochberg
+    from embedlab.data.datasets import demo_path
+    from embedlab.models.pipeline import Pipeline
+
+    out = tmp_path / "p.csv"
+    args = ["predict", str(quick_model), str(demo_path("test")), "-o", str(out)]
+    res = CliRunner().invoke(app, [*args, "--fdr", "0.2", "--sets", "0.9", "--chunk-rows", "17"])
+    assert res.exit_code == 0, res.output
+    assert "Benjamini-Hochberg at FDR 0.2" in res.output
+    rows = pacsv.read_csv(out).to_pylist()
+    p = np.array([r["oos_pvalue"] for r in rows])
+    rejected = benjamini_hochberg(p, 0.2)
+    assert [r["out_of_scope"] for r in rows] == rejected.tolist()
+    assert all(
+        r["predicted_label"] == ("oos" if r["out_of_scope"] else r["top1_label"]) for r in rows
+    )
+    pipe = Pipeline.load(quick_model)
+    texts = [r["text"] for r in rows]
+    sets = pipe.predict_details(texts, sets=0.9).prediction_sets
+    assert [r["prediction_set"] or "" for r in rows] == ["|".join(s) for s in sets]
+    assert [r["set_size"] for r in rows] == [len(s) for s in sets]
+    res = CliRunner().invoke(app, [*args, "--force", "--fdr", "2"])
+    assert res.exit_code == 2 and "fdr" in res.output

@@ -131,8 +131,8 @@ def test_cli_discover_then_add_classes(quick_model, tmp_path):
 
     rows = pacsv.read_csv(out / "clusters.csv").to_pylist()
     assert len(rows) == len(unseen)
-    assert set(rows[0]) == {"text", "label", "cluster", "distance", "central"}
-    found = {r["cluster"] for r in rows if r["cluster"] >= 0}
+    assert set(rows[0]) == {"text", "label", "cluster", "known_class", "distance", "central"}
+    found = {r["cluster"] for r in rows if r["cluster"] >= 0 and not r["known_class"]}
     assert summary["k_estimated"] == len(found) >= 2
     by_text = {r["text"]: r["cluster"] for r in rows}
     assert by_text["what is the wifi password"] != by_text["water the plants in the garden"]
@@ -169,3 +169,29 @@ def test_cli_discover_then_add_classes(quick_model, tmp_path):
         ["discover", str(quick_model), str(data), "-o", str(tmp_path / "z"), "--min-size", "50"],
     )
     assert res.exit_code == 2 and "fewer than min_size 50" in res.output
+
+
+def test_clusters_of_known_classes_are_told_from_new_ones():
+    """Unusual rows of a known class (its outskirts) cluster beside it: that cluster is the
+    known class again — named in ``known``, not counted in k, not suggested as a label —
+    while a new class far from every known one stays new."""
+    rng = np.random.default_rng(3)
+    d = 32
+    centres = rng.normal(size=(6, d))
+    Xk = np.vstack([c + 0.25 * rng.normal(size=(30, d)) for c in centres]).astype(np.float32)
+    yk = np.repeat([f"k{i}" for i in range(6)], 30)
+    # the outskirts of k0: rows a bit farther from its centre than usual, in one direction
+    push = rng.normal(size=d)
+    outskirts = centres[0] + 0.1 * push + 0.25 * rng.normal(size=(15, d))
+    new = rng.normal(size=d) * 1.0 + 0.2 * rng.normal(size=(15, d))
+    X = np.vstack([outskirts, new]).astype(np.float32)
+    texts = [f"outskirt {i}" for i in range(15)] + [f"new thing {i}" for i in range(15)]
+    found = discover_classes(X, texts, reference=(Xk, yk), min_size=5, seed=0)
+    known = found.known_classes()
+    assert set(known[:15]) == {"k0"} and set(known[15:]) == {None}
+    assert found.k == 1 and found.summary()["known_clusters"] == 1
+    names = found.names()
+    assert all(v is None for v in names[:15]) and len(set(names[15:])) == 1
+    table = found.table().to_pylist()
+    assert {r["known_class"] for r in table if r["text"].startswith("outskirt")} == {"k0"}
+    assert {r["label"] for r in table if r["text"].startswith("outskirt")} == {"oos"}

@@ -98,7 +98,7 @@ def test_removed_aliases_are_gone_and_announced():
 #: (issue 25 asks for none at all; this keeps the way there one-directional).
 LONG_FUNCTIONS = {}
 LONG_MODULES = {
-    "models/pipeline.py": 495,
+    "models/pipeline.py": 481,
     "cli/model.py": 237,
 }
 

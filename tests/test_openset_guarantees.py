@@ -118,7 +118,7 @@ def test_prediction_sets_cover_fresh_rows():
     d = clf.predict_details(Xt[1::2], sets=0.9)
     covered = np.array([lab in s for lab, s in zip(yt[1::2], d.prediction_sets, strict=True)])
     assert 0.85 <= covered.mean() <= 0.97, covered.mean()
-    assert d.set_size.mean() > 1.0 and (d.set_size >= 1).all()
+    assert d.set_size.mean() > 1.0
     assert d.columns()["prediction_set"][0] == "|".join(d.prediction_sets[0])
     again = clf.predict_details(Xt[1::2][:10], sets=0.9)
     assert again.prediction_sets == d.prediction_sets[:10]  # per row, not per batch

@@ -19,7 +19,9 @@ def fitted(st_encoder_uncached):
     train = load_demo("train")
     enc = SentenceTransformerEncoder(cache=False)
     enc._model = st_encoder_uncached.model
-    pipe = Pipeline(encoder=enc, classifier=OpenSetClassifier(time_budget=30), adapt=False)
+    pipe = Pipeline(
+        encoder=enc, classifier=OpenSetClassifier(time_budget=30, target_fpr=0.05), adapt=False
+    )
     return pipe.fit(train.texts, train.labels)
 
 

@@ -24,7 +24,7 @@ def demo_report(st_encoder_uncached, tmp_path_factory):
     train, test = load_demo("train"), load_demo("test")
     enc = SentenceTransformerEncoder(cache=False, backend="torch")
     enc._model = st_encoder_uncached.model
-    clf = OpenSetClassifier(head="prototype", detector="max-cosine")
+    clf = OpenSetClassifier(head="prototype", detector="max-cosine", target_fpr=0.05)
     pipe = Pipeline(encoder=enc, classifier=clf, adapt=False).fit(train.texts, train.labels)
     plan_dir = tmp_path_factory.mktemp("plan")
     (plan_dir / "plan.json").write_text(
@@ -55,6 +55,7 @@ def test_report_has_every_section_and_is_self_contained(demo_report):
         "Headline metrics",
         "Where the classifier goes wrong",
         "Out-of-scope detection",
+        "Guarantees",
         "Diagnostics of the in-scope embeddings",
         "Map",
         "Layer × dimension quality",
@@ -66,6 +67,8 @@ def test_report_has_every_section_and_is_self_contained(demo_report):
     assert "<script" not in html
     assert html.count("<circle") + html.count("<path d=") == 102  # every test row mapped
     assert "oos_auroc" in html and "threshold" in html
+    for figure in ("set coverage at 90%", "mean set size", "looks exchangeable with calibration"):
+        assert figure in html
     # with and without rejection, side by side and first
     a = html.index("accuracy (rejection = error)")
     assert a < html.index("head accuracy (no rejection)") < html.index("macro_f1")

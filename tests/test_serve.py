@@ -56,7 +56,15 @@ def test_classify_gives_the_same_labels_as_predict(client, twin_models):
     assert body["data"][0]["confidence"] == body["data"][0]["top"][0]["confidence"]
     # one vocabulary: the JSON row's fields are the CSV columns' names
     assert {"label", "confidence", "novelty", "out_of_scope"} <= set(d.columns())
-    assert set(body["data"][0]) == {"label", "confidence", "novelty", "out_of_scope", "top"}
+    assert set(body["data"][0]) == {
+        "label",
+        "confidence",
+        "novelty",
+        "out_of_scope",
+        "top",
+        "p_value",
+    }
+    np.testing.assert_allclose([row["p_value"] for row in body["data"]], d.p_value)
 
 
 def test_several_models_share_one_encoding(client):
@@ -82,7 +90,7 @@ def test_several_models_share_one_encoding(client):
 def test_detect_and_models_and_health(client):
     r = client.post("/v1/detect", json={"model": "alarms", "input": TEXTS})
     rows = r.json()["data"]
-    assert all(set(x) == {"out_of_scope", "novelty", "threshold"} for x in rows)
+    assert all(set(x) == {"out_of_scope", "novelty", "p_value", "threshold"} for x in rows)
     assert all((x["novelty"] > x["threshold"]) == x["out_of_scope"] for x in rows)
     models = client.get("/v1/models").json()
     assert models["object"] == "list"
@@ -94,6 +102,28 @@ def test_detect_and_models_and_health(client):
     assert 'embedlab_model_oos_rate{model="alarms"}' in metrics
     assert 'embedlab_model_novelty_quantile{model="alarms",quantile="0.5"}' in metrics
     assert "embedlab_request_seconds_bucket" in metrics
+    assert 'embedlab_drift_log10_martingale{model="alarms"}' in metrics
+    assert 'embedlab_drift_alarm{model="alarms"} 0.0' in metrics
+    drift = entry["drift"]
+    assert drift["rows"] >= len(TEXTS) and drift["alarm"] is False and drift["alarm_at"] == 100
+
+
+def test_fdr_sets_and_drift_over_http(client, twin_models):
+    pipe = Pipeline.load(twin_models[0])
+    batch = [*TEXTS, "what is the boiling point of lead", "sing me a sea shanty"]
+    r = client.post("/v1/detect", json={"model": "twin", "input": batch, "fdr": 0.2})
+    assert r.status_code == 200, r.text
+    expected = pipe.predict_details(batch, fdr=0.2)
+    assert [x["out_of_scope"] for x in r.json()["data"]] == expected.out_of_scope.tolist()
+    r = client.post("/v1/classify", json={"model": "twin", "input": batch, "sets": 0.9})
+    sets = pipe.predict_details(batch, sets=0.9).prediction_sets
+    assert [row["set"] for row in r.json()["data"]] == [list(x) for x in sets]
+    bad = client.post("/v1/classify", json={"model": "twin", "input": batch, "fdr": 1.5})
+    assert bad.status_code == 422 and "fdr" in bad.text
+    before = {m["id"]: m for m in client.get("/v1/models").json()["data"]}["twin"]["drift"]
+    client.post("/v1/classify", json={"model": "twin", "input": batch})
+    after = {m["id"]: m for m in client.get("/v1/models").json()["data"]}["twin"]["drift"]
+    assert after["rows"] == before["rows"] + len(batch)
 
 
 def test_embeddings_openai_shape_dimensions_and_base64(client):

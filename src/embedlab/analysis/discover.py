@@ -10,6 +10,18 @@ class as the clusters found have (a fixed point, reached in a few rounds).
 
 Names: a cluster's most central texts (closest to its mean) and its most distinctive words
 (class-based TF-IDF, as BERTopic does: frequent in the cluster, rare in the others).
+
+Known or new: a cluster whose rows are nearly as close to the nearest known class's centre
+as to their own centre (mean distance to the class's centre under ``KNOWN_RATIO`` times
+their mean distance to the cluster's) is that known class seen again (its unusual rows),
+not a new one: it keeps the known class's name in ``known``, its rows are not suggested as
+a new label, and it does not count in ``k``. (A new class's rows are tight around their
+own centre and far from every known one.)
+
+Which rows (:func:`discover_in_model`): those whose conformal p-value is at most
+``level`` (default :data:`DISCOVERY_LEVEL`, looser than a model's rejection rate: near
+novelties that the threshold lets through as their nearest class are considered too; the
+known-class rows this lets in form known clusters or noise).
 """
 
 from __future__ import annotations
@@ -21,11 +33,13 @@ from typing import Any
 
 import numpy as np
 
+from embedlab.core.conformal import check_alpha
 from embedlab.core.errors import ValidationError
 from embedlab.core.validation import check_vectors
 from embedlab.core.vectors import class_means, unit_rows
 
 __all__ = [
+    "DISCOVERY_LEVEL",
     "Cluster",
     "Discovery",
     "calibrate_cut",
@@ -33,6 +47,14 @@ __all__ = [
     "discover_in_model",
     "save_discovery",
 ]
+
+#: The p-value at or under which discovery considers a row (a model rejects at its
+#: target_fpr, typically 0.02: discovery looks further, into what is merely unusual).
+DISCOVERY_LEVEL = 0.1
+#: A cluster is the known class nearest its centre when its rows' mean cosine distance to
+#: that class's centre is under this many times their mean distance to their own centre
+#: (chosen on the ``tune`` half of CLINC150's domains, benchmarks/discovery.py).
+KNOWN_RATIO = 1.6
 
 #: At most this many rows go into one linkage tree (its distance matrix is n²/2 floats);
 #: the other rows join the nearest cluster found on a seeded sample of this size.
@@ -49,6 +71,7 @@ class Cluster:
     words: list[str]
     central_texts: list[str]
     spread: float  # mean cosine distance of its rows to its centre
+    known: str | None = None  # the known class it is (its centre sits on that class's)
 
 
 @dataclass
@@ -70,17 +93,25 @@ class Discovery:
 
     @property
     def k(self) -> int:
-        """The estimated number of new classes (clusters that are not noise)."""
-        return len(self.clusters)
+        """The estimated number of new classes (clusters that are neither noise nor a
+        known class)."""
+        return sum(c.known is None for c in self.clusters)
 
     def names(self) -> np.ndarray:
-        """The suggested label of each row: its cluster's name, or None for noise."""
-        by_id = {c.id: c.name for c in self.clusters}
+        """The suggested label of each row: its cluster's name, or None for noise and for
+        the clusters of known classes."""
+        by_id = {c.id: c.name for c in self.clusters if c.known is None}
+        return np.asarray([by_id.get(int(i)) for i in self.labels], dtype=object)
+
+    def known_classes(self) -> np.ndarray:
+        """Per row, the known class its cluster is, or None."""
+        by_id = {c.id: c.known for c in self.clusters}
         return np.asarray([by_id.get(int(i)) for i in self.labels], dtype=object)
 
     def table(self, *, text_col: str = "text", noise_label: str = "oos") -> Any:
-        """clusters.csv as a pyarrow Table: text, label (suggested name, ``noise_label`` for
-        noise), cluster, distance, central; by cluster (noise last), then distance."""
+        """clusters.csv as a pyarrow Table: text, label (suggested name; ``noise_label`` for
+        noise and known classes), cluster, known_class, distance, central; by cluster
+        (noise last), then distance."""
         import pyarrow as pa
 
         names = self.names()
@@ -92,6 +123,7 @@ class Discovery:
                 text_col: pa.array([self.texts[i] for i in order], type=pa.string()),
                 "label": pa.array([str(labels[i]) for i in order], type=pa.string()),
                 "cluster": pa.array(self.labels[order].tolist(), type=pa.int64()),
+                "known_class": pa.array(self.known_classes()[order].tolist(), type=pa.string()),
                 "distance": pa.array(self.distance[order].tolist(), type=pa.float32()),
                 "central": pa.array(self.central[order].tolist(), type=pa.bool_()),
             }
@@ -106,6 +138,7 @@ class Discovery:
             "n_rows": self.n_input or len(self.labels),
             "n_selected": len(self.labels),
             "k_estimated": self.k,
+            "known_clusters": sum(c.known is not None for c in self.clusters),
             "n_noise": int((self.labels < 0).sum()),
             "noise_label": noise_label,
             "min_size": self.min_size,
@@ -254,11 +287,14 @@ def discover_classes(
         labels[tree_rows] = _cut(tree, float(cut))
     labels = _drop_small(labels, tree_rows, min_size)
     labels, centres, distance = _assign_rest(U, labels, tree_rows)
+    ref_names = ref_c = None
     if reference is not None and (labels >= 0).any():
         # a row farther from its cluster's centre than 99 % of the known classes' rows are
         # from theirs is not a member: noise (then clusters are re-checked for min_size)
         ref_U = unit_rows(check_vectors(reference[0], name="reference vectors"))
-        _, ref_idx = np.unique(np.asarray([str(v) for v in reference[1]]), return_inverse=True)
+        ref_names, ref_idx = np.unique(
+            np.asarray([str(v) for v in reference[1]]), return_inverse=True
+        )
         ref_c = unit_rows(class_means(ref_U, ref_idx, int(ref_idx.max()) + 1))
         ref_d = 1.0 - np.einsum("nd,nd->n", ref_U, ref_c[ref_idx])
         reach = float(np.quantile(ref_d, 0.99))
@@ -269,23 +305,8 @@ def discover_classes(
             labels[stray] = -1
             labels = _drop_small(labels, tree_rows, min_size)
             labels, centres, distance = _assign_rest(U, labels, np.arange(n))
-    central = np.zeros(n, dtype=bool)
-    clusters = []
-    names = _names(texts, labels, len(centres), set(map(str, reserved)))
-    for c in range(len(centres)):  # a loop over clusters, not rows
-        rows = np.flatnonzero(labels == c)
-        near = rows[np.argsort(distance[rows], kind="stable")[:n_central]]
-        central[near] = True
-        clusters.append(
-            Cluster(
-                id=c,
-                name=names[c][0],
-                size=len(rows),
-                words=names[c][1],
-                central_texts=[texts[i] for i in near],
-                spread=float(distance[rows].mean()),
-            )
-        )
+    known = _known(U, labels, centres, ref_c, ref_names)
+    central, clusters = _describe(texts, labels, distance, known, reserved, n_central)
     return Discovery(
         labels,
         distance,
@@ -298,6 +319,56 @@ def discover_classes(
         n_input=n,
         min_size=min_size,
     )
+
+
+def _describe(
+    texts: Sequence[str],
+    labels: np.ndarray,
+    distance: np.ndarray,
+    known: list[str | None],
+    reserved: Sequence[str],
+    n_central: int,
+) -> tuple[np.ndarray, list[Cluster]]:
+    """Each cluster's name, words, most central texts, spread and known class; and which
+    rows are among their cluster's most central."""
+    central = np.zeros(len(labels), dtype=bool)
+    clusters = []
+    names = _names(texts, labels, len(known), set(map(str, reserved)))
+    for c in range(len(known)):  # a loop over clusters, not rows
+        rows = np.flatnonzero(labels == c)
+        near = rows[np.argsort(distance[rows], kind="stable")[:n_central]]
+        central[near] = True
+        clusters.append(
+            Cluster(
+                id=c,
+                name=names[c][0],
+                size=len(rows),
+                words=names[c][1],
+                central_texts=[texts[i] for i in near],
+                spread=float(distance[rows].mean()),
+                known=known[c],
+            )
+        )
+    return central, clusters
+
+
+def _known(
+    U: np.ndarray, labels: np.ndarray, centres: np.ndarray, ref_c: Any, ref_names: Any
+) -> list[str | None]:
+    """Per cluster, the known class it is (see the module doc: its rows' mean distance to
+    the nearest known centre is under KNOWN_RATIO times their mean distance to their own
+    centre), or None."""
+    if ref_c is None or len(centres) == 0:
+        return [None] * len(centres)
+    C = unit_rows(np.asarray(centres, dtype=np.float32))
+    nearest = np.argmax(C @ ref_c.T, axis=1)
+    out: list[str | None] = []
+    for c in range(len(C)):  # a loop over clusters, each cluster's rows vectorised
+        rows = U[labels == c]
+        own = float((1.0 - rows @ C[c]).mean())
+        to_known = float((1.0 - rows @ ref_c[nearest[c]]).mean())
+        out.append(str(ref_names[nearest[c]]) if to_known < KNOWN_RATIO * max(own, 1e-6) else None)
+    return out
 
 
 def _sizes(labels: np.ndarray) -> np.ndarray:
@@ -400,9 +471,11 @@ def discover_in_model(
     n_central: int = 3,
     seed: int = 0,
     progress: bool | None = None,
+    level: float = DISCOVERY_LEVEL,
 ) -> Discovery:
-    """:meth:`Pipeline.discover`: new classes among the ``texts`` a fitted model rejects
-    (every text with ``all_rows``), the cut calibrated on the model's reference rows."""
+    """:meth:`Pipeline.discover`: new classes among the ``texts`` whose conformal p-value
+    is at most ``level`` (every text with ``all_rows``), the cut calibrated on the model's
+    reference rows; clusters that sit on a known class are marked so."""
     from embedlab.encoders.base import check_texts
 
     texts = check_texts(texts)
@@ -413,12 +486,21 @@ def discover_in_model(
         chosen = np.ones(len(X), dtype=bool)
         selection = f"all {len(X)} rows"
     else:
-        chosen = clf.predict_details(X, top_k=1).out_of_scope
-        selection = f"the {int(chosen.sum())} of {len(X)} rows the model rejects"
+        level = check_alpha(level, "level")
+        d = clf.predict_details(X, top_k=1)
+        if d.p_value is None:  # a model saved before p-values: its rejections
+            chosen, why = d.out_of_scope, "the model rejects"
+        else:
+            chosen = d.p_value <= level
+            why = (
+                f"have a p-value at most {level:g} (the model rejects {int(d.out_of_scope.sum())})"
+            )
+        selection = f"the {int(chosen.sum())} of {len(X)} rows that {why}"
         if not chosen.any():
             raise ValidationError(
-                f"the model rejects none of the {len(X)} rows: nothing to discover among "
-                "them (all_rows / --all clusters every row)"
+                f"none of the {len(X)} rows is unusual at level {level:g}: nothing to "
+                "discover among them (raise level / --level, or all_rows / --all clusters "
+                "every row)"
             )
     if chosen.sum() < min_size:
         raise ValidationError(

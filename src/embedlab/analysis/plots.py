@@ -98,6 +98,8 @@ def histograms(
     """Overlaid density histograms of each named series, with an optional vertical line."""
     allv = np.concatenate([np.asarray(v, float) for v in series.values() if len(v)])
     lo, hi = float(allv.min()), float(allv.max())
+    if threshold is not None and not np.isfinite(threshold):
+        threshold = None  # nothing is rejected: there is no line to draw
     if threshold is not None:
         lo, hi = min(lo, threshold), max(hi, threshold)
     edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)

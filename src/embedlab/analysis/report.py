@@ -220,6 +220,7 @@ def model_report(
         sections.append(
             _detection_section(d.novelty, is_oos, float(pipeline.classifier_.threshold_), metrics)
         )
+    sections.append(_guarantees_section(pipeline.classifier_, X, y, is_oos))
     sections.append(
         ("Diagnostics of the in-scope embeddings", _diagnostics(X[~is_oos], y[~is_oos], seed))
     )
@@ -302,6 +303,26 @@ def _errors_section(y: np.ndarray, d: Any, is_oos: np.ndarray) -> tuple[str, str
             xlabel="accuracy (rejections count as errors)",
         )
         + "</div></div>",
+    )
+
+
+def _guarantees_section(
+    classifier: Any, X: np.ndarray, y: np.ndarray, is_oos: np.ndarray
+) -> tuple[str, str]:
+    """The model's promises checked on these rows (see :mod:`embedlab.analysis.guarantees`)."""
+    from embedlab.analysis.guarantees import batch_guarantees
+
+    g = batch_guarantees(classifier, X, y, is_oos)
+    return (
+        "Guarantees",
+        _cards(g)
+        + '<p class="note">Split-conformal calibration: an in-scope input is rejected with '
+        "probability at most the target, at any number of calibration rows (a rate below "
+        "1/(n+1) cannot be promised, and then nothing is rejected). Prediction sets hold the "
+        "true label with the chosen probability. The drift martingale bets against these "
+        "rows being exchangeable with the calibration rows (in their order here); it "
+        "reaches 100 (log10 2) on exchangeable rows with probability at most 1 % — labelled "
+        "out-of-scope rows in the batch make it grow by design.</p>",
     )
 
 

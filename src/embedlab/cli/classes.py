@@ -226,10 +226,16 @@ def discover(
     split: SplitOption = None,
     all_rows: Annotated[
         bool,
-        typer.Option(
-            "--all", help="Cluster every row, not only those the model rejects as out of scope."
-        ),
+        typer.Option("--all", help="Cluster every row, not only those the model finds unusual."),
     ] = False,
+    level: Annotated[
+        float,
+        typer.Option(
+            help="Consider the rows whose conformal p-value is at most this: looser than the "
+            "model's rejection rate, so near novelties it labels as a known class are "
+            "considered too (the known-class rows this lets in form known clusters or noise)."
+        ),
+    ] = 0.1,
     min_size: Annotated[int, typer.Option(help="Clusters with fewer rows are noise.", min=2)] = 5,
     central: Annotated[
         int, typer.Option(help="Most central texts shown (and flagged) per cluster.", min=1)
@@ -241,16 +247,19 @@ def discover(
     cache: CacheOption = True,
     force: ForceOption = False,
 ) -> None:
-    """Find new classes among the texts a model rejects as out of scope.
+    """Find new classes among the texts a model finds unusual.
 
-    The rejected rows (every row with --all) are clustered in the model's embedding space;
+    The rows whose p-value is at most --level (every row with --all) are clustered in the
+    model's embedding space;
     the number of clusters is estimated, not asked for: the tree of merges is cut where it
     best recovers the model's own labelled classes. Clusters under --min-size rows are
-    noise. Each cluster is named by its most distinctive words and shown with its most
-    central texts.
+    noise. A cluster whose centre sits on a known class is that class, not a new one
+    (known_class in clusters.csv). Each new cluster is named by its most distinctive
+    words and shown with its most central texts.
 
     OUTPUT gets clusters.csv (text, label = suggested class name or the model's oos label
-    for noise, cluster id, distance to the cluster centre, central flag), summary.json
+    for noise and known classes, cluster id, known_class, distance to the cluster centre,
+    central flag), summary.json
     (k estimated, sizes, names, words) and report.html. Review clusters.csv — rename a
     cluster in the label column, delete rows you do not want — and pass it to add-classes.
 
@@ -278,7 +287,12 @@ def discover(
             delimiter=delimiter,
         )
         found = pipe.discover(
-            table.texts, all_rows=all_rows, min_size=min_size, n_central=central, seed=seed
+            table.texts,
+            all_rows=all_rows,
+            level=level,
+            min_size=min_size,
+            n_central=central,
+            seed=seed,
         )
         save_discovery(
             found,
@@ -291,13 +305,15 @@ def discover(
         )
         selection = found.selection
         console.print(
-            f"wrote {output}: {plural(found.k, 'cluster')} among {selection} "
+            f"wrote {output}: {plural(found.k, 'new cluster')}"
+            + (f" and {known} of known classes" if (known := len(found.clusters) - found.k) else "")
+            + f" among {selection} "
             f"({plural(int((found.labels < 0).sum()), 'noise row')}); review clusters.csv, then "
             f"`embedlab add-classes {model_dir} {output / 'clusters.csv'} -o NEW_MODEL`"
         )
         for c in found.clusters[:10]:
-            console.print(
-                f"  {c.id:>3}  {c.name:<28} {c.size:>5} rows  e.g. {c.central_texts[0]!r}"
-            )
-        if found.k > 10:
-            console.print(f"  ... {found.k - 10} more in {output / 'summary.json'}")
+            name = c.name if c.known is None else f"= {c.known} (known)"
+            console.print(f"  {c.id:>3}  {name:<28} {c.size:>5} rows  e.g. {c.central_texts[0]!r}")
+        if len(found.clusters) > 10:
+            more = len(found.clusters) - 10
+            console.print(f"  ... {more} more in {output / 'summary.json'}")

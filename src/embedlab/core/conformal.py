@@ -211,11 +211,12 @@ def aps_scores(proba: np.ndarray, y: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 def aps_sets(proba: np.ndarray, u: np.ndarray, qhat: float) -> tuple[np.ndarray, np.ndarray]:
     """Prediction sets of randomised APS at the calibrated quantile ``qhat``: per row the
-    class indices ranked best first (n, C) and how many of them are in the set (at least
-    one: the top class is always in). The set holds every class whose APS score (as in
-    :func:`aps_scores`) is at most ``qhat``; it covers the true class whenever the true
-    class's score is, which happens with probability ≥ 1 − alpha."""
+    class indices ranked best first (n, C) and how many of them are in the set. The set
+    holds every class whose APS score (as in :func:`aps_scores`) is at most ``qhat``; it
+    covers the true class exactly when the true class's score is, which happens with
+    probability ≥ 1 − alpha (and, the scores being continuous, < 1 − alpha + 1/(n+1)). A
+    set may be empty: when the head's top class alone is right more often than 1 − alpha,
+    an exact coverage needs some rows to carry no label (ask for a higher coverage)."""
     order, ranked, cum = _ranked(proba)
     scores = cum - (1.0 - np.asarray(u))[:, None] * ranked  # increasing along the ranking
-    size = np.maximum((scores <= qhat).sum(axis=1), 1)
-    return order, size
+    return order, (scores <= qhat).sum(axis=1)

@@ -19,6 +19,9 @@ CAPABILITIES = (
     "serve-time classes",
     "streaming / Ray predict",
     "report",
+    "p-values, --fdr",
+    "--sets",
+    "drift alarm",
 )
 
 _ZERO_SHOT_CHANGE = "keeps no labelled rows: fit --labels-only again with the new names (seconds)"
@@ -29,6 +32,7 @@ TABLE: dict[str, dict[str, str | None]] = {
     "hierarchy": dict.fromkeys(CAPABILITIES),
     "multi-label": {
         **dict.fromkeys(CAPABILITIES),
+        "--sets": "its answer is already a set of labels (each calibrated to its threshold)",
         "fit --adapt": "not yet: its thresholds are calibrated out of fold on the training "
         "rows, which an adapted encoder has seen (issue 27 takes a multi-label objective)",
     },
@@ -41,6 +45,8 @@ TABLE: dict[str, dict[str, str | None]] = {
         "fit --unlabeled": "fit --labels-only takes no pool (self-training from names is "
         "embedlab.models.self_training.self_train_head)",
         "serve-time classes": _ZERO_SHOT_CHANGE,
+        "--sets": "its calibration texts carry no labels (Pipeline.classifier_.calibrate(X, y) "
+        "with labelled rows makes sets)",
     },
 }
 

@@ -146,7 +146,8 @@ class ConformalCalibration:
                 "sets (a zero-shot model, or one saved by an older embedlab): calibrate it "
                 "with labelled in-scope rows (calibrate(X, y)), or refit"
             )
-        qhat = conformal_threshold(scores, 1.0 - level)
+        alpha = 1.0 - level  # a level too small to tell from 0 needs no label at all
+        qhat = -np.inf if alpha >= 1.0 else conformal_threshold(scores, alpha)
         order, size = aps_sets(cal_proba, row_uniforms(X), qhat)
         names = np.asarray(self.classes_, dtype=object)[order[:, : int(size.max())]]
         return tuple(tuple(row[:k].tolist()) for row, k in zip(names, size, strict=True))

@@ -430,30 +430,16 @@ class Pipeline(BaseEstimator):
         clf = self.classifier_.remove_classes(labels)
         return child_pipeline(self, clf, dict(clf.update_))
 
-    def discover(
-        self,
-        texts: Sequence[str],
-        *,
-        all_rows: bool = False,
-        min_size: int = 5,
-        n_central: int = 3,
-        seed: int = 0,
-        progress: bool | None = None,
-    ) -> Any:
-        """New classes among the ``texts`` this model rejects (every text with
-        ``all_rows``): a :class:`~embedlab.analysis.discover.Discovery`, its cut calibrated on the
-        model's kept training rows (see :mod:`embedlab.analysis.discover`)."""
+    def discover(self, texts: Sequence[str], **options: Any) -> Any:
+        """New classes among the ``texts`` this model finds unusual (conformal p-value at
+        most ``level``, default 0.1; every text with ``all_rows``): a
+        :class:`~embedlab.analysis.discover.Discovery`, its cut calibrated on the model's
+        kept training rows. ``options``: those of
+        :func:`~embedlab.analysis.discover.discover_in_model` (``all_rows``, ``level``,
+        ``min_size``, ``n_central``, ``seed``, ``progress``)."""
         from embedlab.analysis.discover import discover_in_model
 
-        return discover_in_model(
-            self,
-            texts,
-            all_rows=all_rows,
-            min_size=min_size,
-            n_central=n_central,
-            seed=seed,
-            progress=progress,
-        )
+        return discover_in_model(self, texts, **options)
 
     # ------------------------------------------------------------------ bundle
     def save(
