@@ -187,3 +187,33 @@ def test_pickle_keeps_the_calibration():
     b = again.predict_details(novel, sets=0.8)
     np.testing.assert_array_equal(a.p_value, b.p_value)
     assert a.prediction_sets == b.prediction_sets
+
+
+def test_bundle_state_keeps_the_calibration_not_the_rows():
+    """What a bundle stores of the calibration: scores, groups, set scores, the method and
+    the calibration head — arrays and JSON, the same answers after a round trip."""
+    from embedlab.models.multilabel import MultiLabelClassifier
+    from embedlab.store.bundle import estimator_from_state, estimator_to_state
+
+    X, y, novel = blobs()
+    clf = OpenSetClassifier(
+        head="linear", detector="knn", target_fpr=0.05, calibration="mondrian", keep_rows=False
+    ).fit(X, y)
+    arrays: dict = {}
+    state = estimator_to_state(clf, "classifier", arrays)
+    attrs = state["attributes"]
+    assert attrs["calibration_method_"] == "split-conformal"
+    for name in ("calibration_scores_", "calibration_groups_", "set_scores_"):
+        assert "__array__" in attrs[name]
+    assert "__estimator__" in attrs["calibration_head_"]
+    assert not any(v.shape == X.shape for v in arrays.values())  # no rows kept
+    again = estimator_from_state(state, arrays)
+    a, b = clf.predict_details(novel, sets=0.9), again.predict_details(novel, sets=0.9)
+    np.testing.assert_array_equal(a.p_value, b.p_value)
+    np.testing.assert_array_equal(a.out_of_scope, b.out_of_scope)
+    assert a.prediction_sets == b.prediction_sets
+    Y = np.stack([y == "c0", y == "c1", (y == "c2") | (y == "c0")], axis=1)
+    ml = MultiLabelClassifier(head="linear", keep_rows=False).fit(X, Y)
+    arrays = {}
+    ml_again = estimator_from_state(estimator_to_state(ml, "classifier", arrays), arrays)
+    np.testing.assert_array_equal(ml.p_value(novel), ml_again.p_value(novel))

@@ -119,6 +119,16 @@ def adapt_summary(adapted: dict | None) -> str:
     )
 
 
+def _calibration(pipe: Any) -> str:
+    """How the threshold was calibrated, in a few words."""
+    clf = pipe.classifier_
+    n = len(clf.p_reference())
+    method = getattr(clf, "calibration_method_", "")
+    if method == "split-conformal":
+        return f"split conformal on {n} held-out in-scope rows"
+    return method or "calibrated"
+
+
 def say_single_label_fit(pipe: Any, config: Any, output: Any, seconds: float) -> None:
     """What a single-label fit did: classes, head, detector, threshold, adaptation, and the
     warnings a user should read (a time cap that cut adaptation or selection, no oos rows)."""
@@ -128,7 +138,7 @@ def say_single_label_fit(pipe: Any, config: Any, output: Any, seconds: float) ->
         f"wrote {output}: {len(pipe.classes_)} classes from {info['training']['n']} rows "
         f"({info['training']['n_oos']} out-of-scope), head [bold]{info['head']}[/], "
         f"detector [bold]{info['detector']}[/], threshold {info['threshold']:.4g} at "
-        f"target FPR {config.target_fpr:g}; "
+        f"target FPR {config.target_fpr:g} ({_calibration(pipe)}); "
         + (f"transform {config.transform}; " if config.transform else "")
         + adapt_summary(adapted)
         + f"{seconds:.1f} s in all"
