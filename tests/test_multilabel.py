@@ -582,3 +582,25 @@ def test_multilabel_p_values_are_conformal_and_survive_label_changes():
     grown = clf.add_classes(extra, [("new",)] * 40)
     assert grown.calibration_Y_.shape[1] == L + 1 and "new" in set(grown.classes_)
     assert np.isfinite(grown.p_value(extra)).all()
+
+
+def test_label_p_values_keep_each_labels_miss_rate():
+    """Per label: among fresh rows that carry it, the share whose p-value for it is at most
+    alpha is at most alpha (up to sampling), and equals crepes-style ranking by hand."""
+    rng = np.random.default_rng(1)
+    d, L = 16, 4
+    centres = rng.normal(size=(L, d)) * 1.5
+    Y = rng.random((3000, L)) < 0.3
+    Y[~Y.any(1), 0] = True
+    X = (Y.astype(np.float32) @ centres + rng.normal(size=(3000, d))).astype(np.float32)
+    clf = MultiLabelClassifier(head="linear").fit(X[:1500], Y[:1500])
+    P = clf.label_p_values(X[1500:])
+    assert P.shape == (1500, L) and ((P > 0) & (P <= 1)).all()
+    for j in range(L):
+        carry = Y[1500:, j]
+        assert (P[carry, j] <= 0.1).mean() <= 0.1 + 0.04
+    j = 2
+    cal = clf.calibration_scores_[clf.calibration_Y_[:, j], j]
+    s = clf._scores("linear", clf._X(X[1500:1510]), clf.calibration_params_)[:, j]
+    expected = [(1 + (cal <= v).sum()) / (len(cal) + 1) for v in s]
+    np.testing.assert_allclose(P[:10, j], expected)

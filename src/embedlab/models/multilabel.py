@@ -271,6 +271,22 @@ class MultiLabelClassifier(BaseEstimator):
             )
         return -self.calibration_scores_[self.calibration_Y_.any(1)].max(axis=1)
 
+    def label_p_values(self, X: Any) -> np.ndarray:
+        """Per row and label (n, L), the conformal p-value that the row carries the label:
+        its score for the label under the calibration copy, ranked among the held-out rows
+        that carry it (1 + #{their scores ≤ it}) / (n_label + 1). Labels whose p-value is
+        above α form a set that misses a label a row carries with probability ≤ α, for
+        each label on its own (a label with no held-out row gets 1: never excluded)."""
+        self.p_reference()  # raises without a calibration copy
+        scores = self._scores(self.head_, self._X(X), self.calibration_params_)
+        out = np.ones(scores.shape)
+        for j in range(scores.shape[1]):  # a loop over labels, each label's rows vectorised
+            carry = np.sort(self.calibration_scores_[self.calibration_Y_[:, j], j])
+            out[:, j] = (np.searchsorted(carry, scores[:, j], side="right") + 1.0) / (
+                carry.size + 1.0
+            )
+        return out
+
     def _p_scores(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The rows' conformity scores (as :meth:`p_reference`) and their p-values."""
         cal = self.p_reference()
