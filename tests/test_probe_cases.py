@@ -246,6 +246,7 @@ def test_the_same_fit_gives_the_same_checksum(quick_model, tmp_path):
 
     out = tmp_path / "again"
     args = ["fit", demo_path("train"), "-o", out, "--no-adapt", "--no-cache"]
+    args += ["--target-fpr", "0.05"]  # the options conftest's quick_model was fitted with
     assert _run(*args, "--head", "prototype", "--detector", "max-cosine").exit_code == 0
     a = json.loads((quick_model / "bundle.json").read_text())
     b = json.loads((out / "bundle.json").read_text())
