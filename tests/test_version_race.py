@@ -20,7 +20,7 @@ import httpx
 from embedlab.models.pipeline import Pipeline
 from embedlab.serve.process import running_server
 
-RACE_S = 20.0
+RACE_S = 14.0
 
 
 def _examples(label: str) -> list[dict[str, str]]:

@@ -39,7 +39,7 @@ def cos(a, b):
     return np.einsum("ij,ij->i", a, b)
 
 
-@pytest.mark.parametrize("kw", [{}, {"layer": 3}, {"layer": 2, "dim": 64}])
+@pytest.mark.parametrize("kw", [{}, {"layer": 2, "dim": 64}])  # truncated layer + Matryoshka dim
 def test_onnx_fp32_matches_torch(st_encoder_uncached, kw):
     ref = encoder(st_encoder_uncached, "torch", **kw).encode(TEXTS)
     got = encoder(st_encoder_uncached, "onnx", **kw).encode(TEXTS)
