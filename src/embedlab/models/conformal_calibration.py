@@ -120,7 +120,8 @@ class ConformalCalibration:
         return getattr(self, "group_thresholds_", None) is not None
 
     def _calibration_head(self) -> Any:
-        return getattr(self, "calibration_head_", None) or self.head_
+        head = getattr(self, "calibration_head_", None)
+        return self.head_ if head is None else head
 
     def _groups(self, X: np.ndarray, cal_proba: np.ndarray | None) -> np.ndarray | None:
         """Each row's Mondrian group (the calibration head's class), or None (split)."""
