@@ -88,10 +88,11 @@ class OpenSetClassifier(ConformalCalibration, ClassifierMixin, BaseEstimator):
     Gaussian heads are updated in closed form (equal to a fit on the new class set, to
     float tolerance); the linear head fits only the added classes' weights; other heads
     are refitted on the kept rows. Detectors scoring with such a head (max-prob, energy)
-    are updated with it, together with a calibration copy that never saw the held-out
-    rows; other detectors are refitted on the kept rows. Either way the threshold is
-    recalibrated at ``target_fpr`` on held-out in-scope rows, as in :meth:`fit`. No head
-    or detector is re-selected.
+    are updated in place, and so is the calibration head, on the training rows only (the
+    held-out rows stay unseen); other detectors are refitted on the kept training rows.
+    Either way the held-out rows (the known classes' and a share of each added class's)
+    are rescored and the threshold recalibrated at ``target_fpr``, as in :meth:`fit`. No
+    head or detector is re-selected.
     """
 
     def __init__(
