@@ -38,7 +38,10 @@ def _pipeline(structure: str, encoder, unlabeled=None) -> Pipeline:
         pipe = Pipeline(encoder, head, adapt=False, hierarchy=TREE)
         return pipe.fit(TEXTS, LABELS, unlabeled=unlabeled)
     if structure == "multi-label":
-        pipe = Pipeline(encoder, MultiLabelClassifier(head="linear"), adapt=False)
+        # per-label thresholds: on the fake encoder's 48 rows a shared threshold is
+        # arbitrary (the strategies themselves: tests/test_multilabel.py)
+        clf = MultiLabelClassifier(head="linear", threshold_strategy="per-label")
+        pipe = Pipeline(encoder, clf, adapt=False)
         return pipe.fit(TEXTS, MULTI, unlabeled=unlabeled)
     if unlabeled is not None:
         check_fit_options("zero-shot", unlabeled=True)

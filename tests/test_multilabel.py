@@ -448,7 +448,9 @@ def _toy_with_l3(seed=0, n=20):
 @pytest.mark.parametrize("head", ["linear", "prototype"])
 def test_added_labels_leave_known_ones_exactly_and_equal_a_refit_for_themselves(head):
     X, Y = _toy()
-    clf = MultiLabelClassifier(head=head).fit(X, Y)
+    # per-label thresholds: a refit gives the new label the same one (with "shrunk" or
+    # "global" it takes the model's own global threshold: test_threshold_strategies)
+    clf = MultiLabelClassifier(head=head, threshold_strategy="per-label").fit(X, Y)
     X3, Y3 = _toy_with_l3()
     new = clf.add_classes(X3, Y3)
     assert new.classes_.tolist() == ["l0", "l1", "l2", "l3"]
@@ -458,7 +460,7 @@ def test_added_labels_leave_known_ones_exactly_and_equal_a_refit_for_themselves(
     np.testing.assert_array_equal(after[:, :3], before)  # known labels: the same scores
     np.testing.assert_array_equal(new.thresholds_[:3], clf.thresholds_)
     # the new label: what a fit on every kept row gives it (one-vs-rest: labels independent)
-    rows = MultiLabelClassifier(head=head).fit(
+    rows = MultiLabelClassifier(head=head, threshold_strategy="per-label").fit(
         np.vstack([X, X3]), [",".join(s) or "oos" for s in Y] + Y3
     )
     np.testing.assert_allclose(after[:, 3], rows.decision_function(Xt)[:, 3], atol=1e-5)
@@ -604,3 +606,43 @@ def test_label_p_values_keep_each_labels_miss_rate():
     s = clf._scores("linear", clf._X(X[1500:1510]), clf.calibration_params_)[:, j]
     expected = [(1 + (cal <= v).sum()) / (len(cal) + 1) for v in s]
     np.testing.assert_allclose(P[:10, j], expected)
+
+
+def test_threshold_strategies():
+    """global: the micro-F1-best single threshold (brute force agrees); shrunk: each
+    label's own threshold pulled toward it by SHRINK_ROWS / (positives + SHRINK_ROWS);
+    auto: chosen by nested cross-validation, recorded, reproducible; added labels under a
+    shared strategy use the model's own global threshold."""
+    from embedlab.models.label_sets import per_label_thresholds
+    from embedlab.models.label_thresholds import SHRINK_ROWS, apply_strategy, global_threshold
+
+    rng = np.random.default_rng(0)
+    S = rng.random((300, 6))
+    Y = rng.random((300, 6)) < (0.05 + 0.8 * S)  # higher score, likelier label
+    Y[:, 5] = False
+    g = global_threshold(S, Y)
+    pos = Y.sum()
+    cands = np.unique(S)
+    best = max(cands, key=lambda t: 2 * ((t <= S) & Y).sum() / ((t <= S).sum() + pos))
+    assert (g <= S).sum() == (best <= S).sum()
+    own, _ = per_label_thresholds(S, Y)
+    t, has, g2 = apply_strategy("shrunk", S, Y)
+    n = Y.sum(0)
+    np.testing.assert_allclose(t[:5], (n[:5] * own[:5] + SHRINK_ROWS * g) / (n[:5] + SHRINK_ROWS))
+    assert np.isinf(t[5]) and not has[5] and g2 == g
+    t, _, _ = apply_strategy("global", S, Y)
+    assert (t[:5] == g).all() and np.isinf(t[5])
+    with pytest.raises(ValidationError, match="threshold strategy"):
+        apply_strategy("median", S, Y)
+    X, Yt = _toy()
+    a = MultiLabelClassifier(head="linear").fit(X, Yt)
+    b = MultiLabelClassifier(head="linear").fit(X, Yt)
+    assert a.threshold_strategy_ in ("shrunk", "per-label")
+    assert a.threshold_selection_ == b.threshold_selection_
+    assert set(a.threshold_selection_) == {"shrunk", "per-label"}
+    assert a.threshold_selection_[a.threshold_strategy_] == max(a.threshold_selection_.values())
+    shared = MultiLabelClassifier(head="linear", threshold_strategy="global").fit(X, Yt)
+    grown = shared.add_classes(*_toy_with_l3())
+    assert grown.thresholds_[3] == pytest.approx(shared.global_threshold_)
+    with pytest.raises(ValidationError, match="threshold_strategy"):
+        MultiLabelClassifier(threshold_strategy="median").fit(X, Yt)

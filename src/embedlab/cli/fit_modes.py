@@ -75,7 +75,7 @@ def fit_multi_label(opts: dict, pipe: Any, table: Any, pool: list[str] | None) -
             else ""
         )
         + ", one threshold per label "
-        + (f"at precision ≥ {o.target_precision:g}" if o.target_precision else "maximising its F1")
+        + (f"at precision ≥ {o.target_precision:g}" if o.target_precision else _strategy(pipe))
         + f"; held-out macro-F1 {held['macro_f1']:.3f}, micro-F1 {held['micro_f1']:.3f}; "
         f"{time.perf_counter() - t0:.1f} s in all"
     )
@@ -117,6 +117,24 @@ def adapt_summary(adapted: dict | None) -> str:
         f"encoder adapted in {adapted['seconds']:.0f} s ({adapted['steps']} steps, kept "
         f"{adapted.get('kept', 'last')}{scores}); "
     )
+
+
+def _strategy(pipe: Any) -> str:
+    """How a multi-label fit set its thresholds, in words (and why, when it chose)."""
+    clf = pipe.classifier_
+    said = {
+        "per-label": "maximising its own F1",
+        "shrunk": "its own F1-best shrunk toward one global threshold",
+        "global": "one global threshold for all",
+    }[clf.threshold_strategy_]
+    tried = getattr(clf, "threshold_selection_", None)
+    if tried:
+        said += (
+            " (chosen by nested cross-validation: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in tried.items())
+            + ")"
+        )
+    return said
 
 
 def _calibration(pipe: Any) -> str:

@@ -265,6 +265,8 @@ def fit_multi_label(
             for c, t in zip(clf.classes_, clf.thresholds_, strict=True)
         },
         "target_precision": clf.target_precision,
+        "threshold_strategy": clf.threshold_strategy_,
+        "threshold_selection": clf.threshold_selection_,
         "calibrated_on": f"out-of-fold scores of the training rows ({clf.cv} folds)",
         "held_out_metrics": clf.oof_metrics_,
         "self_training": self_report,

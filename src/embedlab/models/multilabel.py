@@ -24,7 +24,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 
-from embedlab.core.conformal import benjamini_hochberg, check_alpha, p_values
+from embedlab.core.conformal import benjamini_hochberg, check_alpha
 from embedlab.core.errors import ValidationError
 from embedlab.core.validation import check_vectors
 from embedlab.core.vectors import top_k_cosine, unit_rows
@@ -35,6 +35,8 @@ from embedlab.models.label_sets import (
     parse_label_sets,
     per_label_thresholds,
 )
+from embedlab.models.label_thresholds import THRESHOLD_STRATEGIES, apply_strategy, choose_strategy
+from embedlab.models.multilabel_calibration import MultiLabelCalibration
 from embedlab.models.multilabel_scores import fit_mlp, fit_ovr_logistic, mlp_scores
 from embedlab.models.predictions import Predictions
 
@@ -69,7 +71,7 @@ _LABEL_AXIS = {"coef": 0, "intercept": 0, "means": 0, "w2": 0, "b2": 0, "labels"
 _INDEPENDENT_HEADS = ("linear", "prototype")
 
 
-class MultiLabelClassifier(BaseEstimator):
+class MultiLabelClassifier(MultiLabelCalibration, BaseEstimator):
     """Label sets from embeddings: per-label scores, per-label calibrated thresholds.
 
     Parameters
@@ -85,6 +87,12 @@ class MultiLabelClassifier(BaseEstimator):
     target_precision : float, optional
         Per label, the lowest threshold whose out-of-fold precision meets this; labels that
         cannot reach it are never predicted (a warning names them). Default: maximise F1.
+    threshold_strategy : {"auto", "shrunk", "per-label", "global"}, default "auto"
+        How the thresholds are set on out-of-fold scores (see
+        :mod:`embedlab.models.label_thresholds`): each label's own, shrunk toward one
+        global threshold by how few positives it has, or one for all; "auto" chooses
+        between shrunk and per-label by nested cross-validation (``threshold_strategy_``,
+        the scores in ``threshold_selection_``).
     cv : int, default 3
         Folds for the out-of-fold scores the thresholds are calibrated on.
     C : float, default 1.0
@@ -114,6 +122,7 @@ class MultiLabelClassifier(BaseEstimator):
         self,
         head: str = "auto",
         target_precision: float | None = None,
+        threshold_strategy: str = "auto",
         cv: int = 3,
         C: float = 1.0,
         k: int = 20,
@@ -127,6 +136,7 @@ class MultiLabelClassifier(BaseEstimator):
     ):
         self.head = head
         self.target_precision = target_precision
+        self.threshold_strategy = threshold_strategy
         self.cv = cv
         self.C = C
         self.k = k
@@ -151,6 +161,11 @@ class MultiLabelClassifier(BaseEstimator):
         tp = self.target_precision
         if tp is not None and not 0.0 < tp <= 1.0:
             raise ValidationError(f"target_precision must be in (0, 1], got {tp}")
+        if self.threshold_strategy not in (*THRESHOLD_STRATEGIES, "auto"):
+            raise ValidationError(
+                f"threshold_strategy must be one of {(*THRESHOLD_STRATEGIES, 'auto')}, got "
+                f"{self.threshold_strategy!r}"
+            )
         if int(self.cv) < 2:
             raise ValidationError(f"cv must be at least 2, got {self.cv}")
         if self.allow_empty not in (True, False, "auto"):
@@ -193,15 +208,23 @@ class MultiLabelClassifier(BaseEstimator):
         tried = {}
         for head in candidates:  # a loop over candidate heads
             oof, fold_params, fold_held = self._oof_scores(head, Z, Yb)
-            thresholds, reached = per_label_thresholds(
-                oof, Yb, target_precision=self.target_precision
-            )
+            thresholds, reached, how = self._thresholds(oof, Yb, allow_empty)
             metrics = evaluate_multilabel(Yb, _decide(oof, thresholds, allow_empty), classes)
             metrics.pop("per_label")
-            tried[head] = (metrics, thresholds, reached, fold_params, oof[fold_held], fold_held)
+            tried[head] = (
+                metrics,
+                thresholds,
+                reached,
+                fold_params,
+                oof[fold_held],
+                fold_held,
+                how,
+            )
         best = max(candidates, key=lambda h: tried[h][0]["macro_f1"])  # first among equals
-        metrics, thresholds, reached, fold_params, fold_scores, fold_held = tried[best]
+        metrics, thresholds, reached, fold_params, fold_scores, fold_held, how = tried[best]
         self._set_calibration(fold_params, fold_scores, Yb[fold_held])
+        self.threshold_strategy_, self.global_threshold_ = how["strategy"], how["global"]
+        self.threshold_selection_ = how["tried"]
         self._warn_unreached(classes, reached)
         self.head_ = best
         self.selection_ = (
@@ -244,58 +267,6 @@ class MultiLabelClassifier(BaseEstimator):
         assert first is not None
         return oof, first[0], first[1]
 
-    def _set_calibration(
-        self, params: dict[str, np.ndarray], scores: np.ndarray, Y: np.ndarray
-    ) -> None:
-        """Keep a copy of the scorers that never saw some labelled rows (``params``), and
-        those rows' per-label scores and labels: what the p-values are calibrated on."""
-        self.calibration_params_ = params
-        self.calibration_scores_ = np.asarray(scores, dtype=np.float32)
-        self.calibration_Y_ = np.asarray(Y, dtype=bool)
-        self.calibration_method_ = "split-conformal (the first cross-validation fold's model)"
-
-    def p_value(self, X: Any) -> np.ndarray:
-        """The conformal p-value of each row carrying some label (float64): its best
-        label's score under the calibration copy of the scorers, ranked among the held-out
-        labelled rows' (small = unlike any labelled row; a row that carries a label gets
-        p ≤ t with probability ≤ t)."""
-        return self._p_values(self._X(X))
-
-    def p_reference(self) -> np.ndarray:
-        """The held-out labelled rows' conformity scores (minus their best label's score
-        under the calibration copy): what ``p_value`` ranks an input's among."""
-        if getattr(self, "calibration_params_", None) is None:
-            raise ValidationError(
-                "this multi-label model keeps no calibration copy (saved by an older "
-                "embedlab): refit it for p-values"
-            )
-        return -self.calibration_scores_[self.calibration_Y_.any(1)].max(axis=1)
-
-    def label_p_values(self, X: Any) -> np.ndarray:
-        """Per row and label (n, L), the conformal p-value that the row carries the label:
-        its score for the label under the calibration copy, ranked among the held-out rows
-        that carry it (1 + #{their scores ≤ it}) / (n_label + 1). Labels whose p-value is
-        above α form a set that misses a label a row carries with probability ≤ α, for
-        each label on its own (a label with no held-out row gets 1: never excluded)."""
-        self.p_reference()  # raises without a calibration copy
-        scores = self._scores(self.head_, self._X(X), self.calibration_params_)
-        out = np.ones(scores.shape)
-        for j in range(scores.shape[1]):  # a loop over labels, each label's rows vectorised
-            carry = np.sort(self.calibration_scores_[self.calibration_Y_[:, j], j])
-            out[:, j] = (np.searchsorted(carry, scores[:, j], side="right") + 1.0) / (
-                carry.size + 1.0
-            )
-        return out
-
-    def _p_scores(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The rows' conformity scores (as :meth:`p_reference`) and their p-values."""
-        cal = self.p_reference()
-        score = -self._scores(self.head_, Z, self.calibration_params_).max(axis=1)
-        return score, p_values(cal, score)
-
-    def _p_values(self, Z: np.ndarray) -> np.ndarray:
-        return self._p_scores(Z)[1]
-
     def with_guesses(self, X_extra: Any, Y_extra: np.ndarray) -> MultiLabelClassifier:
         """A copy whose scorers also learn from ``X_extra`` with the (m, L) label matrix
         ``Y_extra`` (the model's own guesses, for self-training); the head is kept, and the
@@ -308,7 +279,7 @@ class MultiLabelClassifier(BaseEstimator):
         Z, Z_extra = unit_rows(X), unit_rows(X_extra)
         # the calibration copy is kept: it never saw the held-out rows (nor the guesses)
         oof, _, _ = self._oof_scores(self.head_, Z, Y, extra=(Z_extra, Y_extra))
-        thresholds, reached = per_label_thresholds(oof, Y, target_precision=self.target_precision)
+        thresholds, reached, _ = self._thresholds(oof, Y, self.allow_empty_, self._strategy())
         out = copy.copy(self)  # every attribute that changes is reassigned, none mutated
         out.params_ = self._fit_scores(self.head_, np.vstack([Z, Z_extra]), np.vstack([Y, Y_extra]))
         out.thresholds_ = thresholds.astype(np.float32)
@@ -316,6 +287,31 @@ class MultiLabelClassifier(BaseEstimator):
         out.train_X_ = np.vstack([X, X_extra]).astype(np.float32)
         out.train_Y_ = np.vstack([Y, Y_extra])
         return out
+
+    def _strategy(self) -> str:
+        """The threshold strategy the fit chose (``per-label`` for older bundles)."""
+        return getattr(self, "threshold_strategy_", "per-label")
+
+    def _thresholds(
+        self,
+        oof: np.ndarray,
+        Y: np.ndarray,
+        allow_empty: bool,
+        strategy: str | None = None,
+        global_t: float | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Thresholds on out-of-fold scores by ``strategy`` (default: the parameter; "auto"
+        chooses by nested cross-validation, see :mod:`embedlab.models.label_thresholds`)."""
+        strategy, tried = strategy or self.threshold_strategy, None
+        if strategy == "auto":
+            strategy = "per-label"  # a target precision is a per-label rule
+            if self.target_precision is None:
+                decide = lambda s, t: _decide(s, t, allow_empty)  # noqa: E731
+                strategy, tried = choose_strategy(oof, Y, decide, int(self.random_state))
+        t, reached, g = apply_strategy(
+            strategy, oof, Y, target_precision=self.target_precision, global_t=global_t
+        )
+        return t, reached, {"strategy": strategy, "global": g, "tried": tried}
 
     def _warn_unreached(self, classes: np.ndarray, reached: np.ndarray) -> None:
         if self.target_precision is not None and not reached.all():
@@ -443,8 +439,9 @@ class MultiLabelClassifier(BaseEstimator):
         Z = unit_rows(X_all)
         Y_new = Y_all[:, new_cols]
         oof, _, held = self._oof_scores(self.head_, Z, Y_new)
-        thresholds, reached = per_label_thresholds(
-            oof, Y_new, target_precision=self.target_precision
+        g = getattr(self, "global_threshold_", None)  # the model's own, for new labels too
+        thresholds, reached, _ = self._thresholds(
+            oof, Y_new, self.allow_empty_, self._strategy(), g
         )
         self._warn_unreached(classes[new_cols], reached)
         fitted = self._fit_scores(self.head_, Z, Y_new)
