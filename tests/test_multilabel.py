@@ -547,18 +547,25 @@ def test_one_fit_configuration_checked_before_data_and_building_the_model():
     assert FitConfig(labels_only=True).structure == "zero-shot"
 
 
+def _label_world(seed: int, n: int, L: int, scale: float, share: float) -> tuple:
+    """Rows whose vectors are the sum of their labels' centres plus noise (16 dims); every
+    row carries at least one of the L labels, each with probability ``share``."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(L, 16)) * scale
+    Y = rng.random((n, L)) < share
+    Y[~Y.any(1), 0] = True
+    X = (Y.astype(np.float32) @ centres + rng.normal(size=(n, 16))).astype(np.float32)
+    return rng, X, Y, centres
+
+
 def test_multilabel_p_values_are_conformal_and_survive_label_changes():
     """The p-values come from a copy of the scorers that never saw the rows they are
     calibrated on (the first fold's model): rows carrying labels are rarely small, rows
     unlike any label are; BH over a batch empties the rejected rows' sets."""
     from embedlab.core.conformal import p_values
 
-    rng = np.random.default_rng(0)
-    d, L = 16, 5
-    centres = rng.normal(size=(L, d)) * 2
-    Y = rng.random((900, L)) < 0.25
-    Y[~Y.any(1), 0] = True
-    X = (Y.astype(np.float32) @ centres + rng.normal(size=(900, d))).astype(np.float32)
+    rng, X, Y, centres = _label_world(0, 900, 5, 2.0, 0.25)
+    d, L = centres.shape[1], centres.shape[0]
     clf = MultiLabelClassifier(head="linear").fit(X, Y)
     held = len(clf.calibration_scores_)
     assert held == 300 and clf.calibration_Y_.shape == (300, L)
@@ -589,12 +596,8 @@ def test_multilabel_p_values_are_conformal_and_survive_label_changes():
 def test_label_p_values_keep_each_labels_miss_rate():
     """Per label: among fresh rows that carry it, the share whose p-value for it is at most
     alpha is at most alpha (up to sampling), and equals crepes-style ranking by hand."""
-    rng = np.random.default_rng(1)
-    d, L = 16, 4
-    centres = rng.normal(size=(L, d)) * 1.5
-    Y = rng.random((3000, L)) < 0.3
-    Y[~Y.any(1), 0] = True
-    X = (Y.astype(np.float32) @ centres + rng.normal(size=(3000, d))).astype(np.float32)
+    _, X, Y, centres = _label_world(1, 3000, 4, 1.5, 0.3)
+    L = centres.shape[0]
     clf = MultiLabelClassifier(head="linear").fit(X[:1500], Y[:1500])
     P = clf.label_p_values(X[1500:])
     assert P.shape == (1500, L) and ((P > 0) & (P <= 1)).all()
