@@ -29,14 +29,15 @@ def batch_guarantees(
         "target in-scope rejection": float(classifier.target_fpr),
         "smallest promisable rate": achievable_alpha(len(cal)) if len(cal) else None,
     }
-    d = classifier.predict_details(X, top_k=3, sets=None)
+    with_sets = getattr(classifier, "set_scores_", None) is not None
+    d = classifier.predict_details(X, top_k=3, sets=level if with_sets else None)
     inside = ~is_oos
     if inside.any():
         out["in-scope rejected here"] = float(d.out_of_scope[inside].mean())
         truth = y[inside].astype(str)
         top3 = d.top_labels[inside].astype(str)
-        if getattr(classifier, "set_scores_", None) is not None:
-            sets = classifier.predict_details(X[inside], top_k=1, sets=level).prediction_sets
+        if with_sets:
+            sets = [s for s, keep in zip(d.prediction_sets, inside, strict=True) if keep]
             covered = np.fromiter(
                 (t in s for t, s in zip(truth, sets, strict=True)), bool, count=len(truth)
             )

@@ -31,6 +31,7 @@ __all__ = [
     "group_thresholds",
     "min_calibration_rows",
     "p_values",
+    "rank_counts",
     "row_uniforms",
     "shortfall_message",
 ]
@@ -150,13 +151,18 @@ def p_values(
     return out
 
 
+def rank_counts(cal_sorted: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per score, how many of the sorted calibration scores are above it and how many
+    equal it (what every conformal p-value is made of)."""
+    right = np.searchsorted(cal_sorted, s, side="right")
+    return cal_sorted.size - right, right - np.searchsorted(cal_sorted, s, side="left")
+
+
 def _p(cal_sorted: np.ndarray, s: np.ndarray, smooth: np.ndarray | None) -> np.ndarray:
-    n = cal_sorted.size
-    at_least = n - np.searchsorted(cal_sorted, s, side="left")  # #{cal >= s}
+    above, equal = rank_counts(cal_sorted, s)
     if smooth is None:
-        return (at_least + 1.0) / (n + 1.0)
-    above = n - np.searchsorted(cal_sorted, s, side="right")  # #{cal > s}
-    return (above + np.asarray(smooth) * (at_least - above + 1.0)) / (n + 1.0)
+        return (above + equal + 1.0) / (cal_sorted.size + 1.0)
+    return (above + np.asarray(smooth) * (equal + 1.0)) / (cal_sorted.size + 1.0)
 
 
 def benjamini_hochberg(p: np.ndarray, q: float) -> np.ndarray:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from embedlab.core.conformal import check_scores
+from embedlab.core.conformal import check_scores, rank_counts
 from embedlab.core.errors import ValidationError
 
 __all__ = ["DriftMonitor"]
@@ -84,8 +84,7 @@ class DriftMonitor:
         batch rows and itself); does not change the monitor."""
         s = np.asarray(scores, dtype=np.float64)
         ref = self._ref
-        above = ref.size - np.searchsorted(ref, s, side="right")
-        equal = np.searchsorted(ref, s, side="right") - np.searchsorted(ref, s, side="left")
+        above, equal = rank_counts(ref, s)
         n_before = ref.size + np.arange(s.size)
         for start in range(0, s.size, 512):  # earlier rows of the batch, a block at a time
             block = s[start : start + 512]

@@ -59,10 +59,8 @@ class MultiLabelCalibration:
         scores = self._scores(self.head_, self._X(X), self.calibration_params_)
         out = np.ones(scores.shape)
         for j in range(scores.shape[1]):  # a loop over labels, each label's rows vectorised
-            carry = np.sort(self.calibration_scores_[self.calibration_Y_[:, j], j])
-            out[:, j] = (np.searchsorted(carry, scores[:, j], side="right") + 1.0) / (
-                carry.size + 1.0
-            )
+            carry = self.calibration_scores_[self.calibration_Y_[:, j], j]
+            out[:, j] = p_values(-carry, -scores[:, j])  # low scores are the unusual ones
         return out
 
     def _p_scores(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
