@@ -236,3 +236,20 @@ def test_read_pairs_bad_input(tmp_path):
     g.write_text("a\tb\tc\td\t3.0\tonly six fields\n")  # not STS-B: read as a header
     with pytest.raises(DataFormatError, match="has a header but no data rows"):
         read_pairs(g)
+
+
+def test_a_suspended_chunk_reader_leaves_the_csv_cell_cap_alone(tmp_path):
+    """The csv module's cell cap is process-wide: a chunked read raises it only while it
+    parses a block, so a generator left suspended between chunks changes nothing."""
+    import csv
+
+    from embedlab.data.text_chunks import iter_texts
+
+    f = tmp_path / "t.csv"
+    f.write_text("text\n" + "".join(f"row {i}\n" for i in range(10)))
+    before = csv.field_size_limit()
+    chunks = iter_texts(f, 3, label_col=None)
+    first, table = next(chunks)
+    assert first == 0 and len(table.texts) == 3
+    assert csv.field_size_limit() == before
+    assert sum(len(t.texts) for _, t in chunks) == 7

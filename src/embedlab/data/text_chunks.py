@@ -127,37 +127,50 @@ def _decoding_error(path: Path, exc: UnicodeDecodeError) -> DataFormatError:
 
 
 def _delimited_chunks(path: Path, delimiter: str | None, rows: int) -> Iterator[pa.Table]:
-    with _open_text(path) as fh, _csv_fields_unbounded():
+    """Blocks of ``rows`` rows; the csv module's process-wide cell cap is raised only while a
+    block is parsed, never across a yield (a generator left suspended keeps nothing
+    raised)."""
+    with _open_text(path) as fh:
         try:
             header_line = fh.readline()
             if delimiter is None:
                 default = "\t" if path.suffix.lower() == ".tsv" else ","
                 delimiter = _sniff_delimiter(header_line, default)
-            header = next(csv.reader([header_line], delimiter=delimiter), [])
+            with _csv_fields_unbounded():
+                header = next(csv.reader([header_line], delimiter=delimiter), [])
             if len(set(header)) != len(header):
                 raise DataFormatError(f"{path}: duplicate column names in header {header}")
             reader = csv.reader(fh, delimiter=delimiter)
-            block: list[list[str]] = []
-            for row in reader:  # the csv module parses row by row (as read_table does)
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise DataFormatError(
-                        f"{path}: line {reader.line_num + 1} has {len(row)} fields, the header "
-                        f"has {len(header)} ({', '.join(header)}) when split at "
-                        f"{delimiter!r}; if the file uses another delimiter, name it with "
-                        "--delimiter"
-                    )
-                block.append(row)
-                if len(block) == rows:
-                    yield _string_table(header, block)
-                    block = []
-            if block:
+            while True:
+                with _csv_fields_unbounded():
+                    block = _block(reader, header, rows, path, delimiter)
+                if not block:
+                    return
                 yield _string_table(header, block)
         except csv.Error as exc:
             raise DataFormatError(f"{path}: malformed CSV: {exc}") from None
         except UnicodeDecodeError as exc:
             raise _decoding_error(path, exc) from None
+
+
+def _block(reader: Any, header: list[str], rows: int, path: Path, delimiter: str) -> list:
+    """The next ``rows`` non-empty rows of ``reader`` (fewer at the end), each checked to
+    have the header's number of fields."""
+    block: list[list[str]] = []
+    for row in reader:  # the csv module parses row by row (as read_table does)
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise DataFormatError(
+                f"{path}: line {reader.line_num + 1} has {len(row)} fields, the header "
+                f"has {len(header)} ({', '.join(header)}) when split at "
+                f"{delimiter!r}; if the file uses another delimiter, name it with "
+                "--delimiter"
+            )
+        block.append(row)
+        if len(block) == rows:
+            break
+    return block
 
 
 def _string_table(header: list[str], block: list[list[str]]) -> pa.Table:
