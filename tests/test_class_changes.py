@@ -121,11 +121,11 @@ def test_teen_auto_shifts_only_few_shot_classes(blobs):
 def test_openset_add_then_remove(blobs, head):
     X, y = blobs
     old = np.isin(y, OLD)
-    clf = OpenSetClassifier(head=head, detector="mahalanobis").fit(X[old], y[old])
+    clf = OpenSetClassifier(head=head, detector="mahalanobis", target_fpr=0.02).fit(X[old], y[old])
     before = pickle.dumps(clf)
     grown = clf.add_classes(X[~old], y[~old], teen=False)
     assert pickle.dumps(clf) == before, "add_classes must not change the model it starts from"
-    full = OpenSetClassifier(head=head, detector="mahalanobis").fit(X, y)
+    full = OpenSetClassifier(head=head, detector="mahalanobis", target_fpr=0.02).fit(X, y)
     assert list(grown.classes_) == list(full.classes_)
     assert grown.update_["head_update"] == (
         "new classes' weights fitted, known ones kept" if head == "linear" else "closed form"
@@ -177,7 +177,7 @@ def test_linear_head_adds_classes_against_its_known_ones(blobs):
 def test_head_based_detectors_update_in_place(blobs, detector):
     X, y = blobs
     old = np.isin(y, OLD)
-    clf = OpenSetClassifier(head="linear", detector=detector).fit(X[old], y[old])
+    clf = OpenSetClassifier(head="linear", detector=detector, target_fpr=0.02).fit(X[old], y[old])
     assert clf.train_held_.any() and clf.calibration_method_ == "split-conformal"
     # the calibration head is the detector's own (same configuration, same rows): one fit
     assert clf.calibration_head_ is clf.detector_.head_

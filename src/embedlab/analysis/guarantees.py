@@ -22,11 +22,11 @@ def batch_guarantees(
     and size, target and realised in-scope rejection rate, the coverage and mean size of
     its prediction sets at ``level`` (when it has labelled calibration rows) beside the
     head's top-3, and the drift martingale's verdict on the batch in its order."""
-    cal = classifier.p_reference()
+    cal, rate = classifier.p_reference(), classifier.rate()
     out: dict[str, Any] = {
         "calibration": getattr(classifier, "calibration_method_", "unknown"),
         "calibration rows": len(cal),
-        "target in-scope rejection": float(classifier.target_fpr),
+        "target in-scope rejection": "none (closed set)" if rate is None else rate,
         "smallest promisable rate": achievable_alpha(len(cal)) if len(cal) else None,
     }
     with_sets = getattr(classifier, "set_scores_", None) is not None

@@ -78,9 +78,10 @@ def _describe_change(pipe, output: Path) -> str:
         f"updated {change['head_update']}; "
     )
     if "threshold" in change:
-        text += (
-            f"threshold {change['threshold_before']:.4g} → {change['threshold']:.4g} "
-            f"(recalibrated at target FPR {pipe.classifier_.target_fpr:g})"
+        text += f"threshold {change['threshold_before']:.4g} → {change['threshold']:.4g} " + (
+            f"(recalibrated at target FPR {rate:g})"
+            if (rate := pipe.classifier_.rate()) is not None
+            else "(closed set: nothing rejected)"
         )
     else:  # multi-label: one threshold per label
         text += change["detector_update"]

@@ -96,6 +96,14 @@ CalibrationOption = Annotated[
         "1/target-fpr - 1 held-out rows per class).",
     ),
 ]
+TargetFprOption = Annotated[
+    str,
+    typer.Option(
+        help="Share of in-scope inputs the out-of-scope threshold may reject (e.g. 0.02), "
+        "'none' for a closed-set model that rejects nothing, or 'auto': 0.02 when the "
+        "training data has --oos-label rows, none when it has no such rows.",
+    ),
+]
 SkipEmptyOption = Annotated[
     bool, typer.Option(help="Drop empty texts (and say how many) instead of failing.")
 ]

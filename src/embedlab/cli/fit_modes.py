@@ -43,7 +43,8 @@ def fit_labels_only(opts: dict, pipe: Any) -> None:
         f"wrote {o.output}: zero-shot, {len(pipe.classes_)} labels from {len(labels)} "
         f"names / descriptions{levels}; out-of-scope threshold "
         + (
-            f"{thr:.4g} (max-cosine) at target FPR {o.target_fpr:g} on {len(in_scope)} --val texts"
+            f"{thr:.4g} (max-cosine) at target FPR {pipe.classifier_.rate():g} on {len(in_scope)} "
+            "--val texts"
             if thr is not None
             else "not set: pass --val with typical inputs (labels not needed) to reject "
             "out-of-scope ones; until then nothing is rejected"
@@ -137,6 +138,14 @@ def _strategy(pipe: Any) -> str:
     return said
 
 
+def _threshold(pipe: Any) -> str:
+    """The out-of-scope threshold and its rate, or that a closed-set model has none."""
+    rate = pipe.classifier_.rate()
+    if rate is None:
+        return "no out-of-scope threshold (closed set: nothing rejected)"
+    return f"threshold {pipe.info['threshold']:.4g} at target FPR {rate:g}"
+
+
 def _calibration(pipe: Any) -> str:
     """How the threshold was calibrated, in a few words."""
     clf = pipe.classifier_
@@ -155,8 +164,7 @@ def say_single_label_fit(pipe: Any, config: Any, output: Any, seconds: float) ->
     console.print(
         f"wrote {output}: {len(pipe.classes_)} classes from {info['training']['n']} rows "
         f"({info['training']['n_oos']} out-of-scope), head [bold]{info['head']}[/], "
-        f"detector [bold]{info['detector']}[/], threshold {info['threshold']:.4g} at "
-        f"target FPR {config.target_fpr:g} ({_calibration(pipe)}); "
+        f"detector [bold]{info['detector']}[/], {_threshold(pipe)} ({_calibration(pipe)}); "
         + (f"transform {config.transform}; " if config.transform else "")
         + adapt_summary(adapted)
         + f"{seconds:.1f} s in all"
@@ -168,11 +176,19 @@ def say_single_label_fit(pipe: Any, config: Any, output: Any, seconds: float) ->
             f"{adapted['steps']} of {adapted['planned_steps']} planned steps; the model "
             "depends on this machine's speed (recorded in the bundle)"
         )
-    if info["training"]["n_oos"] == 0:
+    rate = pipe.classifier_.rate()
+    if info["training"]["n_oos"] == 0 and rate is None:
+        console.print(
+            f"no {config.oos_label!r} rows in the training data: a closed-set model, nothing "
+            "is rejected (novelty scores and p-values are still given). To reject unusual "
+            "inputs too, refit with --target-fpr 0.02 (the share of in-scope inputs it may "
+            "reject), or predict with --fdr."
+        )
+    elif info["training"]["n_oos"] == 0:
         console.print(
             f"no {config.oos_label!r} rows in the training data: the threshold rejects about "
-            f"{config.target_fpr:.0%} of in-scope inputs as out of scope. If your inputs are "
-            "always one of these classes, predict and evaluate with --no-reject."
+            f"{rate:.0%} of in-scope inputs as out of scope. If your inputs are always one of "
+            "these classes, predict and evaluate with --no-reject."
         )
     skipped = (info.get("selection") or {}).get("skipped")
     if skipped:

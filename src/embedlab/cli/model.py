@@ -19,6 +19,7 @@ from embedlab.cli.common import (
     SignOption,
     SkipEmptyOption,
     SplitOption,
+    TargetFprOption,
     TextColOption,
     app,
     check_output_dir,
@@ -29,7 +30,7 @@ from embedlab.cli.common import (
 )
 from embedlab.cli.fit_modes import fit_labels_only, fit_multi_label, say_single_label_fit
 from embedlab.core.errors import EmbedlabError
-from embedlab.models.fit_options import CLI_NAMES, FitConfig
+from embedlab.models.fit_options import CLI_NAMES, FitConfig, parse_target_fpr
 
 
 @app.command(rich_help_panel="Classify")
@@ -97,9 +98,7 @@ def fit(
             help="auto, max-cosine, knn, mahalanobis, relative-mahalanobis, max-prob or energy."
         ),
     ] = "auto",
-    target_fpr: Annotated[
-        float, typer.Option(help="Share of in-scope inputs the threshold may reject.")
-    ] = 0.02,
+    target_fpr: TargetFprOption = "auto",
     calibration: CalibrationOption = "split",
     multi_label: Annotated[
         bool,
@@ -222,7 +221,7 @@ def _config(o: dict) -> FitConfig:
         labels_only=o["labels_only"] is not None,
         head=o["head"],
         detector=o["detector"],
-        target_fpr=o["target_fpr"],
+        target_fpr=parse_target_fpr(o["target_fpr"]),
         calibration=o["calibration"],
         target_precision=o["target_precision"],
         transform=o["transform"],

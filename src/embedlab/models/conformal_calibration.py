@@ -33,7 +33,25 @@ from embedlab.core.errors import ValidationError
 from embedlab.core.validation import check_labels, validated
 from embedlab.detect.base import calibrated_threshold
 
-__all__ = ["ConformalCalibration"]
+__all__ = ["AUTO_TARGET_FPR", "ConformalCalibration", "resolve_target_fpr"]
+
+#: The in-scope rejection rate of ``target_fpr="auto"`` when the training rows include
+#: out-of-scope examples (without any, "auto" rejects nothing).
+AUTO_TARGET_FPR = 0.02
+
+
+def resolve_target_fpr(target_fpr: float | str | None, has_oos: bool) -> float | None:
+    """The rate a ``target_fpr`` setting means for training data with (``has_oos``) or
+    without out-of-scope rows: a number as given, None (reject nothing), or "auto"."""
+    if target_fpr == "auto":
+        return AUTO_TARGET_FPR if has_oos else None
+    if target_fpr is None:
+        return None
+    if isinstance(target_fpr, str):
+        raise ValidationError(
+            f"target_fpr must be a rate in (0, 1), None or 'auto', not {target_fpr!r}"
+        )
+    return check_alpha(target_fpr, "target_fpr")
 
 
 class ConformalCalibration:
@@ -57,13 +75,20 @@ class ConformalCalibration:
             y_idx = np.searchsorted(self.classes_, np.asarray(y, dtype=object).astype(str))
             self.set_scores_ = aps_scores(proba, y_idx, row_uniforms(X)).astype(np.float32)
         what = "held-out in-scope" if method == "split-conformal" else "in-scope"
-        rate = self.target_fpr if rate is None else check_alpha(rate, "target_fpr")
-        self.threshold_ = calibrated_threshold(scores, rate, what=what)
+        if rate is not None:
+            self.target_fpr_ = check_alpha(rate, "target_fpr")
+        rate = self.rate()
+        if rate is None:  # closed set: scores, p-values and sets, but nothing rejected
+            self.threshold_ = float("inf")
+        else:
+            self.threshold_ = calibrated_threshold(scores, rate, what=what)
         self.detector_.calibration_scores_ = np.sort(self.calibration_scores_)
         self.detector_.calibration_method_ = method
         self.detector_.threshold_ = self.threshold_
         self.group_thresholds_ = None
-        if self.calibration == "mondrian":
+        if self.calibration == "mondrian" and rate is None:
+            self.group_thresholds_ = np.full(len(self.classes_), np.inf)
+        elif self.calibration == "mondrian":
             self.group_thresholds_ = group_thresholds(
                 scores, self.calibration_groups_, len(self.classes_), rate
             )
@@ -78,10 +103,18 @@ class ConformalCalibration:
                     stacklevel=3,
                 )
 
+    def rate(self) -> float | None:
+        """The in-scope rejection rate in force (None: a closed-set model, nothing rejected)."""
+        if hasattr(self, "target_fpr_"):
+            return self.target_fpr_
+        return self.target_fpr  # saved by an older embedlab, where it was always a rate
+
     def calibrate(self, X_in: Any, y_in: Any = None, *, target_fpr: float | None = None) -> Any:
         """Calibrate on in-scope rows the model never saw (e.g. a validation split): the
-        threshold flags at most ``target_fpr`` (default: the model's) of such rows, p-values
-        are relative to them, and with their labels ``y_in`` prediction sets are too."""
+        threshold flags at most ``target_fpr`` (default: the model's rate; given, it becomes
+        the model's rate, which turns rejection on in a closed-set model) of such rows,
+        p-values are relative to them, and with their labels ``y_in`` prediction sets are
+        too."""
         check_is_fitted(self, "detector_")
         X = self._X(X_in)
         y = None if y_in is None else check_labels(y_in, len(X)).astype(str).astype(object)

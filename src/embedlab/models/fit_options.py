@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from embedlab.core.conformal import check_alpha
 from embedlab.core.errors import ValidationError
 
 __all__ = ["CLI_NAMES", "LIBRARY_NAMES", "FitConfig", "Structure", "check_fit_options"]
@@ -123,6 +124,20 @@ def check_fit_options(
         )
 
 
+def parse_target_fpr(text: str) -> float | str | None:
+    """``--target-fpr``'s value: "auto", "none" (None: reject nothing) or a rate in (0, 1)."""
+    word = text.strip().lower()
+    if word in ("auto", "none"):
+        return None if word == "none" else "auto"
+    try:
+        rate = float(word)
+    except ValueError:
+        raise ValidationError(
+            f"--target-fpr must be a rate in (0, 1) such as 0.02, 'none' or 'auto', not {text!r}"
+        ) from None
+    return check_alpha(rate, "--target-fpr")
+
+
 @dataclass(frozen=True)
 class FitConfig:
     """Everything a fit needs besides its data: the label structure, head, detector, targets,
@@ -134,7 +149,7 @@ class FitConfig:
     labels_only: bool = False  # zero-shot, from label names
     head: str = "auto"
     detector: str = "auto"
-    target_fpr: float = 0.02
+    target_fpr: float | str | None = "auto"  # "auto": 0.02 with oos rows, else None
     calibration: str = "split"  # of the out-of-scope threshold: "split" or "mondrian"
     target_precision: float | None = None
     transform: str | None = None

@@ -18,6 +18,7 @@ from sklearn.base import clone
 
 from embedlab.compress.transforms import TransformChain
 from embedlab.core.conformal import min_calibration_rows
+from embedlab.models.conformal_calibration import resolve_target_fpr
 from embedlab.core.errors import ValidationError
 from embedlab.core.splits import calibration_holdout
 from embedlab.core.validation import check_labels
@@ -173,7 +174,7 @@ def _calibration_share(pipe: Any, is_oos: np.ndarray) -> float:
     """The share of in-scope rows kept out of adaptation: ``calibration_fraction``, raised
     to what the target rate needs for a finite threshold (1/target_fpr − 1 rows, and a
     margin for rounding per class), at most half."""
-    alpha = getattr(pipe._template(), "target_fpr", None)
+    alpha = resolve_target_fpr(getattr(pipe._template(), "target_fpr", None), bool(is_oos.any()))
     n_in = max(1, int((~is_oos).sum()))
     if alpha is None:
         return pipe.calibration_fraction
@@ -319,7 +320,7 @@ def fit_zero_shot(
     if in_scope_texts is not None:
         texts = check_texts(in_scope_texts)
         clf.calibrate(encoder.encode(texts, progress=progress))
-        calibrated = f"{len(texts)} in-scope texts (target FPR {clf.target_fpr:g})"
+        calibrated = f"{len(texts)} in-scope texts (target FPR {clf.rate():g})"
     else:
         calibrated = "nothing: no in-scope texts were given, so nothing is rejected"
     counts = dict(zip(*np.unique(names, return_counts=True), strict=True))

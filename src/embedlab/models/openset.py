@@ -24,7 +24,11 @@ from embedlab.detect.registry import DETECTORS, make_detector
 from embedlab.heads.base import check_new_classes, check_removable
 from embedlab.heads.registry import HEADS, make_head
 from embedlab.heads.teen import Teen
-from embedlab.models.conformal_calibration import ConformalCalibration
+from embedlab.models.conformal_calibration import (
+    AUTO_TARGET_FPR,
+    ConformalCalibration,
+    resolve_target_fpr,
+)
 from embedlab.models.predictions import Predictions
 from embedlab.models.selection import select_head_and_detector
 
@@ -45,9 +49,11 @@ class OpenSetClassifier(ConformalCalibration, ClassifierMixin, BaseEstimator):
         A head name (see HEADS), an estimator, or "auto" to choose by cross-validation.
     detector : str or detector, default "auto"
         A detector name (see DETECTORS), an estimator, or "auto".
-    target_fpr : float, default 0.02
-        Share of in-scope rows the calibrated threshold may reject (measured on held-out
-        in-scope training rows).
+    target_fpr : float, None or "auto", default "auto"
+        Share of in-scope rows the calibrated threshold may reject. None: a closed-set model
+        that rejects nothing (p-values and sets still calibrated; :meth:`calibrate` with a
+        rate turns rejection on). "auto": 0.02 when the training rows include out-of-scope
+        examples, else None (docs/benchmarks.md). The rate in force is ``target_fpr_``.
     oos_label : str, default "oos"
         Label of out-of-scope rows. Training rows with this label are never learned as a
         class: they serve only for choosing the detector and for reporting calibration.
@@ -99,7 +105,7 @@ class OpenSetClassifier(ConformalCalibration, ClassifierMixin, BaseEstimator):
         self,
         head: Any = "auto",
         detector: Any = "auto",
-        target_fpr: float = 0.02,
+        target_fpr: float | str | None = "auto",
         oos_label: str = "oos",
         cv: int = 3,
         time_budget: float | None = None,
@@ -147,6 +153,7 @@ class OpenSetClassifier(ConformalCalibration, ClassifierMixin, BaseEstimator):
                 "in-scope examples of at least 2 classes are needed"
             )
         X_in, y_in, X_oos = X[~is_oos], y[~is_oos], X[is_oos]
+        self.target_fpr_ = resolve_target_fpr(self.target_fpr, bool(is_oos.any()))
         classes, counts = np.unique(y_in, return_counts=True)
         if len(classes) < 2:
             raise ValidationError(
@@ -174,7 +181,7 @@ class OpenSetClassifier(ConformalCalibration, ClassifierMixin, BaseEstimator):
         self.head_ = (make_head(head) if isinstance(head, str) else clone(head)).fit(X_in, y_in)
         self.classes_ = self.head_.classes_
         det = make_detector(detector) if isinstance(detector, str) else clone(detector)
-        det.set_params(target_fpr=self.target_fpr)
+        det.set_params(target_fpr=self.target_fpr_ or AUTO_TARGET_FPR)
         if calib is None or not calib.any():
             # the detector's own held-out split, made here so the model knows its rows
             calib = calibration_rows(
@@ -195,12 +202,20 @@ class OpenSetClassifier(ConformalCalibration, ClassifierMixin, BaseEstimator):
 
     @classmethod
     def from_prototypes(
-        cls, V: Any, labels: Any, *, oos_label: str = "oos", target_fpr: float = 0.02
+        cls,
+        V: Any,
+        labels: Any,
+        *,
+        oos_label: str = "oos",
+        target_fpr: float | str | None = AUTO_TARGET_FPR,
     ) -> OpenSetClassifier:
         """A fitted classifier whose classes are the rows of ``V`` (label vectors: encoded
         names or descriptions, several rows per label averaged): prototype head, max-cosine
         detector, and no threshold yet (+inf: nothing rejected) — :meth:`calibrate` sets it
-        on in-scope rows. Zero-shot classification, as ``embedlab fit --labels-only``."""
+        on in-scope rows ("auto": at :data:`AUTO_TARGET_FPR`, the texts given to calibrate
+        being in scope by intent). Zero-shot classification, as ``embedlab fit
+        --labels-only``."""
+        rate = resolve_target_fpr(target_fpr, True)
         clf = cls(
             head="prototype",
             detector="max-cosine",
@@ -220,12 +235,15 @@ class OpenSetClassifier(ConformalCalibration, ClassifierMixin, BaseEstimator):
         with warnings.catch_warnings():  # one row per class is expected here
             warnings.filterwarnings("ignore", message="The number of unique classes")
             clf.head_ = make_head("prototype").fit(V, y)
-        det = make_detector("max-cosine").set_params(target_fpr=target_fpr, calibration_split=0.0)
+        det = make_detector("max-cosine").set_params(
+            target_fpr=rate or AUTO_TARGET_FPR, calibration_split=0.0
+        )
         clf.detector_ = det.fit(V, y)
         clf.classes_ = clf.head_.classes_
         clf.calibration_head_ = clf.head_  # label vectors only: no in-scope row seen
         clf.detector_.threshold_ = float("inf")
         clf.threshold_ = float("inf")
+        clf.target_fpr_ = rate
         clf.calibration_scores_ = np.zeros(0, dtype=np.float32)
         clf.calibration_groups_ = np.zeros(0, dtype=np.int64)
         clf.calibration_method_ = "none (nothing rejected until calibrated)"
@@ -235,7 +253,7 @@ class OpenSetClassifier(ConformalCalibration, ClassifierMixin, BaseEstimator):
         return clf
 
     def _check_params(self) -> None:
-        check_alpha(self.target_fpr, "target_fpr")
+        resolve_target_fpr(self.target_fpr, False)
         if self.calibration not in CALIBRATIONS:
             raise ValidationError(
                 f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}"
