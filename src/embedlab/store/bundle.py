@@ -177,8 +177,9 @@ def json_sha256(obj: Any) -> str:
 # --------------------------------------------------------------------------- bundle directory
 def _split_timings(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``fields`` without what depends on the machine's speed (the fit's timings, the
-    adaptation's seconds), and those apart: they are kept outside the checksum, so the same
-    data, options and seed give the same checksum on any machine."""
+    adaptation's and the head selection's seconds), and those apart: they are kept outside
+    the checksum, so the same data, options and seed give the same checksum on any
+    machine."""
     info = dict(fields.get("info") or {})
     timings: dict[str, Any] = {}
     if "timings" in info:
@@ -187,7 +188,19 @@ def _split_timings(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     if isinstance(adapted, dict) and "seconds" in adapted:
         info["adapted"] = {k: v for k, v in adapted.items() if k != "seconds"}
         timings["adapt_seconds"] = adapted["seconds"]
-    return ({**fields, "info": info} if "info" in fields else fields), timings
+    selection = info.get("selection")
+    if isinstance(selection, dict) and "seconds" in selection:  # the head selection's time
+        info["selection"] = {k: v for k, v in selection.items() if k != "seconds"}
+        timings["selection_seconds"] = selection["seconds"]
+    out = {**fields, "info": info} if "info" in fields else dict(fields)
+    state = out.get("classifier")
+    kept = ((state or {}).get("attributes") or {}).get("selection_")
+    if isinstance(kept, dict) and "seconds" in (kept.get("__dict__") or {}):
+        record = {k: v for k, v in kept["__dict__"].items() if k != "seconds"}
+        attributes = {**state["attributes"], "selection_": {**kept, "__dict__": record}}
+        out["classifier"] = {**state, "attributes": attributes}
+        timings.setdefault("selection_seconds", kept["__dict__"]["seconds"])
+    return out, timings
 
 
 def _join_timings(doc: dict[str, Any]) -> dict[str, Any]:
@@ -198,6 +211,11 @@ def _join_timings(doc: dict[str, Any]) -> dict[str, Any]:
             info["timings"] = timings["timings"]
         if isinstance(info.get("adapted"), dict) and "adapt_seconds" in timings:
             info["adapted"]["seconds"] = timings["adapt_seconds"]
+        if isinstance(info.get("selection"), dict) and "selection_seconds" in timings:
+            info["selection"]["seconds"] = timings["selection_seconds"]
+    kept = ((doc.get("classifier") or {}).get("attributes") or {}).get("selection_")
+    if isinstance(timings, dict) and "selection_seconds" in timings and isinstance(kept, dict):
+        kept.get("__dict__", {})["seconds"] = timings["selection_seconds"]
     return doc
 
 
