@@ -13,6 +13,7 @@ by token length and batched so that no batch pads beyond its longest member.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -334,7 +335,13 @@ class OnnxBackend:
             texts_file.write_text(json.dumps(reference[0]), encoding="utf-8")
             job.update(reference_texts=str(texts_file), reference_out=str(reference[1]))
         try:
+            # A process that has torch and sentence-transformers loaded already (a fit that
+            # adapted the encoder) builds here; others in a child, so that they never load
+            # torch themselves.
+            here = "sentence_transformers" in sys.modules and "torch" in sys.modules
             try:
+                if here:
+                    raise OSError("torch is loaded here already")
                 proc = subprocess.run(
                     [sys.executable, "-m", "embedlab.encoders.onnx_export", json.dumps(job)],
                     stdout=subprocess.PIPE,
@@ -343,10 +350,10 @@ class OnnxBackend:
                     timeout=3600,
                 )
             except OSError as exc:  # this user may not start the interpreter: build here
-                log.info("cannot start an export process (%s); exporting in this one", exc)
+                log.info("exporting in this process (%s)", exc)
                 from embedlab.encoders.onnx_export import build_graph
 
-                with warnings.catch_warnings():
+                with warnings.catch_warnings(), _root_logger_kept():
                     warnings.simplefilter("ignore")
                     build_graph(job, quiet=False)
                 proc = subprocess.CompletedProcess([], 0, "")
@@ -499,3 +506,18 @@ class OnnxBackend:
 
 
 # --------------------------------------------------------------------------- export steps
+
+
+@contextlib.contextmanager
+def _root_logger_kept() -> Iterator[None]:
+    """Undo what an exporter does to the root logger (onnxruntime's quantiser logs through
+    ``logging.warning``, which configures it): its handlers and level as they were."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
