@@ -165,6 +165,36 @@ def test_auto_head_picks_by_out_of_fold_macro_f1():
     assert MultiLabelClassifier(head="knn").fit(X, Y).selection_ is None
 
 
+def test_a_calibration_mask_calibrates_on_those_rows_alone_through_every_change():
+    X, Y = _toy()
+    held = np.zeros(len(X), dtype=bool)
+    held[::3] = True  # the rows an adapted encoder never saw
+    clf = MultiLabelClassifier(head="linear", threshold_strategy="per-label")
+    plain = clone(clf).fit(X, Y)
+    masked = clone(clf).fit(X, Y, calibration_mask=held)
+    # the scorers learn from every row either way; thresholds and p-values from held rows
+    np.testing.assert_allclose(masked.params_["coef"], plain.params_["coef"], atol=1e-6)
+    assert len(masked.calibration_Y_) == -(-held.sum() // 3)  # the first of 3 folds of them
+    assert "held out of encoder adaptation" in masked.calibration_method_
+    assert masked.train_held_.tolist() == held.tolist() and plain.train_held_ is None
+    # moving the rows that only train leaves the calibration rows' out-of-fold folds alone
+    Yb = label_indicator(Y, masked.classes_)
+    scores = masked._oof_scores(
+        "linear", unit_rows(X)[held], Yb[held], (unit_rows(X)[~held], Yb[~held])
+    )[0]
+    again = masked._thresholds(scores, Yb[held], masked.allow_empty_, "per-label")[0]
+    np.testing.assert_allclose(masked.thresholds_, again, atol=1e-6)
+    grown = masked.add_classes(X[:6] + 0.01, [("new",)] * 6)
+    assert grown.train_held_.tolist() == [*held.tolist(), *[True] * 6]  # added rows: unseen
+    assert grown.remove_classes(["new"]).train_held_.tolist() == grown.train_held_.tolist()
+    guessed = masked.with_guesses(X[:4], label_indicator(Y[:4], masked.classes_))
+    assert guessed.train_held_.tolist() == [*held.tolist(), *[False] * 4]  # guesses: never
+    with pytest.raises(ValidationError, match="calibration_mask has shape"):
+        clone(clf).fit(X, Y, calibration_mask=held[:-1])
+    with pytest.raises(ValidationError, match="too few for 3-fold"):
+        clone(clf).fit(X, Y, calibration_mask=np.arange(len(X)) < 2)
+
+
 def test_no_empty_answer_when_every_training_row_has_a_label():
     X, Y = _toy()
     keep = [i for i, s in enumerate(Y) if s]
@@ -383,7 +413,6 @@ def test_cli_multi_label_fit_predict_evaluate_report(tmp_path):
     [
         (["--multi-label", "--head", "gaussian"], "has no multi-label form"),
         (["--target-precision", "0.9"], "--target-precision goes with --multi-label"),
-        (["--multi-label", "--adapt"], "--adapt works with single-label models only"),
     ],
 )
 def test_cli_multi_label_bad_options(tmp_path, extra, message):

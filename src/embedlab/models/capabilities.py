@@ -33,8 +33,6 @@ TABLE: dict[str, dict[str, str | None]] = {
     "multi-label": {
         **dict.fromkeys(CAPABILITIES),
         "--sets": "its answer is already a set of labels (each calibrated to its threshold)",
-        "fit --adapt": "not yet: its thresholds are calibrated out of fold on the training "
-        "rows, which an adapted encoder has seen (issue 27 takes a multi-label objective)",
     },
     "zero-shot": {
         **dict.fromkeys(CAPABILITIES),

@@ -112,11 +112,6 @@ def check_fit_options(
         )
     if hierarchy:
         raise ValidationError(f"{names['hierarchy']} works with single-label models only")
-    if adapt:
-        raise ValidationError(
-            f"{names['adapt']} works with single-label models only (multi-label thresholds are "
-            "calibrated out of fold on the training rows, which an adapted encoder has seen)"
-        )
     if validation:
         raise ValidationError(
             f"{names['validation']} works with single-label models only (a multi-label model "

@@ -18,11 +18,11 @@ from sklearn.base import clone
 
 from embedlab.compress.transforms import TransformChain
 from embedlab.core.conformal import min_calibration_rows
-from embedlab.models.conformal_calibration import resolve_target_fpr
 from embedlab.core.errors import ValidationError
 from embedlab.core.splits import calibration_holdout
 from embedlab.core.validation import check_labels
 from embedlab.encoders.base import check_texts
+from embedlab.models.conformal_calibration import resolve_target_fpr
 from embedlab.models.lineage import fit_lineage, training_fingerprint
 from embedlab.models.multilabel import label_indicator
 from embedlab.models.openset import OpenSetClassifier
@@ -170,6 +170,54 @@ def _adapt_encoder(
     return calibration_mask, report
 
 
+#: The share of multi-label rows kept out of adaptation: the per-label thresholds are
+#: calibrated on them alone (out of fold), so it is larger than single-label's.
+MULTILABEL_CALIBRATION_SHARE = 0.2
+
+
+def _adapt_multi_label(
+    pipe: Any, texts: list[str], sets: list[tuple[str, ...]], progress: bool | None
+) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+    """Fine-tune the encoder on label sets when ``adapt`` is True (``auto``: not for
+    multi-label; see docs/benchmarks.md): returns the rows held out of it (a share of
+    each row's rarest label, and of rows without a label) and its report."""
+    if pipe.adapt not in (True, False, "auto"):
+        raise ValidationError(f"adapt must be True, False or 'auto', not {pipe.adapt!r}")
+    if pipe.adapt is not True:
+        return None, None
+    from embedlab.models.adapt import adapt_encoder
+
+    encoder = pipe._encoder()
+    counts: dict[str, int] = {}
+    for row in sets:
+        for lab in row:
+            counts[lab] = counts.get(lab, 0) + 1
+    rarest = np.asarray(
+        [min(row, key=lambda lab: (counts[lab], lab)) if row else "" for row in sets],
+        dtype=object,
+    )
+    share = max(pipe.calibration_fraction, MULTILABEL_CALIBRATION_SHARE)
+    calibration_mask = calibration_holdout(rarest, np.zeros(len(sets), dtype=bool), share)
+    pick = lambda mask, items: [v for v, keep in zip(items, mask, strict=True) if keep]  # noqa: E731
+    work = Path(tempfile.mkdtemp(prefix="embedlab-adapt-"))
+    pipe._work = TempFolder(work)
+    adapted, report = adapt_encoder(
+        encoder,
+        pick(~calibration_mask, texts),
+        pick(~calibration_mask, sets),
+        work / ENCODER_DIR,
+        pipe.adapt_config,
+        validation=(pick(calibration_mask, texts), pick(calibration_mask, sets)),
+        progress=progress,
+        multi_label=True,
+    )
+    report["calibration_rows"] = int(calibration_mask.sum())
+    if report.get("kept") != "frozen":
+        pipe._runtime_encoder = adapted
+        pipe._adapted_dir = work / ENCODER_DIR
+    return calibration_mask, report
+
+
 def _calibration_share(pipe: Any, is_oos: np.ndarray) -> float:
     """The share of in-scope rows kept out of adaptation: ``calibration_fraction``, raised
     to what the target rate needs for a finite threshold (1/target_fpr − 1 rows, and a
@@ -206,24 +254,26 @@ def fit_multi_label(
     unlabeled: Sequence[str] | None = None,
     self_training: Any = None,
 ) -> Any:
-    """Fit a multi-label pipeline: frozen encoder (adaptation is single-label), then
-    the classifier's per-label scores and thresholds (then pipe-training on the
-    ``unlabeled`` pool, as for single-label models)."""
+    """Fit a multi-label pipeline: encoder adaptation when asked (thresholds are then
+    calibrated on the rows held out of it), then the classifier's per-label scores and
+    thresholds (then pipe-training on the ``unlabeled`` pool, as for single-label
+    models)."""
     start = time.perf_counter()
     texts = check_texts(texts)
     if len(labels) != len(texts):
         raise ValidationError(f"labels has {len(labels)} entries for {len(texts)} rows")
     clf = clone(pipe._template())
     sets = clf.label_sets(list(labels))
-    encoder = pipe._encoder()
     chain = TransformChain(pipe.transform) if pipe.transform else None
+    calibration_mask, adapt_report = _adapt_multi_label(pipe, texts, sets, progress)
+    encoder = pipe._encoder()  # the adapted one, when adaptation kept its weights
     t_enc = time.perf_counter()
     X = encoder.encode(texts, progress=progress)
     encode_s = time.perf_counter() - t_enc
     t_fit = time.perf_counter()
     pipe.chain_ = chain.fit(X) if chain else None
     X = pipe._features(X)
-    clf.fit(X, sets)
+    clf.fit(X, sets, calibration_mask=calibration_mask)
     pipe._classifier = clf
     self_report = None
     if unlabeled is not None:
@@ -250,7 +300,7 @@ def fit_multi_label(
         },
         "multi_label": True,
         "label_sep": sep,
-        "adapted": None,
+        "adapted": adapt_report,
         "timings": {
             "encode_seconds": round(encode_s, 2),
             "classifier_fit_seconds": round(fit_s, 2),
@@ -268,7 +318,10 @@ def fit_multi_label(
         "target_precision": clf.target_precision,
         "threshold_strategy": clf.threshold_strategy_,
         "threshold_selection": clf.threshold_selection_,
-        "calibrated_on": f"out-of-fold scores of the training rows ({clf.cv} folds)",
+        "calibrated_on": f"out-of-fold scores of the training rows ({clf.cv} folds)"
+        if calibration_mask is None
+        else f"out-of-fold scores of the {int(calibration_mask.sum())} rows held out of "
+        f"adaptation ({clf.cv} folds)",
         "held_out_metrics": clf.oof_metrics_,
         "self_training": self_report,
     }

@@ -13,14 +13,13 @@ it as a row that carries no label).
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy.special import expit
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 
@@ -28,7 +27,6 @@ from embedlab.core.conformal import benjamini_hochberg, check_alpha
 from embedlab.core.errors import ValidationError
 from embedlab.core.validation import check_vectors
 from embedlab.core.vectors import top_k_cosine, unit_rows
-from embedlab.heads.base import check_removable
 from embedlab.models.label_sets import (
     evaluate_multilabel,
     label_indicator,
@@ -37,6 +35,7 @@ from embedlab.models.label_sets import (
 )
 from embedlab.models.label_thresholds import THRESHOLD_STRATEGIES, apply_strategy, choose_strategy
 from embedlab.models.multilabel_calibration import MultiLabelCalibration
+from embedlab.models.multilabel_changes import MultiLabelChanges, check_counts
 from embedlab.models.multilabel_scores import fit_mlp, fit_ovr_logistic, mlp_scores
 from embedlab.models.predictions import Predictions
 
@@ -54,24 +53,7 @@ MULTILABEL_HEADS = ("auto", "linear", "mlp", "prototype", "knn")
 AUTO_HEADS = ("linear", "mlp")
 
 
-def _check_counts(classes: np.ndarray, counts: np.ndarray) -> None:
-    """A label needs two rows: a threshold cannot be calibrated from one example."""
-    if (counts < 2).any():
-        few = [str(c) for c in classes[counts < 2]][:10]
-        raise ValidationError(
-            f"{int((counts < 2).sum())} label(s) have fewer than 2 rows: {few}; a "
-            "threshold cannot be calibrated from one example"
-        )
-
-
-#: Per head, which of its fitted arrays hold one entry per label, and along which axis.
-_LABEL_AXIS = {"coef": 0, "intercept": 0, "means": 0, "w2": 0, "b2": 0, "labels": 1}
-#: Heads whose per-label scorers are independent of each other (one-vs-rest, one mean per
-#: label): a class change touches only the labels it adds or removes.
-_INDEPENDENT_HEADS = ("linear", "prototype")
-
-
-class MultiLabelClassifier(MultiLabelCalibration, BaseEstimator):
+class MultiLabelClassifier(MultiLabelChanges, MultiLabelCalibration, BaseEstimator):
     """Label sets from embeddings: per-label scores, per-label calibrated thresholds.
 
     Parameters
@@ -186,18 +168,36 @@ class MultiLabelClassifier(MultiLabelCalibration, BaseEstimator):
         classes = np.asarray(sorted({lab for s in sets for lab in s}), dtype=object)
         return classes, label_indicator(sets, classes)
 
-    def fit(self, X: Any, Y: Any) -> MultiLabelClassifier:
-        """Fit the per-label scores on (X, Y) and calibrate one threshold per label."""
+    def fit(self, X: Any, Y: Any, calibration_mask: Any = None) -> MultiLabelClassifier:
+        """Fit the per-label scores on (X, Y) and calibrate one threshold per label.
+
+        ``calibration_mask`` marks rows whose vectors come from an encoder that never saw
+        them (rows held out of encoder adaptation): the thresholds, the head choice and the
+        p-values are then calibrated on those rows only, scored out of fold by scorers that
+        also learn from every other row; the final scorers learn from all rows."""
         self._check_params()
         X = check_vectors(X, name="X")
         classes, Yb = self._targets(Y, len(X))
-        return self._fit_rows(X, classes, Yb)
+        held = None
+        if calibration_mask is not None:
+            held = np.asarray(calibration_mask, dtype=bool)
+            if held.shape != (len(X),):
+                raise ValidationError(
+                    f"calibration_mask has shape {held.shape}, expected ({len(X)},)"
+                )
+            if held.sum() < int(self.cv):
+                raise ValidationError(
+                    f"{int(held.sum())} calibration rows are too few for {self.cv}-fold calibration"
+                )
+        return self._fit_rows(X, classes, Yb, held)
 
-    def _fit_rows(self, X: np.ndarray, classes: np.ndarray, Yb: np.ndarray) -> MultiLabelClassifier:
+    def _fit_rows(
+        self, X: np.ndarray, classes: np.ndarray, Yb: np.ndarray, held: np.ndarray | None = None
+    ) -> MultiLabelClassifier:
         if len(classes) < 1:
             raise ValidationError("multi-label training data carries no label at all")
         counts = Yb.sum(0)
-        _check_counts(classes, counts)
+        check_counts(classes, counts)
         if len(X) < int(self.cv):
             raise ValidationError(f"{len(X)} rows are too few for {self.cv}-fold calibration")
         Z = unit_rows(X)
@@ -205,11 +205,12 @@ class MultiLabelClassifier(MultiLabelCalibration, BaseEstimator):
             bool((~Yb.any(1)).any()) if self.allow_empty == "auto" else bool(self.allow_empty)
         )
         candidates = AUTO_HEADS if self.head == "auto" else (self.head,)
+        Zc, Yc, extra = self._calibration_split(Z, Yb, held)
         tried = {}
         for head in candidates:  # a loop over candidate heads
-            oof, fold_params, fold_held = self._oof_scores(head, Z, Yb)
-            thresholds, reached, how = self._thresholds(oof, Yb, allow_empty)
-            metrics = evaluate_multilabel(Yb, _decide(oof, thresholds, allow_empty), classes)
+            oof, fold_params, fold_held = self._oof_scores(head, Zc, Yc, extra)
+            thresholds, reached, how = self._thresholds(oof, Yc, allow_empty)
+            metrics = evaluate_multilabel(Yc, _decide(oof, thresholds, allow_empty), classes)
             metrics.pop("per_label")
             tried[head] = (
                 metrics,
@@ -222,7 +223,11 @@ class MultiLabelClassifier(MultiLabelCalibration, BaseEstimator):
             )
         best = max(candidates, key=lambda h: tried[h][0]["macro_f1"])  # first among equals
         metrics, thresholds, reached, fold_params, fold_scores, fold_held, how = tried[best]
-        self._set_calibration(fold_params, fold_scores, Yb[fold_held])
+        self._set_calibration(fold_params, fold_scores, Yc[fold_held])
+        if held is not None:
+            self.calibration_method_ = (
+                "split-conformal (rows held out of encoder adaptation, the first fold's model)"
+            )
         self.threshold_strategy_, self.global_threshold_ = how["strategy"], how["global"]
         self.threshold_selection_ = how["tried"]
         self._warn_unreached(classes, reached)
@@ -241,7 +246,17 @@ class MultiLabelClassifier(MultiLabelCalibration, BaseEstimator):
         if self.keep_rows:
             self.train_X_ = np.ascontiguousarray(X, dtype=np.float32)
             self.train_Y_ = np.asarray(Yb, dtype=bool)
+            self.train_held_ = None if held is None else held.copy()
         return self
+
+    def _calibration_split(
+        self, Z: np.ndarray, Y: np.ndarray, held: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+        """The rows thresholds are calibrated on (all, or those marked ``held``: never seen
+        by the encoder) and the rows that only train, as (Z, Y, (Z_rest, Y_rest) or None)."""
+        if held is None:
+            return Z, Y, None
+        return Z[held], Y[held], (Z[~held], Y[~held])
 
     def _oof_scores(
         self,
@@ -266,27 +281,6 @@ class MultiLabelClassifier(MultiLabelCalibration, BaseEstimator):
             first = first or (params, np.sort(held))
         assert first is not None
         return oof, first[0], first[1]
-
-    def with_guesses(self, X_extra: Any, Y_extra: np.ndarray) -> MultiLabelClassifier:
-        """A copy whose scorers also learn from ``X_extra`` with the (m, L) label matrix
-        ``Y_extra`` (the model's own guesses, for self-training); the head is kept, and the
-        thresholds are calibrated out of fold on the labelled kept rows only (the guesses
-        join every fold's training rows, never its held-out ones). The guesses join the
-        kept rows."""
-        X, Y = self.kept_rows()
-        X_extra = check_vectors(X_extra, name="X_extra", dim=self.n_features_in_)
-        Y_extra = np.asarray(Y_extra, dtype=bool).reshape(len(X_extra), len(self.classes_))
-        Z, Z_extra = unit_rows(X), unit_rows(X_extra)
-        # the calibration copy is kept: it never saw the held-out rows (nor the guesses)
-        oof, _, _ = self._oof_scores(self.head_, Z, Y, extra=(Z_extra, Y_extra))
-        thresholds, reached, _ = self._thresholds(oof, Y, self.allow_empty_, self._strategy())
-        out = copy.copy(self)  # every attribute that changes is reassigned, none mutated
-        out.params_ = self._fit_scores(self.head_, np.vstack([Z, Z_extra]), np.vstack([Y, Y_extra]))
-        out.thresholds_ = thresholds.astype(np.float32)
-        out.threshold_reached_ = reached
-        out.train_X_ = np.vstack([X, X_extra]).astype(np.float32)
-        out.train_Y_ = np.vstack([Y, Y_extra])
-        return out
 
     def _strategy(self) -> str:
         """The threshold strategy the fit chose (``per-label`` for older bundles)."""
@@ -349,157 +343,6 @@ class MultiLabelClassifier(MultiLabelCalibration, BaseEstimator):
 
     def _decide(self, scores: np.ndarray) -> np.ndarray:
         return _decide(scores, self.thresholds_, self.allow_empty_)
-
-    # ------------------------------------------------------------ class-set changes
-    def kept_rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """The kept training vectors and their (n, L) label matrix over ``classes_``; a
-        ValidationError when the model keeps none (``keep_rows=False``, or saved by an
-        older embedlab)."""
-        check_is_fitted(self, "params_")
-        if not hasattr(self, "train_X_"):
-            raise ValidationError(
-                "this model does not keep its training vectors (fitted with keep_rows=False, "
-                "or saved by an older embedlab), so it cannot add or remove labels, nor "
-                "calibrate discovery on them; refit it"
-            )
-        return self.train_X_, self.train_Y_
-
-    def reference_rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """Kept rows that carry exactly one label, with that label: the labelled groups
-        discovery calibrates its cut on."""
-        X, Y = self.kept_rows()
-        one = Y.sum(1) == 1
-        return X[one], np.asarray(self.classes_, dtype=object)[Y[one].argmax(1)]
-
-    def add_classes(self, X: Any, Y: Any) -> MultiLabelClassifier:
-        """A new classifier that also knows the labels of (X, Y) that are new to it; this
-        one is unchanged. ``Y``: label sets (or cells joined by ``label_sep``); a row may
-        carry known labels beside new ones (kept with the rows for later changes). The kept
-        rows count as not carrying the new labels. Linear and prototype heads fit only the
-        new labels' scorers and thresholds (out of fold over every kept row) and keep the
-        known ones exactly; mlp and knn heads (shared by all labels) are refit on the kept
-        rows with the same head. Raises ValidationError when no label is new, or a new
-        label has fewer than 2 rows."""
-        X_old, Y_old = self.kept_rows()
-        X = check_vectors(X, name="X", dim=self.n_features_in_)
-        sets = self.label_sets(list(Y))
-        if len(sets) != len(X):
-            raise ValidationError(f"Y has {len(sets)} label sets for {len(X)} vectors")
-        known = [str(c) for c in self.classes_]
-        added = sorted({lab for row in sets for lab in row} - set(known))
-        if not added:
-            raise ValidationError(
-                f"none of these rows' labels is new to the model (it knows {known[:10]}"
-                f"{'...' if len(known) > 10 else ''}): adding classes adds labels; refit "
-                "to learn from more examples of known ones"
-            )
-        classes = np.asarray(sorted([*known, *added]), dtype=object)
-        position = {c: j for j, c in enumerate(classes)}
-        old_cols = np.asarray([position[c] for c in known], dtype=np.int64)
-        new_cols = np.asarray([position[c] for c in added], dtype=np.int64)
-        Y_all = np.zeros((len(X_old) + len(X), len(classes)), dtype=bool)
-        Y_all[: len(X_old), old_cols] = Y_old
-        Y_all[len(X_old) :] = label_indicator(sets, classes)
-        X_all = np.vstack([X_old, X]).astype(np.float32)
-        _check_counts(classes[new_cols], Y_all[:, new_cols].sum(0))
-        if self.head_ in _INDEPENDENT_HEADS:
-            out = self._with_new_labels(X_all, Y_all, classes, old_cols, new_cols)
-            head_update = "new labels' scorers fitted, known ones kept"
-            detector_update = "new labels' thresholds calibrated out of fold, known ones kept"
-        else:
-            out = clone(self).set_params(head=self.head_)._fit_rows(X_all, classes, Y_all)
-            out.selection_ = self.selection_
-            head_update = detector_update = "refit on kept rows (same head)"
-        out.update_ = {
-            "op": "add",
-            "classes": added,
-            "rows": len(X),
-            "oos_rows": int(sum(1 for row in sets if not row)),
-            "head_update": head_update,
-            "detector_update": detector_update,
-            "thresholds": {
-                str(classes[j]): (
-                    float(out.thresholds_[j]) if np.isfinite(out.thresholds_[j]) else None
-                )
-                for j in new_cols
-            },
-        }
-        return out
-
-    def _with_new_labels(
-        self,
-        X_all: np.ndarray,
-        Y_all: np.ndarray,
-        classes: np.ndarray,
-        old_cols: np.ndarray,
-        new_cols: np.ndarray,
-    ) -> MultiLabelClassifier:
-        """A copy with the new labels' scorers and thresholds fitted on every kept row and
-        the known labels' arrays moved to their places in the new class order."""
-        Z = unit_rows(X_all)
-        Y_new = Y_all[:, new_cols]
-        oof, _, held = self._oof_scores(self.head_, Z, Y_new)
-        g = getattr(self, "global_threshold_", None)  # the model's own, for new labels too
-        thresholds, reached, _ = self._thresholds(
-            oof, Y_new, self.allow_empty_, self._strategy(), g
-        )
-        self._warn_unreached(classes[new_cols], reached)
-        fitted = self._fit_scores(self.head_, Z, Y_new)
-
-        def placed(old: np.ndarray, new: np.ndarray) -> np.ndarray:
-            out = np.empty((len(classes), *old.shape[1:]), dtype=old.dtype)
-            out[old_cols], out[new_cols] = old, new.astype(old.dtype)
-            return out
-
-        out = copy.copy(self)  # every attribute that changes is reassigned, none mutated
-        out.params_ = {k: placed(v, fitted[k]) for k, v in self.params_.items()}
-        out.thresholds_ = placed(self.thresholds_, thresholds)
-        out.threshold_reached_ = placed(self.threshold_reached_, reached)
-        out.label_counts_ = Y_all.sum(0).astype(np.int64)
-        out.classes_ = classes
-        out.train_X_, out.train_Y_ = X_all, Y_all
-        # a calibration copy of every label's scorers, fitted without the first fold's rows
-        train = np.setdiff1d(np.arange(len(Z)), held)
-        copy_params = self._fit_scores(self.head_, Z[train], Y_all[train])
-        out._set_calibration(
-            copy_params, self._scores(self.head_, Z[held], copy_params), Y_all[held]
-        )
-        return out
-
-    def remove_classes(self, labels: Any) -> MultiLabelClassifier:
-        """A new classifier without the labels ``labels``; this one is unchanged. Exact for
-        every head: the other labels' scorers and thresholds are kept as they are (kept
-        rows stay, without the removed labels). Unknown labels, or leaving fewer than 2,
-        raise ValidationError."""
-        _, Y_old = self.kept_rows()
-        drop, keep = check_removable(self.classes_, labels)
-        out = copy.copy(self)  # every attribute that changes is reassigned, none mutated
-        out.params_ = {
-            k: np.compress(keep, v, axis=_LABEL_AXIS[k]) if k in _LABEL_AXIS else v
-            for k, v in self.params_.items()
-        }
-        out.classes_ = self.classes_[keep]
-        out.thresholds_ = self.thresholds_[keep]
-        out.threshold_reached_ = self.threshold_reached_[keep]
-        out.label_counts_ = self.label_counts_[keep]
-        out.train_Y_ = Y_old[:, keep]
-        if getattr(self, "calibration_params_", None) is not None:  # exact: columns dropped
-            out._set_calibration(
-                {
-                    k: np.compress(keep, v, axis=_LABEL_AXIS[k]) if k in _LABEL_AXIS else v
-                    for k, v in self.calibration_params_.items()
-                },
-                self.calibration_scores_[:, keep],
-                self.calibration_Y_[:, keep],
-            )
-        out.update_ = {
-            "op": "remove",
-            "classes": drop,
-            "rows": int(Y_old[:, ~keep].any(1).sum()),
-            "head_update": "the removed labels' scorers dropped, the others kept",
-            "detector_update": "the other labels' thresholds kept",
-        }
-        return out
 
     # ------------------------------------------------------------------ predicting
     def _X(self, X: Any) -> np.ndarray:

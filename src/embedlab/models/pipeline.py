@@ -126,13 +126,13 @@ class Pipeline(BaseEstimator):
         only) and ``hierarchy`` (the Hierarchy read from what the config names)."""
         from embedlab.models.adapt import AdaptConfig
 
-        single = config.structure == "single-label"
+        single, trained = config.structure == "single-label", config.structure != "zero-shot"
         return cls(
             encoder=encoder,
             classifier=config.classifier(),
-            adapt=config.adapt if single else False,
+            adapt=config.adapt if single else config.adapt is True,
             adapt_config=AdaptConfig(time_budget=config.adapt_budget, seed=config.seed)
-            if single
+            if trained
             else None,
             transform=config.transform if config.structure != "zero-shot" else None,
             hierarchy=hierarchy,
