@@ -4,7 +4,8 @@ frozen MiniLM + scikit-learn LogisticRegression (C chosen by cross-validation), 
 
 Usage:
   .venv/bin/python benchmarks/fit_compare.py [--domains report] [--settings full 10 5]
-      [--seeds 0 1 2] [--methods lr embedlab setfit] [--fit KEY=VALUE ...] [--jsonl FILE]
+      [--seeds 0 1 2] [--methods lr embedlab setfit autointent] [--fit KEY=VALUE ...]
+      [--jsonl FILE]
 
 Domains: CLINC150's 10 domains (``domains.json``) are split once, by their order in that
 file, into ``tune`` (banking, kitchen_and_dining, auto_and_commute, utility, small_talk) and
@@ -21,6 +22,12 @@ notion of out-of-scope, so their OOS AUROC uses 1 - max probability and they hav
 Metrics: accuracy with rejection (a rejected in-scope row is an error), head accuracy (no
 rejection), OOS AUROC, fit seconds (LR: the C search + final fit on vectors encoded
 beforehand, encoding time shown apart; SetFit and embedlab: everything).
+
+AutoIntent (``--methods autointent``) runs in its own virtual environment (see
+benchmarks/autointent_run.py; skipped when ``../ai-venv`` or $AUTOINTENT_PYTHON is missing):
+its ``classic-light`` preset with the packaged MiniLM as embedder, the same out-of-scope
+training rows as embedlab; its answers carry its own out-of-scope decision, so its "head
+accuracy" is its in-scope accuracy with its rejections counted as errors.
 
 SetFit runs only if the ``setfit`` package imports (``pip install setfit``; it is not one of
 embedlab's dependencies): MiniLM body, its paper's few-shot settings (20 pair iterations,
@@ -153,6 +160,32 @@ def run_embedlab(train, oos_train, test, oos, fit_kw: dict) -> dict:
     }
 
 
+def run_autointent(train, oos_train, test, oos, seed: int) -> dict | None:
+    """AutoIntent's classic-light preset on the packaged MiniLM (benchmarks/autointent_run.py),
+    given the same out-of-scope training rows as embedlab. Its answers include its own
+    out-of-scope decision: accuracy counts a wrong rejection as an error, and its in-scope
+    accuracy (its only "head accuracy") does too."""
+    from autointent_peer import available
+    from autointent_peer import run_autointent as run
+
+    if not available():
+        return None
+    texts = list(train[0]) + list(oos_train[0])
+    labels = list(train[1]) + [None] * len(oos_train[0])
+    got = run(texts, labels, list(test[0]) + list(oos), seed)
+    said = np.asarray(["oos" if p is None else p for p in got["predictions"]], dtype=object)
+    truth = np.asarray(list(test[1]) + ["oos"] * len(oos), dtype=object)
+    inside = truth != "oos"
+    return {
+        "accuracy": float((said == truth).mean()),
+        "head_accuracy": float((said[inside] == truth[inside]).mean()),
+        "oos_auroc": None,
+        "in_scope_rejected": float((said[inside] == "oos").mean()),
+        "fit_seconds": got["fit_seconds"],
+        "preset": got["preset"],
+    }
+
+
 def parse_fit(items: list[str]) -> dict:
     out = {}
     for item in items:
@@ -208,6 +241,11 @@ def main() -> None:
                     res = run_lr(train, test, oos, cache)
                 elif method == "setfit":
                     res = None if shots == 0 else run_setfit(train, test, oos, seed)
+                    if res is None:
+                        continue
+                elif method == "autointent":
+                    oos_rows = (oos_train.texts, oos_train.labels)
+                    res = run_autointent(train, oos_rows, test, oos, seed)
                     if res is None:
                         continue
                 else:
