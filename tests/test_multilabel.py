@@ -369,7 +369,18 @@ def test_cli_multi_label_fit_predict_evaluate_report(tmp_path):
     data = _write_csv(tmp_path / "train.csv", TEXTS * 3, LABELS * 3)
     model = tmp_path / "m"
     res = runner.invoke(
-        app, ["fit", str(data), "--multi-label", "-o", str(model), "--no-cache", "--head", "knn"]
+        app,
+        [
+            "fit",
+            str(data),
+            "--multi-label",
+            "-o",
+            str(model),
+            "--no-cache",
+            "--head",
+            "knn",
+            "--no-adapt",
+        ],  # adaptation itself: tests/test_adapt.py
     )
     assert res.exit_code == 0, res.output
     assert "multi-label, 2 labels from 24 rows (6 with several labels, 6 with none)" in res.output
@@ -568,7 +579,7 @@ def test_one_fit_configuration_checked_before_data_and_building_the_model():
         FitConfig(labels_only=True, multi_label=True).check(CLI_NAMES)
     ml = Pipeline.from_config(FitConfig(multi_label=True, head="knn", label_sep="|").check())
     assert isinstance(ml.classifier, MultiLabelClassifier) and ml.classifier.label_sep == "|"
-    assert ml.adapt is False and ml.multi_label
+    assert ml.adapt == "auto" and ml.multi_label  # label sets adapt too (issue 27)
     single = Pipeline.from_config(FitConfig(head="linear", adapt_budget=30.0, seed=3).check())
     assert isinstance(single.classifier, OpenSetClassifier) and single.classifier.head == "linear"
     assert single.adapt == "auto" and single.adapt_config.time_budget == 30.0

@@ -37,7 +37,8 @@ def test_multi_label_goemotions_subset(tmp_path):
     dev = _write(tmp_path / "dev.csv", list(zip(dv_texts[:400], dv_cells[:400], strict=True)))
     model = tmp_path / "m"
     res = runner.invoke(
-        app, ["fit", str(train), "--multi-label", "--head", "linear", "-o", str(model)]
+        app,
+        ["fit", str(train), "--multi-label", "--head", "linear", "--no-adapt", "-o", str(model)],
     )
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["evaluate", str(model), str(dev), "--json"])

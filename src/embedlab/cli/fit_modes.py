@@ -54,8 +54,8 @@ def fit_labels_only(opts: dict, pipe: Any) -> None:
 
 
 def fit_multi_label(opts: dict, pipe: Any, table: Any, pool: list[str] | None) -> None:
-    """`fit --multi-label`: a MultiLabelClassifier pipeline (frozen encoder; self-training
-    on the --unlabeled pool when given)."""
+    """`fit --multi-label`: a MultiLabelClassifier pipeline (encoder adapted when asked or
+    when ``auto`` says so; self-training on the --unlabeled pool when given)."""
     o = SimpleNamespace(**opts)
     t0 = time.perf_counter()
     pipe.fit(table.texts, table.labels, unlabeled=pool)
@@ -78,7 +78,8 @@ def fit_multi_label(opts: dict, pipe: Any, table: Any, pool: list[str] | None) -
         + ", one threshold per label "
         + (f"at precision ≥ {o.target_precision:g}" if o.target_precision else _strategy(pipe))
         + f"; held-out macro-F1 {held['macro_f1']:.3f}, micro-F1 {held['micro_f1']:.3f}; "
-        f"{time.perf_counter() - t0:.1f} s in all"
+        + adapt_summary(info.get("adapted"))
+        + f"{time.perf_counter() - t0:.1f} s in all"
     )
     say_self_training(info)
     if never:
@@ -104,7 +105,8 @@ def adapt_summary(adapted: dict | None) -> str:
     if not adapted:
         return "encoder frozen; "
     curve = adapted.get("validation_curve") or []
-    scores = f" (held-out accuracy {curve[0]['accuracy']:.1%} frozen" if curve else ""
+    what = "R-precision" if adapted.get("multi_label") else "accuracy"
+    scores = f" (held-out {what} {curve[0]['accuracy']:.1%} frozen" if curve else ""
     if curve:
         best = max(curve, key=lambda p: (p["accuracy"], p["step"]))
         scores += f", best {best['accuracy']:.1%} at step {best['step']})"

@@ -122,15 +122,15 @@ class Pipeline(BaseEstimator):
         hierarchy: Hierarchy | None = None,
     ) -> Pipeline:
         """The unfitted pipeline a :class:`~embedlab.models.fit_options.FitConfig` asks for:
-        ``encoder``, the structure's classifier, the transform, adaptation (single-label
-        only) and ``hierarchy`` (the Hierarchy read from what the config names)."""
+        ``encoder``, the structure's classifier, the transform, adaptation (not zero-shot)
+        and ``hierarchy`` (the Hierarchy read from what the config names)."""
         from embedlab.models.adapt import AdaptConfig
 
-        single, trained = config.structure == "single-label", config.structure != "zero-shot"
+        trained = config.structure != "zero-shot"
         return cls(
             encoder=encoder,
             classifier=config.classifier(),
-            adapt=config.adapt if single else config.adapt is True,
+            adapt=config.adapt if trained else False,
             adapt_config=AdaptConfig(time_budget=config.adapt_budget, seed=config.seed)
             if trained
             else None,
