@@ -54,7 +54,9 @@ def _actors(worker: str) -> list[int]:
 
 
 @pytest.mark.parametrize("job", ["encode", "predict"])
-def test_a_killed_ray_worker_loses_and_duplicates_no_row(quick_model, tmp_path, job):
+def test_a_killed_ray_worker_loses_and_duplicates_no_row(quick_model, tmp_path, job, request):
+    """encode on a runtime of its own (``--ray``); predict on the cluster a user started
+    (``--ray-address``, the module's head): an actor killed midway either way."""
     t = load_demo("train")
     texts = [f"{x} ({k})" for k in range(3) for x in t.texts]
     data = tmp_path / "big.csv"
@@ -63,16 +65,19 @@ def test_a_killed_ray_worker_loses_and_duplicates_no_row(quick_model, tmp_path, 
         args = ["encode", data, "--shard-rows", "20", "--no-cache"]
         out, reference, worker = tmp_path / "out", tmp_path / "reference", "EncodeWorker"
         on_ray = ["--vector-format", "parquet"]
+        env = None
     else:
+        head = request.getfixturevalue("ray_head")
         args = ["predict", quick_model, data, "--chunk-rows", "20"]
         out, reference, worker = tmp_path / "out.csv", tmp_path / "ref.csv", "PredictWorker"
-        on_ray = ["--ray-actors", "2"]
+        on_ray, env = ["--ray-actors", "2", "--ray-address", head["address"]], head["token"]
     run(*args, "-o", reference)
     proc = subprocess.Popen(
         [*CLI, *map(str, [*args, "-o", out, "--ray", *on_ray])],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=env,
     )
     pieces = tmp_path / f".{out.name}.partial" / "pieces"
     killed = None
@@ -88,6 +93,7 @@ def test_a_killed_ray_worker_loses_and_duplicates_no_row(quick_model, tmp_path, 
     assert killed is not None, "the job ended before an actor could be killed"
     assert proc.returncode == 0, log
     if job == "predict":
+        assert _ran_on(head, "PredictWorker")  # on the cluster, not on a runtime of its own
         assert out.read_text() == reference.read_text()
         assert [r["text"] for r in pacsv.read_csv(out).to_pylist()] == texts
         return
@@ -170,7 +176,7 @@ def _ran_on(head: dict, worker: str) -> bool:
     return any(worker in p.read_text(errors="replace") for p in logs if p.is_file())
 
 
-def test_ray_address_joins_an_existing_cluster_with_its_token(quick_model, ray_head, tmp_path):
+def test_ray_address_joins_an_existing_cluster_with_its_token(ray_head, tmp_path):
     data, address = demo_path("train"), ray_head["address"]
     cmd = ["encode", data, "-o", tmp_path / "ray", "--shard-rows", "50", "--no-cache", "--ray"]
     said = fails(*cmd, "--ray-address", address, env=ray_head["env"])
@@ -183,13 +189,7 @@ def test_ray_address_joins_an_existing_cluster_with_its_token(quick_model, ray_h
     a, b = EmbeddingSet.load(tmp_path / "local"), EmbeddingSet.load(tmp_path / "ray")
     assert a.ids.tolist() == b.ids.tolist() and a.texts.tolist() == b.texts.tolist()
     np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-6)
-
-    predict = ["predict", quick_model, tmp_path / "ray", "--chunk-rows", "40"]
-    run(*predict, "-o", tmp_path / "p_local.csv")
-    run(*predict, "-o", tmp_path / "p_ray.csv", "--ray", "--ray-address", address,
-        env=ray_head["token"])  # fmt: skip
-    assert _ran_on(ray_head, "PredictWorker")
-    assert (tmp_path / "p_ray.csv").read_text() == (tmp_path / "p_local.csv").read_text()
+    # predict on this cluster: test_a_killed_ray_worker_loses_and_duplicates_no_row[predict]
 
 
 def test_a_ray_address_where_nothing_listens_is_named_at_once(tmp_path):

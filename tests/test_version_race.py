@@ -1,6 +1,6 @@
 """Versioned writes under a real race (issue 24): `embedlab add-classes --in-place` run again
 and again from the command line while clients add classes through a `serve --watch` server,
-for 20 s on loopback. Every change one side confirmed (exit 0, HTTP 200) must be on disk and
+for 9 s on loopback. Every change one side confirmed (exit 0, HTTP 200) must be on disk and
 served at the end; the loser of each race gets a conflict (exit 2, HTTP 409), never a
 silent overwrite."""
 
@@ -20,7 +20,7 @@ import httpx
 from embedlab.models.pipeline import Pipeline
 from embedlab.serve.process import running_server
 
-RACE_S = 14.0
+RACE_S = 9.0
 
 
 def _examples(label: str) -> list[dict[str, str]]:
