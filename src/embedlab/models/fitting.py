@@ -139,34 +139,12 @@ def _adapt_encoder(
         raise ValidationError(f"adapt must be True, False or 'auto', not {pipe.adapt!r}")
     if not do_adapt or len(in_classes) < 2:
         return None, None
-    from embedlab.models.adapt import adapt_encoder
-
     # Rows the adapted encoder has seen look more in-scope than new inputs will, so a
     # threshold set on them rejects too much: hold some out of adaptation to calibrate.
     calibration_mask = calibration_holdout(labels, is_oos, _calibration_share(pipe, is_oos))
     train_rows = ~is_oos & ~calibration_mask
-    work = Path(tempfile.mkdtemp(prefix="embedlab-adapt-"))
-    # The adapted model lives here until save() copies it into a bundle; it is deleted
-    # with the last pipeline that uses it (this one, or one derived from it by
-    # add_classes / remove_classes).
-    pipe._work = TempFolder(work)
-    adapted, report = adapt_encoder(
-        encoder,
-        [t for t, keep in zip(texts, train_rows, strict=True) if keep],
-        labels[train_rows],
-        work / ENCODER_DIR,
-        pipe.adapt_config,
-        # The same held-out (in-scope) rows pick the checkpoint, or the frozen encoder.
-        validation=(
-            [t for t, h in zip(texts, calibration_mask, strict=True) if h],
-            labels[calibration_mask],
-        ),
-        progress=progress,
-    )
-    report["calibration_rows"] = int(calibration_mask.sum())
-    if report.get("kept") != "frozen":
-        pipe._runtime_encoder = adapted
-        pipe._adapted_dir = work / ENCODER_DIR
+    # The same held-out (in-scope) rows pick the checkpoint, or the frozen encoder.
+    report = _run_adaptation(pipe, texts, labels, train_rows, calibration_mask, progress)
     return calibration_mask, report
 
 
@@ -198,7 +176,6 @@ def _adapt_multi_label(
     )
     if not wanted or len(counts) < 2:
         return None, None
-    from embedlab.models.adapt import adapt_encoder
 
     rarest = np.asarray(
         [min(row, key=lambda lab: (counts[lab], lab)) if row else "" for row in sets],
@@ -206,24 +183,48 @@ def _adapt_multi_label(
     )
     share = max(pipe.calibration_fraction, MULTILABEL_CALIBRATION_SHARE)
     calibration_mask = calibration_holdout(rarest, np.zeros(len(sets), dtype=bool), share)
+    report = _run_adaptation(
+        pipe, texts, sets, ~calibration_mask, calibration_mask, progress, multi_label=True
+    )
+    return calibration_mask, report
+
+
+def _run_adaptation(
+    pipe: Any,
+    texts: list[str],
+    labels: Sequence[Any],
+    train_rows: np.ndarray,
+    held_rows: np.ndarray,
+    progress: bool | None,
+    *,
+    multi_label: bool = False,
+) -> dict[str, Any]:
+    """Adapt the pipeline's encoder on ``train_rows``, scoring checkpoints on ``held_rows``;
+    the adapted encoder (unless the frozen one was kept) becomes the pipeline's. Returns
+    adaptation's report."""
+    from embedlab.models.adapt import adapt_encoder
+
     pick = lambda mask, items: [v for v, keep in zip(items, mask, strict=True) if keep]  # noqa: E731
     work = Path(tempfile.mkdtemp(prefix="embedlab-adapt-"))
+    # The adapted model lives here until save() copies it into a bundle; it is deleted
+    # with the last pipeline that uses it (this one, or one derived from it by
+    # add_classes / remove_classes).
     pipe._work = TempFolder(work)
     adapted, report = adapt_encoder(
-        encoder,
-        pick(~calibration_mask, texts),
-        pick(~calibration_mask, sets),
+        pipe._encoder(),
+        pick(train_rows, texts),
+        pick(train_rows, labels),
         work / ENCODER_DIR,
         pipe.adapt_config,
-        validation=(pick(calibration_mask, texts), pick(calibration_mask, sets)),
+        validation=(pick(held_rows, texts), pick(held_rows, labels)),
         progress=progress,
-        multi_label=True,
+        multi_label=multi_label,
     )
-    report["calibration_rows"] = int(calibration_mask.sum())
+    report["calibration_rows"] = int(held_rows.sum())
     if report.get("kept") != "frozen":
         pipe._runtime_encoder = adapted
         pipe._adapted_dir = work / ENCODER_DIR
-    return calibration_mask, report
+    return report
 
 
 def _calibration_share(pipe: Any, is_oos: np.ndarray) -> float:
