@@ -30,6 +30,7 @@ from embedlab.core.errors import ValidationError
 from embedlab.core.progress import progress_bar
 from embedlab.core.vectors import unit_rows
 from embedlab.encoders import SentenceTransformerEncoder
+from embedlab.models.label_sets import label_indicator
 from embedlab.store.atomic import atomic_directory
 from embedlab.store.ownership import ADAPT_MARKER
 
@@ -147,12 +148,8 @@ def _label_sets(labels: Sequence[Any], multi_label: bool) -> list[tuple[str, ...
 
 def _indicator(sets: list[tuple[str, ...]], classes: np.ndarray) -> np.ndarray:
     """(rows, classes) bool matrix; labels that are not classes are left out."""
-    index = {str(c): i for i, c in enumerate(classes)}
-    Y = np.zeros((len(sets), len(classes)), dtype=bool)
-    rows = [r for r, s in enumerate(sets) for lab in s if lab in index]
-    cols = [index[lab] for s in sets for lab in s if lab in index]
-    Y[rows, cols] = True
-    return Y
+    known = set(classes.tolist())
+    return label_indicator([[lab for lab in s if lab in known] for s in sets], classes)
 
 
 class _Run:
