@@ -37,11 +37,14 @@ def run_autointent(
         src, out = Path(tmp) / "in.json", Path(tmp) / "out.json"
         src.write_text(json.dumps(job), encoding="utf-8")
         here = Path(__file__).resolve().parent
-        subprocess.run(
+        done = subprocess.run(
             [PYTHON, str(here / "autointent_run.py"), str(src), str(out)],
-            check=True,
             timeout=7200,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
+        if done.returncode != 0:  # its own words: the last line of its traceback
+            lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+            raise RuntimeError(lines[-1] if lines else f"exit {done.returncode}")
         return json.loads(out.read_text(encoding="utf-8"))

@@ -97,9 +97,13 @@ def main() -> None:
                     lr.fit(unit_rows(enc.encode(texts)), label_indicator(sets, classes))
                     res["lr_0.5"] = f1(Ye, lr.predict_proba(unit_rows(enc.encode(te_texts))) >= 0.5)
             if "autointent" in args.methods and available():
-                got = run_autointent(texts, [list(s) for s in sets], te_texts, seed)
-                P = label_indicator([tuple(p or ()) for p in got["predictions"]], classes)
-                res["autointent"], res["autointent_fit_s"] = f1(Ye, P), got["fit_seconds"]
+                try:
+                    got = run_autointent(texts, [list(s) for s in sets], te_texts, seed)
+                except RuntimeError as exc:  # e.g. a hold-out split that misses a label
+                    res["autointent"] = f"refused: {exc}"
+                else:
+                    P = label_indicator([tuple(p or ()) for p in got["predictions"]], classes)
+                    res["autointent"], res["autointent_fit_s"] = f1(Ye, P), got["fit_seconds"]
             for method in ("frozen", "adapted"):
                 if method not in args.methods:
                     continue
