@@ -3,14 +3,15 @@ layers, so what the layers below give each text never changes and is worked out 
 at every step, every pass and every held-out checkpoint.
 
 :class:`LowerLayers` keeps each text's token states after the frozen layers (unpadded, in
-one float32 array: in memory up to :data:`IN_MEMORY_BYTES`, in a temporary file beside the
-adaptation otherwise, so memory is bounded by a chunk, not by the data) and, while
-:meth:`LowerLayers.feeding` is active, makes the model start from them: its input module is
-replaced by one that returns the cached states of the batch being run, and its layer list
-by the layers being trained. Everything around them (attention masks, pooling,
-normalisation) is the model's own code. Before it is used, :meth:`LowerLayers.check`
-compares the truncated model with the whole one on a few texts; an architecture where
-they differ (or which has no ``embeddings`` + ``encoder.layer``) is trained whole.
+one float32 array: in memory up to :data:`IN_MEMORY_BYTES`, otherwise in a temporary file
+under ``workdir`` or the system's temporary folder, so memory is bounded by a chunk, not by
+the data) and, while :meth:`LowerLayers.feeding` is active, makes the model start from
+them: its input module is replaced by one that returns the cached states of the batch
+being run, and its layer list by the layers being trained. Everything around them
+(attention masks, pooling, normalisation) is the model's own code. Before it is used,
+:meth:`LowerLayers.check` compares the truncated model with the whole one on a few texts;
+an architecture where they differ (or which has no ``embeddings`` + ``encoder.layer``) is
+trained whole.
 """
 
 from __future__ import annotations
