@@ -217,3 +217,32 @@ def test_bundle_state_keeps_the_calibration_not_the_rows():
     arrays = {}
     ml_again = estimator_from_state(estimator_to_state(ml, "classifier", arrays), arrays)
     np.testing.assert_array_equal(ml.p_value(novel), ml_again.p_value(novel))
+
+
+@pytest.mark.slow
+def test_a_closed_set_model_rejects_nothing_and_saves_as_strict_json(st_encoder_uncached, tmp_path):
+    import json
+
+    from embedlab.models.pipeline import Pipeline
+
+    words = ["alarm", "weather", "music", "timer"]
+    texts = [f"{w} request number {i}" for w in words for i in range(12)]
+    labels = [w for w in words for _ in range(12)]
+    clf = OpenSetClassifier(head="prototype", detector="max-cosine")  # target_fpr="auto"
+    pipe = Pipeline(st_encoder_uncached, clf, adapt=False).fit(texts, labels)
+    assert pipe.classifier_.rate() is None and pipe.classifier_.threshold_ == float("inf")
+    d = pipe.predict_details(["something else entirely", *texts[:3]])
+    assert not d.out_of_scope.any() and ((d.p_value > 0) & (d.p_value <= 1)).all()
+    pipe.save(tmp_path / "m")
+
+    def refuse(constant):  # Infinity / NaN are not JSON
+        raise ValueError(constant)
+
+    json.loads((tmp_path / "m" / "bundle.json").read_text(), parse_constant=refuse)
+    again = Pipeline.load(tmp_path / "m")
+    assert again.classifier_.threshold_ == float("inf") and again.classifier_.rate() is None
+    assert again.info["threshold"] is None
+    # a rate given later turns rejection on, as the README says
+    X = st_encoder_uncached.encode(texts[::4])
+    again.classifier_.calibrate(X, target_fpr=0.25)
+    assert again.classifier_.rate() == 0.25 and again.classifier_.threshold_ < float("inf")

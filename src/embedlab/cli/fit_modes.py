@@ -142,10 +142,12 @@ def _strategy(pipe: Any) -> str:
 
 def _threshold(pipe: Any) -> str:
     """The out-of-scope threshold and its rate, or that a closed-set model has none."""
-    rate = pipe.classifier_.rate()
+    rate, threshold = pipe.classifier_.rate(), pipe.info["threshold"]
     if rate is None:
         return "no out-of-scope threshold (closed set: nothing rejected)"
-    return f"threshold {pipe.info['threshold']:.4g} at target FPR {rate:g}"
+    if threshold is None:
+        return f"no finite threshold at target FPR {rate:g} (nothing rejected)"
+    return f"threshold {threshold:.4g} at target FPR {rate:g}"
 
 
 def _calibration(pipe: Any) -> str:

@@ -94,7 +94,7 @@ def fit_single_label(
         "transform": pipe.transform,
         "head": pipe._classifier.head_name_,
         "detector": pipe._classifier.detector_name_,
-        "threshold": pipe._classifier.threshold_,
+        "threshold": _finite(pipe._classifier.threshold_),
         "calibrated_on": "validation data"
         if validation is not None
         else (
@@ -425,3 +425,9 @@ def _training_record(texts: list[str], labels: np.ndarray, is_oos: np.ndarray) -
         "n_oos": int(is_oos.sum()),
         "label_counts": {str(k): int(v) for k, v in counts.items()},
     }
+
+
+def _finite(value: float) -> float | None:
+    """``value``, or None where it is not finite (a threshold that rejects nothing): the
+    bundle's JSON has no infinity."""
+    return float(value) if np.isfinite(value) else None

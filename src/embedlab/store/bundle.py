@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -96,7 +97,9 @@ def _encode(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
             return {"__strings__": [str(v) for v in value.tolist()]}
         raise StoreError(f"cannot store {key}: unsupported dtype {value.dtype}")
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):  # JSON has no inf / nan
+        return {"__float__": repr(value)}
     if isinstance(value, dict):
         return {"__dict__": {str(k): _encode(v, f"{key}.{k}", arrays) for k, v in value.items()}}
     if isinstance(value, (list, tuple)):
@@ -115,6 +118,10 @@ def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
         return value
     if "__estimator__" in value:
         return estimator_from_state(value["__estimator__"], arrays)
+    if "__float__" in value:  # inf, -inf or nan
+        if value["__float__"] not in ("inf", "-inf", "nan"):
+            raise StoreError(f"bundle holds an unknown float {value['__float__']!r}")
+        return float(value["__float__"])
     if "__array__" in value:
         key = value["__array__"]
         if key not in arrays:
@@ -203,6 +210,18 @@ def _split_timings(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     return out, timings
 
 
+def _finite_json(value: Any) -> Any:
+    """``value`` with every infinite or NaN float replaced by None: JSON has no such
+    numbers (estimator states keep theirs exactly, as ``{"__float__": "inf"}``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v) for v in value]
+    return value
+
+
 def _join_timings(doc: dict[str, Any]) -> dict[str, Any]:
     timings = doc.pop("timings", None)
     info = doc.get("info")
@@ -246,7 +265,7 @@ def write_bundle(
     path = Path(path)
     spec = dict(encoder.spec)
     spec["path"] = str(Path(encoder.model_path).absolute())
-    checked, timings = _split_timings(fields)
+    checked, timings = _split_timings(_finite_json(fields))
     with atomic_directory(path, overwrite=overwrite, expect_stamp=expect_stamp) as tmp:
         if copy_encoder:
             shutil.copytree(encoder.model_path, tmp / ENCODER_DIR)
