@@ -15,7 +15,9 @@ from embedlab.core.errors import EncoderError
 
 __all__ = ["default_model_path", "model_fingerprint", "read_model_config"]
 
-_SKIP_FILES = {"README.md", ".gitattributes"}
+# A student's manifest records measurements, not weights: it is outside the fingerprint, so
+# a student measured in its temporary folder keeps its fingerprint (and ONNX graph) there.
+_SKIP_FILES = {"README.md", ".gitattributes", "embedlab-student.json"}
 
 
 def default_model_path() -> Path:
@@ -84,7 +86,7 @@ def read_model_config(path: Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise EncoderError(f"cannot read the model configuration in {path}: {exc}") from None
     if "Dense" in types:
-        dim = None  # projected output: ask the model
+        dim = _dense_out(path, modules)  # projected output
     else:
         dim = (
             pooling.get("word_embedding_dimension")
@@ -115,6 +117,17 @@ def read_model_config(path: Path) -> dict[str, Any]:
     if info["dim"] is None:
         raise EncoderError(f"cannot tell the output dimension of the model in {path}")
     return info
+
+
+def _dense_out(path: Path, modules: list[dict[str, Any]]) -> int | None:
+    """Output width of the last Dense module (its config's ``out_features``), or None."""
+    dense = [m["path"] for m in modules if m["type"].endswith("Dense")]
+    try:
+        return int(
+            json.loads((path / dense[-1] / "config.json").read_text("utf-8"))["out_features"]
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _tokenizer_max_length(path: Path) -> int | None:

@@ -62,7 +62,7 @@ def unsupported(config: dict[str, Any], model_path: Path) -> str | None:
     reason = onnx_available()
     if reason:
         return reason
-    if config.get("pooling") != "mean" or config.get("has_dense"):
+    if config.get("pooling") != "mean":
         return f"the model pools by {config.get('pooling')!r} (the onnx backend does mean pooling)"
     arch = str(config.get("architecture") or "")
     if not any(a in arch.lower() for a in ("bert", "mpnet", "roberta")):

@@ -88,11 +88,16 @@ def _export_pooled(
     bert.encoder.layer = torch.nn.ModuleList(list(bert.encoder.layer)[:layer])
     bert.config.num_hidden_layers = layer
     normalize = bool(config.get("normalized")) or layer != int(config["num_layers"])
+    # modules after pooling (a student's Dense map); Normalize is the flag above
+    tail = torch.nn.ModuleList(m for m in list(torch_model)[2:] if type(m).__name__ != "Normalize")
+    if layer != int(config["num_layers"]):
+        tail = torch.nn.ModuleList()
 
     class Pooled(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.bert = bert
+            self.tail = tail
 
         def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[override]
             hidden = self.bert(
@@ -100,6 +105,8 @@ def _export_pooled(
             ).last_hidden_state
             m = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            for module in self.tail:
+                pooled = module({"sentence_embedding": pooled})["sentence_embedding"]
             if normalize:
                 pooled = torch.nn.functional.normalize(pooled, dim=1)
             return pooled
@@ -292,13 +299,16 @@ def _quantise(src: Path, dst: Path) -> None:
     activation_products = [
         n.name for n in source.node if n.op_type == "MatMul" and n.input[1] not in weights
     ]
+    # The map after pooling (a student's Dense) stays float: one row per text, cheap, and
+    # its bias would be scaled per token by MatMulIntegerToFloat (see _prepare_for_int8).
+    after_pooling = [n.name for n in source.node if "/tail/" in n.name]
     quantize_dynamic(
         str(src),
         str(dynamic),
         weight_type=QuantType.QInt8,
         per_channel=True,
         op_types_to_quantize=["MatMul"],
-        nodes_to_exclude=activation_products,
+        nodes_to_exclude=activation_products + after_pooling,
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
     model = onnx.load(str(dynamic))

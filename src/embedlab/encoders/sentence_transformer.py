@@ -529,11 +529,19 @@ def encoder_from_spec(
             "cannot be encoded for them; search with query vectors instead (embedlab search "
             "INDEX --vectors queries.npy, or Index.search(vectors) in Python)"
         )
-    if spec.get("kind") != "sentence-transformers":
+    if spec.get("kind") not in ("sentence-transformers", "static"):
         raise StoreError(f"unsupported encoder kind {spec.get('kind')!r}")
     model_path = Path(spec["path"])
     if not model_path.is_absolute() and base_dir is not None:
         model_path = Path(base_dir) / model_path
+    if spec["kind"] == "static":
+        from embedlab.encoders.static import StaticEncoder
+
+        if not model_path.is_dir():
+            raise StoreError(f"the static student {model_path} these vectors came from is gone")
+        static = StaticEncoder(model_path)
+        _check_fingerprint(static, spec, model_path)
+        return static  # type: ignore[return-value]
     if not model_path.exists() and spec.get("name") == DEFAULT_MODEL_NAME:
         model_path = default_model_path()  # the packaged model moved (another venv)
     chosen = backend or os.environ.get("EMBEDLAB_BACKEND") or spec.get("backend")
@@ -552,12 +560,18 @@ def encoder_from_spec(
     )
     if graph is not None:
         encoder.use_graph(Path(base_dir) / graph["file"], graph)
+    _check_fingerprint(encoder, spec, model_path)
+    return encoder
+
+
+def _check_fingerprint(encoder: Any, spec: dict[str, Any], model_path: Path) -> None:
+    from embedlab.core.errors import StoreError
+
     if encoder.fingerprint != spec.get("fingerprint"):
         raise StoreError(
             f"the encoder at {model_path} is not the one these vectors came from "
             f"(fingerprint {encoder.fingerprint} != {spec.get('fingerprint')})"
         )
-    return encoder
 
 
 def _check_elastic(

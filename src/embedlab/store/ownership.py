@@ -18,6 +18,7 @@ __all__ = ["SIGNATURE_FILE", "foreign_paths", "owned_paths"]
 
 SIGNATURE_FILE = "signature.json"  # a bundle's optional HMAC signature (embedlab.store.signing)
 ADAPT_MARKER = ".embedlab_adapt.json"  # written into every adapted encoder directory
+STUDENT_MANIFEST = "embedlab-student.json"  # a distilled student's (embedlab.distill)
 _DISCOVERY_FILES = ("clusters.csv", "summary.json", "report.html")
 
 
@@ -68,6 +69,10 @@ def owned_paths(path: str | os.PathLike) -> tuple[set[str], set[str]] | None:
         elif kind == "discovery":
             files |= set(_DISCOVERY_FILES)
         return files, trees
+    student = _doc(path, STUDENT_MANIFEST)
+    if student is not None and student.get("format") == "embedlab-student":
+        listed = student.get("files")
+        return {STUDENT_MANIFEST, *map(str, listed if isinstance(listed, list) else [])}, trees
     marker = _doc(path, ADAPT_MARKER)
     if marker is None:
         return None
