@@ -14,6 +14,7 @@ from embedlab.cli.common import app, reflow_help
 # isort: off
 from embedlab.cli import demo_command  # noqa: F401
 from embedlab.cli import data  # noqa: F401
+from embedlab.cli import distilling  # noqa: F401
 from embedlab.cli import model  # noqa: F401
 from embedlab.cli import predicting  # noqa: F401
 from embedlab.cli import classes  # noqa: F401

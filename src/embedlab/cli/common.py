@@ -54,7 +54,19 @@ CacheOption = Annotated[
 ModelOption = Annotated[
     Path | None,
     typer.Option(
-        help="Local sentence-transformers model directory (default: packaged all-MiniLM-L6-v2)."
+        "--model",
+        "--encoder",
+        help="Encoder directory: a local sentence-transformers model, or a student made by "
+        "`embedlab distill` (default: the packaged all-MiniLM-L6-v2).",
+    ),
+]
+StudentOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--encoder",
+        help="Predict through this student of the model's encoder (made by `embedlab distill "
+        "--texts`): the model's head and thresholds stay; the student's fidelity and label "
+        "agreement with the teacher are measured, printed and recorded.",
     ),
 ]
 SignOption = Annotated[

@@ -132,7 +132,7 @@ def encode(
 
       embedlab encode tickets.parquet -o space/ --vector-format parquet   (DuckDB-readable)
     """
-    from embedlab.encoders import SentenceTransformerEncoder
+    from embedlab.encoders.student import open_encoder
     from embedlab.scale.encoding import encode_file_sharded
 
     with user_errors():
@@ -140,7 +140,7 @@ def encode(
         if shard_rows < 1:
             raise EmbedlabError(f"--shard-rows must be at least 1, got {shard_rows}")
         on_ray = ray_options(ray, ray_address, ray_actors)
-        encoder = SentenceTransformerEncoder(
+        encoder = open_encoder(
             model,
             batch_size=batch_size,
             normalize=normalize,

@@ -177,7 +177,7 @@ def fit(
     """
     opts = dict(locals())  # every option, for the multi-label and zero-shot paths
     from embedlab.compress.transforms import TransformChain
-    from embedlab.encoders import SentenceTransformerEncoder
+    from embedlab.encoders.student import open_encoder
     from embedlab.models.hierarchy import read_hierarchy
     from embedlab.models.pipeline import Pipeline
 
@@ -191,7 +191,7 @@ def fit(
         opts["sign_key"] = signing_key(sign)
         tree = read_hierarchy(hierarchy) if hierarchy is not None else None
         layer = TransformChain(transform).layer if transform else None
-        encoder = SentenceTransformerEncoder(model, cache=cache, layer=layer, backend=backend)
+        encoder = open_encoder(model, cache=cache, layer=layer, backend=backend)
         pipe = Pipeline.from_config(config, encoder, hierarchy=tree)
         if labels_only is not None:
             fit_labels_only(opts, pipe)

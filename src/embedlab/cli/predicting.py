@@ -22,6 +22,7 @@ from embedlab.cli.common import (
     RejectOption,
     SkipEmptyOption,
     SplitOption,
+    StudentOption,
     TextColOption,
     app,
     check_output_file,
@@ -80,6 +81,7 @@ def predict(
     ] = None,
     skip_empty: SkipEmptyOption = False,
     delimiter: DelimiterOption = None,
+    encoder: StudentOption = None,
     backend: BackendOption = None,
     cache: CacheOption = True,
     chunk_rows: Annotated[
@@ -125,6 +127,8 @@ def predict(
       embedlab predict model/ new.csv -o predictions.csv --no-reject   [dim]# closed-set data[/]
 
       embedlab predict model/ batch.csv -o flagged.csv --fdr 0.1 --sets 0.9
+
+      embedlab predict model/ new.csv -o predictions.csv --encoder student/   [dim]# distilled[/]
     """
     from embedlab.models.pipeline import Pipeline
     from embedlab.scale.predict_stream import predict_file
@@ -132,9 +136,15 @@ def predict(
 
     with user_errors():
         check_output_file(output, force, data, model_dir)
+        if encoder is not None:
+            check_output_file(output.with_name(output.name + ".student.json"), force, data)
         if output.suffix.lower() not in (".csv", ".jsonl", ".parquet"):
             raise EmbedlabError(f"{output}: output must end in .csv, .jsonl or .parquet")
         pipe = Pipeline.load(model_dir, cache=cache, backend=backend)
+        teacher = _stand_in(pipe, encoder, ray)
+        model_id = sha256_file(model_dir / "bundle.json")
+        if teacher is not None:
+            model_id += ":" + pipe.encoder_.fingerprint
         job = predict_file(
             pipe,
             data,
@@ -147,7 +157,7 @@ def predict(
             splits=split,
             on_empty="skip" if skip_empty else "error",
             delimiter=delimiter,
-            model_id=sha256_file(model_dir / "bundle.json"),
+            model_id=model_id,
             restart=restart,
             ray=ray_options(ray, ray_address, ray_actors),
             model_dir=model_dir,
@@ -162,6 +172,8 @@ def predict(
             f"; {job.resumed} of {job.chunks} chunks done by an earlier run" if job.resumed else ""
         )
         console.print(f"wrote {output}: {plural(job.rows, 'prediction')}, {rejected}{resumed}")
+        if teacher is not None:
+            _record_agreement(pipe, teacher, data, output, text_col, split, delimiter, reject)
 
 
 @app.command(rich_help_panel="Classify")
@@ -184,6 +196,7 @@ def evaluate(
     ] = None,
     skip_empty: SkipEmptyOption = False,
     delimiter: DelimiterOption = None,
+    encoder: StudentOption = None,
     backend: BackendOption = None,
     cache: CacheOption = True,
 ) -> None:
@@ -214,12 +227,19 @@ def evaluate(
 
         tree = read_hierarchy(hierarchy) if hierarchy is not None else None
         pipe = Pipeline.load(model_dir, cache=cache, backend=backend)
+        teacher = _stand_in(pipe, encoder, False)
         table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)
         metrics = pipe.evaluate(table.texts, table.labels, reject=reject, hierarchy=tree)
+        if teacher is not None:
+            from embedlab.models.stand_in import agreement
+
+            metrics["student"] = agreement(pipe, teacher, table.texts, reject=reject)
         if as_json:
             print(json.dumps(metrics))
             return
         _print_metrics(metrics, title=f"{model_dir} on {data}")
+        if "student" in metrics:
+            _print_agreement(metrics["student"])
         if pipe.multi_label:
             _print_per_label(metrics["per_label"])
             return
@@ -239,6 +259,56 @@ def evaluate(
                 f"classifiers; rejection turned {metrics['in_scope_rejected']:.2%} of the rows "
                 "away (--no-reject: predict and evaluate without it)"
             )
+
+
+def _stand_in(pipe, student: Path | None, ray: bool):
+    """Swap in the student named by --encoder; the teacher encoder it replaced, or None."""
+    if student is None:
+        return None
+    if ray:
+        raise EmbedlabError("--encoder runs in this process: drop --ray to predict through it")
+    from embedlab.encoders.student import open_encoder
+    from embedlab.models.stand_in import use_encoder
+
+    return use_encoder(pipe, open_encoder(student))
+
+
+def _record_agreement(pipe, teacher, data, output, text_col, split, delimiter, reject) -> None:
+    """Measure the student against the teacher on a sample of the input; print it and
+    write it to OUTPUT.student.json."""
+    from embedlab.data.text_chunks import iter_texts
+    from embedlab.models.stand_in import AGREEMENT_ROWS, agreement
+    from embedlab.store.atomic import atomic_write_bytes
+
+    if not data.is_file():
+        return  # stored vectors: nothing to compare
+    _, first = next(
+        iter_texts(
+            data,
+            AGREEMENT_ROWS,
+            text_col=text_col,
+            label_col=None,
+            on_empty="skip",
+            splits=split,
+            delimiter=delimiter,
+        )
+    )
+    found = agreement(pipe, teacher, first.texts, reject=reject)
+    found["measured_on"] = f"the first {found['rows']} rows of {data.name}"
+    _print_agreement(found)
+    record = output.with_name(output.name + ".student.json")
+    atomic_write_bytes(record, json.dumps(found, indent=1).encode("utf-8"))
+    console.print(f"recorded in {record}")
+
+
+def _print_agreement(found: dict) -> None:
+    console.print(
+        f"student {found['student']} ({found['kind']}): label agreement with the teacher "
+        f"{found['label_agreement']:.1%} on {found['rows']} rows, fidelity "
+        f"{found['fidelity_mean_cosine']:.3f} mean cosine (5th percentile "
+        f"{found['fidelity_p05_cosine']:.3f}); out of scope {found['out_of_scope_student']} "
+        f"vs the teacher's {found['out_of_scope_teacher']}"
+    )
 
 
 def _print_metrics(metrics: dict, title: str) -> None:

@@ -121,6 +121,22 @@ def _transform_chain(pipe: Any, encoder: Any) -> TransformChain | None:
     return chain
 
 
+def _can_adapt(encoder: Any) -> bool:
+    """Whether ``encoder`` is a whole transformer that adaptation can fine-tune."""
+    return hasattr(encoder, "torch_reference") and not getattr(encoder, "elastic", False)
+
+
+def _check_adaptable(encoder: Any) -> bool:
+    """True for an encoder ``adapt=True`` can fine-tune; ValidationError for one without
+    transformer layers (a static student)."""
+    if not hasattr(encoder, "torch_reference"):
+        raise ValidationError(
+            f"{getattr(encoder, 'name', encoder)} has no transformer layers to adapt "
+            "(a static student); fit with adapt off (--no-adapt)"
+        )
+    return True
+
+
 def _adapt_encoder(
     pipe: Any, texts: list[str], labels: np.ndarray, is_oos: np.ndarray, progress: bool | None
 ) -> tuple[np.ndarray | None, dict[str, Any] | None]:
@@ -130,11 +146,9 @@ def _adapt_encoder(
     encoder = pipe._encoder()
     in_classes = np.unique(labels[~is_oos])
     if pipe.adapt == "auto":
-        do_adapt = should_adapt(int((~is_oos).sum()), len(in_classes)) and not getattr(
-            encoder, "elastic", False
-        )
+        do_adapt = should_adapt(int((~is_oos).sum()), len(in_classes)) and _can_adapt(encoder)
     elif isinstance(pipe.adapt, bool):
-        do_adapt = pipe.adapt
+        do_adapt = pipe.adapt and _check_adaptable(encoder)
     else:
         raise ValidationError(f"adapt must be True, False or 'auto', not {pipe.adapt!r}")
     if not do_adapt or len(in_classes) < 2:
@@ -169,10 +183,8 @@ def _adapt_multi_label(
         for lab in row:
             counts[lab] = counts.get(lab, 0) + 1
     labelled = sum(1 for row in sets if row)
-    wanted = pipe.adapt is True or (
-        pipe.adapt == "auto"
-        and should_adapt(labelled, len(counts))
-        and not getattr(encoder, "elastic", False)
+    wanted = (pipe.adapt is True and _check_adaptable(encoder)) or (
+        pipe.adapt == "auto" and should_adapt(labelled, len(counts)) and _can_adapt(encoder)
     )
     if not wanted or len(counts) < 2:
         return None, None
