@@ -91,6 +91,13 @@ def plan(
     second_col: Annotated[str, typer.Option(help="sts: second sentence column.")] = "sentence2",
     score_col: Annotated[str, typer.Option(help="sts: gold score column.")] = "score",
     model: ModelOption = None,
+    student: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A student made by `embedlab distill` to measure beside the grid, whole, "
+            "at every storage (repeatable); the recommendation may pick it."
+        ),
+    ] = None,
     backend: BackendOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write plan.png.")] = True,
@@ -115,12 +122,16 @@ def plan(
       embedlab plan faq.jsonl --task retrieve --text-col question --label-col answer_id
 
       embedlab plan ../shared/data/stsb/sts-dev.csv --task sts --dims 384,128,64
+
+      embedlab plan train.csv --student static/ --student shallow/    (with distilled students)
     """
     from embedlab.compress.planner import plan as make_plan
     from embedlab.data.pair_files import read_pairs
     from embedlab.encoders import SentenceTransformerEncoder
+    from embedlab.encoders.student import open_encoder
 
     with user_errors():
+        students = [open_encoder(s) for s in student or ()]
         layer_list, dim_list = _int_list(layers, "layers"), _int_list(dims, "dims")
         texts = labels = pairs = None
         if task == "sts":
@@ -153,6 +164,7 @@ def plan(
             tolerance=tolerance,
             seed=seed,
             progress=None if not as_json else False,
+            students=students,
         )
         paths = result.save(output, plot=plot)
         if as_json:
@@ -170,7 +182,16 @@ def _print_plan(result, paths: dict) -> None:
         title=f"Pareto front — {result.task}, ranked by {result.metric} "
         f"(reference: layer {ref.layer}, dim {ref.dim}, float32 = {ref.quality:.4f})"
     )
-    for col in ("layer", "dim", "storage", "bytes", "× smaller", result.metric, "kept", "ms/item"):
+    for col in (
+        "layer / student",
+        "dim",
+        "storage",
+        "bytes",
+        "× smaller",
+        result.metric,
+        "kept",
+        "ms/item",
+    ):
         table.add_column(col, justify="left" if col == "storage" else "right", no_wrap=True)
     extra = [m for m in (result.rows[0].metrics if result.rows else {}) if m != result.metric]
     for m in extra:
@@ -180,7 +201,7 @@ def _print_plan(result, paths: dict) -> None:
     for r in front:
         style = "bold green" if r is rec else None
         table.add_row(
-            str(r.layer),
+            Path(r.student).name if r.student else str(r.layer),
             str(r.dim),
             r.storage,
             f"{r.bytes_per_vector:g}",
@@ -195,6 +216,12 @@ def _print_plan(result, paths: dict) -> None:
     console.print(table, width=None if console.is_terminal else 10_000)
     for note in result.data.get("notes", []):
         console.print(f"note: {note}")
+    for r in (r for r in result.rows if r.student and r.storage == "float32"):
+        console.print(
+            f"student {Path(r.student).name}: {result.metric} {r.quality:.4f} "
+            f"({100 * r.quality / ref.quality:.1f}% of the reference), encode "
+            f"{r.encode_ms:.3f} ms/text vs {ref.encode_ms:.3f}, {r.encoder_mb:.1f} MB on disk"
+        )
     if rec is None:
         console.print(
             "[bold red]no configuration meets the limits[/] "

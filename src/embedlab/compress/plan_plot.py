@@ -20,10 +20,11 @@ def plot_plan(p: Any, path: str | os.PathLike) -> Path:
     fig = Figure(figsize=(8.5, 5), dpi=110)
     ax = fig.subplots()
     markers = {"float32": "o", "int8": "s", "binary": "^", "pq": "D"}
-    lo, hi = min(r.layer for r in p.rows), max(r.layer for r in p.rows)
+    grid = [r for r in p.rows if not r.student]
+    lo, hi = min(r.layer for r in grid), max(r.layer for r in grid)
     points = None
-    for storage in dict.fromkeys(r.storage for r in p.rows):  # in the order measured
-        rs = [r for r in p.rows if r.storage == storage]
+    for storage in dict.fromkeys(r.storage for r in grid):  # in the order measured
+        rs = [r for r in grid if r.storage == storage]
         if rs:
             points = ax.scatter(
                 [r.bytes_per_vector for r in rs],
@@ -38,6 +39,16 @@ def plot_plan(p: Any, path: str | os.PathLike) -> Path:
                 edgecolors="none",
             )
             ax.scatter([], [], marker=markers[storage], c="grey", label=storage)
+    students = [r for r in p.rows if r.student]
+    if students:  # distilled students: black outlines, no layer colour
+        ax.scatter(
+            [r.bytes_per_vector for r in students],
+            [r.quality for r in students],
+            marker="*",
+            s=90,
+            c="black",
+            label="distilled student",
+        )
     # The best quality reachable within each byte budget (the 2-D front of this view).
     envelope, top = [], -math.inf
     for r in sorted(p.rows, key=lambda r: (r.bytes_per_vector, -r.quality)):

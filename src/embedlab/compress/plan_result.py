@@ -32,6 +32,8 @@ class PlanRow:
     index: str | None  # spec for `embedlab index --spec` (retrieve)
     pareto: bool = False
     feasible: bool = True
+    student: str = ""  # a distilled student's directory (empty: the planner's encoder)
+    encoder_mb: float | None = None  # the encoder's size on disk
 
     @property
     def total_ms(self) -> float:
@@ -39,6 +41,8 @@ class PlanRow:
 
     @property
     def name(self) -> str:
+        if self.student:
+            return f"student {Path(self.student).name}, dim {self.dim}, {self.storage}"
         return f"layer {self.layer}, dim {self.dim}, {self.storage}"
 
 
@@ -77,6 +81,8 @@ class Plan:
         rec = self.recommended
         if rec is None:
             return None
+        if rec.student:
+            return self._student_command(rec)
         if self.task == "retrieve":
             return (
                 f"embedlab encode DATA -o space/ --layer {rec.layer} --dim {rec.dim} && "
@@ -92,11 +98,22 @@ class Plan:
         )  # the stored form the plan measured, kept by an index of the vectors
         return f"{encode} && embedlab index space/ -o index/ --spec {spec}"
 
+    def _student_command(self, rec: PlanRow) -> str:
+        """The next command for a recommended student row."""
+        enc = f"--encoder {rec.student}"
+        if self.task == "classify":
+            return f"embedlab fit DATA -o model/ {enc} --transform {rec.transform}"
+        encode = f"embedlab encode DATA -o space/ {enc}"
+        if self.task == "retrieve":
+            return f"{encode} && embedlab index space/ -o index/ --spec {rec.index}"
+        return encode
+
     @property
     def reference(self) -> PlanRow:
         """Full model, all dimensions, float32: what every ratio is relative to."""
-        top_layer = max(r.layer for r in self.rows)
-        full = [r for r in self.rows if r.layer == top_layer and r.storage == "float32"]
+        own = [r for r in self.rows if not r.student]
+        top_layer = max(r.layer for r in own)
+        full = [r for r in own if r.layer == top_layer and r.storage == "float32"]
         return max(full, key=lambda r: r.dim)
 
     def table(self) -> list[dict[str, Any]]:
@@ -106,6 +123,7 @@ class Plan:
         for r in sorted(self.rows, key=lambda r: (-r.quality, r.bytes_per_vector)):
             out.append(
                 {
+                    "encoder": r.student or "(planner's)",
                     "layer": r.layer,
                     "dim": r.dim,
                     "storage": r.storage,
@@ -116,6 +134,7 @@ class Plan:
                     **{k: v for k, v in r.metrics.items() if k != self.metric},
                     "encode_ms": r.encode_ms,
                     "query_ms": r.query_ms,
+                    "encoder_mb": r.encoder_mb,
                     "pareto": r.pareto,
                     "feasible": r.feasible,
                     "transform": r.transform,

@@ -66,6 +66,7 @@ def plan(
     timing_sample: int = 256,
     seed: int = 0,
     progress: bool | None = None,
+    students: Sequence[Any] = (),
 ) -> Plan:
     """Measure every (layer, dim, storage) on a held-out split of labelled texts (classify,
     retrieve) or scored pairs (sts, ``pairs`` = a :class:`~embedlab.data.pair_files.PairTable`).
@@ -75,6 +76,10 @@ def plan(
     "auto": LDA + relative Mahalanobis when the training split has at least twice as many
     rows as the model has dimensions (their covariance needs it), else prototype +
     max-cosine; the same pair measures every configuration.
+
+    ``students``: encoders made by ``embedlab distill`` (or any other encoder), each
+    measured whole at every storage beside the grid (layer 0 in the table: they have no
+    layer to choose); the recommendation may pick one.
     """
     from embedlab.encoders import SentenceTransformerEncoder
 
@@ -123,6 +128,8 @@ def plan(
         progress,
         lambda V, storage: measure(V, storage, data, head=head, detector=detector, seed=seed),
     )
+    for student in students:
+        rows += _student_rows(student, data, storages, metric, timing_sample, seed, measure)
     for r in rows:
         r.feasible = (max_bytes is None or r.bytes_per_vector <= max_bytes) and (
             max_ms is None or r.total_ms <= max_ms
@@ -143,6 +150,56 @@ def plan(
         data=summary,
         seconds=time.perf_counter() - start,
     )
+
+
+def _student_rows(
+    student: Any,
+    data: dict[str, Any],
+    storages: list[str],
+    metric: str,
+    sample: int,
+    seed: int,
+    measure: Any,
+) -> list[PlanRow]:
+    """The rows of one student: its vectors at every storage, its encode time per text (a
+    fixed sample, no cache, after a warm-up) and its size on disk."""
+    from pathlib import Path
+
+    from embedlab.encoders.student import open_encoder
+
+    encoder = open_encoder(student.model_path, cache=False)  # times real encoding
+    V = unit_rows(encoder.encode(data["texts"], progress=False))
+    rng = np.random.default_rng(seed)
+    pick = [data["texts"][i] for i in rng.permutation(len(data["texts"]))[: max(1, sample)]]
+    encoder.encode(pick[:8], progress=False)
+    t0 = time.perf_counter()
+    encoder.encode(pick, progress=False)
+    encode_ms = 1000.0 * (time.perf_counter() - t0) / len(pick)
+    root = Path(student.model_path)
+    mb = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
+    rows = []
+    d = V.shape[1]
+    for storage in storages:
+        if storage == "pq" and d % PQ_SUBVECTOR_DIMS:
+            continue
+        metrics, query_ms, nbytes, index_spec = measure(V, storage)
+        rows.append(
+            PlanRow(
+                layer=0,
+                dim=d,
+                storage=storage,
+                bytes_per_vector=nbytes,
+                quality=float(metrics[metric]),
+                metrics={m: float(v) for m, v in metrics.items()},
+                encode_ms=encode_ms,
+                query_ms=query_ms,
+                transform="norm" + _storage_token(storage, d),
+                index=index_spec,
+                student=str(root),
+                encoder_mb=round(mb, 2),
+            )
+        )
+    return rows
 
 
 def _check_layers(encoder: Any, layers: Sequence[int] | None) -> list[int]:

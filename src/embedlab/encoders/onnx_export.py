@@ -301,7 +301,9 @@ def _quantise(src: Path, dst: Path) -> None:
     ]
     # The map after pooling (a student's Dense) stays float: one row per text, cheap, and
     # its bias would be scaled per token by MatMulIntegerToFloat (see _prepare_for_int8).
-    after_pooling = [n.name for n in source.node if "/tail/" in n.name]
+    # (ONNX Runtime first rewrites a Gemm into "<name>_MatMul" + Add: both names excluded)
+    tail = [n.name for n in source.node if n.name.startswith("/tail")]
+    after_pooling = tail + [f"{name}_MatMul" for name in tail]
     quantize_dynamic(
         str(src),
         str(dynamic),
