@@ -52,8 +52,9 @@ def serve(
     models: Annotated[
         list[Path],
         typer.Argument(
-            help="Model bundles (from `embedlab fit`) and search indexes (from `embedlab "
-            "index`); each is served under its directory's name."
+            help="Model bundles (from `embedlab fit`), search indexes (from `embedlab "
+            "index`) and encoders (students from `embedlab distill`, or sentence-transformers "
+            "directories: /v1/embeddings only); each is served under its directory's name."
         ),
     ],
     host: Annotated[str, typer.Option(help="Address to bind (loopback unless you say).")] = (

@@ -82,6 +82,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
         list(registry.models),
         max(int(e.dim) for e in registry.encoders.values()),
         list(registry.indexes),
+        list(registry.embedders),
     )
     for served_index in registry.indexes.values():
         warm_index(served_index)

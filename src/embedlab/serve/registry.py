@@ -25,7 +25,15 @@ from embedlab.detect.drift import DriftMonitor
 from embedlab.models.pipeline import Pipeline
 from embedlab.store.manifest import stamp_of
 
-__all__ = ["Registry", "ServedIndex", "ServedModel", "describe_file", "stamp_of"]
+__all__ = [
+    "Registry",
+    "ServedEncoder",
+    "ServedIndex",
+    "ServedModel",
+    "describe_file",
+    "is_encoder_dir",
+    "stamp_of",
+]
 
 BUNDLE_FILE, INDEX_FILE = "bundle.json", "index.json"
 
@@ -131,6 +139,53 @@ class ServedIndex:
         }
 
 
+@dataclass
+class ServedEncoder:
+    """One served encoder directory (a student made by ``embedlab distill``, or any
+    sentence-transformers model): ``/v1/embeddings`` only."""
+
+    name: str
+    path: Path
+    encoder: Any
+    encoder_key: str
+    stamp: str | None = None
+    loaded: str = field(default_factory=_now)
+
+    def describe(self) -> dict[str, Any]:
+        """The encoder's entry in GET /v1/models (``kind``: encoder)."""
+        from embedlab.encoders.student import encoder_manifest
+
+        manifest = encoder_manifest(self.encoder) or {}
+        student = {k: manifest.get(k) for k in ("kind", "space", "fidelity")} if manifest else None
+        if student is not None:
+            student["teacher"] = (manifest.get("teacher") or {}).get("fingerprint")
+        return {
+            "id": self.name,
+            "object": "model",
+            "owned_by": "embedlab",
+            "created": _created(self.path, "."),
+            "kind": "encoder",
+            "encoder": self.encoder.spec.get("fingerprint"),
+            "dim": int(self.encoder.dim),
+            "student": student,
+            "loaded": self.loaded,
+        }
+
+
+def is_encoder_dir(path: Path) -> bool:
+    """A directory an encoder loads from: a student's, or a sentence-transformers model's."""
+    from embedlab.encoders.student import MANIFEST
+
+    return (path / MANIFEST).is_file() or (path / "modules.json").is_file()
+
+
+def _gone(entry: Any) -> bool:
+    """Whether a served entry's directory no longer holds what it was served from."""
+    if isinstance(entry, ServedEncoder):
+        return not is_encoder_dir(entry.path)
+    return describe_file(entry.path) is None
+
+
 def _created(path: Path, name: str) -> int:
     try:
         return int((path / name).stat().st_mtime)
@@ -169,12 +224,15 @@ class Registry:
         self.backend, self.cache, self.key = backend, cache, key
         self.models: dict[str, ServedModel] = {}
         self.indexes: dict[str, ServedIndex] = {}
+        self.embedders: dict[str, ServedEncoder] = {}  # encoder directories served as such
         self.encoders: dict[str, Any] = {}
         for p in paths:
             path = Path(p).absolute()  # written back by absolute path, whatever the cwd does
             name = path.resolve().name
-            if name in self.models or name in self.indexes:
-                other = (self.models.get(name) or self.indexes[name]).path
+            if name in self.names():
+                other = (
+                    self.models.get(name) or self.indexes.get(name) or self.embedders[name]
+                ).path
                 raise ValidationError(
                     f"two served directories are called {name!r} ({other} and {path}): serve "
                     "them from directories with different names"
@@ -182,7 +240,7 @@ class Registry:
             self.swap(self.load_entry(path, name))
 
     def names(self) -> list[str]:
-        return sorted([*self.models, *self.indexes])
+        return sorted([*self.models, *self.indexes, *self.embedders])
 
     def get(self, name: str) -> ServedModel:
         model = self.models.get(name)
@@ -194,17 +252,25 @@ class Registry:
         key = json.dumps(encoder.spec, sort_keys=True, default=str)
         return key, self.encoders.get(key, encoder)
 
-    def load_entry(self, path: Path, name: str | None = None) -> ServedModel | ServedIndex:
-        """Load what ``path`` holds now (a model bundle or an index), without serving it;
-        raises (StoreError, ValidationError) for a directory that holds neither or a broken one.
+    def load_entry(self, path: Path, name: str | None = None) -> Any:
+        """Load what ``path`` holds now (a model bundle, an index or an encoder directory),
+        without serving it; raises (StoreError, ValidationError, EncoderError) for a
+        directory that holds none of them or a broken one.
         """
         path = Path(path).absolute()
         name = name or path.resolve().name
         desc = describe_file(path)
+        if desc is None and is_encoder_dir(path):
+            from embedlab.encoders.student import open_encoder
+
+            key, shared = self._share(open_encoder(path, cache=self.cache, backend=self.backend))
+            return ServedEncoder(name, path, shared, key)
         if desc is None:
             raise ValidationError(
-                f"{path}: neither a model bundle (bundle.json) nor an index (index.json); serve "
-                "takes directories written by `embedlab fit` or `embedlab index`"
+                f"{path}: neither a model bundle (bundle.json), an index (index.json) nor an "
+                "encoder directory (a student from `embedlab distill`, or a sentence-"
+                "transformers model); serve takes directories written by `embedlab fit`, "
+                "`embedlab index` or `embedlab distill`"
             )
         if desc.name == INDEX_FILE:
             return self._load_index(path, name, stamp_of(path))
@@ -228,12 +294,14 @@ class Registry:
         )
         return ServedIndex(name, path, index, key, shared, _aligned_labels(index), stamp)
 
-    def swap(self, entry: ServedModel | ServedIndex) -> None:
+    def swap(self, entry: Any) -> None:
         """Serve ``entry`` under its name from now on (requests holding the old one finish)."""
         encoder = entry.pipeline.encoder_ if isinstance(entry, ServedModel) else entry.encoder
         self.encoders.setdefault(entry.encoder_key, encoder)
         if isinstance(entry, ServedModel):
             self.models[entry.name] = entry
+        elif isinstance(entry, ServedEncoder):
+            self.embedders[entry.name] = entry
         else:
             self.indexes[entry.name] = entry
         # an encoder no served entry uses any more (a new version brought its own) is let go;
@@ -242,13 +310,13 @@ class Registry:
         for key in [k for k in self.encoders if k not in used]:
             del self.encoders[key]
 
-    def entries(self) -> list[ServedModel | ServedIndex]:
-        return [*self.models.values(), *self.indexes.values()]
+    def entries(self) -> list[Any]:
+        return [*self.models.values(), *self.indexes.values(), *self.embedders.values()]
 
     def missing(self) -> dict[str, str]:
         """Served entries whose directory moved or vanished (name -> the path served from):
         they keep serving from memory, but no change can be saved to them."""
-        return {e.name: str(e.path) for e in self.entries() if describe_file(e.path) is None}
+        return {e.name: str(e.path) for e in self.entries() if _gone(e)}
 
     def changed(self) -> list[ServedModel | ServedIndex]:
         """The served entries whose directory now holds another version (and a complete one:

@@ -47,7 +47,11 @@ class RequestModels(NamedTuple):
 
 
 def request_models(
-    cfg: ServeConfig, names: Sequence[str], max_dim: int, index_names: Sequence[str] = ()
+    cfg: ServeConfig,
+    names: Sequence[str],
+    max_dim: int,
+    index_names: Sequence[str] = (),
+    encoder_names: Sequence[str] = (),
 ) -> RequestModels:
     """The request bodies, with the service's limits in their schema (so /openapi.json says
     what is accepted): non-blank texts of at most ``max_chars``, at most ``max_texts`` of
@@ -58,18 +62,20 @@ def request_models(
     ]
     texts = Annotated[list[text], Field(min_length=1, max_length=cfg.max_texts)]
     public = not cfg.keys_file  # with API keys the public schema does not list what is served
-    shown = sorted(names)[:3] if public else ["my-model"]
+    shown = sorted(names or encoder_names)[:3] if public else ["my-model"]
     name = Annotated[str, StringConstraints(min_length=1), Field(examples=shown)]
     label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK)]
     # in the schema only (an unknown name gets 404); an empty enum is not valid JSON Schema
     served = {"enum": sorted(names)} if names and public else {}
     served_index = {"enum": sorted(index_names)} if index_names and public else {}
+    embedders = [*names, *encoder_names]
+    served_embedder = {"enum": sorted(embedders)} if embedders and public else {}
 
     class EmbeddingsRequest(BaseModel):
-        """OpenAI's embeddings request (``model``: a served model's id)."""
+        """OpenAI's embeddings request (``model``: a served model's or encoder's id)."""
 
         input: text | texts
-        model: Annotated[name, Field(json_schema_extra=served)]
+        model: Annotated[name, Field(json_schema_extra=served_embedder)]
         dimensions: int | None = Field(default=None, ge=1, le=max_dim)
         encoding_format: Literal["float", "base64"] = "float"
         user: str | None = None

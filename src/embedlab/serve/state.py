@@ -180,10 +180,27 @@ class ServiceState:
         valid key; 404 for a name not served (listing only the names the key may use); 403
         for a change by a key without write access; 429 over the key's rate."""
         key = self._key(request)
-        served = self.reg.models if pool == "model" else self.reg.indexes
+        served = {
+            "model": self.reg.models,
+            "index": self.reg.indexes,
+            "embedder": {**self.reg.models, **self.reg.embedders},  # what /v1/embeddings takes
+        }[pool]
+        pool = "model" if pool == "embedder" else pool
         # a name the key may not use is answered as one not served: 404 vs 403 would tell
         # a key holder which names exist
         unknown = [n for n in names if n not in served or (key is not None and not key.allows(n))]
+        if (
+            unknown
+            and served is self.reg.models
+            and unknown[0] in self.reg.embedders
+            and (key is None or key.allows(unknown[0]))
+        ):
+            raise ApiError(
+                404,
+                "model_not_found",
+                f"{unknown[0]!r} is a served encoder, not a model: it answers /v1/embeddings "
+                "only (fit a model on it to classify)",
+            )
         if unknown:
             visible = sorted(n for n in served if key is None or key.allows(n))
             raise ApiError(
@@ -242,6 +259,11 @@ class ServiceState:
         key = self.authorise(request)
         shown = [x for x in served if key is None or key.allows(x.name)]
         return {"object": "list", "data": [x.describe() for x in shown]}
+
+    def served_embedder(self, request: Request, name: str) -> Any:
+        """The served model or encoder ``name`` (for /v1/embeddings), after :meth:`authorise`."""
+        self.authorise(request, [name], pool="embedder")
+        return self.reg.models.get(name) or self.reg.embedders[name]
 
     def served_models(self, request: Request, names: list[str]) -> dict[str, ServedModel]:
         """The served models, after :meth:`authorise` (each read once: a swap during the

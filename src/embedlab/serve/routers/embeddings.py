@@ -18,9 +18,10 @@ def embeddings_router(state: ServiceState, requests: RequestModels) -> APIRouter
 
     @router.post("/v1/embeddings", responses=TEXT_ERRORS)
     async def embeddings(req: EmbeddingsRequest, request: Request) -> dict:
-        """OpenAI-compatible embeddings from a served model's encoder (``model`` = a served
-        model's id); ``dimensions`` keeps the first d and renormalises (Matryoshka)."""
-        served = state.served_models(request, [req.model])[req.model]
+        """OpenAI-compatible embeddings from a served model's encoder or a served encoder
+        (``model`` = its id: a model bundle, or an encoder directory such as a distilled
+        student); ``dimensions`` keeps the first d and renormalises (Matryoshka)."""
+        served = state.served_embedder(request, req.model)
         texts = request_texts(req.input)
         X = await state.encode(served, texts)
         if req.dimensions is not None:

@@ -38,7 +38,12 @@ def health_router(state: ServiceState) -> APIRouter:
         """Readiness: every model and index is loaded and its directory is where it was
         served from (503, naming them, when one moved or vanished: it answers from memory,
         but no change to it can be saved and no new version can be loaded)."""
-        body = {"status": "ready", "models": sorted(reg.models), "indexes": sorted(reg.indexes)}
+        body = {
+            "status": "ready",
+            "models": sorted(reg.models),
+            "indexes": sorted(reg.indexes),
+            "encoders": sorted(reg.embedders),
+        }
         missing = reg.missing()
         if missing:
             body.update(status="degraded", missing=missing)

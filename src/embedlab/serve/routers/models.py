@@ -83,8 +83,8 @@ def models_router(state: ServiceState, requests: RequestModels) -> APIRouter:
     @router.get("/v1/models", responses=documented(401))
     async def list_models(request: Request) -> dict:
         """The served models (OpenAI's list shape, with version, encoder, classes, threshold)
-        that the request's key may use."""
-        return state.listing(request, reg.models.values())
+        and encoders (``kind``: encoder, for /v1/embeddings) that the request's key may use."""
+        return state.listing(request, [*reg.models.values(), *reg.embedders.values()])
 
     @router.post(
         "/v1/models/{name}/classes", responses=documented(401, 403, 404, 409, 413, 422, 429, 503)
