@@ -192,6 +192,14 @@ def test_student_errors_are_one_line_and_name_the_fix(tmp_path):
         read_manifest(tmp_path / "plain")
     with pytest.raises(EncoderError, match="does not exist"):
         read_manifest(tmp_path / "nowhere")
+    with pytest.raises(EncoderError, match="neither a student"):
+        open_encoder(tmp_path / "plain")
+    m2v = tmp_path / "m2v"  # model2vec writes modules.json too
+    m2v.mkdir()
+    (m2v / "modules.json").write_text("[]")
+    (m2v / "config.json").write_text(json.dumps({"model_type": "model2vec"}))
+    with pytest.raises(EncoderError, match="neither a student"):
+        open_encoder(m2v)
     path = make_student(tmp_path / "stu")
     with pytest.raises(EncoderError, match="no layers"):
         open_encoder(path, layer=2)
@@ -340,3 +348,35 @@ def test_the_service_serves_a_student_for_embeddings(tmp_path):
         res = c.post("/v1/classify", json={"model": "stu", "input": texts})
         assert res.status_code == 404 and "served encoder" in res.json()["error"]["message"]
         assert c.get("/readyz").json()["encoders"] == ["stu"]
+
+
+@pytest.mark.slow
+def test_static_distillation_trains_into_the_teachers_space_reproducibly(tmp_path, monkeypatch):
+    """The static recipe end to end, model2vec's table replaced by a small random one (the
+    real distillation takes a minute; benchmarks/distill.py runs it)."""
+    from tokenizers import Tokenizer
+
+    import embedlab.distill.static as static
+    from embedlab.data.datasets import load_demo
+    from embedlab.distill import distill
+    from embedlab.encoders import default_model_path
+
+    def small_tables(teacher_path, dim, *, progress):
+        tok = Tokenizer.from_file(str(default_model_path() / "tokenizer.json"))
+        rows = np.random.default_rng(0).normal(size=(tok.get_vocab_size(), dim))
+        return static.StaticTables(tok, tok.token_to_id("[UNK]"), rows.astype(np.float32))
+
+    monkeypatch.setattr(static, "model2vec_tables", small_tables)
+    texts = load_demo("train").texts
+    runs = [
+        distill(tmp_path / f"s{i}", texts=texts, dim=16, epochs=3, progress=False) for i in range(2)
+    ]
+    m = runs[0]
+    assert m["space"] == "teacher" and m["dim"] == 384 and m["dtype"] == "int8"
+    curve = dict(m["training"]["held_cosine"])
+    assert curve[m["training"]["kept"]] == max(curve.values())
+    assert m["fidelity"]["mean_cosine"] == pytest.approx(max(curve.values()), abs=0.02)
+    a = (tmp_path / "s0" / "model.safetensors").read_bytes()
+    assert a == (tmp_path / "s1" / "model.safetensors").read_bytes()
+    enc = open_encoder(tmp_path / "s0")
+    assert isinstance(enc, StaticEncoder) and enc.encode(texts[:3]).shape == (3, 384)

@@ -14,6 +14,7 @@ from embedlab.cli.common import (
     LabelColOption,
     SkipEmptyOption,
     SplitOption,
+    StudentOption,
     TextColOption,
     app,
     check_output_file,
@@ -126,6 +127,7 @@ def report(
     split: SplitOption = None,
     max_points: Annotated[int, typer.Option(help="Points drawn on the map at most.")] = 3000,
     skip_empty: SkipEmptyOption = False,
+    encoder: StudentOption = None,
     force: ForceOption = False,
 ) -> None:
     """Write one self-contained HTML report (works offline: no scripts, no CDN).
@@ -154,6 +156,11 @@ def report(
             if data is None:
                 raise typer.BadParameter("a model report needs DATA with labels to evaluate on")
             pipe = Pipeline.load(source)
+            if encoder is not None:  # a student of the model's encoder reports in its place
+                from embedlab.encoders.student import open_encoder
+                from embedlab.models.stand_in import use_encoder
+
+                use_encoder(pipe, open_encoder(encoder))
             table = read_labelled(data, text_col, label_col, split, skip_empty)
             html = model_report(
                 pipe,

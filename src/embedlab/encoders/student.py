@@ -75,6 +75,13 @@ def open_encoder(
     SentenceTransformerEncoder (a static student takes ``max_chars`` only)."""
     from embedlab.encoders.sentence_transformer import SentenceTransformerEncoder
 
+    if path is not None and Path(path).is_dir() and not is_student(path):
+        if not (Path(path) / "modules.json").is_file() or _is_model2vec(Path(path)):
+            raise EncoderError(
+                f"{path} is neither a student made by embedlab distill (no {MANIFEST}) nor a "
+                "sentence-transformers model directory (no modules.json): pass a directory "
+                "written by `embedlab distill`, or a sentence-transformers model"
+            )
     if path is not None and is_student(path):
         manifest = read_manifest(path)
         if manifest["kind"] == "static":
@@ -90,6 +97,15 @@ def open_encoder(
     return SentenceTransformerEncoder(
         path, layer=layer, dim=dim, first_last_average=first_last_average, **options
     )
+
+
+def _is_model2vec(path: Path) -> bool:
+    """A model2vec directory (it writes modules.json too, but runs as no transformer)."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("model_type") == "model2vec"
 
 
 def encoder_manifest(encoder: Any) -> dict[str, Any] | None:
