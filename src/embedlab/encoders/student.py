@@ -75,13 +75,17 @@ def open_encoder(
     SentenceTransformerEncoder (a static student takes ``max_chars`` only)."""
     from embedlab.encoders.sentence_transformer import SentenceTransformerEncoder
 
-    if path is not None and Path(path).is_dir() and not is_student(path):
-        if not (Path(path) / "modules.json").is_file() or _is_model2vec(Path(path)):
-            raise EncoderError(
-                f"{path} is neither a student made by embedlab distill (no {MANIFEST}) nor a "
-                "sentence-transformers model directory (no modules.json): pass a directory "
-                "written by `embedlab distill`, or a sentence-transformers model"
-            )
+    if (
+        path is not None
+        and Path(path).is_dir()
+        and not is_student(path)
+        and (not (Path(path) / "modules.json").is_file() or _is_model2vec(Path(path)))
+    ):
+        raise EncoderError(
+            f"{path} is neither a student made by embedlab distill (no {MANIFEST}) nor a "
+            "sentence-transformers model directory (no modules.json): pass a directory "
+            "written by `embedlab distill`, or a sentence-transformers model"
+        )
     if path is not None and is_student(path):
         manifest = read_manifest(path)
         if manifest["kind"] == "static":
