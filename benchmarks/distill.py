@@ -44,7 +44,7 @@ from elastic_stsb import load_stsb
 from embedlab.data.datasets import load_clinc150, load_goemotions
 from embedlab.distill import distill
 from embedlab.encoders import SentenceTransformerEncoder
-from embedlab.encoders.student import open_encoder
+from embedlab.encoders.loading import open_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 STSB = ROOT.parent / "shared" / "data" / "stsb" / "sts-dev.csv"

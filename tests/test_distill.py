@@ -16,10 +16,10 @@ from embedlab.cli import app
 from embedlab.core.errors import EmbedlabError, EncoderError
 from embedlab.distill.corpus import fidelity, split_corpus, write_student
 from embedlab.distill.static import _batch_ids, _ridge_map, quantised
+from embedlab.encoders.loading import open_encoder
 from embedlab.encoders.static import StaticEncoder, flat_token_ids, static_vectors
 from embedlab.encoders.student import (
     MANIFEST,
-    open_encoder,
     read_manifest,
     stand_in_problem,
 )

@@ -132,7 +132,7 @@ def encode(
 
       embedlab encode tickets.parquet -o space/ --vector-format parquet   (DuckDB-readable)
     """
-    from embedlab.encoders.student import open_encoder
+    from embedlab.encoders.loading import open_encoder
     from embedlab.scale.encoding import encode_file_sharded
 
     with user_errors():

@@ -157,7 +157,7 @@ def report(
                 raise typer.BadParameter("a model report needs DATA with labels to evaluate on")
             pipe = Pipeline.load(source)
             if encoder is not None:  # a student of the model's encoder reports in its place
-                from embedlab.encoders.student import open_encoder
+                from embedlab.encoders.loading import open_encoder
                 from embedlab.models.stand_in import use_encoder
 
                 use_encoder(pipe, open_encoder(encoder))

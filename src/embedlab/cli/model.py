@@ -177,7 +177,7 @@ def fit(
     """
     opts = dict(locals())  # every option, for the multi-label and zero-shot paths
     from embedlab.compress.transforms import TransformChain
-    from embedlab.encoders.student import open_encoder
+    from embedlab.encoders.loading import open_encoder
     from embedlab.models.hierarchy import read_hierarchy
     from embedlab.models.pipeline import Pipeline
 

@@ -128,7 +128,7 @@ def plan(
     from embedlab.compress.planner import plan as make_plan
     from embedlab.data.pair_files import read_pairs
     from embedlab.encoders import SentenceTransformerEncoder
-    from embedlab.encoders.student import open_encoder
+    from embedlab.encoders.loading import open_encoder
 
     with user_errors():
         students = [open_encoder(s) for s in student or ()]

@@ -267,7 +267,7 @@ def _stand_in(pipe, student: Path | None, ray: bool):
         return None
     if ray:
         raise EmbedlabError("--encoder runs in this process: drop --ray to predict through it")
-    from embedlab.encoders.student import open_encoder
+    from embedlab.encoders.loading import open_encoder
     from embedlab.models.stand_in import use_encoder
 
     return use_encoder(pipe, open_encoder(student))

@@ -39,16 +39,7 @@ def plot_plan(p: Any, path: str | os.PathLike) -> Path:
                 edgecolors="none",
             )
             ax.scatter([], [], marker=markers[storage], c="grey", label=storage)
-    students = [r for r in p.rows if r.student]
-    if students:  # distilled students: black outlines, no layer colour
-        ax.scatter(
-            [r.bytes_per_vector for r in students],
-            [r.quality for r in students],
-            marker="*",
-            s=90,
-            c="black",
-            label="distilled student",
-        )
+    _plot_students(ax, [r for r in p.rows if r.student])
     # The best quality reachable within each byte budget (the 2-D front of this view).
     envelope, top = [], -math.inf
     for r in sorted(p.rows, key=lambda r: (r.bytes_per_vector, -r.quality)):
@@ -98,3 +89,16 @@ def plot_plan(p: Any, path: str | os.PathLike) -> Path:
     fig.savefig(buf, format="png")
     atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)
+
+
+def _plot_students(ax: Any, students: list[Any]) -> None:
+    """Distilled students: black stars (they have no layer to colour by)."""
+    if students:
+        ax.scatter(
+            [r.bytes_per_vector for r in students],
+            [r.quality for r in students],
+            marker="*",
+            s=90,
+            c="black",
+            label="distilled student",
+        )

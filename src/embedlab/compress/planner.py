@@ -165,7 +165,7 @@ def _student_rows(
     fixed sample, no cache, after a warm-up) and its size on disk."""
     from pathlib import Path
 
-    from embedlab.encoders.student import open_encoder
+    from embedlab.encoders.loading import open_encoder
 
     encoder = open_encoder(student.model_path, cache=False)  # times real encoding
     V = unit_rows(encoder.encode(data["texts"], progress=False))

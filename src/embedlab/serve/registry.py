@@ -261,7 +261,7 @@ class Registry:
         name = name or path.resolve().name
         desc = describe_file(path)
         if desc is None and is_encoder_dir(path):
-            from embedlab.encoders.student import open_encoder
+            from embedlab.encoders.loading import open_encoder
 
             key, shared = self._share(open_encoder(path, cache=self.cache, backend=self.backend))
             return ServedEncoder(name, path, shared, key)
