@@ -294,6 +294,16 @@ def test_predict_and_evaluate_through_a_student(quick_model, tmp_path):
     assert res.exit_code == 0, res.output
     metrics = json.loads(res.output)
     assert metrics["student"]["label_agreement"] == record["label_agreement"]
+    # the planner measures the student beside its grid
+    plan_dir = tmp_path / "plan"
+    args = ["plan", str(demo_path("train")), "-o", str(plan_dir), "--layers", "6"]
+    args += ["--dims", "384", "--storage", "float32", "--student", str(stu), "--json"]
+    res = runner.invoke(app, args)
+    assert res.exit_code in (0, 1), res.output
+    line = next(x for x in res.output.splitlines() if x.startswith('{"task"'))
+    rows = json.loads(line)["rows"]
+    assert {r["encoder"] for r in rows} == {"(planner's)", str(stu)}
+    assert [r["dim"] for r in rows if r["encoder"] == str(stu)] == [384]
     # a student of another teacher is refused with the reason
     other = make_student(tmp_path / "other", teacher={"name": "x", "fingerprint": "X"}, dim=384)
     res = runner.invoke(
@@ -380,3 +390,15 @@ def test_static_distillation_trains_into_the_teachers_space_reproducibly(tmp_pat
     assert a == (tmp_path / "s1" / "model.safetensors").read_bytes()
     enc = open_encoder(tmp_path / "s0")
     assert isinstance(enc, StaticEncoder) and enc.encode(texts[:3]).shape == (3, 384)
+
+
+def test_length_batches_cover_every_row_once_and_are_seeded():
+    from embedlab.distill.shallow import length_batches
+
+    lengths = np.random.default_rng(0).integers(1, 200, size=1000)
+    a = length_batches(lengths, 16, np.random.default_rng(3))
+    b = length_batches(lengths, 16, np.random.default_rng(3))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert sorted(np.concatenate(a).tolist()) == list(range(1000))
+    spread = np.mean([np.ptp(lengths[x]) for x in a])
+    assert spread < np.ptp(lengths) / 4  # rows of a batch have similar lengths

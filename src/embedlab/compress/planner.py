@@ -118,18 +118,13 @@ def plan(
     by_layer = encoder.encode_layers(data["texts"], layers, progress=progress)
     encode_ms = _encode_ms(encoder, data["texts"], layers, timing_sample, seed)
     measure = {"classify": _classify, "retrieve": _retrieve, "sts": _sts}[task]
-    rows = _measure_all(
-        layers,
-        by_layer,
-        encode_ms,
-        dims,
-        storages,
-        metric,
-        progress,
-        lambda V, storage: measure(V, storage, data, head=head, detector=detector, seed=seed),
-    )
+
+    def score(V: np.ndarray, storage: str) -> Any:
+        return measure(V, storage, data, head=head, detector=detector, seed=seed)
+
+    rows = _measure_all(layers, by_layer, encode_ms, dims, storages, metric, progress, score)
     for student in students:
-        rows += _student_rows(student, data, storages, metric, timing_sample, seed, measure)
+        rows += _student_rows(student, data, storages, metric, timing_sample, seed, score)
     for r in rows:
         r.feasible = (max_bytes is None or r.bytes_per_vector <= max_bytes) and (
             max_ms is None or r.total_ms <= max_ms

@@ -70,14 +70,36 @@ def _embed(model: Any, texts: list[str]) -> Any:
     return model(dict(feats))["sentence_embedding"]
 
 
-def _held_cosine(model: Any, texts: list[str], targets: np.ndarray) -> float:
+def _by_length(texts: list[str], run: Any) -> np.ndarray:
+    """``run(batch)`` → rows for ``texts`` in batches of 256 of similar length (less
+    padding), returned in the texts' order."""
     import torch
 
+    order = np.argsort(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
     out = []
     with torch.inference_mode():
         for s in range(0, len(texts), 256):
-            out.append(_embed(model, texts[s : s + 256]).numpy())
-    vecs = np.concatenate(out)
+            out.append(run([texts[i] for i in order[s : s + 256]]).numpy())
+    rows = np.empty_like(np.concatenate(out))
+    rows[order] = np.concatenate(out)
+    return rows
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, rng: Any) -> list[np.ndarray]:
+    """One epoch's batches: a seeded shuffle, rows sorted by length within windows of 50
+    batches (less padding), the batches then in a shuffled order."""
+    order = rng.permutation(len(lengths))
+    window = 50 * batch_size
+    batches = []
+    for s in range(0, len(order), window):
+        chunk = order[s : s + window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _held_cosine(model: Any, texts: list[str], targets: np.ndarray) -> float:
+    vecs = _by_length(texts, lambda batch: _embed(model, batch))
     t = targets / np.maximum(np.linalg.norm(targets, axis=1, keepdims=True), 1e-12)
     return float(np.einsum("ij,ij->i", vecs, t).mean())
 
@@ -89,13 +111,11 @@ def _init_linear_map(model: Any, texts: list[str], targets: np.ndarray) -> None:
     from embedlab.distill.static import _ridge_map
 
     dense = model[2]
-    pooled = []
-    with torch.inference_mode():
-        for s in range(0, len(texts), 256):
-            feats = _tokenize(model, texts[s : s + 256])
-            f = model[1](model[0](dict(feats)))
-            pooled.append(f["sentence_embedding"].numpy())
-    x = np.concatenate(pooled).astype(np.float64)
+
+    def pooled(batch: list[str]) -> Any:
+        return model[1](model[0](dict(_tokenize(model, batch))))["sentence_embedding"]
+
+    x = _by_length(texts, pooled).astype(np.float64)
     w, b = _ridge_map(x, targets.astype(np.float64))
     with torch.no_grad():
         dense.linear.weight.copy_(torch.from_numpy(w.T.copy()))
@@ -142,13 +162,12 @@ def train_shallow(
     )
     targets = torch.from_numpy(np.ascontiguousarray(train_targets, dtype=np.float32))
     steps = -(-len(train) // options.batch_size)
+    lengths = np.fromiter(map(len, train), dtype=np.int64, count=len(train))
     with progress_bar(
         options.epochs * steps, "training the shallow student", enabled=progress
     ) as adv:
         for epoch in range(options.epochs):
-            order = rng.permutation(len(train))
-            for s in range(0, len(order), options.batch_size):
-                rows = order[s : s + options.batch_size]
+            for rows in length_batches(lengths, options.batch_size, rng):
                 out = _embed(model, [train[i] for i in rows])
                 loss = 1 - torch.nn.functional.cosine_similarity(out, targets[rows]).mean()
                 opt.zero_grad(set_to_none=True)
