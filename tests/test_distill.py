@@ -17,7 +17,7 @@ from embedlab.core.errors import EmbedlabError, EncoderError
 from embedlab.distill.corpus import fidelity, split_corpus, write_student
 from embedlab.distill.static import _batch_ids, _ridge_map, quantised
 from embedlab.encoders.loading import open_encoder
-from embedlab.encoders.static import StaticEncoder, flat_token_ids, static_vectors
+from embedlab.encoders.static import StaticEncoder, dense_table, flat_token_ids, static_vectors
 from embedlab.encoders.student import (
     MANIFEST,
     read_manifest,
@@ -84,19 +84,21 @@ def test_static_vectors_are_normalised_means_projected():
     table = np.array([[1, 0], [0, 2], [3, 3]], dtype=np.float32)
     ids = np.array([0, 1, 2, 2], dtype=np.int64)
     offsets = np.array([0, 2, 2, 4], dtype=np.int64)  # text 1 has no tokens
-    plain = static_vectors(ids, offsets, table, None, None, None)
+    plain = static_vectors(ids, offsets, dense_table(table, None, None))
     assert np.allclose(plain[0], np.array([0.5, 1.0]) / np.linalg.norm([0.5, 1.0]))
     assert np.allclose(plain[1], 0.0)
     assert np.allclose(plain[2], np.array([1, 1]) / np.sqrt(2))
     proj = np.array([[1, 0, 1], [0, 1, 0]], dtype=np.float32)
     bias = np.array([0, 0, 1], dtype=np.float32)
-    out = static_vectors(ids, offsets, table, None, proj, bias)
+    out = static_vectors(ids, offsets, dense_table(table, None, proj), bias)
     want = np.array([0.5, 1.0]) @ proj + bias
     assert np.allclose(out[0], want / np.linalg.norm(want), atol=1e-6)
     assert np.allclose(out[1], 0.0)  # no tokens: zero, not the bias
     scales = np.array([2, 1, 1], dtype=np.float32)
-    scaled = static_vectors(ids, offsets, table, scales, None, None)
+    scaled = static_vectors(ids, offsets, dense_table(table, scales, None))
     assert np.allclose(scaled[0], np.array([1, 1]) / np.sqrt(2))
+    repeated = static_vectors(np.array([2, 2, 0]), np.array([0, 3]), table)  # counts, not sets
+    assert np.allclose(repeated[0], np.array([7, 6]) / np.linalg.norm([7, 6]))
 
 
 def test_flat_token_ids_drop_unknown_tokens():

@@ -14,7 +14,7 @@ import numpy as np
 
 from embedlab.core.errors import EncoderError
 from embedlab.core.progress import progress_bar
-from embedlab.encoders.static import static_vectors
+from embedlab.encoders.static import dense_table, mean_rows, static_vectors
 
 __all__ = ["StaticTables", "model2vec_tables", "train_static"]
 
@@ -41,7 +41,8 @@ class StaticTables:
 
     def vectors(self, texts: list[str], max_tokens: int) -> np.ndarray:
         ids, offsets = self.encode_ids(texts, max_tokens)
-        return static_vectors(ids, offsets, self.embeddings, None, self.projection, self.bias)
+        table = dense_table(self.embeddings, None, self.projection)
+        return static_vectors(ids, offsets, table, self.bias)
 
 
 def model2vec_tables(teacher_path: str, dim: int, *, progress: bool) -> StaticTables:
@@ -122,7 +123,7 @@ def train_static(
     ids, offsets = tables.encode_ids(train, max_tokens)
     counts = np.diff(offsets)
     usable = np.flatnonzero(counts > 0)
-    means = _plain_means(ids, offsets, tables.embeddings)  # what the map sees, before L2
+    means = mean_rows(ids, offsets, tables.embeddings)  # what the map sees, before L2
     w, b = _ridge_map(means[usable].astype(np.float64), train_targets[usable].astype(np.float64))
     tables.projection, tables.bias = w, b
     curve = [("ridge map", _held_cosine(tables, held, held_targets, max_tokens))]
@@ -168,15 +169,6 @@ def train_static(
         "held_cosine": [[name, round(v, 4)] for name, v in curve],
         "kept": next(name for name, v in curve if v == best[0]),
     }
-
-
-def _plain_means(ids: np.ndarray, offsets: np.ndarray, table: np.ndarray) -> np.ndarray:
-    counts = np.diff(offsets)
-    sums = np.zeros((len(counts), table.shape[1]), dtype=np.float32)
-    filled = counts > 0
-    if len(ids):
-        sums[filled] = np.add.reduceat(table[ids], offsets[:-1][filled], axis=0)
-    return sums / np.maximum(counts, 1)[:, None]
 
 
 def _held_cosine(

@@ -2,7 +2,9 @@
 
 A text's vector is the mean of its tokens' rows in an embedding table (int8 with a scale per
 row, or float), optionally mapped into the teacher's space by a learnt affine projection,
-then L2-normalised. Tokenising is the Rust ``tokenizers`` library; the rest is numpy, so
+then L2-normalised. At load the rows are multiplied out by their scales and the projection
+once (a float32 vocab × output-dim table in memory), so encoding is tokenising plus one
+sparse product. Tokenising is the Rust ``tokenizers`` library; the rest is numpy, so
 encoding imports neither torch nor transformers. Files: ``tokenizer.json``,
 ``model.safetensors`` (``embeddings`` [, ``scales``, ``projection``, ``bias``]) and the
 student manifest (:mod:`embedlab.encoders.student`).
@@ -23,41 +25,50 @@ from embedlab.core.errors import EncoderError
 from embedlab.core.progress import progress_bar
 from embedlab.encoders.base import DEFAULT_MAX_CHARS, check_texts
 
-__all__ = ["StaticEncoder", "flat_token_ids", "static_vectors"]
+__all__ = ["StaticEncoder", "dense_table", "flat_token_ids", "mean_rows", "static_vectors"]
 
 WEIGHTS = "model.safetensors"
 TOKENIZER = "tokenizer.json"
 _CHUNK = 16384  # texts per tokenizer call (progress granularity, bounded memory)
 
 
-def static_vectors(
-    ids: np.ndarray,
-    offsets: np.ndarray,
-    table: np.ndarray,
-    scales: np.ndarray | None,
-    projection: np.ndarray | None,
-    bias: np.ndarray | None,
+def dense_table(
+    embeddings: np.ndarray, scales: np.ndarray | None, projection: np.ndarray | None
 ) -> np.ndarray:
-    """Mean token rows per text (``offsets``: start of each text in the flat ``ids``, plus
-    the end), projected and L2-normalised; a text without tokens gets a zero vector."""
-    n = len(offsets) - 1
-    counts = np.diff(offsets)
-    rows = table[ids].astype(np.float32)
+    """The (vocab, output dim) float32 table a text's vector is the mean of: the stored rows
+    (times their int8 scales), already mapped by the projection (a mean of mapped rows is
+    the map of the mean, so texts need no matrix product of their own)."""
+    table = embeddings.astype(np.float32)
     if scales is not None:
-        rows *= scales[ids, None]
-    sums = np.zeros((n, table.shape[1]), dtype=np.float32)
-    filled = counts > 0
-    if len(ids):
-        starts = offsets[:-1][filled]
-        sums[filled] = np.add.reduceat(rows, starts, axis=0)
-    means = sums / np.maximum(counts, 1)[:, None].astype(np.float32)
+        table *= scales[:, None]
     if projection is not None:
-        means = means @ projection
-        if bias is not None:
-            means += bias
-        means[~filled] = 0.0
-    norms = np.linalg.norm(means, axis=1, keepdims=True)
-    return np.divide(means, np.maximum(norms, 1e-12), dtype=np.float32)
+        table = table @ projection.astype(np.float32)
+    return np.ascontiguousarray(table, dtype=np.float32)
+
+
+def mean_rows(ids: np.ndarray, offsets: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Each text's mean of ``table`` rows (zeros for a text without tokens) as one sparse
+    (texts × vocab) product: no (tokens × dim) array is made."""
+    from scipy.sparse import csr_matrix
+
+    counts = np.diff(offsets)
+    weights = np.repeat(1.0 / np.maximum(counts, 1), counts).astype(np.float32)
+    shape = (len(offsets) - 1, table.shape[0])
+    return np.asarray(csr_matrix((weights, ids, offsets), shape=shape) @ table, np.float32)
+
+
+def static_vectors(
+    ids: np.ndarray, offsets: np.ndarray, table: np.ndarray, bias: np.ndarray | None = None
+) -> np.ndarray:
+    """Each text's mean of ``table`` rows (``offsets``: where each text starts in the flat
+    ``ids``, plus the end), plus ``bias``, L2-normalised; a text without tokens gets zeros."""
+    mean = mean_rows(ids, offsets, table)  # every step below works in place
+    if bias is not None:
+        mean += bias
+        mean[offsets[1:] == offsets[:-1]] = 0.0
+    norms = np.sqrt(np.einsum("ij,ij->i", mean, mean))
+    mean /= np.maximum(norms, 1e-12)[:, None]
+    return mean
 
 
 class StaticEncoder:
@@ -174,7 +185,12 @@ class StaticEncoder:
                 ):
                     raise EncoderError(f"{self.model_path}: the student's tables do not fit")
                 self._tokenizer = tokenizer
-                self._arrays = arrays
+                self._arrays = {
+                    "table": dense_table(
+                        arrays["embeddings"], arrays.get("scales"), arrays.get("projection")
+                    ),
+                    **({"bias": arrays["bias"]} if "bias" in arrays else {}),
+                }
         return self._tokenizer, self._arrays  # type: ignore[return-value]
 
     def token_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -197,12 +213,7 @@ class StaticEncoder:
                 chunk = texts[s : s + _CHUNK]
                 ids, offsets = self.token_ids(chunk)
                 out[s : s + len(chunk)] = static_vectors(
-                    ids,
-                    offsets,
-                    arrays["embeddings"],
-                    arrays.get("scales"),
-                    arrays.get("projection"),
-                    arrays.get("bias"),
+                    ids, offsets, arrays["table"], arrays.get("bias")
                 )
                 advance(len(chunk))
         seconds = time.perf_counter() - start
