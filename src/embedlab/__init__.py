@@ -26,6 +26,8 @@ _LAZY = {
     "EmbeddingCache": "embedlab.encoders.cache",
     "Encoder": "embedlab.encoders.base",
     "SentenceTransformerEncoder": "embedlab.encoders.sentence_transformer",
+    "StaticEncoder": "embedlab.encoders.static",
+    "open_encoder": "embedlab.encoders.loading",
     "encode_file": "embedlab.scale.encoding",
     "Index": "embedlab.compress.index",
     "evaluate_open_set": "embedlab.core.metrics",
@@ -49,7 +51,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from embedlab.data.readers import TextTable, read_texts, write_table
     from embedlab.encoders.base import Encoder
     from embedlab.encoders.cache import EmbeddingCache
+    from embedlab.encoders.loading import open_encoder
     from embedlab.encoders.sentence_transformer import SentenceTransformerEncoder
+    from embedlab.encoders.static import StaticEncoder
     from embedlab.models.hierarchy import Hierarchy
     from embedlab.models.multilabel import MultiLabelClassifier
     from embedlab.models.openset import OpenSetClassifier
@@ -86,6 +90,7 @@ __all__ = [
     "Pipeline",
     "Provenance",
     "SentenceTransformerEncoder",
+    "StaticEncoder",
     "StoreError",
     "TextTable",
     "TransformChain",
@@ -93,6 +98,7 @@ __all__ = [
     "__version__",
     "encode_file",
     "evaluate_open_set",
+    "open_encoder",
     "read_texts",
     "write_table",
 ]
