@@ -17,7 +17,13 @@ from embedlab.core.errors import EmbedlabError, EncoderError
 from embedlab.distill.corpus import fidelity, split_corpus, write_student
 from embedlab.distill.static import _batch_ids, _ridge_map, quantised
 from embedlab.encoders.loading import open_encoder
-from embedlab.encoders.static import StaticEncoder, dense_table, flat_token_ids, static_vectors
+from embedlab.encoders.static import (
+    StaticEncoder,
+    dense_table,
+    flat_token_ids,
+    mean_rows,
+    static_vectors,
+)
 from embedlab.encoders.student import (
     MANIFEST,
     read_manifest,
@@ -99,6 +105,13 @@ def test_static_vectors_are_normalised_means_projected():
     assert np.allclose(scaled[0], np.array([1, 1]) / np.sqrt(2))
     repeated = static_vectors(np.array([2, 2, 0]), np.array([0, 3]), table)  # counts, not sets
     assert np.allclose(repeated[0], np.array([7, 6]) / np.linalg.norm([7, 6]))
+    # learnt token weights: a weighted mean (weights of one text normalised to sum to one)
+    w = np.array([3, 1, 1], dtype=np.float32)
+    weighted = static_vectors(ids, offsets, dense_table(table, None, None), None, w)
+    want = (3 * table[0] + table[1]) / 4
+    assert np.allclose(weighted[0], want / np.linalg.norm(want), atol=1e-6)
+    assert np.allclose(weighted[1], 0.0) and np.allclose(weighted[2], plain[2])
+    assert np.allclose(mean_rows(ids, offsets, table, w)[0], want, atol=1e-6)  # before L2
 
 
 def test_flat_token_ids_drop_unknown_tokens():
@@ -302,8 +315,7 @@ def test_predict_and_evaluate_through_a_student(quick_model, tmp_path):
     args += ["--dims", "384", "--storage", "float32", "--student", str(stu), "--json"]
     res = runner.invoke(app, args)
     assert res.exit_code in (0, 1), res.output
-    line = next(x for x in res.output.splitlines() if x.startswith('{"task"'))
-    rows = json.loads(line)["rows"]
+    rows = json.loads(res.stdout)["rows"]  # stderr (progress, transformers' bars) kept apart
     assert {r["encoder"] for r in rows} == {"(planner's)", str(stu)}
     assert [r["dim"] for r in rows if r["encoder"] == str(stu)] == [384]
     # a student of another teacher is refused with the reason
@@ -388,6 +400,7 @@ def test_static_distillation_trains_into_the_teachers_space_reproducibly(tmp_pat
     curve = dict(m["training"]["held_cosine"])
     assert curve[m["training"]["kept"]] == max(curve.values())
     assert m["fidelity"]["mean_cosine"] == pytest.approx(max(curve.values()), abs=0.02)
+    assert m["training"]["token_weights"] is True
     a = (tmp_path / "s0" / "model.safetensors").read_bytes()
     assert a == (tmp_path / "s1" / "model.safetensors").read_bytes()
     enc = open_encoder(tmp_path / "s0")

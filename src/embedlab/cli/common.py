@@ -34,6 +34,18 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 
+def print_table(table) -> None:
+    """Print a rich table: fitted to a terminal, at its full width when piped or captured.
+
+    Rich clamps a print's width to the console's (80 columns without a terminal), which cuts
+    headers and hides columns in logs and CI; piped output gets a console as wide as needed.
+    """
+    if console.is_terminal:
+        console.print(table)
+    else:
+        Console(soft_wrap=True, width=1_000, force_terminal=False).print(table)
+
+
 BackendOption = Annotated[
     str | None,
     typer.Option(

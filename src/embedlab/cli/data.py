@@ -23,6 +23,7 @@ from embedlab.cli.common import (
     app,
     check_output_dir,
     console,
+    print_table,
     rate,
     ray_options,
     say_skipped,
@@ -276,7 +277,7 @@ def info(
             table.add_row("labels", shown + more)
         else:
             table.add_row("labels", "none")
-        console.print(table)
+        print_table(table)
 
 
 @app.command("filter", rich_help_panel="Data: encode, import, inspect")

@@ -19,6 +19,7 @@ from embedlab.cli.common import (
     app,
     check_output_file,
     console,
+    print_table,
     read_labelled,
     user_errors,
 )
@@ -73,7 +74,7 @@ def diagnose_space(
         table.add_row(
             "isotropy", f"{iso['partition_ratio']:.3g}", f"mean cosine {iso['mean_cosine']:.3f}"
         )
-        console.print(table)
+        print_table(table)
         if "confusable_pairs" in report:
             pairs = report["confusable_pairs"][:5]
             console.print(

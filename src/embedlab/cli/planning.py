@@ -18,6 +18,7 @@ from embedlab.cli.common import (
     TextColOption,
     app,
     console,
+    print_table,
     read_labelled,
     user_errors,
 )
@@ -183,7 +184,7 @@ def _print_plan(result, paths: dict) -> None:
         f"(reference: layer {ref.layer}, dim {ref.dim}, float32 = {ref.quality:.4f})"
     )
     for col in (
-        "layer / student",
+        "layer / student" if any(r.student for r in result.rows) else "layer",
         "dim",
         "storage",
         "bytes",
@@ -212,8 +213,7 @@ def _print_plan(result, paths: dict) -> None:
             *[f"{r.metrics[m]:.4f}" for m in extra],
             style=style,
         )
-    # Piped output has no terminal width: do not cut the headers at 80 columns.
-    console.print(table, width=None if console.is_terminal else 10_000)
+    print_table(table)
     for note in result.data.get("notes", []):
         console.print(f"note: {note}")
     for r in (r for r in result.rows if r.student and r.storage == "float32"):

@@ -28,6 +28,7 @@ from embedlab.cli.common import (
     check_output_file,
     console,
     plural,
+    print_table,
     ray_options,
     read_labelled,
     say_skipped,
@@ -323,7 +324,7 @@ def _print_metrics(metrics: dict, title: str) -> None:
         else:
             shown = "n/a" if value is None else str(value)
         table.add_row(key, shown)
-    console.print(table)
+    print_table(table)
 
 
 def _print_per_label(per_label: dict) -> None:
@@ -340,4 +341,4 @@ def _print_per_label(per_label: dict) -> None:
             str(m["support"]),
             "never" if t is None else f"{t:.4g}",
         )
-    console.print(table)
+    print_table(table)

@@ -16,6 +16,7 @@ from embedlab.cli.common import (
     app,
     check_output_dir,
     console,
+    print_table,
     user_errors,
 )
 from embedlab.core.errors import EmbedlabError
@@ -132,4 +133,4 @@ def search(
                     str(res.get("label", "")),
                     str(res.get("text", "")),
                 )
-            console.print(table)
+            print_table(table)
