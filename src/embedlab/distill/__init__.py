@@ -175,6 +175,8 @@ def _static(teach, corpus, targets, held_targets, dim, dtype, epochs, seed, prog
         if tables.projection is not None:
             arrays["projection"] = tables.projection.astype(np.float32)
             arrays["bias"] = tables.bias.astype(np.float32)
+        if tables.weights is not None:
+            arrays["token_weights"] = tables.weights.astype(np.float32)
         save_file(arrays, str(tmp / "model.safetensors"))
         tables.tokenizer.save(str(tmp / "tokenizer.json"))
         config = {

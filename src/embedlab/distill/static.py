@@ -30,6 +30,7 @@ class StaticTables:
     embeddings: np.ndarray  # (vocab, dim)
     projection: np.ndarray | None = None  # (dim, teacher dim)
     bias: np.ndarray | None = None
+    weights: np.ndarray | None = None  # (vocab,) learnt weight of each token in the mean
 
     def encode_ids(self, texts: list[str], max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
         """Flat token ids (unknown dropped) and offsets, as the StaticEncoder reads them."""
@@ -42,7 +43,7 @@ class StaticTables:
     def vectors(self, texts: list[str], max_tokens: int) -> np.ndarray:
         ids, offsets = self.encode_ids(texts, max_tokens)
         table = dense_table(self.embeddings, None, self.projection)
-        return static_vectors(ids, offsets, table, self.bias)
+        return static_vectors(ids, offsets, table, self.bias, self.weights)
 
 
 def model2vec_tables(teacher_path: str, dim: int, *, progress: bool) -> StaticTables:
@@ -102,6 +103,44 @@ class StaticTraining:
     batch_size: int = 256
     lr: float = 3e-3
     seed: int = 0
+    weights: bool = True  # learn a weight per token (a weighted mean)
+
+
+def _torch_student(tables: StaticTables, weighted: bool) -> Any:
+    """The static student as a torch module: (flat ids, starts, owner row of each id) →
+    the affine map of each text's (weighted) mean of token rows."""
+    import torch
+
+    class Student(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            table = torch.from_numpy(tables.embeddings.copy())
+            self.rows = torch.nn.EmbeddingBag.from_pretrained(table, freeze=False, mode="sum")
+            w = np.log(tables.weights) if tables.weights is not None else np.zeros(len(table))
+            self.log_w = torch.nn.Parameter(torch.from_numpy(w.astype(np.float32)))
+            self.log_w.requires_grad_(weighted)
+            self.proj = torch.nn.Linear(*tables.projection.shape)
+            with torch.no_grad():
+                self.proj.weight.copy_(torch.from_numpy(tables.projection.T.copy()))
+                self.proj.bias.copy_(torch.from_numpy(tables.bias))
+
+        def forward(self, flat: Any, starts: Any, owner: Any) -> Any:
+            w = torch.exp(self.log_w)[flat]
+            total = torch.zeros(len(starts)).index_add_(0, owner, w)
+            mean = self.rows(flat, starts, per_sample_weights=w) / total[:, None]
+            return self.proj(mean)
+
+        def export(self) -> tuple:
+            with torch.no_grad():
+                weights = torch.exp(self.log_w).numpy().copy() if weighted else None
+                return (
+                    self.rows.weight.numpy().copy(),
+                    self.proj.weight.numpy().T.copy(),
+                    self.proj.bias.numpy().copy(),
+                    weights,
+                )
+
+    return Student()
 
 
 def train_static(
@@ -115,27 +154,20 @@ def train_static(
     options: StaticTraining,
     progress: bool,
 ) -> dict[str, Any]:
-    """Fit the map (ridge), then train token rows and map on ``train`` to reproduce the
-    teacher's vectors (cosine loss); the epoch with the best held-out cosine is kept in
-    ``tables``. Returns the training record (held-out cosine per epoch)."""
+    """Fit the map (ridge), then train token rows, map (and with ``options.weights`` a
+    weight per token) on ``train`` to reproduce the teacher's vectors (cosine loss); the
+    epoch with the best held-out cosine is kept in ``tables``. Returns the record."""
     import torch
 
     ids, offsets = tables.encode_ids(train, max_tokens)
-    counts = np.diff(offsets)
-    usable = np.flatnonzero(counts > 0)
+    usable = np.flatnonzero(np.diff(offsets) > 0)
     means = mean_rows(ids, offsets, tables.embeddings)  # what the map sees, before L2
     w, b = _ridge_map(means[usable].astype(np.float64), train_targets[usable].astype(np.float64))
     tables.projection, tables.bias = w, b
     curve = [("ridge map", _held_cosine(tables, held, held_targets, max_tokens))]
-    best = (curve[0][1], tables.embeddings.copy(), w.copy(), b.copy())
-    bag = torch.nn.EmbeddingBag.from_pretrained(
-        torch.from_numpy(tables.embeddings.copy()), freeze=False, mode="mean"
-    )
-    proj = torch.nn.Linear(w.shape[0], w.shape[1])
-    with torch.no_grad():
-        proj.weight.copy_(torch.from_numpy(w.T.copy()))
-        proj.bias.copy_(torch.from_numpy(b))
-    opt = torch.optim.Adam([*bag.parameters(), *proj.parameters()], lr=options.lr)
+    best = (curve[0][1], tables.embeddings.copy(), w.copy(), b.copy(), None)
+    student = _torch_student(tables, options.weights)
+    opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=options.lr)
     targets = torch.from_numpy(np.ascontiguousarray(train_targets, dtype=np.float32))
     rng = np.random.default_rng(options.seed)
     steps = -(-len(usable) // options.batch_size)
@@ -147,25 +179,25 @@ def train_static(
             for s in range(0, len(order), options.batch_size):
                 rows = order[s : s + options.batch_size]
                 flat, starts = _batch_ids(ids, offsets, rows)
-                out = proj(bag(torch.from_numpy(flat), torch.from_numpy(starts)))
+                owner = np.repeat(np.arange(len(rows)), np.diff(np.append(starts, len(flat))))
+                out = student(*(torch.from_numpy(a) for a in (flat, starts, owner)))
                 loss = 1 - torch.nn.functional.cosine_similarity(out, targets[rows]).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 adv(1)
-            with torch.no_grad():
-                tables.embeddings = bag.weight.detach().numpy().copy()
-                tables.projection = proj.weight.detach().numpy().T.copy()
-                tables.bias = proj.bias.detach().numpy().copy()
+            exported = student.export()
+            tables.embeddings, tables.projection, tables.bias, tables.weights = exported
             score = _held_cosine(tables, held, held_targets, max_tokens)
             curve.append((f"epoch {epoch + 1}", score))
             if score > best[0]:
-                best = (score, tables.embeddings, tables.projection, tables.bias)
-    _, tables.embeddings, tables.projection, tables.bias = best
+                best = (score, *exported)
+    _, tables.embeddings, tables.projection, tables.bias, tables.weights = best
     return {
         "epochs": options.epochs,
         "batch_size": options.batch_size,
         "lr": options.lr,
+        "token_weights": options.weights,
         "held_cosine": [[name, round(v, 4)] for name, v in curve],
         "kept": next(name for name, v in curve if v == best[0]),
     }

@@ -46,23 +46,41 @@ def dense_table(
     return np.ascontiguousarray(table, dtype=np.float32)
 
 
-def mean_rows(ids: np.ndarray, offsets: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Each text's mean of ``table`` rows (zeros for a text without tokens) as one sparse
-    (texts × vocab) product: no (tokens × dim) array is made."""
+def mean_rows(
+    ids: np.ndarray,
+    offsets: np.ndarray,
+    table: np.ndarray,
+    token_weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """Each text's mean of ``table`` rows — weighted by ``token_weights[id]`` when given —
+    (zeros for a text without tokens) as one sparse (texts × vocab) product: no
+    (tokens × dim) array is made."""
     from scipy.sparse import csr_matrix
 
     counts = np.diff(offsets)
-    weights = np.repeat(1.0 / np.maximum(counts, 1), counts).astype(np.float32)
+    if token_weights is None:
+        weights = np.repeat(1.0 / np.maximum(counts, 1), counts).astype(np.float32)
+    else:
+        weights = token_weights[ids].astype(np.float32)
+        totals = np.add.reduceat(weights, offsets[:-1][counts > 0]) if len(ids) else weights
+        per_text = np.ones(len(counts), dtype=np.float32)
+        per_text[counts > 0] = totals
+        weights /= np.repeat(per_text, counts)
     shape = (len(offsets) - 1, table.shape[0])
     return np.asarray(csr_matrix((weights, ids, offsets), shape=shape) @ table, np.float32)
 
 
 def static_vectors(
-    ids: np.ndarray, offsets: np.ndarray, table: np.ndarray, bias: np.ndarray | None = None
+    ids: np.ndarray,
+    offsets: np.ndarray,
+    table: np.ndarray,
+    bias: np.ndarray | None = None,
+    token_weights: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Each text's mean of ``table`` rows (``offsets``: where each text starts in the flat
-    ``ids``, plus the end), plus ``bias``, L2-normalised; a text without tokens gets zeros."""
-    mean = mean_rows(ids, offsets, table)  # every step below works in place
+    """Each text's (weighted) mean of ``table`` rows (``offsets``: where each text starts in
+    the flat ``ids``, plus the end), plus ``bias``, L2-normalised; a text without tokens
+    gets zeros."""
+    mean = mean_rows(ids, offsets, table, token_weights)  # each step below works in place
     if bias is not None:
         mean += bias
         mean[offsets[1:] == offsets[:-1]] = 0.0
@@ -189,7 +207,7 @@ class StaticEncoder:
                     "table": dense_table(
                         arrays["embeddings"], arrays.get("scales"), arrays.get("projection")
                     ),
-                    **({"bias": arrays["bias"]} if "bias" in arrays else {}),
+                    **{k: arrays[k] for k in ("bias", "token_weights") if k in arrays},
                 }
         return self._tokenizer, self._arrays  # type: ignore[return-value]
 
@@ -213,7 +231,7 @@ class StaticEncoder:
                 chunk = texts[s : s + _CHUNK]
                 ids, offsets = self.token_ids(chunk)
                 out[s : s + len(chunk)] = static_vectors(
-                    ids, offsets, arrays["table"], arrays.get("bias")
+                    ids, offsets, arrays["table"], arrays.get("bias"), arrays.get("token_weights")
                 )
                 advance(len(chunk))
         seconds = time.perf_counter() - start
