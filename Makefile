@@ -34,7 +34,7 @@ browser:
 	  else echo "chromium not installed (needs root + apt): the browser test will skip"; fi; }
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 # The fast tier: no packaged encoder, no ../shared/data, no child processes of note
 # (tests marked slow or integration are left out; see tests/conftest.py). Under 90 s.

@@ -41,7 +41,8 @@ __all__ = [
 log = logging.getLogger("embedlab")
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
-ONNX_EXPORT_VERSION = 3  # 2: per-token activation scales (batch-invariant int8); 3: int8 Q/K/V
+ONNX_EXPORT_VERSION = 4  # 2: per-token activation scales (batch-invariant int8); 3: int8 Q/K/V
+# packed; 4: 7-bit weights (no u8 x s8 pair saturation on CPUs without VNNI)
 _MAX_BATCH_TOKENS = 4096  # tokens per ONNX Runtime call (batch rows x padded length)
 _MAX_BATCH_ROWS = 32
 _MAX_SESSIONS = 4  # ONNX Runtime sessions run side by side (each holds the graph)
