@@ -224,22 +224,32 @@ def import_vectors(
 
 @app.command(rich_help_panel="Data: encode, import, inspect")
 def info(
-    space: Annotated[Path, typer.Argument(help="An EmbeddingSet directory.")],
+    space: Annotated[
+        Path, typer.Argument(help="An EmbeddingSet directory, or a map made by `embedlab align`.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     verify: Annotated[
         bool, typer.Option("--verify/--no-verify", help="Check file checksums.")
     ] = True,
 ) -> None:
     """Show an EmbeddingSet's shape, provenance and label counts (read from its manifest and
-    label column, shard by shard: the vectors are only read to check their checksums).
+    label column, shard by shard: the vectors are only read to check their checksums); for
+    a map, its encoders, method, held-out fidelity and the classes it moves most.
 
-    [bold]Example[/]
+    [bold]Examples[/]
 
       embedlab info space/
+
+      embedlab info map/
     """
     from embedlab.data.sharded import ShardedSet
 
     with user_errors():
+        if (space / "map.json").is_file():
+            from embedlab.cli.aligning import show_map
+
+            show_map(space, as_json)
+            return
         ss = ShardedSet(space)
         if verify:
             ss.verify()

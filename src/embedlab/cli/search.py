@@ -82,17 +82,27 @@ def search(
             "for indexes of imported vectors, which have no encoder."
         ),
     ] = None,
+    query_map: Annotated[
+        Path | None,
+        typer.Option(
+            help="A map made by `embedlab align OLD NEW` where OLD is the index's encoder: the "
+            "query is encoded with NEW and mapped back into the index's space (moved to a "
+            "new encoder, the index need not be rebuilt)."
+        ),
+    ] = None,
     backend: BackendOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
-    """Find the stored items closest to a query text (encoded with the index's own encoder)
-    or to query vectors.
+    """Find the stored items closest to a query text (encoded with the index's own encoder,
+    or with a new one through --query-map) or to query vectors.
 
     [bold]Examples[/]
 
       embedlab search index/ "book me a flight to rome" -k 5
 
       embedlab search clip-index/ --vectors queries.npy -k 10 --json
+
+      embedlab search index/ "book me a flight" --query-map map/
     """
     from embedlab.compress.index import Index
 
@@ -100,7 +110,21 @@ def search(
         if (query is None) == (vectors is None):
             raise EmbedlabError("give a query text or --vectors FILE.npy (one of the two)")
         idx = Index.load(index_dir)
-        if vectors is not None:
+        if query_map is not None and query is None:
+            raise EmbedlabError("--query-map maps query texts; query vectors are searched as given")
+        if query_map is not None:
+            from embedlab.align import Alignment
+            from embedlab.encoders.sentence_transformer import encoder_from_spec
+
+            alignment = Alignment.load(query_map)
+            alignment.check_old(idx.encoder, str(index_dir))
+            if alignment.new is None:
+                raise EmbedlabError("this map's new side is imported vectors: no encoder to run")
+            encoder = encoder_from_spec(alignment.new, backend=backend)
+            q = alignment.backward(encoder.encode([query]))
+            ids, scores = idx.search(q, k, encoder=alignment.old)
+            labels = [query]
+        elif vectors is not None:
             from embedlab.data.embedding_set import EmbeddingSet
 
             q = EmbeddingSet.from_file(vectors).vectors

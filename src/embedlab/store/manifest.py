@@ -61,6 +61,7 @@ SAVED_KINDS = {
     "embedding_set": ("manifest.json", "embedlab.embedding_set"),
     "index": ("index.json", "embedlab.index"),
     "discovery": ("summary.json", "embedlab.discovery"),
+    "map": ("map.json", "embedlab.map"),
 }
 
 
@@ -87,7 +88,7 @@ def saved_kind(path: str | os.PathLike, *, strict: bool = False) -> str | None:
 
 def stamp_of(path: str | os.PathLike) -> str | None:
     """sha256 of the root document of what embedlab saved at ``path`` (bundle.json,
-    manifest.json, index.json, summary.json): it lists every other file's own checksum, so
+    manifest.json, index.json, summary.json, map.json): it lists every other file's own checksum, so
     it changes with any of them. None when there is none right now."""
     path = Path(path)
     for name, _fmt in SAVED_KINDS.values():
@@ -113,4 +114,6 @@ def saved_version(path: str | os.PathLike) -> str:
             return f"version {int(doc['info']['lineage']['version'])}"
         except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return "a model of unknown version"
-    return {"embedding_set": "an EmbeddingSet", "index": "an index"}.get(kind, "a discovery")
+    return {"embedding_set": "an EmbeddingSet", "index": "an index", "map": "a map"}.get(
+        kind, "a discovery"
+    )

@@ -1,6 +1,6 @@
 """What embedlab owns inside a directory it saved: the files that directory's root document
 lists (a bundle's bundle.json, a set's manifest.json, an index's index.json, a discovery's
-summary.json, an adapted encoder's marker). Replacing a directory (``--force``,
+summary.json, a map's map.json, an adapted encoder's marker). Replacing a directory (``--force``,
 ``--in-place``, a class change through the service) may remove exactly these; anything else
 found there is the user's, and stops the write.
 """
@@ -63,7 +63,7 @@ def owned_paths(path: str | os.PathLike) -> tuple[set[str], set[str]] | None:
                 if isinstance(entry, dict) and isinstance(entry.get("files"), dict):
                     folder = PurePosixPath(str(entry.get("path", ".")))
                     files |= {str(folder / f) for f in entry["files"]}
-        elif kind == "index":
+        elif kind in ("index", "map"):
             if isinstance(doc.get("files"), dict):
                 files |= {str(f) for f in doc["files"]}
         elif kind == "discovery":
