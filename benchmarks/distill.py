@@ -1,6 +1,7 @@
 """Distilled students against their teacher and the anchors, in one run (issue 28).
 
 Usage: .venv/bin/python benchmarks/distill.py [--work DIR] [--skip-whole-process]
+       [--timings-only]
 
 Teacher: the packaged all-MiniLM-L6-v2 on its default backend (onnx-int8). Students
 (``embedlab.distill``, seed 0, default options) with ``--texts`` = CLINC150 train texts:
@@ -163,6 +164,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--skip-whole-process", action="store_true")
+    ap.add_argument(
+        "--timings-only",
+        action="store_true",
+        help="Reuse the students in --work (a full run made them) and measure only speed: "
+        "throughput, whole-process encode, distillation time; results to timings.json.",
+    )
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="distill-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -171,6 +178,9 @@ def main() -> None:
     goemo, _ = load_goemotions("train")
     goemo = list(dict.fromkeys(goemo))
     teacher = SentenceTransformerEncoder(cache=False)
+    if args.timings_only:
+        timings(args, work, teacher, goemo)
+        return
     emit("teacher", backend=teacher.resolved_backend, sts=sts(teacher))
 
     students = {}
@@ -192,7 +202,23 @@ def main() -> None:
         )
     layer3 = SentenceTransformerEncoder(cache=False, layer=3)
     emit("layer-3 truncation", sts=sts(layer3), backend=layer3.resolved_backend)
+    speed(args, work, teacher, students, layer3, goemo)
+    frozen, secs = clinc_fit(SentenceTransformerEncoder(cache=True), adapt=False)
+    emit("teacher", clinc_frozen=clinc_eval(frozen), clinc_frozen_fit_s=secs)
+    for name in ("static", "shallow", "model2vec-plain"):
+        pipe, secs = clinc_fit(students[name], adapt=False)
+        emit(name, clinc_fit=clinc_eval(pipe), clinc_fit_s=secs)
+        if name != "model2vec-plain":
+            emit(name, teacher_model_through_student=through_student(frozen, students[name]))
+    adapted, secs = clinc_fit(SentenceTransformerEncoder(cache=True), adapt="auto")
+    emit("teacher", clinc_default=clinc_eval(adapted), clinc_default_fit_s=secs)
+    (work / "results.json").write_text(json.dumps(RESULTS, indent=1))
+    print(f"wrote {work / 'results.json'}")
 
+
+def speed(args, work: Path, teacher, students: dict, layer3, goemo: list[str]) -> None:
+    """Throughput and graph time of every encoder, the whole-process 100k encode, and the
+    distillation time on 20,000 GoEmotions texts."""
     speed_texts = goemo[:20_000]
     base = throughput(teacher, speed_texts)
     base_graph = len(speed_texts) / base - tokenize_seconds(teacher, speed_texts)
@@ -231,17 +257,18 @@ def main() -> None:
     )
     emit("distill 20k", shallow_seconds=round(time.perf_counter() - t0, 1))
 
-    frozen, secs = clinc_fit(SentenceTransformerEncoder(cache=True), adapt=False)
-    emit("teacher", clinc_frozen=clinc_eval(frozen), clinc_frozen_fit_s=secs)
-    for name in ("static", "shallow", "model2vec-plain"):
-        pipe, secs = clinc_fit(students[name], adapt=False)
-        emit(name, clinc_fit=clinc_eval(pipe), clinc_fit_s=secs)
-        if name != "model2vec-plain":
-            emit(name, teacher_model_through_student=through_student(frozen, students[name]))
-    adapted, secs = clinc_fit(SentenceTransformerEncoder(cache=True), adapt="auto")
-    emit("teacher", clinc_default=clinc_eval(adapted), clinc_default_fit_s=secs)
-    (work / "results.json").write_text(json.dumps(RESULTS, indent=1))
-    print(f"wrote {work / 'results.json'}")
+
+def timings(args, work: Path, teacher, goemo: list[str]) -> None:
+    """--timings-only: the speed measures on the students a full run left in ``work``."""
+    students = {
+        name: open_encoder(work / name, cache=False)
+        for name in ("model2vec-plain", "static", "shallow")
+    }
+    layer3 = SentenceTransformerEncoder(cache=False, layer=3)
+    emit("teacher", backend=teacher.resolved_backend)
+    speed(args, work, teacher, students, layer3, goemo)
+    (work / "timings.json").write_text(json.dumps(RESULTS, indent=1))
+    print(f"wrote {work / 'timings.json'}")
 
 
 if __name__ == "__main__":
