@@ -88,7 +88,7 @@ def test_auto_picks_the_best_method_and_beats_a_random_rotation(encoders):
     A, B = old.encode(texts), new.encode(texts)
     al = fit_alignment(A, B, labels=[t.split()[0] for t in texts], old=old.spec, new=new.spec)
     tried = al.info["methods_tried"]
-    assert set(tried) == {"procrustes", "ridge", "relative"}
+    assert set(tried) == {"procrustes", "ridge", "relative"}  # residual: same dims only
     assert al.method == max(tried, key=lambda m: tried[m]["mean_cosine"])
     test = _texts(300, start=10_000)
     mapped = al.forward(old.encode(test))
@@ -103,6 +103,20 @@ def test_auto_picks_the_best_method_and_beats_a_random_rotation(encoders):
     per_class = al.info["per_class"]
     assert set(per_class["classes"]) == {f"c{k}" for k in range(K)}
     assert len(per_class["weakest"]) == K
+
+
+def test_residual_map_keeps_a_student_near_identity_with_few_texts():
+    """A new encoder that reproduces the old one up to noise: with 60 texts in 64
+    dimensions the residual map stays near the identity; ridge shrinks toward zero."""
+    rng = np.random.default_rng(3)
+    X = _unit(rng.normal(size=(60, 64))).astype(np.float32)
+    Y = _unit(X + 0.3 * rng.normal(size=X.shape) / 8).astype(np.float32)
+    al = fit_alignment(X, Y)
+    assert al.method == "residual"
+    tried = al.info["methods_tried"]
+    assert tried["residual"]["mean_cosine"] > tried["ridge"]["mean_cosine"] + 0.05
+    with pytest.raises(ValidationError, match="one dimension"):
+        fit_alignment(X, Y[:, :32], method="residual")
 
 
 def test_bad_calibration_gets_one_line_errors(encoders):

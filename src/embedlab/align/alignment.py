@@ -100,14 +100,21 @@ def _public(fid: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fid.items() if not k.startswith("_")}
 
 
-def _cross_fit(X: np.ndarray, Y: np.ndarray, method: str, normalise: bool, seed: int) -> np.ndarray:
-    """Every row of X mapped by a map fitted on the folds it is not in."""
+def _cross_fit(
+    X: np.ndarray, Y: np.ndarray, method: str, normalise: bool, seed: int
+) -> tuple[np.ndarray, AffineMap]:
+    """The map fitted on every row, and every row of X mapped by a map fitted on the
+    folds it is not in (with the penalty chosen on every row: one number, chosen once)."""
+    full = fit_map(X, Y, method, normalise=normalise, seed=seed)
     folds = np.random.default_rng(seed).permutation(len(X)) % FOLDS
     out = np.empty((len(X), Y.shape[1]), dtype=np.float32)
     for f in range(FOLDS):
         test = folds == f
-        out[test] = fit_map(X[~test], Y[~test], method, normalise=normalise, seed=seed)(X[test])
-    return out
+        fold = fit_map(
+            X[~test], Y[~test], method, normalise=normalise, seed=seed, penalty=full.penalty
+        )
+        out[test] = fold(X[test])
+    return out, full
 
 
 class Alignment:
@@ -153,6 +160,17 @@ class Alignment:
             f"Alignment({self.method}, {self.dim_old}->{self.dim_new}, "
             f"{self.info.get('calibration_texts')} texts, cosine {fid.get('mean_cosine')})"
         )
+
+    def new_encoder(self, *, backend: str | None = None) -> Any:
+        """The new encoder, rebuilt from its spec (its fingerprint checked); ValidationError
+        when the new side is imported vectors."""
+        from embedlab.encoders.sentence_transformer import encoder_from_spec
+
+        if self.new is None:
+            raise ValidationError(
+                "this map's new side is imported vectors (no encoder): pass the new encoder"
+            )
+        return encoder_from_spec(self.new, backend=backend)
 
     # ------------------------------------------------------------------ checks
     def check_old(self, spec: dict[str, Any] | None, what: str) -> None:
@@ -304,7 +322,8 @@ def fit_alignment(
 ) -> Alignment:
     """The alignment between rows ``X_old`` and ``X_new`` (the same texts, in order, encoded
     by the old and the new encoder). ``method``: one of ``procrustes``, ``ridge``,
-    ``relative``, or ``auto`` (the best cross-fitted forward cosine among them).
+    ``relative``, ``residual`` (same dimension only), or ``auto`` (the best cross-fitted
+    forward cosine among those that apply).
     ``labels``: a label per row, for per-class fidelity. Outputs are unit length in a
     direction whose target vectors are."""
     A = check_vectors(X_old, name="old-encoder vectors")
@@ -326,21 +345,28 @@ def fit_alignment(
         raise ValidationError(f"{len(labels)} labels for {len(A)} calibration texts")
     A64, B64 = A.astype(np.float64), B.astype(np.float64)
     norm_new, norm_old = _is_unit(B), _is_unit(A)
-    candidates = METHODS if method == "auto" else (method,)
+    candidates = (
+        tuple(m for m in METHODS if m != "residual" or A.shape[1] == B.shape[1])
+        if method == "auto"
+        else (method,)
+    )
     tried: dict[str, dict[str, Any]] = {}
+    maps: dict[str, AffineMap] = {}
     for m in candidates:
-        tried[m] = map_fidelity(_cross_fit(A64, B64, m, norm_new, seed), B, seed=seed)
+        mapped, maps[m] = _cross_fit(A64, B64, m, norm_new, seed)
+        tried[m] = map_fidelity(mapped, B, seed=seed)
     chosen = max(candidates, key=lambda m: tried[m]["mean_cosine"])  # first among equals
-    back = map_fidelity(_cross_fit(B64, A64, chosen, norm_old, seed), A, seed=seed)
-    forward = fit_map(A64, B64, chosen, normalise=norm_new, seed=seed)
-    backward = fit_map(B64, A64, chosen, normalise=norm_old, seed=seed)
+    mapped_back, backward = _cross_fit(B64, A64, chosen, norm_old, seed)
+    back = map_fidelity(mapped_back, A, seed=seed)
+    forward = maps[chosen]
     info: dict[str, Any] = {
         "method": chosen,
         "method_asked": method,
         "calibration_texts": len(A),
         "seed": int(seed),
         "fidelity": {
-            "how": f"{FOLDS}-fold cross-fitted: each text mapped by a map that did not see it",
+            "how": f"{FOLDS}-fold cross-fitted: each text mapped by a map that did not see it "
+            "(a ridge penalty is chosen once, on every text)",
             "forward": _public(tried[chosen]),
             "backward": _public(back),
         },

@@ -6,10 +6,15 @@ relative representations, the cosines of ``x`` to anchor vectors of its own spac
 
 - ``procrustes``: a scaled semi-orthogonal ``W`` (the SVD of the centred cross-covariance):
   angles between vectors are kept, so neighbourhoods move whole; needs few texts.
-- ``ridge``: least squares with an L2 penalty chosen by generalised cross-validation over
-  the singular values; bends the space where the two encoders disagree, needs more texts.
+- ``ridge``: least squares with an L2 penalty chosen by 5-fold cross-validation (held-out
+  cosine) over the singular values; bends the space where the two encoders disagree,
+  needs more texts.
 - ``relative``: cosines to up to 256 anchor texts (an encoder-independent description of a
   vector, Moschella et al. 2023) mapped by ridge to the target space.
+- ``residual`` (same dimension only): the identity plus a ridge correction fitted on
+  ``Y - X``, i.e. ridge shrunk toward "nothing moved" instead of toward zero: the right
+  prior when the new encoder was trained to reproduce the old one (a distilled student),
+  and a strong one with few texts.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from embedlab.core.vectors import unit_rows
 
 __all__ = ["METHODS", "AffineMap", "fit_map", "random_rotation"]
 
-METHODS = ("procrustes", "ridge", "relative")
+METHODS = ("procrustes", "ridge", "relative", "residual")
 MAX_ANCHORS = 256
 _CHUNK = 65_536  # rows mapped per step: memory bounded by a chunk
 
@@ -39,6 +44,8 @@ class AffineMap:
     b: np.ndarray
     anchors: np.ndarray | None = None
     normalise: bool = True
+    #: the ridge penalty (relative to the Gram matrix's largest eigenvalue), None for others
+    penalty: float | None = None
 
     @property
     def dim_in(self) -> int:
@@ -80,6 +87,7 @@ class AffineMap:
             "dim_out": self.dim_out,
             "normalise": self.normalise,
             "anchors": None if self.anchors is None else len(self.anchors),
+            "penalty": self.penalty,
         }
 
     @classmethod
@@ -99,6 +107,7 @@ class AffineMap:
             b=np.ascontiguousarray(b, dtype=np.float32),
             anchors=None if anchors is None else np.ascontiguousarray(anchors, np.float32),
             normalise=bool(doc.get("normalise", True)),
+            penalty=doc.get("penalty"),
         )
 
 
@@ -112,45 +121,92 @@ def _procrustes(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return W, my - mx @ W
 
 
-def _ridge(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ridge regression, the penalty chosen by generalised cross-validation (closed form
-    over the singular values of the centred inputs)."""
+_LAMBDAS = np.logspace(-5, 1, 13)  # times the Gram matrix's largest eigenvalue
+_CV_FOLDS = 5
+
+
+def _ridge_solution(X: np.ndarray, Y: np.ndarray):
+    """Means, eigenvalues ``s2`` and eigenvectors ``V`` of the centred Gram X^T X, and
+    ``Z = V^T X^T Y``: ridge weights for any penalty are ``V diag(1/(s2+lam)) Z`` (a d x d
+    eigendecomposition: much cheaper than the SVD of the n x d rows)."""
     mx, my = X.mean(0), Y.mean(0)
-    Xc, Yc = X - mx, Y - my
-    U, S, Vt = np.linalg.svd(Xc, full_matrices=False)
-    UtY = U.T @ Yc
-    n = len(X)
-    top = float(S[0] ** 2) if len(S) else 1.0
-    best = None
-    base = float((Yc * Yc).sum()) - float((UtY * UtY).sum())  # outside the span of U
-    for lam in top * np.logspace(-6, 0, 13):
-        shrink = S**2 / (S**2 + lam)
-        resid = base + float((((1 - shrink)[:, None] * UtY) ** 2).sum())
-        dof = float(shrink.sum())
-        gcv = resid / max(n - dof, 1e-6) ** 2
-        if best is None or gcv < best[0]:
-            best = (gcv, lam)
-    lam = best[1]
-    W = Vt.T @ ((S / (S**2 + lam))[:, None] * UtY)
-    return W, my - mx @ W
+    Xc = X - mx
+    s2, V = np.linalg.eigh(Xc.T @ Xc)
+    s2 = np.maximum(s2, 0.0)
+    return mx, my, s2, V, V.T @ (Xc.T @ (Y - my))
+
+
+def _ridge_penalty(X: np.ndarray, Y: np.ndarray, seed: int, base: np.ndarray | None) -> float:
+    """The penalty (relative to the largest squared singular value) with the best mean
+    cosine on held-out rows, by 5-fold cross-validation. (Generalised cross-validation
+    picked penalties far too small when there are fewer texts than dimensions: measured
+    held-out cosine fell from 0.85 to 0.79 as texts went from 50 to 200.) ``base``: what
+    the prediction is added to (the residual map's X), so the cosine is the final one's."""
+    folds = np.random.default_rng(seed).permutation(len(X)) % _CV_FOLDS
+    score = np.zeros(len(_LAMBDAS))
+    for f in range(_CV_FOLDS):
+        test = folds == f
+        mx, my, s2, V, Z = _ridge_solution(X[~test], Y[~test])
+        top = float(s2.max()) if s2.max() > 0 else 1.0
+        offset = 0.0 if base is None else base[test]
+        Yt = Y[test] + offset
+        P = (X[test] - mx) @ V  # held-out rows in the eigenbasis
+        for i, lam in enumerate(_LAMBDAS * top):
+            pred = (P / (s2 + lam)) @ Z + my + offset
+            cos = (pred * Yt).sum(1) / np.maximum(
+                np.linalg.norm(pred, axis=1) * np.linalg.norm(Yt, axis=1), 1e-12
+            )
+            score[i] += cos.sum()
+    return float(_LAMBDAS[int(np.argmax(score))])
+
+
+def _ridge(
+    X: np.ndarray,
+    Y: np.ndarray,
+    seed: int = 0,
+    base: np.ndarray | None = None,
+    penalty: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Ridge regression: weights, bias and the penalty, chosen by 5-fold cross-validation
+    (see :func:`_ridge_penalty`) unless ``penalty`` is given."""
+    rel = _ridge_penalty(X, Y, seed, base) if penalty is None else float(penalty)
+    mx, my, s2, V, Z = _ridge_solution(X, Y)
+    top = float(s2.max()) if s2.max() > 0 else 1.0
+    W = V @ (Z / (s2 + rel * top)[:, None])
+    return W, my - mx @ W, rel
 
 
 def fit_map(
-    X: np.ndarray, Y: np.ndarray, method: str, *, normalise: bool, seed: int = 0
+    X: np.ndarray,
+    Y: np.ndarray,
+    method: str,
+    *,
+    normalise: bool,
+    seed: int = 0,
+    penalty: float | None = None,
 ) -> AffineMap:
-    """The ``method`` map from rows ``X`` to rows ``Y`` (the same texts, two encoders)."""
+    """The ``method`` map from rows ``X`` to rows ``Y`` (the same texts, two encoders);
+    ``penalty``: the ridge penalty to use instead of choosing one (ridge-based methods)."""
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
-    anchors = None
+    anchors, lam = None, None
     if method == "procrustes":
         W, b = _procrustes(X, Y)
     elif method == "ridge":
-        W, b = _ridge(X, Y)
+        W, b, lam = _ridge(X, Y, seed, penalty=penalty)
+    elif method == "residual":
+        if X.shape[1] != Y.shape[1]:
+            raise ValidationError(
+                f"the residual map needs both spaces of one dimension ({X.shape[1]} vs "
+                f"{Y.shape[1]}); use procrustes, ridge or relative"
+            )
+        W, b, lam = _ridge(X, Y - X, seed, base=X, penalty=penalty)
+        W = W + np.eye(X.shape[1])
     elif method == "relative":
         rng = np.random.default_rng(seed)
         k = min(MAX_ANCHORS, len(X))
         anchors = unit_rows(X[np.sort(rng.choice(len(X), size=k, replace=False))])
-        W, b = _ridge(unit_rows(X) @ anchors.T, Y)
+        W, b, lam = _ridge(unit_rows(X) @ anchors.T, Y, seed, penalty=penalty)
     else:
         raise ValidationError(f"unknown map method {method!r}; one of {', '.join(METHODS)}")
     return AffineMap(
@@ -159,6 +215,7 @@ def fit_map(
         b=b.astype(np.float32),
         anchors=None if anchors is None else anchors.astype(np.float32),
         normalise=normalise,
+        penalty=lam,
     )
 
 

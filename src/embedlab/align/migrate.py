@@ -54,7 +54,7 @@ def migrate_model(pipe: Any, alignment: Alignment, encoder: Any = None) -> Any:
             "encoder's vectors, so they cannot be mapped; fit it again on the new encoder"
         )
     if encoder is None:
-        encoder = _open_new(alignment)
+        encoder = alignment.new_encoder()
     alignment.check_new(encoder.spec, "the new encoder")
     new = migrate_classifier(clf, alignment)
     child = type(pipe)(
@@ -136,16 +136,6 @@ _NO_ROWS = (
     "bundle), so there is nothing to map: fit it again on the new encoder (a zero-shot "
     "model needs only its labels: fit --labels-only --encoder NEW)"
 )
-
-
-def _open_new(alignment: Alignment) -> Any:
-    from embedlab.encoders.sentence_transformer import encoder_from_spec
-
-    if alignment.new is None:
-        raise ValidationError(
-            "this map's new side is imported vectors (no encoder): pass the new encoder"
-        )
-    return encoder_from_spec(alignment.new)
 
 
 def _stored_vectors(index: Any) -> np.ndarray:

@@ -84,8 +84,9 @@ def align(
         str,
         typer.Option(
             help="auto (best held-out fidelity), procrustes (keeps angles; few texts), "
-            "ridge (bends where the encoders differ; more texts) or relative (cosines to "
-            "anchor texts)."
+            "ridge (bends where the encoders differ; more texts), relative (cosines to "
+            "anchor texts) or residual (identity plus a ridge correction; same dimension "
+            "only: a student of OLD)."
         ),
     ] = "auto",
     calib: Annotated[
@@ -241,16 +242,11 @@ def migrate(
         if kind == "bundle":
             if vectors is not None:
                 raise EmbedlabError("--set is for indexes; a model maps its own kept rows")
-            from embedlab.encoders.sentence_transformer import encoder_from_spec
             from embedlab.models.pipeline import Pipeline
 
             pipe = Pipeline.load(source, backend=backend)
             alignment.check_old(pipe.encoder_.spec, str(source))
-            if alignment.new is None:
-                raise EmbedlabError("this map's new side is imported vectors: no encoder to run")
-            moved = migrate_model(
-                pipe, alignment, encoder_from_spec(alignment.new, backend=backend)
-            )
+            moved = migrate_model(pipe, alignment, alignment.new_encoder(backend=backend))
             moved.save(output, overwrite=force)
             lineage = moved.info["lineage"]
             console.print(

@@ -114,13 +114,10 @@ def search(
             raise EmbedlabError("--query-map maps query texts; query vectors are searched as given")
         if query_map is not None:
             from embedlab.align import Alignment
-            from embedlab.encoders.sentence_transformer import encoder_from_spec
 
             alignment = Alignment.load(query_map)
             alignment.check_old(idx.encoder, str(index_dir))
-            if alignment.new is None:
-                raise EmbedlabError("this map's new side is imported vectors: no encoder to run")
-            encoder = encoder_from_spec(alignment.new, backend=backend)
+            encoder = alignment.new_encoder(backend=backend)
             q = alignment.backward(encoder.encode([query]))
             ids, scores = idx.search(q, k, encoder=alignment.old)
             labels = [query]
