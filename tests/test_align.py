@@ -292,6 +292,25 @@ def test_align_migrate_search_and_info_through_the_cli(quick_model, demo_index, 
     assert res.exit_code == 0, res.output
     hits = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     assert len(hits) == 10 and hits[0]["label"] == "check_balance"
+    # the service searches the old index with layer-3 queries through the map
+    from fastapi.testclient import TestClient
+
+    from embedlab.core.errors import ValidationError as Invalid
+    from embedlab.serve import ServeConfig, create_app
+
+    name = demo_index.resolve().name
+    cfg = ServeConfig(paths=[str(demo_index)], query_maps={name: str(mp)})
+    with TestClient(create_app(cfg)) as client:
+        listed = client.get("/v1/indexes").json()["data"][0]
+        assert listed["query_encoder"] == doc["new"]["fingerprint"]
+        found = client.post(
+            "/v1/search", json={"index": name, "input": ["what is my balance"], "k": 3}
+        )
+        assert found.status_code == 200, found.text
+        assert found.json()["data"][0]["hits"][0]["label"] == "check_balance"
+    with pytest.raises(Invalid, match="not served indexes"):
+        create_app(ServeConfig(paths=[str(demo_index)], query_maps={"nope": str(mp)}))
+
     res = runner.invoke(
         app, ["migrate", str(demo_index), "--map", str(mp), "-o", str(tmp_path / "index3")]
     )

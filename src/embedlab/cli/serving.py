@@ -40,6 +40,19 @@ def _require_serve_extra() -> None:
         ) from None
 
 
+def _query_maps(items: list[str] | None) -> dict[str, str]:
+    """--query-map INDEX=MAP options as {index name: map directory}."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise EmbedlabError(
+                f"--query-map takes INDEX=MAP (a served index's name), got {item!r}"
+            )
+        out[name] = path
+    return out
+
+
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -133,6 +146,14 @@ def serve(
             help="With --keys: let /metrics answer without a key (for a scraper).",
         ),
     ] = False,
+    query_map: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="INDEX=MAP (repeat): search the served index INDEX with queries encoded by "
+            "the map's new encoder and mapped back (`embedlab align OLD NEW`, OLD = the "
+            "index's encoder): move to a new encoder without rebuilding the index.",
+        ),
+    ] = None,
     backend: BackendOption = None,
 ) -> None:
     """Serve models and indexes over HTTP: OpenAI-compatible embeddings, classify, detect,
@@ -191,6 +212,7 @@ def serve(
             read_only=read_only,
             signing_key_file=str(require_signature) if require_signature else None,
             public_metrics=public_metrics,
+            query_maps=_query_maps(query_map),
         )
         if watch_interval <= 0:
             raise EmbedlabError("--watch-interval must be more than 0 seconds")

@@ -75,7 +75,9 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
 
         signing_key = load_key(cfg.signing_key_file)
     if registry is None:
-        registry = Registry(list(cfg.paths), backend=cfg.backend, key=signing_key)
+        registry = Registry(
+            list(cfg.paths), backend=cfg.backend, key=signing_key, query_maps=cfg.query_maps
+        )
     state = ServiceState(cfg, registry, signing_key)
     requests = request_models(
         cfg,

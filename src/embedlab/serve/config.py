@@ -31,3 +31,4 @@ class ServeConfig:
     read_only: bool = False
     signing_key_file: str | None = None  # only bundles signed with this key are served
     public_metrics: bool = False  # with keys: /metrics answers without one
+    query_maps: dict[str, str] = field(default_factory=dict)  # index name -> map directory

@@ -121,6 +121,8 @@ class ServedIndex:
     labels: np.ndarray | None  # each stored vector's label (None: the index keeps no labels)
     stamp: str | None = None
     loaded: str = field(default_factory=_now)
+    #: an Alignment whose new encoder encodes the queries, mapped back into the index's space
+    query_map: Any = None
 
     def describe(self) -> dict[str, Any]:
         """The index's entry in GET /v1/indexes."""
@@ -136,6 +138,9 @@ class ServedIndex:
             "labels": labels,
             "columns": [] if self.index.rows is None else list(self.index.rows.column_names),
             "loaded": self.loaded,
+            "query_encoder": None
+            if self.query_map is None
+            else (self.query_map.new or {}).get("fingerprint"),
         }
 
 
@@ -217,11 +222,15 @@ class Registry:
         backend: str | None = None,
         cache: bool = False,
         key: Any = None,
+        query_maps: dict[str, str] | None = None,
     ) -> None:
-        """``key``: a SigningKey every served bundle must be signed with (None: any)."""
+        """``key``: a SigningKey every served bundle must be signed with (None: any).
+        ``query_maps``: served index name → a map (`embedlab align OLD NEW`, OLD the
+        index's encoder): queries are encoded with NEW and mapped back."""
         if not paths:
             raise ValidationError("serve needs at least one model or index directory")
         self.backend, self.cache, self.key = backend, cache, key
+        self.query_maps = {str(k): str(v) for k, v in (query_maps or {}).items()}
         self.models: dict[str, ServedModel] = {}
         self.indexes: dict[str, ServedIndex] = {}
         self.embedders: dict[str, ServedEncoder] = {}  # encoder directories served as such
@@ -238,6 +247,12 @@ class Registry:
                     "them from directories with different names"
                 )
             self.swap(self.load_entry(path, name))
+        stray = sorted(set(self.query_maps) - set(self.indexes))
+        if stray:
+            raise ValidationError(
+                f"--query-map names {stray}, which are not served indexes (served: "
+                f"{sorted(self.indexes) or 'none'})"
+            )
 
     def names(self) -> list[str]:
         return sorted([*self.models, *self.indexes, *self.embedders])
@@ -289,10 +304,19 @@ class Registry:
                 f"{path}: this index was built from imported vectors and names no encoder, so "
                 "the service cannot encode queries for it; serve indexes built from texts"
             )
-        key, shared = self._share(
-            encoder_from_spec(index.encoder, cache=self.cache, backend=self.backend)
+        query_map = None
+        if name in self.query_maps:
+            from embedlab.align import Alignment
+
+            query_map = Alignment.load(self.query_maps[name])
+            query_map.check_old(index.encoder, f"index {name!r}")
+            encoder = query_map.new_encoder(backend=self.backend)
+        else:
+            encoder = encoder_from_spec(index.encoder, cache=self.cache, backend=self.backend)
+        key, shared = self._share(encoder)
+        return ServedIndex(
+            name, path, index, key, shared, _aligned_labels(index), stamp, query_map=query_map
         )
-        return ServedIndex(name, path, index, key, shared, _aligned_labels(index), stamp)
 
     def swap(self, entry: Any) -> None:
         """Serve ``entry`` under its name from now on (requests holding the old one finish)."""

@@ -36,6 +36,8 @@ def search_router(state: ServiceState, requests: RequestModels) -> APIRouter:
                 )
             allow = np.isin(served.labels, np.asarray(req.labels, dtype=object))
         Q = await state.encode(served, request_texts(req.input))
+        if served.query_map is not None:  # new-encoder queries into the index's space
+            Q = served.query_map.backward(Q)
         index = served.index
         ids, scores = await asyncio.to_thread(index.search, Q, req.k, allow=allow)
         hits = index.hits(ids, scores)
