@@ -259,8 +259,11 @@ def test_align_migrate_search_and_info_through_the_cli(quick_model, demo_index, 
     train = str(demo_path("train"))
     res = runner.invoke(
         app,
-        ["align", str(quick_model), "default", "--new-layer", "3", "--texts", train, "-o", str(mp)],
-    )
+        [
+            "align", str(quick_model), "default", "--new-layer", "3", "--texts", train,
+            "-o", str(mp), "--label-col", "label",
+        ],
+    )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "held-out cosine" in res.output
     doc = json.loads((mp / "map.json").read_text())
@@ -276,6 +279,12 @@ def test_align_migrate_search_and_info_through_the_cli(quick_model, demo_index, 
     test = demo_path("test")
     res = runner.invoke(app, ["evaluate", str(moved), str(test), "--json"])
     assert res.exit_code == 0, res.output
+    assert doc["per_class"]["weakest"]
+    page = tmp_path / "r.html"
+    res = runner.invoke(app, ["report", str(moved), str(test), "-o", str(page), "--map", str(mp)])
+    assert res.exit_code == 0, res.output
+    html = page.read_text()
+    assert "Encoder map" in html and doc["per_class"]["weakest"][0] in html
     # the moved model goes back the way it came: refused, and nothing is written
     res = runner.invoke(app, ["migrate", str(moved), "--map", str(mp), "-o", str(tmp_path / "x")])
     assert res.exit_code != 0 and "other way" in res.output

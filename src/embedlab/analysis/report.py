@@ -197,8 +197,10 @@ def model_report(
     plan: str | Path | None = None,
     max_points: int = 3000,
     seed: int = 0,
+    alignment: Any = None,
 ) -> str:
-    """HTML report of a fitted :class:`~embedlab.models.pipeline.Pipeline` on labelled texts."""
+    """HTML report of a fitted :class:`~embedlab.models.pipeline.Pipeline` on labelled texts;
+    with ``alignment`` (an :class:`~embedlab.align.Alignment`), where that map is weak."""
     from embedlab.core.metrics import evaluate_open_set
     from embedlab.core.validation import check_labels
 
@@ -230,6 +232,8 @@ def model_report(
     sections.append(("Map", _map(X, y, hover, max_points=max_points, seed=seed, highlight=oos)))
     if plan is not None:
         sections.append(("Layer × dimension quality", _plan_heatmap(plan)))
+    if alignment is not None:
+        sections.append(map_section(alignment, pipeline.info))
     info = pipeline.info or {}
     footer = (
         f"head {info.get('head')}, detector {info.get('detector')}, "
@@ -409,6 +413,54 @@ def _multi_label_report(
     return _page(title, sections, footer)
 
 
+def map_section(alignment: Any, info: dict[str, Any] | None = None) -> tuple[str, str]:
+    """Where an encoder map is weak: its held-out fidelity each way, the other methods
+    tried, and the classes whose neighbourhoods it moves most (their labels are the ones to
+    re-check after a migration)."""
+    a = alignment.info
+    fid = a.get("fidelity", {})
+    cards = {
+        "method": alignment.method,
+        "calibration texts": a.get("calibration_texts"),
+        "held-out cosine (old → new)": fid.get("forward", {}).get("mean_cosine"),
+        "neighbour overlap@10": fid.get("forward", {}).get("neighbour_overlap@10"),
+        "held-out cosine (new → old)": fid.get("backward", {}).get("mean_cosine"),
+    }
+    html = _cards(cards)
+    migrated = (info or {}).get("migrated")
+    if migrated:
+        html += (
+            f"<p>This model was migrated through a {escape(str(migrated.get('method')))} map "
+            f"({migrated.get('calibration_texts')} calibration texts).</p>"
+        )
+    tried = a.get("methods_tried") or {}
+    if tried:
+        html += _table(
+            ["method", "mean cosine", "p05 cosine", "overlap@10", "match@1"],
+            [
+                [m, v["mean_cosine"], v["p05_cosine"], v["neighbour_overlap@10"], v["match@1"]]
+                for m, v in tried.items()
+            ],
+        )
+    per = a.get("per_class")
+    if per:
+        html += "<p>Classes the map moves most (lowest neighbour overlap):</p>" + _table(
+            ["class", "calibration rows", "overlap@10", "mean cosine"],
+            [
+                [
+                    c,
+                    per["classes"][c]["rows"],
+                    per["classes"][c]["neighbour_overlap@10"],
+                    per["classes"][c]["mean_cosine"],
+                ]
+                for c in per["weakest"]
+            ],
+        )
+    else:
+        html += "<p>The map was fitted without labels: no per-class view (align --label-col).</p>"
+    return "Encoder map", html
+
+
 def space_report(
     space: Any,
     *,
@@ -417,9 +469,10 @@ def space_report(
     oos_label: str = "oos",
     max_points: int = 3000,
     seed: int = 0,
+    alignment: Any = None,
 ) -> str:
     """HTML report of an :class:`~embedlab.data.embedding_set.EmbeddingSet` (labels,
-    texts optional)."""
+    texts optional); with ``alignment``, where that encoder map is weak."""
     start = time.perf_counter()
     X = np.asarray(space.vectors, dtype=np.float32)
     y = None if space.labels is None else space.labels.astype(str)
@@ -455,6 +508,8 @@ def space_report(
     )
     if plan is not None:
         sections.append(("Layer × dimension quality", _plan_heatmap(plan)))
+    if alignment is not None:
+        sections.append(map_section(alignment))
     return _page(title, sections, f"built in {time.perf_counter() - start:.1f} s by embedlab.")
 
 

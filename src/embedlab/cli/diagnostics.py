@@ -129,6 +129,14 @@ def report(
     max_points: Annotated[int, typer.Option(help="Points drawn on the map at most.")] = 3000,
     skip_empty: SkipEmptyOption = False,
     encoder: StudentOption = None,
+    map_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--map",
+            help="A map from `embedlab align`: adds where it is weak (fidelity each way, "
+            "the classes it moves most) — e.g. for a model migrated through it.",
+        ),
+    ] = None,
     force: ForceOption = False,
 ) -> None:
     """Write one self-contained HTML report (works offline: no scripts, no CDN).
@@ -144,13 +152,20 @@ def report(
       embedlab report model/ ../shared/data/clinc150/data_full.json --split test --split oos_test
 
       embedlab report space/ -o space.html --plan embedlab-plan/
+
+      embedlab report model-v2/ test.csv -o migrated.html --map map/
     """
     from embedlab.analysis.report import model_report, space_report, write_report
     from embedlab.store.manifest import saved_kind
 
     with user_errors():
-        check_output_file(output, force, source, data, plan_dir)
+        check_output_file(output, force, source, data, plan_dir, map_dir)
         t0 = time.perf_counter()
+        alignment = None
+        if map_dir is not None:
+            from embedlab.align import Alignment
+
+            alignment = Alignment.load(map_dir)
         if saved_kind(source) == "bundle":
             from embedlab.models.pipeline import Pipeline
 
@@ -170,13 +185,18 @@ def report(
                 title=f"embedlab report: {source.name} on {data.name}",
                 plan=plan_dir,
                 max_points=max_points,
+                alignment=alignment,
             )
         else:
             from embedlab.data.embedding_set import EmbeddingSet
 
             es = EmbeddingSet.load(source)
             html = space_report(
-                es, title=f"embedlab report: {source.name}", plan=plan_dir, max_points=max_points
+                es,
+                title=f"embedlab report: {source.name}",
+                plan=plan_dir,
+                max_points=max_points,
+                alignment=alignment,
             )
         path = write_report(html, output)
         console.print(
