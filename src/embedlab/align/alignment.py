@@ -54,6 +54,16 @@ def min_calibration_texts(dim_old: int, dim_new: int) -> int:
     return max(MIN_TEXTS, min(int(dim_old), int(dim_new)) // 8)
 
 
+def _check_enough(n: int, dim_old: int, dim_new: int) -> None:
+    """ValidationError naming the minimum when ``n`` texts are too few for the dimensions."""
+    need = min_calibration_texts(dim_old, dim_new)
+    if n < need:
+        raise ValidationError(
+            f"{n} calibration texts are too few to align {dim_old}-d with {dim_new}-d "
+            f"vectors: at least {need} are needed (500 or more recommended)"
+        )
+
+
 def _is_unit(X: np.ndarray) -> bool:
     n = np.linalg.norm(X, axis=1)
     return bool(np.quantile(np.abs(n - 1.0), 0.99) < 1e-3)
@@ -333,12 +343,7 @@ def fit_alignment(
             f"{len(A)} old-encoder rows but {len(B)} new-encoder rows: the same texts, in "
             "the same order, are needed from both encoders"
         )
-    need = min_calibration_texts(A.shape[1], B.shape[1])
-    if len(A) < need:
-        raise ValidationError(
-            f"{len(A)} calibration texts are too few to align {A.shape[1]}-d with "
-            f"{B.shape[1]}-d vectors: at least {need} are needed (500 or more recommended)"
-        )
+    _check_enough(len(A), A.shape[1], B.shape[1])
     if method != "auto" and method not in METHODS:
         raise ValidationError(f"unknown method {method!r}; one of auto, {', '.join(METHODS)}")
     if labels is not None and len(labels) != len(A):
@@ -395,12 +400,7 @@ def align(
     from embedlab.encoders.base import check_texts
 
     texts = check_texts(texts)
-    need = min_calibration_texts(old_encoder.dim, new_encoder.dim)
-    if len(texts) < need:
-        raise ValidationError(
-            f"{len(texts)} calibration texts are too few to align {old_encoder.dim}-d with "
-            f"{new_encoder.dim}-d vectors: at least {need} are needed (500 or more recommended)"
-        )
+    _check_enough(len(texts), old_encoder.dim, new_encoder.dim)  # before encoding
     X_old = old_encoder.encode(texts, progress=progress)
     X_new = new_encoder.encode(texts, progress=progress)
     return fit_alignment(

@@ -168,10 +168,11 @@ def migrate_index(
     from embedlab.core.progress import progress_bar
 
     alignment.check_old(index.encoder, "this index")
-    chunks = _chunks(index, alignment, vectors)
+    src = _stored_vectors(index) if vectors is None else _source(vectors)
+    chunks = _chunks(index, alignment, src)
     out = Index(index.spec, alignment.dim_new, alignment.new)
     if out.kind in ("sq8", "pq", "ivfpq"):
-        out.train(_training_sample(index, alignment, vectors))
+        out.train(_training_sample(index, alignment, src))
     show = bool(progress) if progress is not None else len(index) > 100_000
     done = 0
     with progress_bar(len(index), "mapping vectors", enabled=show) as advance:
@@ -196,11 +197,11 @@ def _source(vectors: Any) -> Any:
     return vectors
 
 
-def _chunks(index: Any, alignment: Alignment, vectors: Any):
-    """The old-encoder vectors in the index's order, a chunk or shard at a time."""
+def _chunks(index: Any, alignment: Alignment, src: Any):
+    """The old-encoder vectors ``src`` (an array or a ShardedSet) in the index's order, a
+    chunk or shard at a time."""
     from embedlab.data.sharded import ShardedSet
 
-    src = _stored_vectors(index) if vectors is None else _source(vectors)
     if isinstance(src, ShardedSet):
         alignment.check_old(src.provenance.encoder, "the EmbeddingSet")
         if src.n != len(index):
@@ -225,10 +226,10 @@ def _chunks(index: Any, alignment: Alignment, vectors: Any):
     return (np.asarray(src[s : s + _CHUNK], dtype=np.float32) for s in range(0, len(src), _CHUNK))
 
 
-def _training_sample(index: Any, alignment: Alignment, vectors: Any) -> np.ndarray:
+def _training_sample(index: Any, alignment: Alignment, src: Any) -> np.ndarray:
+    """Up to 100,000 rows of ``src`` (seeded, spread over all of it), mapped."""
     from embedlab.data.sharded import ShardedSet
 
-    src = _stored_vectors(index) if vectors is None else _source(vectors)
     n = len(index)
     rows = np.sort(np.random.default_rng(0).choice(n, size=min(n, 100_000), replace=False))
     if isinstance(src, ShardedSet):
