@@ -349,3 +349,96 @@ def test_a_multi_label_classifier_moves_with_its_label_sets(encoders):
     X = new.encode(test)
     agree = np.asarray(moved.predict(X)) == np.asarray(native.predict(X))
     assert agree.mean() > 0.9
+
+
+def test_a_hierarchy_travels_with_a_migrated_model(encoders):
+    from embedlab.models.hierarchy import Hierarchy
+    from embedlab.models.openset import OpenSetClassifier
+    from embedlab.models.pipeline import Pipeline
+
+    old, new = encoders
+    train = _texts(360, start=500_000)
+    labels = [t.split()[0] for t in train]
+    tree = Hierarchy.from_parents({f"c{k}": ("low" if k < 3 else "high") for k in range(K)})
+    clf = OpenSetClassifier(head="prototype", detector="max-cosine", target_fpr=0.1)
+    model = Pipeline(encoder=old, classifier=clf, adapt=False, hierarchy=tree).fit(train, labels)
+    calib = _texts(300, start=50_000)
+    al = fit_alignment(old.encode(calib), new.encode(calib), old=old.spec, new=new.spec)
+    moved = migrate_model(model, al, encoder=new)
+    assert moved.hierarchy is tree
+    test = _texts(120, start=600_000)
+    out = moved.predict_details(test, reject=False)
+    coarse = next(iter(out.levels.values()))
+    want = np.array(["low" if int(t.split()[0][1:]) < 3 else "high" for t in test])
+    assert (np.asarray(coarse) == want).mean() > 0.9
+
+
+def test_models_that_cannot_move_say_why(encoders):
+    from embedlab.models.openset import OpenSetClassifier
+    from embedlab.models.pipeline import Pipeline
+
+    old, new = encoders
+    calib = _texts(300, start=50_000)
+    al = fit_alignment(old.encode(calib), new.encode(calib), old=old.spec, new=new.spec)
+    zero = Pipeline(encoder=old, adapt=False).fit_labels_only([f"c{k}" for k in range(K)])
+    with pytest.raises(ValidationError, match="fit --labels-only"):
+        migrate_model(zero, al, encoder=new)
+    train = _texts(240, start=700_000)
+    labels = [t.split()[0] for t in train]
+    clf = OpenSetClassifier(head="prototype", keep_rows=False)
+    lean = Pipeline(encoder=old, classifier=clf, adapt=False).fit(train, labels)
+    with pytest.raises(ValidationError, match="keeps no training vectors"):
+        migrate_model(lean, al, encoder=new)
+    # the map's new side must be the encoder the moved model is given
+    with pytest.raises(ValidationError):
+        migrate_model(lean, al, encoder=old)
+
+
+def test_an_index_moved_from_a_set_checks_the_set_is_its_own(encoders, tmp_path):
+    from embedlab.compress.index import Index
+    from embedlab.data.embedding_set import EmbeddingSet, Provenance
+
+    old, new = encoders
+    corpus = _texts(300, start=800_000)
+    calib = _texts(300, start=50_000)
+    al = fit_alignment(old.encode(calib), new.encode(calib), old=old.spec, new=new.spec)
+    X = old.encode(corpus)
+    pq = Index("pq4", D_OLD, old.spec).add(X, ids=corpus)
+    prov = Provenance(encoder=old.spec, dim=D_OLD)
+    EmbeddingSet(X, ids=corpus, provenance=prov).save(tmp_path / "own")
+    EmbeddingSet(X, ids=corpus[::-1], provenance=prov).save(tmp_path / "shuffled")
+    EmbeddingSet(X[:100], ids=corpus[:100], provenance=prov).save(tmp_path / "short")
+    moved = migrate_index(pq, al, vectors=tmp_path / "own")
+    assert list(moved.ids) == corpus and moved.encoder == new.spec
+    with pytest.raises(ValidationError, match="ids are not the index's"):
+        migrate_index(pq, al, vectors=tmp_path / "shuffled")
+    with pytest.raises(ValidationError, match="100 rows"):
+        migrate_index(pq, al, vectors=tmp_path / "short")
+    with pytest.raises(ValidationError, match="vectors for an index"):
+        migrate_index(pq, al, vectors=X[:50])
+
+
+def test_serve_query_map_options_are_checked():
+    from embedlab.cli.serving import _query_maps
+    from embedlab.core.errors import EmbedlabError
+
+    assert _query_maps(["idx=maps/a", "other=/m=b"]) == {"idx": "maps/a", "other": "/m=b"}
+    for bad in ("idx", "=maps/a", "idx="):
+        with pytest.raises(EmbedlabError, match="INDEX=MAP"):
+            _query_maps([bad])
+
+
+def test_a_moved_linear_head_keeps_the_c_it_tuned(encoders):
+    from embedlab.heads import LinearClassifier
+    from embedlab.models.openset import OpenSetClassifier
+
+    old, new = encoders
+    train = _texts(300, start=900_000)
+    labels = [t.split()[0] for t in train]
+    clf = OpenSetClassifier(head=LinearClassifier(C="auto"), detector="max-cosine")
+    clf.fit(old.encode(train), labels)
+    calib = _texts(300, start=50_000)
+    al = fit_alignment(old.encode(calib), new.encode(calib), old=old.spec, new=new.spec)
+    moved = migrate_classifier(clf, al)
+    assert moved.head_.C == clf.head_.C_ == moved.head_.C_
+    assert clf.head_.C == "auto"  # the old model is unchanged

@@ -114,7 +114,7 @@ def migrate_classifier(clf: Any, alignment: Alignment) -> Any:
         y = np.concatenate([y_in.astype(str), np.full(len(X_oos), str(clf.oos_label))])
         mask = np.concatenate([held, np.zeros(len(X_oos), bool)])
         new = OpenSetClassifier(
-            head=clone(clf.head_),
+            head=_settled(clf.head_),
             detector=clone(clf.detector_),
             target_fpr=clf.target_fpr,
             oos_label=clf.oos_label,
@@ -128,6 +128,17 @@ def migrate_classifier(clf: Any, alignment: Alignment) -> Any:
         new.selection_ = clf.selection_
     else:  # pragma: no cover - Pipeline holds one of the two
         raise ValidationError(f"cannot migrate a {type(clf).__name__}")
+    return new
+
+
+def _settled(head: Any) -> Any:
+    """An unfitted copy of ``head`` with the hyperparameters it settled on (a linear head's
+    tuned C): the moved model keeps its choices instead of re-tuning them."""
+    from sklearn.base import clone
+
+    new = clone(head)
+    if getattr(head, "C", None) == "auto" and hasattr(head, "C_"):
+        new.set_params(C=head.C_)
     return new
 
 
