@@ -81,6 +81,9 @@ def migrate_model(pipe: Any, alignment: Alignment, encoder: Any = None) -> Any:
     info["encoder"] = {k: encoder.spec.get(k) for k in ("kind", "fingerprint", "dim")}
     info["migrated"] = _map_summary(alignment)
     info["lineage"] = lineage(pipe.info, {"op": "migrate", **_map_summary(alignment)})
+    if pipe.concepts_ is not None:  # a dictionary of the old space says nothing of the new
+        info.pop("concepts", None)
+        info["migrated"]["concepts_dropped"] = True
     child.info = info
     return child
 

@@ -198,9 +198,12 @@ def model_report(
     max_points: int = 3000,
     seed: int = 0,
     alignment: Any = None,
+    against: Sequence[str] | None = None,
 ) -> str:
     """HTML report of a fitted :class:`~embedlab.models.pipeline.Pipeline` on labelled texts;
-    with ``alignment`` (an :class:`~embedlab.align.Alignment`), where that map is weak."""
+    with ``alignment`` (an :class:`~embedlab.align.Alignment`), where that map is weak; for
+    a model with concepts, each class's concept profile and — with ``against`` (reference
+    texts, e.g. the training data) — the concepts that rose or fell in these texts."""
     from embedlab.core.metrics import evaluate_open_set
     from embedlab.core.validation import check_labels
 
@@ -234,6 +237,16 @@ def model_report(
         sections.append(("Layer × dimension quality", _plan_heatmap(plan)))
     if alignment is not None:
         sections.append(map_section(alignment, pipeline.info))
+    concepts = getattr(pipeline, "concepts_", None)
+    if concepts is not None:
+        sections.append(concepts_section(concepts, X, y, oos))
+        if against is not None:
+            sections.append(concept_drift_section(concepts, X, pipeline.embed(against)))
+    elif against is not None:
+        sections.append(
+            ("Concept drift", '<p class="note">this model has no concepts: add them with '
+             "<code>embedlab concepts MODEL --in-place</code> to see which rose or fell.</p>")
+        )  # fmt: skip
     info = pipeline.info or {}
     footer = (
         f"head {info.get('head')}, detector {info.get('detector')}, "
@@ -411,6 +424,97 @@ def _multi_label_report(
         f"{time.perf_counter() - start:.1f} s by embedlab."
     )
     return _page(title, sections, footer)
+
+
+def concepts_section(concepts: Any, X: np.ndarray, y: np.ndarray, oos: str) -> tuple[str, str]:
+    """The model's concepts: the most frequent (name, words, purity, a typical text), a
+    frequency × purity picture, and each class's concept profile on these rows."""
+    from embedlab.analysis.plots import scatter
+    from embedlab.concepts.profile import class_profiles
+
+    d = concepts.dictionary
+    items = concepts.concepts
+    pur = np.asarray([c.purity if c.purity is not None else np.nan for c in items])
+    freq = np.asarray([c.frequency for c in items])
+    live = freq > 0
+    cards = {"atoms": d.n_atoms, "active per text": d.k, "never active": int((~live).sum())}
+    if np.isfinite(pur).any():
+        cards["share of live atoms ≥ 0.5 pure"] = float(
+            np.mean(pur[live & np.isfinite(pur)] >= 0.5)
+        )
+    top = sorted(items, key=lambda c: -c.frequency)[:15]
+    table = _table(
+        ["concept", "name", "top words", "frequency", "label (purity)", "a typical text"],
+        [
+            [
+                c.id,
+                c.name,
+                " ".join(c.words[:5]),
+                c.frequency,
+                "" if c.label is None else f"{c.label} ({c.purity:.2f})",
+                c.texts[0][:80] if c.texts else "",
+            ]
+            for c in top
+        ],
+    )
+    ok = live & np.isfinite(pur)
+    picture = ""
+    if ok.sum() >= 2:
+        picture = scatter(
+            np.column_stack([np.log10(freq[ok]), pur[ok]]),
+            ["purity ≥ 0.5" if p >= 0.5 else "mixed" for p in pur[ok]],
+            [
+                f"{items[i].name} — fires on {freq[i]:.2%}, {items[i].label} {pur[i]:.2f}"
+                for i in np.flatnonzero(ok)
+            ],
+            title="concepts: log10 share of texts it fires on (x) × label purity (y)",
+        )
+    keep = y != oos
+    profiles = class_profiles(concepts, X[keep], y[keep]) if keep.any() else []
+    prof = _table(
+        ["class", "rows", "its concepts (share of the class's activation)"],
+        [
+            [
+                p["class"],
+                p["rows"],
+                "; ".join(f"{c['name']} ({c['share']:.0%})" for c in p["concepts"]),
+            ]
+            for p in profiles[:60]
+        ],
+    )
+    return (
+        "Concepts",
+        _cards(cards) + table + picture + "<h3>Each class's concepts</h3>" + prof,
+    )
+
+
+def concept_drift_section(concepts: Any, X_new: np.ndarray, X_ref: np.ndarray) -> tuple[str, str]:
+    """Which concepts rose or fell in ``X_new`` against ``X_ref`` (shares of rows)."""
+    from embedlab.concepts.profile import concept_drift
+
+    drift = concept_drift(concepts, X_new, X_ref)
+    header = ["concept", "name", "share here", "share in reference", "change", "z"]
+
+    def rows(items):
+        return [
+            [r["concept"], r["name"], r["new_share"], r["reference_share"], r["change"], r["z"]]
+            for r in items
+        ]
+
+    return (
+        "Concept drift",
+        _cards(
+            {
+                "rows here": drift["rows_new"],
+                "reference rows": drift["rows_reference"],
+                "total variation": drift["total_variation"],
+            }
+        )
+        + "<h3>Rose</h3>"
+        + _table(header, rows(drift["rose"]))
+        + "<h3>Fell</h3>"
+        + _table(header, rows(drift["fell"])),
+    )
 
 
 def map_section(alignment: Any, info: dict[str, Any] | None = None) -> tuple[str, str]:

@@ -1,8 +1,8 @@
 """The ``embedlab`` command line: a thin layer over the library.
 
-One module per group of commands (data, distilling, aligning, model, predicting, classes,
-search, diagnostics, planning, demo, serving), all registered on the Typer app of
-:mod:`embedlab.cli.common`, which also holds the option types and helpers they share.
+One module per group of commands (data, distilling, aligning, explaining, model,
+predicting, classes, search, diagnostics, planning, demo, serving), all registered on the
+Typer app of :mod:`embedlab.cli.common`, which also holds the option types and helpers they share.
 Heavy modules are imported inside the commands, so ``embedlab --help`` starts in a
 fraction of a second.
 """
@@ -17,6 +17,7 @@ from embedlab.cli import demo_command  # noqa: F401
 from embedlab.cli import data  # noqa: F401
 from embedlab.cli import distilling  # noqa: F401
 from embedlab.cli import aligning  # noqa: F401
+from embedlab.cli import explaining  # noqa: F401
 from embedlab.cli import model  # noqa: F401
 from embedlab.cli import predicting  # noqa: F401
 from embedlab.cli import classes  # noqa: F401

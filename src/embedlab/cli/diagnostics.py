@@ -20,6 +20,7 @@ from embedlab.cli.common import (
     check_output_file,
     console,
     print_table,
+    read_input_texts,
     read_labelled,
     user_errors,
 )
@@ -137,13 +138,22 @@ def report(
             "the classes it moves most) — e.g. for a model migrated through it.",
         ),
     ] = None,
+    against: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reference texts (e.g. the training data; labels not needed): for a model "
+            "with concepts, which concepts rose or fell in DATA against them.",
+        ),
+    ] = None,
     force: ForceOption = False,
 ) -> None:
     """Write one self-contained HTML report (works offline: no scripts, no CDN).
 
     With a model and labelled data: headline metrics, confusion hot spots, per-class
     accuracy, in-scope vs out-of-scope score histograms with the threshold, ROC curve,
-    diagnostics and a map of the embeddings. With an EmbeddingSet: diagnostics and the map.
+    diagnostics and a map of the embeddings; for a model with concepts, each class's
+    concepts (and with --against, the concepts that rose or fell). With an EmbeddingSet:
+    diagnostics and the map.
 
     [bold]Examples[/]
 
@@ -154,12 +164,14 @@ def report(
       embedlab report space/ -o space.html --plan embedlab-plan/
 
       embedlab report model-v2/ test.csv -o migrated.html --map map/
+
+      embedlab report model/ this_week.csv -o drift.html --against train.csv
     """
     from embedlab.analysis.report import model_report, space_report, write_report
     from embedlab.store.manifest import saved_kind
 
     with user_errors():
-        check_output_file(output, force, source, data, plan_dir, map_dir)
+        check_output_file(output, force, source, data, plan_dir, map_dir, against)
         t0 = time.perf_counter()
         alignment = None
         if map_dir is not None:
@@ -178,6 +190,11 @@ def report(
 
                 use_encoder(pipe, open_encoder(encoder))
             table = read_labelled(data, text_col, label_col, split, skip_empty)
+            reference = None
+            if against is not None:
+                reference = list(
+                    read_input_texts(against, text_col=text_col, skip_empty=skip_empty).texts
+                )
             html = model_report(
                 pipe,
                 table.texts,
@@ -186,6 +203,7 @@ def report(
                 plan=plan_dir,
                 max_points=max_points,
                 alignment=alignment,
+                against=reference,
             )
         else:
             from embedlab.data.embedding_set import EmbeddingSet

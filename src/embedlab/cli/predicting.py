@@ -100,6 +100,14 @@ def predict(
             "run with the same input, model and options resumes where it stopped).",
         ),
     ] = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Add the concepts behind each label and novelty score (columns concepts, "
+            "novelty_concepts, explanation); the model needs concepts (`embedlab concepts`).",
+        ),
+    ] = False,
     ray: RayOption = False,
     ray_address: RayAddressOption = None,
     ray_actors: RayActorsOption = 2,
@@ -113,8 +121,9 @@ def predict(
     novelty (higher = more unusual; above the threshold = out of scope), out_of_scope,
     oos_pvalue (the conformal p-value: an in-scope row gets p <= t with probability <= t;
     out of scope exactly when p <= the model's target rate), prediction_set / set_size
-    (with --sets), and
-    top1_label / top1_confidence .. top3_* (a name the input already uses becomes
+    (with --sets), top1_label / top1_confidence .. top3_*, and with --explain concepts
+    (the top concepts behind the label: "name (+contribution to the margin over the
+    runner-up)"), novelty_concepts and explanation (JSON) (a name the input already uses becomes
     predicted_<name>). OUTPUT may not be the input, and an existing
     OUTPUT needs --force. The input is processed chunk by chunk; a run that was stopped
     (Ctrl-C, a crash, kill -9) resumes when started again.
@@ -130,6 +139,8 @@ def predict(
       embedlab predict model/ batch.csv -o flagged.csv --fdr 0.1 --sets 0.9
 
       embedlab predict model/ new.csv -o predictions.csv --encoder student/   [dim]# distilled[/]
+
+      embedlab predict model/ new.csv -o why.csv --explain   [dim]# concepts behind each answer[/]
     """
     from embedlab.models.pipeline import Pipeline
     from embedlab.scale.predict_stream import predict_file
@@ -164,6 +175,7 @@ def predict(
             model_dir=model_dir,
             fdr=fdr,
             sets=sets,
+            explain=explain,
         )
         say_skipped(job)
         rejected = f"{job.out_of_scope} out of scope" if reject else "rejection off (--no-reject)"

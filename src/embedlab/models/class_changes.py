@@ -132,4 +132,15 @@ def child_pipeline(pipe: Any, classifier: Any, change: dict[str, Any]) -> Any:
     child._adapted_dir, child._work = pipe._adapted_dir, pipe._work
     child._encoder_in_bundle = pipe._encoder_in_bundle
     child.info = changed_info(pipe.info, classifier, change, pipe.oos_label)
+    child.concepts_ = _renamed_concepts(child, pipe.concepts_)
     return child
+
+
+def _renamed_concepts(child: Any, concepts: Any) -> Any:
+    """The parent's concepts, their label mix and names taken again from the child's kept
+    rows (the dictionary is the same: the space did not change); as they were when the
+    model keeps no rows."""
+    if concepts is None or not hasattr(child.classifier_, "train_X_"):
+        return concepts
+    X, labels = child._kept_rows_for_concepts()
+    return concepts.renamed(X, None, labels, ignore_labels=[child.oos_label])

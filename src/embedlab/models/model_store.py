@@ -37,7 +37,7 @@ from embedlab.store.bundle import (
 __all__ = ["STAGES", "load_pipeline", "save_pipeline"]
 
 #: The stages of a model, in the order data flows through them.
-STAGES = ("encoder", "transforms", "classifier")
+STAGES = ("encoder", "transforms", "classifier", "concepts")
 
 
 def save_pipeline(pipe: Any, path: Path, *, overwrite: bool, expect_stamp: Any, sign: Any) -> Path:
@@ -50,6 +50,10 @@ def save_pipeline(pipe: Any, path: Path, *, overwrite: bool, expect_stamp: Any, 
     if pipe.chain_ is not None:
         transforms, chain_arrays = pipe.chain_.state()
         arrays.update({f"transform.{k}": v for k, v in chain_arrays.items()})
+    concepts = None
+    if pipe.concepts_ is not None:
+        concepts, concept_arrays = pipe.concepts_.state()
+        arrays.update({f"concepts.{k}": v for k, v in concept_arrays.items()})
     if overwrite and pipe.info.get("lineage"):  # a refit continues the numbering there
         pipe.info["lineage"] = continued_lineage(pipe.info, path / BUNDLE_JSON)
     encoder = pipe.encoder_
@@ -65,8 +69,14 @@ def save_pipeline(pipe: Any, path: Path, *, overwrite: bool, expect_stamp: Any, 
         expect_stamp=expect_stamp,
         sign=sign,
         fields={
-            "stages": [s for s in STAGES if s != "transforms" or transforms is not None],
+            "stages": [
+                s
+                for s in STAGES
+                if (s != "transforms" or transforms is not None)
+                and (s != "concepts" or concepts is not None)
+            ],
             "transforms": transforms,
+            "concepts": concepts,
             "oos_label": pipe.oos_label,
             "classes": [str(c) for c in pipe.classes_],
             "hierarchy": None if pipe.hierarchy is None else pipe.hierarchy.to_json(),
@@ -135,7 +145,27 @@ def _load(cls: type, path: Path, *, cache: bool, backend: str | None, key: Any) 
     pipe._encoder_in_bundle = not os.path.isabs(str(doc["encoder"].get("path")))
     if doc.get("hierarchy"):
         pipe.hierarchy = Hierarchy.from_parents(doc["hierarchy"])
+    if doc.get("concepts"):
+        pipe.concepts_ = _concepts_from_state(path, doc["concepts"], arrays, n_features)
     return pipe
+
+
+def _concepts_from_state(
+    path: Path, state: dict[str, Any], arrays: dict[str, np.ndarray], dim: int
+) -> Any:
+    from embedlab.concepts import ConceptSet
+
+    prefix = "concepts."
+    mine = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+    try:
+        found = ConceptSet.from_state(state, mine)
+    except (ValidationError, KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"{path}: the bundle's concepts cannot be read ({exc})") from None
+    if found.dim != dim:
+        raise StoreError(
+            f"{path}: the concepts describe {found.dim}-d vectors, the classifier sees {dim}-d"
+        )
+    return found
 
 
 def _adapt_config_state(config: Any) -> dict[str, Any] | None:

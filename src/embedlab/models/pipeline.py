@@ -14,6 +14,8 @@ checksums and versions and never unpickles.
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -113,6 +115,8 @@ class Pipeline(BaseEstimator):
         self._adapted_dir: Path | None = None
         self._work: TempFolder | None = None
         self._encoder_in_bundle = False  # loaded from a bundle that holds its encoder
+        #: the optional concepts stage (:class:`~embedlab.concepts.ConceptSet`)
+        self.concepts_: Any = None
 
     @classmethod
     def from_config(
@@ -315,6 +319,7 @@ class Pipeline(BaseEstimator):
         reject: bool = True,
         fdr: float | None = None,
         sets: float | None = None,
+        explain: bool = False,
         progress: bool | None = None,
     ) -> Predictions:
         """Per text (:class:`~embedlab.models.predictions.Predictions`): ``labels`` (as
@@ -329,11 +334,85 @@ class Pipeline(BaseEstimator):
         Multi-label: ``labels`` are the predicted labels joined by the model's separator
         (``oos_label`` for none; the sets in ``label_sets``), ``novelty`` how far the row is
         from passing any label's threshold (> 0: none passes, ``out_of_scope``), and the top
-        labels with their per-label scores (they need not sum to 1)."""
+        labels with their per-label scores (they need not sum to 1).
+
+        ``explain=True`` (a model with concepts, single-label): the concepts behind each
+        label and novelty score, in ``explanations`` / :meth:`Predictions.explain`."""
         if not self._fitted():
             raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
+        if explain:
+            self._check_explainable()
         X = self._encoder().encode(texts, progress=progress)  # validates the texts
-        return self.details_from_vectors(X, top_k=top_k, reject=reject, fdr=fdr, sets=sets)
+        return self.details_from_vectors(
+            X, top_k=top_k, reject=reject, fdr=fdr, sets=sets, explain=explain
+        )
+
+    def _check_explainable(self) -> None:
+        if self.concepts_ is None:
+            raise ValidationError(
+                "this model has no concepts to explain with: add them with `embedlab concepts "
+                "MODEL --in-place` (or Pipeline.fit_concepts)"
+            )
+        self._single_label_only("explanations")
+
+    def fit_concepts(
+        self,
+        texts: Sequence[str] | None = None,
+        labels: Sequence[Any] | None = None,
+        *,
+        progress: bool | None = None,
+        **options: Any,
+    ) -> Pipeline:
+        """A new pipeline (this one unchanged) with a concepts stage: a sparse dictionary of
+        the space its classifier sees (:func:`embedlab.concepts.fit_concepts`; ``options``:
+        ``n_atoms``, ``k``, ``method``, ``random_state``, ...), named from ``texts`` and
+        ``labels`` — by default from the model's kept training rows (names then come from
+        the label mix alone: pass the training texts for words and typical texts)."""
+        from embedlab.concepts import fit_concepts
+        from embedlab.models.lineage import json_default, lineage
+
+        if not self._fitted():
+            raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
+        if texts is None:
+            X, labels = self._kept_rows_for_concepts()
+        else:
+            texts = check_texts(texts)
+            X = self._vectors(texts, progress)
+            if labels is not None and len(labels) != len(texts):
+                raise ValidationError(f"{len(labels)} labels for {len(texts)} texts")
+        space = {"encoder": self.encoder_.spec.get("fingerprint"), "dim": int(X.shape[1])}
+        found = fit_concepts(
+            X,
+            texts,
+            None if labels is None else [str(v) for v in labels],
+            ignore_labels=[self.oos_label],
+            space=space,
+            progress=progress,
+            **options,
+        )
+        child = copy.copy(self)
+        child.concepts_ = found
+        info = json.loads(json.dumps(self.info, default=json_default))
+        d = found.dictionary
+        record = {"op": "concepts", "atoms": d.n_atoms, "k": d.k, "method": d.method}
+        info["concepts"] = {**record, "rows": len(X), "named_from_texts": texts is not None}
+        info["lineage"] = lineage(self.info, record)
+        child.info = info
+        return child
+
+    def _kept_rows_for_concepts(self) -> tuple[np.ndarray, np.ndarray]:
+        clf = self.classifier_
+        if not hasattr(clf, "train_X_"):
+            raise ValidationError(
+                "this model keeps no training vectors: give the texts to learn concepts from "
+                "(embedlab concepts MODEL --texts DATA)"
+            )
+        if self.multi_label:
+            return np.asarray(clf.train_X_, np.float32), None
+        X_in, y_in, _, X_oos = clf.kept_rows()
+        X = np.vstack([X_in, X_oos]) if len(X_oos) else X_in
+        y = np.concatenate([y_in.astype(str), np.full(len(X_oos), str(self.oos_label))])
+        return X.astype(np.float32), y
 
     def details_from_vectors(
         self,
@@ -343,10 +422,13 @@ class Pipeline(BaseEstimator):
         reject: bool = True,
         fdr: float | None = None,
         sets: float | None = None,
+        explain: bool = False,
     ) -> Predictions:
         """:meth:`predict_details` for vectors the encoder already made (the service encodes
         once for every model that shares an encoder); the fitted transform is applied here.
         The vectors are checked here (numeric, 2-D, the encoder's width, finite), once."""
+        if explain:
+            self._check_explainable()
         X = self._features(check_vectors(X, dim=self._encoder().dim))
         if self.multi_label:
             return self.classifier_.predict_details(X, top_k=top_k, fdr=fdr, sets=sets)
@@ -354,6 +436,9 @@ class Pipeline(BaseEstimator):
             out = self.classifier_.predict_details(
                 X, top_k=top_k, reject=reject, fdr=fdr, sets=sets
             )
+            if explain:
+                clf = self.classifier_
+                out = out.with_explanations(self.concepts_.explain(X, clf.head_, clf.detector_))
         if self.hierarchy is None:
             return out
         return out.with_levels(

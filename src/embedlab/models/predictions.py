@@ -49,6 +49,8 @@ class Predictions:
     prediction_sets: tuple[tuple[str, ...], ...] | None = None
     sets_level: float | None = None
     p_score: np.ndarray | None = None
+    #: concept explanations (:class:`~embedlab.concepts.explain.Explanations`), when asked
+    explanations: Any = None
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -123,6 +125,23 @@ class Predictions:
         """The same predictions with a hierarchy's coarser levels attached."""
         return replace(self, levels=dict(levels))
 
+    def with_explanations(self, explanations: Any) -> Predictions:
+        """The same predictions with concept explanations attached."""
+        return replace(self, explanations=explanations)
+
+    def explain(self, top: int = 3) -> list[dict[str, Any]]:
+        """Per input, the ``top`` concepts behind its label (signed contributions to the
+        margin over the runner-up, with the bias and residual that complete it) and behind
+        its novelty score. Predictions made with ``explain=True`` only."""
+        if self.explanations is None:
+            from embedlab.core.errors import ValidationError
+
+            raise ValidationError(
+                "these predictions carry no explanations: predict with explain=True "
+                "(the model needs concepts: embedlab concepts MODEL --in-place)"
+            )
+        return self.explanations.rows(top)
+
     def with_sets(self, sets: tuple[tuple[str, ...], ...], level: float) -> Predictions:
         """The same predictions with conformal prediction sets at coverage ``level``."""
         return replace(self, prediction_sets=tuple(sets), sets_level=float(level))
@@ -139,7 +158,8 @@ class Predictions:
         ``n_labels`` (multi-label), ``confidence``, ``novelty``, ``out_of_scope``,
         ``oos_pvalue`` (when known), ``prediction_set`` (labels joined by ``|``) and
         ``set_size`` (with sets), then ``top{j}_label`` / ``top{j}_confidence`` for
-        j = 1..k."""
+        j = 1..k, then ``concepts`` / ``novelty_concepts`` / ``explanation`` when
+        explained."""
         out: dict[str, np.ndarray] = {"label": self.labels}
         out.update({f"label_{name}": v for name, v in self.levels.items()})
         if self.label_sets is not None:
@@ -155,6 +175,8 @@ class Predictions:
         for j in range(self.top_k):  # one pair of columns per rank
             out[f"top{j + 1}_label"] = self.top_labels[:, j]
             out[f"top{j + 1}_confidence"] = self.top_confidences[:, j]
+        if self.explanations is not None:
+            out.update(_explanation_columns(self.explanations.rows(3)))
         return out
 
     def to_table(self) -> Any:
@@ -171,7 +193,8 @@ class Predictions:
         """One JSON-ready dict per input: ``label``, ``confidence``, ``novelty``,
         ``out_of_scope``, ``top`` (a list of ``{"label", "confidence"}``, at most ``top_k``),
         ``levels`` (level → label) with a hierarchy, ``labels`` (the set) for multi-label,
-        ``p_value`` when known and ``set`` (the prediction set) with sets."""
+        ``p_value`` when known, ``set`` (the prediction set) with sets and ``explanation``
+        (:meth:`explain`) when explained."""
         k = self.top_k if top_k is None else max(0, min(int(top_k), self.top_k))
         labels = self.labels.astype(str).tolist()
         conf = self.confidence.astype(float).tolist()
@@ -181,6 +204,7 @@ class Predictions:
         top_c = self.top_confidences[:, :k].astype(float).tolist()
         levels = {name: v.astype(str).tolist() for name, v in self.levels.items()}
         p = None if self.p_value is None else self.p_value.astype(float).tolist()
+        explained = None if self.explanations is None else self.explanations.rows(3)
         rows = []
         for i in range(len(labels)):  # building the JSON rows of a response
             row: dict[str, Any] = {
@@ -201,5 +225,23 @@ class Predictions:
                 row["p_value"] = p[i]
             if self.prediction_sets is not None:
                 row["set"] = list(self.prediction_sets[i])
+            if explained is not None:
+                row["explanation"] = explained[i]
             rows.append(row)
         return rows
+
+
+def _explanation_columns(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """``concepts`` (the top concepts behind the label, "name (+contribution)" joined by
+    " | "), ``novelty_concepts`` (the same for the novelty score) and ``explanation`` (the
+    whole explanation as JSON)."""
+    import json
+
+    def say(items: list[dict[str, Any]]) -> str:
+        return " | ".join(f"{c['name']} ({c['contribution']:+.3g})" for c in items)
+
+    return {
+        "concepts": np.asarray([say(r["label"]["concepts"]) for r in rows], dtype=object),
+        "novelty_concepts": np.asarray([say(r["novelty"]["concepts"]) for r in rows], dtype=object),
+        "explanation": np.asarray([json.dumps(r) for r in rows], dtype=object),
+    }

@@ -144,6 +144,7 @@ def predict_file(
     model_dir: str | os.PathLike | None = None,
     fdr: float | None = None,
     sets: float | None = None,
+    explain: bool = False,
 ) -> PredictJob:
     """Predict every row of ``data`` (a data file of texts, or an EmbeddingSet directory
     of vectors the model's encoder made) into ``output`` (.csv, .jsonl or .parquet), one
@@ -166,6 +167,8 @@ def predict_file(
                 "prediction sets are for single-label models; a multi-label model's answer "
                 "is already a set of labels"
             )
+    if explain:
+        pipe._check_explainable()
     data, output = Path(data), Path(output)
     fmt = TEXT_FORMATS.get(output.suffix.lower())
     if fmt not in ("csv", "jsonl", "parquet"):
@@ -202,13 +205,16 @@ def predict_file(
                 "reject": reject,
                 "keep_columns": keep_columns,
                 "sets": sets,
+                "explain": explain,
             },
         },
         restart=restart,
     )
     done = PredictJob(output)
     try:
-        run = _Run(pipe, data, job, done, vectors, chunk_rows, read, keep_columns, reject, sets)
+        run = _Run(
+            pipe, data, job, done, vectors, chunk_rows, read, keep_columns, reject, sets, explain
+        )
         if ray is not None:
             _predict_ray(run, ray, Path(model_dir))
         else:
@@ -238,6 +244,7 @@ class _Run:
     keep_columns: bool
     reject: bool
     sets: float | None = None
+    explain: bool = False
 
 
 def _predict_here(run: _Run, progress: bool | None) -> None:
@@ -266,8 +273,9 @@ def _predict_here(run: _Run, progress: bool | None) -> None:
                 advance(n + len(skipped))
             elif n:
                 task = pool.submit(
-                    predict_piece, pipe, job, i, inputs, base, vectors, reject, run.sets
-                )
+                    predict_piece,
+                    pipe, job, i, inputs, base, vectors, reject, run.sets, run.explain,
+                )  # fmt: skip
                 running.append((task, n))
             else:
                 advance(len(skipped))
@@ -298,13 +306,18 @@ def predict_piece(
     vectors: bool,
     reject: bool,
     sets: float | None = None,
+    explain: bool = False,
 ) -> int:
     """Predict one chunk (vectors or texts) and write it as piece ``i`` in one step; its
     out-of-scope count (also kept in the piece's metadata)."""
     if vectors:
-        found = pipe.details_from_vectors(np.asarray(inputs), reject=reject, sets=sets)
+        found = pipe.details_from_vectors(
+            np.asarray(inputs), reject=reject, sets=sets, explain=explain
+        )
     else:
-        found = pipe.predict_details(inputs, reject=reject, sets=sets, progress=False)
+        found = pipe.predict_details(
+            inputs, reject=reject, sets=sets, explain=explain, progress=False
+        )
     n_oos = int(found.out_of_scope.sum())
     table = prediction_table(found, base)
     table = table.replace_schema_metadata({"embedlab.out_of_scope": str(n_oos)})
@@ -380,7 +393,12 @@ def _predict_ray(run: _Run, ray: Any, model_dir: Path) -> None:
         "model": str(model_dir),
         "backend": pipe.encoder_.resolved_backend,
         "work": str(job.path),
-        "options": {"keep_columns": keep_columns, "reject": reject, "sets": run.sets},
+        "options": {
+            "keep_columns": keep_columns,
+            "reject": reject,
+            "sets": run.sets,
+            "explain": run.explain,
+        },
     }
     run_items(items, PredictWorker, kwargs, ray)
     done.out_of_scope += sum(
@@ -520,5 +538,6 @@ class PredictWorker:
                 vectors,
                 self.options["reject"],
                 self.options.get("sets"),
+                bool(self.options.get("explain")),
             )
         return {"chunk": [i], "pid": [os.getpid()]}

@@ -69,13 +69,44 @@ class Metrics:
             ["name", "outcome"],
             registry=r,
         )
+        self.concept_shift = Gauge(
+            "embedlab_concept_shift",
+            "Total variation distance between the concepts active over the recent window "
+            "and in the model's training rows (0: the same mix, 1: disjoint)",
+            ["model"],
+            registry=r,
+        )
+        self.concept_share = Gauge(
+            "embedlab_concept_share",
+            "Share of the recent window's texts a concept is active on, for the concepts "
+            "that moved most from their training share (id:name)",
+            ["model", "concept", "window"],
+            registry=r,
+        )
         self.window = window
         self._recent: dict[str, deque] = {}
+        self._concepts: dict[str, tuple[deque, np.ndarray, list[str]]] = {}
+        self._concept_labels: dict[str, list[tuple[str, str, str]]] = {}
 
     def observe_model(self, model: str, novelty: np.ndarray, oos: np.ndarray) -> None:
         """Remember a request's novelty scores and decisions (the window's last rows)."""
         recent = self._recent.setdefault(model, deque(maxlen=self.window))
         recent.extend(zip(novelty.tolist(), oos.tolist(), strict=True))
+
+    def observe_concepts(
+        self, model: str, atoms: np.ndarray, reference: np.ndarray, names: list[str]
+    ) -> None:
+        """Remember which concepts were active on a request's texts (``atoms``: (n, k) ids,
+        −1 for none); ``reference``: each concept's share of the training rows."""
+        entry = self._concepts.get(model)
+        if entry is None or len(entry[1]) != len(reference):
+            entry = (deque(maxlen=self.window), np.asarray(reference, np.float64), list(names))
+            self._concepts[model] = entry
+        entry[0].extend(np.asarray(atoms, dtype=np.int32))
+
+    def forget_concepts(self, model: str) -> None:
+        """Drop a model's concept window (a new version with other concepts is served)."""
+        self._concepts.pop(model, None)
 
     def observe_drift(self, model: str, summary: dict) -> None:
         """Set the model's drift gauges from its monitor's summary."""
@@ -95,3 +126,24 @@ class Metrics:
                 qs = (0.5, 0.9, 0.99)
                 for q, v in zip(qs, np.quantile(finite, qs), strict=True):
                     self.novelty.labels(model, str(q)).set(float(v))
+        for model, (recent, reference, names) in list(self._concepts.items()):
+            if recent:
+                self._refresh_concepts(model, np.stack(list(recent)), reference, names)
+
+    def _refresh_concepts(
+        self, model: str, atoms: np.ndarray, reference: np.ndarray, names: list[str], top: int = 10
+    ) -> None:
+        ids = atoms[atoms >= 0]
+        share = np.bincount(ids, minlength=len(reference)) / len(atoms)
+        p, q = share / max(share.sum(), 1e-12), reference / max(reference.sum(), 1e-12)
+        self.concept_shift.labels(model).set(float(0.5 * np.abs(p - q).sum()))
+        for labels in self._concept_labels.pop(model, []):  # last refresh's top concepts
+            self.concept_share.remove(*labels)
+        moved = np.argsort(-np.abs(share - reference), kind="stable")[:top]
+        shown = []
+        for c in moved:
+            name = f"{int(c)}:{names[c][:60]}"
+            for window, value in (("recent", share[c]), ("training", reference[c])):
+                self.concept_share.labels(model, name, window).set(float(value))
+                shown.append((model, name, window))
+        self._concept_labels[model] = shown

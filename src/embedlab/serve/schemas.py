@@ -94,6 +94,12 @@ def request_models(
             list[Annotated[name, Field(json_schema_extra=served)]], Field(min_length=1)
         ] = None
         top_k: int = Field(default=3, ge=1, le=50)
+        explain: bool = Field(
+            default=False,
+            description="/v1/classify: add each text's explanation — the concepts behind "
+            "its label (signed contributions to the margin over the runner-up) and behind "
+            "its novelty score. Single-label models with concepts (`embedlab concepts`).",
+        )
 
     class SearchRequest(BaseModel):
         """Query texts for a served index: the ``k`` nearest stored items of each, only

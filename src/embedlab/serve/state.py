@@ -108,10 +108,11 @@ class ServiceState:
         *,
         fdr: float | None = None,
         sets: float | None = None,
+        explain: bool = False,
     ) -> dict[str, Predictions]:
-        """Each requested model's predictions (``fdr``, ``sets``: see
+        """Each requested model's predictions (``fdr``, ``sets``, ``explain``: see
         :meth:`Pipeline.predict_details`); the texts are encoded once per encoder; each
-        model's drift monitor bets on them."""
+        model's drift monitor bets on them, and its concepts (if it has them) are counted."""
         by_encoder: dict[str, np.ndarray] = {}
         out = {}
         for name, model in served.items():
@@ -119,16 +120,30 @@ class ServiceState:
                 by_encoder[model.encoder_key] = await self.encode(model, texts)
             try:
                 found = model.pipeline.details_from_vectors(
-                    by_encoder[model.encoder_key], top_k=top_k, fdr=fdr, sets=sets
+                    by_encoder[model.encoder_key], top_k=top_k, fdr=fdr, sets=sets, explain=explain
                 )
             except ValidationError as exc:  # e.g. prediction sets of a multi-label model
                 raise ApiError(422, "invalid_request", f"{name}: {exc}") from None
             self.metrics.observe_model(name, found.novelty, found.out_of_scope)
+            self._count_concepts(name, model, by_encoder[model.encoder_key], found)
             if model.drift is not None and found.p_score is not None:
                 model.drift.update(found.p_score)
                 self.metrics.observe_drift(name, model.drift.summary())
             out[name] = found
         return out
+
+    def _count_concepts(self, name: str, model: Any, vectors: np.ndarray, found: Any) -> None:
+        """Count the concepts active on the texts (for /metrics' concept drift)."""
+        pipe = model.pipeline
+        concepts = getattr(pipe, "concepts_", None)
+        if concepts is None:
+            return
+        if found.explanations is not None:
+            atoms = found.explanations.atoms
+        else:
+            codes = concepts.codes(pipe._features(vectors))
+            atoms = np.where(codes.active(), codes.index, -1)
+        self.metrics.observe_concepts(name, atoms, concepts.dictionary.frequency_, concepts.names)
 
     async def reload_changed(self) -> list[tuple[str, str]]:
         """Load every served directory that holds a new version and swap it in; a version
@@ -160,6 +175,7 @@ class ServiceState:
         if isinstance(new, ServedIndex):
             await asyncio.to_thread(warm_index, new)
         reg.swap(new)
+        metrics.forget_concepts(entry.name)
         for key in [k for k in self.batchers if k not in reg.encoders]:
             del self.batchers[key]  # its encoder is no longer served
         self.batcher(new.encoder_key, encoder_of(new))

@@ -62,6 +62,7 @@ SAVED_KINDS = {
     "index": ("index.json", "embedlab.index"),
     "discovery": ("summary.json", "embedlab.discovery"),
     "map": ("map.json", "embedlab.map"),
+    "concepts": ("concepts.json", "embedlab.concepts"),
 }
 
 

@@ -47,11 +47,14 @@ def classify_router(state: ServiceState, requests: RequestModels) -> APIRouter:
         `embedlab predict`, with the same names: ``confidence`` (the head's top-1
         probability), ``novelty`` (higher = more unusual), ``p_value`` (conformal: an
         in-scope text gets p <= t with probability <= t), ``out_of_scope``, ``top``, and
-        ``set`` with ``sets``. ``fdr``: reject as a batch (Benjamini-Hochberg).
+        ``set`` with ``sets``, ``explanation`` with ``explain``. ``fdr``: reject as a
+        batch (Benjamini-Hochberg).
         ``models``: several models, texts encoded once per encoder."""
         served = state.served_models(request, _model_names(req))
         texts = request_texts(req.input)
-        found = await state.predictions(served, texts, req.top_k, fdr=req.fdr, sets=req.sets)
+        found = await state.predictions(
+            served, texts, req.top_k, fdr=req.fdr, sets=req.sets, explain=req.explain
+        )
         return _answer(
             [
                 {
