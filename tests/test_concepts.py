@@ -30,9 +30,9 @@ class TopicEncoder:
     words per topic) plus noise: a space built from known parts."""
 
     dim = D
-    spec = {"kind": "synthetic", "fingerprint": "topics", "dim": D}
 
     def __init__(self):
+        self.spec = {"kind": "synthetic", "fingerprint": "topics", "dim": D}
         rng = np.random.default_rng(3)
         self.topics = rng.normal(size=(K, D)) * 1.2
         self.words = rng.normal(size=(2 * K, D)) * 0.8
@@ -48,9 +48,7 @@ class TopicEncoder:
 
 
 def _texts(n, start=0):
-    return [
-        f"{TOPICS[i % K]} {WORDS[(i % K) + K * ((i // K) % 2)]} n{start + i}" for i in range(n)
-    ]
+    return [f"{TOPICS[i % K]} {WORDS[(i % K) + K * ((i // K) % 2)]} n{start + i}" for i in range(n)]
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +128,7 @@ def test_explanations_add_up_and_point_at_what_matters(space, head):
     U, codes = _unit(X[:300]), d.codes(X[:300])
     order = np.argsort(-e.label_contribution, axis=1)[:, :3]
     rng = np.random.default_rng(0)
-    rand = np.argsort(rng.random(order.shape[0:1] + (8,)), axis=1)[:, :3]
+    rand = np.argsort(rng.random((len(order), 8)), axis=1)[:, :3]
     classes = list(clf.head_.classes_)
     c1 = np.asarray([classes.index(p) for p in e.predicted])
     c2 = np.asarray([classes.index(p) for p in e.runner_up])
@@ -255,16 +253,16 @@ def test_concepts_through_the_cli_report_and_service(quick_model, tmp_path):
     assert (tmp_path / "c" / "concepts.csv").is_file() and "learnt 44 concepts" in res.output
     res = runner.invoke(app, ["concepts", str(tmp_path / "space"), "--k", "44"])
     assert res.exit_code != 0 and "-o DIR" in res.output
-    res = runner.invoke(app, ["concepts", str(tmp_path / "space"), "-o", str(tmp_path / "d"), "--k", "60"])  # fmt: skip
+    bad_k = ["concepts", str(tmp_path / "space"), "-o", str(tmp_path / "d"), "--k", "60"]
+    res = runner.invoke(app, bad_k)
     assert res.exit_code != 0 and "k must be below" in res.output
 
     model = tmp_path / "model"
     import shutil
 
     shutil.copytree(quick_model, model)
-    res = runner.invoke(
-        app, ["concepts", str(model), "--texts", train, "--label-col", "label", "--in-place", "--k", "4", "--json"]
-    )  # fmt: skip
+    args = ["concepts", str(model), "--texts", train, "--label-col", "label", "--in-place"]
+    res = runner.invoke(app, [*args, "--k", "4", "--json"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["atoms"] == 44 and summary["concepts"][0]["words"]
@@ -274,7 +272,8 @@ def test_concepts_through_the_cli_report_and_service(quick_model, tmp_path):
     table = pacsv.read_csv(out)
     assert {"concepts", "novelty_concepts", "explanation"} <= set(table.column_names)
     assert all(table.column("concepts").to_pylist())
-    res = runner.invoke(app, ["predict", str(quick_model), test, "-o", str(tmp_path / "x.csv"), "--explain"])  # fmt: skip
+    plain = ["predict", str(quick_model), test, "-o", str(tmp_path / "x.csv"), "--explain"]
+    res = runner.invoke(app, plain)
     assert res.exit_code != 0 and "no concepts" in res.output
     page = tmp_path / "r.html"
     res = runner.invoke(app, ["report", str(model), test, "-o", str(page), "--against", train])
