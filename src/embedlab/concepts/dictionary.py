@@ -262,22 +262,39 @@ class ConceptDictionary:
     def _codes_chunk(self, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         C = U - self.bias_
         if self.method == "omp" or self.encoder_ is None:
-            from sklearn.linear_model import orthogonal_mp_gram
-
-            D = self.decoder_.astype(np.float64)
-            coef = orthogonal_mp_gram(
-                D @ D.T, D @ C.T.astype(np.float64), n_nonzero_coefs=self.k
-            ).T.astype(np.float32)
-            # signed codes: an atom may enter negatively; keep the k largest |values|
-            idx = np.argsort(-np.abs(coef), axis=1, kind="stable")[:, : self.k]
-            val = np.take_along_axis(coef, idx, axis=1)
-            return idx.astype(np.int32), val
+            return self._omp(C)
         pre = np.maximum(C @ self.encoder_ + self.encoder_bias_, 0.0)
         idx = np.argpartition(-pre, self.k - 1, axis=1)[:, : self.k]
         val = np.take_along_axis(pre, idx, axis=1)
         if self.refine:
             val = self._least_squares(C, idx, val > 0)
         order = np.argsort(-val, axis=1, kind="stable")
+        return (
+            np.take_along_axis(idx, order, axis=1).astype(np.int32),
+            np.take_along_axis(val, order, axis=1).astype(np.float32),
+        )
+
+    def _omp(self, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Orthogonal matching pursuit for a chunk of rows at once: k greedy steps, each
+        adding every row's atom most correlated with its residual and refitting the values
+        on the atoms chosen so far (least squares). Signed values, largest |value| first."""
+        n, k = len(C), self.k
+        idx = np.zeros((n, k), dtype=np.int64)
+        val = np.zeros((n, k), dtype=np.float32)
+        on = np.zeros((n, k), dtype=bool)
+        resid = C.astype(np.float32)
+        rows = np.arange(n)
+        for step in range(k):
+            corr = np.abs(resid @ self.decoder_.T)
+            if step:
+                np.put_along_axis(corr, idx[:, :step], -1.0, axis=1)  # chosen already
+            idx[:, step] = corr.argmax(axis=1)
+            on[:, step] = True
+            val = self._least_squares(C, idx, on)
+            dense = np.zeros((n, self.n_atoms), dtype=np.float32)
+            dense[rows[:, None], idx[:, : step + 1]] = val[:, : step + 1]
+            resid = C - dense @ self.decoder_
+        order = np.argsort(-np.abs(val), axis=1, kind="stable")
         return (
             np.take_along_axis(idx, order, axis=1).astype(np.int32),
             np.take_along_axis(val, order, axis=1).astype(np.float32),

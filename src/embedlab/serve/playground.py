@@ -83,6 +83,15 @@ is against the out-of-scope threshold, and the nearest stored examples.</p>
     <div class="mark" id="novelty-mark"></div></div>
   <div class="hint">novelty <span id="novelty" class="num"></span> &middot; threshold
     <span id="threshold" class="num"></span> (above it: out of scope)</div>
+  <div id="why-box" hidden>
+    <h3>Why: the concepts behind the label</h3>
+    <div id="why-versus" class="hint"></div>
+    <table id="why"><thead><tr><th>concept</th><th>contribution</th>
+      <th style="width:40%"></th></tr></thead><tbody></tbody></table>
+    <h3>What made it unusual</h3>
+    <table id="why-novel"><thead><tr><th>concept</th><th>contribution</th>
+      <th style="width:40%"></th></tr></thead><tbody></tbody></table>
+  </div>
 </section>
 
 <section id="neighbours-box" hidden>
@@ -132,8 +141,10 @@ async function loadLists() {
     const sel = $("model");
     sel.replaceChildren();
     for (const m of models.data) {
+      if (m.kind === "encoder") continue;
       const o = document.createElement("option");
       o.value = m.id;
+      o.dataset.concepts = m.concepts ? "1" : "";
       o.textContent = m.id + " (v" + m.version + ", " + m.classes.length + " classes)";
       sel.appendChild(o);
     }
@@ -185,6 +196,36 @@ function showClassify(res) {
   $("result").hidden = false;
 }
 
+function contributions(table, items) {
+  const body = table.tBodies[0];
+  body.replaceChildren();
+  const scale = Math.max(1e-9, ...items.map((c) => Math.abs(c.contribution)));
+  for (const c of items) {
+    const tr = document.createElement("tr");
+    cell(tr, c.name);
+    cell(tr, (c.contribution >= 0 ? "+" : "") + fmt(c.contribution), "num");
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    const fill = document.createElement("div");
+    fill.style.width = Math.abs(c.contribution) / scale * 100 + "%";
+    if (c.contribution < 0) fill.style.background = "#c0392b";
+    bar.appendChild(fill);
+    cell(tr, "").appendChild(bar);
+    body.appendChild(tr);
+  }
+}
+
+function showWhy(row) {
+  const e = row.explanation;
+  $("why-box").hidden = !e;
+  if (!e) return;
+  $("why-versus").textContent = "margin of " + e.label.class + " over " + e.label.versus +
+    ": " + fmt(e.label.margin) + " (not from a concept: " + fmt(e.label.bias) +
+    "; left by the dictionary: " + fmt(e.label.residual) + ")";
+  contributions($("why"), e.label.concepts);
+  contributions($("why-novel"), e.novelty.concepts);
+}
+
 function showNeighbours(res) {
   const body = $("neighbours").tBodies[0];
   body.replaceChildren();
@@ -206,8 +247,11 @@ async function go() {
   $("go").disabled = true;
   try {
     const model = $("model").value;
-    const res = await call("POST", "/v1/classify", {model, input: [text], top_k: 5});
+    const option = $("model").selectedOptions[0];
+    const explain = Boolean(option && option.dataset.concepts);
+    const res = await call("POST", "/v1/classify", {model, input: [text], top_k: 5, explain});
     showClassify(res);
+    showWhy(res.data[0]);
     const index = $("index").value;
     if (index) {
       showNeighbours(await call("POST", "/v1/search", {index, input: [text], k: 5}));

@@ -104,6 +104,9 @@ class ServedModel:
             "threshold": self.threshold,
             "levels": pipe.hierarchy.level_names() if pipe.hierarchy is not None else None,
             "can_add_classes": self.can_add_classes,
+            "concepts": None
+            if pipe.concepts_ is None
+            else {"atoms": pipe.concepts_.dictionary.n_atoms, "k": pipe.concepts_.dictionary.k},
             "loaded": self.loaded,
             "drift": None if self.drift is None else self.drift.summary(),
         }
