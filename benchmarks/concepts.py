@@ -13,9 +13,10 @@ STS-B dev Spearman of the reconstructed vectors against the dense ones).
 Per method: mean cosine of each (unit) vector to its reconstruction; dead atoms (never
 active on the scored rows, and on the training rows); usefulness (a logistic regression,
 C=10, on the codes alone, in-scope test accuracy, against the same head on the dense unit
-vectors); meaning (the share of live atoms whose label purity — the activation-weighted
-share of their majority label on the in-scope training rows — is at least 0.5; PCA's
-components by |coefficient|); fit time.
+vectors); meaning (the share of live atoms whose label purity — the share of their
+majority label in their positive activation mass on the in-scope training rows, as
+concepts.csv reports it — is at least 0.5; PCA's signed components by |coefficient|);
+fit time.
 
 Explanations (ours only): the model is ``OpenSetClassifier(head="linear",
 detector="energy")`` fitted on the training vectors; on the in-scope test rows, deleting
@@ -106,11 +107,15 @@ def cosine(R: np.ndarray, X: np.ndarray) -> np.ndarray:
     return np.einsum("nd,nd->n", unit_rows(R), unit_rows(X))
 
 
-def purity_share(codes_dense: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """(share of live atoms with purity >= 0.5, median purity); |codes| as mass."""
+def purity_share(
+    codes_dense: np.ndarray, labels: np.ndarray, signed: bool = False
+) -> tuple[float, float]:
+    """(share of live atoms with purity >= 0.5, median purity). Mass: the positive
+    activations of a dictionary's atoms (as concepts.csv counts them); |coefficient| for
+    PCA's signed components (``signed``)."""
     classes, y = np.unique(labels, return_inverse=True)
     M = np.zeros((codes_dense.shape[1], len(classes)))
-    np.add.at(M.T, y, np.abs(codes_dense))
+    np.add.at(M.T, y, np.abs(codes_dense) if signed else np.maximum(codes_dense, 0))
     tot = M.sum(1)
     live = tot > 0
     p = M[live].max(1) / tot[live]
@@ -172,7 +177,7 @@ def clinc(args, work: Path, enc) -> None:
             seen[ct.index[ct.active()]] = True
             dead_test = float(1 - seen.mean())
         acc = head_accuracy(Ctr, ytr[itr], Cte, yte[ite])
-        share, median = purity_share(Ctr, ytr[itr])
+        share, median = purity_share(Ctr, ytr[itr], signed=isinstance(m, PCACodes))
         emit(
             f"clinc150 {name}",
             atoms=int(getattr(m, "n_atoms", args.k)),

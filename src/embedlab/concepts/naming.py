@@ -103,12 +103,22 @@ def name_concepts(
     Z = _sparse_codes(codes).tocsc()
     n_atoms = codes.n_atoms
     fired = np.diff(Z.indptr)  # rows each atom is active on
-    vec = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z']+\b")
-    try:
-        T = vec.fit_transform(texts)
-        vocab = np.asarray(vec.get_feature_names_out(), dtype=object)
-    except ValueError:  # no words at all (numbers, stop words only)
-        T, vocab = None, np.asarray([], dtype=object)
+    T, vocab = None, np.asarray([], dtype=object)
+    # a word counts once per text, and only when it is in a few texts (typos and one-off
+    # names would otherwise outscore every shared word of an atom)
+    for min_df in (3, 1):
+        vec = CountVectorizer(
+            stop_words="english",
+            token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z']+\b",
+            binary=True,
+            min_df=min(min_df, max(1, len(texts))),
+        )
+        try:
+            T = vec.fit_transform(texts)
+            vocab = np.asarray(vec.get_feature_names_out(), dtype=object)
+            break
+        except ValueError:  # no word in enough texts (or none at all)
+            continue
     words: list[list[str]] = [[] for _ in range(n_atoms)]
     if T is not None and len(vocab):
         tf = np.asarray((Z.T @ T).todense(), dtype=np.float64)  # (atoms, vocab)
