@@ -95,6 +95,10 @@ def _run(structure: str, capability: str, encoder, tmp_path: Path) -> None:
         monitor = DriftMonitor(pipe.classifier_.p_reference())
         monitor.update(pipe.predict_details(NEW).p_score)
         assert monitor.summary()["rows"] == len(NEW)
+    elif capability == "concepts, --explain":
+        texts = TEXTS if structure == "zero-shot" else None  # it keeps no rows of its own
+        found = pipe.fit_concepts(texts, n_atoms=8, k=2, epochs=3)
+        assert len(found.predict_details(TEXTS[:3], explain=True).explain()) == 3
     elif capability == "report":
         from embedlab.analysis.report import model_report
 

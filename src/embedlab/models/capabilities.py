@@ -22,6 +22,7 @@ CAPABILITIES = (
     "p-values, --fdr",
     "--sets",
     "drift alarm",
+    "concepts, --explain",
 )
 
 _ZERO_SHOT_CHANGE = "keeps no labelled rows: fit --labels-only again with the new names (seconds)"
@@ -33,6 +34,8 @@ TABLE: dict[str, dict[str, str | None]] = {
     "multi-label": {
         **dict.fromkeys(CAPABILITIES),
         "--sets": "its answer is already a set of labels (each calibrated to its threshold)",
+        "concepts, --explain": "an explanation is one label's margin over the runner-up; "
+        "per-label explanations of a multi-label model are not built yet",
     },
     "zero-shot": {
         **dict.fromkeys(CAPABILITIES),

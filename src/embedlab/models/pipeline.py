@@ -353,7 +353,7 @@ class Pipeline(BaseEstimator):
                 "this model has no concepts to explain with: add them with `embedlab concepts "
                 "MODEL --in-place` (or Pipeline.fit_concepts)"
             )
-        self._single_label_only("explanations")
+        self._single_label_only("explaining")
 
     def fit_concepts(
         self,
