@@ -2,7 +2,8 @@
 top-k sparse autoencoder against PCA-16, OMP-16 over a k-means dictionary and a random
 dictionary, in one run.
 
-Usage: .venv/bin/python benchmarks/concepts.py [--work DIR] [--k 16] [--skip-sts]
+Usage: .venv/bin/python benchmarks/concepts.py [--work DIR] [--k 16] [--atoms auto]
+       [--skip-sts]
 
 Space: the packaged all-MiniLM-L6-v2 (default backend), vectors cached in WORK.
 CLINC150: every dictionary fitted on train + oos_train (15,100 rows), scored on test +
@@ -144,8 +145,16 @@ def clinc(args, work: Path, enc) -> None:
     emit("clinc150 dense", accuracy=round(dense_acc, 4))
 
     t0 = time.perf_counter()
+    atoms = args.atoms if args.atoms == "auto" else int(args.atoms)
     ours = fit_concepts(
-        Xtr, train.texts, ytr, k=args.k, ignore_labels=["oos"], progress=True, random_state=0
+        Xtr,
+        train.texts,
+        ytr,
+        n_atoms=atoms,
+        k=args.k,
+        ignore_labels=["oos"],
+        progress=True,
+        random_state=0,
     )
     fit_s = time.perf_counter() - t0
     d = ours.dictionary
@@ -348,6 +357,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--k", type=int, default=16)
+    ap.add_argument("--atoms", default="auto", help="Atoms of every dictionary ('auto' or N).")
     ap.add_argument("--skip-sts", action="store_true")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="concepts-bench-"))
