@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from embedlab.analysis import plots
+from embedlab.analysis.html_parts import cards_html as _cards
+from embedlab.analysis.html_parts import table_html as _table
 from embedlab.core.errors import ValidationError
 from embedlab.core.vectors import principal_directions
 
@@ -35,32 +37,6 @@ svg.plot{display:block;margin:8px 0;max-width:100%;height:auto}svg .t{font-size:
 font-weight:600}svg .l{font-size:12px;fill:#444}svg .k{font-size:10px;fill:#333}
 .grid{display:flex;flex-wrap:wrap;gap:12px}
 """
-
-
-def _cards(items: dict[str, Any]) -> str:
-    cells = []
-    for k, v in items.items():
-        shown = f"{v:.4f}" if isinstance(v, float) else escape(str(v))
-        cells.append(f'<div class="card">{escape(k)}<b>{shown}</b></div>')
-    return f'<div class="cards">{"".join(cells)}</div>'
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="n">{v:.4g}</td>'
-            if isinstance(v, float)
-            else f'<td class="n">{v}</td>'
-            if isinstance(v, int)
-            else f"<td>{escape(str(v))}</td>"
-            for v in row
-        )
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _page(title: str, sections: list[tuple[str, str]], footer: str) -> str:
@@ -239,6 +215,8 @@ def model_report(
         sections.append(map_section(alignment, pipeline.info))
     concepts = getattr(pipeline, "concepts_", None)
     if concepts is not None:
+        from embedlab.analysis.concept_report import concept_drift_section, concepts_section
+
         sections.append(concepts_section(concepts, X, y, oos))
         if against is not None:
             sections.append(concept_drift_section(concepts, X, pipeline.embed(against)))
@@ -424,97 +402,6 @@ def _multi_label_report(
         f"{time.perf_counter() - start:.1f} s by embedlab."
     )
     return _page(title, sections, footer)
-
-
-def concepts_section(concepts: Any, X: np.ndarray, y: np.ndarray, oos: str) -> tuple[str, str]:
-    """The model's concepts: the most frequent (name, words, purity, a typical text), a
-    frequency × purity picture, and each class's concept profile on these rows."""
-    from embedlab.analysis.plots import scatter
-    from embedlab.concepts.profile import class_profiles
-
-    d = concepts.dictionary
-    items = concepts.concepts
-    pur = np.asarray([c.purity if c.purity is not None else np.nan for c in items])
-    freq = np.asarray([c.frequency for c in items])
-    live = freq > 0
-    cards = {"atoms": d.n_atoms, "active per text": d.k, "never active": int((~live).sum())}
-    if np.isfinite(pur).any():
-        cards["share of live atoms ≥ 0.5 pure"] = float(
-            np.mean(pur[live & np.isfinite(pur)] >= 0.5)
-        )
-    top = sorted(items, key=lambda c: -c.frequency)[:15]
-    table = _table(
-        ["concept", "name", "top words", "frequency", "label (purity)", "a typical text"],
-        [
-            [
-                c.id,
-                c.name,
-                " ".join(c.words[:5]),
-                c.frequency,
-                "" if c.label is None else f"{c.label} ({c.purity:.2f})",
-                c.texts[0][:80] if c.texts else "",
-            ]
-            for c in top
-        ],
-    )
-    ok = live & np.isfinite(pur)
-    picture = ""
-    if ok.sum() >= 2:
-        picture = scatter(
-            np.column_stack([np.log10(freq[ok]), pur[ok]]),
-            ["purity ≥ 0.5" if p >= 0.5 else "mixed" for p in pur[ok]],
-            [
-                f"{items[i].name} — fires on {freq[i]:.2%}, {items[i].label} {pur[i]:.2f}"
-                for i in np.flatnonzero(ok)
-            ],
-            title="concepts: log10 share of texts it fires on (x) × label purity (y)",
-        )
-    keep = y != oos
-    profiles = class_profiles(concepts, X[keep], y[keep]) if keep.any() else []
-    prof = _table(
-        ["class", "rows", "its concepts (share of the class's activation)"],
-        [
-            [
-                p["class"],
-                p["rows"],
-                "; ".join(f"{c['name']} ({c['share']:.0%})" for c in p["concepts"]),
-            ]
-            for p in profiles[:60]
-        ],
-    )
-    return (
-        "Concepts",
-        _cards(cards) + table + picture + "<h3>Each class's concepts</h3>" + prof,
-    )
-
-
-def concept_drift_section(concepts: Any, X_new: np.ndarray, X_ref: np.ndarray) -> tuple[str, str]:
-    """Which concepts rose or fell in ``X_new`` against ``X_ref`` (shares of rows)."""
-    from embedlab.concepts.profile import concept_drift
-
-    drift = concept_drift(concepts, X_new, X_ref)
-    header = ["concept", "name", "share here", "share in reference", "change", "z"]
-
-    def rows(items):
-        return [
-            [r["concept"], r["name"], r["new_share"], r["reference_share"], r["change"], r["z"]]
-            for r in items
-        ]
-
-    return (
-        "Concept drift",
-        _cards(
-            {
-                "rows here": drift["rows_new"],
-                "reference rows": drift["rows_reference"],
-                "total variation": drift["total_variation"],
-            }
-        )
-        + "<h3>Rose</h3>"
-        + _table(header, rows(drift["rose"]))
-        + "<h3>Fell</h3>"
-        + _table(header, rows(drift["fell"])),
-    )
 
 
 def map_section(alignment: Any, info: dict[str, Any] | None = None) -> tuple[str, str]:

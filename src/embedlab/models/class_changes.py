@@ -14,7 +14,7 @@ from embedlab.core.errors import ValidationError
 from embedlab.models.hierarchy import Hierarchy
 from embedlab.models.lineage import json_default, lineage
 
-__all__ = ["changed_info", "child_pipeline", "extended_hierarchy"]
+__all__ = ["changed_info", "check_explainable", "child_pipeline", "extended_hierarchy"]
 
 
 def change_arguments(
@@ -132,15 +132,21 @@ def child_pipeline(pipe: Any, classifier: Any, change: dict[str, Any]) -> Any:
     child._adapted_dir, child._work = pipe._adapted_dir, pipe._work
     child._encoder_in_bundle = pipe._encoder_in_bundle
     child.info = changed_info(pipe.info, classifier, change, pipe.oos_label)
-    child.concepts_ = _renamed_concepts(child, pipe.concepts_)
+    if pipe.concepts_ is not None:
+        from embedlab.concepts.model_concepts import renamed_for
+
+        child.concepts_ = renamed_for(child, pipe.concepts_)
     return child
 
 
-def _renamed_concepts(child: Any, concepts: Any) -> Any:
-    """The parent's concepts, their label mix and names taken again from the child's kept
-    rows (the dictionary is the same: the space did not change); as they were when the
-    model keeps no rows."""
-    if concepts is None or not hasattr(child.classifier_, "train_X_"):
-        return concepts
-    X, labels = child._kept_rows_for_concepts()
-    return concepts.renamed(X, None, labels, ignore_labels=[child.oos_label])
+def check_explainable(pipe: Any) -> None:
+    """ValidationError unless ``pipe`` can explain its answers (single-label, with concepts)."""
+    if pipe.concepts_ is None:
+        raise ValidationError(
+            "this model has no concepts to explain with: add them with `embedlab concepts "
+            "MODEL --in-place` (or Pipeline.fit_concepts)"
+        )
+    if pipe.multi_label:
+        raise ValidationError(
+            "explaining works on single-label models only; this one is multi-label"
+        )

@@ -125,6 +125,13 @@ class Hierarchy:
 
         return _map_distinct(labels, ancestor)
 
+    def coarser_levels(self, labels: Sequence[str], keep: Sequence[str] = ()) -> dict:
+        """Level name → each label's ancestor there, for every level above the leaves."""
+        return {
+            name: self.at_level(labels, i, keep=keep)
+            for i, name in enumerate(self.level_names()[:-1], start=1)
+        }
+
     def check_labels(
         self, labels: Sequence[str], *, ignore: Sequence[str] = (), complete: bool = False
     ) -> None:

@@ -26,7 +26,13 @@ def evaluate_single_label(
     hierarchy: Hierarchy | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
-    """See :meth:`embedlab.models.pipeline.Pipeline.evaluate`."""
+    """Open-set metrics on labelled texts (:func:`embedlab.core.metrics.evaluate_open_set`).
+
+    ``head_accuracy`` (no rejection) is always reported beside ``accuracy`` (a rejected
+    in-scope row counts as an error); ``reject=False`` evaluates with rejection off.
+    Labels that are neither a known class nor ``oos_label`` raise a ValidationError.
+    With a hierarchy (the model's, or ``hierarchy`` here), ``hierarchy`` holds the
+    accuracy at every level and the wrong leaves that still have the right parent."""
     start = time.perf_counter()
     labels = check_labels(labels, len(texts)).astype(str)
     known = set(map(str, pipe.classes_)) | {pipe.oos_label}

@@ -1,21 +1,13 @@
 """Pipeline: texts → encoder → OpenSetClassifier, fitted as one unit and saved as a bundle.
 
-A bundle is a directory::
-
-    bundle.json          format, versions, encoder spec, label set, training fingerprint,
-                         selection results, and every estimator's parameters / attributes
-    arrays.safetensors   the estimators' numeric arrays
-    encoder/             the adapted encoder (only when the pipeline was fitted with adapt)
-    onnx/                the ONNX graph the encoder runs on (when it runs on ONNX Runtime)
-
-Its format lives in :mod:`embedlab.store.bundle` (write_bundle / read_bundle); loading verifies
-checksums and versions and never unpickles.
+A bundle is a directory: ``bundle.json`` (format, versions, the stages — encoder spec,
+transforms, classifier, concepts — label set, lineage), ``arrays.safetensors``, the adapted
+``encoder/`` and its ``onnx/`` graph when there are. Its format: :mod:`embedlab.store.bundle`
+and :mod:`embedlab.models.model_store`; loading verifies checksums and never unpickles.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -31,7 +23,7 @@ from embedlab.core.splits import calibration_holdout
 from embedlab.core.validation import check_vectors, validated
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.encoders.base import check_texts, spec_differences
-from embedlab.models.class_changes import change_arguments, child_pipeline
+from embedlab.models.class_changes import change_arguments, check_explainable, child_pipeline
 from embedlab.models.fit_options import FitConfig, check_fit_options
 from embedlab.models.fitting import (
     TempFolder,
@@ -115,8 +107,7 @@ class Pipeline(BaseEstimator):
         self._adapted_dir: Path | None = None
         self._work: TempFolder | None = None
         self._encoder_in_bundle = False  # loaded from a bundle that holds its encoder
-        #: the optional concepts stage (:class:`~embedlab.concepts.ConceptSet`)
-        self.concepts_: Any = None
+        self.concepts_: Any = None  # the optional concepts stage (embedlab.concepts)
 
     @classmethod
     def from_config(
@@ -326,93 +317,30 @@ class Pipeline(BaseEstimator):
         :meth:`predict`), ``confidence`` (the head's top-1 probability), ``novelty`` (higher
         = more unusual), ``out_of_scope``, the head's ``top_k`` classes and confidences, and
         with a hierarchy the coarser ``levels``, ``p_value`` (conformal: small = unusual).
-        ``reject=False``: no rejection (closed-set data), the novelty is still given.
-        ``fdr=q``: reject the texts Benjamini–Hochberg picks over this batch (expected share
-        of in-scope texts among the rejected ≤ q). ``sets=0.9``: add prediction sets that
-        hold the true label with probability ≥ 0.9 (single-label models).
-
-        Multi-label: ``labels`` are the predicted labels joined by the model's separator
-        (``oos_label`` for none; the sets in ``label_sets``), ``novelty`` how far the row is
-        from passing any label's threshold (> 0: none passes, ``out_of_scope``), and the top
-        labels with their per-label scores (they need not sum to 1).
-
-        ``explain=True`` (a model with concepts, single-label): the concepts behind each
-        label and novelty score, in ``explanations`` / :meth:`Predictions.explain`."""
+        ``reject=False``: no rejection, the novelty still given. ``fdr=q``: reject the texts
+        Benjamini–Hochberg picks over this batch (expected share of in-scope texts among the
+        rejected ≤ q). ``sets=0.9``: prediction sets holding the true label with probability
+        ≥ 0.9 (single-label). Multi-label: ``labels`` joined by the model's separator (the
+        sets in ``label_sets``; ``oos_label`` for none), ``novelty`` how far the row is from
+        passing any label's threshold, the top labels with their own scores. ``explain=True``: the
+        concepts behind each label and novelty score (:meth:`Predictions.explain`)."""
         if not self._fitted():
             raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
         if explain:
-            self._check_explainable()
+            check_explainable(self)
         X = self._encoder().encode(texts, progress=progress)  # validates the texts
         return self.details_from_vectors(
             X, top_k=top_k, reject=reject, fdr=fdr, sets=sets, explain=explain
         )
 
-    def _check_explainable(self) -> None:
-        if self.concepts_ is None:
-            raise ValidationError(
-                "this model has no concepts to explain with: add them with `embedlab concepts "
-                "MODEL --in-place` (or Pipeline.fit_concepts)"
-            )
-        self._single_label_only("explaining")
-
     def fit_concepts(
-        self,
-        texts: Sequence[str] | None = None,
-        labels: Sequence[Any] | None = None,
-        *,
-        progress: bool | None = None,
-        **options: Any,
+        self, texts: Sequence[str] | None = None, labels: Any = None, **options: Any
     ) -> Pipeline:
-        """A new pipeline (this one unchanged) with a concepts stage: a sparse dictionary of
-        the space its classifier sees (:func:`embedlab.concepts.fit_concepts`; ``options``:
-        ``n_atoms``, ``k``, ``method``, ``random_state``, ...), named from ``texts`` and
-        ``labels`` — by default from the model's kept training rows (names then come from
-        the label mix alone: pass the training texts for words and typical texts)."""
-        from embedlab.concepts import fit_concepts
-        from embedlab.models.lineage import json_default, lineage
+        """A copy with a concepts stage, learnt from ``texts`` / ``labels`` or the kept rows
+        (:func:`~embedlab.concepts.model_concepts.with_concepts`); this one is unchanged."""
+        from embedlab.concepts.model_concepts import with_concepts
 
-        if not self._fitted():
-            raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
-        if texts is None:
-            X, labels = self._kept_rows_for_concepts()
-        else:
-            texts = check_texts(texts)
-            X = self._vectors(texts, progress)
-            if labels is not None and len(labels) != len(texts):
-                raise ValidationError(f"{len(labels)} labels for {len(texts)} texts")
-        space = {"encoder": self.encoder_.spec.get("fingerprint"), "dim": int(X.shape[1])}
-        found = fit_concepts(
-            X,
-            texts,
-            None if labels is None else [str(v) for v in labels],
-            ignore_labels=[self.oos_label],
-            space=space,
-            progress=progress,
-            **options,
-        )
-        child = copy.copy(self)
-        child.concepts_ = found
-        info = json.loads(json.dumps(self.info, default=json_default))
-        d = found.dictionary
-        record = {"op": "concepts", "atoms": d.n_atoms, "k": d.k, "method": d.method}
-        info["concepts"] = {**record, "rows": len(X), "named_from_texts": texts is not None}
-        info["lineage"] = lineage(self.info, record)
-        child.info = info
-        return child
-
-    def _kept_rows_for_concepts(self) -> tuple[np.ndarray, np.ndarray]:
-        clf = self.classifier_
-        if not hasattr(clf, "train_X_"):
-            raise ValidationError(
-                "this model keeps no training vectors: give the texts to learn concepts from "
-                "(embedlab concepts MODEL --texts DATA)"
-            )
-        if self.multi_label:
-            return np.asarray(clf.train_X_, np.float32), None
-        X_in, y_in, _, X_oos = clf.kept_rows()
-        X = np.vstack([X_in, X_oos]) if len(X_oos) else X_in
-        y = np.concatenate([y_in.astype(str), np.full(len(X_oos), str(self.oos_label))])
-        return X.astype(np.float32), y
+        return with_concepts(self, texts, labels, **options)
 
     def details_from_vectors(
         self,
@@ -428,7 +356,7 @@ class Pipeline(BaseEstimator):
         once for every model that shares an encoder); the fitted transform is applied here.
         The vectors are checked here (numeric, 2-D, the encoder's width, finite), once."""
         if explain:
-            self._check_explainable()
+            check_explainable(self)
         X = self._features(check_vectors(X, dim=self._encoder().dim))
         if self.multi_label:
             return self.classifier_.predict_details(X, top_k=top_k, fdr=fdr, sets=sets)
@@ -441,12 +369,7 @@ class Pipeline(BaseEstimator):
                 out = out.with_explanations(self.concepts_.explain(X, clf.head_, clf.detector_))
         if self.hierarchy is None:
             return out
-        return out.with_levels(
-            {
-                name: self.hierarchy.at_level(out.labels, i, keep=[self.oos_label])
-                for i, name in enumerate(self.hierarchy.level_names()[:-1], start=1)
-            }
-        )
+        return out.with_levels(self.hierarchy.coarser_levels(out.labels, [self.oos_label]))
 
     def evaluate(
         self,
@@ -457,14 +380,8 @@ class Pipeline(BaseEstimator):
         hierarchy: Hierarchy | None = None,
         progress: bool | None = None,
     ) -> dict[str, Any]:
-        """Open-set metrics on labelled texts (see :func:`embedlab.core.metrics.evaluate_open_set`).
-
-        ``head_accuracy`` (no rejection) is always reported beside ``accuracy`` (a rejected
-        in-scope row counts as an error); ``reject=False`` evaluates with rejection off.
-        Labels that are neither a known class nor ``oos_label`` raise a ValidationError.
-        With a hierarchy (the model's, or ``hierarchy`` here), ``hierarchy`` holds the
-        accuracy at every level and the wrong leaves that still have the right parent.
-        """
+        """Metrics on labelled texts (open-set: ``accuracy`` beside ``head_accuracy``, every
+        level of a hierarchy; or multi-label): see :mod:`embedlab.models.model_evaluation`."""
         if self.multi_label:
             if hierarchy is not None:
                 raise ValidationError("label hierarchies work with single-label models only")
@@ -516,12 +433,8 @@ class Pipeline(BaseEstimator):
         return child_pipeline(self, clf, dict(clf.update_))
 
     def discover(self, texts: Sequence[str], **options: Any) -> Any:
-        """New classes among the ``texts`` this model finds unusual (conformal p-value at
-        most ``level``, default 0.1; every text with ``all_rows``): a
-        :class:`~embedlab.analysis.discover.Discovery`, its cut calibrated on the model's
-        kept training rows. ``options``: those of
-        :func:`~embedlab.analysis.discover.discover_in_model` (``all_rows``, ``level``,
-        ``min_size``, ``n_central``, ``seed``, ``progress``)."""
+        """New classes among the ``texts`` this model finds unusual: a Discovery
+        (``options``: those of :func:`embedlab.analysis.discover.discover_in_model`)."""
         from embedlab.analysis.discover import discover_in_model
 
         return discover_in_model(self, texts, **options)

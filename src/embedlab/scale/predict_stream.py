@@ -168,7 +168,9 @@ def predict_file(
                 "is already a set of labels"
             )
     if explain:
-        pipe._check_explainable()
+        from embedlab.models.class_changes import check_explainable
+
+        check_explainable(pipe)
     data, output = Path(data), Path(output)
     fmt = TEXT_FORMATS.get(output.suffix.lower())
     if fmt not in ("csv", "jsonl", "parquet"):

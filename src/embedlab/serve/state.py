@@ -118,6 +118,13 @@ class ServiceState:
         for name, model in served.items():
             if model.encoder_key not in by_encoder:
                 by_encoder[model.encoder_key] = await self.encode(model, texts)
+            if explain:
+                from embedlab.models.class_changes import check_explainable
+
+                try:
+                    check_explainable(model.pipeline)
+                except ValidationError as exc:  # the model, not the request, lacks it
+                    raise ApiError(409, "conflict", f"{name}: {exc}") from None
             try:
                 found = model.pipeline.details_from_vectors(
                     by_encoder[model.encoder_key], top_k=top_k, fdr=fdr, sets=sets, explain=explain

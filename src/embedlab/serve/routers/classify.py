@@ -5,7 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from embedlab.serve.errors import TEXT_ERRORS, ApiError
+from embedlab.serve.errors import TEXT_ERRORS, ApiError, documented
 from embedlab.serve.schemas import RequestModels
 from embedlab.serve.state import ServiceState, request_texts
 
@@ -41,14 +41,14 @@ def classify_router(state: ServiceState, requests: RequestModels) -> APIRouter:
     router = APIRouter()
     TextsRequest = requests.texts
 
-    @router.post("/v1/classify", responses=TEXT_ERRORS)
+    @router.post("/v1/classify", responses=documented(401, 403, 404, 409, 413, 422, 429))
     async def classify(req: TextsRequest, request: Request) -> dict:
         """Labels (or the out-of-scope label) for texts, in input order; the same labels as
         `embedlab predict`, with the same names: ``confidence`` (the head's top-1
         probability), ``novelty`` (higher = more unusual), ``p_value`` (conformal: an
         in-scope text gets p <= t with probability <= t), ``out_of_scope``, ``top``, and
-        ``set`` with ``sets``, ``explanation`` with ``explain``. ``fdr``: reject as a
-        batch (Benjamini-Hochberg).
+        ``set`` with ``sets``, ``explanation`` with ``explain`` (409 for a model without
+        concepts, or multi-label). ``fdr``: reject as a batch (Benjamini-Hochberg).
         ``models``: several models, texts encoded once per encoder."""
         served = state.served_models(request, _model_names(req))
         texts = request_texts(req.input)
