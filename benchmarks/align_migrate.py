@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,28 +37,15 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_io import RESULTS, emit, encoded
+
 from embedlab.align import fit_alignment, migrate_classifier, random_rotation
 from embedlab.align.alignment import Alignment
 from embedlab.data.datasets import load_clinc150
 from embedlab.encoders import SentenceTransformerEncoder
 from embedlab.encoders.loading import open_encoder
 from embedlab.models.openset import OpenSetClassifier
-
-RESULTS: dict[str, dict] = {}
-
-
-def emit(key: str, **values) -> None:
-    RESULTS.setdefault(key, {}).update(values)
-    print(json.dumps({"key": key, **values}), flush=True)
-
-
-def encoded(encoder, texts, work: Path, name: str) -> np.ndarray:
-    f = work / f"{name}.npy"
-    if f.exists():
-        return np.load(f)
-    X = encoder.encode(texts, progress=True)
-    np.save(f, X)
-    return X
 
 
 def score(clf, X, y) -> dict:

@@ -46,6 +46,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_io import RESULTS, emit, encoded
 from elastic_stsb import load_stsb
 
 from embedlab.concepts import ConceptDictionary, ConceptSet, fit_concepts
@@ -53,22 +54,7 @@ from embedlab.core.vectors import unit_rows
 from embedlab.data.datasets import load_clinc150
 from embedlab.encoders import SentenceTransformerEncoder
 
-RESULTS: dict = {}
 STSB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "stsb"
-
-
-def emit(key: str, **values) -> None:
-    RESULTS.setdefault(key, {}).update(values)
-    print(json.dumps({"key": key, **values}), flush=True)
-
-
-def encoded(encoder, texts, work: Path, name: str) -> np.ndarray:
-    f = work / f"{name}.npy"
-    if f.exists():
-        return np.load(f)
-    X = encoder.encode(texts, progress=True)
-    np.save(f, X)
-    return X
 
 
 class PCACodes:
