@@ -204,8 +204,7 @@ def fit_concepts(
 ) -> ConceptSet:
     """Learn a dictionary of ``X`` and name its atoms from ``texts`` / ``labels``."""
     d = ConceptDictionary(n_atoms, k, method=method, random_state=random_state, **options)
-    d.fit(X, progress=progress)
-    codes = d.codes(X)
+    codes = d.fit_codes(X, progress=progress)
     names = name_concepts(
         codes,
         texts if texts is not None else [""] * len(codes),

@@ -49,6 +49,12 @@ class SparseCodes:
         np.put_along_axis(out, self.index.astype(np.int64), self.value, axis=1)
         return out
 
+    def counts(self) -> np.ndarray:
+        """How many rows each atom is active on, (n_atoms,) int64."""
+        out = np.zeros(self.n_atoms, dtype=np.int64)
+        np.add.at(out, self.index[self.active()], 1)
+        return out
+
     def active(self) -> np.ndarray:
         """(n, k) bool: which of the k slots hold an active atom."""
         return self.value != 0
@@ -121,6 +127,12 @@ class ConceptDictionary:
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, *, progress: bool | None = None) -> ConceptDictionary:
         """Learn the dictionary of the rows of ``X`` (scaled to unit length first)."""
+        self.fit_codes(X, progress=progress)
+        return self
+
+    def fit_codes(self, X: Any, *, progress: bool | None = None) -> SparseCodes:
+        """:meth:`fit`, returning the codes of the training rows (computed once: they also
+        give each atom's training frequency)."""
         X = check_vectors(X, name="vectors")
         self._check(len(X))
         U = unit_rows(X)
@@ -131,10 +143,8 @@ class ConceptDictionary:
             self._fit_sae(U, show)
         self.n_features_in_ = int(U.shape[1])
         codes = self.codes(U)
-        fired = np.zeros(self.n_atoms, dtype=np.int64)
-        np.add.at(fired, codes.index[codes.active()], 1)
-        self.frequency_ = (fired / len(U)).astype(np.float32)
-        return self
+        self.frequency_ = (codes.counts() / len(U)).astype(np.float32)
+        return codes
 
     def _fit_omp(self, U: np.ndarray) -> None:
         from sklearn.cluster import MiniBatchKMeans

@@ -220,6 +220,4 @@ def _removal(
 
 def concept_counts(codes: SparseCodes) -> np.ndarray:
     """How many rows each atom is active on, (n_atoms,) int64."""
-    counts = np.zeros(codes.n_atoms, dtype=np.int64)
-    np.add.at(counts, codes.index[codes.active()], 1)
-    return counts
+    return codes.counts()
