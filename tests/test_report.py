@@ -58,10 +58,14 @@ def test_report_has_every_section_and_is_self_contained(demo_report):
         "Guarantees",
         "Diagnostics of the in-scope embeddings",
         "Map",
+        "More labels? The learning curve",
+        "Labels that look wrong",
         "Layer × dimension quality",
     ):
         assert f"<h2>{heading}</h2>" in html
-    assert html.count('<svg class="plot"') == 5  # bars, histogram, ROC, map, heat map
+    # bars, histogram, ROC, map, learning curve, heat map
+    assert html.count('<svg class="plot"') == 6
+    assert "doubling the labels" in html
     assert "demo &lt;test&gt;" in html  # escaped
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # nothing fetched
     assert "<script" not in html

@@ -41,6 +41,9 @@ _LAZY = {
     "EmbeddingSet": "embedlab.data.embedding_set",
     "Provenance": "embedlab.data.embedding_set",
     "TransformChain": "embedlab.compress.transforms",
+    "suggest": "embedlab.labeling.suggest",
+    "simulate_labeling": "embedlab.labeling.simulate",
+    "label_issues": "embedlab.labeling.label_issues",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -54,6 +57,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from embedlab.encoders.loading import open_encoder
     from embedlab.encoders.sentence_transformer import SentenceTransformerEncoder
     from embedlab.encoders.static import StaticEncoder
+    from embedlab.labeling.label_issues import label_issues
+    from embedlab.labeling.simulate import simulate_labeling
+    from embedlab.labeling.suggest import suggest
     from embedlab.models.hierarchy import Hierarchy
     from embedlab.models.multilabel import MultiLabelClassifier
     from embedlab.models.openset import OpenSetClassifier
@@ -98,7 +104,10 @@ __all__ = [
     "__version__",
     "encode_file",
     "evaluate_open_set",
+    "label_issues",
     "open_encoder",
     "read_texts",
+    "simulate_labeling",
+    "suggest",
     "write_table",
 ]

@@ -209,6 +209,7 @@ def model_report(
         f"{t[:160]} — label {a}, predicted {b}" for t, a, b in zip(texts, y, d.labels, strict=True)
     ]
     sections.append(("Map", _map(X, y, hover, max_points=max_points, seed=seed, highlight=oos)))
+    sections += labels_sections(pipeline, X, y)
     if plan is not None:
         sections.append(("Layer × dimension quality", _plan_heatmap(plan)))
     if alignment is not None:
@@ -231,6 +232,20 @@ def model_report(
         f"{len(texts):,} rows; built in {time.perf_counter() - start:.1f} s by embedlab."
     )
     return _page(title, sections, footer)
+
+
+def labels_sections(pipeline: Any, X: np.ndarray, y: np.ndarray) -> list[tuple[str, str]]:
+    """The learning curve (the model's kept training rows, else these) and label issues."""
+    from embedlab.analysis.labels_report import label_issues_section, learning_curve_section
+
+    head = "linear" if (pipeline.info or {}).get("head") != "prototype" else "prototype"
+    kept = getattr(pipeline.classifier_, "train_X_", None)
+    Xc, yc = (X[y != pipeline.oos_label], y[y != pipeline.oos_label]) if kept is None else \
+        pipeline.classifier_.reference_rows()  # fmt: skip
+    return [
+        learning_curve_section(Xc, yc, head),
+        label_issues_section(X, y, pipeline.oos_label, head),
+    ]
 
 
 def _headline(metrics: dict[str, Any]) -> str:

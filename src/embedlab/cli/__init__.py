@@ -1,7 +1,7 @@
 """The ``embedlab`` command line: a thin layer over the library.
 
 One module per group of commands (data, distilling, aligning, explaining, model,
-predicting, classes, search, diagnostics, planning, demo, serving), all registered on the
+predicting, classes, search, diagnostics, labeling, planning, demo, serving), all registered on the
 Typer app of :mod:`embedlab.cli.common`, which also holds the option types and helpers they share.
 Heavy modules are imported inside the commands, so ``embedlab --help`` starts in a
 fraction of a second.
@@ -23,6 +23,7 @@ from embedlab.cli import predicting  # noqa: F401
 from embedlab.cli import classes  # noqa: F401
 from embedlab.cli import search  # noqa: F401
 from embedlab.cli import diagnostics  # noqa: F401
+from embedlab.cli import labeling  # noqa: F401
 from embedlab.cli import planning  # noqa: F401
 from embedlab.cli import serving  # noqa: F401
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +19,7 @@ from embedlab.cli.common import (
     app,
     check_output_file,
     console,
+    err_console,
     print_table,
     read_input_texts,
     read_labelled,
@@ -36,6 +37,21 @@ def diagnose_space(
     ] = 5000,
     seed: Annotated[int, typer.Option(help="Seed of the samples.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
+    label_issues: Annotated[
+        bool,
+        typer.Option(
+            "--label-issues",
+            help="Also find wrong labels by confident learning (cleanlab) on out-of-fold "
+            "probabilities of a linear head; rows labelled --oos-label are never flagged.",
+        ),
+    ] = False,
+    suspects: Annotated[
+        Path, typer.Option(help="--label-issues: where to write the suspects (CSV...).")
+    ] = Path("suspects.csv"),
+    oos_label: Annotated[
+        str, typer.Option(help="The out-of-scope label (not a label error).")
+    ] = "oos",
+    force: ForceOption = False,
 ) -> None:
     """Is this embedding space any good for its labels? Geometry, separability, likely
     label errors and near-duplicates.
@@ -50,13 +66,19 @@ def diagnose_space(
       embedlab diagnose space/
 
       embedlab diagnose clinc-train/ --json > diagnostics.json
+
+      embedlab diagnose clinc-train/ --label-issues --suspects suspects.csv
     """
     from embedlab.analysis.diagnose import MEASURE_NOTES, diagnose
     from embedlab.data.embedding_set import EmbeddingSet
 
     with user_errors():
+        if label_issues:
+            check_output_file(suspects, force, space)
         es = EmbeddingSet.load(space)
         report = diagnose(es, sample=sample, seed=seed)
+        if label_issues:
+            report["label_issues"] = _label_issues(es, suspects, oos_label, seed)
         if as_json:
             typer.echo(json.dumps(report, default=float))
             return
@@ -103,6 +125,25 @@ def diagnose_space(
             f"near-duplicate pairs (cosine ≥ {nd['threshold']}): {len(nd['pairs'])} among "
             f"{nd['checked']} rows checked"
         )
+
+
+def _label_issues(es: Any, suspects: Path, oos_label: str, seed: int) -> dict:
+    """Confident learning on the space's labels; suspects written; a summary for the
+    report (and printed unless --json)."""
+    from embedlab.core.errors import ValidationError
+    from embedlab.data.readers import write_table
+    from embedlab.labeling.label_issues import label_issues
+
+    if es.labels is None:
+        raise ValidationError("--label-issues needs a labelled space (encode with --label-col)")
+    found = label_issues(es.vectors, es.labels, oos_label=oos_label, seed=seed)
+    write_table(found.to_table(ids=es.ids, texts=es.texts), suspects)
+    err_console.print(
+        f"label issues: {len(found)} suspects of {found.checked} rows checked "
+        f"(out-of-fold {found.head} head, cleanlab) → {suspects}"
+        + "".join(f"; {n}" for n in found.notes)
+    )
+    return found.summary()
 
 
 @app.command(rich_help_panel="Diagnose")

@@ -11,6 +11,38 @@ from typing import Any
 from embedlab.cli.common import console, err_console, read_input_texts
 
 
+def without_label_issues(table: Any, encoder: Any, oos_label: str, multi_label: bool) -> Any:
+    """`fit --drop-label-issues`: the training table less the rows whose labels look wrong
+    (:func:`~embedlab.labeling.label_issues.label_issues` on the encoder's vectors; the
+    training texts are encoded once more here). Never a default; says what it dropped."""
+    import dataclasses
+
+    import numpy as np
+
+    from embedlab.core.errors import ValidationError
+    from embedlab.labeling.label_issues import label_issues
+
+    if multi_label:
+        raise ValidationError("--drop-label-issues is for single-label data (one label per row)")
+    X = encoder.encode(table.texts, progress=None)
+    found = label_issues(X, table.labels, oos_label=oos_label)
+    keep = np.setdiff1d(np.arange(len(table.texts)), found.rows)
+    shown = ", ".join(
+        f"row {r + 1} {table.labels[r]!r}→{s!r}"
+        for r, s in zip(found.rows[:3], found.suggested[:3], strict=False)
+    )
+    err_console.print(
+        f"dropped {len(found)} of {len(table.texts)} rows whose labels look wrong"
+        + (f" (e.g. {shown})" if shown else "")
+        + "; `embedlab diagnose SPACE --label-issues` lists them all"
+    )
+    pick = lambda v: None if v is None else [v[i] for i in keep]  # noqa: E731
+    return dataclasses.replace(
+        table, texts=pick(table.texts), labels=pick(table.labels), ids=pick(table.ids),
+        metadata=None, table=None,
+    )  # fmt: skip
+
+
 def fit_labels_only(opts: dict, pipe: Any) -> None:
     """`fit --labels-only`: a zero-shot model from label names / descriptions."""
     o = SimpleNamespace(**opts)

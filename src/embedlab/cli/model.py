@@ -147,6 +147,9 @@ def fit(
     skip_empty: SkipEmptyOption = False,
     delimiter: DelimiterOption = None,
     sign: SignOption = None,
+    drop_label_issues: Annotated[
+        bool, typer.Option(help="Leave out the rows whose labels look wrong (cleanlab; said).")
+    ] = False,
     force: ForceOption = False,
 ) -> None:
     """Fit a classifier that also says when an input is none of the known classes.
@@ -197,6 +200,10 @@ def fit(
             fit_labels_only(opts, pipe)
             return
         table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)
+        if drop_label_issues:
+            from embedlab.cli.fit_modes import without_label_issues
+
+            table = without_label_issues(table, encoder, oos_label, multi_label)
         read = {"text_col": text_col, "skip_empty": skip_empty, "delimiter": delimiter}
         pool = None
         if unlabeled is not None:
@@ -216,21 +223,13 @@ def fit(
 
 def _config(o: dict) -> FitConfig:
     """The fit's options as one FitConfig (checked before any data is read)."""
+    same = ("multi_label", "head", "detector", "calibration", "target_precision", "transform")
+    same += ("adapt_budget", "time_budget", "hierarchy", "oos_label", "label_sep")
     return FitConfig(
-        multi_label=o["multi_label"],
+        **{k: o[k] for k in same},
         labels_only=o["labels_only"] is not None,
-        head=o["head"],
-        detector=o["detector"],
         target_fpr=parse_target_fpr(o["target_fpr"]),
-        calibration=o["calibration"],
-        target_precision=o["target_precision"],
-        transform=o["transform"],
         adapt="auto" if o["adapt"] is None else o["adapt"],
-        adapt_budget=o["adapt_budget"],
-        time_budget=o["time_budget"],
-        hierarchy=o["hierarchy"],
-        oos_label=o["oos_label"],
-        label_sep=o["label_sep"],
         validation=o["val"] is not None,
         unlabeled=o["unlabeled"] is not None,
     )

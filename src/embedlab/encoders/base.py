@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from embedlab.core.errors import EncoderError
+from embedlab.core.errors import EncoderError, ValidationError
 
 __all__ = ["DEFAULT_MAX_CHARS", "Encoder", "check_texts", "spec_differences"]
 
@@ -27,6 +27,24 @@ def spec_differences(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[An
     """The keys of :data:`COMPARABLE_KEYS` on which encoder specs ``a`` and ``b`` differ, with
     (a's value, b's value); empty when their vectors can be compared."""
     return {k: (a.get(k), b.get(k)) for k in COMPARABLE_KEYS if a.get(k) != b.get(k)}
+
+
+def check_same_encoder(mine: dict[str, Any], theirs: dict[str, Any] | None, where: Any) -> None:
+    """Refuse vectors (saved at ``where``, made by the encoder spec ``theirs``) that another
+    encoder than ``mine`` — model, layer, dimension — made, or of unknown origin."""
+    if not theirs:
+        raise ValidationError(
+            f"{where} holds imported vectors of unknown origin; the model can only score "
+            "vectors of its own encoder — give the texts, or encode them with "
+            "`embedlab encode` and the model's encoder"
+        )
+    diff = spec_differences(theirs, mine)
+    if diff:
+        shown = ", ".join(f"{k}: set {a!r} vs model {b!r}" for k, (a, b) in diff.items())
+        raise ValidationError(
+            f"{where} was encoded with another encoder than the model's ({shown}); give the "
+            "texts, or encode them again with the model's encoder"
+        )
 
 
 @runtime_checkable

@@ -33,18 +33,14 @@ from embedlab.models.fitting import (
     should_adapt,
 )
 from embedlab.models.hierarchy import Hierarchy
-from embedlab.models.lineage import (
-    training_fingerprint,
-)
+from embedlab.models.lineage import training_fingerprint
 from embedlab.models.model_evaluation import evaluate_multi_label, evaluate_single_label
 from embedlab.models.model_store import load_pipeline, save_pipeline
 from embedlab.models.multilabel import MultiLabelClassifier
 from embedlab.models.openset import OpenSetClassifier
 from embedlab.models.predictions import Predictions
 from embedlab.store.atomic import AS_AT_START
-from embedlab.store.bundle import (
-    BUNDLE_FORMAT_VERSION,
-)
+from embedlab.store.bundle import BUNDLE_FORMAT_VERSION
 
 __all__ = ["BUNDLE_FORMAT_VERSION", "Pipeline", "calibration_holdout", "should_adapt"]
 
@@ -431,6 +427,12 @@ class Pipeline(BaseEstimator):
             raise ValidationError("this pipeline is not fitted yet: call fit() or Pipeline.load()")
         clf = self.classifier_.remove_classes(labels)
         return child_pipeline(self, clf, dict(clf.update_))
+
+    def suggest(self, pool: Any, n: int = 10, **options: Any) -> Any:
+        """Which ``n`` of ``pool`` to label next, and why (labeling.suggest.suggest_for)."""
+        from embedlab.labeling.suggest import suggest_for
+
+        return suggest_for(self, pool, n, **options)
 
     def discover(self, texts: Sequence[str], **options: Any) -> Any:
         """New classes among the ``texts`` this model finds unusual: a Discovery

@@ -29,7 +29,7 @@ from embedlab.core.errors import DataFormatError, ValidationError
 from embedlab.core.progress import progress_bar
 from embedlab.data.readers import TEXT_FORMATS
 from embedlab.data.text_chunks import count_rows, iter_texts
-from embedlab.encoders.base import spec_differences
+from embedlab.encoders.base import check_same_encoder
 from embedlab.models.predictions import Predictions
 from embedlab.store.atomic import fsync_directory, fsync_file, new_file_mode
 from embedlab.store.jobs import JobFolder
@@ -67,21 +67,7 @@ def prediction_table(predictions: Predictions, base: pa.Table) -> pa.Table:
 
 def _check_encoder(pipe: Any, provenance: Any, path: Path) -> None:
     """Refuse vectors that another encoder (model, layer, dimension) made."""
-    mine = pipe.encoder_.spec
-    theirs = provenance.encoder or {}
-    if not theirs:
-        raise ValidationError(
-            f"{path} holds imported vectors of unknown origin; the model can only score "
-            "vectors of its own encoder — predict from the texts, or encode them with "
-            "`embedlab encode` and the model's encoder"
-        )
-    diff = spec_differences(theirs, mine)
-    if diff:
-        shown = ", ".join(f"{k}: set {a!r} vs model {b!r}" for k, (a, b) in diff.items())
-        raise ValidationError(
-            f"{path} was encoded with another encoder than the model's ({shown}); predict from "
-            "the texts, or encode them again with the model's encoder"
-        )
+    check_same_encoder(pipe.encoder_.spec, provenance.encoder, path)
 
 
 def _set_chunks(

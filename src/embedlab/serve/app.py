@@ -30,6 +30,7 @@ from embedlab.serve.registry import Registry
 from embedlab.serve.routers.classify import classify_router
 from embedlab.serve.routers.embeddings import embeddings_router
 from embedlab.serve.routers.health import health_router
+from embedlab.serve.routers.labeling import labeling_router
 from embedlab.serve.routers.models import models_router
 from embedlab.serve.routers.search import search_router
 from embedlab.serve.schemas import request_models
@@ -109,6 +110,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
     install_error_handlers(app, state.metrics, cfg)
     app.include_router(health_router(state))
     app.include_router(models_router(state, requests))
+    app.include_router(labeling_router(state, requests))
     app.include_router(search_router(state, requests))
     app.include_router(embeddings_router(state, requests))
     app.include_router(classify_router(state, requests))

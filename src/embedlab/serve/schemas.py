@@ -2,7 +2,7 @@
 limits and the names it serves."""
 
 from collections.abc import Sequence
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -44,6 +44,7 @@ class RequestModels(NamedTuple):
     texts: type
     search: type
     classes: type
+    suggest: type
 
 
 def request_models(
@@ -115,9 +116,8 @@ def request_models(
     from embedlab.data.readers import MISSING_LABEL_PATTERN
 
     # a class name: not a spelling of "missing" (NaN, NA, null: refused in files too)
-    class_label = Annotated[
-        label, Field(json_schema_extra={"not": {"pattern": MISSING_LABEL_PATTERN}})
-    ]
+    not_missing = Field(json_schema_extra={"not": {"pattern": MISSING_LABEL_PATTERN}})
+    class_label = Annotated[label, not_missing]
     one_text, one_label = text, class_label  # (a field may not be annotated with its own name)
 
     class Example(BaseModel):
@@ -136,4 +136,25 @@ def request_models(
             "there for each new class)",
         )
 
-    return RequestModels(EmbeddingsRequest, TextsRequest, SearchRequest, ClassesRequest)
+    found = (EmbeddingsRequest, TextsRequest, SearchRequest, ClassesRequest)
+    return RequestModels(*found, _suggest_request(cfg, text, texts))
+
+
+def _suggest_request(cfg: ServeConfig, text: Any, texts: Any) -> type:
+    """The body of ``/v1/models/{name}/suggest`` (texts as the service accepts them)."""
+
+    class SuggestRequest(BaseModel):
+        """An unlabelled pool of texts: which ``n`` of them to label next, each with why
+        (``embedlab suggest -m MODEL``)."""
+
+        input: texts
+        n: int = Field(default=10, ge=1, le=cfg.max_texts)
+        strategy: Literal["auto", "typiclust", "margin", "coreset", "random"] = "auto"
+        seed: int = Field(default=0, ge=0, le=2**31 - 1)
+        labeled: Annotated[list[text], Field(max_length=cfg.max_texts)] = Field(
+            default_factory=list,
+            description="texts labelled already (beside the model's training rows): their "
+            "regions count as covered",
+        )
+
+    return SuggestRequest
