@@ -244,3 +244,18 @@ def test_cli_and_service_suggest_from_a_fitted_model(quick_model, tmp_path):
         assert body["data"][0]["text"] == texts[body["data"][0]["index"]]
         r = c.post(f"/v1/models/{name}/suggest", json={"input": texts[:3], "n": 5})
         assert r.status_code == 422 and "larger than the" in r.text
+
+
+def test_a_multi_label_model_asks_about_labels_near_their_thresholds():
+    from embedlab.models.multilabel import MultiLabelClassifier
+    from embedlab.models.pipeline import Pipeline
+
+    X, y = blobs()
+    rows = np.arange(0, len(X), 3)
+    cells = [f"{v},{'x' if i % 2 else 'z'}" for i, v in zip(rows, y[rows], strict=True)]
+    clf = MultiLabelClassifier()
+    pipe = Pipeline(encoder=LookupEncoder(X), classifier=clf, adapt=False)
+    pipe.fit([f"r{i}" for i in rows], cells)
+    s = pipe.suggest(EmbeddingSet(X, provenance=Provenance(dim=DIM)), 5, seed=0)
+    assert s.strategy == "margin" and len(s) == 5
+    assert any(r.startswith("undecided on") for r in s.reasons)

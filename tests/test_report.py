@@ -112,7 +112,7 @@ def test_report_renders_in_headless_chromium(demo_report, tmp_path):
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert errors == []
-    assert len(plots) == 5
+    assert len(plots) == 6
     assert all(p["w"] > 100 and p["h"] > 100 and p["shapes"] >= 3 for p in plots), plots
     assert shot.stat().st_size > 10_000
 

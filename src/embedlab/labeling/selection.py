@@ -44,6 +44,8 @@ __all__ = [
 
 #: neighbours behind a row's typicality (TypiClust's K)
 TYPICALITY_NEIGHBOURS = 20
+#: the runner-up of a multi-label row: its closest label's own threshold
+THRESHOLD = "its threshold"
 #: TypiClust's cap on the number of clusters (beyond it, clusters take several picks)
 MAX_CLUSTERS = 500
 
@@ -285,7 +287,9 @@ def margin_novelty(
     rows = np.concatenate([part_amb, part_new])
     scores = np.concatenate([1.0 - margin[part_amb], novelty[part_new]]).astype(np.float32)
     reasons = [
-        f"ambiguous between {a} and {b} (margin {m:.3f})"
+        f"undecided on {a} (score {m:.3f} from its threshold)"
+        if b == THRESHOLD
+        else f"ambiguous between {a} and {b} (margin {m:.3f})"
         for a, b, m in zip(first[part_amb], second[part_amb], margin[part_amb], strict=True)
     ] + [
         (

@@ -282,7 +282,7 @@ def _scores(model: Any, F: np.ndarray) -> dict[str, np.ndarray]:
         return {
             "margin": gap[np.arange(len(F)), closest].astype(np.float32),
             "first": names[closest],
-            "second": np.full(len(F), "its threshold", dtype=object),
+            "second": np.full(len(F), selection.THRESHOLD, dtype=object),
             "novelty": novelty,
             "oos": novelty > 0,
         }
