@@ -6,11 +6,12 @@ Parts (``--part``), each printing JSON lines and adding to WORK/results.json:
   domains in alphabetical order; pool = their train rows, test = their test rows): the
   cold-start representative (nearest the centre vs TypiClust's densest row) and the labels
   per class at which ``auto`` turns from typicality to the model's margin.
-* ``curve``   — CLINC150 (pool = train, test = test, in scope), budgets 150..3000 step 150,
-  5 seeds: random, stratified (one per class), typiclust, coreset, margin, auto, and the
-  scikit-activeml anchors (its TypiClust at the cold start, its margin sampling after), a
-  linear head (C = 10) fitted at every budget. Also on the REPORT half alone.
-  Prints: cold start at 150 labels, labels to reach 95 % of the full-data accuracy.
+* ``curve``   — CLINC150 (pool = train, test = test, in scope), then the REPORT half alone:
+  the cold start (one label per class on average; 5 seeds) for random, stratified (one
+  per class), typiclust, coreset and scikit-activeml's TypiClust (the anchor); then the
+  curve (one to twenty labels per class, 3 seeds) for random and auto; a linear head
+  (C = 10) fitted at every budget. Prints the labels each needs to reach 95 % of the
+  full-data accuracy; every point goes to WORK/<name>_points.jsonl as it is measured.
 * ``issues``  — label issues: 5 % of the train labels flipped at random, and 5 % flipped to
   the most similar class; precision at the recall of ``label_errors`` (the kNN heuristic),
   embedlab's ``label_issues`` vs cleanlab's own defaults (CleanLearning + LogisticRegression).
@@ -166,47 +167,55 @@ def skactiveml_curve(X, y, Xt, yt, budgets, seed: int) -> list[dict]:
 
 
 def run_curve(work: Path, seeds: int) -> None:
+    """Cold start (every strategy, ``seeds`` seeds) and the curve (random and auto, 3 seeds);
+    each measured point is appended to WORK/<name>_points.jsonl as it comes."""
     X, y, Xt, yt, _ = clinc(work)
     _, report = halves(y)
-    budgets = list(range(150, 3001, 150))
-    # typiclust and margin alone are on the tuning half's curves (part tune); auto is both
-    strategies = ["random", "stratified", "coreset", "auto"]
     for name, (A, b, At, bt) in (
         ("clinc150", (X, y, Xt, yt)),
         ("report_half", part(X, y, Xt, yt, report)),
     ):
         k = len(np.unique(b))
-        bud = budgets if name == "clinc150" else [v // 2 for v in budgets]
-        curves = simulate_labeling(
-            A, b, At, bt, budgets=bud, strategies=strategies, seeds=range(seeds), progress=True
-        )
+        log = (work / f"{name}_points.jsonl").open("a")
+        keep = lambda p, f=log: f.write(json.dumps(p) + "\n") or f.flush()  # noqa: E731
+        cold = simulate_labeling(
+            A, b, At, bt, budgets=[k],
+            strategies=["random", "stratified", "typiclust", "coreset"],
+            seeds=range(seeds), on_point=keep,
+        )  # fmt: skip
         t0 = time.perf_counter()
         try:
             for s in range(seeds):
-                curves += skactiveml_curve(A, b, At, bt, bud, s)
+                pts = skactiveml_curve(A, b, At, bt, [k], s)
+                cold += pts
+                keep(pts[0])
         except Exception as e:  # the anchor is optional: say why it is missing
             emit(f"{name}_anchor_failed", error=repr(e)[:300])
         emit(f"{name}_anchor_seconds", seconds=round(time.perf_counter() - t0, 1))
-        full = full_accuracy(A, b, At, bt)
-        means = curve_means(curves)
-        cold = {
-            s: [p["accuracy"] for p in curves if p["strategy"] == s and p["budget"] == bud[0]]
-            for s in means
+        means = {
+            s: [p["accuracy"] for p in cold if p["strategy"] == s]
+            for s in dict.fromkeys(p["strategy"] for p in cold)
         }
         emit(
             f"{name}_cold_start",
-            labels=bud[0],
-            classes=k,
-            **{s: f"{np.mean(v):.4f} ± {np.std(v):.4f}" for s, v in cold.items()},
+            labels=k,
+            **{s: f"{np.mean(v):.4f} ± {np.std(v):.4f}" for s, v in means.items()},
         )
-        reach = {s: labels_to_reach(bb, m, 0.95 * full) for s, (bb, m, _) in means.items()}
+        budgets = list(range(k, 20 * k + 1, k))
+        curves = simulate_labeling(
+            A, b, At, bt, budgets=budgets, strategies=["random", "auto"], seeds=range(3),
+            on_point=keep,
+        )  # fmt: skip
+        full = full_accuracy(A, b, At, bt)
+        reach = {
+            s: labels_to_reach(bb, m, 0.95 * full) for s, (bb, m, _) in curve_means(curves).items()
+        }
         emit(f"{name}_reach_95pct", full_accuracy=round(full, 4), target=round(0.95 * full, 4),
              **{s: (None if v is None else round(v)) for s, v in reach.items()})  # fmt: skip
         if reach.get("random") and reach.get("auto"):
             emit(f"{name}_fewer_labels_than_random",
                  auto=round(1 - reach["auto"] / reach["random"], 3))  # fmt: skip
         plot_curve(curves, work / f"{name}_curve.png", title=f"{name}: labels vs accuracy")
-        (work / f"{name}_curve.json").write_text(json.dumps(curves))
 
 
 def flip(y: np.ndarray, X: np.ndarray, share: float, similar: bool, seed: int) -> np.ndarray:

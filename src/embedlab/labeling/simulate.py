@@ -74,9 +74,12 @@ def _head(name: str) -> Any:
     return make_head(name)
 
 
-def _fit_scores(head: Any, U: np.ndarray, y: np.ndarray, rows: np.ndarray) -> dict[str, Any]:
-    """Fit ``head`` on the picked rows; margin, best two classes and novelty (1 − cosine
-    to the nearest class mean: rows near no known class) for every pool row."""
+def _fit_scores(
+    head: Any, U: np.ndarray, y: np.ndarray, rows: np.ndarray, fitted: bool = False
+) -> dict[str, Any]:
+    """Fit ``head`` on the picked rows (unless ``fitted`` on them already); margin, best
+    two classes and novelty (1 − cosine to the nearest class mean: rows near no known
+    class) for every pool row."""
     yl = y[rows]
     classes, idx = np.unique(yl, return_inverse=True)
     if len(classes) < 2:  # one class so far: no margin to speak of, nothing novel yet
@@ -87,7 +90,8 @@ def _fit_scores(head: Any, U: np.ndarray, y: np.ndarray, rows: np.ndarray) -> di
             "novelty": np.zeros(len(U), np.float32),
             "oos": np.zeros(len(U), bool),
         }
-    head.fit(U[rows], yl)
+    if not fitted:
+        head.fit(U[rows], yl)
     proba = head.predict_proba(U)
     top = np.argsort(-proba, axis=1)[:, :2]
     p2 = np.take_along_axis(proba, top, 1)
@@ -110,7 +114,7 @@ def _next(
     picked: np.ndarray,
     n: int,
     seed: int,
-    head: Any,
+    head: tuple[Any, bool],
     n_classes: int,
     typical: np.ndarray,
     representative: str,
@@ -131,7 +135,7 @@ def _next(
     if strategy == "coreset":
         return selection.coreset(U, n, seed, labeled=picked).rows
     if strategy == "margin":
-        sc = _fit_scores(head, U, y, picked)
+        sc = _fit_scores(head[0], U, y, picked, fitted=head[1])
         return selection.margin_novelty(
             U, n, seed, margin=sc["margin"], first=sc["first"], second=sc["second"],
             novelty=sc["novelty"], out_of_scope=sc["oos"], labeled=picked,
@@ -188,6 +192,7 @@ def simulate_labeling(
         for strategy in strategies:
             for seed in seeds:
                 picked = np.empty(0, np.int64)
+                last = None  # the head fitted on `picked` (the next round scores with it)
                 strat_order = (
                     stratified_picks(y, budgets[-1], seed) if strategy == "stratified" else None
                 )
@@ -203,7 +208,7 @@ def simulate_labeling(
                             picked,
                             b - len(picked),
                             seed + b,
-                            _head(head),
+                            (last, True) if last is not None else (_head(head), False),
                             n_classes,
                             typical,
                             representative,
@@ -213,9 +218,10 @@ def simulate_labeling(
                     sel = time.perf_counter() - t0
                     classes = np.unique(y[picked])
                     if len(classes) < 2:
-                        pred = np.full(len(yt), classes[0], dtype=object)
+                        pred, last = np.full(len(yt), classes[0], dtype=object), None
                     else:
-                        pred = _head(head).fit(U[picked], y[picked]).predict(Ut)
+                        last = _head(head).fit(U[picked], y[picked])
+                        pred = last.predict(Ut)
                     point = {
                         "strategy": strategy,
                         "seed": int(seed),
