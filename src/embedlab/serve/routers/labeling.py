@@ -30,7 +30,8 @@ def labeling_router(state: ServiceState, requests: RequestModels) -> APIRouter:
         """Which ``n`` texts of ``input`` to label next for this model, best first, each with
         why (ambiguous between two classes, unlike any class, a new region): the same
         choice as `embedlab suggest POOL -m MODEL`; the model's training rows and
-        ``labeled`` count as labelled."""
+        ``labeled`` count as labelled. ``n`` larger than the pool: every text, ranked
+        (said in ``notes``)."""
         from embedlab.data.embedding_set import EmbeddingSet
         from embedlab.labeling.suggest import suggest as run
 
@@ -39,13 +40,16 @@ def labeling_router(state: ServiceState, requests: RequestModels) -> APIRouter:
         X = await state.encode(model, list(req.input))
         done = await state.encode(model, list(req.labeled)) if req.labeled else None
         pool = EmbeddingSet(X, texts=list(req.input), provenance=None)
+        n = min(req.n, len(req.input))  # like a search's k: at most what there is
         try:
             found = await asyncio.to_thread(
-                run, pool, req.n, model=model.pipeline, strategy=req.strategy,
+                run, pool, n, model=model.pipeline, strategy=req.strategy,
                 labeled_vectors=done, seed=req.seed, progress=False,
             )  # fmt: skip
         except ValidationError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
+        if n < req.n:
+            found.notes.append(f"n={req.n} is more than the {n} texts given: all are ranked")
         rows = found.to_rows()
         for r in rows:
             r["index"] = r.pop("pool_row")  # the text's place in ``input``
