@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -188,53 +189,57 @@ def simulate_labeling(
     typical = selection.typicality(U, U) if representative == "density" else None
     out: list[dict[str, Any]] = []
     total = len(strategies) * len(seeds) * len(budgets)
-    with progress_bar(total, "simulate-labeling", enabled=bool(progress)) as advance:
-        for strategy in strategies:
-            for seed in seeds:
-                picked = np.empty(0, np.int64)
-                last = None  # the head fitted on `picked` (the next round scores with it)
-                strat_order = (
-                    stratified_picks(y, budgets[-1], seed) if strategy == "stratified" else None
-                )
-                for b in budgets:
-                    t0 = time.perf_counter()
-                    if strat_order is not None:
-                        picked = strat_order[:b]
-                    else:
-                        more = _next(
-                            strategy,
-                            U,
-                            y,
-                            picked,
-                            b - len(picked),
-                            seed + b,
-                            (last, True) if last is not None else (_head(head), False),
-                            n_classes,
-                            typical,
-                            representative,
-                            auto_per_class,
-                        )
-                        picked = np.concatenate([picked, more])
-                    sel = time.perf_counter() - t0
-                    classes = np.unique(y[picked])
-                    if len(classes) < 2:
-                        pred, last = np.full(len(yt), classes[0], dtype=object), None
-                    else:
-                        last = _head(head).fit(U[picked], y[picked])
-                        pred = last.predict(Ut)
-                    point = {
-                        "strategy": strategy,
-                        "seed": int(seed),
-                        "budget": int(b),
-                        "accuracy": float(np.mean(pred == yt)),
-                        "macro_f1": float(f1_score(yt, pred, average="macro", zero_division=0)),
-                        "classes_seen": len(classes),
-                        "select_s": round(sel, 3),
-                    }
-                    out.append(point)
-                    if on_point is not None:
-                        on_point(point)
-                    advance(1)
+    # few rows for many classes is the point here: sklearn's "more classes than half the
+    # rows" warning would repeat every round (silenced in this block only)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The number of unique classes")
+        with progress_bar(total, "simulate-labeling", enabled=bool(progress)) as advance:
+            for strategy in strategies:
+                for seed in seeds:
+                    picked = np.empty(0, np.int64)
+                    last = None  # the head fitted on `picked` (the next round scores with it)
+                    strat_order = (
+                        stratified_picks(y, budgets[-1], seed) if strategy == "stratified" else None
+                    )
+                    for b in budgets:
+                        t0 = time.perf_counter()
+                        if strat_order is not None:
+                            picked = strat_order[:b]
+                        else:
+                            more = _next(
+                                strategy,
+                                U,
+                                y,
+                                picked,
+                                b - len(picked),
+                                seed + b,
+                                (last, True) if last is not None else (_head(head), False),
+                                n_classes,
+                                typical,
+                                representative,
+                                auto_per_class,
+                            )
+                            picked = np.concatenate([picked, more])
+                        sel = time.perf_counter() - t0
+                        classes = np.unique(y[picked])
+                        if len(classes) < 2:
+                            pred, last = np.full(len(yt), classes[0], dtype=object), None
+                        else:
+                            last = _head(head).fit(U[picked], y[picked])
+                            pred = last.predict(Ut)
+                        point = {
+                            "strategy": strategy,
+                            "seed": int(seed),
+                            "budget": int(b),
+                            "accuracy": float(np.mean(pred == yt)),
+                            "macro_f1": float(f1_score(yt, pred, average="macro", zero_division=0)),
+                            "classes_seen": len(classes),
+                            "select_s": round(sel, 3),
+                        }
+                        out.append(point)
+                        if on_point is not None:
+                            on_point(point)
+                        advance(1)
     return out
 
 
