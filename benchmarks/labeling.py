@@ -250,7 +250,7 @@ def precision_at_recall(order: np.ndarray, truth: np.ndarray, recall: float) -> 
     return float(need / (reach[0] + 1))
 
 
-def run_issues(work: Path, seeds: int) -> None:
+def run_issues(work: Path, seeds: int, first: int = 0) -> None:
     from cleanlab.classification import CleanLearning
     from sklearn.linear_model import LogisticRegression
 
@@ -258,10 +258,11 @@ def run_issues(work: Path, seeds: int) -> None:
     from embedlab.labeling.label_issues import label_issues
 
     X, y, _, _, _ = clinc(work)
-    for similar in (False, True):
-        kind = "similar" if similar else "random"
-        rows = []
-        for seed in range(seeds):
+    rows_of: dict[str, list] = {"random": [], "similar": []}
+    for seed in range(first, first + seeds):  # both kinds per seed: a cut-short run still has both
+        for similar in (False, True):
+            kind = "similar" if similar else "random"
+            rows = rows_of[kind]
             yn = flip(y, X, 0.05, similar, seed)
             truth = yn != y
             t0 = time.perf_counter()
@@ -303,8 +304,9 @@ def run_issues(work: Path, seeds: int) -> None:
                 )
             )
             emit(f"issues_{kind}_seed", **rows[-1])
+    for kind, rows in rows_of.items():
         mean = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in rows[0] if k != "seed"}
-        emit(f"issues_{kind}", seeds=seeds, **mean)
+        emit(f"issues_{kind}", seeds=[r["seed"] for r in rows], **mean)
 
 
 def run_stream(work: Path, rows: int) -> None:
@@ -357,6 +359,7 @@ def main() -> None:
     ap.add_argument("--part", choices=["tune", "curve", "issues", "stream"], required=True)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--first-seed", type=int, default=0, help="issues: the first seed")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.part == "tune":
@@ -364,7 +367,7 @@ def main() -> None:
     elif args.part == "curve":
         run_curve(args.work, args.seeds)
     elif args.part == "issues":
-        run_issues(args.work, args.seeds)
+        run_issues(args.work, args.seeds, args.first_seed)
     else:
         run_stream(args.work, args.rows)
     f = args.work / "results.json"
