@@ -23,6 +23,7 @@ ranks and picks are array operations.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -260,11 +261,7 @@ def margin_novelty(
     n: int,
     seed: int,
     *,
-    margin: np.ndarray,
-    first: np.ndarray,
-    second: np.ndarray,
-    novelty: np.ndarray,
-    out_of_scope: np.ndarray,
+    scores: Mapping[str, np.ndarray],
     labeled: np.ndarray | None = None,
     novelty_share: float = 0.2,
     candidates: int = 10,
@@ -273,8 +270,11 @@ def margin_novelty(
     the rows the model finds least like any class (highest novelty), the rest among the
     rows with the smallest margin between their two best classes. Each part takes its
     ``candidates × picks`` best rows, clusters them (k-means, one cluster per pick) and
-    keeps the best row of each cluster. ``first`` / ``second``: the two best classes'
-    names per row (for the reasons)."""
+    keeps the best row of each cluster. ``scores``: per row ``margin``, ``novelty``,
+    ``oos`` (out of scope for the model) and ``first`` / ``second``, the two best classes'
+    names (for the reasons)."""
+    margin, novelty, out_of_scope = scores["margin"], scores["novelty"], scores["oos"]
+    first, second = scores["first"], scores["second"]
     free = _free(len(U), labeled)
     n = min(n, len(free))
     n_new = round(n * novelty_share)

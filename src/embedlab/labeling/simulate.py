@@ -137,10 +137,7 @@ def _next(
         return selection.coreset(U, n, seed, labeled=picked).rows
     if strategy == "margin":
         sc = _fit_scores(head[0], U, y, picked, fitted=head[1])
-        return selection.margin_novelty(
-            U, n, seed, margin=sc["margin"], first=sc["first"], second=sc["second"],
-            novelty=sc["novelty"], out_of_scope=sc["oos"], labeled=picked,
-        ).rows  # fmt: skip
+        return selection.margin_novelty(U, n, seed, scores=sc, labeled=picked).rows
     raise ValidationError(f"unknown strategy {strategy!r}; choose from {', '.join(SIMULATED)}")
 
 

@@ -135,29 +135,15 @@ def suggest(
         notes.append(_auto_note(chosen, model, per_class))
     if chosen == "margin" and model is None:
         raise ValidationError("strategy 'margin' needs a fitted model (-m MODEL)")
-    rng_seed = int(seed)
+    job = _Job(src, n, chosen, model, features, ids_done, extra, int(seed), novelty_share)
     if src.n <= sample:
-        picks, free_n = _in_memory(
-            src, n, chosen, model, features, ids_done, extra, rng_seed, novelty_share
-        )
+        picks, free_n = _in_memory(job)
     else:
         notes.append(
             f"a pool of {src.n} rows is streamed: clusters and typicality from a seeded "
             f"sample of {sample} rows"
         )
-        picks, free_n = _streamed(
-            src,
-            n,
-            chosen,
-            model,
-            features,
-            ids_done,
-            extra,
-            rng_seed,
-            novelty_share,
-            sample,
-            progress,
-        )
+        picks, free_n = _streamed(job, sample, progress)
     if len(picks) < n:
         selection.check_budget(n, free_n)
     rows = src.take(picks.rows)
@@ -299,80 +285,67 @@ def _scores(model: Any, F: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _in_memory(
-    src: Pool,
-    n: int,
-    strategy: str,
-    model: Any,
-    features: Any,
-    ids_done: set[str],
-    extra: np.ndarray | None,
-    seed: int,
-    novelty_share: float,
-) -> tuple[selection.Picks, int]:
+@dataclass(frozen=True)
+class _Job:
+    """What one suggestion run chooses from and by (shared by its in-memory and streamed
+    paths). ``features``: vectors → the model's space (None: the vectors themselves)."""
+
+    src: Pool
+    n: int
+    strategy: str
+    model: Any
+    features: Any
+    ids_done: set[str]
+    extra: np.ndarray | None
+    seed: int
+    novelty_share: float
+
+    def feat(self, V: np.ndarray) -> np.ndarray:
+        return V if self.features is None else self.features(V)
+
+
+def _in_memory(job: _Job) -> tuple[selection.Picks, int]:
+    src, seed, extra = job.src, job.seed, job.extra
     es = src.in_memory if src.in_memory is not None else src.take(np.arange(src.n))
-    done = np.flatnonzero(_ids_mask(es, ids_done))
+    done = np.flatnonzero(_ids_mask(es, job.ids_done))
     free_n = es.n - len(done)
-    n = selection.check_budget(n, free_n)
-    if strategy == "random":
+    n = selection.check_budget(job.n, free_n)
+    if job.strategy == "random":
         return selection.random_picks(es.n, n, seed, exclude=done), free_n
-    F = es.vectors if features is None else features(es.vectors)
+    F = job.feat(es.vectors)
     U = unit_rows(F)
-    if strategy == "typiclust":
+    if job.strategy == "typiclust":
         return selection.typiclust(U, n, seed, labeled=done, labeled_vectors=extra), free_n
-    if strategy == "coreset":
+    if job.strategy == "coreset":
         return selection.coreset(U, n, seed, labeled=done, labeled_vectors=extra), free_n
-    sc = _scores(model, F)
     picks = selection.margin_novelty(
-        U,
-        n,
-        seed,
-        margin=sc["margin"],
-        first=sc["first"],
-        second=sc["second"],
-        novelty=sc["novelty"],
-        out_of_scope=sc["oos"],
-        labeled=done,
-        novelty_share=novelty_share,
+        U, n, seed, scores=_scores(job.model, F), labeled=done, novelty_share=job.novelty_share
     )
     return picks, free_n
 
 
-def _streamed(
-    src: Pool,
-    n: int,
-    strategy: str,
-    model: Any,
-    features: Any,
-    ids_done: set[str],
-    extra: np.ndarray | None,
-    seed: int,
-    novelty_share: float,
-    sample: int,
-    progress: bool | None,
-) -> tuple[selection.Picks, int]:
+def _streamed(job: _Job, sample: int, progress: bool | None) -> tuple[selection.Picks, int]:
+    src, n, seed = job.src, job.n, job.seed
     rng = np.random.default_rng(seed)
-    feat = (lambda V: V) if features is None else features
-    if strategy in ("random", "coreset"):
+    if job.strategy in ("random", "coreset"):
         # a seeded draw large enough to leave n free rows after the labelled are dropped
         m = min(src.n, max(sample, 2 * n))
         pos = np.sort(rng.choice(src.n, size=m, replace=False))
         es = src.take(pos)
-        done = np.flatnonzero(_ids_mask(es, ids_done))
+        done = np.flatnonzero(_ids_mask(es, job.ids_done))
         free_n = len(pos) - len(done)
         n = selection.check_budget(n, free_n)
-        if strategy == "random":
+        if job.strategy == "random":
             p = selection.random_picks(len(pos), n, seed, exclude=done)
         else:
-            U = unit_rows(feat(es.vectors))
-            p = selection.coreset(U, n, seed, labeled=done, labeled_vectors=extra)
+            U = unit_rows(job.feat(es.vectors))
+            p = selection.coreset(U, n, seed, labeled=done, labeled_vectors=job.extra)
         return selection.Picks(pos[p.rows], p.scores, p.reasons), free_n
     pos = np.sort(rng.choice(src.n, size=sample, replace=False))
-    US = unit_rows(feat(src.take(pos).vectors))
     show = progress if progress is not None else src.n >= 200_000
-    if strategy == "typiclust":
-        return _stream_typiclust(src, n, US, feat, ids_done, extra, seed, show)
-    return _stream_margin(src, n, feat, model, ids_done, seed, novelty_share, show)
+    if job.strategy == "typiclust":
+        return _stream_typiclust(job, unit_rows(job.feat(src.take(pos).vectors)), show)
+    return _stream_margin(job, show)
 
 
 class _TopPerGroup:
@@ -400,16 +373,8 @@ class _TopPerGroup:
         self.cols = {k: v[keep] for k, v in cols.items()}
 
 
-def _stream_typiclust(
-    src: Pool,
-    n: int,
-    US: np.ndarray,
-    feat: Any,
-    ids_done: set[str],
-    extra: np.ndarray | None,
-    seed: int,
-    show: bool,
-) -> tuple[selection.Picks, int]:
+def _stream_typiclust(job: _Job, US: np.ndarray, show: bool) -> tuple[selection.Picks, int]:
+    src, n, seed, ids_done, extra = job.src, job.n, job.seed, job.ids_done, job.extra
     n_lab = len(ids_done) + src.labelled_count() + (0 if extra is None else len(extra))
     k = min(n_lab + n, selection.MAX_CLUSTERS, len(US))
     centres, _ = selection.kmeans(US, k, seed)
@@ -422,7 +387,7 @@ def _stream_typiclust(
     free_n = 0
     with progress_bar(src.n, "suggest: clustering the pool", enabled=show) as advance:
         for first, es in src.chunks():
-            U = unit_rows(feat(es.vectors))
+            U = unit_rows(job.feat(es.vectors))
             sim = U @ centres.T
             a = np.argmax(sim, axis=1)
             size += np.bincount(a, minlength=k)
@@ -439,26 +404,18 @@ def _stream_typiclust(
     return selection.typiclust_picks(top.rows, top.group, top.score, size, covered, n), free_n
 
 
-def _stream_margin(
-    src: Pool,
-    n: int,
-    feat: Any,
-    model: Any,
-    ids_done: set[str],
-    seed: int,
-    novelty_share: float,
-    show: bool,
-) -> tuple[selection.Picks, int]:
+def _stream_margin(job: _Job, show: bool) -> tuple[selection.Picks, int]:
+    src, n, ids_done, novelty_share = job.src, job.n, job.ids_done, job.novelty_share
     n_new = round(n * novelty_share)
     amb = _TopPerGroup(10 * max(1, n - n_new))
     new = _TopPerGroup(10 * max(1, n_new))
     free_n = 0
     with progress_bar(src.n, "suggest: scoring the pool", enabled=show) as advance:
         for first, es in src.chunks():
-            F = feat(es.vectors)
+            F = job.feat(es.vectors)
             free = ~_ids_mask(es, ids_done)
             free_n += int(free.sum())
-            sc = {k: v[free] for k, v in _scores(model, F).items()}
+            sc = {k: v[free] for k, v in _scores(job.model, F).items()}
             rows = np.flatnonzero(free) + first
             zero = np.zeros(len(rows), np.int64)
             U = unit_rows(F[free])
@@ -471,15 +428,5 @@ def _stream_margin(
     c = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     _, once = np.unique(c["rows"], return_index=True)
     c = {k: v[once] for k, v in c.items()}
-    p = selection.margin_novelty(
-        c["vec"],
-        n,
-        seed,
-        margin=c["margin"],
-        first=c["first"],
-        second=c["second"],
-        novelty=c["novelty"],
-        out_of_scope=c["oos"],
-        novelty_share=novelty_share,
-    )
+    p = selection.margin_novelty(c["vec"], n, job.seed, scores=c, novelty_share=novelty_share)
     return selection.Picks(c["rows"][p.rows], p.scores, p.reasons), free_n
