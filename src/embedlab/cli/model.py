@@ -150,6 +150,51 @@ def fit(
     drop_label_issues: Annotated[
         bool, typer.Option(help="Leave out the rows whose labels look wrong (cleanlab; said).")
     ] = False,
+    cat_cols: Annotated[
+        str | None,
+        typer.Option(
+            help="Categorical columns (comma-separated) to learn embedding tables for, beside "
+            "the text (or alone with --no-text): a table model (see --tables, --budget).",
+            rich_help_panel="Records: text + columns",
+        ),
+    ] = None,
+    num_cols: Annotated[
+        str | None,
+        typer.Option(
+            help="Numeric columns (comma-separated) for a table model.",
+            rich_help_panel="Records: text + columns",
+        ),
+    ] = None,
+    tables: Annotated[
+        str,
+        typer.Option(
+            help="Table kind: auto (full when it fits --budget, else qr), full, hash, qr "
+            "(quotient-remainder), mixed (width by frequency) or unified (one shared table).",
+            rich_help_panel="Records: text + columns",
+        ),
+    ] = "auto",
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Bytes for all tables together, e.g. 2MB or 512KiB (default: full tables). "
+            "`embedlab plan DATA --cat-cols ... --target y` measures what each budget costs.",
+            rich_help_panel="Records: text + columns",
+        ),
+    ] = None,
+    no_text: Annotated[
+        bool,
+        typer.Option(
+            "--no-text",
+            help="A purely tabular model: no text column.",
+            rich_help_panel="Records: text + columns",
+        ),
+    ] = False,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Seed of a table model's training.", rich_help_panel="Records: text + columns"
+        ),
+    ] = 0,
     force: ForceOption = False,
 ) -> None:
     """Fit a classifier that also says when an input is none of the known classes.
@@ -177,6 +222,12 @@ def fit(
       embedlab fit --labels-only intents.csv --val recent.csv -o model/   (zero-shot)
 
       embedlab fit train.csv --hierarchy parents.csv -o model/   (predict every level)
+
+      embedlab fit reviews.parquet --text-col review --label-col recommended
+        --cat-cols item_id,department --budget 2MB -o model/   (text + learned tables)
+
+      embedlab fit adult.parquet --no-text --label-col income
+        --cat-cols education,occupation --num-cols age -o model/   (records without text)
     """
     opts = dict(locals())  # every option, for the multi-label and zero-shot paths
     from embedlab.compress.transforms import TransformChain
@@ -189,6 +240,12 @@ def fit(
             raise EmbedlabError("name the model directory to write with --output / -o")
         if (data is None) == (labels_only is None):
             raise EmbedlabError("give training DATA, or --labels-only LABELS_FILE (not both)")
+        if cat_cols or num_cols or no_text:
+            from embedlab.cli.tables import fit_tables
+
+            check_output_dir(output, force, data, model)
+            fit_tables(opts)
+            return
         config = _config(opts).check(CLI_NAMES)  # which option goes with which structure
         check_output_dir(output, force, data, val, model, unlabeled, labels_only)
         opts["sign_key"] = signing_key(sign)

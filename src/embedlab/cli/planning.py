@@ -104,6 +104,35 @@ def plan(
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write plan.png.")] = True,
     skip_empty: SkipEmptyOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    cat_cols: Annotated[
+        str | None,
+        typer.Option(
+            help="Plan learned tables instead: categorical columns (comma-separated); every "
+            "table kind at 1/2 … 1/32 of the full tables' bytes is fitted and scored.",
+            rich_help_panel="Records: text + columns",
+        ),
+    ] = None,
+    num_cols: Annotated[
+        str | None,
+        typer.Option(
+            help="With --cat-cols: numeric columns.", rich_help_panel="Records: text + columns"
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="With --cat-cols: the column to predict.",
+            rich_help_panel="Records: text + columns",
+        ),
+    ] = None,
+    no_text: Annotated[
+        bool,
+        typer.Option(
+            "--no-text",
+            help="With --cat-cols: leave the text out.",
+            rich_help_panel="Records: text + columns",
+        ),
+    ] = False,
 ) -> None:
     """Measure quality vs bytes vs time for every layer × dimension × storage on YOUR data,
     and recommend the cheapest choice that keeps quality.
@@ -117,6 +146,9 @@ def plan(
     [bold]Examples[/]
 
       embedlab plan train.csv                                   (classify, all choices)
+
+      embedlab plan adult.parquet --cat-cols education,occupation --target income --no-text
+        (learned tables: kinds x budgets)
 
       embedlab plan ../shared/data/clinc150/data_full.json --max-bytes 128 --max-ms 2
 
@@ -132,6 +164,19 @@ def plan(
     from embedlab.encoders.loading import open_encoder
 
     with user_errors():
+        if cat_cols or target:
+            from embedlab.cli.tables import plan_tables_command
+            from embedlab.core.errors import ValidationError
+
+            if not (cat_cols and target):
+                raise ValidationError("planning tables needs both --cat-cols and --target")
+            plan_tables_command(
+                data, output, cat_cols=cat_cols, num_cols=num_cols, target=target,
+                text_col=text_col, no_text=no_text, split=split, tolerance=tolerance,
+                test_size=test_size, seed=seed, plot=plot, as_json=as_json,
+                model=model, backend=backend,
+            )  # fmt: skip
+            return
         students = [open_encoder(s) for s in student or ()]
         layer_list, dim_list = _int_list(layers, "layers"), _int_list(dims, "dims")
         texts = labels = pairs = None

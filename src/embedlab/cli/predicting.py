@@ -152,6 +152,14 @@ def predict(
             check_output_file(output.with_name(output.name + ".student.json"), force, data)
         if output.suffix.lower() not in (".csv", ".jsonl", ".parquet"):
             raise EmbedlabError(f"{output}: output must end in .csv, .jsonl or .parquet")
+        from embedlab.cli.tables import is_table_model, predict_tables
+
+        if is_table_model(model_dir):
+            predict_tables(
+                model_dir, data, output, chunk_rows=chunk_rows, keep_columns=keep_columns,
+                id_col=id_col, split=split, delimiter=delimiter, cache=cache, backend=backend,
+            )  # fmt: skip
+            return
         pipe = Pipeline.load(model_dir, cache=cache, backend=backend)
         teacher = _stand_in(pipe, encoder, ray)
         model_id = sha256_file(model_dir / "bundle.json")
@@ -239,6 +247,14 @@ def evaluate(
         from embedlab.models.hierarchy import read_hierarchy
 
         tree = read_hierarchy(hierarchy) if hierarchy is not None else None
+        from embedlab.cli.tables import evaluate_tables, is_table_model
+
+        if is_table_model(model_dir):
+            evaluate_tables(
+                model_dir, data, label_col=label_col, split=split, delimiter=delimiter,
+                as_json=as_json, cache=cache, backend=backend,
+            )  # fmt: skip
+            return
         pipe = Pipeline.load(model_dir, cache=cache, backend=backend)
         teacher = _stand_in(pipe, encoder, False)
         table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)

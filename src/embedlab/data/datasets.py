@@ -13,7 +13,9 @@ from embedlab.data.readers import TextTable, read_texts
 
 __all__ = [
     "OOS_LABEL",
+    "adult_path",
     "clinc150_path",
+    "clothing_reviews_path",
     "demo_path",
     "goemotions_path",
     "load_clinc150",
@@ -62,6 +64,18 @@ def goemotions_path() -> Path:
     """The GoEmotions folder (train.tsv, dev.tsv, labels.txt) under ``$EMBEDLAB_DATA`` or
     ``../shared/data``."""
     return _shared("goemotions/labels.txt", "GoEmotions").parent
+
+
+def adult_path() -> Path:
+    """``adult/adult.parquet`` (UCI Adult census records) under ``$EMBEDLAB_DATA`` or
+    ``../shared/data``."""
+    return _shared("adult/adult.parquet", "adult")
+
+
+def clothing_reviews_path() -> Path:
+    """``clothing_reviews/reviews.parquet`` (reviews beside item ids and categories) under
+    ``$EMBEDLAB_DATA`` or ``../shared/data``."""
+    return _shared("clothing_reviews/reviews.parquet", "clothing_reviews")
 
 
 def load_clinc150(*splits: str) -> TextTable:

@@ -26,7 +26,7 @@ from embedlab.data.readers import (
     _texts_from_table,
 )
 
-__all__ = ["count_rows", "iter_texts"]
+__all__ = ["count_rows", "iter_tables", "iter_texts"]
 
 
 def iter_texts(
@@ -72,6 +72,38 @@ def iter_texts(
                 ),
             )
             first += part.num_rows
+    if not seen:
+        raise DataFormatError(f"{path} has no rows")
+
+
+def iter_tables(
+    path: str | os.PathLike,
+    rows: int,
+    *,
+    splits: Sequence[str] | None = None,
+    delimiter: str | None = None,
+) -> Iterator[pa.Table]:
+    """Every column of a data file in tables of at most ``rows`` rows, in file order,
+    reading one chunk at a time (a JSON document is read whole, then split)."""
+    if rows < 1:
+        raise ValidationError(f"rows per chunk must be at least 1, got {rows}")
+    path = Path(path)
+    fmt = _format_of(path)
+    if splits and fmt != "json":
+        raise DataFormatError(f"{path}: --split applies to split-layout JSON files only")
+    if fmt == "json":
+        chunks: Iterator[pa.Table] = iter([_read_json(path, splits)])
+    elif fmt == "parquet":
+        chunks = _parquet_chunks(path, rows)
+    elif fmt == "jsonl":
+        chunks = _jsonl_chunks(path, rows)
+    else:
+        chunks = _delimited_chunks(path, delimiter, rows)
+    seen = False
+    for table in chunks:
+        seen = True
+        for start in range(0, table.num_rows, rows):
+            yield table.slice(start, rows)
     if not seen:
         raise DataFormatError(f"{path} has no rows")
 

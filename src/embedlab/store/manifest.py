@@ -63,6 +63,7 @@ SAVED_KINDS = {
     "discovery": ("summary.json", "embedlab.discovery"),
     "map": ("map.json", "embedlab.map"),
     "concepts": ("concepts.json", "embedlab.concepts"),
+    "tables": ("tables.json", "embedlab.tables"),
 }
 
 

@@ -63,7 +63,7 @@ def owned_paths(path: str | os.PathLike) -> tuple[set[str], set[str]] | None:
                 if isinstance(entry, dict) and isinstance(entry.get("files"), dict):
                     folder = PurePosixPath(str(entry.get("path", ".")))
                     files |= {str(folder / f) for f in entry["files"]}
-        elif kind in ("index", "map", "concepts"):
+        elif kind in ("index", "map", "concepts", "tables"):
             if isinstance(doc.get("files"), dict):
                 files |= {str(f) for f in doc["files"]}
         elif kind == "discovery":

@@ -1,0 +1,572 @@
+"""TableModel: a record's label from its text's frozen embedding, learned tables for its
+categorical columns and its numeric columns, trained as one network under a byte budget.
+
+Stages, in the order data flows: the encoder (optional: a purely tabular model has no
+text), the columns (keys, vocabularies, numeric scaling: :mod:`embedlab.tables.columns`),
+the tables (:mod:`embedlab.tables.layout`, sized before training) and the head (linear or
+one hidden layer), trained together with Adam (tables with sparse gradients). Training
+stops on a held-out tenth's log-loss (its best epoch is kept): the data, options and seed
+decide the model, never the clock. Saved as ``tables.json`` + ``arrays.safetensors``;
+loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator
+
+from embedlab.core.errors import StoreError, ValidationError
+from embedlab.core.progress import progress_bar
+from embedlab.models.predictions import Predictions
+from embedlab.tables.columns import (
+    CategoricalStats,
+    NumericScaler,
+    TablesWarning,
+    column_keys,
+    column_values,
+    parse_bytes,
+)
+from embedlab.tables.layout import Lookup, TableLayout, lay_out
+from embedlab.tables.network import RecordNet
+
+__all__ = ["TABLES_FORMAT", "TableModel"]
+
+log = logging.getLogger("embedlab")
+TABLES_FORMAT = "embedlab.tables"
+TABLES_JSON = "tables.json"
+ARRAYS = "arrays.safetensors"
+_CHUNK = 65536
+
+
+class TableModel(BaseEstimator):
+    """Records in (a text column, categorical and numeric columns), labels out.
+
+    Parameters
+    ----------
+    cat_cols, num_cols : sequence of str
+        Categorical columns (learned tables) and numeric columns (standardised).
+    text_col : str, optional
+        The text column, encoded by ``encoder`` (default: the packaged all-MiniLM-L6-v2);
+        an empty or missing text reads as a zero vector with a "no text" flag.
+    tables : "auto", "full", "hash", "qr", "mixed" or "unified"
+        Table kind (:mod:`embedlab.tables.layout`); ``auto``: full when it fits the budget,
+        else quotient–remainder.
+    budget : int or str, optional
+        Bytes for all tables together ("2MB"); None: full tables' size.
+    dim : int, default 16
+        Width of each column's embedding.
+    head : "mlp" or "linear"
+        One hidden layer of ``hidden`` units (learns interactions between columns), or none.
+    epochs, batch_size, lr, patience : training (the best epoch on a held-out tenth is kept).
+    """
+
+    def __init__(
+        self,
+        cat_cols: Sequence[str] = (),
+        num_cols: Sequence[str] = (),
+        text_col: str | None = None,
+        encoder: Any = None,
+        tables: str = "auto",
+        budget: int | str | None = None,
+        dim: int = 16,
+        head: str = "mlp",
+        hidden: int = 256,
+        depth: int = 1,
+        epochs: int = 20,
+        batch_size: int = 1024,
+        lr: float = 2e-3,
+        table_lr: float = 1e-2,
+        patience: int = 3,
+        min_count: int = 2,
+        probes: int = 2,
+        seed: int = 0,
+    ) -> None:
+        self.cat_cols = cat_cols
+        self.num_cols = num_cols
+        self.text_col = text_col
+        self.encoder = encoder
+        self.tables = tables
+        self.budget = budget
+        self.dim = dim
+        self.head = head
+        self.hidden = hidden
+        self.depth = depth
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.table_lr = table_lr
+        self.patience = patience
+        self.min_count = min_count
+        self.probes = probes
+        self.seed = seed
+        self.info: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ checks
+    def _check_options(self) -> None:
+        if self.head not in ("mlp", "linear"):
+            raise ValidationError(f"head must be 'mlp' or 'linear', not {self.head!r}")
+        cols = [*self.cat_cols, *self.num_cols, *([self.text_col] if self.text_col else [])]
+        if not cols:
+            raise ValidationError("a table model needs a text column, --cat-cols or --num-cols")
+        dup = sorted({c for c in cols if cols.count(c) > 1})
+        if dup:
+            raise ValidationError(f"columns named twice (text / categorical / numeric): {dup}")
+        for name, v, lo in (("epochs", self.epochs, 1), ("batch_size", self.batch_size, 8)):
+            if int(v) < lo:
+                raise ValidationError(f"{name} must be at least {lo}, not {v}")
+
+    def _text_encoder(self) -> Any:
+        if self.encoder is None:
+            from embedlab.encoders import SentenceTransformerEncoder
+
+            self.encoder = SentenceTransformerEncoder()
+        return self.encoder
+
+    def _text_vectors(
+        self, data: Any, vectors: np.ndarray | None, progress: bool | None
+    ) -> np.ndarray | None:
+        """(n, D + 1): the text's vector (zeros without text) and a 0/1 "no text" flag."""
+        if not self.text_col:
+            return None
+        texts = column_values(data, self.text_col)
+        empty = np.asarray([not isinstance(t, str) or not t.strip() for t in texts], dtype=bool)
+        if vectors is None:
+            enc = self._text_encoder()
+            vecs = np.zeros((len(texts), enc.dim), np.float32)
+            if (~empty).any():
+                vecs[~empty] = enc.encode([str(t) for t in texts[~empty]], progress=progress)
+        else:
+            vecs = np.asarray(vectors, np.float32)
+            if vecs.ndim != 2 or len(vecs) != len(texts) or not np.isfinite(vecs).all():
+                raise ValidationError(
+                    f"vectors must be finite, 2-D and one per row ({len(texts)}), "
+                    f"not shape {vecs.shape}"
+                )
+            vecs = vecs.copy()
+            vecs[empty] = 0.0
+        if hasattr(self, "text_dim_") and vecs.shape[1] != self.text_dim_:
+            raise ValidationError(
+                f"text vectors are {vecs.shape[1]}-d; this model was fitted on {self.text_dim_}-d"
+            )
+        return np.hstack([vecs, empty[:, None].astype(np.float32)])
+
+    # ---------------------------------------------------------------- features
+    def _column_indices(
+        self, data: Any, unseen: dict[str, int] | None = None
+    ) -> list[list[np.ndarray]]:
+        """Each column's row indices; ``unseen`` (if given) gets, per vocabulary column, how
+        many values had no row of their own (never seen, or too rare at fit)."""
+        out = []
+        for col, lookup in zip(self.layout_.columns, self.lookups_, strict=True):
+            keys = column_keys(column_values(data, col.name), col.name)
+            if unseen is not None and col.vocabulary:
+                unseen[col.name] = int((~lookup.known(keys)).sum())
+            out.append(lookup.indices(keys, self.layout_.shared_rows))
+        return out
+
+    @staticmethod
+    def _rows(data: Any) -> int:
+        if hasattr(data, "num_rows"):
+            return int(data.num_rows)
+        if hasattr(data, "shape"):
+            return int(data.shape[0])
+        return len(next(iter(data.values()), []))
+
+    # --------------------------------------------------------------------- fit
+    def fit(
+        self,
+        data: Any,
+        y: Sequence[Any],
+        *,
+        vectors: np.ndarray | None = None,
+        progress: bool | None = None,
+    ) -> TableModel:
+        """Fit on ``data`` (a pyarrow / pandas table or a mapping of columns) and labels
+        ``y`` (two or more classes). ``vectors``: the text column's vectors when already
+        encoded (else the encoder encodes it)."""
+        self._check_options()
+        n = self._rows(data)
+        y = np.asarray([str(v) for v in y], dtype=object)
+        if len(y) != n:
+            raise ValidationError(f"{len(y)} labels for {n} rows")
+        if n < 10:
+            raise ValidationError(f"a table model needs at least 10 rows, got {n}")
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValidationError(f"the target has one class only ({self.classes_[0]!r})")
+        target = np.searchsorted(self.classes_, y)
+        budget = None if self.budget in (None, "", 0) else parse_bytes(self.budget)
+        stats, kept_cols, keys = [], [], []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TablesWarning)
+            for c in self.cat_cols:
+                s, k = CategoricalStats.of(column_values(data, c), c)
+                if s.distinct + (s.missing > 0) < 2:
+                    warnings.warn(
+                        f"categorical column {c!r} has one value only "
+                        f"({(s.top_values or ('missing',))[0]!r}) in the training data: left "
+                        "out (it cannot tell rows apart)",
+                        TablesWarning,
+                        stacklevel=2,
+                    )
+                    continue
+                stats.append(s)
+                kept_cols.append(c)
+                keys.append(k)
+        notes = [str(w.message) for w in caught]
+        for w in caught:
+            warnings.warn(w.message, TablesWarning, stacklevel=2)
+        self.layout_ = lay_out(
+            stats,
+            kind=self.tables,
+            budget=budget,
+            dim=int(self.dim),
+            probes=int(self.probes),
+            min_count=int(self.min_count),
+            seed=int(self.seed),
+        )
+        self.lookups_ = [
+            Lookup.fitted(c, s) for c, s in zip(self.layout_.columns, stats, strict=True)
+        ]
+        indices = [
+            lk.indices(k, self.layout_.shared_rows)
+            for lk, k in zip(self.lookups_, keys, strict=True)
+        ]
+        del keys
+        self.scaler_ = NumericScaler(self.num_cols).fit(data) if self.num_cols else None
+        nums = (
+            self.scaler_.transform(data)[0]
+            if self.scaler_ is not None
+            else np.zeros((n, 0), np.float32)
+        )
+        text = self._text_vectors(data, vectors, progress)
+        self.text_dim_ = 0 if text is None else text.shape[1] - 1
+        self.net_ = RecordNet(
+            self.layout_,
+            text_dim=0 if text is None else text.shape[1],
+            num_dim=nums.shape[1],
+            n_classes=len(self.classes_),
+            hidden=int(self.hidden) if self.head == "mlp" else 0,
+            seed=int(self.seed),
+            depth=int(self.depth),
+        )
+        history = self._train(text, indices, nums, target, progress)
+        self.info = {
+            "rows": n,
+            "classes": len(self.classes_),
+            "layout": self.layout_.describe(),
+            "table_bytes": self.layout_.bytes,
+            "full_table_bytes": self.layout_.full_bytes,
+            "budget": budget,
+            "kind": self.layout_.kind,
+            "notes": notes,
+            **history,
+        }
+        return self
+
+    def _batches(self, text, indices, nums, rows: np.ndarray):
+        t = None if text is None else torch.from_numpy(text[rows])
+        idx = [[torch.from_numpy(a[rows]) for a in col] for col in indices]
+        return t, idx, torch.from_numpy(nums[rows])
+
+    def _train(self, text, indices, nums, target, progress) -> dict[str, Any]:
+        n = len(target)
+        rng = np.random.default_rng(int(self.seed))
+        order = rng.permutation(n)
+        n_val = max(round(0.1 * n), 1)
+        val, train = np.sort(order[:n_val]), order[n_val:]
+        y = torch.from_numpy(target.astype(np.int64))
+        net = self.net_
+        dense = torch.optim.AdamW(net.dense_parameters(), lr=float(self.lr), weight_decay=1e-4)
+        sparse_params = net.sparse_parameters()
+        sparse = (
+            torch.optim.SparseAdam(sparse_params, lr=float(self.table_lr))
+            if sparse_params
+            else None
+        )
+        # small data: smaller batches, so that an epoch still takes about 64 steps
+        bs = int(min(max(len(train) // 64, 32), int(self.batch_size)))
+        steps = (len(train) + bs - 1) // bs
+        best, best_state, best_epoch, bad, losses = np.inf, None, 0, 0, []
+        with progress_bar(
+            steps * int(self.epochs), "training tables", enabled=bool(progress)
+        ) as adv:
+            for epoch in range(int(self.epochs)):
+                net.train()
+                perm = train[rng.permutation(len(train))]
+                for s in range(steps):
+                    rows = perm[s * bs : (s + 1) * bs]
+                    t, idx, x = self._batches(text, indices, nums, rows)
+                    loss = F.cross_entropy(net(t, idx, x), y[rows])
+                    dense.zero_grad(set_to_none=True)
+                    if sparse is not None:
+                        sparse.zero_grad(set_to_none=True)
+                    loss.backward()
+                    dense.step()
+                    if sparse is not None:
+                        sparse.step()
+                    adv(1)
+                v = self._loss(text, indices, nums, y, val)
+                losses.append(round(v, 6))
+                if v < best - 1e-5:
+                    best, best_epoch, bad = v, epoch + 1, 0
+                    best_state = copy.deepcopy(net.state_dict())
+                else:
+                    bad += 1
+                    if bad >= int(self.patience):
+                        adv(steps * (int(self.epochs) - epoch - 1))
+                        break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        net.eval()
+        return {
+            "epochs_run": len(losses),
+            "best_epoch": best_epoch,
+            "validation_log_loss": float(best),
+            "validation_curve": losses,
+        }
+
+    @torch.no_grad()
+    def _loss(self, text, indices, nums, y, rows) -> float:
+        self.net_.eval()
+        total = 0.0
+        for s in range(0, len(rows), _CHUNK):
+            r = rows[s : s + _CHUNK]
+            t, idx, x = self._batches(text, indices, nums, r)
+            total += float(F.cross_entropy(self.net_(t, idx, x), y[r], reduction="sum"))
+        return total / max(len(rows), 1)
+
+    # ----------------------------------------------------------------- predict
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise ValidationError("this table model is not fitted yet: call fit() or load()")
+
+    @torch.no_grad()
+    def predict_proba(
+        self,
+        data: Any,
+        *,
+        vectors: np.ndarray | None = None,
+        progress: bool | None = None,
+        counts: dict[str, Any] | None = None,
+    ) -> np.ndarray:
+        """(n, classes) float32 probabilities, in ``classes_`` order. Values the fit never
+        saw read the shared row; ``counts`` (a dict, if given) receives ``unseen`` (column →
+        values without a row of their own) and ``numeric_filled`` (missing numbers read as
+        the mean). Thread-safe: nothing of the model changes."""
+        self._check_fitted()
+        n = self._rows(data)
+        text = self._text_vectors(data, vectors, progress)
+        unseen: dict[str, int] = {}
+        indices = self._column_indices(data, unseen)
+        if self.scaler_ is not None:
+            nums, filled = self.scaler_.transform(data)
+        else:
+            nums, filled = np.zeros((n, 0), np.float32), 0
+        if counts is not None:
+            counts.update(unseen=unseen, numeric_filled=int(filled))
+        out = np.empty((n, len(self.classes_)), np.float32)
+        for s in range(0, n, _CHUNK):  # the net is in eval mode since fit / load
+            rows = np.arange(s, min(s + _CHUNK, n))
+            t, idx, x = self._batches(text, indices, nums, rows)
+            out[rows] = torch.softmax(self.net_(t, idx, x), dim=1).numpy()
+        return out
+
+    def predict(self, data: Any, *, vectors: np.ndarray | None = None) -> np.ndarray:
+        p = self.predict_proba(data, vectors=vectors)
+        return self.classes_[p.argmax(axis=1)]
+
+    def predict_details(
+        self, data: Any, *, top_k: int = 3, vectors: np.ndarray | None = None,
+        progress: bool | None = None, counts: dict[str, Any] | None = None,
+    ) -> Predictions:  # fmt: skip
+        """:class:`~embedlab.models.predictions.Predictions`: label, confidence and the best
+        ``top_k`` classes. A table model has no out-of-scope detector: ``novelty`` is NaN
+        and nothing is rejected. ``counts``: as :meth:`predict_proba`."""
+        p = self.predict_proba(data, vectors=vectors, progress=progress, counts=counts)
+        k = max(1, min(int(top_k), len(self.classes_)))
+        top = np.argsort(-p, axis=1, kind="stable")[:, :k]
+        n = len(p)
+        return Predictions(
+            labels=self.classes_[top[:, 0]],
+            confidence=p[np.arange(n), top[:, 0]].astype(np.float32),
+            novelty=np.full(n, np.nan, np.float32),
+            out_of_scope=np.zeros(n, dtype=bool),
+            top_labels=self.classes_[top],
+            top_confidences=np.take_along_axis(p, top, axis=1).astype(np.float32),
+        )
+
+    def evaluate(
+        self, data: Any, y: Sequence[Any], *, vectors: np.ndarray | None = None
+    ) -> dict[str, Any]:
+        """accuracy, log-loss, macro-F1 and (two classes) ROC AUC of the second class."""
+        from sklearn.metrics import f1_score, log_loss, roc_auc_score
+
+        counts: dict[str, Any] = {}
+        p = self.predict_proba(data, vectors=vectors, counts=counts)
+        y = np.asarray([str(v) for v in y], dtype=object)
+        if len(y) != len(p):
+            raise ValidationError(f"{len(y)} labels for {len(p)} rows")
+        unknown = sorted(set(y) - set(self.classes_))
+        if unknown:
+            raise ValidationError(f"labels the model does not know: {unknown[:5]}")
+        pred = self.classes_[p.argmax(axis=1)]
+        idx = np.searchsorted(self.classes_, y)
+        out: dict[str, Any] = {
+            "rows": len(y),
+            "accuracy": float((pred == y).mean()),
+            "macro_f1": float(f1_score(y, pred, average="macro")),
+            "log_loss": float(log_loss(idx, np.clip(p, 1e-7, 1), labels=range(len(self.classes_)))),
+            "unseen_values": counts["unseen"],
+            "numeric_values_filled": counts["numeric_filled"],
+        }
+        if len(self.classes_) == 2 and len(set(idx)) == 2:
+            out["auc"] = float(roc_auc_score(idx, p[:, 1]))
+            out["positive_class"] = str(self.classes_[1])
+        return out
+
+    # ------------------------------------------------------------------ bundle
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``tables.json`` (options, layout, vocabularies' order, info) and
+        ``arrays.safetensors`` atomically; an existing directory only with ``overwrite``."""
+        import hashlib
+
+        from safetensors.numpy import save_file
+
+        from embedlab import __version__
+        from embedlab.store.atomic import atomic_directory
+        from embedlab.store.manifest import sha256_file
+
+        self._check_fitted()
+        path = Path(path)
+        arrays = {f"net.{k}": v for k, v in self.net_.arrays().items()}
+        for i, lk in enumerate(self.lookups_):
+            if lk.sorted_keys is not None:
+                arrays[f"vocab.{i}.keys"] = lk.sorted_keys.view(np.int64)
+                arrays[f"vocab.{i}.rows"] = lk.sorted_rows
+        scaler = None
+        if self.scaler_ is not None:
+            scaler, sa = self.scaler_.state()
+            arrays.update({f"numeric.{k}": np.asarray(v) for k, v in sa.items()})
+        params = {k: v for k, v in self.get_params().items() if k != "encoder"}
+        encoder_spec = None
+        if self.text_col:
+            enc = self._text_encoder()
+            encoder_spec = dict(enc.spec)
+            encoder_spec["path"] = str(Path(enc.model_path).absolute())
+        with atomic_directory(path, overwrite=overwrite) as tmp:
+            save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / ARRAYS))
+            doc = {
+                "format": TABLES_FORMAT,
+                "format_version": 1,
+                "embedlab_version": __version__,
+                "stages": [
+                    s
+                    for s in ("encoder", "columns", "tables", "head")
+                    if s != "encoder" or self.text_col
+                ],
+                "params": params,
+                "classes": [str(c) for c in self.classes_],
+                "text_dim": int(self.text_dim_),
+                "input_width": int(self.net_.input_width),
+                "layout": self.layout_.to_json(),
+                "numeric": scaler,
+                "encoder": encoder_spec,
+                "info": self.info,
+                "files": {ARRAYS: sha256_file(tmp / ARRAYS)},
+            }
+            doc["checksum"] = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+            (tmp / TABLES_JSON).write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, cache: bool = True, backend: str | None = None
+    ) -> TableModel:
+        """Read a saved table model; StoreError for anything missing, edited or damaged."""
+        import hashlib
+
+        from safetensors.numpy import load_file
+
+        from embedlab.store.manifest import sha256_file
+
+        path = Path(path)
+        try:
+            doc = json.loads((path / TABLES_JSON).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{path}: no readable {TABLES_JSON} ({exc})") from None
+        if not isinstance(doc, dict) or doc.get("format") != TABLES_FORMAT:
+            raise StoreError(f"{path}: {TABLES_JSON} is not an embedlab table model")
+        body = {k: v for k, v in doc.items() if k != "checksum"}
+        if hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest() != doc.get(
+            "checksum"
+        ):
+            raise StoreError(f"{path}: {TABLES_JSON} was edited or damaged (checksum differs)")
+        if sha256_file(path / ARRAYS) != doc["files"].get(ARRAYS):
+            raise StoreError(f"{path}: {ARRAYS} does not match {TABLES_JSON} (damaged or replaced)")
+        arrays = load_file(str(path / ARRAYS))
+        try:
+            model = cls(**doc["params"])
+            if doc.get("encoder"):
+                from embedlab.encoders.sentence_transformer import encoder_from_spec
+
+                model.encoder = encoder_from_spec(
+                    doc["encoder"], base_dir=path, cache=cache, backend=backend
+                )
+            model.classes_ = np.asarray(doc["classes"], dtype=object)
+            model.text_dim_ = int(doc["text_dim"])
+            model.layout_ = TableLayout.from_json(doc["layout"])
+            model.lookups_ = []
+            for i, col in enumerate(model.layout_.columns):
+                if f"vocab.{i}.keys" in arrays:
+                    model.lookups_.append(
+                        Lookup(
+                            col,
+                            arrays[f"vocab.{i}.keys"].view(np.uint64),
+                            arrays[f"vocab.{i}.rows"],
+                        )
+                    )
+                else:
+                    model.lookups_.append(Lookup(col))
+            model.scaler_ = None
+            if doc.get("numeric"):
+                pre = "numeric."
+                model.scaler_ = NumericScaler.from_state(
+                    doc["numeric"],
+                    {k[len(pre) :]: v for k, v in arrays.items() if k.startswith(pre)},
+                )
+            num_dim = model.scaler_.width if model.scaler_ is not None else 0
+            text_dim = model.text_dim_ + 1 if model.text_col else 0
+            net = RecordNet(
+                model.layout_, text_dim=text_dim, num_dim=num_dim,
+                n_classes=len(model.classes_),
+                hidden=int(model.hidden) if model.head == "mlp" else 0, seed=0,
+                depth=int(model.depth),
+            )  # fmt: skip
+            pre = "net."
+            net.load_state_dict(
+                {
+                    k[len(pre) :]: torch.from_numpy(v.copy())
+                    for k, v in arrays.items()
+                    if k.startswith(pre)
+                }
+            )
+            net.eval()
+            model.net_ = net
+            model.info = doc.get("info", {})
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise StoreError(
+                f"{path}: the table model cannot be rebuilt "
+                f"({type(exc).__name__}: {str(exc)[:200]})"
+            ) from None
+        return model
