@@ -151,6 +151,31 @@ def quick_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def table_model(tmp_path_factory) -> Path:
+    """A table model (the demo's texts beside a categorical ``channel`` and a numeric
+    ``words`` column), fitted once with the packaged encoder and saved."""
+    import numpy as np
+
+    from embedlab.data.datasets import load_demo
+    from embedlab.encoders.loading import open_encoder
+    from embedlab.tables import TableModel
+
+    demo = load_demo("train")
+    n = len(demo.texts)
+    data = {
+        "text": np.array(demo.texts, dtype=object),
+        "channel": np.array(["web", "app", "mail"] * (n // 3 + 1), dtype=object)[:n],
+        "words": np.array([len(t.split()) for t in demo.texts], dtype=np.float64),
+    }
+    model = TableModel(text_col="text", cat_cols=["channel"], num_cols=["words"], epochs=5,
+                       encoder=open_encoder(None, cache=False))  # fmt: skip
+    model.fit(data, demo.labels)
+    out = tmp_path_factory.mktemp("tables") / "records"
+    model.save(out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def demo_index(tmp_path_factory) -> Path:
     """A flat index of the packaged demo training set (ids, labels and texts kept), built
     once through the CLI (`embedlab encode`, `embedlab index`)."""

@@ -15,11 +15,12 @@ from embedlab.serve import ServeConfig, create_app  # noqa: E402
 from embedlab.serve.registry import Registry  # noqa: E402
 
 
-def test_every_operation_conforms_to_its_schema(quick_model, demo_index, tmp_path):
+def test_every_operation_conforms_to_its_schema(quick_model, demo_index, table_model, tmp_path):
     model, index = tmp_path / "model", tmp_path / "examples"  # copies: classes get added
     shutil.copytree(quick_model, model)
     shutil.copytree(demo_index, index)
-    service = create_app(ServeConfig(max_texts=8, max_chars=300), Registry([model, index]))
+    registry = Registry([model, index, table_model])
+    service = create_app(ServeConfig(max_texts=8, max_chars=300), registry)
     schema = schemathesis.openapi.from_asgi("/openapi.json", service)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.path for op in operations} >= {
@@ -28,6 +29,7 @@ def test_every_operation_conforms_to_its_schema(quick_model, demo_index, tmp_pat
         "/v1/detect",
         "/v1/search",
         "/v1/models/{name}/classes",
+        "/v1/models/{name}/records",
     }
     for op in operations:  # a loop over API operations, each a bounded property test
 

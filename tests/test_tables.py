@@ -254,3 +254,39 @@ def test_cli_fit_predict_evaluate_plan(tmp_path):
                               "--no-plot"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "recommended: --tables" in res.output and (tmp_path / "plan" / "plan.csv").is_file()
+
+
+@pytest.mark.slow
+def test_served_table_model_answers_records(table_model, quick_model):
+    """POST /v1/models/{name}/records: the library's labels, unseen values counted, a
+    missing column read as missing, bad numbers 422, an unknown name 404; listed in
+    /v1/models as kind "tables"."""
+    from fastapi.testclient import TestClient
+
+    from embedlab.serve import ServeConfig, create_app
+    from embedlab.serve.registry import Registry
+
+    service = create_app(ServeConfig(), Registry([table_model, quick_model]))
+    records = [
+        {"text": "what is my balance", "channel": "web", "words": 4},
+        {"text": "", "channel": "fax", "words": None},
+        {"channel": "app"},
+    ]
+    model = TableModel.load(table_model)
+    with TestClient(service) as client:
+        res = client.post("/v1/models/records/records", json={"records": records, "top_k": 2})
+        assert res.status_code == 200, res.text
+        body = res.json()
+        data = {k: np.array([r.get(k) for r in records], dtype=object)
+                for k in ("text", "channel", "words")}  # fmt: skip
+        expected = model.predict_details(data, top_k=2)
+        assert [r["label"] for r in body["data"]] == expected.labels.tolist()
+        assert body["unseen"] == {"channel": 1} and body["numeric_filled"] == 2
+        assert len(body["data"][0]["top"]) == 2 and "novelty" not in body["data"][0]
+        bad = client.post("/v1/models/records/records", json={"records": [{"words": "many"}]})
+        assert bad.status_code == 422 and "not numbers" in bad.text
+        missing = client.post("/v1/models/nope/records", json={"records": [{}]})
+        assert missing.status_code == 404 and "table_model_not_found" in missing.text
+        listed = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+        assert listed["records"]["kind"] == "tables"
+        assert listed["records"]["columns"]["categorical"] == ["channel"]

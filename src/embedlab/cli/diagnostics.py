@@ -150,7 +150,10 @@ def _label_issues(es: Any, suspects: Path, oos_label: str, seed: int) -> dict:
 def report(
     source: Annotated[
         Path,
-        typer.Argument(help="A model bundle (from `embedlab fit`) or an EmbeddingSet directory."),
+        typer.Argument(
+            help="A model bundle or table model (from `embedlab fit`), or an EmbeddingSet "
+            "directory."
+        ),
     ],
     data: Annotated[
         Path | None,
@@ -219,7 +222,13 @@ def report(
             from embedlab.align import Alignment
 
             alignment = Alignment.load(map_dir)
-        if saved_kind(source) == "bundle":
+        if saved_kind(source) == "tables":
+            from embedlab.cli.tables import report_tables
+
+            if data is None:
+                raise typer.BadParameter("a model report needs DATA with labels to evaluate on")
+            html = report_tables(source, data, label_col=label_col, split=split)
+        elif saved_kind(source) == "bundle":
             from embedlab.models.pipeline import Pipeline
 
             if data is None:

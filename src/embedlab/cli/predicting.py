@@ -155,9 +155,16 @@ def predict(
         from embedlab.cli.tables import is_table_model, predict_tables
 
         if is_table_model(model_dir):
+            if encoder is not None or not reject or restart:
+                raise EmbedlabError(
+                    "--encoder, --no-reject and --restart do not apply to a table model "
+                    "(it encodes with its own encoder, rejects nothing, and writes its output "
+                    "in one go)"
+                )
             predict_tables(
                 model_dir, data, output, chunk_rows=chunk_rows, keep_columns=keep_columns,
                 id_col=id_col, split=split, delimiter=delimiter, cache=cache, backend=backend,
+                refused={"fdr": fdr, "sets": sets, "explain": explain, "ray": ray},
             )  # fmt: skip
             return
         pipe = Pipeline.load(model_dir, cache=cache, backend=backend)

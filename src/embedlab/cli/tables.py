@@ -18,14 +18,15 @@ __all__ = [
     "is_table_model",
     "plan_tables_command",
     "predict_tables",
+    "report_tables",
     "split_columns",
 ]
 
 #: fit options that make no sense for a table model, and their defaults
 _NOT_FOR_TABLES = {
-    "labels_only": None, "hierarchy": None, "val": None, "unlabeled": None, "adapt": None,
-    "multi_label": False, "transform": None, "drop_label_issues": False,
-    "detector": "auto", "calibration": "split", "target_fpr": "auto",
+    "labels_only": None, "hierarchy": None, "val": None, "multi_label": False,
+    "transform": None, "drop_label_issues": False, "detector": "auto", "calibration": "split",
+    "target_fpr": "auto",
 }  # fmt: skip
 
 
@@ -62,12 +63,14 @@ def fit_tables(opts: dict[str, Any]) -> None:
     """`embedlab fit DATA --cat-cols … [--num-cols …]`: a TableModel, saved as a directory."""
     from embedlab.encoders.loading import open_encoder
     from embedlab.tables import TableModel
+    from embedlab.tables.model import check_table_options
 
+    check_table_options(adapt=opts["adapt"] is True, unlabeled=opts["unlabeled"])
     given = [
         "--" + k.replace("_", "-") for k, v in _NOT_FOR_TABLES.items() if opts.get(k) not in (v,)
     ]
     if given:
-        raise EmbedlabError(
+        raise ValidationError(
             f"{', '.join(given)} do not apply to a model with --cat-cols / --num-cols "
             "(a table model has no out-of-scope detector, adaptation or label sets yet)"
         )
@@ -145,13 +148,18 @@ def predict_tables(
     delimiter: str | None,
     cache: bool,
     backend: str | None,
+    refused: dict[str, Any] | None = None,
 ) -> None:
     """Predict records chunk by chunk into ``output`` (written to a temporary file beside it,
-    moved into place when complete): memory bounded by a chunk."""
+    moved into place when complete): memory bounded by a chunk. ``refused``: the predict
+    options given that a table model does not take (fdr, sets, explain, ray: said)."""
     import pyarrow as pa
 
     from embedlab.scale.predict_stream import prediction_table
     from embedlab.tables import TableModel
+    from embedlab.tables.model import check_table_options
+
+    check_table_options(**(refused or {}))
 
     model = TableModel.load(model_dir, cache=cache, backend=backend)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
@@ -234,6 +242,23 @@ def evaluate_tables(
     seen = {k: v for k, v in metrics["unseen_values"].items() if v}
     if seen:
         console.print(f"values the fit never saw (read through the shared row): {seen}")
+
+
+def report_tables(model_dir: Path, data: Path, *, label_col: str, split: list[str] | None) -> str:
+    """The HTML report of a table model on labelled records."""
+    from embedlab.analysis.tables_report import table_model_report
+    from embedlab.tables import TableModel
+
+    model = TableModel.load(model_dir)
+    table = _read(data, split, None)
+    if label_col not in table.column_names:
+        raise ValidationError(f"no label column {label_col!r} in {data} (--label-col)")
+    return table_model_report(
+        model,
+        table,
+        table.column(label_col).to_pylist(),
+        title=f"embedlab report: {model_dir.name} on {data.name}",
+    )
 
 
 def plan_tables_command(

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 __all__ = ["CAPABILITIES", "STRUCTURES", "TABLE", "capability_table"]
 
-#: The label structures a model can have.
-STRUCTURES = ("single-label", "hierarchy", "multi-label", "zero-shot")
+#: The label structures a model can have (records: a table model, `embedlab fit --cat-cols`,
+#: text beside categorical and numeric columns: :mod:`embedlab.tables`).
+STRUCTURES = ("single-label", "hierarchy", "multi-label", "zero-shot", "records")
 
 #: What a user does with a model, as the command line names it.
 CAPABILITIES = (
@@ -49,6 +50,27 @@ TABLE: dict[str, dict[str, str | None]] = {
         "--sets": "its calibration texts carry no labels (Pipeline.classifier_.calibrate(X, y) "
         "with labelled rows makes sets)",
     },
+}
+
+
+_FIXED_CLASSES = "its classes are fixed at fit: refit with the new labels (seconds to minutes)"
+_NO_DETECTOR = "no out-of-scope detector or calibration yet: every record gets one of its classes"
+
+TABLE["records"] = {
+    "fit --adapt": "the encoder stays frozen: the tables and the head learn instead",
+    "add-classes": _FIXED_CLASSES,
+    "remove-classes": _FIXED_CLASSES,
+    "discover": _NO_DETECTOR,
+    "fit --unlabeled": "self-training on records is not built yet",
+    "serve-time classes": _FIXED_CLASSES,
+    "streaming / Ray predict": "embedlab predict streams records chunk by chunk (memory bounded "
+    "by a chunk); not on Ray workers yet",
+    "report": None,
+    "p-values, --fdr": _NO_DETECTOR,
+    "--sets": _NO_DETECTOR,
+    "drift alarm": _NO_DETECTOR,
+    "concepts, --explain": "concepts explain a text embedding; a record's model is read through "
+    "its report's column importance",
 }
 
 

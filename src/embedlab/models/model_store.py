@@ -90,6 +90,14 @@ def save_pipeline(pipe: Any, path: Path, *, overwrite: bool, expect_stamp: Any, 
 
 def load_pipeline(cls: type, path: Path, *, cache: bool, backend: str | None, key: Any) -> Any:
     """Read the bundle at ``path`` into a ``cls`` (a Pipeline; see :meth:`Pipeline.load`)."""
+    from embedlab.store.manifest import saved_kind
+
+    if saved_kind(path) == "tables":
+        raise ValidationError(
+            f"{path} is a table model (embedlab fit --cat-cols): it takes predict, evaluate, "
+            "report and serve; class changes, discovery, concepts and the other text-model "
+            "commands need a text model (see the capability table in the README)"
+        )
     try:
         return _load(cls, path, cache=cache, backend=backend, key=key)
     except (RecursionError, AttributeError, TypeError, KeyError, IndexError) as exc:

@@ -32,6 +32,7 @@ from embedlab.serve.routers.embeddings import embeddings_router
 from embedlab.serve.routers.health import health_router
 from embedlab.serve.routers.labeling import labeling_router
 from embedlab.serve.routers.models import models_router
+from embedlab.serve.routers.records import records_router
 from embedlab.serve.routers.search import search_router
 from embedlab.serve.schemas import request_models
 from embedlab.serve.state import ServiceState, warm_index
@@ -83,7 +84,7 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
     requests = request_models(
         cfg,
         list(registry.models),
-        max(int(e.dim) for e in registry.encoders.values()),
+        max((int(e.dim) for e in registry.encoders.values()), default=1),
         list(registry.indexes),
         list(registry.embedders),
     )
@@ -114,4 +115,5 @@ def create_app(config: ServeConfig, registry: Registry | None = None) -> FastAPI
     app.include_router(search_router(state, requests))
     app.include_router(embeddings_router(state, requests))
     app.include_router(classify_router(state, requests))
+    app.include_router(records_router(state, requests))
     return app

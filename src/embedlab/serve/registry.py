@@ -30,12 +30,13 @@ __all__ = [
     "ServedEncoder",
     "ServedIndex",
     "ServedModel",
+    "ServedTables",
     "describe_file",
     "is_encoder_dir",
     "stamp_of",
 ]
 
-BUNDLE_FILE, INDEX_FILE = "bundle.json", "index.json"
+BUNDLE_FILE, INDEX_FILE, TABLES_FILE = "bundle.json", "index.json", "tables.json"
 
 
 def _now() -> str:
@@ -43,8 +44,9 @@ def _now() -> str:
 
 
 def describe_file(path: Path) -> Path | None:
-    """The file that describes a served directory (``bundle.json`` or ``index.json``)."""
-    for name in (BUNDLE_FILE, INDEX_FILE):
+    """The file that describes a served directory (``bundle.json``, ``index.json`` or a
+    table model's ``tables.json``)."""
+    for name in (BUNDLE_FILE, INDEX_FILE, TABLES_FILE):
         if (path / name).is_file():
             return path / name
     return None
@@ -109,6 +111,45 @@ class ServedModel:
             else {"atoms": pipe.concepts_.dictionary.n_atoms, "k": pipe.concepts_.dictionary.k},
             "loaded": self.loaded,
             "drift": None if self.drift is None else self.drift.summary(),
+        }
+
+
+@dataclass
+class ServedTables:
+    """One served table model (records: a text and categorical / numeric columns); its
+    encoder is None when it reads no text."""
+
+    name: str
+    path: Path
+    model: Any  # embedlab.tables.TableModel
+    encoder_key: str
+    encoder: Any = None
+    stamp: str | None = None
+    loaded: str = field(default_factory=_now)
+
+    @property
+    def version(self) -> int:
+        return 1
+
+    def describe(self) -> dict[str, Any]:
+        """The model's entry in GET /v1/models (``kind``: tables)."""
+        m = self.model
+        return {
+            "id": self.name,
+            "object": "model",
+            "owned_by": "embedlab",
+            "created": _created(self.path, TABLES_FILE),
+            "kind": "tables",
+            "classes": [str(c) for c in m.classes_],
+            "columns": {
+                "text": m.text_col,
+                "categorical": [c.name for c in m.layout_.columns],
+                "numeric": list(m.num_cols),
+            },
+            "tables": m.layout_.kind,
+            "table_bytes": m.layout_.bytes,
+            "encoder": None if self.encoder is None else self.encoder.spec.get("fingerprint"),
+            "loaded": self.loaded,
         }
 
 
@@ -237,14 +278,13 @@ class Registry:
         self.models: dict[str, ServedModel] = {}
         self.indexes: dict[str, ServedIndex] = {}
         self.embedders: dict[str, ServedEncoder] = {}  # encoder directories served as such
+        self.tables: dict[str, ServedTables] = {}  # table models (records in, labels out)
         self.encoders: dict[str, Any] = {}
         for p in paths:
             path = Path(p).absolute()  # written back by absolute path, whatever the cwd does
             name = path.resolve().name
             if name in self.names():
-                other = (
-                    self.models.get(name) or self.indexes.get(name) or self.embedders[name]
-                ).path
+                other = next(e.path for e in self.entries() if e.name == name)
                 raise ValidationError(
                     f"two served directories are called {name!r} ({other} and {path}): serve "
                     "them from directories with different names"
@@ -258,7 +298,7 @@ class Registry:
             )
 
     def names(self) -> list[str]:
-        return sorted([*self.models, *self.indexes, *self.embedders])
+        return sorted([*self.models, *self.indexes, *self.embedders, *self.tables])
 
     def get(self, name: str) -> ServedModel:
         model = self.models.get(name)
@@ -292,10 +332,23 @@ class Registry:
             )
         if desc.name == INDEX_FILE:
             return self._load_index(path, name, stamp_of(path))
+        if desc.name == TABLES_FILE:
+            return self._load_tables(path, name)
         pipe = Pipeline.load(path, cache=self.cache, backend=self.backend, key=self.key)
         key, shared = self._share(pipe.encoder_)
         pipe.share_encoder(shared)  # one encoder object for every model built on the same one
         return ServedModel(name, path, pipe, key, pipe.source_stamp)
+
+    def _load_tables(self, path: Path, name: str) -> ServedTables:
+        from embedlab.tables import TableModel
+
+        stamp = stamp_of(path)
+        model = TableModel.load(path, cache=self.cache, backend=self.backend)
+        if not model.text_col:
+            return ServedTables(name, path, model, "", None, stamp)
+        key, shared = self._share(model.encoder)
+        model.encoder = shared  # one encoder object for every entry built on the same one
+        return ServedTables(name, path, model, key, shared, stamp)
 
     def _load_index(self, path: Path, name: str, stamp: str | None) -> ServedIndex:
         from embedlab.compress.index import Index
@@ -324,9 +377,12 @@ class Registry:
     def swap(self, entry: Any) -> None:
         """Serve ``entry`` under its name from now on (requests holding the old one finish)."""
         encoder = entry.pipeline.encoder_ if isinstance(entry, ServedModel) else entry.encoder
-        self.encoders.setdefault(entry.encoder_key, encoder)
+        if encoder is not None:
+            self.encoders.setdefault(entry.encoder_key, encoder)
         if isinstance(entry, ServedModel):
             self.models[entry.name] = entry
+        elif isinstance(entry, ServedTables):
+            self.tables[entry.name] = entry
         elif isinstance(entry, ServedEncoder):
             self.embedders[entry.name] = entry
         else:
@@ -338,7 +394,12 @@ class Registry:
             del self.encoders[key]
 
     def entries(self) -> list[Any]:
-        return [*self.models.values(), *self.indexes.values(), *self.embedders.values()]
+        return [
+            *self.models.values(),
+            *self.indexes.values(),
+            *self.embedders.values(),
+            *self.tables.values(),
+        ]
 
     def missing(self) -> dict[str, str]:
         """Served entries whose directory moved or vanished (name -> the path served from):

@@ -45,6 +45,7 @@ class RequestModels(NamedTuple):
     search: type
     classes: type
     suggest: type
+    records: type
 
 
 def request_models(
@@ -137,7 +138,23 @@ def request_models(
         )
 
     found = (EmbeddingsRequest, TextsRequest, SearchRequest, ClassesRequest)
-    return RequestModels(*found, _suggest_request(cfg, text, texts))
+    return RequestModels(*found, _suggest_request(cfg, text, texts), _records_request(cfg))
+
+
+def _records_request(cfg: ServeConfig) -> type:
+    """The body of ``/v1/models/{name}/records`` (a table model's input)."""
+    cell = Annotated[str, StringConstraints(max_length=cfg.max_chars)] | float | int | bool | None
+    record = Annotated[dict[str, cell], Field(max_length=1000)]
+
+    class RecordsRequest(BaseModel):
+        """Records for a table model (`embedlab fit --cat-cols`): each a JSON object of
+        column → value (its text column, categorical and numeric columns); a column a record
+        leaves out, null or "" is a missing value."""
+
+        records: Annotated[list[record], Field(min_length=1, max_length=cfg.max_texts)]
+        top_k: int = Field(default=3, ge=1, le=50)
+
+    return RecordsRequest
 
 
 def _suggest_request(cfg: ServeConfig, text: Any, texts: Any) -> type:

@@ -166,7 +166,9 @@ class ServiceState:
 
     async def _reload(self, entry: Any) -> str | None:
         reg, metrics = self.reg, self.metrics
-        current = reg.models.get(entry.name) or reg.indexes.get(entry.name)
+        current = (
+            reg.models.get(entry.name) or reg.indexes.get(entry.name) or reg.tables.get(entry.name)
+        )
         stamp = stamp_of(entry.path)
         seen = (current.stamp, self.refused.get(entry.name)) if current else ()
         if current is None or stamp is None or stamp in seen:
@@ -185,7 +187,8 @@ class ServiceState:
         metrics.forget_concepts(entry.name)
         for key in [k for k in self.batchers if k not in reg.encoders]:
             del self.batchers[key]  # its encoder is no longer served
-        self.batcher(new.encoder_key, encoder_of(new))
+        if encoder_of(new) is not None:  # a table model without text has no encoder
+            self.batcher(new.encoder_key, encoder_of(new))
         self.refused.pop(entry.name, None)
         metrics.reloads.labels(entry.name, "ok").inc()
         log.warning("now serving a new version of %s", entry.name)
@@ -207,8 +210,10 @@ class ServiceState:
             "model": self.reg.models,
             "index": self.reg.indexes,
             "embedder": {**self.reg.models, **self.reg.embedders},  # what /v1/embeddings takes
+            "table model": self.reg.tables,
         }[pool]
         pool = "model" if pool == "embedder" else pool
+        code = "table_model" if pool == "table model" else pool
         # a name the key may not use is answered as one not served: 404 vs 403 would tell
         # a key holder which names exist
         unknown = [n for n in names if n not in served or (key is not None and not key.allows(n))]
@@ -228,7 +233,7 @@ class ServiceState:
             visible = sorted(n for n in served if key is None or key.allows(n))
             raise ApiError(
                 404,
-                f"{pool}_not_found",
+                f"{code}_not_found",
                 f"no served {pool} {unknown[0]!r} for this key; served: {visible}"
                 if key is not None
                 else f"no served {pool} {unknown[0]!r}; served: {visible}",
@@ -287,6 +292,11 @@ class ServiceState:
         """The served model or encoder ``name`` (for /v1/embeddings), after :meth:`authorise`."""
         self.authorise(request, [name], pool="embedder")
         return self.reg.models.get(name) or self.reg.embedders[name]
+
+    def served_tables(self, request: Request, name: str) -> Any:
+        """The served table model ``name``, after :meth:`authorise`."""
+        self.authorise(request, [name], pool="table model")
+        return self.reg.tables[name]
 
     def served_models(self, request: Request, names: list[str]) -> dict[str, ServedModel]:
         """The served models, after :meth:`authorise` (each read once: a swap during the

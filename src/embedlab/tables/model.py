@@ -39,13 +39,42 @@ from embedlab.tables.columns import (
 from embedlab.tables.layout import Lookup, TableLayout, lay_out
 from embedlab.tables.network import RecordNet
 
-__all__ = ["TABLES_FORMAT", "TableModel"]
+__all__ = ["TABLES_FORMAT", "TableModel", "check_table_options"]
 
 log = logging.getLogger("embedlab")
 TABLES_FORMAT = "embedlab.tables"
 TABLES_JSON = "tables.json"
 ARRAYS = "arrays.safetensors"
 _CHUNK = 65536
+
+
+#: option → the capability (embedlab.models.capabilities) a table model refuses with it
+_OPTION_CAPABILITY = {
+    "adapt": "fit --adapt",
+    "unlabeled": "fit --unlabeled",
+    "fdr": "p-values, --fdr",
+    "sets": "--sets",
+    "explain": "concepts, --explain",
+    "ray": "streaming / Ray predict",
+    "drift": "drift alarm",
+}
+
+
+def check_table_options(**given: Any) -> None:
+    """ValidationError naming every option given (truthy) that a table model does not
+    take, each with why (the "records" column of the structure × capability table)."""
+    from embedlab.models.capabilities import TABLE
+
+    unknown = sorted(set(given) - set(_OPTION_CAPABILITY))
+    if unknown:
+        raise ValueError(f"no table-model rule for {unknown}")
+    refused = [
+        f"--{k.replace('_', '-')}: {TABLE['records'][_OPTION_CAPABILITY[k]]}"
+        for k, v in given.items()
+        if v not in (None, False)
+    ]
+    if refused:
+        raise ValidationError("a table model does not take " + "; ".join(refused))
 
 
 class TableModel(BaseEstimator):

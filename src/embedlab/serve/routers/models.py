@@ -82,9 +82,12 @@ def models_router(state: ServiceState, requests: RequestModels) -> APIRouter:
 
     @router.get("/v1/models", responses=documented(401))
     async def list_models(request: Request) -> dict:
-        """The served models (OpenAI's list shape, with version, encoder, classes, threshold)
-        and encoders (``kind``: encoder, for /v1/embeddings) that the request's key may use."""
-        return state.listing(request, [*reg.models.values(), *reg.embedders.values()])
+        """The served models (OpenAI's list shape, with version, encoder, classes, threshold),
+        encoders (``kind``: encoder, for /v1/embeddings) and table models (``kind``: tables,
+        for /v1/models/{name}/records) that the request's key may use."""
+        return state.listing(
+            request, [*reg.models.values(), *reg.embedders.values(), *reg.tables.values()]
+        )
 
     @router.post(
         "/v1/models/{name}/classes", responses=documented(401, 403, 404, 409, 413, 422, 429, 503)
