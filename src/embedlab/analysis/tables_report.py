@@ -53,6 +53,32 @@ def column_importance(
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
+def _tables_section(layout: Any, unseen: dict[str, int]) -> str:
+    """Each column's table: kind, rows, width, bytes, rare and unseen values."""
+    rows = [
+        [
+            c.name,
+            c.distinct,
+            c.kind,
+            c.rows or "shared",
+            c.dim,
+            c.params * 4,
+            c.rare_values,
+            unseen.get(c.name, "n/a (hashed)"),
+        ]
+        for c in layout.columns
+    ]
+    text = (
+        f'<p class="note">Kind asked: {layout.kind}; budget '
+        f"{'none (full tables)' if layout.budget is None else f'{layout.budget:,} bytes'}. "
+        "A column whose whole table fits its share keeps a full table. Rare values share one "
+        "row; values this data holds that the fit never saw read that row too.</p>"
+    )
+    header = ["column", "values at fit", "kind", "rows", "width", "bytes", "rare (shared)",
+              "unseen here"]  # fmt: skip
+    return table_html(header, rows) + text
+
+
 def table_model_report(
     model: Any,
     data: Any,
@@ -84,29 +110,7 @@ def table_model_report(
         cards[f"AUC ({metrics['positive_class']})"] = metrics["auc"]
     cards["table bytes"] = f"{layout.bytes:,} of {layout.full_bytes:,} (full)"
     sections = [("Headline", cards_html(cards))]
-    unseen = metrics["unseen_values"]
-    rows = [
-        [
-            c.name,
-            c.distinct,
-            c.kind,
-            c.rows or "shared",
-            c.dim,
-            c.params * 4,
-            c.rare_values,
-            unseen.get(c.name, "n/a (hashed)"),
-        ]
-        for c in layout.columns
-    ]
-    text = (
-        f'<p class="note">Kind asked: {layout.kind}; budget '
-        f"{'none (full tables)' if layout.budget is None else f'{layout.budget:,} bytes'}. "
-        "A column whose whole table fits its share keeps a full table. Rare values share one "
-        "row; values this data holds that the fit never saw read that row too.</p>"
-    )
-    header = ["column", "values at fit", "kind", "rows", "width", "bytes", "rare (shared)",
-              "unseen here"]  # fmt: skip
-    sections.append(("The tables", table_html(header, rows) + text))
+    sections.append(("The tables", _tables_section(layout, metrics["unseen_values"])))
     importance = column_importance(model, data, y, vectors=vectors)
     top = max(max(importance.values()), 1e-9)
     chart = plots.bars(

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from embedlab.cli.common import console, err_console, read_input_texts
+from embedlab.models.fit_options import FitConfig, parse_target_fpr
 
 
 def without_label_issues(table: Any, encoder: Any, oos_label: str, multi_label: bool) -> Any:
@@ -232,3 +233,17 @@ def say_single_label_fit(pipe: Any, config: Any, output: Any, seconds: float) ->
             f"[yellow]warning:[/] --time-budget {config.time_budget:g} s skipped "
             f"{', '.join(skipped)} in the head/detector selection (recorded in the bundle)"
         )
+
+
+def fit_config(o: dict) -> FitConfig:
+    """The fit's options as one FitConfig (checked before any data is read)."""
+    same = ("multi_label", "head", "detector", "calibration", "target_precision", "transform")
+    same += ("adapt_budget", "time_budget", "hierarchy", "oos_label", "label_sep")
+    return FitConfig(
+        **{k: o[k] for k in same},
+        labels_only=o["labels_only"] is not None,
+        target_fpr=parse_target_fpr(o["target_fpr"]),
+        adapt="auto" if o["adapt"] is None else o["adapt"],
+        validation=o["val"] is not None,
+        unlabeled=o["unlabeled"] is not None,
+    )

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from embedlab.cli import fit_modes
+from embedlab.cli import tables as tab
 from embedlab.cli.common import (
     BackendOption,
     CacheOption,
@@ -28,9 +30,8 @@ from embedlab.cli.common import (
     signing_key,
     user_errors,
 )
-from embedlab.cli.fit_modes import fit_labels_only, fit_multi_label, say_single_label_fit
 from embedlab.core.errors import EmbedlabError
-from embedlab.models.fit_options import CLI_NAMES, FitConfig, parse_target_fpr
+from embedlab.models.fit_options import CLI_NAMES
 
 
 @app.command(rich_help_panel="Classify")
@@ -150,51 +151,12 @@ def fit(
     drop_label_issues: Annotated[
         bool, typer.Option(help="Leave out the rows whose labels look wrong (cleanlab; said).")
     ] = False,
-    cat_cols: Annotated[
-        str | None,
-        typer.Option(
-            help="Categorical columns (comma-separated) to learn embedding tables for, beside "
-            "the text (or alone with --no-text): a table model (see --tables, --budget).",
-            rich_help_panel="Records: text + columns",
-        ),
-    ] = None,
-    num_cols: Annotated[
-        str | None,
-        typer.Option(
-            help="Numeric columns (comma-separated) for a table model.",
-            rich_help_panel="Records: text + columns",
-        ),
-    ] = None,
-    tables: Annotated[
-        str,
-        typer.Option(
-            help="Table kind: auto (full when it fits --budget, else qr), full, hash, qr "
-            "(quotient-remainder), mixed (width by frequency) or unified (one shared table).",
-            rich_help_panel="Records: text + columns",
-        ),
-    ] = "auto",
-    budget: Annotated[
-        str | None,
-        typer.Option(
-            help="Bytes for all tables together, e.g. 2MB or 512KiB (default: full tables). "
-            "`embedlab plan DATA --cat-cols ... --target y` measures what each budget costs.",
-            rich_help_panel="Records: text + columns",
-        ),
-    ] = None,
-    no_text: Annotated[
-        bool,
-        typer.Option(
-            "--no-text",
-            help="A purely tabular model: no text column.",
-            rich_help_panel="Records: text + columns",
-        ),
-    ] = False,
-    seed: Annotated[
-        int,
-        typer.Option(
-            help="Seed of a table model's training.", rich_help_panel="Records: text + columns"
-        ),
-    ] = 0,
+    cat_cols: tab.CatColsOption = None,
+    num_cols: tab.NumColsOption = None,
+    tables: tab.TablesOption = "auto",
+    budget: tab.BudgetOption = None,
+    no_text: tab.NoTextOption = False,
+    seed: tab.TableSeedOption = 0,
     force: ForceOption = False,
 ) -> None:
     """Fit a classifier that also says when an input is none of the known classes.
@@ -223,11 +185,7 @@ def fit(
 
       embedlab fit train.csv --hierarchy parents.csv -o model/   (predict every level)
 
-      embedlab fit reviews.parquet --text-col review --label-col recommended
-        --cat-cols item_id,department --budget 2MB -o model/   (text + learned tables)
-
-      embedlab fit adult.parquet --no-text --label-col income
-        --cat-cols education,occupation --num-cols age -o model/   (records without text)
+      embedlab fit reviews.csv --cat-cols item_id,department --num-cols age --budget 2MB -o m/
     """
     opts = dict(locals())  # every option, for the multi-label and zero-shot paths
     from embedlab.compress.transforms import TransformChain
@@ -240,13 +198,12 @@ def fit(
             raise EmbedlabError("name the model directory to write with --output / -o")
         if (data is None) == (labels_only is None):
             raise EmbedlabError("give training DATA, or --labels-only LABELS_FILE (not both)")
-        if cat_cols or num_cols or no_text:
-            from embedlab.cli.tables import fit_tables
-
+        if cat_cols or num_cols or no_text:  # records: a table model
             check_output_dir(output, force, data, model)
-            fit_tables(opts)
-            return
-        config = _config(opts).check(CLI_NAMES)  # which option goes with which structure
+            return tab.fit_tables(opts)
+        config = fit_modes.fit_config(opts).check(
+            CLI_NAMES
+        )  # which option goes with which structure
         check_output_dir(output, force, data, val, model, unlabeled, labels_only)
         opts["sign_key"] = signing_key(sign)
         tree = read_hierarchy(hierarchy) if hierarchy is not None else None
@@ -254,7 +211,7 @@ def fit(
         encoder = open_encoder(model, cache=cache, layer=layer, backend=backend)
         pipe = Pipeline.from_config(config, encoder, hierarchy=tree)
         if labels_only is not None:
-            fit_labels_only(opts, pipe)
+            fit_modes.fit_labels_only(opts, pipe)
             return
         table = read_labelled(data, text_col, label_col, split, skip_empty, delimiter)
         if drop_label_issues:
@@ -266,7 +223,7 @@ def fit(
         if unlabeled is not None:
             pool = read_input_texts(unlabeled, label_col=None, **read).texts
         if multi_label:
-            fit_multi_label(opts, pipe, table, pool)
+            fit_modes.fit_multi_label(opts, pipe, table, pool)
             return
         validation = None
         if val is not None:
@@ -275,18 +232,4 @@ def fit(
         t0 = time.perf_counter()
         pipe.fit(table.texts, table.labels, validation=validation, unlabeled=pool)
         pipe.save(output, overwrite=force, sign=opts["sign_key"])
-        say_single_label_fit(pipe, config, output, time.perf_counter() - t0)
-
-
-def _config(o: dict) -> FitConfig:
-    """The fit's options as one FitConfig (checked before any data is read)."""
-    same = ("multi_label", "head", "detector", "calibration", "target_precision", "transform")
-    same += ("adapt_budget", "time_budget", "hierarchy", "oos_label", "label_sep")
-    return FitConfig(
-        **{k: o[k] for k in same},
-        labels_only=o["labels_only"] is not None,
-        target_fpr=parse_target_fpr(o["target_fpr"]),
-        adapt="auto" if o["adapt"] is None else o["adapt"],
-        validation=o["val"] is not None,
-        unlabeled=o["unlabeled"] is not None,
-    )
+        fit_modes.say_single_label_fit(pipe, config, output, time.perf_counter() - t0)

@@ -7,10 +7,51 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from embedlab.cli.common import console, err_console, plural
 from embedlab.core.errors import EmbedlabError, ValidationError
+
+_PANEL = "Records: text + columns"
+CatColsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Categorical columns (comma-separated) to learn embedding tables for, beside "
+        "the text (or alone with --no-text): a table model (see --tables, --budget).",
+        rich_help_panel=_PANEL,
+    ),
+]
+NumColsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Numeric columns (comma-separated) of a table model.", rich_help_panel=_PANEL
+    ),
+]
+TablesOption = Annotated[
+    str,
+    typer.Option(
+        help="Table kind: auto (full when it fits --budget, else qr), full, hash, qr "
+        "(quotient-remainder), mixed (width by frequency) or unified (one shared table).",
+        rich_help_panel=_PANEL,
+    ),
+]
+BudgetOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Bytes for all tables together, e.g. 2MB or 512KiB (default: full tables). "
+        "`embedlab plan DATA --cat-cols ... --target y` measures what each budget costs.",
+        rich_help_panel=_PANEL,
+    ),
+]
+NoTextOption = Annotated[
+    bool,
+    typer.Option("--no-text", help="A table model without a text column.", rich_help_panel=_PANEL),
+]
+TableSeedOption = Annotated[
+    int, typer.Option(help="Seed of a table model's training.", rich_help_panel=_PANEL)
+]
 
 __all__ = [
     "evaluate_tables",
