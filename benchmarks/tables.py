@@ -13,9 +13,15 @@ Parts (``--part``), each printing JSON lines and adding to WORK/results.json:
   with seeds 1…5: scikit-learn's HistGradientBoostingClassifier (native categorical
   support; the anchor), full tables, and every kind at 1/8 of the full tables' bytes. AUC.
   (Settings were explored on one other split: numpy seed 0, rows 0–30,000 / 30,000–40,000.)
+* ``many_ids`` — one id column with 10,000,000 distinct values (each seen once or twice in
+  12,000,000 rows, the target a function of a planted 1,000-value group): ``auto`` under a
+  2 MB budget, then ``full`` under the same budget (it keeps what fits and says so);
+  seconds and peak memory.
 * ``clothing`` — clothing_reviews, target ``Recommended IND``, 80/20 splits with seeds
   0…4: the review's embedding alone, the tables alone (Clothing ID, Division, Department,
-  Class + Age, Positive Feedback Count), both, and HistGradientBoosting on the same features
+  Class + Age, Positive Feedback Count), both, both with ``select_columns`` (columns whose
+  absence lowers the held-out log-loss of the training rows' tenth are left out), and
+  HistGradientBoosting on the same features
   (the 384 embedding columns + ordinal ids + numbers). AUC mean ± sd.
 
 Run: ``python benchmarks/tables.py --work /tmp/tables --part synthetic|adult|clothing``
@@ -72,6 +78,7 @@ def synthetic(seeds: list[int], rows: int, fraction: float) -> None:
             ev = m.evaluate(test.columns, test.y)
             found[kind] = ev["log_loss"]
             emit(f"synthetic/{seed}/{kind}", bytes=m.layout_.bytes,
+                 vocabulary_bytes=m.layout_.vocabulary_bytes,
                  full_bytes=m.layout_.full_bytes, log_loss=round(ev["log_loss"], 5),
                  auc=round(ev["auc"], 5),
                  gap_to_bayes=round(ev["log_loss"] - test.bayes_log_loss, 5),
@@ -155,6 +162,9 @@ def clothing(seeds: list[int], work: Path) -> None:
             "text_only": dict(text_col=CLOTH_TEXT),
             "tables_only": dict(cat_cols=CLOTH_CAT, num_cols=CLOTH_NUM),
             "text_and_tables": dict(text_col=CLOTH_TEXT, cat_cols=CLOTH_CAT, num_cols=CLOTH_NUM),
+            "text_and_tables_selected": dict(
+                text_col=CLOTH_TEXT, cat_cols=CLOTH_CAT, num_cols=CLOTH_NUM, select_columns=True
+            ),
         }
         for name, kw in variants.items():
             t = time.perf_counter()
@@ -164,7 +174,8 @@ def clothing(seeds: list[int], work: Path) -> None:
             ev = m.evaluate(d.iloc[te], y[te], vectors=None if vec is None else vec[te])
             aucs.setdefault(name, []).append(ev["auc"])
             emit(f"clothing/{seed}/{name}", auc=round(ev["auc"], 5),
-                 fit_s=round(time.perf_counter() - t, 1), epochs=m.info["epochs_run"])  # fmt: skip
+                 fit_s=round(time.perf_counter() - t, 1), epochs=m.info["epochs_run"],
+                 left_out=m.info.get("column_selection", {}).get("left_out"))  # fmt: skip
         t = time.perf_counter()
         cat_idx = list(range(n_emb, n_emb + len(CLOTH_CAT)))
         hgb = HistGradientBoostingClassifier(random_state=seed, categorical_features=cat_idx[1:])
@@ -177,10 +188,31 @@ def clothing(seeds: list[int], work: Path) -> None:
         emit(f"clothing/summary/{kind}", auc=_mean_sd(vals), seeds=seeds)
 
 
+def many_ids(rows: int, distinct: int) -> None:
+    import resource
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, distinct, rows)
+    group = ids % 1000
+    effect = rng.normal(0, 1.5, 1000)
+    y = (rng.random(rows) < 1 / (1 + np.exp(-effect[group]))).astype(np.int64)
+    data = {"id": ids.astype(str).astype(object)}
+    emit("many_ids/data", rows=rows, distinct=len(np.unique(ids)))
+    for kind in ("auto", "full"):
+        t = time.perf_counter()
+        m = TableModel(cat_cols=["id"], tables=kind, budget="2MB", epochs=2, seed=0)
+        m.fit(data, y)
+        emit(f"many_ids/{kind}", fit_s=round(time.perf_counter() - t, 1),
+             bytes=m.layout_.bytes, full_bytes=m.layout_.full_bytes,
+             layout=m.layout_.describe(),
+             peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+                               2))  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, required=True)
-    ap.add_argument("--part", choices=["synthetic", "adult", "clothing"], required=True)
+    ap.add_argument("--part", choices=["synthetic", "adult", "clothing", "many_ids"], required=True)
     ap.add_argument("--seeds", default=None, help="comma-separated (default: per part)")
     ap.add_argument("--rows", type=int, default=1_000_000, help="synthetic training rows")
     args = ap.parse_args()
@@ -189,6 +221,8 @@ def main() -> None:
     warnings.simplefilter("ignore", TablesWarning)  # ids given as numbers: intended here
     if args.part == "synthetic":
         synthetic(seeds or [0, 1, 2], args.rows, 1 / 16)
+    elif args.part == "many_ids":
+        many_ids(12_000_000, 10_000_000)
     elif args.part == "adult":
         adult(seeds or [1, 2, 3, 4, 5], 1 / 8)
     else:

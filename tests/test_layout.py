@@ -99,7 +99,7 @@ def test_removed_aliases_are_gone_and_announced():
 LONG_FUNCTIONS = {}
 LONG_MODULES = {
     "models/pipeline.py": 481,
-    "cli/model.py": 235,
+    "cli/model.py": 236,
 }
 
 

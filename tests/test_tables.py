@@ -290,3 +290,29 @@ def test_served_table_model_answers_records(table_model, quick_model):
         listed = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
         assert listed["records"]["kind"] == "tables"
         assert listed["records"]["columns"]["categorical"] == ["channel"]
+
+
+def test_select_columns_leaves_out_a_column_that_only_adds_noise():
+    rng = np.random.default_rng(0)
+    n = 3_000
+    shop = rng.choice(["a", "b", "c", "d"], n)
+    noise = np.array([f"n{v}" for v in rng.integers(0, 1_500, n)], dtype=object)
+    y = np.where(rng.random(n) < np.where(shop == "a", 0.9, 0.2), "yes", "no")
+    data = {"shop": shop.astype(object), "noise": noise, "size": rng.normal(size=n)}
+    m = TableModel(cat_cols=["shop", "noise"], num_cols=["size"], select_columns=True, seed=0)
+    m.fit(data, y)
+    chosen = m.info["column_selection"]
+    assert "noise" in chosen["left_out"] and "shop" not in chosen["left_out"]
+    assert chosen["held_out_log_loss_change_without"]["shop"] > 0
+    assert "noise" not in m.input_columns_
+    assert m.predict({"shop": np.array(["a"], dtype=object), "size": np.array([0.0])})[0] == "yes"
+
+
+def test_regularised_training_is_reproducible():
+    train, test = _small_synthetic(n=5_000)
+    options = dict(column_dropout=0.2, table_l2=1e-3, epochs=3, seed=5)
+    make = lambda: TableModel(cat_cols=list(train.columns), **options).fit(train.columns, train.y)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TablesWarning)
+        a, b = make(), make()
+    assert np.array_equal(a.predict_proba(test.columns), b.predict_proba(test.columns))

@@ -12,14 +12,9 @@ import numpy as np
 from embedlab.analysis import plots
 from embedlab.analysis.html_parts import cards_html, table_html
 from embedlab.core.errors import ValidationError
-from embedlab.tables.columns import column_values
+from embedlab.tables.columns import column_values, label_strings
 
 __all__ = ["column_importance", "table_model_report"]
-
-
-def _input_columns(model: Any) -> list[str]:
-    cols = [c.name for c in model.layout_.columns] + list(model.num_cols)
-    return ([model.text_col] if model.text_col else []) + cols
 
 
 def column_importance(
@@ -30,10 +25,10 @@ def column_importance(
     column, largest first."""
     from sklearn.metrics import log_loss
 
-    names = _input_columns(model)
+    names = model.input_columns_
     base = {c: column_values(data, c) for c in names}
     classes = list(model.classes_)
-    idx = np.searchsorted(model.classes_, np.asarray([str(v) for v in y], dtype=object))
+    idx = np.searchsorted(model.classes_, label_strings(y))
     if vectors is None and model.text_col:  # encode once, shuffle the vectors
         vectors = model._text_vectors(base, None, False)[:, :-1]
     ref = log_loss(idx, model.predict_proba(base, vectors=vectors), labels=range(len(classes)))
@@ -92,7 +87,7 @@ def table_model_report(
 
     from embedlab.analysis.report import _page
 
-    y = np.asarray([str(v) for v in y], dtype=object)
+    y = label_strings(y)
     if len(y) < 2:
         raise ValidationError("a report needs at least 2 labelled records")
     if vectors is None and model.text_col:

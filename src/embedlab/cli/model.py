@@ -157,6 +157,7 @@ def fit(
     budget: tab.BudgetOption = None,
     no_text: tab.NoTextOption = False,
     seed: tab.TableSeedOption = 0,
+    select_columns: tab.SelectColumnsOption = False,
     force: ForceOption = False,
 ) -> None:
     """Fit a classifier that also says when an input is none of the known classes.

@@ -49,6 +49,15 @@ NoTextOption = Annotated[
     bool,
     typer.Option("--no-text", help="A table model without a text column.", rich_help_panel=_PANEL),
 ]
+SelectColumnsOption = Annotated[
+    bool,
+    typer.Option(
+        "--select-columns",
+        help="Leave out the categorical / numeric columns whose absence lowers the held-out "
+        "log-loss (one extra fit per column; the fit says which and by how much).",
+        rich_help_panel=_PANEL,
+    ),
+]
 TableSeedOption = Annotated[
     int, typer.Option(help="Seed of a table model's training.", rich_help_panel=_PANEL)
 ]
@@ -145,6 +154,7 @@ def fit_tables(opts: dict[str, Any]) -> None:
         budget=opts["budget"],
         head=head,
         seed=opts["seed"],
+        select_columns=opts["select_columns"],
     )
     t0 = time.perf_counter()
     model.fit(table, labels, progress=True)
@@ -154,14 +164,21 @@ def fit_tables(opts: dict[str, Any]) -> None:
     console.print(
         f"wrote {opts['output']}: {len(model.classes_)} classes from "
         f"{plural(info['rows'], 'row')}, "
-        f"{text}{len(model.layout_.columns)} categorical + {len(model.num_cols)} numeric "
+        f"{text}{len(model.layout_.columns)} categorical + {len(model.numeric_columns_)} numeric "
         f"column(s); tables [bold]{model.layout_.kind}[/] {_size(model.layout_.bytes)} "
-        f"(full tables: {_size(model.layout_.full_bytes)}); head {head}; "
+        f"(full tables: {_size(model.layout_.full_bytes)}; vocabulary "
+        f"{_size(model.layout_.vocabulary_bytes)}); head {head}; "
         f"held-out log-loss {info['validation_log_loss']:.4f} after {info['best_epoch']} of "
         f"{info['epochs_run']} epochs; {time.perf_counter() - t0:.1f} s"
     )
     for line in model.layout_.describe():
         console.print(f"  {line}", highlight=False)
+    chosen = info.get("column_selection")
+    if chosen:
+        deltas = chosen["held_out_log_loss_change_without"]
+        said = ", ".join(f"{c} {d:+.4f}" for c, d in deltas.items())
+        left = ", ".join(chosen["left_out"]) or "none"
+        console.print(f"column selection: left out {left} (held-out log-loss without each: {said})")
 
 
 def _size(n: int) -> str:

@@ -144,7 +144,7 @@ class ServedTables:
             "columns": {
                 "text": m.text_col,
                 "categorical": [c.name for c in m.layout_.columns],
-                "numeric": list(m.num_cols),
+                "numeric": m.numeric_columns_,
             },
             "tables": m.layout_.kind,
             "table_bytes": m.layout_.bytes,

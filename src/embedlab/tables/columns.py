@@ -26,7 +26,9 @@ __all__ = [
     "TablesWarning",
     "column_keys",
     "column_values",
+    "label_strings",
     "mix",
+    "no_text",
 ]
 
 #: The key of a missing value (None, NaN, empty string) in every column.
@@ -62,6 +64,32 @@ def column_values(data: Any, name: str) -> np.ndarray:
         )
     shown = ", ".join(repr(n) for n in names[:20])
     raise ValidationError(f"no column {name!r} in the data (it has {shown})")
+
+
+def label_strings(y: Any) -> np.ndarray:
+    """Labels as an object array of strings (1 and "1" are one label); ValidationError
+    naming the rows (from 1) whose label is missing."""
+    import pandas as pd
+
+    arr = np.asarray(y, dtype=object).ravel()
+    missing = pd.isna(arr) | (pd.Series(arr, dtype=object).astype(str).str.strip() == "").to_numpy()
+    if missing.any():
+        rows = np.flatnonzero(missing)[:10] + 1
+        raise ValidationError(
+            f"{int(missing.sum())} label(s) missing (rows {', '.join(map(str, rows))}, "
+            "counted from 1)"
+        )
+    return pd.Series(arr, dtype=object).astype(str).to_numpy(dtype=object)
+
+
+def no_text(texts: np.ndarray) -> np.ndarray:
+    """Whether each text is missing or blank (such a row reads as "no text")."""
+    import pandas as pd
+
+    s = pd.Series(texts, dtype=object)
+    is_str = s.map(type).eq(str).to_numpy()
+    blank = s.where(is_str, "").astype(str).str.strip().eq("").to_numpy()
+    return ~is_str | blank
 
 
 def _stringy(values: Any) -> bool:

@@ -101,6 +101,13 @@ class TableLayout:
         return params * FLOAT_BYTES
 
     @property
+    def vocabulary_bytes(self) -> int:
+        """Bytes of the vocabularies beside the tables (full and mixed columns: each kept
+        value's 8-byte key and 4-byte row); not counted in the budget, as in the papers,
+        where ids come as row numbers already. The hashed kinds keep none."""
+        return sum(12 * c.kept for c in self.columns if c.vocabulary)
+
+    @property
     def width(self) -> int:
         return sum(c.dim for c in self.columns)
 
@@ -294,7 +301,7 @@ class Lookup:
             return cls(col)
         keys = stats.keys[: col.kept]
         order = np.argsort(keys)
-        return cls(col, keys[order], (np.arange(col.kept, dtype=np.int64) + 2)[order])
+        return cls(col, keys[order], (np.arange(col.kept, dtype=np.int32) + 2)[order])
 
     def known(self, keys: np.ndarray) -> np.ndarray:
         """Whether each key has a row of its own (vocabulary kinds; missing counts as known)."""

@@ -33,6 +33,8 @@ from embedlab.tables.columns import (
     TablesWarning,
     column_keys,
     column_values,
+    label_strings,
+    no_text,
     parse_bytes,
 )
 from embedlab.tables.layout import Lookup, lay_out
@@ -112,6 +114,9 @@ class TableModel(BaseEstimator):
         lr: float = 2e-3,
         table_lr: float = 1e-2,
         patience: int = 3,
+        table_l2: float = 0.0,
+        column_dropout: float = 0.0,
+        select_columns: bool = False,
         min_count: int = 2,
         probes: int = 2,
         seed: int = 0,
@@ -131,6 +136,9 @@ class TableModel(BaseEstimator):
         self.lr = lr
         self.table_lr = table_lr
         self.patience = patience
+        self.table_l2 = table_l2
+        self.column_dropout = column_dropout
+        self.select_columns = select_columns
         self.min_count = min_count
         self.probes = probes
         self.seed = seed
@@ -164,7 +172,7 @@ class TableModel(BaseEstimator):
         if not self.text_col:
             return None
         texts = column_values(data, self.text_col)
-        empty = np.asarray([not isinstance(t, str) or not t.strip() for t in texts], dtype=bool)
+        empty = no_text(texts)
         if vectors is None:
             enc = self._text_encoder()
             vecs = np.zeros((len(texts), enc.dim), np.float32)
@@ -218,10 +226,64 @@ class TableModel(BaseEstimator):
     ) -> TableModel:
         """Fit on ``data`` (a pyarrow / pandas table or a mapping of columns) and labels
         ``y`` (two or more classes). ``vectors``: the text column's vectors when already
-        encoded (else the encoder encodes it)."""
+        encoded (else the encoder encodes it). With ``select_columns``, columns whose
+        removal lowers the held-out log-loss are left out (``info["column_selection"]``)."""
         self._check_options()
+        if not self.select_columns:
+            return self._fit(data, y, vectors, progress)
+        return self._fit_selecting(data, y, vectors, progress)
+
+    def _fit_selecting(self, data: Any, y: Any, vectors: Any, progress: Any) -> TableModel:
+        """Fit with every column, then without each categorical / numeric column in turn
+        (same seed, same held-out tenth); refit without those whose absence lowered the
+        held-out log-loss, and keep that model if it is better still."""
+        if self.text_col and vectors is None:
+            texts = column_values(data, self.text_col)
+            vectors = self._text_vectors({self.text_col: texts}, None, progress)[:, :-1]
+        base = self.get_params()
+        base.update(select_columns=False, encoder=self.encoder)
+        make = lambda **kw: type(self)(**{**base, **kw})  # noqa: E731
+        full = make()._fit(data, y, vectors, progress)
+        ref = full.info["validation_log_loss"]
+        without: dict[str, float] = {}
+        for col in [*self.cat_cols, *self.num_cols]:
+            m = make(cat_cols=[c for c in self.cat_cols if c != col],
+                     num_cols=[c for c in self.num_cols if c != col])  # fmt: skip
+            if not (m.cat_cols or m.num_cols or m.text_col):
+                continue
+            without[col] = m._fit(data, y, vectors, False).info["validation_log_loss"] - ref
+        drop = [c for c, delta in without.items() if delta < 0]
+        best = full
+        if drop:
+            m = make(cat_cols=[c for c in self.cat_cols if c not in drop],
+                     num_cols=[c for c in self.num_cols if c not in drop])  # fmt: skip
+            if m.cat_cols or m.num_cols or m.text_col:
+                m._fit(data, y, vectors, False)
+                if m.info["validation_log_loss"] < ref:
+                    best = m
+        kept = {k: v for k, v in best.__dict__.items() if k.endswith("_") or k == "info"}
+        self.__dict__.update(kept)
+        self.info["column_selection"] = {
+            "held_out_log_loss_change_without": {k: round(v, 6) for k, v in without.items()},
+            "left_out": [c for c in drop if best is not full],
+            "all_columns_log_loss": ref,
+        }
+        return self
+
+    @property
+    def numeric_columns_(self) -> list[str]:
+        """The numeric columns the fitted model reads (after any selection)."""
+        return [] if self.scaler_ is None else list(self.scaler_.columns)
+
+    @property
+    def input_columns_(self) -> list[str]:
+        """Every column the fitted model reads: the text, then categorical, then numeric."""
+        cats = [c.name for c in self.layout_.columns]
+        return ([self.text_col] if self.text_col else []) + cats + self.numeric_columns_
+
+    def _fit(self, data: Any, y: Any, vectors: Any, progress: Any) -> TableModel:
         n = self._rows(data)
-        y = np.asarray([str(v) for v in y], dtype=object)
+        y = label_strings(y)
         if len(y) != n:
             raise ValidationError(f"{len(y)} labels for {n} rows")
         if n < 10:
@@ -321,6 +383,8 @@ class TableModel(BaseEstimator):
         )
         # small data: smaller batches, so that an epoch still takes about 64 steps
         bs = int(min(max(len(train) // 64, 32), int(self.batch_size)))
+        gen = torch.Generator().manual_seed(int(self.seed) + 1)  # column dropout's draws
+        n_cols = len(self.layout_.columns)
         steps = (len(train) + bs - 1) // bs
         best, best_state, best_epoch, bad, losses = np.inf, None, 0, 0, []
         with progress_bar(
@@ -332,7 +396,17 @@ class TableModel(BaseEstimator):
                 for s in range(steps):
                     rows = perm[s * bs : (s + 1) * bs]
                     t, idx, x = self._batches(text, indices, nums, rows)
-                    loss = F.cross_entropy(net(t, idx, x), y[rows])
+                    keep = None
+                    if float(self.column_dropout) > 0 and n_cols:
+                        p = float(self.column_dropout)
+                        keep = (torch.rand((len(rows), n_cols), generator=gen) >= p).float() / (
+                            1 - p
+                        )
+                    if float(self.table_l2) > 0:
+                        logits, penalty = net(t, idx, x, penalty=float(self.table_l2), keep=keep)
+                        loss = F.cross_entropy(logits, y[rows]) + penalty
+                    else:
+                        loss = F.cross_entropy(net(t, idx, x, keep=keep), y[rows])
                     dense.zero_grad(set_to_none=True)
                     if sparse is not None:
                         sparse.zero_grad(set_to_none=True)
@@ -439,7 +513,7 @@ class TableModel(BaseEstimator):
 
         counts: dict[str, Any] = {}
         p = self.predict_proba(data, vectors=vectors, counts=counts)
-        y = np.asarray([str(v) for v in y], dtype=object)
+        y = label_strings(y)
         if len(y) != len(p):
             raise ValidationError(f"{len(y)} labels for {len(p)} rows")
         unknown = sorted(set(y) - set(self.classes_))

@@ -131,17 +131,33 @@ class RecordNet(nn.Module):
         return stacked[inverse]
 
     def forward(
-        self, text: torch.Tensor | None, indices: list[list[torch.Tensor]], nums: torch.Tensor
-    ) -> torch.Tensor:
+        self,
+        text: torch.Tensor | None,
+        indices: list[list[torch.Tensor]],
+        nums: torch.Tensor,
+        penalty: float = 0.0,
+        keep: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits; with ``penalty`` > 0 also ``penalty`` × the mean squared norm of the
+        table rows read (an L2 penalty on the rows a batch touches, for training).
+        ``keep`` (n, columns) 0/1, training only: each column's embedding is dropped
+        where 0 (column dropout, the kept ones scaled up to keep the mean)."""
         parts = [] if text is None else [text]
-        parts.append(self.embed_columns(indices, len(nums)))
+        emb = self.embed_columns(indices, len(nums))
+        if keep is not None and emb.shape[1]:
+            widths = [c.dim for c in self.layout.columns]
+            emb = emb * torch.repeat_interleave(keep, torch.tensor(widths), dim=1)
+        parts.append(emb)
         parts.append(nums)
         x = torch.cat(parts, dim=1)
         h = x
         for layer in self.hidden:
             h = F.relu(layer(h))
         out = self.out(h)
-        return out if self.wide is None else out + self.wide(x)
+        out = out if self.wide is None else out + self.wide(x)
+        if penalty > 0:
+            return out, penalty * emb.pow(2).sum(dim=1).mean()
+        return out
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every parameter as float32 numpy, by name (for safetensors)."""

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from embedlab.core.errors import ValidationError
-from embedlab.tables.columns import column_values
+from embedlab.tables.columns import column_values, label_strings
 from embedlab.tables.layout import KINDS
 from embedlab.tables.model import TableModel
 
@@ -36,7 +36,8 @@ class TablePlan:
     def table(self) -> Any:
         import pyarrow as pa
 
-        keys = ["kind", "fraction", "bytes", "log_loss", "accuracy", "auc", "fit_s", "pareto"]
+        keys = ["kind", "fraction", "bytes", "vocabulary_bytes", "log_loss", "accuracy", "auc"]
+        keys += ["fit_s", "pareto"]
         return pa.table({k: [r.get(k) for r in self.rows] for k in keys})
 
     def summary(self) -> dict[str, Any]:
@@ -107,7 +108,7 @@ def plan_tables(
     bad = [f for f in fractions if not 0 < f < 1]
     if bad:
         raise ValidationError(f"budget fractions must be in (0, 1), not {bad}")
-    y = np.asarray([str(v) for v in y], dtype=object)
+    y = label_strings(y)
     idx = np.arange(len(y))
     _, counts = np.unique(y, return_counts=True)
     strat = y if counts.min() >= 2 else None
@@ -134,6 +135,7 @@ def plan_tables(
         ev = m.evaluate(d_test, y[test], vectors=v_test)
         rows.append({
             "kind": kind, "fraction": fraction, "bytes": m.layout_.bytes,
+            "vocabulary_bytes": m.layout_.vocabulary_bytes,
             "log_loss": round(ev["log_loss"], 5), "accuracy": round(ev["accuracy"], 5),
             "auc": None if "auc" not in ev else round(ev["auc"], 5),
             "fit_s": round(time.perf_counter() - t, 2), "layout": m.layout_.describe(),

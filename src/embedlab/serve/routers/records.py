@@ -12,15 +12,14 @@ from embedlab.core.errors import ValidationError
 from embedlab.serve.errors import ApiError, documented
 from embedlab.serve.schemas import RequestModels
 from embedlab.serve.state import ServiceState
+from embedlab.tables.columns import no_text
 
 __all__ = ["records_router"]
 
 
 def _columns(model: Any, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     """The model's input columns from the records (a column a record lacks: missing)."""
-    names = [c.name for c in model.layout_.columns] + list(model.num_cols)
-    names += [model.text_col] if model.text_col else []
-    return {c: np.array([r.get(c) for r in records], dtype=object) for c in names}
+    return {c: np.array([r.get(c) for r in records], dtype=object) for c in model.input_columns_}
 
 
 def records_router(state: ServiceState, requests: RequestModels) -> APIRouter:
@@ -45,7 +44,7 @@ def records_router(state: ServiceState, requests: RequestModels) -> APIRouter:
         vectors = None
         if model.text_col:
             texts = data[model.text_col]
-            keep = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
+            keep = np.flatnonzero(~no_text(texts)).tolist()
             vectors = np.zeros((len(texts), model.text_dim_), np.float32)
             if keep:
                 vectors[keep] = await state.encode(served, [texts[i] for i in keep])
