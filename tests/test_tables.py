@@ -316,3 +316,13 @@ def test_regularised_training_is_reproducible():
         warnings.simplefilter("ignore", TablesWarning)
         a, b = make(), make()
     assert np.array_equal(a.predict_proba(test.columns), b.predict_proba(test.columns))
+
+
+@pytest.mark.slow
+def test_a_server_that_serves_signed_bundles_only_refuses_a_table_model(table_model, tmp_path):
+    from embedlab.serve.registry import Registry
+    from embedlab.store.signing import create_key
+
+    key = create_key(tmp_path / "key.json")
+    with pytest.raises(ValidationError, match="carries no signature"):
+        Registry([table_model], key=key)

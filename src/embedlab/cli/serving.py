@@ -65,8 +65,9 @@ def serve(
     models: Annotated[
         list[Path],
         typer.Argument(
-            help="Model bundles (from `embedlab fit`), search indexes (from `embedlab "
-            "index`) and encoders (students from `embedlab distill`, or sentence-transformers "
+            help="Model bundles and table models (from `embedlab fit`), search indexes (from "
+            "`embedlab index`) and encoders (students from `embedlab distill`, or "
+            "sentence-transformers "
             "directories: /v1/embeddings only); each is served under its directory's name."
         ),
     ],
@@ -163,7 +164,8 @@ def serve(
     /v1/classify and /v1/detect ({"model": NAME, "input": \\[texts]}, or "models": [...] to
     ask several at once with one encoding), POST /v1/search ({"index": NAME, "input":
     \\[texts], "k": 5, "labels": [...]}), POST /v1/models/NAME/classes ({"examples": [{"text",
-    "label"}, ...]}: a new version, saved and swapped in), GET /v1/models, /v1/indexes,
+    "label"}, ...]}: a new version, saved and swapped in), POST /v1/models/NAME/records
+    ({"records": [{column: value}, ...]}: a table model's labels), GET /v1/models, /v1/indexes,
     /healthz, /readyz and /metrics (Prometheus, with each model's recent out-of-scope rate
     and novelty quantiles). The playground is at /, the OpenAPI schema at /openapi.json,
     interactive docs at /docs.

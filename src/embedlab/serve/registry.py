@@ -342,6 +342,11 @@ class Registry:
     def _load_tables(self, path: Path, name: str) -> ServedTables:
         from embedlab.tables import TableModel
 
+        if self.key is not None:
+            raise ValidationError(
+                f"{path}: a table model carries no signature yet, and this server serves "
+                "signed bundles only; serve it from a server started without a signing key"
+            )
         stamp = stamp_of(path)
         model = TableModel.load(path, cache=self.cache, backend=self.backend)
         if not model.text_col:
