@@ -29,8 +29,8 @@ def column_importance(
     base = {c: column_values(data, c) for c in names}
     classes = list(model.classes_)
     idx = np.searchsorted(model.classes_, label_strings(y))
-    if vectors is None and model.text_col:  # encode once, shuffle the vectors
-        vectors = model._text_vectors(base, None, False)[:, :-1]
+    if vectors is None:  # encode once, shuffle the vectors
+        vectors = model.text_vectors(base)
     ref = log_loss(idx, model.predict_proba(base, vectors=vectors), labels=range(len(classes)))
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(idx))
@@ -90,9 +90,8 @@ def table_model_report(
     y = label_strings(y)
     if len(y) < 2:
         raise ValidationError("a report needs at least 2 labelled records")
-    if vectors is None and model.text_col:
-        vectors = model._text_vectors({model.text_col: column_values(data, model.text_col)},
-                                      None, False)[:, :-1]  # fmt: skip
+    if vectors is None:
+        vectors = model.text_vectors(data)
     metrics = model.evaluate(data, y, vectors=vectors)
     layout = model.layout_
     cards = {

@@ -45,35 +45,17 @@ def iter_texts(
     file order, reading only one chunk at a time from Parquet, CSV / TSV and JSONL (a JSON
     document is read whole). Default ids, skipped rows and error messages count input rows
     from the start of the file, as :func:`read_texts` does."""
-    if rows < 1:
-        raise ValidationError(f"rows per chunk must be at least 1, got {rows}")
     path = Path(path)
-    fmt = _format_of(path)
-    if splits and fmt != "json":
-        raise DataFormatError(f"{path}: --split applies to split-layout JSON files only")
-    if fmt == "json":
-        chunks: Iterator[pa.Table] = iter([_read_json(path, splits)])
-    elif fmt == "parquet":
-        chunks = _parquet_chunks(path, rows)
-    elif fmt == "jsonl":
-        chunks = _jsonl_chunks(path, rows)
-    else:
-        chunks = _delimited_chunks(path, delimiter, rows)
     first = 0
-    seen = False
-    for table in chunks:
-        seen = True
-        for start in range(0, table.num_rows, rows):  # a JSON document: split it here
-            part = table.slice(start, rows)
-            yield (
-                first,
-                _texts_from_table(
-                    path, fmt, part, text_col, label_col, id_col, on_empty, require_labels, first
-                ),
-            )
-            first += part.num_rows
-    if not seen:
-        raise DataFormatError(f"{path} has no rows")
+    for part in iter_tables(path, rows, splits=splits, delimiter=delimiter):
+        yield (
+            first,
+            _texts_from_table(
+                path, _format_of(path), part, text_col, label_col, id_col, on_empty,
+                require_labels, first,
+            ),
+        )  # fmt: skip
+        first += part.num_rows
 
 
 def iter_tables(

@@ -29,6 +29,8 @@ __all__ = [
     "label_strings",
     "mix",
     "no_text",
+    "parse_bytes",
+    "row_count",
 ]
 
 #: The key of a missing value (None, NaN, empty string) in every column.
@@ -307,7 +309,7 @@ class NumericScaler:
             if self.missing_flag_[j]:
                 flags.append(miss.astype(np.float64))
         if not cols:
-            return np.zeros((_rows(data), 0), np.float32), 0
+            return np.zeros((row_count(data), 0), np.float32), 0
         return np.column_stack(cols + flags + pieces).astype(np.float32), filled
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -335,7 +337,8 @@ class NumericScaler:
         return out
 
 
-def _rows(data: Any) -> int:
+def row_count(data: Any) -> int:
+    """Rows of a table (pyarrow, pandas) or a mapping of columns."""
     if hasattr(data, "num_rows"):
         return int(data.num_rows)
     if hasattr(data, "shape"):

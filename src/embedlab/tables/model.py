@@ -36,6 +36,7 @@ from embedlab.tables.columns import (
     label_strings,
     no_text,
     parse_bytes,
+    row_count,
 )
 from embedlab.tables.layout import Lookup, lay_out
 from embedlab.tables.network import RecordNet
@@ -165,6 +166,14 @@ class TableModel(BaseEstimator):
             self.encoder = SentenceTransformerEncoder()
         return self.encoder
 
+    def text_vectors(self, data: Any, *, progress: bool | None = None) -> np.ndarray | None:
+        """The text column's vectors (zeros where a row has no text), encoded once, for
+        the ``vectors=`` of fit / predict / evaluate; None for a model without text."""
+        if not self.text_col:
+            return None
+        texts = column_values(data, self.text_col)
+        return self._text_vectors({self.text_col: texts}, None, progress)[:, :-1]
+
     def _text_vectors(
         self, data: Any, vectors: np.ndarray | None, progress: bool | None
     ) -> np.ndarray | None:
@@ -207,14 +216,6 @@ class TableModel(BaseEstimator):
             out.append(lookup.indices(keys, self.layout_.shared_rows))
         return out
 
-    @staticmethod
-    def _rows(data: Any) -> int:
-        if hasattr(data, "num_rows"):
-            return int(data.num_rows)
-        if hasattr(data, "shape"):
-            return int(data.shape[0])
-        return len(next(iter(data.values()), []))
-
     # --------------------------------------------------------------------- fit
     def fit(
         self,
@@ -237,9 +238,8 @@ class TableModel(BaseEstimator):
         """Fit with every column, then without each categorical / numeric column in turn
         (same seed, same held-out tenth); refit without those whose absence lowered the
         held-out log-loss, and keep that model if it is better still."""
-        if self.text_col and vectors is None:
-            texts = column_values(data, self.text_col)
-            vectors = self._text_vectors({self.text_col: texts}, None, progress)[:, :-1]
+        if vectors is None:
+            vectors = self.text_vectors(data, progress=progress)
         base = self.get_params()
         base.update(select_columns=False, encoder=self.encoder)
         make = lambda **kw: type(self)(**{**base, **kw})  # noqa: E731
@@ -282,7 +282,7 @@ class TableModel(BaseEstimator):
         return ([self.text_col] if self.text_col else []) + cats + self.numeric_columns_
 
     def _fit(self, data: Any, y: Any, vectors: Any, progress: Any) -> TableModel:
-        n = self._rows(data)
+        n = row_count(data)
         y = label_strings(y)
         if len(y) != n:
             raise ValidationError(f"{len(y)} labels for {n} rows")
@@ -464,7 +464,7 @@ class TableModel(BaseEstimator):
         values without a row of their own) and ``numeric_filled`` (missing numbers read as
         the mean). Thread-safe: nothing of the model changes."""
         self._check_fitted()
-        n = self._rows(data)
+        n = row_count(data)
         text = self._text_vectors(data, vectors, progress)
         unseen: dict[str, int] = {}
         indices = self._column_indices(data, unseen)

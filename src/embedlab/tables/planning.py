@@ -116,8 +116,7 @@ def plan_tables(
     train, test = np.sort(train), np.sort(test)
     if text_col and vectors is None:
         probe = TableModel(text_col=text_col, encoder=options.get("encoder"))
-        texts = column_values(data, text_col)
-        full_vecs = probe._text_vectors({text_col: texts}, None, progress)[:, :-1]
+        full_vecs = probe.text_vectors(data, progress=progress)
     else:
         full_vecs = vectors
     part = lambda rows: _take(data, rows, [*cat_cols, *num_cols, *([text_col] if text_col else [])])  # noqa: E731
