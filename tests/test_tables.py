@@ -243,6 +243,18 @@ def test_cli_fit_predict_evaluate_plan(tmp_path):
     assert res.exit_code == 0, res.output
     got = pq.read_table(path).num_rows, out.read_text().count("\n") - 1
     assert got[0] == got[1]
+    stale = out.with_name(f".{out.name}.999999999.tmp")  # left by a killed run
+    stale.write_text("half")
+    res = runner.invoke(app, ["predict", str(model), str(path), "-o", str(out), "--force",
+                              "--id-col", "nope"])  # fmt: skip
+    assert res.exit_code == 2 and "no id column 'nope'" in res.output
+    assert not stale.exists() and not list(tmp_path.glob(".p.csv.*.tmp"))
+    own = tmp_path / "own.parquet"  # an input column called novelty is the user's: kept
+    pq.write_table(pa.table({"shop": shop, "size": size, "novelty": size}), own)
+    res = runner.invoke(app, ["predict", str(model), str(own), "-o", str(tmp_path / "o.csv")])
+    assert res.exit_code == 0, res.output
+    header = (tmp_path / "o.csv").read_text().splitlines()[0]
+    assert '"novelty"' in header and "out_of_scope" not in header
     res = runner.invoke(app, ["fit", str(path), "--cat-cols", "shop", "--head", "knn", "-o",
                               str(tmp_path / "x")])  # fmt: skip
     assert res.exit_code == 2 and "--head auto, mlp or linear" in res.output

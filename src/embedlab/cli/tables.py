@@ -188,12 +188,6 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _chunks(data: Path, rows: int, split: list[str] | None, delimiter: str | None):
-    from embedlab.data.text_chunks import iter_tables
-
-    return iter_tables(data, rows, splits=split, delimiter=delimiter)
-
-
 def predict_tables(
     model_dir: Path,
     data: Path,
@@ -213,20 +207,25 @@ def predict_tables(
     options given that a table model does not take (fdr, sets, explain, ray: said)."""
     import pyarrow as pa
 
+    from embedlab.data.text_chunks import iter_tables
     from embedlab.scale.predict_stream import prediction_table
+    from embedlab.store.atomic import remove_stale_temps
     from embedlab.tables import TableModel
     from embedlab.tables.model import check_table_options
 
     check_table_options(**(refused or {}))
 
     model = TableModel.load(model_dir, cache=cache, backend=backend)
+    remove_stale_temps(output)  # what a killed earlier run left beside it
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     fmt = output.suffix.lower().lstrip(".")
     writer: Any = None
     n = 0
     unseen: dict[str, int] = {}
     try:
-        for chunk in _chunks(data, chunk_rows, split, delimiter):
+        for chunk in iter_tables(data, chunk_rows, splits=split, delimiter=delimiter):
+            if id_col and id_col not in chunk.column_names:
+                raise ValidationError(f"no id column {id_col!r} in {data} (--id-col)")
             counts: dict[str, Any] = {}
             pred = model.predict_details(chunk, counts=counts)
             for k, v in counts["unseen"].items():
@@ -237,13 +236,16 @@ def predict_tables(
                 base = pa.table({id_col: chunk.column(id_col)})
             else:
                 base = pa.table({"row": pa.array(range(n, n + chunk.num_rows), pa.int64())})
-            out = prediction_table(pred, base).drop_columns(["novelty", "out_of_scope"])
+            out = prediction_table(pred, base, leave_out=("novelty", "out_of_scope"))
             writer = _write_chunk(writer, tmp, fmt, out)
             n += chunk.num_rows
-        if writer is not None and hasattr(writer, "close"):
+        if hasattr(writer, "close"):
             writer.close()
+            writer = None
         os.replace(tmp, output)
     finally:
+        if hasattr(writer, "close"):
+            writer.close()
         if tmp.exists():
             tmp.unlink()
     seen = ", ".join(f"{k} {v:,}" for k, v in unseen.items() if v)

@@ -53,12 +53,14 @@ class PredictJob:
     skipped_rows: list[int] = field(default_factory=list)
 
 
-def prediction_table(predictions: Predictions, base: pa.Table) -> pa.Table:
+def prediction_table(
+    predictions: Predictions, base: pa.Table, leave_out: tuple[str, ...] = ()
+) -> pa.Table:
     """``base`` (the input's columns, or only its ids) followed by the prediction columns
-    (:meth:`Predictions.to_table`); a prediction column whose name the input already uses
-    becomes ``predicted_<name>``."""
+    (:meth:`Predictions.to_table`, less those named in ``leave_out``); a prediction column
+    whose name the input already uses becomes ``predicted_<name>``."""
     out = base
-    found = predictions.to_table()
+    found = predictions.to_table().drop_columns(list(leave_out))
     for name, array in zip(found.column_names, found.columns, strict=True):
         col = f"predicted_{name}" if name in out.column_names else name
         out = out.append_column(col, array)
